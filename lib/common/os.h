@@ -1,0 +1,26 @@
+/* os.h - files, mappings, time, cores. POSIX implementation in os_posix.c. */
+#ifndef DN_OS_H
+#define DN_OS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "danu.h"
+#include "common/alloc.h"
+
+typedef struct dn_mapping {
+    const uint8_t *data; /* read-only bytes of the whole file */
+    uint64_t size;
+    int is_mmap;         /* 1: munmap on close; 0: heap copy via alloc */
+} dn_mapping;
+
+/* Map (use_mmap) or read a whole file. IO error names the path. */
+danu_status dn_map_file(const char *path, int use_mmap, const dn_alloc *a, dn_mapping *out);
+void dn_unmap_file(const dn_alloc *a, dn_mapping *m);
+/* Read a whole (small) file into a NUL-terminated heap buffer. */
+danu_status dn_read_file(const char *path, const dn_alloc *a, size_t max_size, char **out, size_t *len);
+int dn_is_dir(const char *path);
+int dn_file_exists(const char *path);
+/* Join dir + "/" + name into a new heap string. */
+char *dn_path_join(const dn_alloc *a, const char *dir, const char *name);
+uint64_t dn_time_ns(void);   /* monotonic */
+int dn_cpu_count(void);      /* online cores, >= 1 */
+#endif

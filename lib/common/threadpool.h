@@ -1,0 +1,17 @@
+/* threadpool.h - persistent pthread workers for one context. Workers sleep
+ * on a condition variable between jobs: an idle library uses no CPU. */
+#ifndef DN_THREADPOOL_H
+#define DN_THREADPOOL_H
+#include "danu.h"
+#include "common/alloc.h"
+
+typedef struct dn_pool dn_pool;
+/* fn(arg, ith, nth) runs once on each of nth threads; the caller is ith 0. */
+typedef void (*dn_task_fn)(void *arg, int ith, int nth);
+
+danu_status dn_pool_create(const dn_alloc *a, int n_threads, dn_pool **out);
+void dn_pool_free(dn_pool *p);
+int dn_pool_size(const dn_pool *p);
+/* Run fn on every thread of the pool and wait for all to finish. */
+void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg);
+#endif

@@ -1,0 +1,75 @@
+/* kernels.h - the compute primitives behind one dispatch table. The forward
+ * pass only calls through a dn_kernels; each ISA file fills the slots it
+ * accelerates and the rest fall back to scalar. */
+#ifndef DN_KERNELS_H
+#define DN_KERNELS_H
+#include <stdint.h>
+#include <stddef.h>
+#include "danu.h"
+#include "quant/quant.h"
+
+enum {
+    DN_ISA_REFERENCE = 0,  /* exact oracle: weights dequantized to f32, f32 dot */
+    DN_ISA_SCALAR = DANU_ISA_SCALAR,
+    DN_ISA_AVX2 = DANU_ISA_AVX2,
+    DN_ISA_AVX512 = DANU_ISA_AVX512,
+    DN_ISA_NEON = DANU_ISA_NEON
+};
+
+/* A weight matrix: rows x cols, row-major, rows stored in `type`. */
+typedef struct dn_matrix {
+    const void *data;
+    int32_t type;
+    int64_t rows, cols;
+    uint64_t row_bytes;
+} dn_matrix;
+
+/* dot(weight row of n elements in its storage type, activation row prepared
+ * in act_type[wtype]) */
+typedef float (*dn_vec_dot_fn)(int64_t n, const void *w, const void *x);
+/* Prepare (quantize/convert) one f32 activation row of n elements. */
+typedef void (*dn_act_fn)(const float *x, void *out, int64_t n);
+/* Tile: y[t*ldy + r] = dot(w row r, x row t) for r < nr, t < nt; rows of w
+ * are w_stride bytes apart, prepared activation rows x_stride bytes apart. */
+typedef void (*dn_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
+                           const void *x, size_t x_stride, int nt, float *y, size_t ldy);
+
+typedef struct dn_kernels {
+    int isa;
+    const char *name;
+    int32_t act_type[DN_TYPE_COUNT];      /* activation partner per weight type */
+    dn_act_fn act_prepare[DN_TYPE_COUNT]; /* indexed by ACTIVATION type        */
+    dn_vec_dot_fn vec_dot[DN_TYPE_COUNT]; /* indexed by weight type            */
+    dn_gemm_fn gemm[DN_TYPE_COUNT];       /* optional tile kernel (NULL: loop) */
+    int gemm_nr, gemm_nt;                 /* max tile shape of gemm            */
+    /* elementwise */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
+    void (*silu_mul)(float *gate, const float *up, int64_t n);          /* gate = silu(gate)*up */
+    void (*add)(float *y, const float *x, int64_t n);                   /* y += x  */
+    float (*dot_f32)(int64_t n, const float *a, const float *b);
+    void (*axpy_f32)(int64_t n, float a, const float *x, float *y);     /* y += a*x */
+    float (*dot_f16)(int64_t n, const uint16_t *a, const float *b);     /* KV f16   */
+    void (*axpy_f16)(int64_t n, float a, const uint16_t *x, float *y);
+    void (*softmax)(float *x, int64_t n);                               /* in place, max-subtracted */
+} dn_kernels;
+
+/* The table for an ISA level, capped by `max_isa` (DANU_ISA_AUTO = best the
+ * CPU supports; DANU_ISA_SCALAR etc.; the env var DANU_ISA=scalar|avx2|avx512|
+ * neon|reference caps further). Never NULL: falls back to scalar.
+ * Detection runs once (pthread_once); tables are const. */
+const dn_kernels *dn_kernels_get(int max_isa);
+/* Level-specific tables, NULL when not compiled in or not supported by the
+ * CPU (used by tests to compare every level with the reference). */
+const dn_kernels *dn_kernels_for_isa(int isa);
+
+/* Bytes of one prepared activation row of `cols` elements for weight type. */
+size_t dn_act_row_bytes(const dn_kernels *k, int32_t wtype, int64_t cols);
+/* Y[t*ldy + r] = W[r,:] . X[t,:] for t < n_tok, r0 <= r < r1, where Xq holds
+ * n_tok prepared rows (dn_act_row_bytes apart). Threads call this on
+ * disjoint row ranges. */
+void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int64_t n_tok,
+                    float *Y, int64_t ldy, int64_t r0, int64_t r1);
+/* Prepare n_tok activation rows (rows of X are cols floats apart). */
+void dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, int64_t n_tok,
+                     int64_t cols, void *Xq);
+#endif

@@ -1,0 +1,68 @@
+/* quant.h - weight storage types: block layouts exactly as GGUF defines
+ * them, a table of sizes, and the scalar reference conversions (dequantize
+ * any row to f32; quantize f32 to any type the way ggml's
+ * quantize_row_*_ref does). The reference stays the oracle for fast kernels. */
+#ifndef DN_QUANT_H
+#define DN_QUANT_H
+#include <stdint.h>
+#include <stddef.h>
+#include "danu.h"
+
+/* Internal-only activation types (GGUF numbers, never stored as weights here). */
+enum { DN_TYPE_Q8_1 = 9, DN_TYPE_Q8_K = 15, DN_TYPE_COUNT = 40 };
+
+#define DN_QK4_0 32
+#define DN_QK4_1 32
+#define DN_QK5_0 32
+#define DN_QK5_1 32
+#define DN_QK8_0 32
+#define DN_QK8_1 32
+#define DN_QK_K 256
+#define DN_K_SCALE_SIZE 12
+
+/* fp16 fields are raw IEEE half bits (uint16_t). */
+typedef struct { uint16_t d; uint8_t qs[DN_QK4_0 / 2]; } dn_block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[DN_QK4_1 / 2]; } dn_block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[DN_QK5_0 / 2]; } dn_block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[DN_QK5_1 / 2]; } dn_block_q5_1;
+typedef struct { uint16_t d; int8_t qs[DN_QK8_0]; } dn_block_q8_0;
+typedef struct { uint16_t d, s; int8_t qs[DN_QK8_1]; } dn_block_q8_1;   /* s = d * sum(qs) */
+typedef struct { uint16_t d, dmin; uint8_t scales[DN_K_SCALE_SIZE]; uint8_t qs[DN_QK_K / 2]; } dn_block_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[DN_K_SCALE_SIZE]; uint8_t qh[DN_QK_K / 8]; uint8_t qs[DN_QK_K / 2]; } dn_block_q5_K;
+typedef struct { uint8_t ql[DN_QK_K / 2]; uint8_t qh[DN_QK_K / 4]; int8_t scales[DN_QK_K / 16]; uint16_t d; } dn_block_q6_K;
+typedef struct { float d; int8_t qs[DN_QK_K]; int16_t bsums[DN_QK_K / 16]; } dn_block_q8_K;
+
+_Static_assert(sizeof(dn_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(dn_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(dn_block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(dn_block_q5_1) == 24, "q5_1 block");
+_Static_assert(sizeof(dn_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(dn_block_q8_1) == 36, "q8_1 block");
+_Static_assert(sizeof(dn_block_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(dn_block_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(dn_block_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(dn_block_q8_K) == 292, "q8_K block");
+
+typedef struct dn_type_info {
+    const char *name;      /* "q4_0", "bf16", ...                 */
+    uint32_t block_size;   /* elements per block (1 for floats)   */
+    uint32_t type_size;    /* bytes per block                     */
+    int is_quantized;
+} dn_type_info;
+
+/* NULL for a type number libdanu does not know (as a weight or activation). */
+const dn_type_info *dn_type_get(int32_t type);
+/* 1 if `type` may be stored as a weight (the 11 public types). */
+int dn_type_is_weight(int32_t type);
+/* Bytes of a row of n elements; 0 if the type is unknown or n is not a
+ * multiple of its block size (or on overflow). */
+uint64_t dn_type_row_bytes(int32_t type, uint64_t n);
+uint32_t dn_type_block_size(int32_t type);
+
+/* Reference conversions, plain C. n must be a multiple of the block size.
+ * dequantize works for every weight type and Q8_0/Q8_1/Q8_K;
+ * quantize implements ggml's quantize_row_*_ref for every weight type and
+ * the activation types (Q8_0, Q8_1, Q8_K). Return 0, or -1 for a bad type/n. */
+int dn_dequantize_row(int32_t type, const void *src, float *dst, int64_t n);
+int dn_quantize_row(int32_t type, const float *src, void *dst, int64_t n);
+#endif

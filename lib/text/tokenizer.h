@@ -1,0 +1,84 @@
+/* tokenizer.h - SentencePiece BPE (Llama 2 flavour) tokenizer, the streaming
+ * decoder, and the Danube chat format. Defines the public opaque types
+ * danu_tokenizer and danu_decoder. */
+#ifndef DN_TOKENIZER_H
+#define DN_TOKENIZER_H
+#include <stdint.h>
+#include <stddef.h>
+#include "danu.h"
+#include "common/alloc.h"
+
+/* SentencePiece piece types (GGUF tokenizer.ggml.token_type uses the same). */
+enum { DN_TOK_NORMAL = 1, DN_TOK_UNKNOWN = 2, DN_TOK_CONTROL = 3, DN_TOK_USER_DEFINED = 4,
+       DN_TOK_UNUSED = 5, DN_TOK_BYTE = 6 };
+
+/* Everything a tokenizer is built from, whatever the source. */
+typedef struct dn_vocab_src {
+    int32_t n;                  /* pieces */
+    const char *const *pieces;  /* UTF-8, not necessarily NUL-terminated */
+    const size_t *lens;
+    const float *scores;
+    const int32_t *types;       /* DN_TOK_*; NULL = all NORMAL */
+    int32_t bos, eos, unk, pad; /* -1 when absent */
+    int add_bos, add_eos;       /* defaults for the model (1, 0 for Llama 2) */
+    int add_dummy_prefix;       /* 1 for Llama 2 */
+    int byte_fallback;          /* 1 for Llama 2 */
+    int remove_extra_whitespaces; /* 0 for Llama 2 */
+} dn_vocab_src;
+
+/* Build from arrays (GGUF path). Validates ids, piece lengths, UTF-8 of
+ * pieces, byte pieces <0xXX>. Copies everything. */
+danu_status dn_tokenizer_from_vocab(const dn_alloc *a, const dn_vocab_src *src, danu_tokenizer **out);
+/* Build from a tokenizer.model (SentencePiece ModelProto bytes), parsing the
+ * protobuf: pieces (piece, score, type), trainer_spec (model_type must be
+ * BPE, unk/bos/eos/pad ids, byte_fallback), normalizer_spec
+ * (add_dummy_prefix, remove_extra_whitespaces). Bounded and validated. */
+danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t size,
+                                  const char *what, danu_tokenizer **out);
+void dn_tokenizer_free(danu_tokenizer *t);
+
+int32_t dn_tokenizer_n_vocab(const danu_tokenizer *t);
+int32_t dn_tokenizer_bos(const danu_tokenizer *t);
+int32_t dn_tokenizer_eos(const danu_tokenizer *t);
+int32_t dn_tokenizer_unk(const danu_tokenizer *t);
+int dn_tokenizer_add_bos(const danu_tokenizer *t);
+/* Piece bytes (not NUL-terminated), score and type of an id (id checked by caller). */
+const char *dn_tokenizer_piece(const danu_tokenizer *t, int32_t id, size_t *len);
+float dn_tokenizer_score(const danu_tokenizer *t, int32_t id);
+int32_t dn_tokenizer_type(const danu_tokenizer *t, int32_t id);
+/* Look up a piece exactly; -1 if absent. */
+int32_t dn_tokenizer_find(const danu_tokenizer *t, const char *piece, size_t len);
+
+/* Encode; *out is allocated with the tokenizer's allocator (dn_free it),
+ * *n its length. flags: DANU_TOKENIZE_*. BAD_UTF8 names the byte offset. */
+danu_status dn_tokenizer_encode(const danu_tokenizer *t, const char *text, size_t len, uint32_t flags,
+                                danu_token **out, size_t *n);
+/* Same, but text after a special token / at a segment start may suppress the
+ * dummy prefix (used by the chat format: HF legacy=false). */
+danu_status dn_tokenizer_encode_ex(const danu_tokenizer *t, const char *text, size_t len, uint32_t flags,
+                                   int dummy_prefix, danu_token **out, size_t *n);
+/* Decode a whole sequence (SentencePiece semantics) into a heap string. */
+danu_status dn_tokenizer_decode(const danu_tokenizer *t, const danu_token *ids, size_t n,
+                                char **out, size_t *len);
+
+/* Streaming decoder: struct danu_decoder is defined in tokenizer.c. */
+danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out);
+void dn_decoder_free(danu_decoder *d);
+void dn_decoder_reset(danu_decoder *d);
+/* Append the complete UTF-8 text finished by `id` to out (cap bytes incl.
+ * NUL); BUFFER_TOO_SMALL if cap < 64 and the text does not fit. */
+danu_status dn_decoder_push(danu_decoder *d, danu_token id, char *out, size_t cap, size_t *len);
+danu_status dn_decoder_flush(danu_decoder *d, char *out, size_t cap, size_t *len);
+
+/* Danube chat format (see danu.h danu_chat_encode); heap result. */
+danu_status dn_chat_encode(const danu_tokenizer *t, const char *const *roles, const char *const *contents,
+                           size_t n, int add_bos, int add_reply_prompt, danu_token **out, size_t *n_out);
+/* 1 if a Jinja chat template string is Danube's (<|prompt|>/<|answer|>). */
+int dn_chat_template_is_danube(const char *tmpl, size_t len);
+
+/* Write a tokenizer.model (ModelProto) that keeps only the first n pieces of
+ * src_model (same trainer/normalizer specs). Heap result. Used by synth for
+ * small-vocabulary models. */
+danu_status dn_spm_truncate(const dn_alloc *a, const uint8_t *src, size_t size, int32_t n,
+                            uint8_t **out, size_t *out_len);
+#endif

@@ -1,0 +1,110 @@
+/* testutil.c - helpers shared by the Check suites. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <unistd.h>
+#include "testutil.h"
+
+const char *tu_data(const char *rel)
+{
+    static _Thread_local char buf[4][4096];
+    static _Thread_local int slot;
+    char *b = buf[slot++ & 3];
+    snprintf(b, 4096, "%s/%s", DN_TEST_DATA, rel);
+    return b;
+}
+
+uint8_t *tu_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    fclose(f);
+    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
+    return b;
+}
+
+char *tu_tmpdir(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    char *p = malloc(4096);
+    snprintf(p, 4096, "%s/danu-test-%s-XXXXXX", base, tag);
+    if (!mkdtemp(p)) { free(p); return NULL; }
+    return p;
+}
+
+void tu_rmtree(const char *path)
+{
+    if (!path || strlen(path) < 8 || !strstr(path, "danu-test-")) return;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) { /* best effort */ }
+}
+
+static int parse_ids(const char *s, int32_t *out, int cap)
+{
+    int n = 0;
+    char *end;
+    for (;;) {
+        long v = strtol(s, &end, 10);
+        if (end == s || n >= cap) break;
+        out[n++] = (int32_t)v;
+        s = end;
+    }
+    return n;
+}
+
+int tu_golden_load(const char *name_case, tu_golden *g)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s.txt", name_case);
+    memset(g, 0, sizeof *g);
+    g->repetition_penalty = 1.0;
+    FILE *f = fopen(tu_data(rel), "r");
+    if (!f) return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (!strncmp(line, "prompt ", 7)) g->n_prompt = parse_ids(line + 7, g->prompt, 1024);
+        else if (!strncmp(line, "greedy ", 7)) g->n_greedy = parse_ids(line + 7, g->greedy, 1024);
+        else if (!strncmp(line, "repetition_penalty ", 19)) g->repetition_penalty = atof(line + 19);
+        else if (!strncmp(line, "model ", 6)) sscanf(line + 6, "%63s", g->model);
+        else if (!strncmp(line, "seed ", 5)) g->seed = strtoull(line + 5, NULL, 10);
+    }
+    free(line);
+    fclose(f);
+    return g->n_prompt > 0 ? 0 : -1;
+}
+
+float *tu_read_f32(const char *path, size_t *n)
+{
+    size_t len = 0;
+    uint8_t *b = tu_read(path, &len);
+    if (!b) return NULL;
+    *n = len / 4;
+    float *f = malloc(len ? len : 4);
+    memcpy(f, b, len);  /* host is little-endian on every target we test */
+    free(b);
+    return f;
+}
+
+double tu_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) { double d = fabs((double)a[i] - (double)b[i]); if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d; }
+    return m;
+}
+
+double tu_max_abs(const float *a, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
+    return m;
+}

@@ -1,0 +1,34 @@
+/* testutil.h - helpers shared by the Check suites. */
+#ifndef DN_TESTUTIL_H
+#define DN_TESTUTIL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef DN_TEST_DATA
+#define DN_TEST_DATA "tests/data"
+#endif
+
+/* DN_TEST_DATA "/" rel, in a static buffer per call slot (4 rotating). */
+const char *tu_data(const char *rel);
+/* Read a whole file (malloc'd, NUL-appended); NULL on failure. */
+uint8_t *tu_read(const char *path, size_t *len);
+/* A fresh empty directory under $TMPDIR (or /tmp), malloc'd path. */
+char *tu_tmpdir(const char *tag);
+/* rm -rf of a directory made by tu_tmpdir. */
+void tu_rmtree(const char *path);
+
+/* Golden case file NAME.CASE.txt: prompt ids, greedy ids, repetition penalty. */
+typedef struct tu_golden {
+    int32_t prompt[1024]; int n_prompt;
+    int32_t greedy[1024]; int n_greedy;
+    double repetition_penalty;      /* 1.0 when absent */
+    char model[64];
+    uint64_t seed;
+} tu_golden;
+int tu_golden_load(const char *name_case, tu_golden *g);   /* 0 ok */
+/* Float32 LE file into malloc'd array; *n elements. */
+float *tu_read_f32(const char *path, size_t *n);
+/* max |a-b| and max |b| over n */
+double tu_max_abs_diff(const float *a, const float *b, size_t n);
+double tu_max_abs(const float *a, size_t n);
+#endif
