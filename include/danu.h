@@ -386,10 +386,27 @@ DANU_API size_t danu_context_state_size(const danu_context *ctx);
 DANU_API danu_status danu_context_state_save(const danu_context *ctx, void *buf, size_t cap,
                                              size_t *written);
 /** METHOD. Restore state; FORMAT for corrupt data or another model's state
- *  (the context is left cleared on failure). */
+ *  (the context is left unchanged on failure). */
 DANU_API danu_status danu_context_state_load(danu_context *ctx, const void *buf, size_t len);
 DANU_API danu_status danu_context_state_save_file(const danu_context *ctx, const char *path);
 DANU_API danu_status danu_context_state_load_file(danu_context *ctx, const char *path);
+
+/* ------------------------------------------------------------------ */
+/* Tools: synthetic models                                              */
+/* ------------------------------------------------------------------ */
+
+/** Write a synthetic-weight model whose every weight is a formula of
+ *  (seed, tensor, element) (see the project's synthetic-model spec).
+ *  config: "danube-1.8b", "tiny-a", "tiny-b" or "tiny-q". format:
+ *  DANU_FORMAT_HF (out_path is a new directory) or DANU_FORMAT_GGUF (a new
+ *  file). type: storage type of the matrices (bf16, f16, f32; GGUF also the
+ *  quantized types). tokenizer_model: the bytes of a Llama 2 tokenizer.model.
+ *  opts may be NULL (progress callback and allocator are used). Errors:
+ *  INVALID_ARG (unknown config, existing out_path), IO (disk full: free
+ *  space is checked first), CANCELLED. Thread-safe. @since 0.1 */
+DANU_API danu_status danu_synth_write(const char *config, uint64_t seed, int32_t format, int32_t type,
+                                      const void *tokenizer_model, size_t tokenizer_len,
+                                      const char *out_path, const danu_options *opts);
 
 #ifdef __cplusplus
 }

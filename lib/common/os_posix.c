@@ -1,5 +1,4 @@
 /* os_posix.c - files, mappings, clocks and cores on POSIX systems. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>

@@ -1,1 +1,495 @@
-/* placeholder: being written */
+/* context.c - lifecycle of a context, evaluation in batches, cache
+ * operations (rewind, prefix reuse, shift), generation with streaming text
+ * and stop strings, chat turns, and state save/load. */
+#include <string.h>
+#include <stdio.h>
+#include "gen/context.h"
+#include "common/error.h"
+#include "common/bytes.h"
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out)
+{
+    *out = NULL;
+    const dn_config *cfg = &m->cfg;
+    int32_t n_ctx = o->n_ctx > 0 ? o->n_ctx : cfg->max_ctx;
+    DN_CHECK(n_ctx <= cfg->max_ctx, DANU_ERR_INVALID_ARG, "n_ctx %d is above the model's context length %d", n_ctx,
+             cfg->max_ctx);
+    DN_CHECK(o->n_keep >= 0 && o->n_keep < n_ctx, DANU_ERR_INVALID_ARG, "n_keep %d must be below n_ctx %d", o->n_keep,
+             n_ctx);
+    danu_context *c = dn_calloc(&m->alloc, 1, sizeof *c);
+    DN_CHECK(c, DANU_ERR_NOMEM, "cannot allocate the context");
+    c->model = m;
+    c->alloc = m->alloc;        /* contexts inherit the model's allocator */
+    c->log = o->log.fn ? o->log : m->log;
+    c->opt = *o;
+    c->n_ctx = n_ctx;
+    /* a window W needs only the last W positions of each layer */
+    c->cap = cfg->window > 0 && cfg->window < n_ctx ? cfg->window : n_ctx;
+    int32_t n_batch = o->n_batch < n_ctx ? o->n_batch : n_ctx;
+    int32_t n_threads = o->n_threads > 0 ? o->n_threads : dn_cpu_count();
+    c->opt.n_batch = n_batch;
+    c->opt.n_threads = n_threads;
+    danu_status s = dn_pool_create(&c->alloc, n_threads, &c->pool);
+    if (s == DANU_OK) s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, n_batch,
+                                     o->kv_type);
+    if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, n_batch, n_threads, c->cap);
+    if (s == DANU_OK) {
+        c->tokens = dn_malloc(&c->alloc, (size_t)n_ctx * sizeof(danu_token));
+        c->logits = dn_malloc_aligned(&c->alloc, (size_t)cfg->vocab * sizeof(float));
+        if (!c->tokens || !c->logits) s = dn_seterr(DANU_ERR_NOMEM, "cannot allocate the context history");
+    }
+    if (s == DANU_OK) s = dn_sampler_init(&c->sampler, &c->alloc, cfg->vocab, o->seed);
+    if (s == DANU_OK) c->sampler.params = o->sampling;
+    if (s == DANU_OK && m->tok) s = dn_decoder_create(m->tok, &c->dec);
+    if (s != DANU_OK) { dn_context_free(c); return s; }
+    atomic_init(&c->abort_flag, 0);
+    dn_log(&c->log, DANU_LOG_INFO, "context: n_ctx %d, %d cached positions per layer, KV %zu bytes, %d threads", n_ctx,
+           c->cap, dn_kv_bytes(&c->kv), n_threads);
+    *out = c;
+    return DANU_OK;
+}
+
+void dn_context_free(danu_context *c)
+{
+    if (!c) return;
+    dn_pool_free(c->pool);
+    dn_kv_free(&c->kv);
+    dn_scratch_free(&c->s);
+    dn_free(&c->alloc, c->tokens);
+    dn_free_aligned(&c->alloc, c->logits);
+    if (c->sampler.a) dn_sampler_free(&c->sampler);
+    if (c->dec) dn_decoder_free(c->dec);
+    dn_context_clear_stops(c);
+    dn_free(&c->alloc, c->stops);
+    dn_free(&c->alloc, c->hold);
+    dn_alloc a = c->alloc;
+    dn_free(&a, c);
+}
+
+danu_status dn_context_apply_settings(danu_context *c)
+{
+    c->sampler.params = c->opt.sampling;
+    return DANU_OK;
+}
+
+/* ---- evaluation --------------------------------------------------------------- */
+
+static danu_status eval_chunks(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+{
+    int32_t vocab = c->model->cfg.vocab;
+    size_t done = 0;
+    while (done < n) {
+        int chunk = (int)(n - done < (size_t)c->opt.n_batch ? n - done : (size_t)c->opt.n_batch);
+        int last = done + (size_t)chunk == n;
+        float *lg = all_logits ? all_logits + done * (size_t)vocab : (last ? c->logits : NULL);
+        c->has_logits = 0;
+        danu_status s = dn_forward(c->model, &c->kv, &c->s, c->pool, t + done, chunk, (int64_t)c->n_tokens, lg,
+                                   all_logits != NULL, &c->abort_flag);
+        if (s != DANU_OK) return s;
+        memcpy(c->tokens + c->n_tokens, t + done, (size_t)chunk * sizeof *t);
+        c->n_tokens += (size_t)chunk;
+        done += (size_t)chunk;
+        if (last) {
+            if (all_logits) memcpy(c->logits, all_logits + (n - 1) * (size_t)vocab, (size_t)vocab * sizeof(float));
+            c->has_logits = 1;
+        }
+    }
+    return DANU_OK;
+}
+
+/* Context full under DANU_FULL_SHIFT: keep the first n_keep tokens, drop the
+ * older half of the rest, and recompute the cache for what remains (exact:
+ * the kept tokens get the positions they now have). */
+static danu_status shift(danu_context *c, size_t need)
+{
+    size_t keep = (size_t)c->opt.n_keep, rest = c->n_tokens - keep;
+    size_t drop = rest / 2;
+    if (c->n_tokens - drop + need > (size_t)c->n_ctx) drop = c->n_tokens + need - (size_t)c->n_ctx;
+    if (drop > rest) return dn_seterr(DANU_ERR_CONTEXT_FULL, "%zu new tokens do not fit even after a shift", need);
+    size_t n = c->n_tokens - drop;
+    danu_token *kept = dn_malloc(&c->alloc, n * sizeof *kept + 1);
+    DN_CHECK(kept, DANU_ERR_NOMEM, "cannot allocate the shift buffer");
+    memcpy(kept, c->tokens, keep * sizeof *kept);
+    memcpy(kept + keep, c->tokens + keep + drop, (n - keep) * sizeof *kept);
+    dn_log(&c->log, DANU_LOG_INFO, "context full: keeping %zu + %zu tokens, dropping %zu", keep, n - keep, drop);
+    c->n_tokens = 0;
+    c->has_logits = 0;
+    danu_status s = eval_chunks(c, kept, n, NULL);
+    dn_free(&c->alloc, kept);
+    return s;
+}
+
+danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+{
+    atomic_store(&c->abort_flag, 0);
+    int32_t vocab = c->model->cfg.vocab;
+    for (size_t i = 0; i < n; i++)
+        DN_CHECK(t[i] >= 0 && t[i] < vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i, t[i], vocab - 1);
+    if (n == 0) return DANU_OK;
+    if (c->n_tokens + n > (size_t)c->n_ctx) {
+        if (c->opt.on_full != DANU_FULL_SHIFT || all_logits)
+            return dn_seterr(DANU_ERR_CONTEXT_FULL, "context full: %zu cached + %zu new tokens exceed n_ctx %d",
+                             c->n_tokens, n, c->n_ctx);
+        DN_CHECK(n <= (size_t)c->n_ctx - (size_t)c->opt.n_keep, DANU_ERR_CONTEXT_FULL,
+                 "%zu tokens do not fit in n_ctx %d with n_keep %d", n, c->n_ctx, c->opt.n_keep);
+        DN_TRY(shift(c, n));
+    }
+    return eval_chunks(c, t, n, all_logits);
+}
+
+/* Rewinding needs the positions the next token will attend to; a ring that
+ * wrapped has lost the ones older than n_tokens - cap. */
+danu_status dn_context_rewind(danu_context *c, size_t n)
+{
+    DN_CHECK(n <= c->n_tokens, DANU_ERR_INVALID_ARG, "cannot rewind to %zu: only %zu tokens cached", n, c->n_tokens);
+    if (n == c->n_tokens) return DANU_OK;
+    size_t W = (size_t)c->model->cfg.window;
+    if (c->n_tokens > (size_t)c->cap) {
+        size_t oldest = c->n_tokens - (size_t)c->cap;           /* oldest position still in the ring */
+        size_t needed = W > 0 && n + 1 > W ? n + 1 - W : 0;      /* oldest position position n attends to */
+        DN_CHECK(needed >= oldest, DANU_ERR_STATE,
+                 "cannot rewind from %zu to %zu tokens: the sliding-window ring keeps positions from %zu on, "
+                 "position %zu needs %zu", c->n_tokens, n, oldest, n, needed);
+    }
+    c->n_tokens = n;
+    c->has_logits = 0;
+    c->gen_active = 0;
+    return DANU_OK;
+}
+
+void dn_context_clear(danu_context *c)
+{
+    c->n_tokens = 0;
+    c->has_logits = 0;
+    c->gen_active = 0;
+    c->hold_len = 0;
+}
+
+danu_status dn_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
+{
+    if (n_reused) *n_reused = 0;
+    DN_CHECK(n > 0, DANU_ERR_INVALID_ARG, "empty prompt");
+    size_t p = 0;
+    while (p < n && p < c->n_tokens && c->tokens[p] == t[p]) p++;
+    if (p == n) p = n - 1;      /* evaluate at least the last token for fresh logits */
+    if (dn_context_rewind(c, p) != DANU_OK) { dn_context_clear(c); p = 0; }
+    dn_clearerr();
+    danu_status s = dn_context_eval(c, t + p, n - p, NULL);
+    if (s == DANU_OK && n_reused) *n_reused = p;
+    c->gen_active = 0;
+    return s;
+}
+
+/* ---- sampling and generation ---------------------------------------------------- */
+
+danu_status dn_context_sample(danu_context *c, danu_token *out)
+{
+    DN_CHECK(c->has_logits, DANU_ERR_STATE, "no logits: evaluate a prompt first");
+    size_t win = c->n_tokens;
+    *out = dn_sampler_sample(&c->sampler, c->logits, c->tokens, win);
+    return DANU_OK;
+}
+
+danu_status dn_context_add_stop(danu_context *c, const char *s)
+{
+    DN_CHECK(s && *s, DANU_ERR_INVALID_ARG, "empty stop string");
+    char **ns = dn_realloc(&c->alloc, c->stops, (size_t)(c->n_stops + 1) * sizeof *ns);
+    DN_CHECK(ns, DANU_ERR_NOMEM, "cannot add a stop string");
+    c->stops = ns;
+    ns[c->n_stops] = dn_strdup(&c->alloc, s);
+    DN_CHECK(ns[c->n_stops], DANU_ERR_NOMEM, "cannot add a stop string");
+    c->n_stops++;
+    return DANU_OK;
+}
+
+void dn_context_clear_stops(danu_context *c)
+{
+    for (int i = 0; i < c->n_stops; i++) dn_free(&c->alloc, c->stops[i]);
+    c->n_stops = 0;
+}
+
+static danu_status hold_append(danu_context *c, const char *s, size_t n)
+{
+    if (c->hold_len + n + 1 > c->hold_cap) {
+        size_t cap = (c->hold_len + n + 1) * 2;
+        char *h = dn_realloc(&c->alloc, c->hold, cap);
+        DN_CHECK(h, DANU_ERR_NOMEM, "cannot grow the text buffer");
+        c->hold = h;
+        c->hold_cap = cap;
+    }
+    memcpy(c->hold + c->hold_len, s, n);
+    c->hold_len += n;
+    c->hold[c->hold_len] = 0;
+    return DANU_OK;
+}
+
+/* Move up to `upto` bytes of held text into out (NUL-terminated). */
+static danu_status emit(danu_context *c, size_t upto, char *out, size_t cap, size_t *len)
+{
+    if (upto > c->hold_len) upto = c->hold_len;
+    *len = upto;
+    if (cap == 0 || upto + 1 > cap) {
+        if (cap) out[0] = 0;
+        return dn_seterr(DANU_ERR_BUFFER_TOO_SMALL, "text of %zu bytes does not fit a buffer of %zu", upto, cap);
+    }
+    memcpy(out, c->hold, upto);
+    out[upto] = 0;
+    memmove(c->hold, c->hold + upto, c->hold_len - upto);
+    c->hold_len -= upto;
+    return DANU_OK;
+}
+
+/* Bytes of held text that are safe to emit: all but a tail that could still
+ * become a stop string. Sets *hit to the stop string's offset when one is complete. */
+static size_t safe_prefix(const danu_context *c, long *hit)
+{
+    *hit = -1;
+    size_t safe = c->hold_len;
+    for (int i = 0; i < c->n_stops; i++) {
+        const char *s = c->stops[i];
+        size_t sl = strlen(s);
+        for (size_t off = 0; off < c->hold_len; off++) {
+            size_t m = c->hold_len - off < sl ? c->hold_len - off : sl;
+            if (memcmp(c->hold + off, s, m) != 0) continue;
+            if (m == sl) { if (*hit < 0 || (long)off < *hit) *hit = (long)off; }
+            else if (off < safe) safe = off;
+            break;
+        }
+    }
+    if (*hit >= 0 && (size_t)*hit < safe) safe = (size_t)*hit;
+    return safe;
+}
+
+static danu_status gen_start(danu_context *c)
+{
+    if (c->gen_active) return DANU_OK;
+    c->hold_len = 0;
+    if (c->dec) {
+        dn_decoder_reset(c->dec);
+        /* prime with the last cached token so the first piece keeps its space */
+        if (c->n_tokens > 0) {
+            char tmp[256];
+            size_t l;
+            dn_decoder_push(c->dec, c->tokens[c->n_tokens - 1], tmp, sizeof tmp, &l);
+        }
+    }
+    c->gen_active = 1;
+    return DANU_OK;
+}
+
+/* Finish a generation: the rest of the held text and the decoder's tail. */
+static danu_status gen_finish(danu_context *c, int drop_hold, char *out, size_t cap, size_t *len)
+{
+    char tail[64];
+    size_t tl = 0;
+    if (c->dec) dn_decoder_flush(c->dec, tail, sizeof tail, &tl);
+    if (drop_hold) c->hold_len = 0;
+    else DN_TRY(hold_append(c, tail, tl));
+    c->gen_active = 0;
+    return emit(c, c->hold_len, out, cap, len);
+}
+
+danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
+{
+    *reason = -1;
+    *len = 0;
+    if (cap) out[0] = 0;
+    *id = -1;
+    DN_TRY(gen_start(c));
+    danu_token t;
+    DN_TRY(dn_context_sample(c, &t));
+    *id = t;
+    if (t == c->model->cfg.eos && !c->opt.ignore_eos) {
+        *reason = DANU_STOP_EOS;
+        return gen_finish(c, 0, out, cap, len);
+    }
+    if (c->n_tokens + 1 > (size_t)c->n_ctx && c->opt.on_full != DANU_FULL_SHIFT) {
+        *reason = DANU_STOP_FULL;
+        gen_finish(c, 0, out, cap, len);
+        return dn_seterr(DANU_ERR_CONTEXT_FULL, "context full: n_ctx %d reached during generation", c->n_ctx);
+    }
+    danu_status s = dn_context_eval(c, &t, 1, NULL);
+    if (s == DANU_ERR_ABORTED) { *reason = DANU_STOP_ABORTED; c->gen_active = 0; return s; }
+    DN_TRY(s);
+    if (c->dec) {
+        char piece[256];
+        size_t pl = 0;
+        DN_TRY(dn_decoder_push(c->dec, t, piece, sizeof piece, &pl));
+        DN_TRY(hold_append(c, piece, pl));
+    }
+    long hit;
+    size_t safe = safe_prefix(c, &hit);
+    if (hit >= 0) {
+        *reason = DANU_STOP_STRING;
+        DN_TRY(emit(c, (size_t)hit, out, cap, len));
+        c->hold_len = 0;
+        c->gen_active = 0;
+        if (c->dec) dn_decoder_reset(c->dec);
+        return DANU_OK;
+    }
+    return emit(c, safe, out, cap, len);
+}
+
+danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_fn fn, void *user, int32_t *reason)
+{
+    int32_t why = DANU_STOP_LENGTH;
+    danu_status s = DANU_OK;
+    char text[1024];
+    size_t len;
+    c->gen_active = 0;
+    for (int32_t i = 0; i < max_tokens; i++) {
+        danu_token id;
+        int32_t r;
+        s = dn_context_step(c, &id, text, sizeof text, &len, &r);
+        if (s != DANU_OK && r < 0) break;
+        int stop_cb = 0;
+        if (fn && (len > 0 || (r < 0 && s == DANU_OK))) stop_cb = fn(user, r == DANU_STOP_EOS ? -1 : id, text, len) != 0;
+        if (r >= 0) { why = r; break; }
+        if (stop_cb) { why = DANU_STOP_CALLBACK; break; }
+    }
+    if (c->gen_active) {  /* ended by length or callback: deliver what was held back */
+        danu_status fs = gen_finish(c, 0, text, sizeof text, &len);
+        if (fs == DANU_OK && len > 0 && fn) fn(user, -1, text, len);
+    }
+    if (reason) *reason = why;
+    return s;
+}
+
+danu_status dn_context_chat_append(danu_context *c, const char *const *roles, const char *const *contents, size_t n,
+                                   int add_reply)
+{
+    const danu_tokenizer *tok = c->model->tok;
+    DN_CHECK(tok, DANU_ERR_UNSUPPORTED, "the model has no tokenizer");
+    int32_t eos = c->model->cfg.eos;
+    danu_token *ids = NULL;
+    size_t n_ids = 0;
+    int fresh = c->n_tokens == 0;
+    DN_TRY(dn_chat_encode(tok, roles, contents, n, fresh, add_reply, &ids, &n_ids));
+    danu_status s = DANU_OK;
+    /* an open assistant turn (generation stopped before EOS was cached) is closed first */
+    if (!fresh && c->tokens[c->n_tokens - 1] != eos) s = dn_context_eval(c, &eos, 1, NULL);
+    if (s == DANU_OK) s = dn_context_eval(c, ids, n_ids, NULL);
+    dn_free(&c->alloc, ids);
+    c->gen_active = 0;
+    return s;
+}
+
+/* ---- state ------------------------------------------------------------------------ */
+
+/* Layout (little-endian): "DANUSTAT" u32 version=1, u32 header words
+ * {n_layers, kv_dim, vocab, hidden, window, cap, kv_type, has_logits},
+ * u64 model fingerprint, u64 n_tokens, i32 tokens[n], f32 logits[vocab] if
+ * has_logits, u64 rng[4], then per layer the K and V rows of the cached
+ * positions, oldest first; u64 FNV-1a of everything before it. */
+#define STATE_MAGIC "DANUSTAT"
+#define STATE_VERSION 1u
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+static uint64_t model_fingerprint(const danu_model *m)
+{
+    const dn_config *c = &m->cfg;
+    uint64_t h = fnv1a((const uint8_t *)c, sizeof *c);
+    size_t n = m->tok_embd.row_bytes < 256 ? (size_t)m->tok_embd.row_bytes : 256;
+    h ^= fnv1a(m->tok_embd.data, n);
+    h ^= fnv1a(m->layers[0].wq.data, m->layers[0].wq.row_bytes < 256 ? (size_t)m->layers[0].wq.row_bytes : 256) * 31;
+    return h;
+}
+
+static size_t cached_rows(const danu_context *c)
+{
+    return c->n_tokens < (size_t)c->cap ? c->n_tokens : (size_t)c->cap;
+}
+
+size_t dn_context_state_size(const danu_context *c)
+{
+    const dn_config *cfg = &c->model->cfg;
+    size_t row = (size_t)c->kv.kv_dim * c->kv.elem;
+    return 8 + 4 + 8 * 4 + 8 + 8 + c->n_tokens * 4 + (c->has_logits ? (size_t)cfg->vocab * 4 : 0) + 32 +
+           (size_t)cfg->n_layers * 2 * cached_rows(c) * row + 8;
+}
+
+danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t cap, size_t *written)
+{
+    size_t need = dn_context_state_size(c);
+    if (written) *written = need;
+    DN_CHECK(cap >= need, DANU_ERR_BUFFER_TOO_SMALL, "state needs %zu bytes, buffer has %zu", need, cap);
+    const dn_config *cfg = &c->model->cfg;
+    uint8_t *p = buf;
+    memcpy(p, STATE_MAGIC, 8); p += 8;
+    dn_wr_u32(p, STATE_VERSION); p += 4;
+    uint32_t hdr[8] = { (uint32_t)cfg->n_layers, (uint32_t)c->kv.kv_dim, (uint32_t)cfg->vocab, (uint32_t)cfg->hidden,
+                        (uint32_t)cfg->window, (uint32_t)c->cap, (uint32_t)c->kv.type, (uint32_t)c->has_logits };
+    for (int i = 0; i < 8; i++) { dn_wr_u32(p, hdr[i]); p += 4; }
+    dn_wr_u64(p, model_fingerprint(c->model)); p += 8;
+    dn_wr_u64(p, c->n_tokens); p += 8;
+    for (size_t i = 0; i < c->n_tokens; i++) { dn_wr_u32(p, (uint32_t)c->tokens[i]); p += 4; }
+    if (c->has_logits) for (int32_t i = 0; i < cfg->vocab; i++) { dn_wr_f32(p, c->logits[i]); p += 4; }
+    for (int i = 0; i < 4; i++) { dn_wr_u64(p, c->sampler.rng[i]); p += 8; }
+    size_t rows = cached_rows(c), row = (size_t)c->kv.kv_dim * c->kv.elem;
+    for (int l = 0; l < cfg->n_layers; l++)
+        for (size_t r = 0; r < rows; r++) {
+            int64_t pos = (int64_t)(c->n_tokens - rows + r);
+            memcpy(p, dn_kv_k(&c->kv, l, pos), row); p += row;
+            memcpy(p, dn_kv_v(&c->kv, l, pos), row); p += row;
+        }
+    dn_wr_u64(p, fnv1a(buf, (size_t)(p - buf))); p += 8;
+    return DANU_OK;
+}
+
+danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t len)
+{
+    const dn_config *cfg = &c->model->cfg;
+    DN_CHECK(len >= 8 + 4 + 32 + 16 + 32 + 8, DANU_ERR_FORMAT, "state: %zu bytes is too short", len);
+    DN_CHECK(!memcmp(buf, STATE_MAGIC, 8), DANU_ERR_FORMAT, "state: bad magic");
+    DN_CHECK(dn_rd_u32(buf + 8) == STATE_VERSION, DANU_ERR_FORMAT, "state: version %u is not supported",
+             dn_rd_u32(buf + 8));
+    DN_CHECK(dn_rd_u64(buf + len - 8) == fnv1a(buf, len - 8), DANU_ERR_FORMAT, "state: checksum mismatch (corrupt data)");
+    const uint8_t *p = buf + 12;
+    uint32_t hdr[8];
+    for (int i = 0; i < 8; i++) { hdr[i] = dn_rd_u32(p); p += 4; }
+    uint64_t fp = dn_rd_u64(p); p += 8;
+    DN_CHECK(hdr[0] == (uint32_t)cfg->n_layers && hdr[1] == (uint32_t)c->kv.kv_dim && hdr[2] == (uint32_t)cfg->vocab &&
+             hdr[3] == (uint32_t)cfg->hidden && hdr[4] == (uint32_t)cfg->window && fp == model_fingerprint(c->model),
+             DANU_ERR_FORMAT, "state: saved from another model");
+    DN_CHECK(hdr[6] == (uint32_t)c->kv.type, DANU_ERR_FORMAT, "state: KV type %u differs from this context's %d", hdr[6],
+             c->kv.type);
+    DN_CHECK(hdr[7] <= 1, DANU_ERR_FORMAT, "state: bad logits flag");
+    uint64_t n = dn_rd_u64(p); p += 8;
+    DN_CHECK(n <= (uint64_t)c->n_ctx, DANU_ERR_FORMAT, "state: %llu tokens exceed n_ctx %d", (unsigned long long)n, c->n_ctx);
+    size_t saved_rows = n < hdr[5] ? (size_t)n : (size_t)hdr[5];
+    size_t need_rows = n < (uint64_t)c->cap ? (size_t)n : (size_t)c->cap;
+    DN_CHECK(saved_rows >= need_rows, DANU_ERR_FORMAT, "state: holds %zu cached positions, this context needs %zu",
+             saved_rows, need_rows);
+    size_t row = (size_t)c->kv.kv_dim * c->kv.elem;
+    size_t expect = 12 + 32 + 8 + 8 + (size_t)n * 4 + (hdr[7] ? (size_t)cfg->vocab * 4 : 0) + 32 +
+                    (size_t)cfg->n_layers * 2 * saved_rows * row + 8;
+    DN_CHECK(len == expect, DANU_ERR_FORMAT, "state: %zu bytes, expected %zu", len, expect);
+    for (uint64_t i = 0; i < n; i++) {
+        int32_t t = (int32_t)dn_rd_u32(p + 4 * i);
+        DN_CHECK(t >= 0 && t < cfg->vocab, DANU_ERR_FORMAT, "state: token %llu has bad id %d", (unsigned long long)i, t);
+    }
+    dn_context_clear(c);   /* everything checked: from here on the load cannot fail */
+    for (uint64_t i = 0; i < n; i++) { c->tokens[i] = (int32_t)dn_rd_u32(p); p += 4; }
+    if (hdr[7]) for (int32_t i = 0; i < cfg->vocab; i++) { c->logits[i] = dn_rd_f32(p); p += 4; }
+    for (int i = 0; i < 4; i++) { c->sampler.rng[i] = dn_rd_u64(p); p += 8; }
+    for (int l = 0; l < cfg->n_layers; l++)
+        for (size_t r = 0; r < saved_rows; r++) {
+            int64_t pos = (int64_t)(n - saved_rows + r);
+            if (r >= saved_rows - need_rows) {
+                memcpy(dn_kv_k(&c->kv, l, pos), p, row);
+                memcpy(dn_kv_v(&c->kv, l, pos), p + row, row);
+            }
+            p += 2 * row;
+        }
+    c->n_tokens = (size_t)n;
+    c->has_logits = (int)hdr[7];
+    return DANU_OK;
+}

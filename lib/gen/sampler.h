@@ -27,20 +27,25 @@ typedef struct dn_sampler {
     dn_sampler_params params;
     uint64_t rng[4];          /* xoshiro256** state, from the seed via splitmix64 */
     float *bias;              /* n_vocab, 0 = none */
-    int has_bias;
+    int has_bias;             /* number of nonzero entries in bias (0 skips the pass) */
     float *work;              /* n_vocab scratch logits */
     int32_t *idx;             /* n_vocab scratch indices */
-    int32_t *counts;          /* n_vocab scratch counts */
+    int32_t *counts;          /* n_vocab scratch counts, all zero between calls */
 } dn_sampler;
 
 danu_status dn_sampler_init(dn_sampler *s, const dn_alloc *a, int32_t n_vocab, uint64_t seed);
 void dn_sampler_free(dn_sampler *s);
 void dn_sampler_seed(dn_sampler *s, uint64_t seed);
+/* bias is added to the logit of id after penalties; 0 removes it, -inf or
+ * -1e30 bans the token. BAD_TOKEN outside [0, n_vocab), INVALID_ARG for NaN. */
 danu_status dn_sampler_set_bias(dn_sampler *s, danu_token id, float bias);
+void dn_sampler_clear_bias(dn_sampler *s);
 /* Sample from logits[n_vocab] given the token history (for penalties).
  * Allocates nothing. Deterministic for a given seed and call sequence. */
 danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const danu_token *history, size_t n_history);
 /* Apply penalties and bias to logits in place (exposed for tests and for
- * greedy paths): the same transformation sample() starts with. */
-void dn_sampler_apply_penalties(const dn_sampler *s, float *logits, const danu_token *history, size_t n_history);
+ * greedy paths): the same transformation sample() starts with. Touched
+ * entries that become NaN are set to -inf. Uses s->counts as scratch, hence
+ * not const. History ids outside [0, n_vocab) are ignored. */
+void dn_sampler_apply_penalties(dn_sampler *s, float *logits, const danu_token *history, size_t n_history);
 #endif

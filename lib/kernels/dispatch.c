@@ -1,1 +1,139 @@
-/* placeholder: being written */
+/* dispatch.c - picks the kernel table once per process: CPU features from
+ * cpuid/xgetbv (x86-64) or AT_HWCAP (aarch64), capped by DANU_ISA. Tables
+ * are completed from scalar inside pthread_once and read-only afterwards. */
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels/kernels_internal.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#define DN_X86 1
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#define DN_ARM64 1
+#endif
+
+enum { N_ISA = DN_ISA_NEON_DOT + 1 };
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static dn_kernels tables[N_ISA];
+static int available[N_ISA];
+static int env_cap = INT_MAX;       /* from DANU_ISA; 0 = reference */
+
+/* The cap level an ISA answers to (neon_dot is a kind of neon). */
+static int cap_level(int isa)
+{
+    return isa == DN_ISA_NEON_DOT ? DN_ISA_NEON : isa;
+}
+
+/* Copy an ISA table and fill its gaps from scalar. A weight type belongs to
+ * the ISA only if it has the vec_dot: then act type and gemm come with it. */
+static void complete(dn_kernels *dst, const dn_kernels *src)
+{
+    const dn_kernels *s = &dn_kernels_scalar_table;
+    *dst = *src;
+    for (int t = 0; t < DN_TYPE_COUNT; t++) {
+        if (!dst->vec_dot[t]) {
+            dst->vec_dot[t] = s->vec_dot[t];
+            dst->act_type[t] = s->act_type[t];
+            dst->gemm[t] = NULL;
+        }
+        if (!dst->act_prepare[t]) dst->act_prepare[t] = s->act_prepare[t];
+    }
+    if (!dst->gemm_nr || !dst->gemm_nt) {
+        for (int t = 0; t < DN_TYPE_COUNT; t++) dst->gemm[t] = NULL;
+        dst->gemm_nr = dst->gemm_nt = 1;
+    }
+#define FILL(f) if (!dst->f) dst->f = s->f
+    FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(dot_f32); FILL(axpy_f32);
+    FILL(dot_f16); FILL(axpy_f16); FILL(softmax);
+#undef FILL
+}
+
+#if DN_X86
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static void detect_x86(int *avx2, int *avx512)
+{
+    unsigned a, b, c, d;
+    *avx2 = *avx512 = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return;
+    const uint64_t xcr0 = xgetbv0();
+    const int ymm_os = (xcr0 & 0x6) == 0x6;       /* XMM + YMM state */
+    const int zmm_os = (xcr0 & 0xe6) == 0xe6;     /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    if (!ymm_os || __get_cpuid_max(0, NULL) < 7) return;
+    __cpuid_count(7, 0, a, b, c, d);
+    const int has_avx2 = (b >> 5) & 1;
+    const int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    const int vnni = (c >> 11) & 1;
+    unsigned a1 = 0, b1, c1, d1;
+    __cpuid_count(7, 1, a1, b1, c1, d1);
+    (void)b1; (void)c1; (void)d1;
+    const int bf16 = (a1 >> 5) & 1;
+    *avx2 = has_avx2 && fma && f16c;
+    *avx512 = *avx2 && zmm_os && f && dq && bw && vl && vnni && bf16;
+}
+#endif
+
+static int parse_env(const char *v)
+{
+    static const struct { const char *name; int isa; } names[] = {
+        { "reference", DN_ISA_REFERENCE }, { "scalar", DN_ISA_SCALAR },
+        { "avx2", DN_ISA_AVX2 }, { "avx512", DN_ISA_AVX512 }, { "neon", DN_ISA_NEON },
+    };
+    if (!v) return INT_MAX;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i].name)) return names[i].isa;
+    return INT_MAX;   /* unknown: no cap */
+}
+
+static void init(void)
+{
+    env_cap = parse_env(getenv("DANU_ISA"));
+    complete(&tables[DN_ISA_REFERENCE], &dn_kernels_reference_table);
+    complete(&tables[DN_ISA_SCALAR], &dn_kernels_scalar_table);
+    available[DN_ISA_REFERENCE] = available[DN_ISA_SCALAR] = 1;
+#if DN_X86
+    int avx2, avx512;
+    detect_x86(&avx2, &avx512);
+    if (avx2) { complete(&tables[DN_ISA_AVX2], &dn_kernels_avx2_table); available[DN_ISA_AVX2] = 1; }
+    if (avx512) { complete(&tables[DN_ISA_AVX512], &dn_kernels_avx512_table); available[DN_ISA_AVX512] = 1; }
+#elif DN_ARM64
+    /* AdvSIMD is architectural on AArch64; dot product is optional */
+    complete(&tables[DN_ISA_NEON], &dn_kernels_neon_table);
+    available[DN_ISA_NEON] = 1;
+    if (getauxval(AT_HWCAP) & (1ul << 20)) {  /* HWCAP_ASIMDDP */
+        complete(&tables[DN_ISA_NEON_DOT], &dn_kernels_neon_dot_table);
+        available[DN_ISA_NEON_DOT] = 1;
+    }
+#endif
+}
+
+const dn_kernels *dn_kernels_get(int max_isa)
+{
+    static const int order[] = { DN_ISA_AVX512, DN_ISA_AVX2, DN_ISA_NEON_DOT, DN_ISA_NEON };
+    pthread_once(&once, init);
+    if (env_cap == DN_ISA_REFERENCE) return &tables[DN_ISA_REFERENCE];
+    int cap = max_isa == DANU_ISA_AUTO ? INT_MAX : max_isa;
+    if (env_cap < cap) cap = env_cap;
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (available[order[i]] && cap_level(order[i]) <= cap) return &tables[order[i]];
+    return &tables[DN_ISA_SCALAR];
+}
+
+const dn_kernels *dn_kernels_for_isa(int isa)
+{
+    pthread_once(&once, init);
+    if (isa < 0 || isa >= N_ISA || !available[isa]) return NULL;
+    if (isa > DN_ISA_SCALAR && cap_level(isa) > env_cap) return NULL;
+    return &tables[isa];
+}

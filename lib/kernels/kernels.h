@@ -13,7 +13,8 @@ enum {
     DN_ISA_SCALAR = DANU_ISA_SCALAR,
     DN_ISA_AVX2 = DANU_ISA_AVX2,
     DN_ISA_AVX512 = DANU_ISA_AVX512,
-    DN_ISA_NEON = DANU_ISA_NEON
+    DN_ISA_NEON = DANU_ISA_NEON,
+    DN_ISA_NEON_DOT = 5    /* internal: NEON + dotprod; DANU_ISA=neon picks it when present */
 };
 
 /* A weight matrix: rows x cols, row-major, rows stored in `type`. */

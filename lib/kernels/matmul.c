@@ -1,1 +1,66 @@
-/* placeholder: being written */
+/* matmul.c - matrix x activations on top of the dispatch table: prepares
+ * activation rows once, then walks row tiles x token tiles so that each
+ * weight tile is reused across a block of tokens held in L2. */
+#include <string.h>
+#include "kernels/kernels_internal.h"
+
+/* Prepared activations of one token block (~256 KiB) stay in L2 while every
+ * weight row of the range streams through once per block. */
+enum { ACT_BLOCK_BYTES = 256 * 1024, ACT_ROW_ALIGN = 64 };
+
+size_t dn_act_row_bytes(const dn_kernels *k, int32_t wtype, int64_t cols)
+{
+    if (!k || wtype < 0 || wtype >= DN_TYPE_COUNT || cols <= 0) return 0;
+    uint64_t b = dn_type_row_bytes(k->act_type[wtype], (uint64_t)cols);
+    /* rows start on cache lines so vector loads never split one row's blocks */
+    return (size_t)((b + ACT_ROW_ALIGN - 1) / ACT_ROW_ALIGN * ACT_ROW_ALIGN);
+}
+
+void dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, int64_t n_tok,
+                     int64_t cols, void *Xq)
+{
+    const size_t rb = dn_act_row_bytes(k, wtype, cols);
+    if (!rb) return;
+    dn_act_fn f = k->act_prepare[k->act_type[wtype]];
+    if (!f) return;
+    for (int64_t t = 0; t < n_tok; t++)
+        f(X + t * cols, (uint8_t *)Xq + (size_t)t * rb, cols);
+}
+
+void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int64_t n_tok,
+                    float *Y, int64_t ldy, int64_t r0, int64_t r1)
+{
+    const int32_t wt = W->type;
+    if (wt < 0 || wt >= DN_TYPE_COUNT || r0 >= r1 || n_tok <= 0) return;
+    const int64_t n = W->cols;
+    const size_t wrb = (size_t)W->row_bytes, xrb = dn_act_row_bytes(k, wt, n);
+    const uint8_t *w = W->data, *x = Xq;
+    dn_vec_dot_fn vd = k->vec_dot[wt];
+    dn_gemm_fn g = n_tok > 1 ? k->gemm[wt] : NULL;
+    if (!vd || !xrb) return;
+
+    int64_t tb = (int64_t)(ACT_BLOCK_BYTES / xrb);
+    if (tb < 1) tb = 1;
+    if (g && k->gemm_nt > 1 && tb > k->gemm_nt) tb -= tb % k->gemm_nt;
+
+    for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
+        const int64_t t1 = t0 + tb < n_tok ? t0 + tb : n_tok;
+        if (g) {
+            const int nr = k->gemm_nr, nt = k->gemm_nt;
+            for (int64_t r = r0; r < r1; r += nr) {
+                const int rr = (int)(r1 - r < nr ? r1 - r : nr);
+                for (int64_t t = t0; t < t1; t += nt) {
+                    const int tt = (int)(t1 - t < nt ? t1 - t : nt);
+                    g(n, w + (size_t)r * wrb, wrb, rr, x + (size_t)t * xrb, xrb, tt,
+                      Y + t * ldy + r, (size_t)ldy);
+                }
+            }
+        } else {
+            for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *wr = w + (size_t)r * wrb;
+                for (int64_t t = t0; t < t1; t++)
+                    Y[t * ldy + r] = vd(n, wr, x + (size_t)t * xrb);
+            }
+        }
+    }
+}

@@ -1,1 +1,375 @@
-/* placeholder: being written */
+/* scalar.c - portable C kernels: the DN_ISA_SCALAR table and the fallback
+ * for every slot an ISA file leaves empty. Quantized weights meet
+ * quantized activations (q4_0.q8_0, q4_1.q8_1, q4_K.q8_K, ...) and each
+ * block is an exact integer dot product scaled once, as in ggml. */
+#include <math.h>
+#include <string.h>
+#include "kernels/kernels_internal.h"
+
+/* ---------------- activation quantizers ---------------- */
+
+/* Copy (F32 activations for F32/F16/BF16 weights). */
+static void dn_act_f32_scalar(const float *x, void *out, int64_t n)
+{
+    memcpy(out, x, (size_t)n * sizeof(float));
+}
+
+static void dn_act_bf16_scalar(const float *x, void *out, int64_t n)
+{
+    uint16_t *y = out;
+    for (int64_t i = 0; i < n; i++) y[i] = dn_f32_to_bf16(x[i]);
+}
+
+/* q8_0: d = max|x|/127, q = round(x/d) (half away from zero). */
+static void dn_act_q8_0_scalar(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_0 *y = out;
+    for (int64_t b = 0; b < n / DN_QK8_0; b++, x += DN_QK8_0) {
+        float amax = 0.0f;
+        for (int j = 0; j < DN_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = dn_f32_to_fp16(d);
+        for (int j = 0; j < DN_QK8_0; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+/* q8_1: q8_0 plus s = d * sum(q), which folds the weight minimum of
+ * q4_1/q5_1 into one multiply per block. */
+static void dn_act_q8_1_scalar(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_1 *y = out;
+    for (int64_t b = 0; b < n / DN_QK8_1; b++, x += DN_QK8_1) {
+        float amax = 0.0f;
+        for (int j = 0; j < DN_QK8_1; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < DN_QK8_1; j++) {
+            y[b].qs[j] = (int8_t)roundf(x[j] * id);
+            sum += y[b].qs[j];
+        }
+        y[b].d = dn_f32_to_fp16(d);
+        y[b].s = dn_f32_to_fp16((float)sum * d);
+    }
+}
+
+/* Round to nearest, ties to even (what SIMD conversions do). */
+static inline int nearest_even(float v)
+{
+    return (int)rintf(v);
+}
+
+/* q8_K: float scale chosen from the signed extreme (as ggml), plus sums of
+ * each 16 quants for the K-quant minimum / offset terms. */
+static void dn_act_q8_K_scalar(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_K *y = out;
+    for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < DN_QK_K; j++) {
+            float ax = fabsf(x[j]);
+            if (ax > amax) { amax = ax; max = x[j]; }
+        }
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < DN_QK_K; j++) {
+            int v = nearest_even(iscale * x[j]);
+            y[b].qs[j] = (int8_t)(v > 127 ? 127 : v);
+        }
+        for (int g = 0; g < DN_QK_K / 16; g++) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += y[b].qs[g * 16 + j];
+            y[b].bsums[g] = (int16_t)s;
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+/* ---------------- float weights ---------------- */
+
+static float dn_vec_dot_f32_f32_scalar(int64_t n, const void *w, const void *x)
+{
+    const float *a = w, *b = x;
+    float s[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) s[j] += a[i + j] * b[i + j];
+    for (; i < n; i++) s[0] += a[i] * b[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static float dn_vec_dot_f16_f32_scalar(int64_t n, const void *w, const void *x)
+{
+    const uint16_t *a = w;
+    const float *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += dn_fp16_to_f32(a[i]) * b[i];
+    return s;
+}
+
+static float dn_vec_dot_bf16_f32_scalar(int64_t n, const void *w, const void *x)
+{
+    const uint16_t *a = w;
+    const float *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; i++) s += dn_bf16_to_f32(a[i]) * b[i];
+    return s;
+}
+
+/* ---------------- 32-element blocks ---------------- */
+
+static float dn_vec_dot_q8_0_q8_0_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q8_0 *a = w, *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK8_0; i++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += a[i].qs[j] * b[i].qs[j];
+        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
+    }
+    return s;
+}
+
+static float dn_vec_dot_q4_0_q8_0_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q4_0 *a = w;
+    const dn_block_q8_0 *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK4_0; i++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++) {
+            sum += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
+            sum += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
+        }
+        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
+    }
+    return s;
+}
+
+static float dn_vec_dot_q4_1_q8_1_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q4_1 *a = w;
+    const dn_block_q8_1 *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK4_1; i++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++) {
+            sum += (a[i].qs[j] & 0xF) * b[i].qs[j];
+            sum += (a[i].qs[j] >> 4) * b[i].qs[j + 16];
+        }
+        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d))
+           + dn_fp16_to_f32(a[i].m) * dn_fp16_to_f32(b[i].s);
+    }
+    return s;
+}
+
+static float dn_vec_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q5_0 *a = w;
+    const dn_block_q8_0 *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK5_0; i++) {
+        const uint32_t qh = dn_ld_u32(a[i].qh);
+        int sum = 0;
+        for (int j = 0; j < 16; j++) {
+            int lo = (a[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
+            int hi = (a[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            sum += (lo - 16) * b[i].qs[j] + (hi - 16) * b[i].qs[j + 16];
+        }
+        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
+    }
+    return s;
+}
+
+static float dn_vec_dot_q5_1_q8_1_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q5_1 *a = w;
+    const dn_block_q8_1 *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK5_1; i++) {
+        const uint32_t qh = dn_ld_u32(a[i].qh);
+        int sum = 0;
+        for (int j = 0; j < 16; j++) {
+            int lo = (a[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
+            int hi = (a[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            sum += lo * b[i].qs[j] + hi * b[i].qs[j + 16];
+        }
+        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d))
+           + dn_fp16_to_f32(a[i].m) * dn_fp16_to_f32(b[i].s);
+    }
+    return s;
+}
+
+/* ---------------- K-quants (256-element super-blocks) ---------------- */
+
+static float dn_vec_dot_q4_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q4_K *a = w;
+    const dn_block_q8_K *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        dn_k_scales_mins(a[i].scales, sc, mn);
+        const uint8_t *q = a[i].qs;
+        const int8_t *y = b[i].qs;
+        int sumi = 0, summ = 0;
+        for (int c = 0; c < 4; c++, q += 32, y += 64) {
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                s0 += (q[l] & 0xF) * y[l];
+                s1 += (q[l] >> 4) * y[l + 32];
+            }
+            sumi += sc[2 * c] * s0 + sc[2 * c + 1] * s1;
+        }
+        for (int j = 0; j < 8; j++) summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        s += b[i].d * (dn_fp16_to_f32(a[i].d) * (float)sumi - dn_fp16_to_f32(a[i].dmin) * (float)summ);
+    }
+    return s;
+}
+
+static float dn_vec_dot_q5_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q5_K *a = w;
+    const dn_block_q8_K *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        dn_k_scales_mins(a[i].scales, sc, mn);
+        const uint8_t *q = a[i].qs, *qh = a[i].qh;
+        const int8_t *y = b[i].qs;
+        int sumi = 0, summ = 0;
+        for (int c = 0; c < 4; c++, q += 32, y += 64) {
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                int v0 = (q[l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4);
+                int v1 = (q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);
+                s0 += v0 * y[l];
+                s1 += v1 * y[l + 32];
+            }
+            sumi += sc[2 * c] * s0 + sc[2 * c + 1] * s1;
+        }
+        for (int j = 0; j < 8; j++) summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+        s += b[i].d * (dn_fp16_to_f32(a[i].d) * (float)sumi - dn_fp16_to_f32(a[i].dmin) * (float)summ);
+    }
+    return s;
+}
+
+static float dn_vec_dot_q6_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+{
+    const dn_block_q6_K *a = w;
+    const dn_block_q8_K *b = x;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK_K; i++) {
+        const uint8_t *ql = a[i].ql, *qh = a[i].qh;
+        const int8_t *sc = a[i].scales, *y = b[i].qs;
+        int sumi = 0;
+        /* two halves of 128; in each, 4 quarter-rows of 32 from ql nibbles
+         * and 2-bit qh fields, 16 elements per scale */
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128) {
+            int sub[8] = {0};
+            for (int l = 0; l < 32; l++) {
+                int is = l / 16;
+                int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                sub[is + 0] += q1 * y[l];
+                sub[is + 2] += q2 * y[l + 32];
+                sub[is + 4] += q3 * y[l + 64];
+                sub[is + 6] += q4 * y[l + 96];
+            }
+            for (int j = 0; j < 8; j++) sumi += sc[j] * sub[j];
+        }
+        s += b[i].d * dn_fp16_to_f32(a[i].d) * (float)sumi;
+    }
+    return s;
+}
+
+/* ---------------- elementwise ---------------- */
+
+static void dn_rmsnorm_scalar(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+static void dn_silu_mul_scalar(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void dn_add_scalar(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static float dn_dot_f32_scalar(int64_t n, const float *a, const float *b)
+{
+    return dn_vec_dot_f32_f32_scalar(n, a, b);
+}
+
+static void dn_axpy_f32_scalar(int64_t n, float a, const float *x, float *y)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static float dn_dot_f16_scalar(int64_t n, const uint16_t *a, const float *b)
+{
+    return dn_vec_dot_f16_f32_scalar(n, a, b);
+}
+
+static void dn_axpy_f16_scalar(int64_t n, float a, const uint16_t *x, float *y)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += a * dn_fp16_to_f32(x[i]);
+}
+
+static void dn_softmax_scalar(float *x, int64_t n)
+{
+    if (n <= 0) return;
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++) max = fmaxf(max, x[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+const dn_kernels dn_kernels_scalar_table = {
+    .isa = DN_ISA_SCALAR,
+    .name = "scalar",
+    .act_type = {
+        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
+        [DANU_TYPE_BF16] = DANU_TYPE_F32,
+        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
+        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
+        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
+        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
+        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
+    },
+    .act_prepare = {
+        [DANU_TYPE_F32] = dn_act_f32_scalar, [DANU_TYPE_BF16] = dn_act_bf16_scalar,
+        [DANU_TYPE_Q8_0] = dn_act_q8_0_scalar, [DN_TYPE_Q8_1] = dn_act_q8_1_scalar, [DN_TYPE_Q8_K] = dn_act_q8_K_scalar,
+    },
+    .vec_dot = {
+        [DANU_TYPE_F32] = dn_vec_dot_f32_f32_scalar, [DANU_TYPE_F16] = dn_vec_dot_f16_f32_scalar,
+        [DANU_TYPE_BF16] = dn_vec_dot_bf16_f32_scalar,
+        [DANU_TYPE_Q8_0] = dn_vec_dot_q8_0_q8_0_scalar, [DANU_TYPE_Q4_0] = dn_vec_dot_q4_0_q8_0_scalar,
+        [DANU_TYPE_Q4_1] = dn_vec_dot_q4_1_q8_1_scalar, [DANU_TYPE_Q5_0] = dn_vec_dot_q5_0_q8_0_scalar,
+        [DANU_TYPE_Q5_1] = dn_vec_dot_q5_1_q8_1_scalar,
+        [DANU_TYPE_Q4_K] = dn_vec_dot_q4_K_q8_K_scalar, [DANU_TYPE_Q5_K] = dn_vec_dot_q5_K_q8_K_scalar,
+        [DANU_TYPE_Q6_K] = dn_vec_dot_q6_K_q8_K_scalar,
+    },
+    .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
+    .dot_f32 = dn_dot_f32_scalar, .axpy_f32 = dn_axpy_f32_scalar, .dot_f16 = dn_dot_f16_scalar, .axpy_f16 = dn_axpy_f16_scalar,
+    .softmax = dn_softmax_scalar,
+};

@@ -1,1 +1,1423 @@
-/* placeholder: being written */
+/* tokenizer.c - SentencePiece BPE tokenizer with the semantics of
+ * SentencePiece 0.1.97 (Llama 2 model): identity normalizer, BPE merges by
+ * score with byte fallback, SentencePiece's whole-sequence decode, a
+ * streaming decoder that emits only complete UTF-8, and a bounded protobuf
+ * reader for tokenizer.model.
+ *
+ * Encoding is O(n log n): symbols form a doubly linked list over the
+ * normalized text and candidate merges sit in a binary heap (best score
+ * first, leftmost on ties), exactly the order SentencePiece uses. When no
+ * mergeable piece contains U+2581 right after another character, no merge can
+ * cross the start of a word, so the text is encoded word by word (same
+ * result, small heaps that stay in cache). */
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "text/tokenizer.h"
+#include "common/alloc.h"
+#include "common/bytes.h"
+#include "common/error.h"
+#include "format/gguf.h"
+
+#define WS_SYM "\xe2\x96\x81"   /* U+2581, SentencePiece's escaped space */
+#define WS_SYM_LEN 3
+#define UNK_SURFACE_DEFAULT " \xe2\x81\x87 "   /* " U+2047 " */
+#define MAX_PIECE_BYTES 65536u
+
+typedef struct slot { uint32_t fp; int32_t id; } slot;
+
+struct danu_tokenizer {
+    dn_alloc a;
+    int32_t n;
+    char *blob;          /* pieces, each followed by a NUL */
+    uint32_t *off;       /* n+1 offsets into blob; piece i is [off[i], off[i+1]-1) */
+    float *score;
+    uint8_t *type;
+    uint8_t *byteval;    /* value of BYTE pieces */
+    int32_t byte_id[256];
+    int32_t ascii_id[128];
+    slot *tab;           /* open addressing, id -1 = empty */
+    uint32_t mask;
+    int32_t bos, eos, unk, pad;
+    int add_bos, add_eos, dummy, byte_fallback, rm_ws;
+    const char *ws;      /* what a space becomes: U+2581 or " " */
+    uint32_t ws_len;
+    uint32_t max_merge_len;
+    int split_words, has_unused;
+    uint32_t *ud_len;    /* distinct USER_DEFINED lengths, longest first */
+    int n_ud_len;
+    int32_t *special;    /* CONTROL and UNKNOWN pieces, longest first */
+    int n_special;
+    uint8_t special_first[256];
+    char *unk_surface;
+    size_t unk_surface_len;
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+static inline uint32_t piece_len(const danu_tokenizer *t, int32_t id) { return t->off[id + 1] - t->off[id] - 1; }
+static inline const char *piece_ptr(const danu_tokenizer *t, int32_t id) { return t->blob + t->off[id]; }
+/* SentencePiece merges only into NORMAL, USER_DEFINED and UNUSED pieces. */
+static inline int mergeable(uint8_t type)
+{
+    return type == DN_TOK_NORMAL || type == DN_TOK_USER_DEFINED || type == DN_TOK_UNUSED;
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t v = 0;
+        memcpy(&v, p, n);
+        h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 29;
+    return h;
+}
+
+static int32_t find_piece(const danu_tokenizer *t, const char *s, size_t n)
+{
+    if (n == 0) return -1;
+    uint64_t h = hash_bytes((const uint8_t *)s, n);
+    uint32_t fp = (uint32_t)(h >> 32), i = (uint32_t)h & t->mask;
+    for (;;) {
+        const slot *e = &t->tab[i];
+        if (e->id < 0) return -1;
+        if (e->fp == fp && piece_len(t, e->id) == n && !memcmp(piece_ptr(t, e->id), s, n)) return e->id;
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* Insert id; returns the id already holding the same bytes, or -1. */
+static int32_t insert_piece(danu_tokenizer *t, int32_t id)
+{
+    const char *s = piece_ptr(t, id);
+    size_t n = piece_len(t, id);
+    uint64_t h = hash_bytes((const uint8_t *)s, n);
+    uint32_t fp = (uint32_t)(h >> 32), i = (uint32_t)h & t->mask;
+    for (;;) {
+        slot *e = &t->tab[i];
+        if (e->id < 0) { e->id = id; e->fp = fp; return -1; }
+        if (e->fp == fp && piece_len(t, e->id) == n && !memcmp(piece_ptr(t, e->id), s, n)) return e->id;
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* Strict UTF-8 (no overlongs, surrogates or > U+10FFFF) at p[0..n).
+ * Returns the length of the complete character, 0 when the bytes are a
+ * valid but incomplete prefix, -1 when no continuation can make them valid. */
+static int utf8_char(const uint8_t *p, size_t n)
+{
+    uint8_t b = p[0], lo = 0x80, hi = 0xbf;
+    int need;
+    if (b < 0x80) return 1;
+    if (b >= 0xc2 && b <= 0xdf) need = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+        need = 3;
+        if (b == 0xe0) lo = 0xa0;
+        else if (b == 0xed) hi = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        need = 4;
+        if (b == 0xf0) lo = 0x90;
+        else if (b == 0xf4) hi = 0x8f;
+    } else return -1;
+    for (int k = 1; k < need; k++) {
+        if ((size_t)k >= n) return 0;
+        uint8_t c = p[k];
+        if (k == 1 ? (c < lo || c > hi) : (c < 0x80 || c > 0xbf)) return -1;
+    }
+    return need;
+}
+
+/* Offset of the first invalid byte, or n when all of p[0..n) is UTF-8. */
+static size_t utf8_check(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t v;
+            memcpy(&v, p + i, 8);
+            if (!(v & 0x8080808080808080ull)) { i += 8; continue; }
+        }
+        if (p[i] < 0x80) { i++; continue; }
+        int k = utf8_char(p + i, n - i);
+        if (k <= 0) return i;
+        i += (size_t)k;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building                                                            */
+/* ------------------------------------------------------------------ */
+
+void dn_tokenizer_free(danu_tokenizer *t)
+{
+    if (!t) return;
+    dn_alloc a = t->a;
+    dn_free(&a, t->blob);
+    dn_free(&a, t->off);
+    dn_free(&a, t->score);
+    dn_free(&a, t->type);
+    dn_free(&a, t->byteval);
+    dn_free(&a, t->tab);
+    dn_free(&a, t->ud_len);
+    dn_free(&a, t->special);
+    dn_free(&a, t->unk_surface);
+    dn_free(&a, t);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;   /* SentencePiece writes byte pieces as <0x%02X> */
+}
+
+/* Does piece s contain the space symbol right after a different character?
+ * If no mergeable piece does, merges never cross a word start. */
+static int ws_inside(const char *s, size_t n, const char *ws, size_t wl)
+{
+    for (size_t k = 1; k + wl <= n; k++) {
+        if (memcmp(s + k, ws, wl)) continue;
+        if (k < wl || memcmp(s + k - wl, ws, wl)) return 1;
+    }
+    return 0;
+}
+
+static int cmp_len_desc_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+/* Common builder. strict = SentencePiece's own load rules (no duplicate or
+ * empty pieces, exactly one UNKNOWN piece). */
+static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char *unk_surface,
+                         size_t unk_surface_len, int escape_ws, int strict, const char *what,
+                         danu_tokenizer **out)
+{
+    danu_status st = DANU_OK;
+    if (!a || !src || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *out = NULL;
+    if (!what) what = "vocabulary";
+    int32_t n = src->n;
+    if (n <= 0 || n > (1 << 28))
+        return dn_seterr(DANU_ERR_FORMAT, "%s: vocabulary size %d out of range", what, (int)n);
+    if (!src->pieces || !src->lens)
+        return dn_seterr(DANU_ERR_INVALID_ARG, "%s: pieces or lengths missing", what);
+
+    danu_tokenizer *t = dn_calloc(a, 1, sizeof *t);
+    if (!t) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what);
+    t->a = *a;
+    t->n = n;
+
+    uint64_t blob = 0;
+    for (int32_t i = 0; i < n; i++) {
+        size_t l = src->lens[i];
+        if (l > MAX_PIECE_BYTES) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d is %zu bytes long (limit %u)", what, (int)i, l,
+                           MAX_PIECE_BYTES);
+            goto fail;
+        }
+        if (l && !src->pieces[i]) {
+            st = dn_seterr(DANU_ERR_INVALID_ARG, "%s: piece %d is NULL", what, (int)i);
+            goto fail;
+        }
+        blob += l + 1;
+    }
+    if (blob > UINT32_MAX) {
+        st = dn_seterr(DANU_ERR_FORMAT, "%s: pieces total %llu bytes", what, (unsigned long long)blob);
+        goto fail;
+    }
+    uint32_t tab_n = 16;
+    while (tab_n < (uint32_t)n * 2u) tab_n <<= 1;
+    t->blob = dn_malloc(a, (size_t)blob);
+    t->off = dn_malloc(a, ((size_t)n + 1) * sizeof *t->off);
+    t->score = dn_malloc(a, (size_t)n * sizeof *t->score);
+    t->type = dn_malloc(a, (size_t)n);
+    t->byteval = dn_calloc(a, (size_t)n, 1);
+    t->tab = dn_malloc(a, (size_t)tab_n * sizeof *t->tab);
+    if (!t->blob || !t->off || !t->score || !t->type || !t->byteval || !t->tab) {
+        st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory for %d pieces", what, (int)n);
+        goto fail;
+    }
+    t->mask = tab_n - 1;
+    for (uint32_t i = 0; i < tab_n; i++) t->tab[i].id = -1;
+    for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
+    for (int i = 0; i < 128; i++) t->ascii_id[i] = -1;
+
+    uint32_t pos = 0;
+    int n_unknown = 0, first_unknown = -1, n_special = 0;
+    for (int32_t i = 0; i < n; i++) {
+        size_t l = src->lens[i];
+        int32_t ty = src->types ? src->types[i] : DN_TOK_NORMAL;
+        if (ty < DN_TOK_NORMAL || ty > DN_TOK_BYTE) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d has unknown type %d", what, (int)i, (int)ty);
+            goto fail;
+        }
+        if (l == 0 && strict) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d is empty", what, (int)i);
+            goto fail;
+        }
+        size_t bad = utf8_check((const uint8_t *)src->pieces[i], l);
+        if (bad != l) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d is not valid UTF-8 (byte %zu)", what, (int)i, bad);
+            goto fail;
+        }
+        t->off[i] = pos;
+        if (l) memcpy(t->blob + pos, src->pieces[i], l);
+        t->blob[pos + l] = 0;
+        pos += (uint32_t)l + 1;
+        t->type[i] = (uint8_t)ty;
+        t->score[i] = src->scores ? src->scores[i] : 0.0f;
+        const char *p = src->pieces[i];
+        if (ty == DN_TOK_BYTE) {
+            int hi = l == 6 ? hexval(p[3]) : -1, lo = l == 6 ? hexval(p[4]) : -1;
+            if (l != 6 || memcmp(p, "<0x", 3) || p[5] != '>' || hi < 0 || lo < 0) {
+                st = dn_seterr(DANU_ERR_FORMAT, "%s: BYTE piece %d is not of the form <0xXX>", what, (int)i);
+                goto fail;
+            }
+            t->byteval[i] = (uint8_t)(hi * 16 + lo);
+            if (t->byte_id[t->byteval[i]] < 0) t->byte_id[t->byteval[i]] = i;
+        }
+        if (ty == DN_TOK_UNKNOWN) {
+            n_unknown++;
+            if (first_unknown < 0) first_unknown = i;
+        }
+        if ((ty == DN_TOK_CONTROL || ty == DN_TOK_UNKNOWN) && l) n_special++;
+        if (ty == DN_TOK_UNUSED) t->has_unused = 1;
+    }
+    t->off[n] = pos;
+    for (int32_t i = 0; i < n; i++) {
+        if (piece_len(t, i) == 0) continue;
+        int32_t prev = insert_piece(t, i);
+        if (prev >= 0 && strict) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d duplicates piece %d", what, (int)i, (int)prev);
+            goto fail;
+        }
+    }
+    for (int c = 0; c < 128; c++) {
+        char ch = (char)c;
+        t->ascii_id[c] = find_piece(t, &ch, 1);
+    }
+
+    if (strict && n_unknown != 1) {
+        st = dn_seterr(DANU_ERR_FORMAT, "%s: %d pieces of type UNKNOWN (need exactly 1)", what, n_unknown);
+        goto fail;
+    }
+    t->unk = src->unk >= 0 ? src->unk : first_unknown;
+    if (t->unk < 0 || t->unk >= n) {
+        st = dn_seterr(DANU_ERR_FORMAT, "%s: no unknown piece (unk id %d, vocabulary %d)", what, (int)src->unk, (int)n);
+        goto fail;
+    }
+    const int32_t ids[3] = { src->bos, src->eos, src->pad };
+    for (int k = 0; k < 3; k++) {
+        if (ids[k] < -1 || ids[k] >= n) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: special id %d out of range [0, %d)", what, (int)ids[k], (int)n);
+            goto fail;
+        }
+    }
+    t->bos = src->bos;
+    t->eos = src->eos;
+    t->pad = src->pad;
+    t->add_bos = src->add_bos && t->bos >= 0;
+    t->add_eos = src->add_eos && t->eos >= 0;
+    t->dummy = src->add_dummy_prefix != 0;
+    t->byte_fallback = src->byte_fallback != 0;
+    t->rm_ws = src->remove_extra_whitespaces != 0;
+    t->ws = escape_ws ? WS_SYM : " ";
+    t->ws_len = escape_ws ? WS_SYM_LEN : 1;
+
+    /* merge limits, word splitting, user-defined lengths */
+    uint32_t n_ud = 0;
+    t->split_words = 1;
+    for (int32_t i = 0; i < n; i++) {
+        if (!mergeable(t->type[i])) continue;
+        uint32_t l = piece_len(t, i);
+        if (l > t->max_merge_len) t->max_merge_len = l;
+        if (t->split_words && ws_inside(piece_ptr(t, i), l, t->ws, t->ws_len)) t->split_words = 0;
+        if (t->type[i] == DN_TOK_USER_DEFINED && l) n_ud++;
+    }
+    /* SentencePiece's rev_merge for UNUSED pieces is shared by the whole
+     * input, so those vocabularies are encoded in one piece. */
+    if (t->has_unused) t->split_words = 0;
+    if (n_ud) {
+        t->ud_len = dn_malloc(a, n_ud * sizeof *t->ud_len);
+        if (!t->ud_len) { st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what); goto fail; }
+        for (int32_t i = 0; i < n; i++) {
+            if (t->type[i] != DN_TOK_USER_DEFINED || !piece_len(t, i)) continue;
+            uint32_t l = piece_len(t, i);
+            int seen = 0;
+            for (int k = 0; k < t->n_ud_len; k++) seen |= t->ud_len[k] == l;
+            if (!seen) t->ud_len[t->n_ud_len++] = l;
+        }
+        qsort(t->ud_len, (size_t)t->n_ud_len, sizeof *t->ud_len, cmp_len_desc_u32);
+    }
+    if (n_special) {
+        t->special = dn_malloc(a, (size_t)n_special * sizeof *t->special);
+        if (!t->special) { st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what); goto fail; }
+        for (int32_t i = 0; i < n; i++) {
+            if ((t->type[i] != DN_TOK_CONTROL && t->type[i] != DN_TOK_UNKNOWN) || !piece_len(t, i)) continue;
+            /* insertion sort, longest first, so the first match is the longest */
+            int k = t->n_special++;
+            while (k > 0 && piece_len(t, t->special[k - 1]) < piece_len(t, i)) {
+                t->special[k] = t->special[k - 1];
+                k--;
+            }
+            t->special[k] = i;
+            t->special_first[(uint8_t)piece_ptr(t, i)[0]] = 1;
+        }
+    }
+    if (!unk_surface) { unk_surface = UNK_SURFACE_DEFAULT; unk_surface_len = sizeof UNK_SURFACE_DEFAULT - 1; }
+    if (unk_surface_len > MAX_PIECE_BYTES ||
+        utf8_check((const uint8_t *)unk_surface, unk_surface_len) != unk_surface_len) {
+        st = dn_seterr(DANU_ERR_FORMAT, "%s: unk_surface is not valid UTF-8 or too long", what);
+        goto fail;
+    }
+    t->unk_surface = dn_strndup(a, unk_surface, unk_surface_len);
+    if (!t->unk_surface) { st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what); goto fail; }
+    t->unk_surface_len = unk_surface_len;
+    *out = t;
+    return DANU_OK;
+fail:
+    dn_tokenizer_free(t);
+    return st;
+}
+
+danu_status dn_tokenizer_from_vocab(const dn_alloc *a, const dn_vocab_src *src, danu_tokenizer **out)
+{
+    return build(a, src, NULL, 0, 1, 0, "vocabulary", out);
+}
+
+/* ---- protobuf (tokenizer.model) ---------------------------------- */
+
+typedef struct pb_field {
+    uint32_t num, wire;
+    uint64_t v;              /* varint / fixed value */
+    const uint8_t *p;        /* length-delimited payload */
+    size_t len;
+    size_t start, end;       /* the whole field, offsets within the reader */
+} pb_field;
+
+typedef struct pb_reader {
+    const uint8_t *p;
+    size_t n, i;
+    size_t base;             /* offset of p in the file, for messages */
+    const char *what;
+} pb_reader;
+
+static danu_status pb_varint(pb_reader *r, uint64_t *v)
+{
+    uint64_t x = 0;
+    size_t at = r->i;
+    for (int k = 0; k < 10; k++) {
+        if (r->i >= r->n)
+            return dn_seterr(DANU_ERR_FORMAT, "%s: truncated varint at offset %zu", r->what, r->base + at);
+        uint8_t b = r->p[r->i++];
+        if (k == 9 && b > 1)
+            return dn_seterr(DANU_ERR_FORMAT, "%s: overlong varint at offset %zu", r->what, r->base + at);
+        x |= (uint64_t)(b & 0x7f) << (7 * k);
+        if (!(b & 0x80)) { *v = x; return DANU_OK; }
+    }
+    return dn_seterr(DANU_ERR_FORMAT, "%s: overlong varint at offset %zu", r->what, r->base + at);
+}
+
+/* Read the next field; returns DANU_OK with f filled. Groups and unknown
+ * wire types are errors (SentencePiece models never use them). */
+static danu_status pb_next(pb_reader *r, pb_field *f)
+{
+    uint64_t key;
+    f->start = r->i;
+    DN_TRY(pb_varint(r, &key));
+    if (key > UINT32_MAX || (key >> 3) == 0)
+        return dn_seterr(DANU_ERR_FORMAT, "%s: bad field key %llu at offset %zu", r->what,
+                         (unsigned long long)key, r->base + f->start);
+    f->num = (uint32_t)(key >> 3);
+    f->wire = (uint32_t)(key & 7);
+    f->p = NULL;
+    f->len = 0;
+    f->v = 0;
+    switch (f->wire) {
+    case 0:
+        DN_TRY(pb_varint(r, &f->v));
+        break;
+    case 1:
+    case 5: {
+        size_t w = f->wire == 1 ? 8 : 4;
+        if (r->n - r->i < w)
+            return dn_seterr(DANU_ERR_FORMAT, "%s: truncated fixed field at offset %zu", r->what, r->base + f->start);
+        f->v = w == 8 ? dn_rd_u64(r->p + r->i) : dn_rd_u32(r->p + r->i);
+        r->i += w;
+        break;
+    }
+    case 2: {
+        uint64_t l;
+        DN_TRY(pb_varint(r, &l));
+        if (l > r->n - r->i)
+            return dn_seterr(DANU_ERR_FORMAT, "%s: field %u at offset %zu: length %llu beyond the end", r->what,
+                             f->num, r->base + f->start, (unsigned long long)l);
+        f->p = r->p + r->i;
+        f->len = (size_t)l;
+        r->i += (size_t)l;
+        break;
+    }
+    default:
+        return dn_seterr(DANU_ERR_FORMAT, "%s: unsupported wire type %u at offset %zu", r->what, f->wire,
+                         r->base + f->start);
+    }
+    f->end = r->i;
+    return DANU_OK;
+}
+
+static danu_status pb_want(const pb_reader *r, const pb_field *f, uint32_t wire)
+{
+    if (f->wire != wire)
+        return dn_seterr(DANU_ERR_FORMAT, "%s: field %u at offset %zu has wire type %u, expected %u", r->what,
+                         f->num, r->base + f->start, f->wire, wire);
+    return DANU_OK;
+}
+
+static pb_reader pb_sub(const pb_reader *r, const pb_field *f)
+{
+    pb_reader s = { f->p, f->len, 0, r->base + (size_t)(f->p - r->p), r->what };
+    return s;
+}
+
+typedef struct spm_specs {
+    int64_t model_type;
+    int byte_fallback, treat_ws_suffix;
+    int64_t bos, eos, pad;
+    const char *unk_surface;
+    size_t unk_surface_len;
+    int add_dummy_prefix, rm_ws, escape_ws;
+    size_t charsmap_len;
+} spm_specs;
+
+static danu_status parse_trainer(pb_reader r, spm_specs *s)
+{
+    pb_field f;
+    while (r.i < r.n) {
+        DN_TRY(pb_next(&r, &f));
+        switch (f.num) {
+        case 3: DN_TRY(pb_want(&r, &f, 0)); s->model_type = (int32_t)f.v; break;
+        case 24: DN_TRY(pb_want(&r, &f, 0)); s->treat_ws_suffix = f.v != 0; break;
+        case 35: DN_TRY(pb_want(&r, &f, 0)); s->byte_fallback = f.v != 0; break;
+        case 41: DN_TRY(pb_want(&r, &f, 0)); s->bos = (int32_t)f.v; break;
+        case 42: DN_TRY(pb_want(&r, &f, 0)); s->eos = (int32_t)f.v; break;
+        case 43: DN_TRY(pb_want(&r, &f, 0)); s->pad = (int32_t)f.v; break;
+        case 44:
+            DN_TRY(pb_want(&r, &f, 2));
+            s->unk_surface = (const char *)f.p;
+            s->unk_surface_len = f.len;
+            break;
+        default: break;
+        }
+    }
+    return DANU_OK;
+}
+
+static danu_status parse_normalizer(pb_reader r, spm_specs *s)
+{
+    pb_field f;
+    while (r.i < r.n) {
+        DN_TRY(pb_next(&r, &f));
+        switch (f.num) {
+        case 2: DN_TRY(pb_want(&r, &f, 2)); s->charsmap_len = f.len; break;
+        case 3: DN_TRY(pb_want(&r, &f, 0)); s->add_dummy_prefix = f.v != 0; break;
+        case 4: DN_TRY(pb_want(&r, &f, 0)); s->rm_ws = f.v != 0; break;
+        case 5: DN_TRY(pb_want(&r, &f, 0)); s->escape_ws = f.v != 0; break;
+        default: break;
+        }
+    }
+    return DANU_OK;
+}
+
+static danu_status parse_piece(pb_reader r, const char **piece, size_t *len, float *score, int32_t *type)
+{
+    pb_field f;
+    *piece = NULL;
+    *len = 0;
+    *score = 0.0f;
+    *type = DN_TOK_NORMAL;
+    int have_piece = 0;
+    size_t at = r.base;
+    while (r.i < r.n) {
+        DN_TRY(pb_next(&r, &f));
+        switch (f.num) {
+        case 1:
+            DN_TRY(pb_want(&r, &f, 2));
+            *piece = (const char *)f.p;
+            *len = f.len;
+            have_piece = 1;
+            break;
+        case 2: {
+            DN_TRY(pb_want(&r, &f, 5));
+            uint8_t b[4];
+            dn_wr_u32(b, (uint32_t)f.v);
+            *score = dn_rd_f32(b);
+            break;
+        }
+        case 3:
+            DN_TRY(pb_want(&r, &f, 0));
+            if (f.v < DN_TOK_NORMAL || f.v > DN_TOK_BYTE)
+                return dn_seterr(DANU_ERR_FORMAT, "%s: piece at offset %zu has unknown type %llu", r.what, at,
+                                 (unsigned long long)f.v);
+            *type = (int32_t)f.v;
+            break;
+        default: break;
+        }
+    }
+    if (!have_piece) return dn_seterr(DANU_ERR_FORMAT, "%s: piece at offset %zu has no text", r.what, at);
+    return DANU_OK;
+}
+
+danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t size, const char *what,
+                                  danu_tokenizer **out)
+{
+    if (!a || !out || (!data && size)) return dn_seterr(DANU_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *out = NULL;
+    if (!what) what = "tokenizer.model";
+    spm_specs s = { .model_type = 1, .bos = 1, .eos = 2, .pad = -1, .add_dummy_prefix = 1, .rm_ws = 1,
+                    .escape_ws = 1 };
+    pb_reader r = { data, size, 0, 0, what };
+    pb_field f;
+    size_t n_pieces = 0;
+    int have_trainer = 0;
+    while (r.i < r.n) {
+        DN_TRY(pb_next(&r, &f));
+        if (f.num == 1) {
+            DN_TRY(pb_want(&r, &f, 2));
+            n_pieces++;
+        } else if (f.num == 2) {
+            DN_TRY(pb_want(&r, &f, 2));
+            DN_TRY(parse_trainer(pb_sub(&r, &f), &s));
+            have_trainer = 1;
+        } else if (f.num == 3) {
+            DN_TRY(pb_want(&r, &f, 2));
+            DN_TRY(parse_normalizer(pb_sub(&r, &f), &s));
+        }
+    }
+    if (!have_trainer || s.model_type != 2)
+        return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: model_type %lld is not BPE (2)", what, (long long)s.model_type);
+    if (s.treat_ws_suffix)
+        return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: treat_whitespace_as_suffix is not supported", what);
+    if (s.charsmap_len)
+        return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: normalization rules (precompiled_charsmap) are not supported",
+                         what);
+    if (n_pieces == 0 || n_pieces > (1u << 28))
+        return dn_seterr(DANU_ERR_FORMAT, "%s: %zu pieces", what, n_pieces);
+
+    const char **pieces = dn_malloc(a, n_pieces * sizeof *pieces);
+    size_t *lens = dn_malloc(a, n_pieces * sizeof *lens);
+    float *scores = dn_malloc(a, n_pieces * sizeof *scores);
+    int32_t *types = dn_malloc(a, n_pieces * sizeof *types);
+    danu_status st = DANU_OK;
+    if (!pieces || !lens || !scores || !types) {
+        st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what);
+        goto done;
+    }
+    r.i = 0;
+    size_t k = 0;
+    while (r.i < r.n) {
+        st = pb_next(&r, &f);
+        if (st) goto done;
+        if (f.num != 1) continue;
+        st = parse_piece(pb_sub(&r, &f), &pieces[k], &lens[k], &scores[k], &types[k]);
+        if (st) goto done;
+        if (types[k] == DN_TOK_BYTE && !s.byte_fallback) {
+            st = dn_seterr(DANU_ERR_FORMAT, "%s: BYTE piece %zu but byte_fallback is false", what, k);
+            goto done;
+        }
+        k++;
+    }
+    int32_t n = (int32_t)n_pieces;
+    dn_vocab_src src = {
+        .n = n, .pieces = pieces, .lens = lens, .scores = scores, .types = types,
+        .bos = s.bos >= 0 && s.bos < n ? (int32_t)s.bos : -1,
+        .eos = s.eos >= 0 && s.eos < n ? (int32_t)s.eos : -1,
+        .unk = -1,
+        .pad = s.pad >= 0 && s.pad < n ? (int32_t)s.pad : -1,
+        .add_bos = 1, .add_eos = 0,
+        .add_dummy_prefix = s.add_dummy_prefix, .byte_fallback = s.byte_fallback,
+        .remove_extra_whitespaces = s.rm_ws,
+    };
+    st = build(a, &src, s.unk_surface, s.unk_surface_len, s.escape_ws, 1, what, out);
+done:
+    dn_free(a, pieces);
+    dn_free(a, lens);
+    dn_free(a, scores);
+    dn_free(a, types);
+    return st;
+}
+
+danu_status dn_spm_truncate(const dn_alloc *a, const uint8_t *src, size_t size, int32_t n, uint8_t **out,
+                            size_t *out_len)
+{
+    if (!a || !out || !out_len || (!src && size)) return dn_seterr(DANU_ERR_INVALID_ARG, "spm_truncate: NULL argument");
+    *out = NULL;
+    *out_len = 0;
+    pb_reader r = { src, size, 0, 0, "tokenizer.model" };
+    pb_field f;
+    size_t count = 0;
+    while (r.i < r.n) {
+        DN_TRY(pb_next(&r, &f));
+        if (f.num == 1) count++;
+    }
+    if (n < 1 || (size_t)n > count)
+        return dn_seterr(DANU_ERR_INVALID_ARG, "spm_truncate: %d pieces asked, model has %zu", (int)n, count);
+    uint8_t *buf = dn_malloc(a, size);
+    if (!buf) return dn_seterr(DANU_ERR_NOMEM, "spm_truncate: out of memory");
+    size_t len = 0, seen = 0;
+    r.i = 0;
+    while (r.i < r.n) {
+        danu_status st = pb_next(&r, &f);
+        if (st) { dn_free(a, buf); return st; }   /* cannot happen: parsed above */
+        if (f.num == 1 && seen++ >= (size_t)n) continue;
+        memcpy(buf + len, src + f.start, f.end - f.start);
+        len += f.end - f.start;
+    }
+    *out = buf;
+    *out_len = len;
+    return DANU_OK;
+}
+
+/* ---- GGUF ---------------------------------------------------------- */
+
+danu_status dn_tokenizer_from_gguf(const dn_alloc *a, const struct dn_gguf *g, danu_tokenizer **out)
+{
+    if (!a || !g || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *out = NULL;
+    const char *model;
+    uint64_t mlen;
+    if (!dn_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen))
+        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.model missing");
+    if (mlen != 5 || memcmp(model, "llama", 5))
+        return dn_seterr(DANU_ERR_UNSUPPORTED, "gguf: tokenizer.ggml.model '%.*s' is not 'llama'",
+                         (int)(mlen > 64 ? 64 : mlen), model);
+    int32_t et;
+    uint64_t count, c2;
+    if (!dn_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &count) || et != DN_GGUF_STRING)
+        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.tokens missing or not a string array");
+    if (count == 0 || count > (1u << 28))
+        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.tokens has %llu entries", (unsigned long long)count);
+    int have_scores = dn_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &c2);
+    if (have_scores && (c2 != count || et == DN_GGUF_STRING || et == DN_GGUF_ARRAY))
+        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.scores has %llu entries for %llu tokens",
+                         (unsigned long long)c2, (unsigned long long)count);
+    int have_types = dn_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &c2);
+    if (have_types && (c2 != count || et == DN_GGUF_STRING || et == DN_GGUF_ARRAY))
+        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.token_type has %llu entries for %llu tokens",
+                         (unsigned long long)c2, (unsigned long long)count);
+
+    size_t n = (size_t)count;
+    const char **pieces = dn_malloc(a, n * sizeof *pieces);
+    size_t *lens = dn_malloc(a, n * sizeof *lens);
+    float *scores = dn_malloc(a, n * sizeof *scores);
+    int32_t *types = dn_malloc(a, n * sizeof *types);
+    danu_status st = DANU_OK;
+    if (!pieces || !lens || !scores || !types) {
+        st = dn_seterr(DANU_ERR_NOMEM, "gguf: out of memory for the vocabulary");
+        goto done;
+    }
+    int byte_fallback = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t l;
+        double sc = 0.0;
+        int64_t ty = DN_TOK_NORMAL;
+        if (!dn_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &pieces[i], &l) ||
+            (have_scores && !dn_gguf_arr_f64(g, "tokenizer.ggml.scores", i, &sc)) ||
+            (have_types && !dn_gguf_arr_i64(g, "tokenizer.ggml.token_type", i, &ty))) {
+            st = dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer entry %zu unreadable", i);
+            goto done;
+        }
+        if (ty < DN_TOK_NORMAL || ty > DN_TOK_BYTE) {
+            st = dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.token_type[%zu] = %lld", i, (long long)ty);
+            goto done;
+        }
+        lens[i] = (size_t)(l > MAX_PIECE_BYTES ? (uint64_t)MAX_PIECE_BYTES + 1 : l);
+        scores[i] = (float)sc;
+        types[i] = (int32_t)ty;
+        byte_fallback |= ty == DN_TOK_BYTE;
+    }
+    int64_t ids[4] = { -1, -1, -1, -1 };
+    static const char *const id_keys[4] = { "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                            "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id" };
+    for (int k = 0; k < 4; k++) {
+        if (dn_gguf_get_i64(g, id_keys[k], &ids[k]) && (ids[k] < 0 || ids[k] >= (int64_t)n)) {
+            st = dn_seterr(DANU_ERR_FORMAT, "gguf: %s = %lld outside the vocabulary of %zu", id_keys[k],
+                           (long long)ids[k], n);
+            goto done;
+        }
+    }
+    int add_bos = 1, add_eos = 0, add_space = 1, rm_ws = 0;
+    dn_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
+    dn_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &add_eos);
+    dn_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &add_space);
+    dn_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &rm_ws);
+    dn_vocab_src src = {
+        .n = (int32_t)n, .pieces = pieces, .lens = lens, .scores = have_scores ? scores : NULL,
+        .types = have_types ? types : NULL,
+        .bos = (int32_t)ids[0], .eos = (int32_t)ids[1], .unk = (int32_t)ids[2], .pad = (int32_t)ids[3],
+        .add_bos = add_bos, .add_eos = add_eos, .add_dummy_prefix = add_space,
+        .byte_fallback = byte_fallback, .remove_extra_whitespaces = rm_ws,
+    };
+    st = build(a, &src, NULL, 0, 1, 0, "gguf tokenizer", out);
+done:
+    dn_free(a, pieces);
+    dn_free(a, lens);
+    dn_free(a, scores);
+    dn_free(a, types);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Accessors                                                           */
+/* ------------------------------------------------------------------ */
+
+int32_t dn_tokenizer_n_vocab(const danu_tokenizer *t) { return t ? t->n : 0; }
+int32_t dn_tokenizer_bos(const danu_tokenizer *t) { return t->bos; }
+int32_t dn_tokenizer_eos(const danu_tokenizer *t) { return t->eos; }
+int32_t dn_tokenizer_unk(const danu_tokenizer *t) { return t->unk; }
+int dn_tokenizer_add_bos(const danu_tokenizer *t) { return t->add_bos; }
+const dn_alloc *dn_tokenizer_alloc(const danu_tokenizer *t) { return &t->a; }
+const char *dn_tokenizer_piece(const danu_tokenizer *t, int32_t id, size_t *len)
+{
+    if (len) *len = piece_len(t, id);
+    return piece_ptr(t, id);
+}
+float dn_tokenizer_score(const danu_tokenizer *t, int32_t id) { return t->score[id]; }
+int32_t dn_tokenizer_type(const danu_tokenizer *t, int32_t id) { return t->type[id]; }
+int32_t dn_tokenizer_find(const danu_tokenizer *t, const char *piece, size_t len)
+{
+    return piece ? find_piece(t, piece, len) : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Encoding                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct sym {
+    uint32_t start, len;     /* bytes of the normalized segment; len 0 = merged away */
+    int32_t prev, next;
+    int32_t id;              /* piece id, -1 when not in the vocabulary */
+    int32_t frozen;          /* USER_DEFINED match: never merged */
+} sym;
+
+typedef struct cand {
+    float score;
+    int32_t left;
+    uint32_t size;           /* bytes of the merged symbol, detects stale entries */
+    int32_t id;
+} cand;
+
+typedef struct work {
+    const danu_tokenizer *t;
+    const char *s;           /* the segment being merged */
+    sym *sy;
+    size_t sy_cap;
+    cand *hp;
+    size_t hp_n, hp_cap;
+    int32_t *rev;            /* UNUSED piece -> left length of its last recorded merge */
+    uint32_t *stack;         /* resegmentation stack: (start, len) pairs */
+    danu_token *ids;
+    size_t n_ids, cap_ids;
+    char *norm;
+} work;
+
+static danu_status push_id(work *w, danu_token id)
+{
+    if (w->n_ids == w->cap_ids) {
+        size_t cap = w->cap_ids ? w->cap_ids * 2 : 64;
+        danu_token *p = dn_realloc(&w->t->a, w->ids, cap * sizeof *p);
+        if (!p) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu ids", cap);
+        w->ids = p;
+        w->cap_ids = cap;
+    }
+    w->ids[w->n_ids++] = id;
+    return DANU_OK;
+}
+
+static inline int cand_before(const cand *x, const cand *y)
+{
+    return x->score > y->score || (x->score == y->score && x->left < y->left);
+}
+
+static void heap_down(cand *h, size_t n, size_t i)
+{
+    cand c = h[i];
+    for (;;) {
+        size_t l = 2 * i + 1, best;
+        if (l >= n) break;
+        best = l;
+        if (l + 1 < n && cand_before(&h[l + 1], &h[l])) best = l + 1;
+        if (!cand_before(&h[best], &c)) break;
+        h[i] = h[best];
+        i = best;
+    }
+    h[i] = c;
+}
+
+static void heap_push(work *w, cand c)
+{
+    /* capacity is reserved up front: at most 3 entries per symbol */
+    size_t i = w->hp_n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!cand_before(&c, &w->hp[p])) break;
+        w->hp[i] = w->hp[p];
+        i = p;
+    }
+    w->hp[i] = c;
+}
+
+/* Queue the merge of symbols left and right if their concatenation is a
+ * mergeable piece (SentencePiece's MaybeAddNewSymbolPair). */
+static void maybe_add(work *w, int32_t left, int32_t right, int heapify_later)
+{
+    if (left < 0 || right < 0) return;
+    const sym *l = &w->sy[left], *r = &w->sy[right];
+    if (l->frozen || r->frozen) return;
+    uint32_t size = l->len + r->len;
+    const danu_tokenizer *t = w->t;
+    if (size > t->max_merge_len) return;
+    int32_t id = find_piece(t, w->s + l->start, size);
+    if (id < 0 || !mergeable(t->type[id])) return;
+    cand c = { t->score[id], left, size, id };
+    if (heapify_later) w->hp[w->hp_n++] = c;
+    else heap_push(w, c);
+    if (w->rev && t->type[id] == DN_TOK_UNUSED) w->rev[id] = (int32_t)l->len;
+}
+
+static danu_status emit_final(work *w, uint32_t start, uint32_t len, int32_t id)
+{
+    const danu_tokenizer *t = w->t;
+    if (id < 0 || t->type[id] == DN_TOK_UNKNOWN) {
+        if (!t->byte_fallback) return push_id(w, t->unk);
+        for (uint32_t k = 0; k < len; k++) {
+            int32_t b = t->byte_id[(uint8_t)w->s[start + k]];
+            DN_TRY(push_id(w, b >= 0 ? b : t->unk));
+        }
+        return DANU_OK;
+    }
+    return push_id(w, id);
+}
+
+/* Emit one final symbol; UNUSED pieces are split back into the two parts
+ * they were last merged from (SentencePiece's resegment). */
+static danu_status emit_symbol(work *w, uint32_t start, uint32_t len, int32_t id)
+{
+    const danu_tokenizer *t = w->t;
+    if (!w->rev || id < 0 || t->type[id] != DN_TOK_UNUSED || w->rev[id] <= 0 || (uint32_t)w->rev[id] >= len)
+        return emit_final(w, start, len, id);
+    size_t sp = 0;
+    w->stack[sp++] = start;
+    w->stack[sp++] = len;
+    while (sp) {
+        uint32_t l = w->stack[--sp], s = w->stack[--sp];
+        int32_t pid = find_piece(t, w->s + s, l);
+        if (pid >= 0 && t->type[pid] == DN_TOK_UNUSED && w->rev[pid] > 0 && (uint32_t)w->rev[pid] < l) {
+            uint32_t left = (uint32_t)w->rev[pid];
+            w->stack[sp++] = s + left;   /* right part, handled second */
+            w->stack[sp++] = l - left;
+            w->stack[sp++] = s;
+            w->stack[sp++] = left;
+            continue;
+        }
+        DN_TRY(emit_final(w, s, l, pid));
+    }
+    return DANU_OK;
+}
+
+/* Length of the USER_DEFINED piece starting at s (longest), or 0. */
+static uint32_t match_user(const danu_tokenizer *t, const char *s, size_t avail, int32_t *id)
+{
+    for (int k = 0; k < t->n_ud_len; k++) {
+        uint32_t l = t->ud_len[k];
+        if (l > avail) continue;
+        int32_t p = find_piece(t, s, l);
+        if (p >= 0 && t->type[p] == DN_TOK_USER_DEFINED) { *id = p; return l; }
+    }
+    return 0;
+}
+
+static inline uint32_t char_len(uint8_t b)
+{
+    return b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;   /* input is validated UTF-8 */
+}
+
+/* BPE over s[0..n) (one word or a whole normalized segment). */
+static danu_status bpe(work *w, const char *s, uint32_t n)
+{
+    const danu_tokenizer *t = w->t;
+    w->s = s;
+    uint32_t nsym = 0;
+    for (uint32_t pos = 0; pos < n;) {
+        sym *y = &w->sy[nsym];
+        int32_t id = -1;
+        uint32_t l = t->n_ud_len ? match_user(t, s + pos, n - pos, &id) : 0;
+        y->frozen = l != 0;
+        if (!l) {
+            uint8_t b = (uint8_t)s[pos];
+            l = char_len(b);
+            if (l > n - pos) l = n - pos;
+            id = b < 0x80 ? t->ascii_id[b] : find_piece(t, s + pos, l);
+        }
+        y->start = pos;
+        y->len = l;
+        y->id = id;
+        y->prev = (int32_t)nsym - 1;
+        y->next = (int32_t)nsym + 1;
+        nsym++;
+        pos += l;
+    }
+    if (nsym == 0) return DANU_OK;
+    w->sy[nsym - 1].next = -1;
+
+    if (nsym > 1) {
+        w->hp_n = 0;
+        for (uint32_t i = 1; i < nsym; i++) maybe_add(w, (int32_t)i - 1, (int32_t)i, 1);
+        for (size_t i = w->hp_n / 2; i-- > 0;) heap_down(w->hp, w->hp_n, i);
+        while (w->hp_n) {
+            cand top = w->hp[0];
+            w->hp[0] = w->hp[--w->hp_n];
+            if (w->hp_n) heap_down(w->hp, w->hp_n, 0);
+            sym *l = &w->sy[top.left];
+            if (l->len == 0 || l->next < 0) continue;
+            sym *r = &w->sy[l->next];
+            if (l->len + r->len != top.size) continue;   /* stale: a side changed since */
+            l->len = top.size;
+            l->id = top.id;
+            l->next = r->next;
+            if (r->next >= 0) w->sy[r->next].prev = top.left;
+            r->len = 0;
+            maybe_add(w, l->prev, top.left, 0);
+            maybe_add(w, top.left, l->next, 0);
+        }
+    }
+    for (int32_t i = 0; i >= 0; i = w->sy[i].next) DN_TRY(emit_symbol(w, w->sy[i].start, w->sy[i].len, w->sy[i].id));
+    return DANU_OK;
+}
+
+/* Make room for a segment of up to nsym symbols. */
+static danu_status reserve(work *w, size_t nsym)
+{
+    if (nsym <= w->sy_cap) return DANU_OK;
+    const dn_alloc *a = &w->t->a;
+    size_t hp_cap;
+    if (dn_mul_overflow_size(nsym, 3, &hp_cap) || nsym > INT32_MAX)
+        return dn_seterr(DANU_ERR_INVALID_ARG, "encode: text too long");
+    sym *sy = dn_realloc(a, w->sy, nsym * sizeof *sy);
+    if (!sy) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu symbols", nsym);
+    w->sy = sy;
+    cand *hp = dn_realloc(a, w->hp, hp_cap * sizeof *hp);
+    if (!hp) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu symbols", nsym);
+    w->hp = hp;
+    w->sy_cap = nsym;
+    w->hp_cap = hp_cap;
+    return DANU_OK;
+}
+
+/* SentencePiece's identity normalizer: optional dummy prefix, spaces to the
+ * space symbol, and (when remove_extra_whitespaces) no leading, trailing or
+ * repeated spaces. Returns the normalized length in w->norm. */
+static size_t normalize(const danu_tokenizer *t, const char *text, size_t len, int dummy, char *out)
+{
+    size_t i = 0, o = 0;
+    if (t->rm_ws) while (i < len && text[i] == ' ') i++;
+    if (i == len) return 0;
+    if (dummy) { memcpy(out, t->ws, t->ws_len); o = t->ws_len; }
+    int prev_space = t->rm_ws;
+    for (; i < len; i++) {
+        char c = text[i];
+        if (c != ' ') { out[o++] = c; prev_space = 0; continue; }
+        if (t->rm_ws && prev_space) continue;
+        memcpy(out + o, t->ws, t->ws_len);
+        o += t->ws_len;
+        prev_space = 1;
+    }
+    if (t->rm_ws)
+        while (o >= t->ws_len && !memcmp(out + o - t->ws_len, t->ws, t->ws_len)) o -= t->ws_len;
+    return o;
+}
+
+static danu_status encode_segment(work *w, const char *text, size_t len, int dummy)
+{
+    const danu_tokenizer *t = w->t;
+    if (len == 0) return DANU_OK;
+    size_t cap;
+    if (dn_mul_overflow_size(len, 3, &cap) || dn_add_overflow_size(cap, 4, &cap) || cap > INT32_MAX)
+        return dn_seterr(DANU_ERR_INVALID_ARG, "encode: text of %zu bytes is too long", len);
+    char *norm = dn_malloc(&t->a, cap);
+    if (!norm) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu bytes", cap);
+    size_t n = normalize(t, text, len, dummy, norm);
+    danu_status st = DANU_OK;
+    if (!t->split_words) {
+        st = reserve(w, n);
+        if (!st) st = bpe(w, norm, (uint32_t)n);
+        dn_free(&t->a, norm);
+        return st;
+    }
+    /* word by word: a word starts at a space symbol that follows another character */
+    const char *ws = t->ws;
+    uint32_t wl = t->ws_len;
+    size_t start = 0;
+    while (start < n && !st) {
+        size_t end = start + 1, p = start + 1;
+        for (;;) {
+            const char *q = memchr(norm + p, ws[0], n - p);
+            if (!q) { end = n; break; }
+            p = (size_t)(q - norm);
+            if (n - p >= wl && !memcmp(norm + p, ws, wl) && !(p - start >= wl && !memcmp(norm + p - wl, ws, wl))) {
+                end = p;
+                break;
+            }
+            p++;
+        }
+        st = reserve(w, end - start);
+        if (!st) st = bpe(w, norm + start, (uint32_t)(end - start));
+        start = end;
+    }
+    dn_free(&t->a, norm);
+    return st;
+}
+
+/* Longest CONTROL/UNKNOWN piece at text[i..len), or -1. */
+static int32_t match_special(const danu_tokenizer *t, const char *text, size_t i, size_t len)
+{
+    if (!t->special_first[(uint8_t)text[i]]) return -1;
+    for (int k = 0; k < t->n_special; k++) {
+        int32_t id = t->special[k];
+        uint32_t l = piece_len(t, id);
+        if (l <= len - i && !memcmp(text + i, piece_ptr(t, id), l)) return id;
+    }
+    return -1;
+}
+
+danu_status dn_tokenizer_encode_ex(const danu_tokenizer *t, const char *text, size_t len, uint32_t flags,
+                                   int dummy_prefix, danu_token **out, size_t *n)
+{
+    if (!t || !out || !n || (!text && len)) return dn_seterr(DANU_ERR_INVALID_ARG, "encode: NULL argument");
+    *out = NULL;
+    *n = 0;
+    size_t bad = utf8_check((const uint8_t *)text, len);
+    if (bad != len) return dn_seterr(DANU_ERR_BAD_UTF8, "encode: invalid UTF-8 at byte offset %zu", bad);
+
+    work w = { .t = t };
+    danu_status st = DANU_OK;
+    if (t->has_unused) {
+        w.rev = dn_malloc(&t->a, (size_t)t->n * sizeof *w.rev);
+        w.stack = dn_malloc(&t->a, ((size_t)t->max_merge_len * 4 + 4) * sizeof *w.stack);
+        if (!w.rev || !w.stack) { st = dn_seterr(DANU_ERR_NOMEM, "encode: out of memory"); goto done; }
+        for (int32_t i = 0; i < t->n; i++) w.rev[i] = -1;
+    }
+    st = push_id(&w, 0);      /* the result is always a real allocation */
+    if (st) goto done;
+    w.n_ids = 0;
+    if ((flags & DANU_TOKENIZE_ADD_BOS) && t->bos >= 0 && (st = push_id(&w, t->bos))) goto done;
+    int dummy = dummy_prefix && t->dummy;
+    if ((flags & DANU_TOKENIZE_PARSE_SPECIAL) && t->n_special) {
+        /* Text before the first special piece gets the dummy prefix; text
+         * after a special piece gets none (Hugging Face legacy=false). */
+        size_t seg = 0;
+        for (size_t i = 0; i < len;) {
+            int32_t id = match_special(t, text, i, len);
+            if (id < 0) { i++; continue; }
+            if ((st = encode_segment(&w, text + seg, i - seg, dummy && seg == 0))) goto done;
+            if ((st = push_id(&w, id))) goto done;
+            i += piece_len(t, id);
+            seg = i;
+            dummy = 0;
+        }
+        st = encode_segment(&w, text + seg, len - seg, dummy && seg == 0);
+    } else {
+        st = encode_segment(&w, text, len, dummy);
+    }
+    if (st) goto done;
+    if ((flags & DANU_TOKENIZE_ADD_EOS) && t->eos >= 0 && (st = push_id(&w, t->eos))) goto done;
+    *out = w.ids;
+    *n = w.n_ids;
+    w.ids = NULL;
+done:
+    dn_free(&t->a, w.ids);
+    dn_free(&t->a, w.sy);
+    dn_free(&t->a, w.hp);
+    dn_free(&t->a, w.rev);
+    dn_free(&t->a, w.stack);
+    return st;
+}
+
+danu_status dn_tokenizer_encode(const danu_tokenizer *t, const char *text, size_t len, uint32_t flags,
+                                danu_token **out, size_t *n)
+{
+    return dn_tokenizer_encode_ex(t, text, len, flags, 1, out, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Whole-sequence decoding (SentencePiece's Decode)                    */
+/* ------------------------------------------------------------------ */
+
+/* SentencePiece's DecodeUTF8 validity test: decode the code point, then
+ * check trail bytes, the minimum for the length and the valid range. */
+static int spm_valid_char(const uint8_t *p, size_t n, size_t *mblen)
+{
+    uint32_t c;
+    *mblen = 1;
+    if (p[0] < 0x80) return 1;
+    if (n >= 2 && (p[0] & 0xe0) == 0xc0) {
+        c = ((uint32_t)(p[0] & 0x1f) << 6) | (p[1] & 0x3f);
+        if ((p[1] & 0xc0) == 0x80 && c >= 0x80) { *mblen = 2; return 1; }
+    } else if (n >= 3 && (p[0] & 0xf0) == 0xe0) {
+        c = ((uint32_t)(p[0] & 0x0f) << 12) | ((uint32_t)(p[1] & 0x3f) << 6) | (p[2] & 0x3f);
+        if ((p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 && c >= 0x800 && (c < 0xd800 || c > 0xdfff)) {
+            *mblen = 3;
+            return 1;
+        }
+    } else if (n >= 4 && (p[0] & 0xf8) == 0xf0) {
+        c = ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3f) << 12) | ((uint32_t)(p[2] & 0x3f) << 6) |
+            (p[3] & 0x3f);
+        if ((p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 && c >= 0x10000 &&
+            c <= 0x10ffff) {
+            *mblen = 4;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+#define REPLACEMENT "\xef\xbf\xbd"
+
+/* Append a non-byte piece's surface. Tracks SentencePiece's "first
+ * whitespace" state: is_bos_ws / bos_ws_seen. */
+static size_t piece_surface(const danu_tokenizer *t, int32_t id, int *is_bos_ws, int *bos_ws_seen, size_t so_far,
+                            char *o)
+{
+    if (*bos_ws_seen || so_far) *is_bos_ws = 0;
+    uint8_t ty = t->type[id];
+    if (ty == DN_TOK_CONTROL) { *bos_ws_seen = 0; return 0; }
+    if (ty == DN_TOK_UNKNOWN) {
+        memcpy(o, t->unk_surface, t->unk_surface_len);
+        *bos_ws_seen = 0;
+        return t->unk_surface_len;
+    }
+    const char *p = piece_ptr(t, id);
+    size_t l = piece_len(t, id), k = 0, w = 0;
+    int has_ws = 0;
+    if (*is_bos_ws && (t->dummy || t->rm_ws) && l >= WS_SYM_LEN && !memcmp(p, WS_SYM, WS_SYM_LEN)) {
+        k = WS_SYM_LEN;
+        has_ws = !t->rm_ws;   /* with remove_extra_whitespaces every leading space goes */
+    }
+    while (k < l) {
+        if (l - k >= WS_SYM_LEN && !memcmp(p + k, WS_SYM, WS_SYM_LEN)) {
+            o[w++] = ' ';
+            k += WS_SYM_LEN;
+        } else {
+            o[w++] = p[k++];
+        }
+    }
+    *bos_ws_seen = has_ws;
+    return w;
+}
+
+static danu_status check_ids(const danu_tokenizer *t, const danu_token *ids, size_t n)
+{
+    if (!ids && n) return dn_seterr(DANU_ERR_INVALID_ARG, "decode: ids NULL");
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= t->n)
+            return dn_seterr(DANU_ERR_BAD_TOKEN, "decode: token %d at position %zu outside [0, %d)", (int)ids[i], i,
+                             (int)t->n);
+    return DANU_OK;
+}
+
+danu_status dn_tokenizer_decode(const danu_tokenizer *t, const danu_token *ids, size_t n, char **out, size_t *len)
+{
+    if (!t || !out || !len) return dn_seterr(DANU_ERR_INVALID_ARG, "decode: NULL argument");
+    *out = NULL;
+    *len = 0;
+    DN_TRY(check_ids(t, ids, n));
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ty = t->type[ids[i]];
+        size_t c = ty == DN_TOK_BYTE ? 3 : ty == DN_TOK_UNKNOWN ? t->unk_surface_len : piece_len(t, ids[i]);
+        if (dn_add_overflow_size(cap, c, &cap)) return dn_seterr(DANU_ERR_NOMEM, "decode: output too large");
+    }
+    char *o = dn_malloc(&t->a, cap);
+    if (!o) return dn_seterr(DANU_ERR_NOMEM, "decode: out of memory for %zu bytes", cap);
+    size_t w = 0;
+    int is_bos_ws = 1, bos_ws_seen = 0;
+    uint8_t run[64];
+    for (size_t i = 0; i < n;) {
+        if (t->type[ids[i]] != DN_TOK_BYTE) {
+            w += piece_surface(t, ids[i], &is_bos_ws, &bos_ws_seen, w, o + w);
+            i++;
+            continue;
+        }
+        /* a run of byte pieces becomes characters; each invalid byte U+FFFD.
+         * Runs are cut in chunks that keep any incomplete tail for the next. */
+        size_t j = i, nr = 0;
+        while (j < n && t->type[ids[j]] == DN_TOK_BYTE) {
+            run[nr++] = t->byteval[ids[j++]];
+            int last = j == n || t->type[ids[j]] != DN_TOK_BYTE;
+            if (nr < sizeof run && !last) continue;
+            size_t k = 0, keep = last ? nr : nr - 3;   /* a char is at most 4 bytes */
+            while (k < keep) {
+                size_t mb;
+                if (spm_valid_char(run + k, nr - k, &mb)) {
+                    memcpy(o + w, run + k, mb);
+                    w += mb;
+                    k += mb;
+                } else {
+                    memcpy(o + w, REPLACEMENT, 3);
+                    w += 3;
+                    k += 1;
+                }
+            }
+            memmove(run, run + k, nr - k);
+            nr -= k;
+        }
+        i = j;
+    }
+    o[w] = 0;
+    *out = o;
+    *len = w;
+    return DANU_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Streaming decoder                                                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct dec_state {
+    uint8_t pend[4];
+    int npend;
+    int is_bos_ws, bos_ws_seen;
+    size_t emitted;          /* bytes of text produced since the start */
+} dec_state;
+
+struct danu_decoder {
+    const danu_tokenizer *t;
+    dec_state s;
+    char *scratch;           /* one piece's surface */
+};
+
+static void dec_reset(dec_state *s)
+{
+    memset(s, 0, sizeof *s);
+    s->is_bos_ws = 1;
+}
+
+danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out)
+{
+    if (!t || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "decoder: NULL argument");
+    *out = NULL;
+    danu_decoder *d = dn_calloc(&t->a, 1, sizeof *d);
+    size_t need = 0;
+    for (int32_t i = 0; i < t->n; i++) if (piece_len(t, i) > need) need = piece_len(t, i);
+    if (t->unk_surface_len > need) need = t->unk_surface_len;
+    char *scratch = dn_malloc(&t->a, need + 1);
+    if (!d || !scratch) {
+        dn_free(&t->a, d);
+        dn_free(&t->a, scratch);
+        return dn_seterr(DANU_ERR_NOMEM, "decoder: out of memory");
+    }
+    d->t = t;
+    d->scratch = scratch;
+    dec_reset(&d->s);
+    *out = d;
+    return DANU_OK;
+}
+
+void dn_decoder_free(danu_decoder *d)
+{
+    if (!d) return;
+    const dn_alloc *a = &d->t->a;
+    dn_free(a, d->scratch);
+    dn_free(a, d);
+}
+
+void dn_decoder_reset(danu_decoder *d)
+{
+    if (d) dec_reset(&d->s);
+}
+
+typedef struct sink { char *out; size_t cap, n; } sink;
+
+static void put(sink *k, const void *p, size_t n)
+{
+    if (k->n + n < k->cap) memcpy(k->out + k->n, p, n);   /* keep room for the NUL */
+    k->n += n;
+}
+
+/* Resolve pending bytes: complete characters go out, bytes that cannot start
+ * a valid character become U+FFFD. At the end of a byte run (final) an
+ * incomplete tail is invalid too, one U+FFFD per byte as SentencePiece. */
+static void drain(dec_state *s, sink *k, int final)
+{
+    while (s->npend) {
+        int c = utf8_char(s->pend, (size_t)s->npend);
+        int used;
+        if (c > 0) { put(k, s->pend, (size_t)c); used = c; }
+        else if (c == 0 && !final) break;
+        else { put(k, REPLACEMENT, 3); used = 1; }
+        s->emitted += (size_t)used;
+        memmove(s->pend, s->pend + used, (size_t)(s->npend - used));
+        s->npend -= used;
+    }
+}
+
+static danu_status finish(danu_decoder *d, const dec_state *s, sink *k, size_t *len)
+{
+    if (len) *len = k->n;
+    if (k->n + 1 > k->cap) {
+        if (k->cap) k->out[0] = 0;
+        return dn_seterr(DANU_ERR_BUFFER_TOO_SMALL, "decoder: %zu bytes needed, buffer holds %zu", k->n + 1, k->cap);
+    }
+    k->out[k->n] = 0;
+    d->s = *s;   /* commit only when the text fit */
+    return DANU_OK;
+}
+
+danu_status dn_decoder_push(danu_decoder *d, danu_token id, char *out, size_t cap, size_t *len)
+{
+    if (len) *len = 0;
+    if (!d || (!out && cap)) return dn_seterr(DANU_ERR_INVALID_ARG, "decoder: NULL argument");
+    const danu_tokenizer *t = d->t;
+    if (id < 0 || id >= t->n)
+        return dn_seterr(DANU_ERR_BAD_TOKEN, "decoder: token %d outside [0, %d)", (int)id, (int)t->n);
+    dec_state s = d->s;
+    sink k = { out, cap, 0 };
+    if (t->type[id] == DN_TOK_BYTE) {
+        s.pend[s.npend++] = t->byteval[id];
+        drain(&s, &k, 0);
+    } else {
+        drain(&s, &k, 1);
+        size_t w = piece_surface(t, id, &s.is_bos_ws, &s.bos_ws_seen, s.emitted, d->scratch);
+        put(&k, d->scratch, w);
+        s.emitted += w;
+    }
+    return finish(d, &s, &k, len);
+}
+
+danu_status dn_decoder_flush(danu_decoder *d, char *out, size_t cap, size_t *len)
+{
+    if (len) *len = 0;
+    if (!d || (!out && cap)) return dn_seterr(DANU_ERR_INVALID_ARG, "decoder: NULL argument");
+    dec_state s = d->s;
+    sink k = { out, cap, 0 };
+    drain(&s, &k, 1);
+    dec_reset(&s);
+    return finish(d, &s, &k, len);
+}

@@ -35,6 +35,13 @@ danu_status dn_tokenizer_from_vocab(const dn_alloc *a, const dn_vocab_src *src, 
  * (add_dummy_prefix, remove_extra_whitespaces). Bounded and validated. */
 danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t size,
                                   const char *what, danu_tokenizer **out);
+/* Build from GGUF metadata: tokenizer.ggml.model must be "llama"; reads
+ * tokens, scores, token_type, bos/eos/unknown/padding_token_id,
+ * add_bos_token, add_eos_token, add_space_prefix (default true),
+ * remove_extra_whitespaces (default false). Byte fallback is on when BYTE
+ * pieces exist. The GGUF buffer need not outlive the tokenizer. */
+struct dn_gguf;
+danu_status dn_tokenizer_from_gguf(const dn_alloc *a, const struct dn_gguf *g, danu_tokenizer **out);
 void dn_tokenizer_free(danu_tokenizer *t);
 
 int32_t dn_tokenizer_n_vocab(const danu_tokenizer *t);
@@ -42,6 +49,8 @@ int32_t dn_tokenizer_bos(const danu_tokenizer *t);
 int32_t dn_tokenizer_eos(const danu_tokenizer *t);
 int32_t dn_tokenizer_unk(const danu_tokenizer *t);
 int dn_tokenizer_add_bos(const danu_tokenizer *t);
+/* The allocator the tokenizer was built with (its results come from it). */
+const dn_alloc *dn_tokenizer_alloc(const danu_tokenizer *t);
 /* Piece bytes (not NUL-terminated), score and type of an id (id checked by caller). */
 const char *dn_tokenizer_piece(const danu_tokenizer *t, int32_t id, size_t *len);
 float dn_tokenizer_score(const danu_tokenizer *t, int32_t id);

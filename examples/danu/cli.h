@@ -1,0 +1,41 @@
+/* cli.h - shared helpers of the danu command-line tool. */
+#ifndef DANU_CLI_H
+#define DANU_CLI_H
+#include <stdio.h>
+#include <stdint.h>
+#include "danu.h"
+
+/* Exit codes (documented in README): */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+extern const unsigned char danu_cli_tokenizer_model[];
+extern const size_t danu_cli_tokenizer_model_len;
+
+extern int cli_verbose;
+
+/* Print "danu: what: status text: detail" to stderr and return EXIT_FAIL. */
+int cli_fail(const char *what, danu_status s);
+/* Options with the CLI's log callback (stderr with -v) and a progress bar on a tty. */
+danu_options *cli_options(int progress);
+/* Load a model, with a progress bar when stderr is a terminal. NULL on error (printed). */
+danu_model *cli_load(const char *path, danu_options *o);
+/* Parse "1 2 3" or "1,2,3" into ids; returns count or -1. *out malloc'd. */
+long cli_parse_ids(const char *s, danu_token **out);
+/* The default demo model: a small synthetic model in the user's cache
+ * directory, generated on first use. Returns a malloc'd path or NULL. */
+char *cli_default_model(void);
+/* Peak resident set size of this process, in bytes. */
+uint64_t cli_peak_rss(void);
+uint64_t cli_current_rss(void);
+double cli_now(void);
+int cli_is_flag(const char *arg, const char *s, const char *l);
+
+int cmd_info(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+#endif

@@ -1,0 +1,54 @@
+/* context.h - struct danu_context: KV cache, scratch, thread pool, token
+ * history, sampler and generation state for one conversation. */
+#ifndef DN_CONTEXT_H
+#define DN_CONTEXT_H
+#include <stdatomic.h>
+#include "danu.h"
+#include "options.h"
+#include "model/model.h"
+#include "model/kvcache.h"
+#include "model/forward.h"
+#include "gen/sampler.h"
+#include "common/threadpool.h"
+
+struct danu_context {
+    danu_model *model;
+    dn_alloc alloc;
+    dn_logger log;
+    struct danu_options opt;     /* sticky settings (sampling, on_full, threads) */
+    int32_t n_ctx, cap;
+    dn_pool *pool;
+    dn_kvcache kv;
+    dn_scratch s;
+    danu_token *tokens;          /* [n_ctx] history; position i = tokens[i] */
+    size_t n_tokens;
+    float *logits;               /* [vocab] of the last evaluated position */
+    int has_logits;
+    dn_sampler sampler;
+    danu_decoder *dec;           /* NULL without a tokenizer */
+    char **stops;                /* stop strings */
+    int n_stops;
+    char *hold;                  /* generated text held back while it may start a stop string */
+    size_t hold_len, hold_cap;
+    int gen_active;              /* a generation is under way (decoder primed) */
+    atomic_int abort_flag;
+};
+
+danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out);
+void dn_context_free(danu_context *c);
+danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits);
+danu_status dn_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused);
+danu_status dn_context_rewind(danu_context *c, size_t n);
+void dn_context_clear(danu_context *c);
+danu_status dn_context_sample(danu_context *c, danu_token *out);
+danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason);
+danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_fn fn, void *user, int32_t *reason);
+danu_status dn_context_add_stop(danu_context *c, const char *s);
+void dn_context_clear_stops(danu_context *c);
+danu_status dn_context_chat_append(danu_context *c, const char *const *roles, const char *const *contents, size_t n,
+                                   int add_reply);
+size_t dn_context_state_size(const danu_context *c);
+danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t cap, size_t *written);
+danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t len);
+danu_status dn_context_apply_settings(danu_context *c);   /* after a sticky set */
+#endif

@@ -1,0 +1,37 @@
+/* forward.h - the decoder forward pass over a batch of tokens. */
+#ifndef DN_FORWARD_H
+#define DN_FORWARD_H
+#include <stdatomic.h>
+#include "model/model.h"
+#include "model/kvcache.h"
+#include "common/threadpool.h"
+
+/* Scratch for batches of up to n_batch tokens, sized once per context. */
+typedef struct dn_scratch {
+    const dn_alloc *a;
+    int32_t n_batch, n_threads;
+    float *x;        /* [n_batch][hidden]      residual stream        */
+    float *xb;       /* [n_batch][max(hidden, heads*hd)] normed input / attention output */
+    float *q;        /* [n_batch][max(hidden, heads*hd)] queries, then Wo output */
+    float *k, *v;    /* [n_batch][kv_dim]      this batch's keys/values */
+    float *hb, *hb2; /* [n_batch][ffn]         gate / up              */
+    float *scores;   /* [n_threads][cap + n_batch] attention scores   */
+    float *inv_freq; /* [head_dim/2]           RoPE frequencies       */
+    void *act[3];    /* prepared activations, one per activation type in flight */
+    size_t act_bytes;
+    int32_t score_len;
+} dn_scratch;
+
+danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *m, int32_t n_batch,
+                            int32_t n_threads, int32_t cap);
+void dn_scratch_free(dn_scratch *s);
+size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m);
+
+/* Evaluate n tokens (n <= n_batch) at positions pos0..pos0+n-1, attending to
+ * the cached positions before pos0 (the window's worth). On success the
+ * batch's K/V are committed to the cache. logits: NULL, or the last row only
+ * (all_rows 0: vocab floats) or every row (all_rows 1: n * vocab floats).
+ * Returns ABORTED (cache untouched) when *abort becomes nonzero. */
+danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
+                       int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort);
+#endif

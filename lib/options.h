@@ -1,0 +1,34 @@
+/* options.h - the settings bag behind danu_options. */
+#ifndef DN_OPTIONS_H
+#define DN_OPTIONS_H
+#include "danu.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "gen/sampler.h"
+
+struct danu_options {
+    dn_alloc alloc;
+    dn_logger log;
+    danu_progress_fn progress;
+    void *progress_user;
+    /* load */
+    int use_mmap;
+    int sliding_window;      /* -1 auto, 0 none, > 0 override */
+    int validate;
+    /* context */
+    int32_t n_ctx, kv_type, n_batch, on_full, n_keep;
+    uint64_t seed;
+    /* sampling */
+    dn_sampler_params sampling;
+    int ignore_eos;
+    /* threads and kernels */
+    int32_t n_threads, isa;
+};
+
+void dn_options_defaults(struct danu_options *o);
+/* Set a key on the option bag (shared by options and live contexts). */
+danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v);
+danu_status dn_options_set_float(struct danu_options *o, danu_param key, double v);
+danu_status dn_param_bounds(danu_param key, double *min, double *max);
+danu_param dn_param_from_name(const char *name);
+#endif

@@ -1,0 +1,276 @@
+/* test_forward.c - logits and greedy generations against the transformers
+ * goldens, for every storage format and type, kernel level and thread count;
+ * llama.cpp-written GGUFs against llama.cpp's own error; extra shapes
+ * against the reference kernels on a differently laid out file. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "danu.h"
+#include "testutil.h"
+#include "golden.h"
+#include "model/model.h"
+#include "model/synth.h"
+#include "kernels/kernels.h"
+
+static char *tmp;
+
+static danu_model *load(const char *path, int isa)
+{
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    danu_options_set_int(o, DANU_OPT_ISA, isa);
+    danu_model *m = NULL;
+    danu_status s = danu_model_load(path, o, &m);
+    danu_options_free(o);
+    ck_assert_msg(s == DANU_OK, "load %s: %s", path, danu_last_error());
+    return m;
+}
+
+static void check_cases(danu_model *m, const char *const *cases, int n, gd_opts o, const char *label)
+{
+    for (int i = 0; i < n; i++) {
+        char msg[512];
+        double err;
+        int rc = gd_check_case(m, cases[i], &o, &err, msg, sizeof msg);
+        printf("  %-28s %-24s max rel err %.2e%s\n", label, cases[i], err, rc ? "  FAIL" : "");
+        ck_assert_msg(rc == 0, "%s: %s", label, msg);
+    }
+}
+
+static const char *tiny_a_cases[] = { "tiny-a.single", "tiny-a.capital", "tiny-a.chat", "tiny-a.story",
+                                      "tiny-a.capital-long", "tiny-a.capital-rep" };
+static const char *tiny_b_cases[] = { "tiny-b.single", "tiny-b.rand100" };
+static const char *tiny_q_cases[] = { "tiny-q.short", "tiny-q.rand100" };
+#define N(a) (int)(sizeof a / sizeof a[0])
+
+START_TEST(test_forward_tiny_a_formats)
+{
+    static const struct { int32_t fmt, type; } v[] = {
+        { DANU_FORMAT_HF, DANU_TYPE_BF16 }, { DANU_FORMAT_GGUF, DANU_TYPE_BF16 },
+        { DANU_FORMAT_GGUF, DANU_TYPE_F16 }, { DANU_FORMAT_GGUF, DANU_TYPE_F32 }, { DANU_FORMAT_HF, DANU_TYPE_F32 } };
+    for (int i = 0; i < N(v); i++) {
+        const char *p = gd_synth(tmp, "tiny-a", 7, v[i].fmt, v[i].type);
+        ck_assert_ptr_nonnull(p);
+        danu_model *m = load(p, DANU_ISA_AUTO);
+        char label[64];
+        snprintf(label, sizeof label, "tiny-a %s %s", v[i].fmt == DANU_FORMAT_HF ? "hf" : "gguf", danu_type_name(v[i].type));
+        gd_opts o = { DANU_ISA_AUTO, 1, 1, 2e-3, 1 };
+        check_cases(m, tiny_a_cases, N(tiny_a_cases), o, label);
+        danu_model_free(m);
+    }
+}
+END_TEST
+
+START_TEST(test_forward_threads_and_kv_f16)
+{
+    const char *p = gd_synth(tmp, "tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
+    danu_model *m = load(p, DANU_ISA_AUTO);
+    gd_opts o = { DANU_ISA_AUTO, 2, 0, 2e-3, 1 };   /* f16 KV cache (the default), 2 threads */
+    check_cases(m, tiny_a_cases, N(tiny_a_cases), o, "tiny-a gguf bf16 kv16 t2");
+    danu_model_free(m);
+    p = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_HF, DANU_TYPE_BF16);
+    m = load(p, DANU_ISA_AUTO);
+    check_cases(m, tiny_b_cases, N(tiny_b_cases), o, "tiny-b hf kv16 t2");
+    danu_model_free(m);
+}
+END_TEST
+
+START_TEST(test_forward_tiny_b_transformers_checkpoint)
+{
+    danu_model *m = load(tu_data("tiny-b-hf"), DANU_ISA_AUTO);
+    int64_t w;
+    danu_model_get_int(m, DANU_INFO_SLIDING_WINDOW, &w);
+    ck_assert_int_eq(w, 8);
+    gd_opts o = { DANU_ISA_AUTO, 1, 1, 2e-3, 1 };
+    check_cases(m, tiny_b_cases, N(tiny_b_cases), o, "tiny-b-hf (transformers)");
+    danu_model_free(m);
+}
+END_TEST
+
+START_TEST(test_forward_tiny_b_synth_layouts)
+{
+    int32_t fmts[2] = { DANU_FORMAT_HF, DANU_FORMAT_GGUF };
+    for (int i = 0; i < 2; i++) {
+        danu_model *m = load(gd_synth(tmp, "tiny-b", 11, fmts[i], DANU_TYPE_BF16), DANU_ISA_AUTO);
+        gd_opts o = { DANU_ISA_AUTO, 1, 1, 2e-3, 1 };
+        check_cases(m, tiny_b_cases, N(tiny_b_cases), o, i ? "tiny-b gguf bf16" : "tiny-b hf bf16");
+        danu_model_free(m);
+    }
+}
+END_TEST
+
+START_TEST(test_forward_tiny_q)
+{
+    int32_t fmts[2] = { DANU_FORMAT_HF, DANU_FORMAT_GGUF };
+    for (int i = 0; i < 2; i++) {
+        danu_model *m = load(gd_synth(tmp, "tiny-q", 17, fmts[i], DANU_TYPE_BF16), DANU_ISA_AUTO);
+        gd_opts o = { DANU_ISA_AUTO, 2, 1, 2e-3, 1 };
+        check_cases(m, tiny_q_cases, N(tiny_q_cases), o, i ? "tiny-q gguf bf16" : "tiny-q hf bf16");
+        danu_model_free(m);
+    }
+}
+END_TEST
+
+/* Every kernel level this CPU has, forced through the load option. */
+START_TEST(test_forward_isa_levels)
+{
+    int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
+    for (int i = 0; i < N(levels); i++) {
+        danu_model *m = load(gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16), levels[i]);
+        int64_t got;
+        danu_model_get_int(m, DANU_INFO_ISA, &got);
+        if (got != levels[i]) { danu_model_free(m); continue; }  /* not on this CPU */
+        char label[64];
+        snprintf(label, sizeof label, "tiny-b gguf isa %d", levels[i]);
+        gd_opts o = { levels[i], 2, 1, 2e-3, 1 };
+        check_cases(m, tiny_b_cases, N(tiny_b_cases), o, label);
+        danu_model_free(m);
+        m = load(gd_synth(tmp, "tiny-a", 7, DANU_FORMAT_HF, DANU_TYPE_BF16), levels[i]);
+        snprintf(label, sizeof label, "tiny-a hf isa %d", levels[i]);
+        check_cases(m, tiny_a_cases, 3, o, label);
+        danu_model_free(m);
+    }
+}
+END_TEST
+
+/* KL(p || q) of softmaxes, in double. */
+static double kl(const float *p_logits, const float *q_logits, int n)
+{
+    double mp = -INFINITY, mq = -INFINITY, zp = 0, zq = 0, k = 0;
+    for (int i = 0; i < n; i++) { if (p_logits[i] > mp) mp = p_logits[i]; if (q_logits[i] > mq) mq = q_logits[i]; }
+    for (int i = 0; i < n; i++) { zp += exp(p_logits[i] - mp); zq += exp(q_logits[i] - mq); }
+    for (int i = 0; i < n; i++) {
+        double lp = p_logits[i] - mp - log(zp), lq = q_logits[i] - mq - log(zq);
+        k += exp(lp) * (lp - lq);
+    }
+    return k;
+}
+
+static const char *llamacpp_types[] = { "bf16", "F16", "Q8_0", "Q6_K", "Q5_0", "Q5_1", "Q5_K_M",
+                                        "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M" };
+
+/* Files written by llama.cpp's converter and quantizer: our KL divergence to
+ * the transformers golden is at most llama.cpp's own (from its logits) + 10 %. */
+START_TEST(test_forward_llamacpp_files)
+{
+    tu_golden g;
+    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    size_t ng;
+    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    ck_assert_ptr_nonnull(gold);
+    const int V = 1024, P = 16;
+    for (int t = 0; t < N(llamacpp_types); t++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.gguf", llamacpp_types[t]);
+        danu_model *m = load(tu_data(rel), DANU_ISA_AUTO);
+        danu_context *c;
+        ck_assert_int_eq(danu_context_create(m, NULL, &c), DANU_OK);
+        float *ours = malloc((size_t)P * V * sizeof(float));
+        ck_assert_int_eq(danu_context_eval(c, g.prompt, P, ours), DANU_OK);
+        snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", llamacpp_types[t]);
+        size_t nl;
+        float *theirs = tu_read_f32(tu_data(rel), &nl);
+        ck_assert_uint_eq(nl, (size_t)P * V);
+        double kl_ours = 0, kl_theirs = 0, err = 0;
+        int top1 = 0;
+        for (int p = 0; p < P; p++) {
+            kl_ours += kl(gold + (size_t)p * V, ours + (size_t)p * V, V) / P;
+            kl_theirs += kl(gold + (size_t)p * V, theirs + (size_t)p * V, V) / P;
+            double e = tu_max_abs_diff(ours + (size_t)p * V, gold + (size_t)p * V, V) / tu_max_abs(gold + (size_t)p * V, V);
+            if (e > err) err = e;
+            int a = 0, b = 0;
+            for (int i = 1; i < V; i++) { if (ours[p * V + i] > ours[p * V + a]) a = i; if (gold[p * V + i] > gold[p * V + b]) b = i; }
+            top1 += a == b;
+        }
+        printf("  llama.cpp tiny-q %-7s ours: KL %.6f err %.4f top1 %2d/16   llama.cpp: KL %.6f\n",
+               llamacpp_types[t], kl_ours, err, top1, kl_theirs);
+        ck_assert_msg(kl_ours <= kl_theirs * 1.1 + 2e-6, "%s: KL %.6g > llama.cpp %.6g + 10%%", llamacpp_types[t], kl_ours,
+                      kl_theirs);
+        if (t < 2) ck_assert_msg(err <= 2e-3 * 3, "%s: error %.4g", llamacpp_types[t], err); /* bf16/f16 files */
+        free(ours);
+        free(theirs);
+        danu_context_free(c);
+        danu_model_free(m);
+    }
+    free(gold);
+}
+END_TEST
+
+/* Shapes of our own: the HF layout on the reference kernels versus the GGUF
+ * (permuted q/k) layout on the fast kernels, 40 positions across the window. */
+START_TEST(test_forward_other_shapes)
+{
+    static const dn_synth_config shapes[] = {
+        { "hd64-gqa4", 512, 256, 4, 1, 64, 320, 3, 12, 128, 500000.0f, 1e-6f, 0 },
+        { "hd48-mha", 300, 192, 4, 4, 48, 256, 2, 0, 64, 10000.0f, 1e-5f, 1 },
+        { "hd128-gqa2", 256, 256, 2, 1, 128, 512, 2, 5, 64, 1000.0f, 1e-5f, 0 },
+    };
+    size_t spm_len;
+    uint8_t *spm = tu_read(tu_data("llama2-tokenizer/tokenizer.model"), &spm_len);
+    for (int i = 0; i < N(shapes); i++) {
+        char hf[1024], gg[1024];
+        snprintf(hf, sizeof hf, "%s/%s-hf", tmp, shapes[i].name);
+        snprintf(gg, sizeof gg, "%s/%s.gguf", tmp, shapes[i].name);
+        dn_synth_request r = { &shapes[i], 5, DN_SYNTH_HF, DANU_TYPE_BF16, hf, spm, spm_len, NULL, NULL };
+        ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+        r.format = DN_SYNTH_GGUF;
+        r.out_path = gg;
+        ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+        danu_model *a = load(hf, DANU_ISA_AUTO), *b = load(gg, DANU_ISA_AUTO);
+        a->kern = dn_kernels_for_isa(DN_ISA_REFERENCE);
+        ck_assert_ptr_nonnull(a->kern);
+        int n = 40, V = shapes[i].vocab;
+        danu_token toks[40];
+        for (int k = 0; k < n; k++) toks[k] = (danu_token)((k * 7919 + 13) % V);
+        toks[0] = 1;
+        float *la = malloc((size_t)n * V * sizeof(float)), *lb = malloc((size_t)n * V * sizeof(float));
+        danu_options *o;
+        danu_options_create(NULL, &o);
+        danu_options_set_int(o, DANU_OPT_KV_TYPE, DANU_KV_F32);
+        danu_options_set_int(o, DANU_OPT_N_BATCH, 7);   /* several batches: ring + staging paths */
+        danu_context *ca, *cb;
+        ck_assert_int_eq(danu_context_create(a, o, &ca), DANU_OK);
+        ck_assert_int_eq(danu_context_create(b, o, &cb), DANU_OK);
+        danu_options_free(o);
+        ck_assert_int_eq(danu_context_eval(ca, toks, n, la), DANU_OK);
+        ck_assert_int_eq(danu_context_eval(cb, toks, n, lb), DANU_OK);
+        double err = 0;
+        for (int p = 0; p < n; p++) {
+            double e = tu_max_abs_diff(lb + (size_t)p * V, la + (size_t)p * V, V) / tu_max_abs(la + (size_t)p * V, V);
+            if (e > err) err = e;
+        }
+        printf("  shape %-12s gguf/fast vs hf/reference: max rel err %.2e\n", shapes[i].name, err);
+        ck_assert_msg(err < 2e-3, "%s: %.3g", shapes[i].name, err);
+        free(la); free(lb);
+        danu_context_free(ca); danu_context_free(cb);
+        danu_model_free(a); danu_model_free(b);
+    }
+    free(spm);
+}
+END_TEST
+
+int main(void)
+{
+    tmp = tu_tmpdir("forward");
+    Suite *s = suite_create("forward");
+    TCase *tc = tcase_create("golden");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_forward_tiny_a_formats);
+    tcase_add_test(tc, test_forward_threads_and_kv_f16);
+    tcase_add_test(tc, test_forward_tiny_b_transformers_checkpoint);
+    tcase_add_test(tc, test_forward_tiny_b_synth_layouts);
+    tcase_add_test(tc, test_forward_tiny_q);
+    tcase_add_test(tc, test_forward_isa_levels);
+    tcase_add_test(tc, test_forward_llamacpp_files);
+    tcase_add_test(tc, test_forward_other_shapes);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    tu_rmtree(tmp);
+    free(tmp);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,516 @@
+/* test_kernels.c - every kernel table this CPU offers (capped by DANU_ISA,
+ * which dn_kernels_for_isa honours) against independent references:
+ *  - matmul of every weight type vs the REFERENCE table (weights
+ *    dequantized, f32 activations, double sums) and vs an exact double
+ *    oracle on the activations the table actually prepared;
+ *  - each SIMD table vs SCALAR on the same activation type;
+ *  - activation quantizers byte-identical to scalar and to dn_quantize_row;
+ *  - elementwise ops vs scalar and scalar vs double-precision formulas.
+ *
+ * Tolerances (per output y = sum_i w_i x_i, weights w as dequantized):
+ *  - vs oracle (same prepared activations xq): the integer block dots are
+ *    exact, so only float rounding remains: a few ulp per block/lane partial
+ *    sum times their count, i.e. <= ~n/16 * 2^-24 relative to the magnitude
+ *    M = sum |w_i xq_i| (for asymmetric types the block terms d*sc*q and
+ *    dmin*m may cancel: M adds 2*max|w| of the block per element). With
+ *    n <= 2560 that is < 1e-5; we allow EPS = 2e-5 * M.
+ *  - vs reference (f32 activations): additionally the activation rounding,
+ *    bounded exactly by E = sum |w_i| |x_i - xq_i| (xq dequantized from
+ *    what the kernel used), plus EPS on both magnitudes.
+ *  - ISA vs scalar on the same activation type: both within EPS of the same
+ *    oracle, so |y_isa - y_scalar| <= 2 * EPS * M.
+ *  - q4_1/q5_1 use the stored s = fp16(d*sum q) of q8_1: the oracle adds
+ *    the exact effect m*(s - d*sum q) of that rounding.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testutil.h"
+#include "kernels/kernels.h"
+#include "common/bytes.h"
+
+#define EPS_DOT 2e-5
+
+static const int32_t wtypes[] = {
+    DANU_TYPE_F32, DANU_TYPE_F16, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DANU_TYPE_Q4_0,
+    DANU_TYPE_Q4_1, DANU_TYPE_Q5_0, DANU_TYPE_Q5_1, DANU_TYPE_Q4_K, DANU_TYPE_Q5_K,
+    DANU_TYPE_Q6_K,
+};
+#define N_WTYPES ((int)(sizeof wtypes / sizeof wtypes[0]))
+static const int isas[] = { DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512, DN_ISA_NEON, DN_ISA_NEON_DOT };
+#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
+
+/* ---------------- random data ---------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd_u32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+static float rnd_unit(void) { return (float)((rnd_u32() & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
+/* roughly normal, with occasional outliers like real activations */
+static float rnd_val(void)
+{
+    float v = (rnd_unit() + rnd_unit() + rnd_unit()) * 0.6f;
+    if ((rnd_u32() & 63) == 0) v *= 8.0f;
+    return v;
+}
+static void fill(float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = rnd_val() * scale;
+}
+
+static int n_tables(const dn_kernels **out)
+{
+    int n = 0;
+    for (int i = 0; i < N_ISAS; i++) {
+        const dn_kernels *k = dn_kernels_for_isa(isas[i]);
+        if (k) out[n++] = k;
+    }
+    return n;
+}
+
+/* ---------------- dispatch ---------------- */
+
+START_TEST(test_kernels_dispatch)
+{
+    const dn_kernels *best = dn_kernels_get(DANU_ISA_AUTO);
+    ck_assert_ptr_nonnull(best);
+    ck_assert_int_eq(dn_kernels_get(DANU_ISA_SCALAR)->isa, getenv("DANU_ISA") &&
+                     !strcmp(getenv("DANU_ISA"), "reference") ? DN_ISA_REFERENCE : DN_ISA_SCALAR);
+    ck_assert_ptr_eq(dn_kernels_get(DANU_ISA_AUTO), best);   /* detection runs once */
+    const dn_kernels *ref = dn_kernels_for_isa(DN_ISA_REFERENCE);
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_int_eq(ref->isa, DN_ISA_REFERENCE);
+    ck_assert_ptr_null(dn_kernels_for_isa(99));
+    ck_assert_ptr_nonnull(dn_kernels_for_isa(DN_ISA_SCALAR));
+    const dn_kernels *ks[8];
+    int nk = n_tables(ks);
+    ks[nk++] = ref;
+    for (int i = 0; i < nk; i++) {
+        const dn_kernels *k = ks[i];
+        ck_assert_ptr_nonnull(k->name);
+        for (int t = 0; t < N_WTYPES; t++) {
+            int32_t wt = wtypes[t], at = k->act_type[wt];
+            ck_assert_msg(k->vec_dot[wt] != NULL, "%s: no vec_dot for %d", k->name, wt);
+            ck_assert_msg(k->act_prepare[at] != NULL, "%s: no act for %d", k->name, at);
+            ck_assert(dn_act_row_bytes(k, wt, 256) >= dn_type_row_bytes(at, 256));
+            ck_assert(dn_act_row_bytes(k, wt, 256) % 64 == 0);
+        }
+        ck_assert(k->rmsnorm && k->silu_mul && k->add && k->dot_f32 && k->axpy_f32 &&
+                  k->dot_f16 && k->axpy_f16 && k->softmax);
+        ck_assert(k->gemm_nr >= 1 && k->gemm_nt >= 1);
+    }
+    /* an explicit cap is obeyed and the answer is one of the levels below it */
+    const int capped = dn_kernels_get(DANU_ISA_AVX2)->isa;
+    ck_assert(capped == DN_ISA_SCALAR || capped == DN_ISA_AVX2 || capped == DN_ISA_REFERENCE);
+    const char *env = getenv("DANU_ISA");
+    if (env && !strcmp(env, "scalar")) ck_assert_int_eq(best->isa, DN_ISA_SCALAR);
+    if (env && !strcmp(env, "avx2")) ck_assert_int_le(best->isa, DN_ISA_AVX2);
+}
+END_TEST
+
+/* ---------------- matmul ---------------- */
+
+typedef struct {
+    int32_t wt;
+    int64_t rows, cols;
+    float *w;        /* rows x cols f32 source */
+    uint8_t *wq;     /* quantized rows */
+    float *wd;       /* dequantized rows */
+    float *gmax;     /* rows x cols: max |wd| of the 32-group, 0 for float types */
+    uint64_t wrb;
+} wset;
+
+static void wset_make(wset *s, int32_t wt, int64_t rows, int64_t cols)
+{
+    s->wt = wt; s->rows = rows; s->cols = cols;
+    s->wrb = dn_type_row_bytes(wt, (uint64_t)cols);
+    ck_assert(s->wrb > 0);
+    s->w = malloc(sizeof(float) * rows * cols);
+    s->wd = malloc(sizeof(float) * rows * cols);
+    s->gmax = calloc((size_t)(rows * cols), sizeof(float));
+    s->wq = malloc(s->wrb * rows);
+    for (int64_t r = 0; r < rows; r++) {
+        fill(s->w + r * cols, cols, 0.05f * (1 + (r % 5)));
+        ck_assert_int_eq(dn_quantize_row(wt, s->w + r * cols, s->wq + r * s->wrb, cols), 0);
+        ck_assert_int_eq(dn_dequantize_row(wt, s->wq + r * s->wrb, s->wd + r * cols, cols), 0);
+    }
+    if (dn_type_get(wt)->is_quantized)
+        for (int64_t i = 0; i < rows * cols; i += 32) {
+            float m = 0;
+            for (int j = 0; j < 32; j++) m = fmaxf(m, fabsf(s->wd[i + j]));
+            for (int j = 0; j < 32; j++) s->gmax[i + j] = m;
+        }
+}
+
+static void wset_free(wset *s)
+{
+    free(s->w); free(s->wq); free(s->wd); free(s->gmax);
+}
+
+/* Y (n_tok x rows, ldy = rows + 2, two padding columns checked untouched)
+ * from table k, computed as two row ranges. */
+static float *run_matmul(const dn_kernels *k, const wset *s, const float *X, int64_t n_tok,
+                         uint8_t **xq_out)
+{
+    const int64_t ldy = s->rows + 2;
+    const size_t xrb = dn_act_row_bytes(k, s->wt, s->cols);
+    uint8_t *xq = malloc(xrb * n_tok);
+    dn_prepare_acts(k, s->wt, X, n_tok, s->cols, xq);
+    float *Y = malloc(sizeof(float) * ldy * n_tok);
+    for (int64_t i = 0; i < ldy * n_tok; i++) Y[i] = 1234.5f;
+    dn_matrix W = { .data = s->wq, .type = s->wt, .rows = s->rows, .cols = s->cols, .row_bytes = s->wrb };
+    const int64_t split = s->rows / 3;
+    dn_matmul_rows(k, &W, xq, n_tok, Y, ldy, 0, split);
+    dn_matmul_rows(k, &W, xq, n_tok, Y, ldy, split, s->rows);
+    for (int64_t t = 0; t < n_tok; t++)
+        ck_assert_msg(Y[t * ldy + s->rows] == 1234.5f && Y[t * ldy + s->rows + 1] == 1234.5f,
+                      "%s wrote outside its rows", k->name);
+    *xq_out = xq;
+    return Y;
+}
+
+/* q8_1's stored s differs from d*sum(q) by fp16 rounding; the kernel uses s. */
+static double q8_1_s_effect(const wset *s, int64_t r, const uint8_t *xq)
+{
+    if (s->wt != DANU_TYPE_Q4_1 && s->wt != DANU_TYPE_Q5_1) return 0.0;
+    double e = 0.0;
+    const dn_block_q8_1 *xb = (const dn_block_q8_1 *)xq;
+    for (int64_t b = 0; b < s->cols / 32; b++) {
+        uint16_t mh;
+        if (s->wt == DANU_TYPE_Q4_1) mh = ((const dn_block_q4_1 *)(s->wq + r * s->wrb))[b].m;
+        else mh = ((const dn_block_q5_1 *)(s->wq + r * s->wrb))[b].m;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += xb[b].qs[j];
+        double exact_s = (double)dn_fp16_to_f32(xb[b].d) * sum;
+        e += (double)dn_fp16_to_f32(mh) * ((double)dn_fp16_to_f32(xb[b].s) - exact_s);
+    }
+    return e;
+}
+
+static void check_matmul(const wset *s, int64_t n_tok, const dn_kernels *const *ks, int nk)
+{
+    const dn_kernels *ref = dn_kernels_for_isa(DN_ISA_REFERENCE);
+    const int64_t rows = s->rows, cols = s->cols, ldy = rows + 2;
+    float *X = malloc(sizeof(float) * n_tok * cols);
+    fill(X, n_tok * cols, 1.0f);
+    uint8_t *xr;
+    float *Yref = run_matmul(ref, s, X, n_tok, &xr);
+    float *xd = malloc(sizeof(float) * n_tok * cols);
+    float *Ysc = NULL;
+    int32_t sc_at = -1;
+    for (int i = 0; i < nk; i++) {
+        const dn_kernels *k = ks[i];
+        const int32_t at = k->act_type[s->wt];
+        const size_t xrb = dn_act_row_bytes(k, s->wt, cols);
+        uint8_t *xq;
+        float *Y = run_matmul(k, s, X, n_tok, &xq);
+        for (int64_t t = 0; t < n_tok; t++)
+            ck_assert_int_eq(dn_dequantize_row(at, xq + t * xrb, xd + t * cols, cols), 0);
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int64_t r = 0; r < rows; r++) {
+                const float *wd = s->wd + r * cols, *gm = s->gmax + r * cols;
+                const float *xt = xd + t * cols, *x0 = X + t * cols;
+                double exact = 0, mag = 0, mag0 = 0, eact = 0, ref = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    exact += (double)wd[c] * xt[c];
+                    ref += (double)wd[c] * x0[c];
+                    mag += (fabs(wd[c]) + 2.0 * gm[c]) * fabs(xt[c]);
+                    mag0 += (fabs(wd[c]) + 2.0 * gm[c]) * fabs(x0[c]);
+                    eact += fabs(wd[c]) * fabs((double)xt[c] - x0[c]);
+                }
+                const double adj = q8_1_s_effect(s, r, xq + t * xrb);
+                exact += adj;
+                const double y = Y[t * ldy + r];
+                ck_assert_msg(fabs(y - exact) <= EPS_DOT * mag + 1e-30,
+                    "%s %s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs oracle %.9g (tol %.3g)",
+                    k->name, dn_type_get(s->wt)->name, (long)cols, (long)rows, (long)n_tok,
+                    (long)t, (long)r, y, exact, EPS_DOT * mag);
+                /* the reference table itself must match the double oracle */
+                ck_assert_msg(fabs(Yref[t * ldy + r] - ref) <= 1e-6 * mag0 + 1e-30,
+                    "reference %.9g vs %.9g", Yref[t * ldy + r], ref);
+                const double tol = eact + fabs(adj) + EPS_DOT * (mag + mag0) + 1e-30;
+                ck_assert_msg(fabs(y - Yref[t * ldy + r]) <= tol,
+                    "%s %s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs reference %.9g (tol %.3g)",
+                    k->name, dn_type_get(s->wt)->name, (long)cols, (long)rows, (long)n_tok,
+                    (long)t, (long)r, y, Yref[t * ldy + r], tol);
+                if (Ysc && at == sc_at)
+                    ck_assert_msg(fabs(y - Ysc[t * ldy + r]) <= 2 * EPS_DOT * mag + 1e-30,
+                        "%s %s vs scalar: %.9g vs %.9g", k->name, dn_type_get(s->wt)->name,
+                        y, Ysc[t * ldy + r]);
+            }
+        free(xq);
+        if (k->isa == DN_ISA_SCALAR) { Ysc = Y; sc_at = at; }
+        else free(Y);
+    }
+    free(Ysc); free(Yref); free(xr); free(xd); free(X);
+}
+
+static const int64_t cols_q[] = { 32, 256, 768, 2560 };
+static const int64_t cols_f[] = { 7, 32, 80, 81, 256, 768, 2560 };
+static const int64_t rows_set[] = { 1, 3, 17, 67 };
+static const int64_t tok_set[] = { 1, 2, 5, 16, 33 };
+
+START_TEST(test_kernels_matmul)
+{
+    const int32_t wt = wtypes[_i];
+    const dn_kernels *ks[8];
+    const int nk = n_tables(ks);   /* scalar first */
+    const int bs = (int)dn_type_block_size(wt);
+    const int is_float = !dn_type_get(wt)->is_quantized;
+    const int64_t *cs = is_float ? cols_f : cols_q;
+    const int ncs = is_float ? 7 : 4;
+    rng_state = 0x1234567ull + (uint64_t)wt * 7919;
+    for (int ci = 0; ci < ncs; ci++) {
+        if (cs[ci] % bs) continue;
+        for (int ri = 0; ri < 4; ri++) {
+            wset s;
+            wset_make(&s, wt, rows_set[ri], cs[ci]);
+            for (int ti = 0; ti < 5; ti++) {
+                /* keep the largest shapes to a few token counts (time) */
+                if (cs[ci] == 2560 && rows_set[ri] == 67 && tok_set[ti] == 16) continue;
+                check_matmul(&s, tok_set[ti], ks, nk);
+            }
+            wset_free(&s);
+        }
+    }
+}
+END_TEST
+
+/* Degenerate data: zero rows and activations give exactly zero. */
+START_TEST(test_kernels_matmul_zero)
+{
+    const dn_kernels *ks[8];
+    const int nk = n_tables(ks);
+    for (int t = 0; t < N_WTYPES; t++) {
+        const int32_t wt = wtypes[t];
+        const int64_t cols = 256, rows = 5, n_tok = 4;
+        float *w = calloc(rows * cols, sizeof(float)), *x = calloc(n_tok * cols, sizeof(float));
+        for (int64_t i = 0; i < cols; i++) x[cols + i] = rnd_val();   /* token 1 nonzero */
+        const uint64_t wrb = dn_type_row_bytes(wt, cols);
+        uint8_t *wq = malloc(wrb * rows);
+        for (int64_t r = 0; r < rows; r++) dn_quantize_row(wt, w + r * cols, wq + r * wrb, cols);
+        dn_matrix W = { .data = wq, .type = wt, .rows = rows, .cols = cols, .row_bytes = wrb };
+        for (int i = 0; i < nk; i++) {
+            uint8_t *xq = malloc(dn_act_row_bytes(ks[i], wt, cols) * n_tok);
+            dn_prepare_acts(ks[i], wt, x, n_tok, cols, xq);
+            float y[5 * 4];
+            dn_matmul_rows(ks[i], &W, xq, n_tok, y, rows, 0, rows);
+            for (int j = 0; j < rows * n_tok; j++)
+                ck_assert_msg(y[j] == 0.0f, "%s %s: %g", ks[i]->name, dn_type_get(wt)->name, y[j]);
+            free(xq);
+        }
+        free(w); free(x); free(wq);
+    }
+}
+END_TEST
+
+/* ---------------- activation quantizers ---------------- */
+
+START_TEST(test_kernels_act_quantizers)
+{
+    static const int32_t ats[] = { DANU_TYPE_F32, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DN_TYPE_Q8_1, DN_TYPE_Q8_K };
+    const dn_kernels *ks[8];
+    const int nk = n_tables(ks);
+    const int64_t n = 2560;
+    float *x = malloc(sizeof(float) * n);
+    uint8_t *a = malloc(n * 4), *b = malloc(n * 4), *c = malloc(n * 4);
+    rng_state = 42;
+    for (int round = 0; round < 6; round++) {
+        fill(x, n, round == 0 ? 1e-3f : 3.0f);
+        if (round >= 2) {
+            /* half-integers on a grid where d = 1 exactly: rounding ties */
+            for (int64_t i = 0; i < n; i++) x[i] = (float)((int)(rnd_u32() % 253) - 126) + 0.5f;
+            for (int64_t i = 0; i < n; i += 32) x[i] = round == 3 ? -127.0f : 127.0f;
+        }
+        if (round == 4) for (int64_t i = 0; i < 64; i++) x[i] = 0.0f;          /* zero blocks */
+        if (round == 5) for (int64_t i = 0; i < 256; i++) x[i] = -0.0f;
+        for (int ai = 0; ai < 5; ai++) {
+            const int32_t at = ats[ai];
+            const size_t bytes = dn_type_row_bytes(at, n);
+            /* scalar = quant.c's reference quantizer, byte for byte */
+            ks[0]->act_prepare[at](x, a, n);
+            ck_assert_int_eq(dn_quantize_row(at, x, c, n), 0);
+            ck_assert_msg(!memcmp(a, c, bytes), "scalar %s != dn_quantize_row (round %d)",
+                          dn_type_get(at)->name, round);
+            for (int i = 1; i < nk; i++) {
+                memset(b, 0xa5, n * 4);
+                ks[i]->act_prepare[at](x, b, n);
+                ck_assert_msg(!memcmp(a, b, bytes), "%s %s != scalar (round %d)",
+                              ks[i]->name, dn_type_get(at)->name, round);
+                /* odd lengths of whole blocks too */
+                const int64_t m = at == DN_TYPE_Q8_K ? 256 : (at == DANU_TYPE_F32 || at == DANU_TYPE_BF16 ? 37 : 96);
+                ks[i]->act_prepare[at](x, b, m);
+                ks[0]->act_prepare[at](x, a, m);
+                ck_assert(!memcmp(a, b, dn_type_row_bytes(at, m)));
+                ks[0]->act_prepare[at](x, a, n);
+            }
+        }
+    }
+    free(x); free(a); free(b); free(c);
+}
+END_TEST
+
+/* ---------------- elementwise ---------------- */
+
+static void rel_check(const char *what, const char *isa, int64_t n, const float *got,
+                      const float *want, const double *scale, double rel)
+{
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(fabs((double)got[i] - want[i]) <= rel * scale[i] + 1e-37,
+                      "%s %s n=%ld [%ld]: %.9g vs %.9g", isa, what, (long)n, (long)i,
+                      got[i], want[i]);
+}
+
+START_TEST(test_kernels_elementwise)
+{
+    const dn_kernels *ks[8];
+    const int nk = n_tables(ks);
+    const dn_kernels *sc = ks[0];
+    enum { MAXN = 300 };
+    float x[MAXN], w[MAXN], u[MAXN], o1[MAXN], o2[MAXN], y1[MAXN], y2[MAXN];
+    uint16_t h[MAXN];
+    double scale[MAXN];
+    rng_state = 777;
+    for (int64_t n = 1; n <= MAXN + 1; n++) {
+        const int64_t len = n == MAXN + 1 ? 80 : n;
+        for (int64_t i = 0; i < len; i++) {
+            x[i] = rnd_val() * 4; w[i] = rnd_val(); u[i] = rnd_val() * 30;
+            h[i] = dn_f32_to_fp16(rnd_val());
+        }
+        /* scalar vs double-precision formulas */
+        double ss = 0;
+        for (int64_t i = 0; i < len; i++) ss += (double)x[i] * x[i];
+        const double inv = 1.0 / sqrt(ss / len + 1e-5);
+        sc->rmsnorm(o1, x, w, len, 1e-5f);
+        for (int64_t i = 0; i < len; i++) {
+            double want = x[i] * inv * w[i];
+            ck_assert(fabs(o1[i] - want) <= 4e-7 * fabs(want) + 1e-37);
+        }
+        memcpy(o1, u, sizeof(float) * len);
+        sc->silu_mul(o1, x, len);
+        for (int64_t i = 0; i < len; i++) {
+            double g = u[i], want = g / (1.0 + exp(-g)) * x[i];
+            ck_assert_msg(fabs(o1[i] - want) <= 1e-6 * fabs(want) + 1e-37,
+                          "silu %g: %.9g vs %.9g", g, o1[i], want);
+        }
+        memcpy(o1, u, sizeof(float) * len);
+        sc->softmax(o1, len);
+        {
+            double m = u[0], s = 0;
+            for (int64_t i = 1; i < len; i++) m = fmax(m, u[i]);
+            for (int64_t i = 0; i < len; i++) s += exp(u[i] - m);
+            for (int64_t i = 0; i < len; i++) {
+                /* the f32 subtraction u - max alone is off by up to
+                 * |u - max| * 2^-24, which exp turns into a relative error */
+                double want = exp(u[i] - m) / s;
+                ck_assert(fabs(o1[i] - want) <= (1e-6 + fabs(u[i] - m) * 6e-8) * want + 1e-37);
+            }
+        }
+
+        for (int i = 1; i < nk; i++) {
+            const dn_kernels *k = ks[i];
+            /* rmsnorm: sum of squares in another order: a few ulp */
+            sc->rmsnorm(o1, x, w, len, 1e-5f);
+            k->rmsnorm(o2, x, w, len, 1e-5f);
+            /* sum of squares in another order (n ulp), then 1/sqrt */
+            for (int64_t j = 0; j < len; j++) scale[j] = fabs(o1[j]);
+            rel_check("rmsnorm", k->name, len, o2, o1, scale, 1e-6 + len * 6e-8);
+            /* in place too (out == x) */
+            memcpy(y1, x, sizeof(float) * len);
+            k->rmsnorm(y1, y1, w, len, 1e-5f);
+            rel_check("rmsnorm in place", k->name, len, y1, o2, scale, 0);
+            /* silu_mul: vector exp within a few ulp of expf */
+            memcpy(o1, u, sizeof(float) * len); memcpy(o2, u, sizeof(float) * len);
+            sc->silu_mul(o1, x, len); k->silu_mul(o2, x, len);
+            for (int64_t j = 0; j < len; j++) scale[j] = fabs(o1[j]);
+            rel_check("silu_mul", k->name, len, o2, o1, scale, 1e-6);
+            /* softmax */
+            memcpy(o1, u, sizeof(float) * len); memcpy(o2, u, sizeof(float) * len);
+            sc->softmax(o1, len); k->softmax(o2, len);
+            /* both sum len positive terms in f32/f64 in different orders */
+            for (int64_t j = 0; j < len; j++) scale[j] = fabs(o1[j]);
+            rel_check("softmax", k->name, len, o2, o1, scale, 1e-6 + len * 1.2e-8);
+            /* add: exact */
+            memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
+            sc->add(y1, x, len); k->add(y2, x, len);
+            ck_assert(!memcmp(y1, y2, sizeof(float) * len));
+            /* axpy: fused or not, one rounding apart */
+            memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
+            sc->axpy_f32(len, 0.37f, x, y1); k->axpy_f32(len, 0.37f, x, y2);
+            for (int64_t j = 0; j < len; j++) scale[j] = fabs(u[j]) + fabs(0.37 * x[j]);
+            rel_check("axpy_f32", k->name, len, y2, y1, scale, 2.5e-7);
+            memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
+            sc->axpy_f16(len, -1.7f, h, y1); k->axpy_f16(len, -1.7f, h, y2);
+            for (int64_t j = 0; j < len; j++) scale[j] = fabs(u[j]) + fabs(1.7 * dn_fp16_to_f32(h[j]));
+            rel_check("axpy_f16", k->name, len, y2, y1, scale, 2.5e-7);
+            /* dots: summation order differs: n ulp of sum |a b| */
+            double mag = 0, magh = 0;
+            for (int64_t j = 0; j < len; j++) {
+                mag += fabs((double)x[j] * w[j]);
+                magh += fabs((double)dn_fp16_to_f32(h[j]) * w[j]);
+            }
+            /* worst case of any f32 summation order: n ulp of sum |a b| each */
+            const double dtol = 2.0 * (double)len * 6e-8;
+            float d1 = sc->dot_f32(len, x, w), d2 = k->dot_f32(len, x, w);
+            ck_assert_msg(fabs(d1 - d2) <= dtol * mag + 1e-37, "%s dot_f32 n=%ld", k->name, (long)len);
+            d1 = sc->dot_f16(len, h, w); d2 = k->dot_f16(len, h, w);
+            ck_assert_msg(fabs(d1 - d2) <= dtol * magh + 1e-37, "%s dot_f16 n=%ld", k->name, (long)len);
+        }
+    }
+}
+END_TEST
+
+/* Extreme inputs for the vector exp: large |x| must saturate like expf. */
+START_TEST(test_kernels_exp_range)
+{
+    const dn_kernels *ks[8];
+    const int nk = n_tables(ks);
+    enum { N = 64 };
+    float u[N], one[N], a[N], b[N];
+    for (int i = 0; i < N; i++) { u[i] = -120.0f + 240.0f * i / (N - 1); one[i] = 1.0f; }
+    u[0] = -1e30f; u[1] = 1e30f; u[2] = -88.7f; u[3] = 88.7f; u[4] = 0.0f; u[5] = -103.9f;
+    for (int i = 1; i < nk; i++) {
+        memcpy(a, u, sizeof a); memcpy(b, u, sizeof b);
+        ks[0]->silu_mul(a, one, N); ks[i]->silu_mul(b, one, N);
+        for (int j = 0; j < N; j++)
+            ck_assert_msg(fabs(a[j] - b[j]) <= 1e-6 * fabs(a[j]) + 1e-37,
+                          "%s silu(%g) %.9g vs %.9g", ks[i]->name, u[j], b[j], a[j]);
+        memcpy(a, u, sizeof a); memcpy(b, u, sizeof b);
+        ks[0]->softmax(a, N); ks[i]->softmax(b, N);
+        for (int j = 0; j < N; j++)
+            ck_assert_msg(fabs(a[j] - b[j]) <= 1e-6 * fabs(a[j]) + 1e-37,
+                          "%s softmax [%d] %.9g vs %.9g", ks[i]->name, j, b[j], a[j]);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_kernels_dispatch);
+    tcase_add_loop_test(tc, test_kernels_matmul, 0, N_WTYPES);
+    tcase_add_test(tc, test_kernels_matmul_zero);
+    tcase_add_test(tc, test_kernels_act_quantizers);
+    tcase_add_test(tc, test_kernels_elementwise);
+    tcase_add_test(tc, test_kernels_exp_range);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    const dn_kernels *ks[8];
+    const int nk = n_tables(ks);
+    printf("kernel tables:");
+    for (int i = 0; i < nk; i++) printf(" %s", ks[i]->name);
+    printf(" (best: %s)\n", dn_kernels_get(DANU_ISA_AUTO)->name);
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
