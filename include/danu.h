@@ -408,6 +408,21 @@ DANU_API danu_status danu_synth_write(const char *config, uint64_t seed, int32_t
                                       const void *tokenizer_model, size_t tokenizer_len,
                                       const char *out_path, const danu_options *opts);
 
+/* ------------------------------------------------------------------ */
+/* Tools: conversion and quantization                                   */
+/* ------------------------------------------------------------------ */
+
+/** Convert a model (HF directory or GGUF) into a GGUF v3 file as llama.cpp's
+ *  converter and quantizer write it. type: "f16", "bf16", "q8_0", "q4_0",
+ *  "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "q4_k_m" or "q5_k_m"
+ *  (the _m mixes follow llama.cpp's choice of higher types for some tensors).
+ *  Streams tensor by tensor, uses DANU_OPT_N_THREADS threads, reports
+ *  progress through the options' callback (nonzero cancels), writes
+ *  OUTPUT.tmp and renames it at the end. Errors: INVALID_ARG (unknown type,
+ *  output exists), IO, FORMAT, UNSUPPORTED, CANCELLED. Thread-safe. @since 0.1 */
+DANU_API danu_status danu_quantize(const char *input, const char *output, const char *type,
+                                   const danu_options *opts);
+
 #ifdef __cplusplus
 }
 #endif

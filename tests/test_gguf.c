@@ -1,7 +1,9 @@
 /* test_gguf.c - GGUF reader and writer: llama.cpp-written files checked
  * against the synthetic-model formula, writer round trips checked byte for
  * byte against an encoder written here, and a battery of corrupt inputs. */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* memmem */
+#endif
 #include <check.h>
 #include <math.h>
 #include <stdio.h>

@@ -305,30 +305,28 @@ END_TEST
 /* F16 / BF16 rounding: nearest representable value, ties to even      */
 /* ------------------------------------------------------------------ */
 
+static double code_value(uint16_t c, int is_bf16) { return is_bf16 ? bf16_value(c) : half_value(c); }
+
+/* `got` must be the code nearest to x (ties to an even code), same sign. */
 static void check_nearest_even(float x, uint16_t got, int is_bf16)
 {
-    double (*val)(uint16_t);
-    double vb;
-    if (is_bf16) { vb = bf16_value(got); val = NULL; }
-    else { vb = half_value(got); val = half_value; }
-    const double xd = x;
-    /* neighbours one code away in magnitude, same sign */
+    const char *what = is_bf16 ? "bf16" : "f16";
+    const double xd = x, vb = code_value(got, is_bf16);
     const uint16_t mag = got & 0x7fff, sgn = got & 0x8000;
-    if (!is_bf16 && fabs(xd) >= 65520.0) {   /* past max + half ulp: infinity */
-        ck_assert_msg(isinf(vb) && (vb > 0) == (xd > 0), "f16(%a) = 0x%04x, want inf", x, got);
+    ck_assert_msg(xd == 0 || (sgn != 0) == (xd < 0), "%s(%a) = 0x%04x: sign", what, x, got);
+    if (!is_bf16 && fabs(xd) >= 65520.0) {   /* past max + half an ulp: infinity */
+        ck_assert_msg(mag == 0x7c00, "f16(%a) = 0x%04x, want inf", x, got);
         return;
     }
+    ck_assert_msg(!isinf(vb), "%s(%a) = 0x%04x overflowed", what, x, got);
     const double err = fabs(vb - xd);
-    for (int dlt = -1; dlt <= 1; dlt += 2) {
-        int m = mag + dlt;
+    for (int step = -1; step <= 1; step += 2) {   /* neighbours one code away */
+        int m = mag + step;
         if (m < 0 || m > (is_bf16 ? 0x7f80 : 0x7c00)) continue;
-        uint16_t nb = (uint16_t)(sgn | m);
-        double vn = val ? val(nb) : bf16_value(nb);
-        double en = fabs(vn - xd);
-        ck_assert_msg(err <= en, "%s(%a) = 0x%04x not nearest", is_bf16 ? "bf16" : "f16", x, got);
-        if (err == en) ck_assert_msg((got & 1) == 0, "%s(%a) tie not even", is_bf16 ? "bf16" : "f16", x);
+        double en = fabs(code_value((uint16_t)(sgn | m), is_bf16) - xd);
+        ck_assert_msg(err <= en, "%s(%a) = 0x%04x not nearest", what, x, got);
+        if (err == en) ck_assert_msg((got & 1) == 0, "%s(%a) = 0x%04x: tie not even", what, x, got);
     }
-    ck_assert(!isinf(vb) || is_bf16);
 }
 
 START_TEST(test_f16_bf16_rounding)
@@ -400,7 +398,7 @@ START_TEST(test_q8_activation_formats)
             ck_assert_int_eq(b[k].qs[j], a[k].qs[j]);
             sum += b[k].qs[j];
         }
-        ck_assert(fabs(half_value(b[k].s) - (double)sum * d) <= ldexp(fabs((double)sum * d), -11) + 1e-12);
+        check_nearest_even((float)sum * d, b[k].s, 0);   /* s = fp16(sum * d) */
     }
     /* Q8_K: iscale = -127/max (max = signed largest), q = rint(iscale*x)
      * capped at 127, d = 1/iscale, bsums = sums of 16 */
@@ -566,10 +564,13 @@ static int near(double v, double b) { return fabs(v - b) <= 4 * ldexp(1.0, -23) 
 /* 1 if a float lies within an ulp of an fp16 rounding midpoint. */
 static int at_half_tie(float v)
 {
-    double a = fabs((double)v);
-    if (a < ldexp(1.0, -14)) { double s = a * ldexp(1.0, 24); return near(s - floor(s), 0.5) ; }
-    int e; frexp(a, &e);                 /* a in [2^(e-1), 2^e) */
-    double s = ldexp(a, 11 - e);         /* 10 fraction bits -> integer part */
+    double a = fabs((double)v), s;
+    if (a < ldexp(1.0, -14)) s = a * ldexp(1.0, 24);   /* subnormal half: units of 2^-24 */
+    else {
+        int e;
+        frexp(a, &e);                 /* a in [2^(e-1), 2^e) */
+        s = ldexp(a, 11 - e);         /* the 10 fraction bits become the integer part */
+    }
     return fabs(s - floor(s) - 0.5) <= ldexp(1.0, -12);
 }
 

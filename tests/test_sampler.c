@@ -483,7 +483,7 @@ START_TEST(test_sampler_top_p_large)
     const float tps[] = { 0.5f, 0.9f };
     for (int c = 0; c < 2; c++) {
         /* a steep head: the kept set is a few dozen tokens */
-        for (int i = 0; i < N; i++) l[i] = (float)(-0.15 * ((i * 1237) % N)) ;
+        for (int i = 0; i < N; i++) l[i] = (float)(-0.15 * ((i * 1237) % N));
         s.params.top_p = tps[c];
         double z = 0;
         for (int i = 0; i < N; i++) { pr[i] = exp((double)l[i]); z += pr[i]; order[i] = i; }

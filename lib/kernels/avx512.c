@@ -1,4 +1,669 @@
-/* avx512.c - kernels for DN_ISA_AVX512 (being written; empty slots come from scalar). */
+/* avx512.c - kernels for AVX-512 F/BW/VL/DQ + VNNI + BF16 (Zen 4, Ice Lake
+ * server and later). Compiled only with those flags, called only after
+ * dispatch.c has seen them in cpuid and the OS enabling ZMM state.
+ *
+ * Every dot product is an NR x NT register tile (weight rows x tokens):
+ * vec_dot is the 1x1 tile, matvec the 4x1 tile (activation work shared by
+ * four rows), gemm the 4x4 tile (each weight block unpacked once for four
+ * tokens). Quantized blocks: weights become unsigned bytes (q + bias), the
+ * bias times sum(x) is removed through the initial accumulator, and
+ * vpdpbusd does the 8-bit products; K-quant sub-block scales are applied in
+ * the integer domain by vpdpwssd so floats are touched once per 256. */
+#include <immintrin.h>
 #include "kernels/kernels_internal.h"
 
-const dn_kernels dn_kernels_avx512_table = { .isa = DN_ISA_AVX512, .name = "avx512" };
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+enum { MR = 4, MT = 4 };
+
+/* ------------------------------------------------------------------ */
+/* small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+AI float fp16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+AI __m512i load_2x256(const uint8_t *a, const uint8_t *b, int has_a, int has_b)
+{
+    __m256i lo = has_a ? _mm256_loadu_si256((const __m256i *)a) : _mm256_setzero_si256();
+    __m256i hi = has_b ? _mm256_loadu_si256((const __m256i *)b) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* 16-bit fields at the start of up to 8 blocks `stride` bytes apart: low
+ * half of each gathered dword as floats (lo), high half (hi). */
+AI void gather_fp16x2(const uint8_t *p, int stride, int nblk, __m256 *lo, __m256 *hi, int want_hi)
+{
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32(stride));
+    __m256i v;
+    if (nblk == 8) v = _mm256_i32gather_epi32((const int *)p, idx, 1);
+    else v = _mm256_mmask_i32gather_epi32(_mm256_setzero_si256(), (__mmask8)((1u << nblk) - 1),
+                                          idx, p, 1);
+    *lo = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
+    if (want_hi) *hi = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(v, 16)));
+}
+
+/* lanes 0..7 = f[2p], lanes 8..15 = f[2p+1] */
+AI __m512 expand_pair(__m256 f, int p)
+{
+    const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                         2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                         2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
+    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f));
+}
+
+AI __m512i expand_pair_i(__m256i f, int p)
+{
+    return _mm512_castps_si512(expand_pair(_mm256_castsi256_ps(f), p));
+}
+
+/* ------------------------------------------------------------------ */
+/* 32-element block types                                              */
+/* ------------------------------------------------------------------ */
+
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+AI int wbytes(int kind)
+{
+    return kind == K_Q4_0 ? 18 : kind == K_Q4_1 ? 20 : kind == K_Q5_0 ? 22 : kind == K_Q5_1 ? 24 : 34;
+}
+AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
+AI int xbytes(int kind) { return has_min(kind) ? 36 : 34; }
+/* bias added to make weights unsigned: removed via -bias*sum(x) */
+AI int wbias(int kind) { return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0; }
+
+/* Two consecutive weight blocks as 64 unsigned bytes in element order
+ * (a missing block reads nothing and contributes zero). */
+AI __m512i unpack_pair(int kind, const uint8_t *a, int has_a, int has_b)
+{
+    const int bs = wbytes(kind);
+    const uint8_t *b = a + bs;
+    if (!has_a) return _mm512_setzero_si512();
+    if (kind == K_Q8_0)
+        return _mm512_xor_si512(load_2x256(a + 2, b + 2, 1, has_b), _mm512_set1_epi8((char)0x80));
+    const int qoff = kind == K_Q4_0 ? 2 : kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8;
+    __m256i v = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + qoff)));
+    if (has_b) v = _mm256_inserti128_si256(v, _mm_loadu_si128((const __m128i *)(b + qoff)), 1);
+    else v = _mm256_zextsi128_si256(_mm256_castsi256_si128(v));
+    /* 128-bit lanes [A, A, B, B]; lanes 1 and 3 take the high nibbles */
+    __m512i z = _mm512_shuffle_i64x2(_mm512_castsi256_si512(v), _mm512_castsi256_si512(v),
+                                     _MM_SHUFFLE(1, 1, 0, 0));
+    z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    if (kind == K_Q5_0 || kind == K_Q5_1) {
+        const int hoff = kind == K_Q5_0 ? 2 : 4;
+        uint64_t h = dn_ld_u32(a + hoff);
+        if (has_b) h |= (uint64_t)dn_ld_u32(b + hoff) << 32;
+        z = _mm512_mask_add_epi8(z, (__mmask64)h, z, _mm512_set1_epi8(16));
+    }
+    return z;
+}
+
+/* One group of 8 blocks starting at block b of every row; a tail group
+ * (nblk < 8) runs the same code with the missing blocks as zeros. */
+AI void group32(int kind, int NR, int NT, int64_t b, int nblk,
+                const uint8_t *const *wp, const uint8_t *const *xp, __m512 F[MR][MT])
+{
+    const int WB = wbytes(kind), XB = xbytes(kind), npair = 4;
+    __m512i X[MT][4], NC[MT][4];
+    __m512 DX[MT][4];
+    __m256 S8[MT];
+    UNROLL for (int t = 0; t < NT; t++) {
+        const uint8_t *x = xp[t] + b * XB;
+        __m256 dx8, s8;
+        gather_fp16x2(x, XB, nblk, &dx8, &s8, has_min(kind));
+        S8[t] = s8;
+        UNROLL for (int p = 0; p < npair; p++) {
+            X[t][p] = load_2x256(x + 2 * p * XB + XB - 32, x + (2 * p + 1) * XB + XB - 32,
+                                 2 * p < nblk, 2 * p + 1 < nblk);
+            DX[t][p] = expand_pair(dx8, p);
+            if (wbias(kind)) {
+                __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                _mm512_set1_epi8((char)wbias(kind)), X[t][p]);
+                NC[t][p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) {
+        const uint8_t *w = wp[r] + b * WB;
+        __m256 dw8, m8;
+        gather_fp16x2(w, WB, nblk, &dw8, &m8, has_min(kind));
+        if (has_min(kind))
+            UNROLL for (int t = 0; t < NT; t++)
+                F[r][t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(m8), _mm512_zextps256_ps512(S8[t]), F[r][t]);
+        UNROLL for (int p = 0; p < npair; p++) {
+            const __m512i wq = unpack_pair(kind, w + 2 * p * WB, 2 * p < nblk, 2 * p + 1 < nblk);
+            const __m512 dw = expand_pair(dw8, p);
+            UNROLL for (int t = 0; t < NT; t++) {
+                __m512i acc = wbias(kind) ? NC[t][p] : _mm512_setzero_si512();
+                acc = _mm512_dpbusd_epi32(acc, wq, X[t][p]);
+                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, DX[t][p]), F[r][t]);
+            }
+        }
+    }
+}
+
+AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
+               const uint8_t *const *xp, float *out)
+{
+    __m512 F[MR][MT];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_setzero_ps();
+    const int64_t nb = n / 32;
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) group32(kind, NR, NT, b, 8, wp, xp, F);
+    if (b < nb) group32(kind, NR, NT, b, (int)(nb - b), wp, xp, F);
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++)
+        out[r * MT + t] = _mm512_reduce_add_ps(F[r][t]);
+}
+
+/* ------------------------------------------------------------------ */
+/* K-quants: 256-element super-blocks against q8_K                     */
+/* ------------------------------------------------------------------ */
+
+enum { K_Q4_K, K_Q5_K, K_Q6_K };
+
+AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
+enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
+
+/* 8 six-bit scales and mins from the 12 packed bytes. */
+AI void k_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
+{
+    const uint32_t u0 = dn_ld_u32(s), u1 = dn_ld_u32(s + 4), u2 = dn_ld_u32(s + 8);
+    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc = sc_lo | (uint64_t)sc_hi << 32;
+    *mn = mn_lo | (uint64_t)mn_hi << 32;
+}
+
+/* Lanes 0..7 = v[2c], 8..15 = v[2c+1] (int32). */
+AI __m512i pick_pair(__m512i v, int c)
+{
+    return _mm512_permutexvar_epi32(_mm512_set_epi32(2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                                     2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1,
+                                                     2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c), v);
+}
+
+/* Lanes 4j..4j+3 = v[4c+j] (int32): Q6_K scales, one per 16 elements. */
+AI __m512i pick_quad(__m512i v, int c)
+{
+    const int a = 4 * c;
+    return _mm512_permutexvar_epi32(_mm512_set_epi32(a + 3, a + 3, a + 3, a + 3, a + 2, a + 2, a + 2, a + 2,
+                                                     a + 1, a + 1, a + 1, a + 1, a, a, a, a), v);
+}
+
+AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp,
+                   const uint8_t *const *xp, __m512 F[MR][MT])
+{
+    const int WB = kbytes(kind);
+    float dx[MT];
+    __m512i BS[MT];
+    UNROLL for (int t = 0; t < NT; t++) {
+        const uint8_t *x = xp[t] + i * Q8K_BYTES;
+        memcpy(&dx[t], x, 4);
+        BS[t] = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(x + Q8K_BSUMS)));
+    }
+    UNROLL for (int r = 0; r < NR; r++) {
+        const uint8_t *w = wp[r] + i * WB;
+        __m512i wq[4], scv[4], mcorr;
+        float d, dmin = 0.0f;
+        if (kind == K_Q6_K) {
+            d = fp16(w + 208);
+            const __m128i sc8 = _mm_loadu_si128((const __m128i *)(w + 192));
+            const __m512i sc32 = _mm512_cvtepi8_epi32(sc8);
+            UNROLL for (int c = 0; c < 4; c++) scv[c] = pick_quad(sc32, c);
+            /* -32 * scale per 16 elements, paired with bsums: the q - 32 offset */
+            mcorr = _mm512_zextsi256_si512(_mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_set1_epi16(-32)));
+            UNROLL for (int c = 0; c < 4; c++) {
+                const int h = c / 2;
+                const __m512i L = _mm512_loadu_si512(w + 64 * h);
+                const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h)));
+                __m512i lo, hi;
+                if (c % 2 == 0) {
+                    lo = _mm512_and_si512(L, _mm512_set1_epi8(0x0F));
+                    hi = _mm512_sllv_epi64(H, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4));
+                } else {
+                    lo = _mm512_and_si512(_mm512_srli_epi16(L, 4), _mm512_set1_epi8(0x0F));
+                    hi = _mm512_srlv_epi64(H, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
+                }
+                wq[c] = _mm512_or_si512(lo, _mm512_and_si512(hi, _mm512_set1_epi8(0x30)));
+            }
+        } else {
+            d = fp16(w);
+            dmin = fp16(w + 2);
+            uint64_t sc, mn;
+            k_unpack_scales(w + 4, &sc, &mn);
+            const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
+            UNROLL for (int c = 0; c < 4; c++) scv[c] = pick_pair(sc32, c);
+            /* each min covers two 16-element bsums */
+            const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
+            mcorr = _mm512_zextsi256_si512(_mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16)));
+            const uint8_t *qs = w + (kind == K_Q4_K ? 16 : 48);
+            __m512i QH = _mm512_setzero_si512();
+            if (kind == K_Q5_K) QH = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + 16)));
+            UNROLL for (int c = 0; c < 4; c++) {
+                __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+                z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0));
+                z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+                if (kind == K_Q5_K) {
+                    const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))),
+                                                           _mm256_set1_epi8((char)(1 << (2 * c + 1))), 1);
+                    z = _mm512_mask_add_epi8(z, _mm512_test_epi8_mask(QH, sel), z, _mm512_set1_epi8(16));
+                }
+                wq[c] = z;
+            }
+        }
+        UNROLL for (int t = 0; t < NT; t++) {
+            const uint8_t *xq = xp[t] + i * Q8K_BYTES + Q8K_QS;
+            __m512i I = _mm512_setzero_si512();
+            UNROLL for (int c = 0; c < 4; c++) {
+                __m512i P = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[c],
+                                                _mm512_loadu_si512(xq + 64 * c));
+                I = _mm512_dpwssd_epi32(I, P, scv[c]);
+            }
+            if (kind == K_Q6_K) {
+                I = _mm512_dpwssd_epi32(I, mcorr, BS[t]);
+                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d * dx[t]), F[r][t]);
+            } else {
+                const __m512i M = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mcorr, BS[t]);
+                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I), _mm512_set1_ps(d * dx[t]), F[r][t]);
+                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(M), _mm512_set1_ps(-dmin * dx[t]), F[r][t]);
+            }
+        }
+    }
+}
+
+AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
+              const uint8_t *const *xp, float *out)
+{
+    __m512 F[MR][MT];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / DN_QK_K; i++) superblock(kind, NR, NT, i, wp, xp, F);
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++)
+        out[r * MT + t] = _mm512_reduce_add_ps(F[r][t]);
+}
+
+/* ------------------------------------------------------------------ */
+/* float weights                                                       */
+/* ------------------------------------------------------------------ */
+
+enum { K_F32, K_F16, K_BF16 };
+
+AI __m512 load_w16(int kind, const uint8_t *w, int64_t j, __mmask16 m)
+{
+    if (kind == K_F32) return _mm512_maskz_loadu_ps(m, w + 4 * j);
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + 2 * j));
+}
+
+AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
+              const uint8_t *const *xp, float *out)
+{
+    __m512 F[MR][MT];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_setzero_ps();
+    if (kind == K_BF16) {
+        /* bf16 pairs: vdpbf16ps, activations converted to bf16 */
+        int64_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m512bh wv = (__m512bh)_mm512_loadu_si512(wp[r] + 2 * j);
+                UNROLL for (int t = 0; t < NT; t++)
+                    F[r][t] = _mm512_dpbf16_ps(F[r][t], wv, (__m512bh)_mm512_loadu_si512(xp[t] + 2 * j));
+            }
+        }
+        if (j < n) {
+            const __mmask32 m = (__mmask32)((1ull << (n - j)) - 1);
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, wp[r] + 2 * j);
+                UNROLL for (int t = 0; t < NT; t++)
+                    F[r][t] = _mm512_dpbf16_ps(F[r][t], wv, (__m512bh)_mm512_maskz_loadu_epi16(m, xp[t] + 2 * j));
+            }
+        }
+    } else {
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m512 wv = load_w16(kind, wp[r], j, 0xFFFF);
+                UNROLL for (int t = 0; t < NT; t++)
+                    F[r][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps((const float *)xp[t] + j), F[r][t]);
+            }
+        }
+        if (j < n) {
+            const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m512 wv = load_w16(kind, wp[r], j, m);
+                UNROLL for (int t = 0; t < NT; t++)
+                    F[r][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, (const float *)xp[t] + j), F[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++)
+        out[r * MT + t] = _mm512_reduce_add_ps(F[r][t]);
+}
+
+/* ------------------------------------------------------------------ */
+/* entry points: vec_dot (1x1) and gemm (4x1 / 4x4 tiles, padded)      */
+/* ------------------------------------------------------------------ */
+
+/* Tiles smaller than MR x MT repeat their last row/token and drop the
+ * extra results: simpler than a kernel per shape, and rare. */
+#define DEFINE_TYPE(NAME, ATYPE, TILE, KIND) \
+    static float dn_vec_dot_##NAME##_##ATYPE##_avx512(int64_t n, const void *w, const void *x) \
+    { \
+        const uint8_t *wp[1] = { w }, *xp[1] = { x }; \
+        float out[MR * MT]; \
+        TILE(KIND, 1, 1, n, wp, xp, out); \
+        return out[0]; \
+    } \
+    static void dn_gemm_##NAME##_##ATYPE##_avx512(int64_t n, const void *w, size_t ws, int nr, \
+                                                 const void *x, size_t xs, int nt, float *y, size_t ldy) \
+    { \
+        for (int r = 0; r < nr; r += MR) { \
+            const int rr = nr - r < MR ? nr - r : MR; \
+            const uint8_t *wp[MR]; \
+            for (int i = 0; i < MR; i++) \
+                wp[i] = (const uint8_t *)w + (size_t)(r + (i < rr ? i : rr - 1)) * ws; \
+            for (int t = 0; t < nt; t += MT) { \
+                const int tt = nt - t < MT ? nt - t : MT; \
+                const uint8_t *xp[MT]; \
+                for (int j = 0; j < MT; j++) \
+                    xp[j] = (const uint8_t *)x + (size_t)(t + (j < tt ? j : tt - 1)) * xs; \
+                float out[MR * MT]; \
+                if (tt == 1) TILE(KIND, MR, 1, n, wp, xp, out); \
+                else TILE(KIND, MR, MT, n, wp, xp, out); \
+                for (int j = 0; j < tt; j++) \
+                    for (int i = 0; i < rr; i++) y[(size_t)(t + j) * ldy + r + i] = out[i * MT + j]; \
+            } \
+        } \
+    }
+
+DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0)
+DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1)
+DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0)
+DEFINE_TYPE(q5_1, q8_1, tile32, K_Q5_1)
+DEFINE_TYPE(q8_0, q8_0, tile32, K_Q8_0)
+DEFINE_TYPE(q4_K, q8_K, tileK, K_Q4_K)
+DEFINE_TYPE(q5_K, q8_K, tileK, K_Q5_K)
+DEFINE_TYPE(q6_K, q8_K, tileK, K_Q6_K)
+DEFINE_TYPE(f32, f32, tileF, K_F32)
+DEFINE_TYPE(f16, f32, tileF, K_F16)
+DEFINE_TYPE(bf16, bf16, tileF, K_BF16)
+
+/* ------------------------------------------------------------------ */
+/* activation quantizers (byte-identical to scalar.c)                  */
+/* ------------------------------------------------------------------ */
+
+/* roundf: half away from zero, exactly (|v| - trunc|v| is exact). */
+AI __m512i round_away(__m512 v)
+{
+    const __m512 a = _mm512_abs_ps(v);
+    __m512 t = _mm512_roundscale_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_sub_ps(a, t), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    t = _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
+    const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_cvttps_epi32(_mm512_mask_sub_ps(t, neg, _mm512_setzero_ps(), t));
+}
+
+/* One q8 block of 32: stores qs and fp16 d, returns d as float (q8_1's s
+ * is computed from the unrounded d, as in scalar.c). */
+AI float q8_block32(const float *x, int8_t *qs, uint16_t *dh, int *sum)
+{
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i qa = round_away(_mm512_mul_ps(a, vid)), qb = round_away(_mm512_mul_ps(b, vid));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(qa));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(qb));
+    *dh = dn_f32_to_fp16(d);
+    if (sum) *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+    return d;
+}
+
+static void dn_act_q8_0_avx512(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_0 *y = out;
+    for (int64_t b = 0; b < n / 32; b++) q8_block32(x + 32 * b, y[b].qs, &y[b].d, NULL);
+}
+
+static void dn_act_q8_1_avx512(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_1 *y = out;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int sum;
+        const float d = q8_block32(x + 32 * b, y[b].qs, &y[b].d, &sum);
+        y[b].s = dn_f32_to_fp16((float)sum * d);
+    }
+}
+
+static void dn_act_q8_K_avx512(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_K *y = out;
+    for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int j = 0; j < DN_QK_K; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+        const float amax = _mm512_reduce_max_ps(m);
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        /* the first element reaching amax gives the sign (as the scalar loop) */
+        float max = 0.0f;
+        for (int j = 0; j < DN_QK_K; j += 16) {
+            const __mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)),
+                                                   _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (k) { max = x[j + __builtin_ctz(k)]; break; }
+        }
+        const float iscale = -127.0f / max;
+        const __m512 vs = _mm512_set1_ps(iscale);
+        for (int g = 0; g < DN_QK_K / 16; g++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vs));
+            q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * g), _mm512_cvtepi32_epi8(q));
+            y[b].bsums[g] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+/* Same integer rounding as dn_f32_to_bf16 (vcvtneps2bf16 would flush
+ * denormals, the scalar conversion does not). */
+static void dn_act_bf16_avx512(const float *x, void *out, int64_t n)
+{
+    uint16_t *y = out;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i u = _mm512_castps_si512(_mm512_loadu_ps(x + i));
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+        const __mmask16 nan = _mm512_cmp_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                    _mm512_set1_epi32(0x7f800000), _MM_CMPINT_NLE);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(r));
+    }
+    for (; i < n; i++) y[i] = dn_f32_to_bf16(x[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* elementwise                                                         */
+/* ------------------------------------------------------------------ */
+
+/* e^x to ~1 ulp: x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor in Horner
+ * form, 2^n applied by vscalefps (correct overflow, underflow, denormals). */
+AI __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-104.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+AI __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+
+static void dn_rmsnorm_avx512(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
+        s0 = _mm512_fmadd_ps(a, a, s0);
+        s1 = _mm512_fmadd_ps(b, b, s1);
+    }
+    for (; i < n; i += 16) {
+        const __m512 a = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        s0 = _mm512_fmadd_ps(a, a, s0);
+    }
+    const double ss = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs),
+                                       _mm512_maskz_loadu_ps(m, w + i));
+        _mm512_mask_storeu_ps(out + i, m, v);
+    }
+}
+
+static void dn_silu_mul_avx512(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        const __m512 s = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
+    }
+}
+
+static void dn_add_avx512(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i),
+                                                      _mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static float dn_dot_f32_avx512(int64_t n, const float *a, const float *b)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+static void dn_axpy_f32_avx512(int64_t n, float a, const float *x, float *y)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
+                                                        _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+static float dn_dot_f16_avx512(int64_t n, const uint16_t *a, const float *b)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16))), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+static void dn_axpy_f16_avx512(int64_t n, float a, const uint16_t *x, float *y)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, xv, _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+static void dn_softmax_avx512(float *x, int64_t n)
+{
+    if (n <= 0) return;
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int64_t i = 0; i < n; i += 16)
+        mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(n - i), x + i));
+    const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmax));
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+        _mm512_mask_storeu_ps(x + i, m, e);
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(sum)));
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+    }
+}
+
+const dn_kernels dn_kernels_avx512_table = {
+    .isa = DN_ISA_AVX512,
+    .name = "avx512",
+    .act_type = {
+        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
+        [DANU_TYPE_BF16] = DANU_TYPE_BF16,
+        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
+        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
+        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
+        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
+        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
+    },
+    .act_prepare = {
+        [DANU_TYPE_BF16] = dn_act_bf16_avx512, [DANU_TYPE_Q8_0] = dn_act_q8_0_avx512,
+        [DN_TYPE_Q8_1] = dn_act_q8_1_avx512, [DN_TYPE_Q8_K] = dn_act_q8_K_avx512,
+    },
+#define SLOTS(T, NAME, AT) [T] = dn_vec_dot_##NAME##_##AT##_avx512
+    .vec_dot = {
+        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, bf16),
+        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
+        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
+        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
+    },
+#undef SLOTS
+#define SLOTS(T, NAME, AT) [T] = dn_gemm_##NAME##_##AT##_avx512
+    .gemm = {
+        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, bf16),
+        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
+        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
+        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
+    },
+#undef SLOTS
+    .gemm_nr = MR, .gemm_nt = MT,
+    .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,
+    .dot_f32 = dn_dot_f32_avx512, .axpy_f32 = dn_axpy_f32_avx512,
+    .dot_f16 = dn_dot_f16_avx512, .axpy_f16 = dn_axpy_f16_avx512, .softmax = dn_softmax_avx512,
+};

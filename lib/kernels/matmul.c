@@ -36,7 +36,8 @@ void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int
     const size_t wrb = (size_t)W->row_bytes, xrb = dn_act_row_bytes(k, wt, n);
     const uint8_t *w = W->data, *x = Xq;
     dn_vec_dot_fn vd = k->vec_dot[wt];
-    dn_gemm_fn g = n_tok > 1 ? k->gemm[wt] : NULL;
+    /* the gemm also serves one token: its row tiles share activation work */
+    dn_gemm_fn g = k->gemm[wt];
     if (!vd || !xrb) return;
 
     int64_t tb = (int64_t)(ACT_BLOCK_BYTES / xrb);

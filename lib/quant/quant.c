@@ -673,8 +673,9 @@ static void quant_q6_K(const float *x, uint8_t *dst, int64_t nb)
 }
 
 /* Activations for K-type dot products: d is a plain float, the largest-
- * magnitude value maps to -127 (so +127 after the sign flip; the cap only
- * matters for a positive-scale rounding overshoot), bsums = sums of 16. */
+ * magnitude value maps to -127 (the cap at 127 only guards a rounding
+ * overshoot), bsums = sums of 16. An all-zero block is all zeros here,
+ * bsums included (ggml leaves its bsums unwritten). */
 static void quant_q8_K(const float *x, uint8_t *dst, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++, x += DN_QK_K) {

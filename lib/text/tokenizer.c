@@ -1054,6 +1054,67 @@ static size_t normalize(const danu_tokenizer *t, const char *text, size_t len, i
     return o;
 }
 
+/* Per-call cache of word -> ids (words are encoded independently when
+ * split_words holds, so a word's ids depend on its bytes only). */
+#define WCACHE_MAX_WORD 64
+typedef struct wc_slot { uint32_t h, off, len, at, n; } wc_slot;   /* len 0 = empty */
+typedef struct wcache {
+    wc_slot *slot;
+    uint32_t mask, used;
+    danu_token *ids;
+    size_t n_ids, cap_ids;
+} wcache;
+
+static void wcache_init(wcache *c, const dn_alloc *a, size_t text_len)
+{
+    uint32_t n = 256;
+    while (n < 65536 && n < text_len / 8) n <<= 1;
+    c->slot = dn_calloc(a, n, sizeof *c->slot);   /* no cache when this fails */
+    c->mask = c->slot ? n - 1 : 0;
+}
+
+static void wcache_free(wcache *c, const dn_alloc *a)
+{
+    dn_free(a, c->slot);
+    dn_free(a, c->ids);
+}
+
+static danu_status encode_word(work *w, wcache *c, const char *s, uint32_t start, uint32_t len)
+{
+    const danu_tokenizer *t = w->t;
+    if (!c->slot || len > WCACHE_MAX_WORD) {
+        DN_TRY(reserve(w, len));
+        return bpe(w, s + start, len);
+    }
+    uint32_t h = (uint32_t)hash_bytes((const uint8_t *)s + start, len), i = h & c->mask;
+    for (;; i = (i + 1) & c->mask) {
+        wc_slot *e = &c->slot[i];
+        if (!e->len) break;
+        if (e->h == h && e->len == len && !memcmp(s + e->off, s + start, len)) {
+            for (uint32_t k = 0; k < e->n; k++) DN_TRY(push_id(w, c->ids[e->at + k]));
+            return DANU_OK;
+        }
+    }
+    size_t before = w->n_ids;
+    DN_TRY(reserve(w, len));
+    DN_TRY(bpe(w, s + start, len));
+    size_t made = w->n_ids - before;
+    if (c->used * 2 >= c->mask || c->n_ids + made > UINT32_MAX) return DANU_OK;   /* full: stop caching */
+    if (c->cap_ids - c->n_ids < made) {
+        size_t cap = c->cap_ids ? c->cap_ids * 2 : 1024;
+        while (cap - c->n_ids < made) cap *= 2;
+        danu_token *p = dn_realloc(&t->a, c->ids, cap * sizeof *p);
+        if (!p) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for the word cache");
+        c->ids = p;
+        c->cap_ids = cap;
+    }
+    memcpy(c->ids + c->n_ids, w->ids + before, made * sizeof *c->ids);
+    c->slot[i] = (wc_slot){ h, start, len, (uint32_t)c->n_ids, (uint32_t)made };
+    c->n_ids += made;
+    c->used++;
+    return DANU_OK;
+}
+
 static danu_status encode_segment(work *w, const char *text, size_t len, int dummy)
 {
     const danu_tokenizer *t = w->t;
@@ -1071,7 +1132,10 @@ static danu_status encode_segment(work *w, const char *text, size_t len, int dum
         dn_free(&t->a, norm);
         return st;
     }
-    /* word by word: a word starts at a space symbol that follows another character */
+    /* word by word: a word starts at a space symbol that follows another
+     * character. Long texts repeat words, so their ids are cached. */
+    wcache wc = { 0 };
+    if (n >= 1024) wcache_init(&wc, &t->a, n);
     const char *ws = t->ws;
     uint32_t wl = t->ws_len;
     size_t start = 0;
@@ -1087,10 +1151,10 @@ static danu_status encode_segment(work *w, const char *text, size_t len, int dum
             }
             p++;
         }
-        st = reserve(w, end - start);
-        if (!st) st = bpe(w, norm + start, (uint32_t)(end - start));
+        st = encode_word(w, &wc, norm, (uint32_t)start, (uint32_t)(end - start));
         start = end;
     }
+    wcache_free(&wc, &t->a);
     dn_free(&t->a, norm);
     return st;
 }
