@@ -127,7 +127,7 @@ static danu_status index_init(const dn_alloc *a, name_index *ix, int64_t n)
 {
     uint64_t cap = 16;
     while (cap < (uint64_t)n * 2) cap <<= 1;
-    ix->slot = dn_malloc(a, cap * sizeof *ix->slot);   /* cap <= 4 * file size: no overflow */
+    ix->slot = dn_malloc(a, (size_t)cap * sizeof *ix->slot);   /* cap <= 4n, n checked by the caller */
     if (!ix->slot) return dn_seterr(DANU_ERR_NOMEM, "gguf: out of memory for a name index of %llu slots",
                                     (unsigned long long)cap);
     for (uint64_t i = 0; i < cap; i++) ix->slot[i] = -1;
@@ -193,7 +193,8 @@ static danu_status parse_value(dn_gguf *g, parser *ps, kv_entry *e)
         if (e->count > left(ps) / 8)
             return perr(ps, DANU_ERR_FORMAT, at + 4, "string array count %llu exceeds the %llu bytes left",
                         (unsigned long long)e->count, (unsigned long long)left(ps));
-        e->str_off = dn_malloc(&g->a, (size_t)e->count * sizeof *e->str_off);
+        e->str_off = e->count <= SIZE_MAX / sizeof *e->str_off
+                     ? dn_malloc(&g->a, (size_t)e->count * sizeof *e->str_off) : NULL;
         if (!e->str_off)
             return perr(ps, DANU_ERR_NOMEM, at, "out of memory for %llu string offsets",
                         (unsigned long long)e->count);
@@ -347,6 +348,8 @@ static danu_status parse(dn_gguf *g, parser *ps)
         dn_add_overflow_u64(n_kv * MIN_KV_BYTES, n_t * MIN_TENSOR_BYTES, &need_min) || need_min > left(ps))
         return perr(ps, DANU_ERR_FORMAT, 8, "%llu tensors and %llu keys cannot fit in %llu bytes",
                     (unsigned long long)n_t, (unsigned long long)n_kv, (unsigned long long)ps->size);
+    if (n_kv > SIZE_MAX / sizeof *g->kv / 4 || n_t > SIZE_MAX / sizeof *g->t / 4)   /* 32-bit hosts */
+        return perr(ps, DANU_ERR_NOMEM, 8, "tables too large for this host");
     g->kv = dn_calloc(&g->a, (size_t)n_kv, sizeof *g->kv);
     g->t = dn_calloc(&g->a, (size_t)n_t, sizeof *g->t);
     if (!g->kv || !g->t) return perr(ps, DANU_ERR_NOMEM, 8, "out of memory for the tables");
