@@ -5,8 +5,10 @@
  * reader for tokenizer.model.
  *
  * Encoding is O(n log n): symbols form a doubly linked list over the
- * normalized text and candidate merges sit in a binary heap (best score
- * first, leftmost on ties), exactly the order SentencePiece uses. When no
+ * normalized text and candidate merges sit in a priority queue ordered by
+ * (score rank, left position) - best score first, leftmost on ties, exactly
+ * SentencePiece's order: a binary heap for short segments, one bucket per
+ * rank for long ones (a 1 MB word stays fast). When no
  * mergeable piece contains U+2581 right after another character, no merge can
  * cross the start of a word, so the text is encoded word by word (same
  * result, small heaps that stay in cache). */
@@ -33,6 +35,8 @@ struct danu_tokenizer {
     char *blob;          /* pieces, each followed by a NUL */
     uint32_t *off;       /* n+1 offsets into blob; piece i is [off[i], off[i+1]-1) */
     float *score;
+    uint32_t *rank;      /* mergeable pieces: 0 = highest score; equal scores share a rank */
+    uint32_t n_ranks;
     uint8_t *type;
     uint8_t *byteval;    /* value of BYTE pieces */
     int32_t byte_id[256];
@@ -171,6 +175,7 @@ void dn_tokenizer_free(danu_tokenizer *t)
     dn_free(&a, t->blob);
     dn_free(&a, t->off);
     dn_free(&a, t->score);
+    dn_free(&a, t->rank);
     dn_free(&a, t->type);
     dn_free(&a, t->byteval);
     dn_free(&a, t->tab);
@@ -196,6 +201,44 @@ static int ws_inside(const char *s, size_t n, const char *ws, size_t wl)
         if (k < wl || memcmp(s + k - wl, ws, wl)) return 1;
     }
     return 0;
+}
+
+typedef struct score_id { float s; int32_t id; } score_id;
+
+/* Highest score first; NaN (corrupt files only) after everything. */
+static int cmp_score_desc(const void *x, const void *y)
+{
+    float a = ((const score_id *)x)->s, b = ((const score_id *)y)->s;
+    int an = a != a, bn = b != b;
+    if (an || bn) return an - bn;
+    return a > b ? -1 : a < b ? 1 : 0;
+}
+
+/* Ranks of mergeable pieces, so the merge order is an integer compare. */
+static danu_status make_ranks(danu_tokenizer *t, const char *what)
+{
+    size_t m = 0;
+    for (int32_t i = 0; i < t->n; i++) m += mergeable(t->type[i]);
+    t->rank = dn_malloc(&t->a, (size_t)t->n * sizeof *t->rank);
+    score_id *v = dn_malloc(&t->a, (m ? m : 1) * sizeof *v);
+    if (!t->rank || !v) {
+        dn_free(&t->a, v);
+        return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what);
+    }
+    m = 0;
+    for (int32_t i = 0; i < t->n; i++) {
+        t->rank[i] = UINT32_MAX;
+        if (mergeable(t->type[i])) v[m++] = (score_id){ t->score[i], i };
+    }
+    qsort(v, m, sizeof *v, cmp_score_desc);
+    uint32_t r = 0;
+    for (size_t k = 0; k < m; k++) {
+        if (k && cmp_score_desc(&v[k - 1], &v[k]) != 0) r++;
+        t->rank[v[k].id] = r;
+    }
+    t->n_ranks = m ? r + 1 : 0;
+    dn_free(&t->a, v);
+    return DANU_OK;
 }
 
 static int cmp_len_desc_u32(const void *x, const void *y)
@@ -342,6 +385,7 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
     t->ws = escape_ws ? WS_SYM : " ";
     t->ws_len = escape_ws ? WS_SYM_LEN : 1;
 
+    if ((st = make_ranks(t, what))) goto fail;
     /* merge limits, word splitting, user-defined lengths */
     uint32_t n_ud = 0;
     t->split_words = 1;
@@ -815,27 +859,42 @@ typedef struct sym {
     int32_t prev, next;
     int32_t id;              /* piece id, -1 when not in the vocabulary */
     int32_t frozen;          /* USER_DEFINED match: never merged */
+    uint32_t prank;          /* rank of the merge with `next`, NO_RANK if none */
+    int32_t pid;             /* the piece that merge makes */
 } sym;
 
-typedef struct cand {
-    float score;
-    int32_t left;
-    uint32_t size;           /* bytes of the merged symbol, detects stale entries */
-    int32_t id;
-} cand;
+#define NO_RANK UINT32_MAX
+/* Segments with more symbols than this use the bucket queue. */
+#define BUCKET_MIN_SYMS 2048
+
+/* Queue key: merge rank (0 = best score) then left symbol, smallest first:
+ * SentencePiece's order (higher score, then leftmost). */
+static inline uint64_t qkey(uint32_t rank, int32_t left) { return ((uint64_t)rank << 32) | (uint32_t)left; }
+
+/* One rank's entries (left symbol indices): a sorted run that is appended
+ * to while lefts arrive in order, plus a min-heap for the rest. */
+typedef struct bucket {
+    int32_t *run;
+    uint32_t head, n, cap;
+    int32_t *hp;
+    uint32_t hn, hcap;
+} bucket;
 
 typedef struct work {
     const danu_tokenizer *t;
     const char *s;           /* the segment being merged */
     sym *sy;
     size_t sy_cap;
-    cand *hp;
+    uint64_t *hp;            /* binary min-heap of qkeys (short segments) */
     size_t hp_n, hp_cap;
+    bucket *bk;              /* per-rank buckets (long segments) */
+    uint64_t *bits, *summary;/* nonempty buckets; nonempty words of bits */
+    uint32_t n_bits_words, n_sum_words, lo;
+    int use_buckets;
     int32_t *rev;            /* UNUSED piece -> left length of its last recorded merge */
     uint32_t *stack;         /* resegmentation stack: (start, len) pairs */
     danu_token *ids;
     size_t n_ids, cap_ids;
-    char *norm;
 } work;
 
 static danu_status push_id(work *w, danu_token id)
@@ -851,55 +910,139 @@ static danu_status push_id(work *w, danu_token id)
     return DANU_OK;
 }
 
-static inline int cand_before(const cand *x, const cand *y)
+static void heap_down(uint64_t *h, size_t n, size_t i)
 {
-    return x->score > y->score || (x->score == y->score && x->left < y->left);
-}
-
-static void heap_down(cand *h, size_t n, size_t i)
-{
-    cand c = h[i];
+    uint64_t c = h[i];
     for (;;) {
         size_t l = 2 * i + 1, best;
         if (l >= n) break;
-        best = l;
-        if (l + 1 < n && cand_before(&h[l + 1], &h[l])) best = l + 1;
-        if (!cand_before(&h[best], &c)) break;
+        best = l + 1 < n && h[l + 1] < h[l] ? l + 1 : l;
+        if (h[best] >= c) break;
         h[i] = h[best];
         i = best;
     }
     h[i] = c;
 }
 
-static void heap_push(work *w, cand c)
+static void heap_up(uint64_t *h, size_t i)
 {
-    /* capacity is reserved up front: at most 3 entries per symbol */
-    size_t i = w->hp_n++;
+    uint64_t c = h[i];
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!cand_before(&c, &w->hp[p])) break;
-        w->hp[i] = w->hp[p];
+        if (h[p] <= c) break;
+        h[i] = h[p];
         i = p;
     }
-    w->hp[i] = c;
+    h[i] = c;
 }
 
-/* Queue the merge of symbols left and right if their concatenation is a
- * mergeable piece (SentencePiece's MaybeAddNewSymbolPair). */
-static void maybe_add(work *w, int32_t left, int32_t right, int heapify_later)
+static void iheap_down(int32_t *h, uint32_t n, uint32_t i)
 {
-    if (left < 0 || right < 0) return;
-    const sym *l = &w->sy[left], *r = &w->sy[right];
-    if (l->frozen || r->frozen) return;
+    int32_t c = h[i];
+    for (;;) {
+        uint32_t l = 2 * i + 1, best;
+        if (l >= n) break;
+        best = l + 1 < n && h[l + 1] < h[l] ? l + 1 : l;
+        if (h[best] >= c) break;
+        h[i] = h[best];
+        i = best;
+    }
+    h[i] = c;
+}
+
+static danu_status grow_i32(const dn_alloc *a, int32_t **v, uint32_t *cap)
+{
+    uint32_t nc = *cap ? *cap * 2 : 8;
+    if (nc < *cap) return dn_seterr(DANU_ERR_NOMEM, "encode: merge queue overflow");
+    int32_t *p = dn_realloc(a, *v, (size_t)nc * sizeof *p);
+    if (!p) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for the merge queue");
+    *v = p;
+    *cap = nc;
+    return DANU_OK;
+}
+
+static danu_status bq_push(work *w, uint32_t r, int32_t left)
+{
+    bucket *b = &w->bk[r];
+    if (b->head == b->n) b->head = b->n = 0;
+    if (b->n == 0 || left >= b->run[b->n - 1]) {
+        if (b->n == b->cap) DN_TRY(grow_i32(&w->t->a, &b->run, &b->cap));
+        b->run[b->n++] = left;
+    } else {
+        if (b->hn == b->hcap) DN_TRY(grow_i32(&w->t->a, &b->hp, &b->hcap));
+        uint32_t i = b->hn++;
+        while (i > 0 && b->hp[(i - 1) / 2] > left) {
+            b->hp[i] = b->hp[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        b->hp[i] = left;
+    }
+    w->bits[r >> 6] |= 1ull << (r & 63);
+    w->summary[r >> 12] |= 1ull << ((r >> 6) & 63);
+    if (r < w->lo) w->lo = r;
+    return DANU_OK;
+}
+
+/* Pop the smallest (rank, left); 0 when the queue is empty. */
+static int bq_pop(work *w, uint32_t *rank, int32_t *left)
+{
+    uint32_t wi = w->lo >> 6;
+    if (wi >= w->n_bits_words) return 0;
+    uint64_t m = w->bits[wi] & (~0ull << (w->lo & 63));
+    if (!m) {
+        uint32_t nw = wi + 1, si = nw >> 6;
+        if (si >= w->n_sum_words) return 0;
+        uint64_t sm = w->summary[si] & (~0ull << (nw & 63));
+        while (!sm) {
+            if (++si >= w->n_sum_words) return 0;
+            sm = w->summary[si];
+        }
+        wi = (si << 6) | (uint32_t)__builtin_ctzll(sm);
+        m = w->bits[wi];
+    }
+    uint32_t r = (wi << 6) | (uint32_t)__builtin_ctzll(m);
+    w->lo = r;
+    bucket *b = &w->bk[r];
+    if (b->head < b->n && (b->hn == 0 || b->run[b->head] <= b->hp[0])) {
+        *left = b->run[b->head++];
+    } else {
+        *left = b->hp[0];
+        b->hp[0] = b->hp[--b->hn];
+        if (b->hn) iheap_down(b->hp, b->hn, 0);
+    }
+    if (b->head == b->n && b->hn == 0) {
+        b->head = b->n = 0;
+        w->bits[wi] &= ~(1ull << (r & 63));
+        if (!w->bits[wi]) w->summary[wi >> 6] &= ~(1ull << (wi & 63));
+    }
+    *rank = r;
+    return 1;
+}
+
+/* Record the merge of symbols left and right if their concatenation is a
+ * mergeable piece, and queue it (SentencePiece's MaybeAddNewSymbolPair).
+ * A queued entry is live while its left symbol still has that rank. */
+static danu_status maybe_add(work *w, int32_t left, int32_t right, int heapify_later)
+{
+    if (left < 0) return DANU_OK;
+    sym *l = &w->sy[left];
+    l->prank = NO_RANK;
+    if (right < 0) return DANU_OK;
+    const sym *r = &w->sy[right];
+    if (l->frozen || r->frozen) return DANU_OK;
     uint32_t size = l->len + r->len;
     const danu_tokenizer *t = w->t;
-    if (size > t->max_merge_len) return;
+    if (size > t->max_merge_len) return DANU_OK;
     int32_t id = find_piece(t, w->s + l->start, size);
-    if (id < 0 || !mergeable(t->type[id])) return;
-    cand c = { t->score[id], left, size, id };
-    if (heapify_later) w->hp[w->hp_n++] = c;
-    else heap_push(w, c);
+    if (id < 0 || !mergeable(t->type[id])) return DANU_OK;
+    l->prank = t->rank[id];
+    l->pid = id;
     if (w->rev && t->type[id] == DN_TOK_UNUSED) w->rev[id] = (int32_t)l->len;
+    if (w->use_buckets) return bq_push(w, l->prank, left);
+    w->hp[w->hp_n] = qkey(l->prank, left);
+    if (!heapify_later) heap_up(w->hp, w->hp_n);
+    w->hp_n++;   /* capacity is reserved: at most 3 entries per symbol */
+    return DANU_OK;
 }
 
 static danu_status emit_final(work *w, uint32_t start, uint32_t len, int32_t id)
@@ -959,6 +1102,33 @@ static inline uint32_t char_len(uint8_t b)
     return b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;   /* input is validated UTF-8 */
 }
 
+/* Merge symbol left with its next neighbour into piece pid. */
+static danu_status merge(work *w, int32_t left)
+{
+    sym *l = &w->sy[left], *r = &w->sy[l->next];
+    l->len += r->len;
+    l->id = l->pid;
+    l->next = r->next;
+    if (r->next >= 0) w->sy[r->next].prev = left;
+    r->len = 0;
+    DN_TRY(maybe_add(w, l->prev, left, 0));
+    return maybe_add(w, left, l->next, 0);
+}
+
+static danu_status alloc_buckets(work *w)
+{
+    const danu_tokenizer *t = w->t;
+    if (w->bk) return DANU_OK;
+    uint32_t nb = t->n_ranks ? t->n_ranks : 1;
+    w->n_bits_words = (nb + 63) / 64;
+    w->n_sum_words = (w->n_bits_words + 63) / 64;
+    w->bk = dn_calloc(&t->a, nb, sizeof *w->bk);
+    w->bits = dn_calloc(&t->a, w->n_bits_words, sizeof *w->bits);
+    w->summary = dn_calloc(&t->a, w->n_sum_words, sizeof *w->summary);
+    if (!w->bk || !w->bits || !w->summary) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for the merge queue");
+    return DANU_OK;
+}
+
 /* BPE over s[0..n) (one word or a whole normalized segment). */
 static danu_status bpe(work *w, const char *s, uint32_t n)
 {
@@ -979,6 +1149,7 @@ static danu_status bpe(work *w, const char *s, uint32_t n)
         y->start = pos;
         y->len = l;
         y->id = id;
+        y->prank = NO_RANK;
         y->prev = (int32_t)nsym - 1;
         y->next = (int32_t)nsym + 1;
         nsym++;
@@ -987,25 +1158,28 @@ static danu_status bpe(work *w, const char *s, uint32_t n)
     if (nsym == 0) return DANU_OK;
     w->sy[nsym - 1].next = -1;
 
-    if (nsym > 1) {
+    w->use_buckets = nsym > BUCKET_MIN_SYMS;
+    if (nsym > 1 && w->use_buckets) {
+        DN_TRY(alloc_buckets(w));
+        w->lo = 0;
+        for (uint32_t i = 1; i < nsym; i++) DN_TRY(maybe_add(w, (int32_t)i - 1, (int32_t)i, 0));
+        uint32_t rank;
+        int32_t left;
+        while (bq_pop(w, &rank, &left)) {
+            const sym *l = &w->sy[left];
+            if (l->len && l->prank == rank) DN_TRY(merge(w, left));
+        }
+    } else if (nsym > 1) {
         w->hp_n = 0;
         for (uint32_t i = 1; i < nsym; i++) maybe_add(w, (int32_t)i - 1, (int32_t)i, 1);
         for (size_t i = w->hp_n / 2; i-- > 0;) heap_down(w->hp, w->hp_n, i);
         while (w->hp_n) {
-            cand top = w->hp[0];
+            uint64_t top = w->hp[0];
             w->hp[0] = w->hp[--w->hp_n];
             if (w->hp_n) heap_down(w->hp, w->hp_n, 0);
-            sym *l = &w->sy[top.left];
-            if (l->len == 0 || l->next < 0) continue;
-            sym *r = &w->sy[l->next];
-            if (l->len + r->len != top.size) continue;   /* stale: a side changed since */
-            l->len = top.size;
-            l->id = top.id;
-            l->next = r->next;
-            if (r->next >= 0) w->sy[r->next].prev = top.left;
-            r->len = 0;
-            maybe_add(w, l->prev, top.left, 0);
-            maybe_add(w, top.left, l->next, 0);
+            int32_t left = (int32_t)(uint32_t)top;
+            const sym *l = &w->sy[left];
+            if (l->len && l->prank == (uint32_t)(top >> 32)) merge(w, left);   /* cannot fail: no allocation */
         }
     }
     for (int32_t i = 0; i >= 0; i = w->sy[i].next) DN_TRY(emit_symbol(w, w->sy[i].start, w->sy[i].len, w->sy[i].id));
@@ -1017,17 +1191,19 @@ static danu_status reserve(work *w, size_t nsym)
 {
     if (nsym <= w->sy_cap) return DANU_OK;
     const dn_alloc *a = &w->t->a;
-    size_t hp_cap;
-    if (dn_mul_overflow_size(nsym, 3, &hp_cap) || nsym > INT32_MAX)
-        return dn_seterr(DANU_ERR_INVALID_ARG, "encode: text too long");
+    if (nsym > INT32_MAX / 4) return dn_seterr(DANU_ERR_INVALID_ARG, "encode: text too long");
     sym *sy = dn_realloc(a, w->sy, nsym * sizeof *sy);
     if (!sy) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu symbols", nsym);
     w->sy = sy;
-    cand *hp = dn_realloc(a, w->hp, hp_cap * sizeof *hp);
-    if (!hp) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu symbols", nsym);
-    w->hp = hp;
     w->sy_cap = nsym;
-    w->hp_cap = hp_cap;
+    /* the heap serves short segments only: at most 3 entries per symbol */
+    size_t hp_cap = 3 * (nsym < BUCKET_MIN_SYMS ? nsym : BUCKET_MIN_SYMS) + 3;
+    if (hp_cap > w->hp_cap) {
+        uint64_t *hp = dn_realloc(a, w->hp, hp_cap * sizeof *hp);
+        if (!hp) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for %zu symbols", nsym);
+        w->hp = hp;
+        w->hp_cap = hp_cap;
+    }
     return DANU_OK;
 }
 
@@ -1219,6 +1395,15 @@ done:
     dn_free(&t->a, w.ids);
     dn_free(&t->a, w.sy);
     dn_free(&t->a, w.hp);
+    if (w.bk) {
+        for (uint32_t r = 0; r < (t->n_ranks ? t->n_ranks : 1); r++) {
+            dn_free(&t->a, w.bk[r].run);
+            dn_free(&t->a, w.bk[r].hp);
+        }
+    }
+    dn_free(&t->a, w.bk);
+    dn_free(&t->a, w.bits);
+    dn_free(&t->a, w.summary);
     dn_free(&t->a, w.rev);
     dn_free(&t->a, w.stack);
     return st;
