@@ -102,6 +102,7 @@ END_TEST
  * is exact in double, so one cast to float is the spec's single rounding. */
 START_TEST(test_synth_norm_values)
 {
+    int bad = 0;   /* counted: a ck_assert per element is slow in Check */
     for (uint64_t i = 0; i < 5000; i++) {
         uint64_t z = ((5ull << 48) | (3ull << 32) | i) + 0x9E3779B97F4A7C15ull;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -112,13 +113,14 @@ START_TEST(test_synth_norm_values)
         uint32_t bits;
         memcpy(&bits, &w, 4);
         uint16_t want = (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-        ck_assert_uint_eq(dn_synth_value_bf16(5, 3, i, DN_SYNTH_NORM, 0), want);
+        bad += dn_synth_value_bf16(5, 3, i, DN_SYNTH_NORM, 0) != want;
         /* embedding values are r itself, exactly representable in float */
         float e = (float)r;
         memcpy(&bits, &e, 4);
         want = (uint16_t)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-        ck_assert_uint_eq(dn_synth_value_bf16(5, 3, i, DN_SYNTH_EMBED, 0), want);
+        bad += dn_synth_value_bf16(5, 3, i, DN_SYNTH_EMBED, 0) != want;
     }
+    ck_assert_int_eq(bad, 0);
 }
 END_TEST
 
@@ -211,12 +213,14 @@ START_TEST(test_synth_hf_tiny_b_matches_transformers)
     ck_assert_int_eq(dn_tokenizer_from_spm(dn_alloc_libc(), small, small_len, "small", &ts), DANU_OK);
     ck_assert_int_eq(dn_tokenizer_from_spm(dn_alloc_libc(), big, big_len, "big", &tb), DANU_OK);
     ck_assert_int_eq(dn_tokenizer_n_vocab(ts), 1024);
+    int bad = 0;
     for (int32_t i = 0; i < 1024; i++) {
         size_t la, lb;
         const char *pa = dn_tokenizer_piece(ts, i, &la), *pb = dn_tokenizer_piece(tb, i, &lb);
-        ck_assert(la == lb && memcmp(pa, pb, la) == 0);
-        ck_assert(dn_tokenizer_score(ts, i) == dn_tokenizer_score(tb, i));
+        bad += la != lb || memcmp(pa, pb, la) != 0 || dn_tokenizer_score(ts, i) != dn_tokenizer_score(tb, i) ||
+               dn_tokenizer_type(ts, i) != dn_tokenizer_type(tb, i);
     }
+    ck_assert_int_eq(bad, 0);
     dn_tokenizer_free(ts);
     dn_tokenizer_free(tb);
     free(small);
@@ -246,11 +250,12 @@ START_TEST(test_synth_hf_f32_f16)
         const dn_tensor_desc *r = &ref.tensors[i], *a = dn_hfdir_find(&m32, r->name), *b = dn_hfdir_find(&m16, r->name);
         ck_assert(a && b && a->type == DANU_TYPE_F32 && b->type == DANU_TYPE_F16);
         ck_assert(a->n_elements == r->n_elements && b->n_elements == r->n_elements);
+        uint64_t bad = 0;
         for (uint64_t k = 0; k < r->n_elements; k++) {
             float v = dn_bf16_to_f32(dn_rd_u16(r->data + 2 * k));
-            ck_assert(dn_rd_f32(a->data + 4 * k) == v);
-            ck_assert_uint_eq(dn_rd_u16(b->data + 2 * k), dn_f32_to_fp16(v));
+            bad += dn_rd_f32(a->data + 4 * k) != v || dn_rd_u16(b->data + 2 * k) != dn_f32_to_fp16(v);
         }
+        ck_assert_msg(bad == 0, "%s: %llu values differ", r->name, (unsigned long long)bad);
     }
     dn_hfdir_close(dn_alloc_libc(), &m32);
     dn_hfdir_close(dn_alloc_libc(), &m16);
@@ -484,7 +489,7 @@ static void compare_quantized(int32_t type, const char *ref_name, uint32_t ftype
             for (int64_t y = 0; y < rows; y++) {
                 for (int64_t x = 0; x < cols; x++)
                     row[x] = dn_bf16_to_f32(dn_synth_value_bf16(17, t, (uint64_t)(y * cols + x), DN_SYNTH_LINEAR, cols));
-                ck_assert_int_eq(dn_quantize_row(b->type, row, q, cols), 0);
+                if (dn_quantize_row(b->type, row, q, cols) != 0) ck_abort_msg("cannot quantize to type %d", b->type);
                 for (uint64_t o = 0; o < rb; o += dn_type_get(b->type)->type_size) {
                     blocks++;
                     if (memcmp(q + o, b->data + (uint64_t)y * rb + o, dn_type_get(b->type)->type_size)) diff++;
@@ -553,9 +558,11 @@ START_TEST(test_synth_gguf_fallback_types)
     ck_assert_int_eq(dn_gguf_n_tensors(m.g), 11);
     /* ffn_down in f16 holds the bf16 values exactly */
     const dn_tensor_desc *d = dn_gguf_find_tensor(m.g, "blk.0.ffn_down.weight");
+    uint64_t bad = 0;
     for (uint64_t i = 0; i < d->n_elements; i++)
-        ck_assert_uint_eq(dn_rd_u16(d->data + 2 * i),
-                          dn_f32_to_fp16(dn_bf16_to_f32(dn_synth_value_bf16(3, 9, i, DN_SYNTH_LINEAR, 200))));
+        bad += dn_rd_u16(d->data + 2 * i) !=
+               dn_f32_to_fp16(dn_bf16_to_f32(dn_synth_value_bf16(3, 9, i, DN_SYNTH_LINEAR, 200)));
+    ck_assert_uint_eq(bad, 0);
     /* q rows permuted per head (head_dim 32): GGUF row h*32+2j+s = HF row h*32+16s+j */
     const dn_tensor_desc *q = dn_gguf_find_tensor(m.g, "blk.0.attn_q.weight");
     for (int64_t g = 0; g < 96; g++) {
@@ -564,9 +571,9 @@ START_TEST(test_synth_gguf_fallback_types)
         uint8_t qb[144];
         for (int x = 0; x < 256; x++)
             want_row[x] = dn_bf16_to_f32(dn_synth_value_bf16(3, 2, (uint64_t)(src * 256 + x), DN_SYNTH_LINEAR, 256));
-        ck_assert_int_eq(dn_quantize_row(DANU_TYPE_Q4_K, want_row, qb, 256), 0);
-        ck_assert(memcmp(qb, q->data + g * 144, 144) == 0);
+        bad += dn_quantize_row(DANU_TYPE_Q4_K, want_row, qb, 256) != 0 || memcmp(qb, q->data + g * 144, 144) != 0;
     }
+    ck_assert_uint_eq(bad, 0);
     const char *str;
     uint64_t len, v;
     ck_assert(dn_gguf_get_str(m.g, "general.name", &str, &len) && len == 15 && !memcmp(str, "H2O Danube 1.8B", 15));
@@ -667,6 +674,79 @@ START_TEST(test_synth_progress_and_cancel)
 }
 END_TEST
 
+/* Fault injection: the k-th allocation fails, for every k, on both paths.
+ * Every failure is NOMEM with nothing live and no output left behind. */
+typedef struct fail_alloc {
+    long n, fail_at;
+    long live;
+} fail_alloc;
+
+static void *fa_malloc(void *u, size_t n)
+{
+    fail_alloc *f = u;
+    if (++f->n == f->fail_at) return NULL;
+    size_t *p = malloc(n + 16);
+    if (!p) return NULL;
+    p[0] = n;
+    f->live++;
+    return (uint8_t *)p + 16;
+}
+
+static void fa_free(void *u, void *p)
+{
+    fail_alloc *f = u;
+    if (!p) return;
+    f->live--;
+    free((uint8_t *)p - 16);
+}
+
+static void *fa_realloc(void *u, void *p, size_t n)
+{
+    fail_alloc *f = u;
+    if (!p) return fa_malloc(u, n);
+    if (++f->n == f->fail_at) return NULL;
+    uint8_t *q = realloc((uint8_t *)p - 16, n + 16);
+    if (!q) return NULL;
+    ((size_t *)q)[0] = n;
+    return q + 16;
+}
+
+START_TEST(test_synth_nomem_every_allocation)
+{
+    char *dir = tu_tmpdir("synth");
+    size_t spm_len;
+    uint8_t *spm = spm_bytes(&spm_len);
+    char out[4200], tmp[4300];
+    snprintf(out, sizeof out, "%s/m", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    const struct { const char *cfg; int format; int32_t type; } runs[] = {
+        { "tiny-b", DN_SYNTH_HF, DANU_TYPE_BF16 }, { "tiny-q", DN_SYNTH_GGUF, DANU_TYPE_Q8_0 },
+    };
+    for (size_t r = 0; r < 2; r++) {
+        long k = 1;
+        for (;; k++) {
+            fail_alloc f = { 0, k, 0 };
+            dn_alloc a = { fa_malloc, fa_realloc, fa_free, &f };
+            dn_synth_request rq = { dn_synth_config_find(runs[r].cfg), 5, runs[r].format, runs[r].type, out, spm,
+                                    spm_len, NULL, NULL };
+            danu_status s = dn_synth_write(&a, &rq);
+            ck_assert_msg(f.live == 0, "%s: %ld blocks live after failing allocation %ld", runs[r].cfg, f.live, k);
+            if (s == DANU_OK) break;
+            ck_assert_msg(s == DANU_ERR_NOMEM, "%s: allocation %ld failed: status %d (%s)", runs[r].cfg, k, (int)s,
+                          dn_lasterr());
+            ck_assert_msg(!path_exists(out) && !path_exists(tmp), "%s: output left after failure %ld", runs[r].cfg, k);
+        }
+        ck_assert_int_gt(k, 5);
+        printf("synth nomem: %s needs %ld allocations\n", runs[r].cfg, k - 1);
+        tu_rmtree(dir);
+        ck_assert_int_eq(mkdir(dir, 0700), 0);
+    }
+    free(spm);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("synth");
@@ -686,6 +766,7 @@ int main(void)
     tcase_add_test(tc, test_synth_gguf_fallback_types);
     tcase_add_test(tc, test_synth_existing_output_is_error);
     tcase_add_test(tc, test_synth_progress_and_cancel);
+    tcase_add_test(tc, test_synth_nomem_every_allocation);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

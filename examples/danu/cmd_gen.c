@@ -224,6 +224,7 @@ int cmd_run(int argc, char **argv)
             s = danu_context_generate(c, a.n, stream_cb, NULL, &why);
             double t2 = cli_now();
             printf("\n");
+            fflush(stdout);
             if (s != DANU_OK) cli_fail("generate", s);
             else rc = 0;
             size_t made = danu_context_n_tokens(c) - before;

@@ -101,9 +101,8 @@ char *cli_default_model(void)
     if (!path) return NULL;
     if (base && *base) snprintf(dir, sizeof dir, "%s/danu", base);
     else snprintf(dir, sizeof dir, "%s/.cache/danu", getenv("HOME") ? getenv("HOME") : "/tmp");
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%.4000s/..", dir);
-    mkdir(parent, 0755);
+    for (char *q = dir + 1; *q; q++)   /* mkdir -p */
+        if (*q == '/') { *q = 0; mkdir(dir, 0755); *q = '/'; }
     mkdir(dir, 0755);
     snprintf(path, 4200, "%s/synthetic-tiny-a-seed7.gguf", dir);
     struct stat st;

@@ -382,6 +382,7 @@ typedef struct job {
     synth_tensor *t;
     int64_t n_t;
     danu_tokenizer *tok;
+    char *final_path;          /* OUT without trailing slashes */
     char *tmp_path;            /* OUT.tmp */
     uint16_t *chunk;           /* CHUNK_ELEMS bf16 values */
     float *row_f32;            /* one row, for quantizing */
@@ -545,7 +546,7 @@ static danu_status write_hf(job *j)
         }
         dn_free(j->a, path);
     }
-    if (s == DANU_OK && rename(j->tmp_path, q->out_path) != 0)
+    if (s == DANU_OK && rename(j->tmp_path, j->final_path) != 0)
         s = dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", q->out_path, j->tmp_path, strerror(errno));
     if (s != DANU_OK) remove_tmp_hf(j);
     return s;
@@ -672,7 +673,7 @@ static danu_status write_gguf(job *j)
     if (s == DANU_OK) s = dn_gguf_w_end(w, f);
     if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
     dn_gguf_writer_free(w);
-    if (s == DANU_OK && rename(j->tmp_path, q->out_path) != 0)
+    if (s == DANU_OK && rename(j->tmp_path, j->final_path) != 0)
         s = dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", q->out_path, j->tmp_path, strerror(errno));
     if (s != DANU_OK) unlink(j->tmp_path);
     return s;
@@ -740,6 +741,7 @@ static void job_free(job *j)
     dn_free(j->a, j->t);
     dn_tokenizer_free(j->tok);
     dn_free(j->a, j->tmp_path);
+    dn_free(j->a, j->final_path);
     dn_free(j->a, j->chunk);
     dn_free(j->a, j->row_f32);
     dn_free(j->a, j->out);
@@ -762,15 +764,17 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     j.c = c;
     danu_status s = DANU_OK;
     size_t olen = strlen(out);
+    while (olen > 1 && out[olen - 1] == '/') olen--;   /* "model/" names the directory "model" */
     j.n_t = n_synth_tensors(c);
     j.t = dn_calloc(a, (size_t)j.n_t, sizeof *j.t);
     j.tmp_path = dn_malloc(a, olen + 5);
+    j.final_path = dn_strndup(a, out, olen);
     int64_t max_cols = c->hidden > c->ffn ? c->hidden : c->ffn;
     if ((int64_t)c->heads * c->head_dim > max_cols) max_cols = (int64_t)c->heads * c->head_dim;
     /* a chunk is at least one row */
     j.chunk = dn_malloc(a, (size_t)(max_cols > CHUNK_ELEMS ? max_cols : CHUNK_ELEMS) * sizeof(uint16_t));
     j.row_f32 = dn_malloc(a, (size_t)max_cols * sizeof(float));
-    if (!j.t || !j.tmp_path || !j.chunk || !j.row_f32) {
+    if (!j.t || !j.tmp_path || !j.final_path || !j.chunk || !j.row_f32) {
         job_free(&j);
         return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", out);
     }

@@ -25,9 +25,9 @@
 #define WS_SYM "\xe2\x96\x81"   /* U+2581, SentencePiece's escaped space */
 #define WS_SYM_LEN 3
 #define UNK_SURFACE_DEFAULT " \xe2\x81\x87 "   /* " U+2047 " */
-#define MAX_PIECE_BYTES 65536u
+#define MAX_PIECE_BYTES 65535u   /* lengths fit the 16 bits a hash slot keeps */
 
-typedef struct slot { uint32_t fp; int32_t id; } slot;
+typedef struct slot { uint64_t head; uint32_t lf; int32_t id; } slot;
 
 struct danu_tokenizer {
     dn_alloc a;
@@ -70,37 +70,47 @@ static inline int mergeable(uint8_t type)
     return type == DN_TOK_NORMAL || type == DN_TOK_USER_DEFINED || type == DN_TOK_UNUSED;
 }
 
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
+/* First min(n, 8) bytes, zero padded. */
+static inline uint64_t head8(const char *s, size_t n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-        p += 8;
-        n -= 8;
-    }
-    if (n) {
-        uint64_t v = 0;
-        memcpy(&v, p, n);
-        h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
-    }
+    uint64_t v = 0;
+    memcpy(&v, s, n < 8 ? n : 8);
+    return v;
+}
+
+static inline uint64_t mix64(uint64_t h)
+{
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 32;
     return h;
 }
 
+static uint64_t hash_bytes(const char *s, size_t n, uint64_t head)
+{
+    uint64_t h = head ^ ((uint64_t)n * 0x9e3779b97f4a7c15ull);
+    for (size_t k = 8; k < n; k += 8) {
+        h = mix64(h);
+        h ^= head8(s + k, n - k);
+    }
+    return mix64(h);
+}
+
+/* Slots keep the first 8 bytes and the length: most lookups touch one slot. */
+static inline uint32_t len_fp(size_t n, uint64_t h) { return (uint32_t)(n << 16) | (uint32_t)(h >> 48); }
+
 static int32_t find_piece(const danu_tokenizer *t, const char *s, size_t n)
 {
-    if (n == 0) return -1;
-    uint64_t h = hash_bytes((const uint8_t *)s, n);
-    uint32_t fp = (uint32_t)(h >> 32), i = (uint32_t)h & t->mask;
+    if (n == 0 || n > MAX_PIECE_BYTES) return -1;
+    uint64_t head = head8(s, n), h = hash_bytes(s, n, head);
+    uint32_t lf = len_fp(n, h), i = (uint32_t)h & t->mask;
     for (;;) {
         const slot *e = &t->tab[i];
         if (e->id < 0) return -1;
-        if (e->fp == fp && piece_len(t, e->id) == n && !memcmp(piece_ptr(t, e->id), s, n)) return e->id;
+        if (e->lf == lf && e->head == head && (n <= 8 || !memcmp(piece_ptr(t, e->id) + 8, s + 8, n - 8)))
+            return e->id;
         i = (i + 1) & t->mask;
     }
 }
@@ -110,14 +120,13 @@ static int32_t insert_piece(danu_tokenizer *t, int32_t id)
 {
     const char *s = piece_ptr(t, id);
     size_t n = piece_len(t, id);
-    uint64_t h = hash_bytes((const uint8_t *)s, n);
-    uint32_t fp = (uint32_t)(h >> 32), i = (uint32_t)h & t->mask;
-    for (;;) {
-        slot *e = &t->tab[i];
-        if (e->id < 0) { e->id = id; e->fp = fp; return -1; }
-        if (e->fp == fp && piece_len(t, e->id) == n && !memcmp(piece_ptr(t, e->id), s, n)) return e->id;
-        i = (i + 1) & t->mask;
-    }
+    int32_t prev = find_piece(t, s, n);
+    if (prev >= 0) return prev;
+    uint64_t head = head8(s, n), h = hash_bytes(s, n, head);
+    uint32_t i = (uint32_t)h & t->mask;
+    while (t->tab[i].id >= 0) i = (i + 1) & t->mask;
+    t->tab[i] = (slot){ head, len_fp(n, h), id };
+    return -1;
 }
 
 /* Strict UTF-8 (no overlongs, surrogates or > U+10FFFF) at p[0..n).
@@ -865,7 +874,9 @@ typedef struct sym {
 
 #define NO_RANK UINT32_MAX
 /* Segments with more symbols than this use the bucket queue. */
+#ifndef BUCKET_MIN_SYMS
 #define BUCKET_MIN_SYMS 2048
+#endif
 
 /* Queue key: merge rank (0 = best score) then left symbol, smallest first:
  * SentencePiece's order (higher score, then leftmost). */
@@ -1262,7 +1273,7 @@ static danu_status encode_word(work *w, wcache *c, const char *s, uint32_t start
         DN_TRY(reserve(w, len));
         return bpe(w, s + start, len);
     }
-    uint32_t h = (uint32_t)hash_bytes((const uint8_t *)s + start, len), i = h & c->mask;
+    uint32_t h = (uint32_t)hash_bytes(s + start, len, head8(s + start, len)), i = h & c->mask;
     for (;; i = (i + 1) & c->mask) {
         wc_slot *e = &c->slot[i];
         if (!e->len) break;

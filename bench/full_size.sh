@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# full_size.sh - the full-size danube-1.8b shape (synthetic weights, seed 1)
+# against the transformers golden (tests/data/golden/danube-1.8b.capital*):
+# HF bf16 and GGUF bf16/f16 logits and greedy tokens, then the quantized
+# types against the model's own bf16 logits. Needs ~12 GB of disk in $DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DANU=${DANU:-build/examples/danu/danu}
+DIR=${DIR:-/tmp/danu-full}
+TYPES=${TYPES:-"q8_0 q6_k q5_k q5_0 q4_k q4_0"}
+THREADS=${THREADS:-2}
+[ -x "$DANU" ] || { meson setup build >/dev/null && ninja -C build >/dev/null; }
+mkdir -p "$DIR"
+free_gb=$(df -Pk "$DIR" | awk 'NR==2 {print int($4/1048576)}')
+if [ "$free_gb" -lt 12 ]; then
+  echo "full_size.sh: only ${free_gb} GB free in $DIR; need about 12 GB (3.7 GB per bf16 model). Set DIR." >&2
+  exit 1
+fi
+G=tests/data/golden/danube-1.8b.capital
+prompt=$(grep '^prompt' $G.txt | cut -d' ' -f2-)
+greedy=$(grep '^greedy' $G.txt | cut -d' ' -f2-)
+n_greedy=$(echo "$greedy" | wc -w)
+
+synth() { # config format type path
+  [ -e "$4" ] || "$DANU" synth --config danube-1.8b --seed 1 --format "$2" --type "$3" "$4"
+}
+synth danube-1.8b hf bf16 "$DIR/danube-hf"
+synth danube-1.8b gguf bf16 "$DIR/danube-bf16.gguf"
+synth danube-1.8b gguf f16 "$DIR/danube-f16.gguf"
+
+echo "== danu info (HF bf16) =="
+"$DANU" info "$DIR/danube-hf"
+echo
+echo "== against transformers (last position of the capital prompt; tolerance 2e-3) =="
+for m in danube-hf danube-bf16.gguf danube-f16.gguf; do
+  "$DANU" eval -m "$DIR/$m" -t "$THREADS" --tokens "$prompt" -o "$DIR/$m.last.f32"
+  python3 bench/compare_logits.py "$DIR/$m.last.f32" $G.last.f32 32000 --label "$m"
+  got=$("$DANU" generate -m "$DIR/$m" -t "$THREADS" --tokens "$prompt" -n "$n_greedy" --greedy --print-ids)
+  if [ "$got" = "$greedy" ]; then echo "  greedy: identical ($n_greedy tokens)"; else echo "  greedy: DIFFERENT: $got"; fi
+done
+echo
+echo "== quantized types against the bf16 model (every prompt position) =="
+"$DANU" eval -m "$DIR/danube-bf16.gguf" -t "$THREADS" --tokens "$prompt" --all -o "$DIR/bf16.all.f32"
+for t in $TYPES; do
+  f="$DIR/danube-$t.gguf"
+  synth danube-1.8b gguf "$t" "$f"
+  "$DANU" eval -m "$f" -t "$THREADS" --tokens "$prompt" --all -o "$DIR/$t.all.f32"
+  python3 bench/compare_logits.py "$DIR/$t.all.f32" "$DIR/bf16.all.f32" 32000 --label "$t ($(du -h "$f" | cut -f1))"
+done
