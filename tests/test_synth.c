@@ -148,6 +148,50 @@ START_TEST(test_synth_configs)
 }
 END_TEST
 
+START_TEST(test_synth_safetensors_header)
+{
+    dn_st_entry e[3] = {
+        { "a\"quoted\\name", DANU_TYPE_F32, 2, { 3, 5 } },
+        { "scalar", DANU_TYPE_BF16, 0, { 0 } },
+        { "v", DANU_TYPE_F16, 1, { 7 } },
+    };
+    FILE *f = tmpfile();
+    ck_assert_int_eq(dn_safetensors_write_header(f, e, 3), DANU_OK);
+    long hdr = ftell(f);
+    ck_assert_int_eq(hdr % 8, 0);
+    uint8_t data[60 + 2 + 14];
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)i;
+    ck_assert_uint_eq(fwrite(data, 1, sizeof data, f), sizeof data);
+    size_t len = (size_t)ftell(f);
+    uint8_t *buf = malloc(len);
+    rewind(f);
+    ck_assert_uint_eq(fread(buf, 1, len, f), len);
+    fclose(f);
+    ck_assert_uint_eq(dn_rd_u64(buf), (uint64_t)hdr - 8);
+    ck_assert(!memcmp(buf + 8, "{\"__metadata__\":{\"format\":\"pt\"}", 31));
+    dn_tensor_desc *t = NULL;
+    int64_t n = 0, cap = 0;
+    ck_assert_msg(dn_safetensors_parse(dn_alloc_libc(), buf, len, "hdr", 0, &t, &n, &cap) == DANU_OK, "%s", dn_lasterr());
+    ck_assert_int_eq(n, 3);
+    const dn_tensor_desc *q = NULL, *v = NULL;
+    for (int64_t i = 0; i < n; i++) {
+        if (!strcmp(t[i].name, "a\"quoted\\name")) q = &t[i];
+        if (!strcmp(t[i].name, "v")) v = &t[i];
+    }
+    ck_assert(q && q->type == DANU_TYPE_F32 && q->n_dims == 2 && q->dims[0] == 3 && q->dims[1] == 5);
+    ck_assert(q->data == buf + hdr && q->nbytes == 60);
+    ck_assert(v && v->type == DANU_TYPE_F16 && v->data == buf + hdr + 62 && v->nbytes == 14);
+    dn_tensor_descs_free(dn_alloc_libc(), t, n);
+    free(buf);
+    /* only float types; nothing is written on a bad entry */
+    dn_st_entry bad = { "q", DANU_TYPE_Q8_0, 1, { 32 } };
+    f = tmpfile();
+    ck_assert_int_eq(dn_safetensors_write_header(f, &bad, 1), DANU_ERR_UNSUPPORTED);
+    ck_assert_int_eq(ftell(f), 0);
+    fclose(f);
+}
+END_TEST
+
 /* ---- HF output ---- */
 
 static void open_hf(const char *dir, dn_hfdir *h)
@@ -625,6 +669,17 @@ START_TEST(test_synth_existing_output_is_error)
     ck_assert_int_eq(synth_to(dir, "q", &big, 11, DN_SYNTH_GGUF, DANU_TYPE_BF16, NULL, NULL, &out), DANU_ERR_INVALID_ARG);
     ck_assert(!path_exists(out));
     free(out);
+    /* petabytes: refused before anything is written */
+    dn_synth_config huge = { "huge", 32000, 65536, 512, 512, 128, 65536, 100, 0, 4096, 10000.0f, 1e-5f, 0 };
+    ck_assert_int_eq(synth_to(dir, "huge", &huge, 1, DN_SYNTH_HF, DANU_TYPE_BF16, NULL, NULL, &out), DANU_ERR_IO);
+    ck_assert_msg(strstr(dn_lasterr(), "not enough disk space") != NULL, "%s", dn_lasterr());
+    ck_assert(!path_exists(out));
+    free(out);
+    /* a trailing slash names the directory itself */
+    ck_assert_int_eq(synth_to(dir, "slash/", c, 11, DN_SYNTH_HF, DANU_TYPE_BF16, NULL, NULL, &out), DANU_OK);
+    snprintf(path, sizeof path, "%s/slash/model.safetensors", dir);
+    ck_assert(path_exists(path));
+    free(out);
     dn_synth_request rq = { c, 1, DN_SYNTH_HF, DANU_TYPE_BF16, "/nonexistent/x", NULL, 0, NULL, NULL };
     ck_assert_int_eq(dn_synth_write(dn_alloc_libc(), &rq), DANU_ERR_INVALID_ARG);
     tu_rmtree(dir);
@@ -756,6 +811,7 @@ int main(void)
     tcase_add_test(tc, test_synth_checksums_danube);
     tcase_add_test(tc, test_synth_norm_values);
     tcase_add_test(tc, test_synth_configs);
+    tcase_add_test(tc, test_synth_safetensors_header);
     tcase_add_test(tc, test_synth_hf_tiny_b_matches_transformers);
     tcase_add_test(tc, test_synth_hf_f32_f16);
     tcase_add_test(tc, test_synth_hf_danube_metadata);

@@ -28,41 +28,47 @@ AI float fp16(const uint8_t *p)
     return _cvtsh_ss(h);
 }
 
-AI __m512i load_2x256(const uint8_t *a, const uint8_t *b, int has_a, int has_b)
+/* Bytes [off, off+64) of a span of `len` bytes, masked so nothing past the
+ * span (possibly the end of a mapped weight row) is touched. */
+AI __m512i load_window(const uint8_t *p, int off, int len)
 {
-    __m256i lo = has_a ? _mm256_loadu_si256((const __m256i *)a) : _mm256_setzero_si256();
-    __m256i hi = has_b ? _mm256_loadu_si256((const __m256i *)b) : _mm256_setzero_si256();
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    if (off >= len) return _mm512_setzero_si512();
+    if (off + 64 <= len) return _mm512_loadu_si512(p + off);
+    return _mm512_maskz_loadu_epi8((__mmask64)(~0ull >> (64 - (len - off))), p + off);
 }
 
-/* 16-bit fields at the start of up to 8 blocks `stride` bytes apart: low
- * half of each block's first dword as floats (lo), high half (hi). Plain
- * loads: vpgatherdd is far slower on Zen 4. */
-AI void gather_fp16x2(const uint8_t *p, int stride, int nblk, __m256 *lo, __m256 *hi, int want_hi)
+/* Word indices of the fp16 fields at byte 0 and 2 of 8 blocks S bytes
+ * apart (lanes 0..7 and 8..15), modulo the 64 words of a 128-byte window. */
+#define SCW(S, l) (short)((((S) / 2) * ((l) & 7) + (((l) >> 3) & 1)) & 63)
+#define SCIDX(S) { SCW(S, 0), SCW(S, 1), SCW(S, 2), SCW(S, 3), SCW(S, 4), SCW(S, 5), SCW(S, 6), \
+    SCW(S, 7), SCW(S, 8), SCW(S, 9), SCW(S, 10), SCW(S, 11), SCW(S, 12), SCW(S, 13), SCW(S, 14), \
+    SCW(S, 15), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+static const short scidx18[32] = SCIDX(18), scidx20[32] = SCIDX(20), scidx22[32] = SCIDX(22),
+                   scidx24[32] = SCIDX(24), scidx34[32] = SCIDX(34), scidx36[32] = SCIDX(36);
+
+/* The two fp16 fields (d, and m or s) at the start of 8 blocks `stride`
+ * bytes apart as floats: lanes 0..7 = d, lanes 8..15 = the second field.
+ * vpermt2w over 128-byte windows: scalar loads or vpgatherdd cost far
+ * more. Blocks at or past nblk read as zero. */
+AI __m512 load_scales8(const uint8_t *p, int stride, int nblk)
 {
-    uint64_t q[4];
-    UNROLL for (int i = 0; i < 4; i++) {
-        const uint64_t a = 2 * i < nblk ? dn_ld_u32(p + 2 * i * stride) : 0;
-        const uint64_t b = 2 * i + 1 < nblk ? dn_ld_u32(p + (2 * i + 1) * stride) : 0;
-        q[i] = a | b << 32;
+    const short *tab = stride == 18 ? scidx18 : stride == 20 ? scidx20 : stride == 22 ? scidx22
+                     : stride == 24 ? scidx24 : stride == 34 ? scidx34 : scidx36;
+    const __m512i idx = _mm512_loadu_si512(tab);
+    const int len = stride * nblk;
+    __m512i v = _mm512_permutex2var_epi16(load_window(p, 0, len), idx, load_window(p, 64, len));
+    if (7 * stride + 2 >= 128) {
+        __mmask32 fromb = 0;
+        for (int l = 0; l < 16; l++)
+            if ((stride / 2) * (l & 7) + ((l >> 3) & 1) >= 64) fromb |= 1u << l;
+        const __m512i hi = _mm512_permutex2var_epi16(load_window(p, 128, len), idx, load_window(p, 192, len));
+        v = _mm512_mask_mov_epi16(v, fromb, hi);
     }
-    const __m256i v = _mm256_setr_epi64x((long long)q[0], (long long)q[1], (long long)q[2], (long long)q[3]);
-    *lo = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
-    if (want_hi) *hi = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32(v, 16)));
-}
-
-/* lanes 0..7 = f[2p], lanes 8..15 = f[2p+1] */
-AI __m512 expand_pair(__m256 f, int p)
-{
-    const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
-                                         2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
-                                         2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
-    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(f));
-}
-
-AI __m512i expand_pair_i(__m256i f, int p)
-{
-    return _mm512_castps_si512(expand_pair(_mm256_castsi256_ps(f), p));
+    if (nblk < 8) {
+        const uint32_t k = (1u << nblk) - 1;
+        v = _mm512_maskz_mov_epi16((__mmask32)(k | k << 8), v);
+    }
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(v));
 }
 
 /* ------------------------------------------------------------------ */
@@ -77,25 +83,32 @@ AI int wbytes(int kind)
 }
 AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
 AI int xbytes(int kind) { return has_min(kind) ? 36 : 34; }
-/* bias added to make weights unsigned: removed via -bias*sum(x) */
+/* bias that makes weights unsigned for vpdpbusd; removed as bias*sum(x) */
 AI int wbias(int kind) { return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0; }
+
+/* 32 bytes of block a and of block b (zero when absent) in one register. */
+AI __m512i load_2x256(const uint8_t *a, const uint8_t *b, int has_a, int has_b)
+{
+    if (!has_a) return _mm512_setzero_si512();
+    __m512i z = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)a));
+    if (has_b) z = _mm512_inserti64x4(z, _mm256_loadu_si256((const __m256i *)b), 1);
+    return z;
+}
 
 /* Two consecutive weight blocks as 64 unsigned bytes in element order
  * (a missing block reads nothing and contributes zero). */
 AI __m512i unpack_pair(int kind, const uint8_t *a, int has_a, int has_b)
 {
-    const int bs = wbytes(kind);
-    const uint8_t *b = a + bs;
+    const uint8_t *b = a + wbytes(kind);
     if (!has_a) return _mm512_setzero_si512();
     if (kind == K_Q8_0)
         return _mm512_xor_si512(load_2x256(a + 2, b + 2, 1, has_b), _mm512_set1_epi8((char)0x80));
     const int qoff = kind == K_Q4_0 ? 2 : kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8;
-    __m256i v = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(a + qoff)));
-    if (has_b) v = _mm256_inserti128_si256(v, _mm_loadu_si128((const __m128i *)(b + qoff)), 1);
-    else v = _mm256_zextsi128_si256(_mm256_castsi256_si128(v));
-    /* 128-bit lanes [A, A, B, B]; lanes 1 and 3 take the high nibbles */
-    __m512i z = _mm512_shuffle_i64x2(_mm512_castsi256_si512(v), _mm512_castsi256_si512(v),
-                                     _MM_SHUFFLE(1, 1, 0, 0));
+    /* 128-bit lanes [A, A, B, B] by broadcasts (load port, no shuffle);
+     * lanes 1 and 3 take the high nibbles */
+    __m512i z = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a + qoff)));
+    if (has_b) z = _mm512_mask_broadcast_i32x4(z, 0xFF00, _mm_loadu_si128((const __m128i *)(b + qoff)));
+    else z = _mm512_maskz_mov_epi32(0x00FF, z);
     z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
     z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
     if (kind == K_Q5_0 || kind == K_Q5_1) {
@@ -107,45 +120,94 @@ AI __m512i unpack_pair(int kind, const uint8_t *a, int has_a, int has_b)
     return z;
 }
 
+/* Sum the 8 dword lanes of every block of four pair registers (8 blocks)
+ * down to 2 lanes per block in one register: lane 4L+j holds the sum of
+ * 128-bit lane L of I[j], i.e. half of block 2j + L/2. Lanes stay within
+ * int16 before each pack (checked per type in wbias comments below), so
+ * vpackssdw + vpdpwssd with ones add neighbours exactly. */
+AI __m512i reduce4(__m512i i0, __m512i i1, __m512i i2, __m512i i3, __m512i init)
+{
+    const __m512i ones = _mm512_set1_epi16(1);
+    const __m512i y01 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(i0, i1), ones);
+    const __m512i y23 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(i2, i3), ones);
+    return _mm512_dpwssd_epi32(init, _mm512_packs_epi32(y01, y23), ones);
+}
+
+/* lane 4L+j <- block 2j + L/2 of a dense [b0..b7] vector */
+AI __m512 spread_red(__m512 dense)
+{
+    return _mm512_permutexvar_ps(_mm512_set_epi32(7, 5, 3, 1, 7, 5, 3, 1, 6, 4, 2, 0, 6, 4, 2, 0), dense);
+}
+
+/* lanes 0..7 = f[2p], lanes 8..15 = f[2p+1] */
+AI __m512 spread_pair(__m512 f, int p)
+{
+    const __m512i idx = _mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                         2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                                         2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p);
+    return _mm512_permutexvar_ps(idx, f);
+}
+
 /* One group of 8 blocks starting at block b of every row; a tail group
- * (nblk < 8) runs the same code with the missing blocks as zeros. */
+ * (nblk < 8) runs the same code with the missing blocks as zeros.
+ *
+ * q4_0/q4_1/q5_0/q5_1: products with unsigned weights, biased q (0..31)
+ * times |x| <= 127 give dword lanes <= 4*31*127 = 15748 and pair sums
+ * <= 31496, inside int16, so reduce4 applies and floats are touched once
+ * per 8 blocks. q8_0 (lanes up to 4*255*127) converts each pair. */
 AI void group32(int kind, int NR, int NT, int64_t b, int nblk,
                 const uint8_t *const *wp, const uint8_t *const *xp, __m512 F[MR][MT])
 {
-    const int WB = wbytes(kind), XB = xbytes(kind), npair = 4;
-    __m512i X[MT][4], NC[MT][4];
-    __m512 DX[MT][4];
-    __m256 S8[MT];
+    const int WB = wbytes(kind), XB = xbytes(kind), red = kind != K_Q8_0;
+    __m512i X[MT][4], C[MT];
+    __m512 DX[MT], XS[MT];
     UNROLL for (int t = 0; t < NT; t++) {
         const uint8_t *x = xp[t] + b * XB;
-        __m256 dx8, s8;
-        gather_fp16x2(x, XB, nblk, &dx8, &s8, has_min(kind));
-        S8[t] = s8;
-        UNROLL for (int p = 0; p < npair; p++) {
+        XS[t] = load_scales8(x, XB, nblk);
+        UNROLL for (int p = 0; p < 4; p++)
             X[t][p] = load_2x256(x + 2 * p * XB + XB - 32, x + (2 * p + 1) * XB + XB - 32,
                                  2 * p < nblk, 2 * p + 1 < nblk);
-            DX[t][p] = expand_pair(dx8, p);
+        if (red) {
+            DX[t] = spread_red(XS[t]);
             if (wbias(kind)) {
-                __m512i c = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                                _mm512_set1_epi8((char)wbias(kind)), X[t][p]);
-                NC[t][p] = _mm512_sub_epi32(_mm512_setzero_si512(), c);
+                /* -bias * sum(x), reduced like the products */
+                const __m512i k = _mm512_set1_epi8((char)wbias(kind)), z = _mm512_setzero_si512();
+                C[t] = _mm512_sub_epi32(z, reduce4(_mm512_dpbusd_epi32(z, k, X[t][0]),
+                                                   _mm512_dpbusd_epi32(z, k, X[t][1]),
+                                                   _mm512_dpbusd_epi32(z, k, X[t][2]),
+                                                   _mm512_dpbusd_epi32(z, k, X[t][3]), z));
             }
         }
     }
     UNROLL for (int r = 0; r < NR; r++) {
         const uint8_t *w = wp[r] + b * WB;
-        __m256 dw8, m8;
-        gather_fp16x2(w, WB, nblk, &dw8, &m8, has_min(kind));
-        if (has_min(kind))
-            UNROLL for (int t = 0; t < NT; t++)
-                F[r][t] = _mm512_fmadd_ps(_mm512_zextps256_ps512(m8), _mm512_zextps256_ps512(S8[t]), F[r][t]);
-        UNROLL for (int p = 0; p < npair; p++) {
-            const __m512i wq = unpack_pair(kind, w + 2 * p * WB, 2 * p < nblk, 2 * p + 1 < nblk);
-            const __m512 dw = expand_pair(dw8, p);
+        const __m512 WS = load_scales8(w, WB, nblk);
+        __m512i wq[4];
+        UNROLL for (int p = 0; p < 4; p++) wq[p] = unpack_pair(kind, w + 2 * p * WB, 2 * p < nblk, 2 * p + 1 < nblk);
+        if (red) {
+            const __m512 DW = spread_red(WS);
             UNROLL for (int t = 0; t < NT; t++) {
-                __m512i acc = wbias(kind) ? NC[t][p] : _mm512_setzero_si512();
-                acc = _mm512_dpbusd_epi32(acc, wq, X[t][p]);
-                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, DX[t][p]), F[r][t]);
+                const __m512i z = _mm512_setzero_si512();
+                const __m512i R = reduce4(_mm512_dpbusd_epi32(z, wq[0], X[t][0]),
+                                          _mm512_dpbusd_epi32(z, wq[1], X[t][1]),
+                                          _mm512_dpbusd_epi32(z, wq[2], X[t][2]),
+                                          _mm512_dpbusd_epi32(z, wq[3], X[t][3]),
+                                          wbias(kind) ? C[t] : z);
+                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(R), _mm512_mul_ps(DW, DX[t]), F[r][t]);
+                /* + m * s per block (lanes 8..15 of both scale vectors) */
+                if (has_min(kind)) F[r][t] = _mm512_mask3_fmadd_ps(WS, XS[t], F[r][t], 0xFF00);
+            }
+        } else {
+            UNROLL for (int p = 0; p < 4; p++) {
+                const __m512 dw = spread_pair(WS, p);
+                UNROLL for (int t = 0; t < NT; t++) {
+                    /* Q8_0: bias 128 folded in through the initial value */
+                    const __m512i z = _mm512_setzero_si512();
+                    const __m512i c = _mm512_dpbusd_epi32(z, _mm512_set1_epi8((char)0x80), X[t][p]);
+                    const __m512i acc = _mm512_dpbusd_epi32(_mm512_sub_epi32(z, c), wq[p], X[t][p]);
+                    F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, spread_pair(XS[t], p)),
+                                              F[r][t]);
+                }
             }
         }
     }

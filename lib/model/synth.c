@@ -107,6 +107,7 @@ typedef struct synth_tensor {
     int permute;            /* GGUF q/k: rows are permuted per head */
     int32_t out_type;       /* storage type in the file being written */
     uint64_t out_bytes;
+    uint64_t file_bytes;    /* out_bytes plus alignment padding (GGUF) */
 } synth_tensor;
 
 static const char *const layer_hf[9] = {
@@ -391,6 +392,15 @@ typedef struct job {
     uint64_t total, done;      /* tensor bytes, for progress */
 } job;
 
+/* Put the file name in front of a message recorded by a lower layer (the
+ * message is copied first: it lives in the buffer dn_seterr writes). */
+static danu_status prefix_error(danu_status s, const char *where)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", dn_lasterr());
+    return dn_seterr(s, "%s: %s", where, msg);
+}
+
 static danu_status report_progress(job *j, uint64_t bytes)
 {
     j->done += bytes;
@@ -421,10 +431,8 @@ static int64_t chunk_rows(const synth_tensor *d)
 
 static danu_status check_space(const job *j, uint64_t need)
 {
-    size_t n = strlen(j->req->out_path);
-    char *dir = dn_strdup(j->a, j->req->out_path);
+    char *dir = dn_strdup(j->a, j->final_path);
     if (!dir) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", j->req->out_path);
-    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
     char *slash = strrchr(dir, '/');
     const char *parent = ".";
     if (slash == dir) { dir[1] = 0; parent = dir; }
@@ -470,19 +478,19 @@ static danu_status write_small_file(job *j, const char *name, const void *data, 
     return s;
 }
 
-static danu_status write_json_file(job *j, const char *name, void (*fill)(sbuf *, const dn_synth_config *, int32_t))
+enum { JSON_CONFIG, JSON_GENERATION, JSON_TOKENIZER };
+
+static danu_status write_json_file(job *j, const char *name, int which)
 {
     sbuf b = { j->a, NULL, 0, 0, 0 };
-    fill(&b, j->c, j->req->type);
+    if (which == JSON_CONFIG) config_json(&b, j->c, j->req->type);
+    else if (which == JSON_GENERATION) generation_config_json(&b, j->c);
+    else tokenizer_config_json(&b);
     danu_status s = b.oom ? dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", j->req->out_path)
                           : write_small_file(j, name, b.p, b.len);
     dn_free(j->a, b.p);
     return s;
 }
-
-static void fill_config(sbuf *b, const dn_synth_config *c, int32_t type) { config_json(b, c, type); }
-static void fill_generation(sbuf *b, const dn_synth_config *c, int32_t type) { (void)type; generation_config_json(b, c); }
-static void fill_tokenizer(sbuf *b, const dn_synth_config *c, int32_t type) { (void)c; (void)type; tokenizer_config_json(b); }
 
 static danu_status write_safetensors(job *j, FILE *f, const char *path)
 {
@@ -497,7 +505,7 @@ static danu_status write_safetensors(job *j, FILE *f, const char *path)
     }
     danu_status s = dn_safetensors_write_header(f, e, j->n_t);
     dn_free(j->a, e);
-    if (s != DANU_OK) return dn_seterr(s, "%s: %s", path, dn_lasterr());
+    if (s != DANU_OK) return prefix_error(s, path);
     for (int64_t i = 0; i < j->n_t; i++) {
         const synth_tensor *d = &j->t[i];
         int64_t step = chunk_rows(d);
@@ -511,7 +519,7 @@ static danu_status write_safetensors(job *j, FILE *f, const char *path)
             if (fwrite(j->out, 1, nb, f) != nb)
                 return dn_seterr(DANU_ERR_IO, "%s: write failed in %s: %s", path, d->hf_name, strerror(errno));
         }
-        DN_TRY(report_progress(j, d->out_bytes));
+        DN_TRY(report_progress(j, d->file_bytes));
     }
     return DANU_OK;
 }
@@ -521,9 +529,9 @@ static danu_status write_hf(job *j)
     const dn_synth_request *q = j->req;
     if (mkdir(j->tmp_path, 0777) != 0)
         return dn_seterr(DANU_ERR_IO, "%s: cannot create directory: %s", j->tmp_path, strerror(errno));
-    danu_status s = write_json_file(j, "config.json", fill_config);
-    if (s == DANU_OK) s = write_json_file(j, "generation_config.json", fill_generation);
-    if (s == DANU_OK) s = write_json_file(j, "tokenizer_config.json", fill_tokenizer);
+    danu_status s = write_json_file(j, "config.json", JSON_CONFIG);
+    if (s == DANU_OK) s = write_json_file(j, "generation_config.json", JSON_GENERATION);
+    if (s == DANU_OK) s = write_json_file(j, "tokenizer_config.json", JSON_TOKENIZER);
     if (s == DANU_OK) {
         if (j->c->vocab < dn_tokenizer_n_vocab(j->tok)) {
             uint8_t *spm = NULL;
@@ -603,7 +611,7 @@ static danu_status gguf_metadata(job *j, dn_gguf_writer *w)
     float *scores = dn_calloc(j->a, n, sizeof *scores);
     int32_t *types = dn_calloc(j->a, n, sizeof *types);
     danu_status s = DANU_OK;
-    if (!pieces || !lens || !scores || !types) s = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", j->req->out_path);
+    if (!pieces || !lens || !scores || !types) s = dn_seterr(DANU_ERR_NOMEM, "vocabulary arrays: out of memory");
     for (size_t i = 0; s == DANU_OK && i < n; i++) {
         pieces[i] = dn_tokenizer_piece(j->tok, (int32_t)i, &lens[i]);
         scores[i] = dn_tokenizer_score(j->tok, (int32_t)i);
@@ -650,8 +658,8 @@ static danu_status gguf_tensors(job *j, dn_gguf_writer *w, FILE *f)
             DN_TRY(convert_rows(d, j->chunk, nr, j->out + (uint64_t)r * rb, j->row_f32));
         }
         danu_status s = dn_gguf_w_data(w, f, j->out, d->out_bytes);
-        if (s != DANU_OK) return dn_seterr(s, "%s: %s: %s", j->tmp_path, d->gguf_name, dn_lasterr());
-        DN_TRY(report_progress(j, d->out_bytes));
+        if (s != DANU_OK) return prefix_error(s, j->tmp_path);
+        DN_TRY(report_progress(j, d->file_bytes));
     }
     return DANU_OK;
 }
@@ -662,15 +670,19 @@ static danu_status write_gguf(job *j)
     dn_gguf_writer *w = NULL;
     danu_status s = dn_gguf_writer_create(j->a, 32, &w);
     if (s == DANU_OK) s = gguf_metadata(j, w);
-    if (s != DANU_OK) { dn_gguf_writer_free(w); return s; }
+    if (s != DANU_OK) {
+        dn_gguf_writer_free(w);
+        return prefix_error(s, q->out_path);
+    }
     FILE *f = fopen(j->tmp_path, "wbx");
     if (!f) {
         dn_gguf_writer_free(w);
         return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", j->tmp_path, strerror(errno));
     }
     s = dn_gguf_w_begin(w, f);
+    if (s != DANU_OK) s = prefix_error(s, j->tmp_path);
     if (s == DANU_OK) s = gguf_tensors(j, w, f);
-    if (s == DANU_OK) s = dn_gguf_w_end(w, f);
+    if (s == DANU_OK && (s = dn_gguf_w_end(w, f)) != DANU_OK) s = prefix_error(s, j->tmp_path);
     if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
     dn_gguf_writer_free(w);
     if (s == DANU_OK && rename(j->tmp_path, j->final_path) != 0)
@@ -731,7 +743,8 @@ static uint64_t plan_types(job *j)
         }
         d->out_type = type;
         d->out_bytes = dn_type_row_bytes(type, (uint64_t)d->cols) * (uint64_t)d->rows;
-        total += q->format == DN_SYNTH_GGUF ? (d->out_bytes + 31) / 32 * 32 : d->out_bytes;
+        d->file_bytes = q->format == DN_SYNTH_GGUF ? (d->out_bytes + 31) / 32 * 32 : d->out_bytes;
+        total += d->file_bytes;
     }
     return total;
 }

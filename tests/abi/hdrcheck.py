@@ -247,8 +247,11 @@ def main(argv):
     elif argv[1] == "funcs":
         sys.stdout.write("".join(n + "\n" for n, _, _ in h["functions"]))
     else:
-        with open(argv[3], encoding="utf-8") as f:
-            errs = doc_check(h, f.read())
+        try:
+            with open(argv[3], encoding="utf-8") as f:
+                errs = doc_check(h, f.read())
+        except (OSError, IndexError) as e:
+            errs = ["cannot read the document: %s" % e]
         for e in errs:
             sys.stderr.write("hdrcheck: %s\n" % e)
         return 1 if errs else 0

@@ -1,0 +1,122 @@
+/* gguf_model.h - what a llama.cpp-style GGUF of a Llama/Mistral model needs,
+ * shared by the synthetic writer (synth.c) and the quantizer (quantize.c):
+ * HF -> GGUF tensor names, the converter's q/k row permutation, llama_ftype
+ * numbers, an ordered metadata list (so keys can be moved the way
+ * llama-quantize moves them before anything is encoded), the metadata
+ * convert_hf_to_gguf.py writes, and a free-space check. */
+#ifndef DN_GGUF_MODEL_H
+#define DN_GGUF_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "danu.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "format/gguf.h"
+
+/* ---- tensor names ---- */
+
+/* The nine tensors of a decoder layer, in the spec's (and the converter's)
+ * order: HF suffix after "model.layers.N." and GGUF suffix after "blk.N.". */
+extern const char *const dn_llama_layer_hf[9];
+extern const char *const dn_llama_layer_gguf[9];
+enum { DN_LLAMA_ATTN_NORM = 0, DN_LLAMA_ATTN_Q = 1, DN_LLAMA_ATTN_K = 2, DN_LLAMA_ATTN_V = 3,
+       DN_LLAMA_ATTN_OUT = 4, DN_LLAMA_FFN_NORM = 5, DN_LLAMA_FFN_GATE = 6, DN_LLAMA_FFN_UP = 7,
+       DN_LLAMA_FFN_DOWN = 8 };
+
+/* GGUF name of an HF tensor ("model.layers.3.self_attn.q_proj.weight" ->
+ * "blk.3.attn_q.weight"). Returns 1 when mapped; *layer gets the layer (-1
+ * for token_embd/output_norm/output) and *which the DN_LLAMA_* index (-1
+ * outside layers). 0 for an unknown name or a name that does not fit cap. */
+int dn_llama_gguf_name(const char *hf, char *out, size_t cap, int *layer, int *which);
+
+/* The converter permutes the rows of q and k per head so that RoPE rotates
+ * adjacent pairs: output row g of a head of D rows is HF row
+ * h*D + (g%D & 1)*(D/2) + (g%D)/2. */
+static inline int64_t dn_llama_permuted_row(int64_t g, int64_t rows_per_head)
+{
+    int64_t D = rows_per_head, h = g / D, w = g % D;
+    return h * D + (w & 1) * (D / 2) + w / 2;
+}
+
+/* llama_ftype of a file whose matrices are all `type` (F32 0, F16 1, Q4_0 2,
+ * Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9, Q4_K -> Q4_K_S 14, Q5_K -> Q5_K_S 16,
+ * Q6_K 18, BF16 32). */
+uint32_t dn_llama_ftype(int32_t type);
+
+/* ---- an ordered metadata list ---- */
+
+/* One key. Values are borrowed (static text, the caller's arrays, or a
+ * source GGUF that stays open) until the list is written. */
+typedef struct dn_kv {
+    const char *key;
+    int32_t type;                 /* DN_GGUF_* of the value                    */
+    uint64_t u;                   /* U32/I32 (as int32 bits)/U64/BOOL          */
+    float f;                      /* F32                                       */
+    const char *s;                /* STRING                                    */
+    uint64_t len;
+    int32_t elem_type;            /* ARRAY: element type and count            */
+    uint64_t count;
+    const void *arr;              /* numeric elements, host layout             */
+    const char *const *strs;      /* string elements + lengths                 */
+    const size_t *lens;
+    const dn_gguf *src;           /* non-NULL: copy key's value from this file */
+} dn_kv;
+
+typedef struct dn_kv_list {
+    const dn_alloc *a;
+    dn_kv *v;
+    int64_t n, cap;
+} dn_kv_list;
+
+void dn_kv_init(dn_kv_list *l, const dn_alloc *a);
+void dn_kv_free(dn_kv_list *l);
+int64_t dn_kv_find(const dn_kv_list *l, const char *key);   /* index or -1 */
+/* Insert at pos (0..n; n appends). An existing key of that name is removed first. */
+danu_status dn_kv_insert(dn_kv_list *l, int64_t pos, const dn_kv *kv);
+static inline danu_status dn_kv_append(dn_kv_list *l, const dn_kv *kv) { return dn_kv_insert(l, l->n, kv); }
+/* Replace the value of an existing key in place, or append. */
+danu_status dn_kv_put(dn_kv_list *l, const dn_kv *kv);
+void dn_kv_remove(dn_kv_list *l, const char *key);
+/* Every key of a GGUF, in file order, as references to it. */
+danu_status dn_kv_from_gguf(dn_kv_list *l, const dn_gguf *g);
+/* Encode the list into w. A copied key whose scalar type the writer cannot
+ * encode (u8, i8, u16, i16, i64, f64) or an array of arrays is left out
+ * with a warning on lg. */
+danu_status dn_kv_write(const dn_kv_list *l, dn_gguf_writer *w, const dn_logger *lg);
+
+dn_kv dn_kv_u32(const char *key, uint32_t v);
+dn_kv dn_kv_f32(const char *key, float v);
+dn_kv dn_kv_bool(const char *key, int v);
+dn_kv dn_kv_str(const char *key, const char *s, size_t len);
+
+/* ---- the converter's metadata ---- */
+
+/* What convert_hf_to_gguf.py (LlamaModel, used for MistralForCausalLM)
+ * writes, plus two keys of ours: general.alignment and, when window > 0,
+ * llama.attention.sliding_window. */
+typedef struct dn_llama_meta {
+    const char *name;             /* general.name */
+    size_t name_len;
+    int32_t n_layers, max_ctx, hidden, ffn, heads, kv_heads, head_dim, window, vocab;
+    float rope_theta, rms_eps;
+    int has_rope_theta;           /* config.json has rope_theta: llama.rope.freq_base   */
+    int has_head_dim;             /* config.json has head_dim: attention.key/value_length */
+    uint32_t file_type;           /* general.file_type, in the converter's position */
+    /* tokenizer.ggml.*: vocab pieces (not NUL-terminated), scores, SentencePiece types */
+    const char *const *pieces;
+    const size_t *lens;
+    const float *scores;
+    const int32_t *types;
+    int32_t bos, eos, unk, pad;   /* -1: key left out */
+    int add_bos, add_eos;         /* -1: key left out */
+    const char *chat_template;    /* NULL: key left out */
+    size_t chat_template_len;
+} dn_llama_meta;
+
+/* Append the converter's keys, in its order, to l (values borrowed from m). */
+danu_status dn_llama_converter_kv(dn_kv_list *l, const dn_llama_meta *m);
+
+/* INVALID_ARG... no: IO with the numbers when the file system holding
+ * out_path (its parent directory) has less than `need` bytes free. */
+danu_status dn_check_free_space(const dn_alloc *a, const char *out_path, uint64_t need);
+#endif
