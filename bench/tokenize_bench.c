@@ -2,7 +2,8 @@
  *   tokenize_bench gen OUT BYTES SEED    write reproducible English-like text
  *   tokenize_bench run MODEL TEXT IDS    encode TEXT (one call, whole file) a few
  *                                        times, print the best MB/s, write the
- *                                        ids (space separated) to IDS */
+ *                                        ids (space separated) to IDS; then the
+ *                                        same text line by line */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,26 @@ int main(int argc, char **argv)
         if (dt < best) best = dt;
     }
     printf("libdanu: %zu bytes -> %zu ids, best of 5: %.4f s, %.2f MB/s\n", tlen, n, best, tlen / best / 1e6);
+    /* the same text as separate lines, one encode call per line */
+    double best_lines = 1e30;
+    size_t n_lines_ids = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        n_lines_ids = 0;
+        for (size_t i = 0; i < tlen;) {
+            const char *nl = memchr(text + i, '\n', tlen - i);
+            size_t end = nl ? (size_t)(nl - text) : tlen;
+            danu_token *lids;
+            size_t ln;
+            if (dn_tokenizer_encode(t, text + i, end - i, 0, &lids, &ln)) { fprintf(stderr, "encode: %s\n", dn_lasterr()); return 1; }
+            n_lines_ids += ln;
+            free(lids);
+            i = end + 1;
+        }
+        double dt = now() - t0;
+        if (dt < best_lines) best_lines = dt;
+    }
+    printf("libdanu per line: %zu ids, best of 5: %.4f s, %.2f MB/s\n", n_lines_ids, best_lines, tlen / best_lines / 1e6);
     FILE *f = fopen(argv[4], "w");
     for (size_t i = 0; f && i < n; i++) fprintf(f, "%s%d", i ? " " : "", ids[i]);
     if (f) fclose(f);

@@ -3,7 +3,9 @@
 # C++ encoder (python3-sentencepiece), on ~1 MB of generated English text
 # (fixed word list, seeded xorshift; see bench/tokenize_bench.c). Both encode
 # the whole text in one call; only the encode is timed (best of 5), and the
-# two id sequences must be identical.
+# two id sequences must be identical. A second line times the same text split
+# at newlines (~1000-byte paragraphs), one encode per line (SentencePiece gets
+# the list in one call, so its loop runs in C++).
 # Usage: bench/tokenizer_speed.sh [BYTES]   (run from anywhere; needs cc and,
 # for the SentencePiece number, a python3 with the sentencepiece module)
 set -eu
@@ -39,6 +41,14 @@ for _ in range(5):
     best = min(best, time.perf_counter() - t0)
 print("sentencepiece %s: %d bytes -> %d ids, best of 5: %.4f s, %.2f MB/s"
       % (spm.__version__, nbytes, len(ids), best, nbytes / best / 1e6))
+lines = text.split("\n")
+best_lines = 1e30
+for _ in range(5):
+    t0 = time.perf_counter()
+    line_ids = sp.encode(lines)
+    best_lines = min(best_lines, time.perf_counter() - t0)
+print("sentencepiece per line: %d ids, best of 5: %.4f s, %.2f MB/s"
+      % (sum(len(x) for x in line_ids), best_lines, nbytes / best_lines / 1e6))
 ours = [int(x) for x in open(ids_path).read().split()]
 if ours != ids:
     print("MISMATCH: libdanu and sentencepiece ids differ")

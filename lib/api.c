@@ -8,6 +8,7 @@
 #include "common/os.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "model/quantize.h"
 #include "gen/context.h"
 #include "text/tokenizer.h"
 #include "quant/quant.h"
@@ -482,4 +483,13 @@ danu_status danu_synth_write(const char *config, uint64_t seed, int32_t format, 
     dn_synth_request r = { cfg, seed, format == DANU_FORMAT_HF ? DN_SYNTH_HF : DN_SYNTH_GGUF, type, out_path,
                            tokenizer_model, tokenizer_len, o->progress, o->progress_user };
     return dn_synth_write(&o->alloc, &r);
+}
+
+danu_status danu_quantize(const char *input, const char *output, const char *type, const danu_options *opts)
+{
+    ARG(input && *input && output && *output && type, "input, output or type is NULL or empty");
+    struct danu_options tmp;
+    const struct danu_options *o = opts_or_default(opts, &tmp);
+    dn_quantize_request r = { input, output, type, o->n_threads, o->use_mmap, o->progress, o->progress_user, o->log };
+    return dn_quantize(&o->alloc, &r);
 }

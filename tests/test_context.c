@@ -326,6 +326,15 @@ START_TEST(test_context_stop_strings_and_chat)
     ck_assert_int_eq(danu_context_chat_append(c, roles, m2, 1, 1), DANU_OK);
     ck_assert(danu_context_n_tokens(c) > after + 1);
     ck_assert_int_eq(danu_context_tokens(c)[after], 2);   /* the open answer was closed with </s> */
+    /* the new turn follows an EOS: no dummy-prefix space, as HF tokenizes the whole conversation;
+     * its ids are the tail of the two-turn conversation encoded at once */
+    const char *r3[3] = { "user", "assistant", "user" }, *m3[3] = { "Why is the sky blue?", "x", "And at night?" };
+    danu_token conv[512];
+    size_t nc;
+    ck_assert_int_eq(danu_chat_encode(danu_model_tokenizer(tiny_a), r3, m3, 3, 1, conv, 512, &nc), DANU_OK);
+    size_t tail = danu_context_n_tokens(c) - after - 1;
+    ck_assert_uint_lt(tail, nc);
+    ck_assert_mem_eq(danu_context_tokens(c) + after + 1, conv + nc - tail, tail * sizeof(danu_token));
     danu_context_free(c);
 }
 END_TEST

@@ -19,6 +19,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     { "detokenize", cmd_detokenize, "token ids to text" },
     { "info", cmd_info, "describe a model file or directory" },
     { "synth", cmd_synth, "write a synthetic-weight model" },
+    { "quantize", cmd_quantize, "convert an HF checkpoint or GGUF to a (quantized) GGUF" },
     { "bench", cmd_bench, "measure prompt and generation speed" },
 };
 

@@ -366,7 +366,7 @@ danu_status dn_context_chat_append(danu_context *c, const char *const *roles, co
     danu_token *ids = NULL;
     size_t n_ids = 0;
     int fresh = c->n_tokens == 0;
-    DN_TRY(dn_chat_encode(tok, roles, contents, n, fresh, add_reply, &ids, &n_ids));
+    DN_TRY(dn_chat_encode_ex(tok, roles, contents, n, fresh, add_reply, fresh, &ids, &n_ids));
     danu_status s = DANU_OK;
     /* an open assistant turn (generation stopped before EOS was cached) is closed first */
     if (!fresh && c->tokens[c->n_tokens - 1] != eos) s = dn_context_eval(c, &eos, 1, NULL);

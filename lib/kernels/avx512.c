@@ -15,7 +15,9 @@
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
 
-enum { MR = 4, MT = 4 };
+/* Register tiles are at most MR x MT; gemm calls take up to GEMM_MAX rows
+ * and tokens and walk them in each type's own tile shape. */
+enum { MR = 8, MT = 8, GEMM_MAX = 24 };
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                       */
@@ -148,64 +150,66 @@ AI __m512 spread_pair(__m512 f, int p)
     return _mm512_permutexvar_ps(idx, f);
 }
 
-/* One group of 8 blocks starting at block b of every row; a tail group
+/* ISA extras of a prepared q8_0 / q8_1 row (see act_prepare below), per
+ * group of 8 blocks:
+ *   q8_0: qs[256] | DX spread for reduce4 (16 f32) | -sum(x) reduced (16 i32)
+ *         | per pair -128*sum(x) per dword (4 x 16 i32) | per pair DX (4 x 16 f32)
+ *   q8_1: qs[256] | DX spread for reduce4 | dx (lanes 0..7) and s (8..15) */
+enum {
+    XG_Q8_0 = 896, XE_QS = 0, XE_DXR = 256, XE_NSUM = 320, XE_C128 = 384, XE_DXP = 640,
+    XG_Q8_1 = 384, XE_XS = 320
+};
+
+AI const uint8_t *xextras(int xb, const uint8_t *x, int64_t n)
+{
+    return x + ((xb * (n / 32) + 63) & ~(int64_t)63);
+}
+
+/* One group of 8 blocks starting at group g of every row; a tail group
  * (nblk < 8) runs the same code with the missing blocks as zeros.
  *
  * q4_0/q4_1/q5_0/q5_1: products with unsigned weights, biased q (0..31)
  * times |x| <= 127 give dword lanes <= 4*31*127 = 15748 and pair sums
  * <= 31496, inside int16, so reduce4 applies and floats are touched once
  * per 8 blocks. q8_0 (lanes up to 4*255*127) converts each pair. */
-AI void group32(int kind, int NR, int NT, int64_t b, int nblk,
-                const uint8_t *const *wp, const uint8_t *const *xp, __m512 F[MR][MT])
+AI void group32(int kind, int NR, int NT, int64_t g, int nblk,
+                const uint8_t *const *wp, const uint8_t *const *xe, __m512 F[MR][MT])
 {
-    const int WB = wbytes(kind), XB = xbytes(kind), red = kind != K_Q8_0;
-    __m512i X[MT][4], C[MT];
-    __m512 DX[MT], XS[MT];
-    UNROLL for (int t = 0; t < NT; t++) {
-        const uint8_t *x = xp[t] + b * XB;
-        XS[t] = load_scales8(x, XB, nblk);
-        UNROLL for (int p = 0; p < 4; p++)
-            X[t][p] = load_2x256(x + 2 * p * XB + XB - 32, x + (2 * p + 1) * XB + XB - 32,
-                                 2 * p < nblk, 2 * p + 1 < nblk);
-        if (red) {
-            DX[t] = spread_red(XS[t]);
-            if (wbias(kind)) {
-                /* -bias * sum(x), reduced like the products */
-                const __m512i k = _mm512_set1_epi8((char)wbias(kind)), z = _mm512_setzero_si512();
-                C[t] = _mm512_sub_epi32(z, reduce4(_mm512_dpbusd_epi32(z, k, X[t][0]),
-                                                   _mm512_dpbusd_epi32(z, k, X[t][1]),
-                                                   _mm512_dpbusd_epi32(z, k, X[t][2]),
-                                                   _mm512_dpbusd_epi32(z, k, X[t][3]), z));
-            }
-        }
-    }
+    const int WB = wbytes(kind), XG = has_min(kind) ? XG_Q8_1 : XG_Q8_0;
+    const int shift = kind == K_Q4_0 ? 3 : 4;
     UNROLL for (int r = 0; r < NR; r++) {
-        const uint8_t *w = wp[r] + b * WB;
+        const uint8_t *w = wp[r] + g * 8 * WB;
         const __m512 WS = load_scales8(w, WB, nblk);
         __m512i wq[4];
         UNROLL for (int p = 0; p < 4; p++) wq[p] = unpack_pair(kind, w + 2 * p * WB, 2 * p < nblk, 2 * p + 1 < nblk);
-        if (red) {
+        if (kind != K_Q8_0) {
             const __m512 DW = spread_red(WS);
             UNROLL for (int t = 0; t < NT; t++) {
+                const uint8_t *xg = xe[t] + g * XG;
                 const __m512i z = _mm512_setzero_si512();
-                const __m512i R = reduce4(_mm512_dpbusd_epi32(z, wq[0], X[t][0]),
-                                          _mm512_dpbusd_epi32(z, wq[1], X[t][1]),
-                                          _mm512_dpbusd_epi32(z, wq[2], X[t][2]),
-                                          _mm512_dpbusd_epi32(z, wq[3], X[t][3]),
-                                          wbias(kind) ? C[t] : z);
-                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(R), _mm512_mul_ps(DW, DX[t]), F[r][t]);
+                const __m512i init = wbias(kind)
+                    ? _mm512_slli_epi32(_mm512_loadu_si512(xg + XE_NSUM), shift) : z;
+                const __m512i R = reduce4(_mm512_dpbusd_epi32(z, wq[0], _mm512_loadu_si512(xg + XE_QS)),
+                                          _mm512_dpbusd_epi32(z, wq[1], _mm512_loadu_si512(xg + XE_QS + 64)),
+                                          _mm512_dpbusd_epi32(z, wq[2], _mm512_loadu_si512(xg + XE_QS + 128)),
+                                          _mm512_dpbusd_epi32(z, wq[3], _mm512_loadu_si512(xg + XE_QS + 192)),
+                                          init);
+                F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(R),
+                                          _mm512_mul_ps(DW, _mm512_loadu_ps((const float *)(xg + XE_DXR))), F[r][t]);
                 /* + m * s per block (lanes 8..15 of both scale vectors) */
-                if (has_min(kind)) F[r][t] = _mm512_mask3_fmadd_ps(WS, XS[t], F[r][t], 0xFF00);
+                if (has_min(kind))
+                    F[r][t] = _mm512_mask3_fmadd_ps(WS, _mm512_loadu_ps((const float *)(xg + XE_XS)), F[r][t], 0xFF00);
             }
         } else {
             UNROLL for (int p = 0; p < 4; p++) {
                 const __m512 dw = spread_pair(WS, p);
                 UNROLL for (int t = 0; t < NT; t++) {
-                    /* Q8_0: bias 128 folded in through the initial value */
-                    const __m512i z = _mm512_setzero_si512();
-                    const __m512i c = _mm512_dpbusd_epi32(z, _mm512_set1_epi8((char)0x80), X[t][p]);
-                    const __m512i acc = _mm512_dpbusd_epi32(_mm512_sub_epi32(z, c), wq[p], X[t][p]);
-                    F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, spread_pair(XS[t], p)),
+                    /* (w + 128) . x, the 128*sum(x) removed through the initial value */
+                    const uint8_t *xg = xe[t] + g * XG;
+                    const __m512i acc = _mm512_dpbusd_epi32(_mm512_loadu_si512(xg + XE_C128 + 64 * p), wq[p],
+                                                            _mm512_loadu_si512(xg + XE_QS + 64 * p));
+                    F[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc),
+                                              _mm512_mul_ps(dw, _mm512_loadu_ps((const float *)(xg + XE_DXP + 64 * p))),
                                               F[r][t]);
                 }
             }
@@ -217,13 +221,48 @@ AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
                const uint8_t *const *xp, float *out)
 {
     __m512 F[MR][MT];
+    const uint8_t *xe[MT];
+    UNROLL for (int t = 0; t < NT; t++) xe[t] = xextras(xbytes(kind), xp[t], n);
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_setzero_ps();
     const int64_t nb = n / 32;
-    int64_t b = 0;
-    for (; b + 8 <= nb; b += 8) group32(kind, NR, NT, b, 8, wp, xp, F);
-    if (b < nb) group32(kind, NR, NT, b, (int)(nb - b), wp, xp, F);
+    int64_t g = 0;
+    for (; 8 * g + 8 <= nb; g++) group32(kind, NR, NT, g, 8, wp, xe, F);
+    if (8 * g < nb) group32(kind, NR, NT, g, (int)(nb - 8 * g), wp, xe, F);
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++)
         out[r * MT + t] = _mm512_reduce_add_ps(F[r][t]);
+}
+
+/* Extras of one prepared row (layout above), from its finished blocks. */
+static void make_extras(int xb, uint8_t *row, int64_t n)
+{
+    uint8_t *e = (uint8_t *)xextras(xb, row, n);
+    const int XG = xb == 36 ? XG_Q8_1 : XG_Q8_0;
+    const int64_t nb = n / 32;
+    for (int64_t g = 0; 8 * g < nb; g++, e += XG) {
+        const int nblk = nb - 8 * g >= 8 ? 8 : (int)(nb - 8 * g);
+        const uint8_t *x = row + g * 8 * xb;
+        const __m512 XS = nblk == 8 ? load_scales8(x, xb, 8) : load_scales8(x, xb, nblk);
+        __m512i X[4];
+        for (int p = 0; p < 4; p++) {
+            X[p] = load_2x256(x + 2 * p * xb + xb - 32, x + (2 * p + 1) * xb + xb - 32,
+                              2 * p < nblk, 2 * p + 1 < nblk);
+            _mm512_storeu_si512(e + XE_QS + 64 * p, X[p]);
+        }
+        _mm512_storeu_ps((float *)(e + XE_DXR), spread_red(XS));
+        if (xb == 36) {
+            _mm512_storeu_ps((float *)(e + XE_XS), XS);
+            continue;
+        }
+        const __m512i z = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+        const __m512i s0 = _mm512_dpbusd_epi32(z, ones, X[0]), s1 = _mm512_dpbusd_epi32(z, ones, X[1]);
+        const __m512i s2 = _mm512_dpbusd_epi32(z, ones, X[2]), s3 = _mm512_dpbusd_epi32(z, ones, X[3]);
+        _mm512_storeu_si512(e + XE_NSUM, _mm512_sub_epi32(z, reduce4(s0, s1, s2, s3, z)));
+        const __m512i sp[4] = { s0, s1, s2, s3 };
+        for (int p = 0; p < 4; p++) {
+            _mm512_storeu_si512(e + XE_C128 + 64 * p, _mm512_sub_epi32(z, _mm512_slli_epi32(sp[p], 7)));
+            _mm512_storeu_ps((float *)(e + XE_DXP + 64 * p), spread_pair(XS, p));
+        }
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -365,6 +404,8 @@ AI __m512 load_w16(int kind, const uint8_t *w, int64_t j, __mmask16 m)
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + 2 * j));
 }
 
+/* Float weights: per step every token's slice is loaded once into
+ * registers, each weight row slice once, then NR x NT fused products. */
 AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
               const uint8_t *const *xp, float *out)
 {
@@ -372,37 +413,23 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_setzero_ps();
     if (kind == K_BF16) {
         /* bf16 pairs: vdpbf16ps, activations converted to bf16 */
-        int64_t j = 0;
-        for (; j + 32 <= n; j += 32) {
-            UNROLL for (int r = 0; r < NR; r++) {
-                const __m512bh wv = (__m512bh)_mm512_loadu_si512(wp[r] + 2 * j);
-                UNROLL for (int t = 0; t < NT; t++)
-                    F[r][t] = _mm512_dpbf16_ps(F[r][t], wv, (__m512bh)_mm512_loadu_si512(xp[t] + 2 * j));
-            }
-        }
-        if (j < n) {
-            const __mmask32 m = (__mmask32)((1ull << (n - j)) - 1);
+        for (int64_t j = 0; j < n; j += 32) {
+            const __mmask32 m = n - j >= 32 ? (__mmask32)~0u : (__mmask32)((1u << (n - j)) - 1);
+            __m512bh X[MT];
+            UNROLL for (int t = 0; t < NT; t++) X[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, xp[t] + 2 * j);
             UNROLL for (int r = 0; r < NR; r++) {
                 const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, wp[r] + 2 * j);
-                UNROLL for (int t = 0; t < NT; t++)
-                    F[r][t] = _mm512_dpbf16_ps(F[r][t], wv, (__m512bh)_mm512_maskz_loadu_epi16(m, xp[t] + 2 * j));
+                UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_dpbf16_ps(F[r][t], wv, X[t]);
             }
         }
     } else {
-        int64_t j = 0;
-        for (; j + 16 <= n; j += 16) {
-            UNROLL for (int r = 0; r < NR; r++) {
-                const __m512 wv = load_w16(kind, wp[r], j, 0xFFFF);
-                UNROLL for (int t = 0; t < NT; t++)
-                    F[r][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps((const float *)xp[t] + j), F[r][t]);
-            }
-        }
-        if (j < n) {
-            const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        for (int64_t j = 0; j < n; j += 16) {
+            const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+            __m512 X[MT];
+            UNROLL for (int t = 0; t < NT; t++) X[t] = _mm512_maskz_loadu_ps(m, (const float *)xp[t] + j);
             UNROLL for (int r = 0; r < NR; r++) {
                 const __m512 wv = load_w16(kind, wp[r], j, m);
-                UNROLL for (int t = 0; t < NT; t++)
-                    F[r][t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, (const float *)xp[t] + j), F[r][t]);
+                UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm512_fmadd_ps(wv, X[t], F[r][t]);
             }
         }
     }
@@ -414,9 +441,10 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* entry points: vec_dot (1x1) and gemm (4x1 / 4x4 tiles, padded)      */
 /* ------------------------------------------------------------------ */
 
-/* Tiles smaller than MR x MT repeat their last row/token and drop the
- * extra results: simpler than a kernel per shape, and rare. */
-#define DEFINE_TYPE(NAME, ATYPE, TILE, KIND) \
+/* Edge tiles repeat their last row/token and drop the extra results:
+ * simpler than a kernel per shape, and rare (a matrix edge). Tokens go in
+ * TT-wide tiles (a TV x 1 tile for a lone token: matvec), rows in TR. */
+#define DEFINE_TYPE(NAME, ATYPE, TILE, KIND, TR, TT, TV) \
     static float dn_vec_dot_##NAME##_##ATYPE##_avx512(int64_t n, const void *w, const void *x) \
     { \
         const uint8_t *wp[1] = { w }, *xp[1] = { x }; \
@@ -427,36 +455,38 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
     static void dn_gemm_##NAME##_##ATYPE##_avx512(int64_t n, const void *w, size_t ws, int nr, \
                                                  const void *x, size_t xs, int nt, float *y, size_t ldy) \
     { \
-        for (int r = 0; r < nr; r += MR) { \
-            const int rr = nr - r < MR ? nr - r : MR; \
+        const int tr = nt == 1 ? TV : TR; \
+        for (int r = 0; r < nr; r += tr) { \
+            const int rr = nr - r < tr ? nr - r : tr; \
             const uint8_t *wp[MR]; \
-            for (int i = 0; i < MR; i++) \
+            for (int i = 0; i < tr; i++) \
                 wp[i] = (const uint8_t *)w + (size_t)(r + (i < rr ? i : rr - 1)) * ws; \
-            for (int t = 0; t < nt; t += MT) { \
-                const int tt = nt - t < MT ? nt - t : MT; \
+            for (int t = 0; t < nt; t += TT) { \
+                const int tt = nt - t < TT ? nt - t : TT; \
                 const uint8_t *xp[MT]; \
-                for (int j = 0; j < MT; j++) \
+                for (int j = 0; j < TT; j++) \
                     xp[j] = (const uint8_t *)x + (size_t)(t + (j < tt ? j : tt - 1)) * xs; \
-                float out[MR * MT]; \
-                if (tt == 1) TILE(KIND, MR, 1, n, wp, xp, out); \
-                else TILE(KIND, MR, MT, n, wp, xp, out); \
+                float out[MR * MT] = { 0 }; \
+                if (nt == 1) TILE(KIND, TV, 1, n, wp, xp, out); \
+                else TILE(KIND, TR, TT, n, wp, xp, out); \
                 for (int j = 0; j < tt; j++) \
                     for (int i = 0; i < rr; i++) y[(size_t)(t + j) * ldy + r + i] = out[i * MT + j]; \
             } \
         } \
     }
 
-DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0)
-DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1)
-DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0)
-DEFINE_TYPE(q5_1, q8_1, tile32, K_Q5_1)
-DEFINE_TYPE(q8_0, q8_0, tile32, K_Q8_0)
-DEFINE_TYPE(q4_K, q8_K, tileK, K_Q4_K)
-DEFINE_TYPE(q5_K, q8_K, tileK, K_Q5_K)
-DEFINE_TYPE(q6_K, q8_K, tileK, K_Q6_K)
-DEFINE_TYPE(f32, f32, tileF, K_F32)
-DEFINE_TYPE(f16, f32, tileF, K_F16)
-DEFINE_TYPE(bf16, bf16, tileF, K_BF16)
+/* tile shapes: rows x tokens for prompts, rows x 1 for a single token */
+DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0, 4, 4, 4)
+DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1, 4, 4, 4)
+DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0, 4, 4, 4)
+DEFINE_TYPE(q5_1, q8_1, tile32, K_Q5_1, 4, 4, 4)
+DEFINE_TYPE(q8_0, q8_0, tile32, K_Q8_0, 4, 4, 4)
+DEFINE_TYPE(q4_K, q8_K, tileK, K_Q4_K, 4, 4, 4)
+DEFINE_TYPE(q5_K, q8_K, tileK, K_Q5_K, 4, 4, 4)
+DEFINE_TYPE(q6_K, q8_K, tileK, K_Q6_K, 4, 4, 4)
+DEFINE_TYPE(f32, f32, tileF, K_F32, 4, 4, 4)
+DEFINE_TYPE(f16, f32, tileF, K_F16, 4, 4, 4)
+DEFINE_TYPE(bf16, bf16, tileF, K_BF16, 6, 4, 4)
 
 /* ------------------------------------------------------------------ */
 /* activation quantizers (byte-identical to scalar.c)                  */
@@ -493,6 +523,7 @@ static void dn_act_q8_0_avx512(const float *x, void *out, int64_t n)
 {
     dn_block_q8_0 *y = out;
     for (int64_t b = 0; b < n / 32; b++) q8_block32(x + 32 * b, y[b].qs, &y[b].d, NULL);
+    make_extras(34, out, n);
 }
 
 static void dn_act_q8_1_avx512(const float *x, void *out, int64_t n)
@@ -503,6 +534,7 @@ static void dn_act_q8_1_avx512(const float *x, void *out, int64_t n)
         const float d = q8_block32(x + 32 * b, y[b].qs, &y[b].d, &sum);
         y[b].s = dn_f32_to_fp16((float)sum * d);
     }
+    make_extras(36, out, n);
 }
 
 static void dn_act_q8_K_avx512(const float *x, void *out, int64_t n)
@@ -726,7 +758,8 @@ const dn_kernels dn_kernels_avx512_table = {
         SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
     },
 #undef SLOTS
-    .gemm_nr = MR, .gemm_nt = MT,
+    .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX,
+    .act_extra = { [DANU_TYPE_Q8_0] = XG_Q8_0, [DN_TYPE_Q8_1] = XG_Q8_1 },
     .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,
     .dot_f32 = dn_dot_f32_avx512, .axpy_f32 = dn_axpy_f32_avx512,
     .dot_f16 = dn_dot_f16_avx512, .axpy_f16 = dn_axpy_f16_avx512, .softmax = dn_softmax_avx512,

@@ -40,7 +40,11 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
             dst->act_type[t] = s->act_type[t];
             dst->gemm[t] = NULL;
         }
-        if (!dst->act_prepare[t]) dst->act_prepare[t] = s->act_prepare[t];
+        /* an ISA's own act layout (extras) comes with its own preparer */
+        if (!dst->act_prepare[t]) {
+            dst->act_prepare[t] = s->act_prepare[t];
+            dst->act_extra[t] = 0;
+        }
     }
     if (!dst->gemm_nr || !dst->gemm_nt) {
         for (int t = 0; t < DN_TYPE_COUNT; t++) dst->gemm[t] = NULL;

@@ -28,10 +28,15 @@ typedef struct dn_matrix {
 /* dot(weight row of n elements in its storage type, activation row prepared
  * in act_type[wtype]) */
 typedef float (*dn_vec_dot_fn)(int64_t n, const void *w, const void *x);
-/* Prepare (quantize/convert) one f32 activation row of n elements. */
+/* Prepare (quantize/convert) one f32 activation row of n elements: the
+ * blocks of its activation type, then (when act_extra[type] > 0) from the
+ * next 64-byte boundary an ISA-private copy laid out for the kernels
+ * (act_extra bytes per 256 elements), computed once per token instead of
+ * once per weight tile. */
 typedef void (*dn_act_fn)(const float *x, void *out, int64_t n);
-/* Tile: y[t*ldy + r] = dot(w row r, x row t) for r < nr, t < nt; rows of w
- * are w_stride bytes apart, prepared activation rows x_stride bytes apart. */
+/* Tile: y[t*ldy + r] = dot(w row r, x row t) for r < nr <= gemm_nr,
+ * t < nt <= gemm_nt; rows of w are w_stride bytes apart, prepared
+ * activation rows x_stride bytes apart. The kernel tiles internally. */
 typedef void (*dn_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
                            const void *x, size_t x_stride, int nt, float *y, size_t ldy);
 
@@ -43,6 +48,7 @@ typedef struct dn_kernels {
     dn_vec_dot_fn vec_dot[DN_TYPE_COUNT]; /* indexed by weight type            */
     dn_gemm_fn gemm[DN_TYPE_COUNT];       /* optional tile kernel (NULL: loop) */
     int gemm_nr, gemm_nt;                 /* max tile shape of gemm            */
+    uint16_t act_extra[DN_TYPE_COUNT];    /* extra prepared bytes per 256, by ACTIVATION type */
     /* elementwise */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *gate, const float *up, int64_t n);          /* gate = silu(gate)*up */
@@ -63,8 +69,11 @@ const dn_kernels *dn_kernels_get(int max_isa);
  * CPU (used by tests to compare every level with the reference). */
 const dn_kernels *dn_kernels_for_isa(int isa);
 
-/* Bytes of one prepared activation row of `cols` elements for weight type. */
+/* Bytes of one prepared activation row of `cols` elements for weight type
+ * (a multiple of 64; the blocks of act_type[wtype] come first). */
 size_t dn_act_row_bytes(const dn_kernels *k, int32_t wtype, int64_t cols);
+/* The same by activation type: what act_prepare[atype] writes for cols. */
+size_t dn_act_bytes(const dn_kernels *k, int32_t atype, int64_t cols);
 /* Y[t*ldy + r] = W[r,:] . X[t,:] for t < n_tok, r0 <= r < r1, where Xq holds
  * n_tok prepared rows (dn_act_row_bytes apart). Threads call this on
  * disjoint row ranges. */

@@ -4,15 +4,24 @@
 #include <string.h>
 #include "kernels/kernels_internal.h"
 
-/* Prepared activations of one token block (~256 KiB) stay in L2 while every
+/* Prepared activations of one token block (~384 KiB) stay in L2 while every
  * weight row of the range streams through once per block. */
-enum { ACT_BLOCK_BYTES = 256 * 1024, ACT_ROW_ALIGN = 64 };
+enum { ACT_BLOCK_BYTES = 384 * 1024, ACT_ROW_ALIGN = 64 };
 
 size_t dn_act_row_bytes(const dn_kernels *k, int32_t wtype, int64_t cols)
 {
-    if (!k || wtype < 0 || wtype >= DN_TYPE_COUNT || cols <= 0) return 0;
-    uint64_t b = dn_type_row_bytes(k->act_type[wtype], (uint64_t)cols);
-    /* rows start on cache lines so vector loads never split one row's blocks */
+    if (!k || wtype < 0 || wtype >= DN_TYPE_COUNT) return 0;
+    return dn_act_bytes(k, k->act_type[wtype], cols);
+}
+
+size_t dn_act_bytes(const dn_kernels *k, int32_t at, int64_t cols)
+{
+    if (!k || at < 0 || at >= DN_TYPE_COUNT || cols <= 0) return 0;
+    uint64_t b = dn_type_row_bytes(at, (uint64_t)cols);
+    if (!b) return 0;
+    /* rows (and their ISA extras) start on cache lines */
+    b = (b + ACT_ROW_ALIGN - 1) / ACT_ROW_ALIGN * ACT_ROW_ALIGN;
+    b += (uint64_t)k->act_extra[at] * (uint64_t)((cols + 255) / 256);
     return (size_t)((b + ACT_ROW_ALIGN - 1) / ACT_ROW_ALIGN * ACT_ROW_ALIGN);
 }
 
@@ -40,9 +49,10 @@ void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int
     dn_gemm_fn g = k->gemm[wt];
     if (!vd || !xrb) return;
 
+    /* token block: whole gemm tiles, about ACT_BLOCK_BYTES of activations */
     int64_t tb = (int64_t)(ACT_BLOCK_BYTES / xrb);
+    if (g && k->gemm_nt > 1) tb = tb < k->gemm_nt ? k->gemm_nt : tb - tb % k->gemm_nt;
     if (tb < 1) tb = 1;
-    if (g && k->gemm_nt > 1 && tb > k->gemm_nt) tb -= tb % k->gemm_nt;
 
     for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
         const int64_t t1 = t0 + tb < n_tok ? t0 + tb : n_tok;

@@ -100,11 +100,34 @@ static void mm_task(void *arg, int ith, int nth)
     }
 }
 
+/* Activation rows converted for each distinct activation type in flight;
+ * split by token rows when the batch is large enough to be worth it. */
+typedef struct prep_job {
+    const dn_kernels *k;
+    int n;
+    int32_t wtype[3];
+    int64_t cols;
+    const float *X;
+    void *dst[3];
+    int64_t n_tok;
+} prep_job;
+
+static void prep_task(void *arg, int ith, int nth)
+{
+    const prep_job *j = arg;
+    int64_t t0 = j->n_tok * ith / nth, t1 = j->n_tok * (ith + 1) / nth;
+    for (int i = 0; i < j->n && t0 < t1; i++) {
+        size_t rb = dn_act_row_bytes(j->k, j->wtype[i], j->cols);
+        dn_prepare_acts(j->k, j->wtype[i], j->X + t0 * j->cols, t1 - t0, j->cols, (uint8_t *)j->dst[i] + (size_t)t0 * rb);
+    }
+}
+
 /* Y_i[t][r] = W_i[r] . X[t] for up to three matrices sharing the input X. */
 static void matmul(const danu_model *m, dn_scratch *s, dn_pool *pool, int n_mats, const dn_matrix *const *W,
                    const float *X, int64_t n_tok, float *const *Y)
 {
     mm_job j = { .k = m->kern, .n = n_mats, .n_tok = n_tok };
+    prep_job p = { .k = m->kern, .cols = W[0]->cols, .X = X, .n_tok = n_tok };
     int32_t prepared[3] = { -1, -1, -1 };
     for (int i = 0; i < n_mats; i++) {
         j.W[i] = W[i];
@@ -113,12 +136,44 @@ static void matmul(const danu_model *m, dn_scratch *s, dn_pool *pool, int n_mats
         int slot = 0;
         while (prepared[slot] != -1 && prepared[slot] != at) slot++;
         if (prepared[slot] == -1) {
-            dn_prepare_acts(m->kern, W[i]->type, X, n_tok, W[i]->cols, s->act[slot]);
             prepared[slot] = at;
+            p.wtype[p.n] = W[i]->type;
+            p.dst[p.n++] = s->act[slot];
         }
         j.Xq[i] = s->act[slot];
     }
+    if (n_tok >= 8) dn_pool_run(pool, prep_task, &p);
+    else prep_task(&p, 0, 1);
     dn_pool_run(pool, mm_task, &j);
+}
+
+/* Row-wise elementwise work of a batch (norms, SwiGLU), split over threads
+ * for prompts; a single token stays on the calling thread. */
+typedef struct ew_job {
+    const danu_model *m;
+    int op;                      /* 0: rmsnorm rows, 1: silu_mul rows */
+    float *out;
+    const float *in, *w;
+    int64_t n, width;
+} ew_job;
+
+static void ew_task(void *arg, int ith, int nth)
+{
+    const ew_job *j = arg;
+    const dn_kernels *k = j->m->kern;
+    int64_t t0 = j->n * ith / nth, t1 = j->n * (ith + 1) / nth;
+    for (int64_t t = t0; t < t1; t++) {
+        if (j->op == 0) k->rmsnorm(j->out + t * j->width, j->in + t * j->width, j->w, j->width, j->m->cfg.rms_eps);
+        else k->silu_mul(j->out + t * j->width, j->in + t * j->width, j->width);
+    }
+}
+
+static void rows_op(const danu_model *m, dn_pool *pool, int op, float *out, const float *in, const float *w, int64_t n,
+                    int64_t width)
+{
+    ew_job j = { m, op, out, in, w, n, width };
+    if (n >= 8) dn_pool_run(pool, ew_task, &j);
+    else ew_task(&j, 0, 1);
 }
 
 /* ---- RoPE --------------------------------------------------------------- */
@@ -207,7 +262,7 @@ danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_po
             return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted at layer %d", l);
         const dn_layer *L = &m->layers[l];
         /* attention block */
-        for (int t = 0; t < n; t++) k->rmsnorm(s->xb + (size_t)t * H, s->x + (size_t)t * H, L->attn_norm, H, c->rms_eps);
+        rows_op(m, pool, 0, s->xb, s->x, L->attn_norm, n, H);
         const dn_matrix *qkv[3] = { &L->wq, &L->wk, &L->wv };
         float *qkv_out[3] = { s->q, s->k, s->v };
         matmul(m, s, pool, 3, qkv, s->xb, n, qkv_out);
@@ -225,11 +280,11 @@ danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_po
         for (int t = 0; t < n; t++) k->add(s->x + (size_t)t * H, s->q + (size_t)t * H, H);
 
         /* feed-forward block */
-        for (int t = 0; t < n; t++) k->rmsnorm(s->xb + (size_t)t * H, s->x + (size_t)t * H, L->ffn_norm, H, c->rms_eps);
+        rows_op(m, pool, 0, s->xb, s->x, L->ffn_norm, n, H);
         const dn_matrix *gu[2] = { &L->w_gate, &L->w_up };
         float *gu_out[2] = { s->hb, s->hb2 };
         matmul(m, s, pool, 2, gu, s->xb, n, gu_out);
-        k->silu_mul(s->hb, s->hb2, (int64_t)n * c->ffn);
+        rows_op(m, pool, 1, s->hb, s->hb2, NULL, n, c->ffn);
         const dn_matrix *dn[1] = { &L->w_down };
         float *d_out[1] = { s->xb };
         matmul(m, s, pool, 1, dn, s->hb, n, d_out);

@@ -47,7 +47,7 @@ uint32_t dn_llama_ftype(int32_t type);
 
 /* One key. Values are borrowed (static text, the caller's arrays, or a
  * source GGUF that stays open) until the list is written. */
-typedef struct dn_kv {
+typedef struct dn_meta {
     const char *key;
     int32_t type;                 /* DN_GGUF_* of the value                    */
     uint64_t u;                   /* U32/I32 (as int32 bits)/U64/BOOL          */
@@ -60,34 +60,34 @@ typedef struct dn_kv {
     const char *const *strs;      /* string elements + lengths                 */
     const size_t *lens;
     const dn_gguf *src;           /* non-NULL: copy key's value from this file */
-} dn_kv;
+} dn_meta;
 
-typedef struct dn_kv_list {
+typedef struct dn_meta_list {
     const dn_alloc *a;
-    dn_kv *v;
+    dn_meta *v;
     int64_t n, cap;
-} dn_kv_list;
+} dn_meta_list;
 
-void dn_kv_init(dn_kv_list *l, const dn_alloc *a);
-void dn_kv_free(dn_kv_list *l);
-int64_t dn_kv_find(const dn_kv_list *l, const char *key);   /* index or -1 */
+void dn_meta_init(dn_meta_list *l, const dn_alloc *a);
+void dn_meta_free(dn_meta_list *l);
+int64_t dn_meta_find(const dn_meta_list *l, const char *key);   /* index or -1 */
 /* Insert at pos (0..n; n appends). An existing key of that name is removed first. */
-danu_status dn_kv_insert(dn_kv_list *l, int64_t pos, const dn_kv *kv);
-static inline danu_status dn_kv_append(dn_kv_list *l, const dn_kv *kv) { return dn_kv_insert(l, l->n, kv); }
+danu_status dn_meta_insert(dn_meta_list *l, int64_t pos, const dn_meta *kv);
+static inline danu_status dn_meta_append(dn_meta_list *l, const dn_meta *kv) { return dn_meta_insert(l, l->n, kv); }
 /* Replace the value of an existing key in place, or append. */
-danu_status dn_kv_put(dn_kv_list *l, const dn_kv *kv);
-void dn_kv_remove(dn_kv_list *l, const char *key);
+danu_status dn_meta_put(dn_meta_list *l, const dn_meta *kv);
+void dn_meta_remove(dn_meta_list *l, const char *key);
 /* Every key of a GGUF, in file order, as references to it. */
-danu_status dn_kv_from_gguf(dn_kv_list *l, const dn_gguf *g);
+danu_status dn_meta_from_gguf(dn_meta_list *l, const dn_gguf *g);
 /* Encode the list into w. A copied key whose scalar type the writer cannot
  * encode (u8, i8, u16, i16, i64, f64) or an array of arrays is left out
  * with a warning on lg. */
-danu_status dn_kv_write(const dn_kv_list *l, dn_gguf_writer *w, const dn_logger *lg);
+danu_status dn_meta_write(const dn_meta_list *l, dn_gguf_writer *w, const dn_logger *lg);
 
-dn_kv dn_kv_u32(const char *key, uint32_t v);
-dn_kv dn_kv_f32(const char *key, float v);
-dn_kv dn_kv_bool(const char *key, int v);
-dn_kv dn_kv_str(const char *key, const char *s, size_t len);
+dn_meta dn_meta_u32(const char *key, uint32_t v);
+dn_meta dn_meta_f32(const char *key, float v);
+dn_meta dn_meta_bool(const char *key, int v);
+dn_meta dn_meta_str(const char *key, const char *s, size_t len);
 
 /* ---- the converter's metadata ---- */
 
@@ -114,9 +114,9 @@ typedef struct dn_llama_meta {
 } dn_llama_meta;
 
 /* Append the converter's keys, in its order, to l (values borrowed from m). */
-danu_status dn_llama_converter_kv(dn_kv_list *l, const dn_llama_meta *m);
+danu_status dn_llama_converter_kv(dn_meta_list *l, const dn_llama_meta *m);
 
-/* INVALID_ARG... no: IO with the numbers when the file system holding
- * out_path (its parent directory) has less than `need` bytes free. */
+/* IO error (with both numbers) when the file system holding out_path (its
+ * parent directory) has less than `need` bytes free. */
 danu_status dn_check_free_space(const dn_alloc *a, const char *out_path, uint64_t need);
 #endif

@@ -14,6 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include "model/synth.h"
+#include "model/gguf_model.h"
 #include "common/bytes.h"
 #include "common/error.h"
 #include "format/gguf.h"
@@ -110,14 +111,6 @@ typedef struct synth_tensor {
     uint64_t file_bytes;    /* out_bytes plus alignment padding (GGUF) */
 } synth_tensor;
 
-static const char *const layer_hf[9] = {
-    "input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"
-};
-static const char *const layer_gguf[9] = {
-    "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"
-};
-
 static int64_t n_synth_tensors(const dn_synth_config *c)
 {
     return 2 + 9 * (int64_t)c->layers + (c->tied ? 0 : 1);
@@ -150,8 +143,8 @@ static void build_tensors(const dn_synth_config *c, synth_tensor *d)
             { 1, H, 0 }, { F, H, H }, { F, H, H }, { H, F, F },
         };
         for (int j = 0; j < 9; j++, k++) {
-            snprintf(d[k].hf_name, sizeof d[k].hf_name, "model.layers.%d.%s.weight", (int)l, layer_hf[j]);
-            snprintf(d[k].gguf_name, sizeof d[k].gguf_name, "blk.%d.%s.weight", (int)l, layer_gguf[j]);
+            snprintf(d[k].hf_name, sizeof d[k].hf_name, "model.layers.%d.%s.weight", (int)l, dn_llama_layer_hf[j]);
+            snprintf(d[k].gguf_name, sizeof d[k].gguf_name, "blk.%d.%s.weight", (int)l, dn_llama_layer_gguf[j]);
             int kind = (j == 0 || j == 5) ? DN_SYNTH_NORM : DN_SYNTH_LINEAR;
             set_tensor(&d[k], b + (uint64_t)j, kind, shape[j][0], shape[j][1], shape[j][2]);
             d[k].permute = j == 1 || j == 2;
@@ -562,49 +555,11 @@ static danu_status write_hf(job *j)
 
 /* --- GGUF file --- */
 
-/* llama_ftype of a file whose matrices are all `type`. */
-static uint32_t llama_ftype(int32_t type)
-{
-    switch (type) {
-    case DANU_TYPE_F32: return 0;
-    case DANU_TYPE_F16: return 1;
-    case DANU_TYPE_Q4_0: return 2;
-    case DANU_TYPE_Q4_1: return 3;
-    case DANU_TYPE_Q8_0: return 7;
-    case DANU_TYPE_Q5_0: return 8;
-    case DANU_TYPE_Q5_1: return 9;
-    case DANU_TYPE_Q4_K: return 14;   /* Q4_K_S: every matrix q4_K */
-    case DANU_TYPE_Q5_K: return 16;   /* Q5_K_S */
-    case DANU_TYPE_Q6_K: return 18;
-    default: return 32;               /* BF16 */
-    }
-}
-
+/* The converter's metadata (model/gguf_model.c), then the tensor table. */
 static danu_status gguf_metadata(job *j, dn_gguf_writer *w)
 {
     const dn_synth_config *c = j->c;
     const char *name = is_danube(c) ? "H2O Danube 1.8B" : c->name;
-    DN_TRY(dn_gguf_w_str(w, "general.architecture", "llama", 5));
-    DN_TRY(dn_gguf_w_str(w, "general.type", "model", 5));
-    DN_TRY(dn_gguf_w_str(w, "general.name", name, strlen(name)));
-    DN_TRY(dn_gguf_w_u32(w, "general.alignment", 32));
-    DN_TRY(dn_gguf_w_u32(w, "llama.block_count", (uint32_t)c->layers));
-    DN_TRY(dn_gguf_w_u32(w, "llama.context_length", (uint32_t)c->max_ctx));
-    DN_TRY(dn_gguf_w_u32(w, "llama.embedding_length", (uint32_t)c->hidden));
-    DN_TRY(dn_gguf_w_u32(w, "llama.feed_forward_length", (uint32_t)c->ffn));
-    DN_TRY(dn_gguf_w_u32(w, "llama.attention.head_count", (uint32_t)c->heads));
-    DN_TRY(dn_gguf_w_u32(w, "llama.attention.head_count_kv", (uint32_t)c->kv_heads));
-    DN_TRY(dn_gguf_w_f32(w, "llama.rope.freq_base", c->rope_theta));
-    DN_TRY(dn_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_eps));
-    DN_TRY(dn_gguf_w_u32(w, "llama.attention.key_length", (uint32_t)c->head_dim));
-    DN_TRY(dn_gguf_w_u32(w, "llama.attention.value_length", (uint32_t)c->head_dim));
-    if (c->window > 0) DN_TRY(dn_gguf_w_u32(w, "llama.attention.sliding_window", (uint32_t)c->window));
-    DN_TRY(dn_gguf_w_u32(w, "general.file_type", llama_ftype(j->req->type)));
-    DN_TRY(dn_gguf_w_u32(w, "llama.vocab_size", (uint32_t)c->vocab));
-    DN_TRY(dn_gguf_w_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim));
-    DN_TRY(dn_gguf_w_str(w, "tokenizer.ggml.model", "llama", 5));
-    DN_TRY(dn_gguf_w_str(w, "tokenizer.ggml.pre", "default", 7));
-
     size_t n = (size_t)c->vocab;
     const char **pieces = dn_calloc(j->a, n, sizeof *pieces);
     size_t *lens = dn_calloc(j->a, n, sizeof *lens);
@@ -617,23 +572,28 @@ static danu_status gguf_metadata(job *j, dn_gguf_writer *w)
         scores[i] = dn_tokenizer_score(j->tok, (int32_t)i);
         types[i] = dn_tokenizer_type(j->tok, (int32_t)i);
     }
-    if (s == DANU_OK) s = dn_gguf_w_arr_str(w, "tokenizer.ggml.tokens", pieces, lens, n);
-    if (s == DANU_OK) s = dn_gguf_w_arr(w, "tokenizer.ggml.scores", DN_GGUF_F32, scores, n);
-    if (s == DANU_OK) s = dn_gguf_w_arr(w, "tokenizer.ggml.token_type", DN_GGUF_I32, types, n);
+    dn_llama_meta m = {
+        .name = name, .name_len = strlen(name),
+        .n_layers = c->layers, .max_ctx = c->max_ctx, .hidden = c->hidden, .ffn = c->ffn, .heads = c->heads,
+        .kv_heads = c->kv_heads, .head_dim = c->head_dim, .window = c->window, .vocab = c->vocab,
+        .rope_theta = c->rope_theta, .rms_eps = c->rms_eps, .has_rope_theta = 1, .has_head_dim = 1,
+        .file_type = dn_llama_ftype(j->req->type),
+        .pieces = pieces, .lens = lens, .scores = scores, .types = types,
+        .bos = dn_tokenizer_bos(j->tok), .eos = dn_tokenizer_eos(j->tok), .unk = dn_tokenizer_unk(j->tok),
+        .pad = pad_id(c), .add_bos = 1, .add_eos = 0,
+        .chat_template = is_danube(c) ? danube_chat_template : NULL,
+        .chat_template_len = is_danube(c) ? sizeof danube_chat_template - 1 : 0,
+    };
+    dn_meta_list l;
+    dn_meta_init(&l, j->a);
+    if (s == DANU_OK) s = dn_llama_converter_kv(&l, &m);
+    if (s == DANU_OK) s = dn_meta_write(&l, w, NULL);
+    dn_meta_free(&l);
     dn_free(j->a, pieces);
     dn_free(j->a, lens);
     dn_free(j->a, scores);
     dn_free(j->a, types);
     DN_TRY(s);
-    DN_TRY(dn_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)dn_tokenizer_bos(j->tok)));
-    DN_TRY(dn_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)dn_tokenizer_eos(j->tok)));
-    DN_TRY(dn_gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)dn_tokenizer_unk(j->tok)));
-    if (pad_id(c) >= 0) DN_TRY(dn_gguf_w_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)pad_id(c)));
-    DN_TRY(dn_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 1));
-    DN_TRY(dn_gguf_w_bool(w, "tokenizer.ggml.add_eos_token", 0));
-    if (is_danube(c))
-        DN_TRY(dn_gguf_w_str(w, "tokenizer.chat_template", danube_chat_template, sizeof danube_chat_template - 1));
-    DN_TRY(dn_gguf_w_u32(w, "general.quantization_version", 2));
     for (int64_t i = 0; i < j->n_t; i++) {
         const synth_tensor *d = &j->t[i];
         int64_t dims[2] = { d->rows, d->cols };

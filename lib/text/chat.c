@@ -64,6 +64,13 @@ static danu_status append_segment(const danu_tokenizer *t, idbuf *b, const char 
 danu_status dn_chat_encode(const danu_tokenizer *t, const char *const *roles, const char *const *contents,
                            size_t n, int add_bos, int add_reply_prompt, danu_token **out, size_t *n_out)
 {
+    return dn_chat_encode_ex(t, roles, contents, n, add_bos, add_reply_prompt, 1, out, n_out);
+}
+
+danu_status dn_chat_encode_ex(const danu_tokenizer *t, const char *const *roles, const char *const *contents,
+                              size_t n, int add_bos, int add_reply_prompt, int first_prefix, danu_token **out,
+                              size_t *n_out)
+{
     if (!t || !out || !n_out || (n && (!roles || !contents)))
         return dn_seterr(DANU_ERR_INVALID_ARG, "chat: NULL argument");
     *out = NULL;
@@ -80,10 +87,10 @@ danu_status dn_chat_encode(const danu_tokenizer *t, const char *const *roles, co
     danu_status st = DANU_OK;
     if (add_bos && bos >= 0 && (st = idbuf_append(&b, &bos, 1))) goto fail;
     for (size_t i = 0; i < n; i++) {
-        if ((st = append_segment(t, &b, role_marker(roles[i]), contents[i], i == 0))) goto fail;
+        if ((st = append_segment(t, &b, role_marker(roles[i]), contents[i], i == 0 && first_prefix))) goto fail;
         if ((st = idbuf_append(&b, &eos, 1))) goto fail;
     }
-    if (add_reply_prompt && (st = append_segment(t, &b, "<|answer|>", NULL, n == 0))) goto fail;
+    if (add_reply_prompt && (st = append_segment(t, &b, "<|answer|>", NULL, n == 0 && first_prefix))) goto fail;
     if (!b.v && !(b.v = dn_malloc(b.a, sizeof *b.v)))   /* always hand back a real allocation */
         return dn_seterr(DANU_ERR_NOMEM, "chat: out of memory");
     *out = b.v;

@@ -8,10 +8,10 @@
  * normalized text and candidate merges sit in a priority queue ordered by
  * (score rank, left position) - best score first, leftmost on ties, exactly
  * SentencePiece's order: a binary heap for short segments, one bucket per
- * rank for long ones (a 1 MB word stays fast). When no
- * mergeable piece contains U+2581 right after another character, no merge can
- * cross the start of a word, so the text is encoded word by word (same
- * result, small heaps that stay in cache). */
+ * rank for long ones (a 1 MB word stays fast). When no mergeable piece
+ * contains U+2581 right after another character, no merge can cross the
+ * start of a word, so the text is encoded word by word (same result, small
+ * heaps that stay in cache) and repeated words come from a per-call cache. */
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
@@ -48,6 +48,7 @@ struct danu_tokenizer {
     const char *ws;      /* what a space becomes: U+2581 or " " */
     uint32_t ws_len;
     uint32_t max_merge_len;
+    uint32_t max_len;    /* longest piece */
     int split_words, has_unused;
     uint32_t *ud_len;    /* distinct USER_DEFINED lengths, longest first */
     int n_ud_len;
@@ -331,6 +332,7 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
             goto fail;
         }
         t->off[i] = pos;
+        if (l > t->max_len) t->max_len = (uint32_t)l;
         if (l) memcpy(t->blob + pos, src->pieces[i], l);
         t->blob[pos + l] = 0;
         pos += (uint32_t)l + 1;
@@ -664,6 +666,8 @@ danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t
             DN_TRY(parse_normalizer(pb_sub(&r, &f), &s));
         }
     }
+    if (n_pieces == 0 || n_pieces > (1u << 28))
+        return dn_seterr(DANU_ERR_FORMAT, "%s: %zu pieces", what, n_pieces);
     if (!have_trainer || s.model_type != 2)
         return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: model_type %lld is not BPE (2)", what, (long long)s.model_type);
     if (s.treat_ws_suffix)
@@ -671,8 +675,6 @@ danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t
     if (s.charsmap_len)
         return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: normalization rules (precompiled_charsmap) are not supported",
                          what);
-    if (n_pieces == 0 || n_pieces > (1u << 28))
-        return dn_seterr(DANU_ERR_FORMAT, "%s: %zu pieces", what, n_pieces);
 
     const char **pieces = dn_malloc(a, n_pieces * sizeof *pieces);
     size_t *lens = dn_malloc(a, n_pieces * sizeof *lens);
@@ -1252,12 +1254,14 @@ typedef struct wcache {
     size_t n_ids, cap_ids;
 } wcache;
 
-static void wcache_init(wcache *c, const dn_alloc *a, size_t text_len)
+static danu_status wcache_init(wcache *c, const dn_alloc *a, size_t text_len)
 {
     uint32_t n = 256;
     while (n < 65536 && n < text_len / 8) n <<= 1;
-    c->slot = dn_calloc(a, n, sizeof *c->slot);   /* no cache when this fails */
-    c->mask = c->slot ? n - 1 : 0;
+    c->slot = dn_calloc(a, n, sizeof *c->slot);
+    if (!c->slot) return dn_seterr(DANU_ERR_NOMEM, "encode: out of memory for the word cache");
+    c->mask = n - 1;
+    return DANU_OK;
 }
 
 static void wcache_free(wcache *c, const dn_alloc *a)
@@ -1322,7 +1326,10 @@ static danu_status encode_segment(work *w, const char *text, size_t len, int dum
     /* word by word: a word starts at a space symbol that follows another
      * character. Long texts repeat words, so their ids are cached. */
     wcache wc = { 0 };
-    if (n >= 1024) wcache_init(&wc, &t->a, n);
+    if (n >= 256 && (st = wcache_init(&wc, &t->a, n))) {
+        dn_free(&t->a, norm);
+        return st;
+    }
     const char *ws = t->ws;
     uint32_t wl = t->ws_len;
     size_t start = 0;
@@ -1584,9 +1591,7 @@ danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out)
     if (!t || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "decoder: NULL argument");
     *out = NULL;
     danu_decoder *d = dn_calloc(&t->a, 1, sizeof *d);
-    size_t need = 0;
-    for (int32_t i = 0; i < t->n; i++) if (piece_len(t, i) > need) need = piece_len(t, i);
-    if (t->unk_surface_len > need) need = t->unk_surface_len;
+    size_t need = t->max_len > t->unk_surface_len ? t->max_len : t->unk_surface_len;
     char *scratch = dn_malloc(&t->a, need + 1);
     if (!d || !scratch) {
         dn_free(&t->a, d);

@@ -59,7 +59,11 @@ int32_t dn_tokenizer_type(const danu_tokenizer *t, int32_t id);
 int32_t dn_tokenizer_find(const danu_tokenizer *t, const char *piece, size_t len);
 
 /* Encode; *out is allocated with the tokenizer's allocator (dn_free it),
- * *n its length. flags: DANU_TOKENIZE_*. BAD_UTF8 names the byte offset. */
+ * *n its length. flags: DANU_TOKENIZE_*. BAD_UTF8 names the byte offset.
+ * PARSE_SPECIAL: CONTROL/UNKNOWN pieces ("<s>", "</s>", "<unk>") in the text
+ * become their ids; only text before the first of them gets the dummy
+ * prefix (Hugging Face legacy=false), so "<s>hi" = [1] + encode("hi" with no
+ * dummy prefix). */
 danu_status dn_tokenizer_encode(const danu_tokenizer *t, const char *text, size_t len, uint32_t flags,
                                 danu_token **out, size_t *n);
 /* Same, but text after a special token / at a segment start may suppress the
@@ -82,6 +86,12 @@ danu_status dn_decoder_flush(danu_decoder *d, char *out, size_t cap, size_t *len
 /* Danube chat format (see danu.h danu_chat_encode); heap result. */
 danu_status dn_chat_encode(const danu_tokenizer *t, const char *const *roles, const char *const *contents,
                            size_t n, int add_bos, int add_reply_prompt, danu_token **out, size_t *n_out);
+/* The same, continuing a conversation whose cache ends with EOS: with
+ * first_prefix 0 the first segment gets no dummy-prefix space either, as the
+ * whole conversation tokenized at once would have it. */
+danu_status dn_chat_encode_ex(const danu_tokenizer *t, const char *const *roles, const char *const *contents,
+                              size_t n, int add_bos, int add_reply_prompt, int first_prefix, danu_token **out,
+                              size_t *n_out);
 /* 1 if a Jinja chat template string is Danube's (<|prompt|>/<|answer|>). */
 int dn_chat_template_is_danube(const char *tmpl, size_t len);
 

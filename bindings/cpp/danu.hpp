@@ -1,0 +1,538 @@
+// danu.hpp - header-only C++17 wrapper of libdanu (danu.h).
+//
+// RAII, move-only handles: Options, Model, Tokenizer, Decoder, Context.
+// Strings go in as std::string_view; callbacks are lambdas (a trampoline
+// passes them to the C callback with the lambda as `user`).
+//
+// Works with exceptions disabled: every fallible call returns a danu::Status
+// or a danu::Result<T> (value or Status, like std::expected). With exceptions
+// enabled, Result<T>::value() on an error and Status::check() throw
+// danu::Error; without them they call std::abort(), so test ok() first.
+//
+//     auto model = danu::Model::load("model.gguf");
+//     if (!model) { std::fprintf(stderr, "%s\n", model.status().message().c_str()); return 1; }
+//     auto ctx = danu::Context::create(*model);
+//
+// Lifetimes follow danu.h: a Model must outlive its Contexts and borrowed
+// Tokenizers; a Tokenizer must outlive its Decoders.
+#ifndef DANU_HPP
+#define DANU_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "danu.h"
+
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define DANU_HPP_EXCEPTIONS 1
+#include <exception>
+#include <stdexcept>
+#else
+#define DANU_HPP_EXCEPTIONS 0
+#endif
+
+namespace danu {
+
+// ---- status and results --------------------------------------------------------------
+
+// The outcome of a call: a danu_status and, on failure, danu_last_error()
+// captured at once (the C text is only valid until the next call).
+class Status {
+public:
+    Status() noexcept = default;
+    static Status capture(danu_status code) {
+        Status s;
+        s.code_ = code;
+        if (code != DANU_OK) s.detail_ = danu_last_error();
+        return s;
+    }
+    static Status make(danu_status code, std::string detail) {
+        Status s;
+        s.code_ = code;
+        s.detail_ = std::move(detail);
+        return s;
+    }
+    bool ok() const noexcept { return code_ == DANU_OK; }
+    explicit operator bool() const noexcept { return ok(); }
+    danu_status code() const noexcept { return code_; }
+    const std::string &detail() const noexcept { return detail_; }
+    // "status text: detail"
+    std::string message() const {
+        std::string m = danu_strerror(code_);
+        if (!detail_.empty()) m += ": " + detail_;
+        return m;
+    }
+    // Throws danu::Error on failure (aborts without exceptions).
+    inline const Status &check() const;
+
+private:
+    danu_status code_ = DANU_OK;
+    std::string detail_;
+};
+
+#if DANU_HPP_EXCEPTIONS
+class Error : public std::runtime_error {
+public:
+    explicit Error(Status s) : std::runtime_error(s.message()), status_(std::move(s)) {}
+    const Status &status() const noexcept { return status_; }
+    danu_status code() const noexcept { return status_.code(); }
+
+private:
+    Status status_;
+};
+#endif
+
+[[noreturn]] inline void fail(const Status &s) {
+#if DANU_HPP_EXCEPTIONS
+    throw Error(s);
+#else
+    (void)s;
+    std::abort();
+#endif
+}
+
+inline const Status &Status::check() const {
+    if (!ok()) fail(*this);
+    return *this;
+}
+
+// A value or the Status that prevented it.
+template <class T>
+class Result {
+public:
+    Result(T value) : value_(std::move(value)) {}                       // NOLINT: implicit on purpose
+    Result(Status status) : status_(std::move(status)) {                // NOLINT
+        if (status_.ok()) status_ = Status::make(DANU_ERR_INTERNAL, "Result without a value");
+    }
+    bool ok() const noexcept { return value_.has_value(); }
+    explicit operator bool() const noexcept { return ok(); }
+    const Status &status() const noexcept { return status_; }
+    T &value() & { if (!ok()) fail(status_); return *value_; }
+    const T &value() const & { if (!ok()) fail(status_); return *value_; }
+    T &&value() && { if (!ok()) fail(status_); return std::move(*value_); }
+    T value_or(T other) const & { return ok() ? *value_ : std::move(other); }
+    T &operator*() & { return value(); }
+    T &&operator*() && { return std::move(*this).value(); }
+    T *operator->() { return &value(); }
+    const T *operator->() const { return &value(); }
+
+private:
+    std::optional<T> value_;
+    Status status_;
+};
+
+// What a token callback tells generate().
+enum class Flow { Continue, Stop };
+
+struct Message {
+    std::string role;     // "system", "user" or "assistant"
+    std::string content;
+};
+
+namespace detail {
+template <class T, void (*Free)(T *)>
+struct Deleter {
+    void operator()(T *p) const noexcept { Free(p); }
+};
+using LogFn = std::function<void(int32_t level, std::string_view message)>;
+using ProgressFn = std::function<bool(float fraction)>;   // true cancels
+
+inline void log_trampoline(void *user, int32_t level, const char *message) {
+    auto *fn = static_cast<LogFn *>(user);
+#if DANU_HPP_EXCEPTIONS
+    try { (*fn)(level, message); } catch (...) {}   // nowhere to report it: never unwind into C
+#else
+    (*fn)(level, message);
+#endif
+}
+
+inline int32_t progress_trampoline(void *user, float fraction) {
+    auto *fn = static_cast<ProgressFn *>(user);
+#if DANU_HPP_EXCEPTIONS
+    try { return (*fn)(fraction) ? 1 : 0; } catch (...) { return 1; }
+#else
+    return (*fn)(fraction) ? 1 : 0;
+#endif
+}
+
+// Role and content pointers for the C chat calls (the strings stay in msgs).
+struct ChatArrays {
+    std::vector<const char *> roles, contents;
+    explicit ChatArrays(const std::vector<Message> &msgs) {
+        for (const Message &m : msgs) {
+            roles.push_back(m.role.c_str());
+            contents.push_back(m.content.c_str());
+        }
+    }
+};
+}  // namespace detail
+
+// ---- options -------------------------------------------------------------------------
+
+class Options {
+public:
+    static Result<Options> create(const danu_allocator *alloc = nullptr) {
+        danu_options *o = nullptr;
+        danu_status s = danu_options_create(alloc, &o);
+        if (s != DANU_OK) return Status::capture(s);
+        return Options(o);
+    }
+    Status set_int(danu_param key, int64_t value) { return Status::capture(danu_options_set_int(h_.get(), key, value)); }
+    Status set_float(danu_param key, double value) {
+        return Status::capture(danu_options_set_float(h_.get(), key, value));
+    }
+    // By name ("temperature", "n_ctx", ...); the C++ type picks the setter.
+    template <class T, class = std::enable_if_t<std::is_arithmetic_v<T>>>
+    Status set(std::string_view name, T value) {
+        danu_param key = danu_param_from_name(std::string(name).c_str());
+        if (key < 0) return Status::make(DANU_ERR_UNSUPPORTED, "unknown option " + std::string(name));
+        if constexpr (std::is_floating_point_v<T>) return set_float(key, static_cast<double>(value));
+        else return set_int(key, static_cast<int64_t>(value));
+    }
+    // The callback lives as long as the models/contexts created with these options.
+    Status set_log(detail::LogFn fn) {
+        log_ = fn ? std::make_shared<detail::LogFn>(std::move(fn)) : nullptr;
+        return Status::capture(danu_options_set_log(h_.get(), log_ ? detail::log_trampoline : nullptr, log_.get()));
+    }
+    // fn(fraction) returns true to cancel the load.
+    Status set_progress(detail::ProgressFn fn) {
+        progress_ = fn ? std::make_shared<detail::ProgressFn>(std::move(fn)) : nullptr;
+        return Status::capture(danu_options_set_progress(h_.get(), progress_ ? detail::progress_trampoline : nullptr,
+                                                         progress_.get()));
+    }
+    danu_options *get() const noexcept { return h_.get(); }
+
+private:
+    explicit Options(danu_options *o) : h_(o) {}
+    std::unique_ptr<danu_options, detail::Deleter<danu_options, danu_options_free>> h_;
+    std::shared_ptr<detail::LogFn> log_;
+    std::shared_ptr<detail::ProgressFn> progress_;
+    friend class Model;
+    friend class Context;
+};
+
+// ---- tokenizer -----------------------------------------------------------------------
+
+class Tokenizer {
+public:
+    static Result<Tokenizer> load(std::string_view path) {
+        danu_tokenizer *t = nullptr;
+        danu_status s = danu_tokenizer_load(std::string(path).c_str(), nullptr, &t);
+        if (s != DANU_OK) return Status::capture(s);
+        return Tokenizer(t, true);
+    }
+    Tokenizer(Tokenizer &&o) noexcept : t_(std::exchange(o.t_, nullptr)), owned_(o.owned_) {}
+    Tokenizer &operator=(Tokenizer &&o) noexcept {
+        if (this != &o) { reset(); t_ = std::exchange(o.t_, nullptr); owned_ = o.owned_; }
+        return *this;
+    }
+    Tokenizer(const Tokenizer &) = delete;
+    Tokenizer &operator=(const Tokenizer &) = delete;
+    ~Tokenizer() { reset(); }
+
+    int32_t vocab_size() const noexcept { return danu_tokenizer_vocab_size(t_); }
+
+    Status encode(std::string_view text, uint32_t flags, std::vector<danu_token> &out) const {
+        out.resize(text.size() + 4);   // byte fallback: one id per byte at most, plus BOS/EOS
+        size_t n = 0;
+        danu_status s = danu_tokenizer_encode(t_, text.data(), text.size(), flags, out.data(), out.size(), &n);
+        if (s == DANU_ERR_BUFFER_TOO_SMALL) {
+            out.resize(n);
+            s = danu_tokenizer_encode(t_, text.data(), text.size(), flags, out.data(), out.size(), &n);
+        }
+        out.resize(s == DANU_OK ? n : 0);
+        return Status::capture(s);
+    }
+    Result<std::vector<danu_token>> encode(std::string_view text, uint32_t flags = DANU_TOKENIZE_ADD_BOS) const {
+        std::vector<danu_token> ids;
+        Status s = encode(text, flags, ids);
+        if (!s) return s;
+        return ids;
+    }
+    Result<std::string> decode(const danu_token *ids, size_t n) const {
+        std::string out(16 * n + 64, '\0');
+        size_t len = 0;
+        danu_status s = danu_tokenizer_decode(t_, ids, n, out.data(), out.size(), &len);
+        if (s == DANU_ERR_BUFFER_TOO_SMALL) {
+            out.resize(len + 1);
+            s = danu_tokenizer_decode(t_, ids, n, out.data(), out.size(), &len);
+        }
+        if (s != DANU_OK) return Status::capture(s);
+        out.resize(len);
+        return out;
+    }
+    Result<std::string> decode(const std::vector<danu_token> &ids) const { return decode(ids.data(), ids.size()); }
+    // The stored piece (borrowed from the tokenizer).
+    Result<std::string_view> piece(danu_token id) const {
+        const char *p = nullptr;
+        size_t len = 0;
+        danu_status s = danu_tokenizer_piece(t_, id, &p, &len);
+        if (s != DANU_OK) return Status::capture(s);
+        return std::string_view(p, len);
+    }
+    Result<std::vector<danu_token>> chat_encode(const std::vector<Message> &msgs, bool add_reply_prompt = true) const {
+        detail::ChatArrays a(msgs);
+        size_t n = 0;
+        std::vector<danu_token> ids(64);
+        danu_status s = danu_chat_encode(t_, a.roles.data(), a.contents.data(), msgs.size(), add_reply_prompt,
+                                         ids.data(), ids.size(), &n);
+        if (s == DANU_ERR_BUFFER_TOO_SMALL) {
+            ids.resize(n);
+            s = danu_chat_encode(t_, a.roles.data(), a.contents.data(), msgs.size(), add_reply_prompt, ids.data(),
+                                 ids.size(), &n);
+        }
+        if (s != DANU_OK) return Status::capture(s);
+        ids.resize(n);
+        return ids;
+    }
+    const danu_tokenizer *get() const noexcept { return t_; }
+
+private:
+    Tokenizer(const danu_tokenizer *t, bool owned) : t_(t), owned_(owned) {}
+    void reset() noexcept {
+        if (owned_ && t_) danu_tokenizer_free(const_cast<danu_tokenizer *>(t_));
+        t_ = nullptr;
+    }
+    const danu_tokenizer *t_ = nullptr;
+    bool owned_ = false;
+    friend class Model;
+};
+
+class Decoder {
+public:
+    static Result<Decoder> create(const Tokenizer &tok) {
+        danu_decoder *d = nullptr;
+        danu_status s = danu_decoder_create(tok.get(), &d);
+        if (s != DANU_OK) return Status::capture(s);
+        return Decoder(d);
+    }
+    // The complete UTF-8 text id finishes (often empty mid-character).
+    Result<std::string> push(danu_token id) {
+        char buf[256];
+        size_t len = 0;
+        danu_status s = danu_decoder_push(h_.get(), id, buf, sizeof buf, &len);
+        if (s != DANU_OK) return Status::capture(s);
+        return std::string(buf, len);
+    }
+    Result<std::string> flush() {
+        char buf[256];
+        size_t len = 0;
+        danu_status s = danu_decoder_flush(h_.get(), buf, sizeof buf, &len);
+        if (s != DANU_OK) return Status::capture(s);
+        return std::string(buf, len);
+    }
+    danu_decoder *get() const noexcept { return h_.get(); }
+
+private:
+    explicit Decoder(danu_decoder *d) : h_(d) {}
+    std::unique_ptr<danu_decoder, detail::Deleter<danu_decoder, danu_decoder_free>> h_;
+};
+
+// ---- model ---------------------------------------------------------------------------
+
+class Model {
+public:
+    static Result<Model> load(std::string_view path, const Options *opts = nullptr) {
+        danu_model *m = nullptr;
+        danu_status s = danu_model_load(std::string(path).c_str(), opts ? opts->get() : nullptr, &m);
+        if (s != DANU_OK) return Status::capture(s);
+        Model model(m);
+        if (opts) model.log_ = opts->log_;   // the model calls it for its lifetime
+        return model;
+    }
+    Result<int64_t> info(danu_info key) const {
+        int64_t v = 0;
+        danu_status s = danu_model_get_int(h_.get(), key, &v);
+        if (s != DANU_OK) return Status::capture(s);
+        return v;
+    }
+    Result<double> info_float(danu_info key) const {
+        double v = 0;
+        danu_status s = danu_model_get_float(h_.get(), key, &v);
+        if (s != DANU_OK) return Status::capture(s);
+        return v;
+    }
+    int32_t vocab_size() const { return static_cast<int32_t>(info(DANU_INFO_VOCAB).value_or(0)); }
+    // The model's tokenizer, borrowed: valid while the model lives.
+    Tokenizer tokenizer() const { return Tokenizer(danu_model_tokenizer(h_.get()), false); }
+    danu_model *get() const noexcept { return h_.get(); }
+
+private:
+    explicit Model(danu_model *m) : h_(m) {}
+    std::unique_ptr<danu_model, detail::Deleter<danu_model, danu_model_free>> h_;
+    std::shared_ptr<detail::LogFn> log_;
+    friend class Context;
+};
+
+// ---- context -------------------------------------------------------------------------
+
+struct Step {
+    danu_token token = -1;
+    std::string text;
+    int32_t reason = -1;    // -1 while generation goes on, else DANU_STOP_*
+    bool done() const noexcept { return reason >= 0; }
+};
+
+class Context {
+public:
+    static Result<Context> create(Model &model, const Options *opts = nullptr) {
+        danu_context *c = nullptr;
+        danu_status s = danu_context_create(model.get(), opts ? opts->get() : nullptr, &c);
+        if (s != DANU_OK) return Status::capture(s);
+        Context ctx(c, model.vocab_size());
+        ctx.log_ = opts && opts->log_ ? opts->log_ : model.log_;
+        return ctx;
+    }
+    Status set_int(danu_param key, int64_t v) { return Status::capture(danu_context_set_int(h_.get(), key, v)); }
+    Status set_float(danu_param key, double v) { return Status::capture(danu_context_set_float(h_.get(), key, v)); }
+    Status set_logit_bias(danu_token id, float bias) {
+        return Status::capture(danu_context_set_logit_bias(h_.get(), id, bias));
+    }
+    size_t memory_size() const noexcept { return danu_context_memory_size(h_.get()); }
+
+    Status eval(const danu_token *ids, size_t n, float *all_logits = nullptr) {
+        return Status::capture(danu_context_eval(h_.get(), ids, n, all_logits));
+    }
+    Status eval(const std::vector<danu_token> &ids) { return eval(ids.data(), ids.size()); }
+    Result<size_t> prompt(const std::vector<danu_token> &ids) {
+        size_t reused = 0;
+        danu_status s = danu_context_prompt(h_.get(), ids.data(), ids.size(), &reused);
+        if (s != DANU_OK) return Status::capture(s);
+        return reused;
+    }
+    // Borrowed: valid until the next call that evaluates; nullptr before any.
+    const float *logits() const noexcept { return danu_context_logits(h_.get()); }
+    int32_t vocab_size() const noexcept { return vocab_; }
+    size_t n_tokens() const noexcept { return danu_context_n_tokens(h_.get()); }
+    std::vector<danu_token> tokens() const {
+        const danu_token *p = danu_context_tokens(h_.get());
+        return p ? std::vector<danu_token>(p, p + n_tokens()) : std::vector<danu_token>();
+    }
+    Status clear() { return Status::capture(danu_context_clear(h_.get())); }
+    Status rewind(size_t n) { return Status::capture(danu_context_rewind(h_.get(), n)); }
+    // Safe from any thread while another one evaluates or generates.
+    void abort() noexcept { danu_context_abort(h_.get()); }
+
+    Result<danu_token> sample() {
+        danu_token t = -1;
+        danu_status s = danu_context_sample(h_.get(), &t);
+        if (s != DANU_OK) return Status::capture(s);
+        return t;
+    }
+    Status add_stop(std::string_view s) {
+        return Status::capture(danu_context_add_stop_string(h_.get(), std::string(s).c_str()));
+    }
+    Status clear_stops() { return Status::capture(danu_context_clear_stop_strings(h_.get())); }
+
+    // One bounded step. `out` is filled even when the step ends generation
+    // with an error (CONTEXT_FULL, ABORTED: out.reason says which).
+    Status step(Step &out) {
+        char buf[4096];
+        size_t len = 0;
+        danu_status s = danu_context_step(h_.get(), &out.token, buf, sizeof buf, &len, &out.reason);
+        out.text.assign(buf, len);
+        return Status::capture(s);
+    }
+    Result<Step> step() {
+        Step st;
+        Status s = step(st);
+        if (!s) return s;
+        return st;
+    }
+
+    // Generate up to max_tokens from the current state; fn(id, text) is
+    // called per piece (id -1 for text flushed at the end) and returns void
+    // or danu::Flow. Returns the DANU_STOP_* reason.
+    template <class F>
+    Result<int32_t> generate(int32_t max_tokens, F &&fn) {
+        struct Box {
+            std::remove_reference_t<F> *fn = nullptr;
+#if DANU_HPP_EXCEPTIONS
+            std::exception_ptr error{};
+#endif
+        } box;
+        box.fn = &fn;
+        auto tramp = [](void *user, danu_token id, const char *text, size_t len) -> int32_t {
+            Box *b = static_cast<Box *>(user);
+#if DANU_HPP_EXCEPTIONS
+            try {
+#endif
+                if constexpr (std::is_void_v<std::invoke_result_t<std::remove_reference_t<F> &, danu_token,
+                                                                  std::string_view>>) {
+                    (*b->fn)(id, std::string_view(text, len));
+                    return 0;
+                } else {
+                    return (*b->fn)(id, std::string_view(text, len)) == Flow::Stop ? 1 : 0;
+                }
+#if DANU_HPP_EXCEPTIONS
+            } catch (...) {   // stop, then rethrow on this side of the C frames
+                b->error = std::current_exception();
+                return 1;
+            }
+#endif
+        };
+        int32_t reason = DANU_STOP_LENGTH;
+        danu_status s = danu_context_generate(h_.get(), max_tokens, tramp, &box, &reason);
+#if DANU_HPP_EXCEPTIONS
+        if (box.error) std::rethrow_exception(box.error);
+#endif
+        if (s != DANU_OK) return Status::capture(s);
+        return reason;
+    }
+
+    Status chat_append(const std::vector<Message> &msgs, bool add_reply_prompt = true) {
+        detail::ChatArrays a(msgs);
+        return Status::capture(
+            danu_context_chat_append(h_.get(), a.roles.data(), a.contents.data(), msgs.size(), add_reply_prompt));
+    }
+
+    Result<std::vector<uint8_t>> save_state() const {
+        std::vector<uint8_t> buf(danu_context_state_size(h_.get()));
+        size_t written = 0;
+        danu_status s = danu_context_state_save(h_.get(), buf.data(), buf.size(), &written);
+        if (s != DANU_OK) return Status::capture(s);
+        buf.resize(written);
+        return buf;
+    }
+    Status load_state(const void *data, size_t len) {
+        return Status::capture(danu_context_state_load(h_.get(), data, len));
+    }
+    Status load_state(const std::vector<uint8_t> &b) { return load_state(b.data(), b.size()); }
+    Status save_state_file(std::string_view path) const {
+        return Status::capture(danu_context_state_save_file(h_.get(), std::string(path).c_str()));
+    }
+    Status load_state_file(std::string_view path) {
+        return Status::capture(danu_context_state_load_file(h_.get(), std::string(path).c_str()));
+    }
+    danu_context *get() const noexcept { return h_.get(); }
+
+private:
+    Context(danu_context *c, int32_t vocab) : h_(c), vocab_(vocab) {}
+    std::unique_ptr<danu_context, detail::Deleter<danu_context, danu_context_free>> h_;
+    std::shared_ptr<detail::LogFn> log_;
+    int32_t vocab_ = 0;
+};
+
+// ---- tools ---------------------------------------------------------------------------
+
+inline Status synth_write(std::string_view config, uint64_t seed, int32_t format, int32_t type,
+                          const void *tokenizer_model, size_t tokenizer_len, std::string_view out_path,
+                          const Options *opts = nullptr) {
+    return Status::capture(danu_synth_write(std::string(config).c_str(), seed, format, type, tokenizer_model,
+                                            tokenizer_len, std::string(out_path).c_str(),
+                                            opts ? opts->get() : nullptr));
+}
+
+inline std::string version() { return danu_version_string(); }
+
+}  // namespace danu
+#endif  // DANU_HPP

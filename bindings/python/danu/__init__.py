@@ -1,0 +1,690 @@
+"""danu - Python binding of libdanu (pure ctypes, no compiled extension).
+
+    import danu
+    model = danu.Model("h2o-danube-1.8b-chat.Q4_K_M.gguf")
+    ctx = danu.Context(model, n_ctx=2048, temperature=0.7)
+    print(ctx.chat([{"role": "user", "content": "Why is the sky blue?"}], max_tokens=200))
+
+The library is found through DANU_LIBRARY (a path), then the installed
+libdanu.so.0, then a meson build tree above this package (build*/lib).
+Every failure raises a DanuError subclass carrying .status (the danu_status
+number) and .detail (danu_last_error()).
+
+Threading follows the C library: a Model may be shared by contexts on any
+threads; a Context is used by one thread at a time, except Context.abort(),
+which any thread may call while another one evaluates or generates.
+"""
+import array
+import ctypes
+import os
+import weakref
+from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_void_p
+
+from . import _lib
+
+__all__ = [
+    "Model", "Context", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
+    "DanuIOError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
+    "BadTokenError", "BadUtf8Error", "StateError", "BufferTooSmallError", "InternalError", "synth_write",
+    "version", "library_version", "param_bounds",
+]
+
+__version__ = "0.1.0"
+
+# ---- constants of danu.h ------------------------------------------------------------
+OK = 0
+FORMAT_HF, FORMAT_GGUF = 1, 2
+TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0 = 0, 1, 2, 3, 6, 7, 8
+TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K, TYPE_BF16 = 12, 13, 14, 30
+KV_F16, KV_F32 = 0, 1
+FULL_ERROR, FULL_SHIFT = 0, 1
+ISA_AUTO, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON = 0, 1, 2, 3, 4
+LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 0, 1, 2, 3
+TOKENIZE_ADD_BOS, TOKENIZE_ADD_EOS, TOKENIZE_PARSE_SPECIAL = 1, 2, 4
+STOP_LENGTH, STOP_EOS, STOP_STRING, STOP_CALLBACK, STOP_ABORTED, STOP_FULL = 0, 1, 2, 3, 4, 5
+STOP_NAMES = {0: "length", 1: "eos", 2: "stop", 3: "callback", 4: "aborted", 5: "full"}
+
+INFO = {"vocab": 1, "hidden": 2, "layers": 3, "heads": 4, "kv_heads": 5, "head_dim": 6, "ffn": 7,
+        "context_length": 8, "sliding_window": 9, "bos": 10, "eos": 11, "unk": 12, "format": 13,
+        "tensor_count": 14, "weight_bytes": 15, "tied_embeddings": 16, "isa": 17, "file_type": 18}
+FLOAT_INFO = {"rope_theta": 100, "rms_eps": 101}
+
+# Friendly values for enum-valued options.
+_OPTION_WORDS = {
+    "kv_type": {"f16": KV_F16, "f32": KV_F32},
+    "on_full": {"error": FULL_ERROR, "shift": FULL_SHIFT},
+    "isa": {"auto": ISA_AUTO, "scalar": ISA_SCALAR, "avx2": ISA_AVX2, "avx512": ISA_AVX512, "neon": ISA_NEON},
+}
+_OPTION_ALIASES = {"threads": "n_threads", "temp": "temperature", "batch": "n_batch"}
+
+_STEP_BUFFER = 8192   # one step's text: a piece plus text held back for stop strings
+
+
+# ---- errors -------------------------------------------------------------------------
+class DanuError(Exception):
+    """A libdanu call failed. .status is the danu_status, .detail danu_last_error()."""
+    status = -1
+
+    def __init__(self, status, detail, what=None):
+        self.status = status
+        self.detail = detail
+        self.what = what
+        text = _strerror(status)
+        msg = "%s: %s" % (what, text) if what else text
+        super().__init__(msg + (": " + detail if detail else ""))
+
+
+class InvalidArgumentError(DanuError, ValueError): status = 1
+class OutOfMemoryError(DanuError, MemoryError): status = 2
+class DanuIOError(DanuError): status = 3
+class FormatError(DanuError): status = 4
+class UnsupportedError(DanuError): status = 5
+class CancelledError(DanuError): status = 6
+class AbortedError(DanuError): status = 7
+class ContextFullError(DanuError): status = 8
+class BadTokenError(DanuError, ValueError): status = 9
+class BadUtf8Error(DanuError, ValueError): status = 10
+class StateError(DanuError): status = 11
+class BufferTooSmallError(DanuError): status = 12
+class InternalError(DanuError): status = 13
+
+
+_ERRORS = {c.status: c for c in (InvalidArgumentError, OutOfMemoryError, DanuIOError, FormatError, UnsupportedError,
+                                 CancelledError, AbortedError, ContextFullError, BadTokenError, BadUtf8Error,
+                                 StateError, BufferTooSmallError, InternalError)}
+
+
+def _strerror(status):
+    try:
+        return _lib.get().danu_strerror(status).decode()
+    except OSError:
+        return "status %d" % status
+
+
+def _error(status, what=None, detail=None):
+    if detail is None:
+        detail = _lib.get().danu_last_error().decode("utf-8", "replace")
+    return _ERRORS.get(status, DanuError)(status, detail, what)
+
+
+def _check(status, what=None):
+    if status != OK:
+        raise _error(status, what)
+
+
+def _call(name, *args):
+    lib = _lib.get()
+    if name in lib.danu_missing:
+        raise UnsupportedError(5, "%s is not in the loaded libdanu (%s)" % (name, lib.danu_path))
+    return getattr(lib, name)(*args)
+
+
+def _ids(tokens):
+    tokens = list(tokens)
+    return (c_int32 * max(len(tokens), 1))(*tokens), len(tokens)
+
+
+def version():
+    """Version of the binding."""
+    return __version__
+
+
+def library_version():
+    """Version string of the loaded libdanu."""
+    return _lib.get().danu_version_string().decode()
+
+
+def param_bounds(name):
+    """(min, max) of an option."""
+    lo, hi = c_double(), c_double()
+    _check(_call("danu_param_bounds", _param(name), byref(lo), byref(hi)), name)
+    return lo.value, hi.value
+
+
+def _param(name):
+    name = _OPTION_ALIASES.get(name, name)
+    key = _call("danu_param_from_name", name.encode())
+    if key < 0:
+        raise UnsupportedError(5, "unknown option %r" % name)
+    return key
+
+
+def _set(handle, prefix, name, value):
+    """Set option `name` through danu_<prefix>_set_int/_float. Each key has one
+    type; the library refuses the other with UNSUPPORTED, so try the natural
+    one first."""
+    key = _param(name)
+    words = _OPTION_WORDS.get(_OPTION_ALIASES.get(name, name))
+    if isinstance(value, str) and words:
+        if value not in words:
+            raise InvalidArgumentError(1, "%s must be one of %s" % (name, ", ".join(words)))
+        value = words[value]
+    set_int, set_float = "danu_%s_set_int" % prefix, "danu_%s_set_float" % prefix
+    if isinstance(value, (bool, int)):
+        s = _call(set_int, handle, key, int(value))
+        if s == _ERRORS_UNSUPPORTED:
+            s = _call(set_float, handle, key, float(value))
+    elif isinstance(value, float):
+        s = _call(set_float, handle, key, value)
+        if s == _ERRORS_UNSUPPORTED and value.is_integer():
+            s = _call(set_int, handle, key, int(value))
+    else:
+        raise InvalidArgumentError(1, "option %s: expected a number, got %r" % (name, value))
+    _check(s, "option " + name)
+
+
+_ERRORS_UNSUPPORTED = 5
+
+
+def _log_callback(fn):
+    if fn is None:
+        return None
+
+    def cb(user, level, message):
+        try:
+            fn(level, message.decode("utf-8", "replace"))
+        except Exception:   # never unwind into C
+            pass
+    return _lib.LOG_FN(cb)
+
+
+class _Options:
+    """A danu_options bag for one constructor call. The callbacks are kept by
+    the object that was created with it (the library stores the pointers)."""
+
+    def __init__(self, options, log=None, progress=None):
+        self.h = c_void_p()
+        _check(_call("danu_options_create", None, byref(self.h)), "options")
+        self.log = _log_callback(log)
+        self.progress = None
+        self.progress_error = None
+        try:
+            for name, value in options.items():
+                _set(self.h, "options", name, value)
+            if self.log:
+                _check(_call("danu_options_set_log", self.h, self.log, None))
+            if progress is not None:
+                def pcb(user, fraction):
+                    try:
+                        return 1 if progress(fraction) else 0
+                    except BaseException as e:      # cancel and re-raise after the call
+                        self.progress_error = e
+                        return 1
+                self.progress = _lib.PROGRESS_FN(pcb)
+                _check(_call("danu_options_set_progress", self.h, self.progress, None))
+        except BaseException:
+            self.free()
+            raise
+
+    def free(self):
+        if self.h:
+            _call("danu_options_free", self.h)
+            self.h = c_void_p()
+
+    def check(self, status, what):
+        if self.progress_error is not None:
+            raise self.progress_error
+        _check(status, what)
+
+
+# ---- model --------------------------------------------------------------------------
+class Model:
+    """Weights and tokenizer of an HF directory or a GGUF file.
+
+    Model(path, use_mmap=True, sliding_window=-1, validate=False, n_threads=...,
+          log=callable(level, message), progress=callable(fraction) -> cancel?)
+    """
+
+    def __init__(self, path, *, log=None, progress=None, **options):
+        self._h = None
+        self._contexts = weakref.WeakSet()
+        self._tokenizer = None
+        opts = _Options(options, log, progress)
+        h = c_void_p()
+        try:
+            s = _call("danu_model_load", os.fsencode(path), opts.h, byref(h))
+            opts.check(s, "load %s" % os.fspath(path))
+        finally:
+            opts.free()
+        self._h = h
+        self._log = opts.log          # used by the model and, by default, its contexts
+        self.path = os.fspath(path)
+
+    def _handle(self):
+        if not self._h:
+            raise StateError(11, "the model is closed")
+        return self._h
+
+    def close(self):
+        """Free the model, after closing the contexts still open on it."""
+        for c in list(self._contexts):
+            c.close()
+        if self._h:
+            _call("danu_model_free", self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def info(self, key):
+        """An integer fact by name ("vocab", "layers", "eos", ...) or DANU_INFO_* number."""
+        if isinstance(key, str) and key in FLOAT_INFO:
+            v = c_double()
+            _check(_call("danu_model_get_float", self._handle(), FLOAT_INFO[key], byref(v)), key)
+            return v.value
+        v = c_int64()
+        _check(_call("danu_model_get_int", self._handle(), INFO[key] if isinstance(key, str) else key, byref(v)),
+               str(key))
+        return v.value
+
+    vocab_size = property(lambda self: self.info("vocab"))
+    context_length = property(lambda self: self.info("context_length"))
+    bos = property(lambda self: self.info("bos"))
+    eos = property(lambda self: self.info("eos"))
+
+    def tensors(self):
+        """[(name, type name, dims)] of every tensor, as stored."""
+        out = []
+        for i in range(self.info("tensor_count")):
+            name, typ, nd, dims = c_char_p(), c_int32(), c_int32(), (c_int64 * 4)()
+            _check(_call("danu_model_tensor", self._handle(), i, byref(name), byref(typ), byref(nd), dims))
+            out.append((name.value.decode(), _call("danu_type_name", typ.value).decode(), tuple(dims[:nd.value])))
+        return out
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (borrowed: it keeps the model alive)."""
+        if self._tokenizer is None:
+            h = _call("danu_model_tokenizer", self._handle())
+            if not h:
+                raise UnsupportedError(5, "the model has no tokenizer")
+            self._tokenizer = Tokenizer._borrowed(c_void_p(h), self)
+        return self._tokenizer
+
+    def context(self, **options):
+        """Context(self, **options)."""
+        return Context(self, **options)
+
+
+# ---- tokenizer ----------------------------------------------------------------------
+class Tokenizer:
+    """SentencePiece tokenizer: a model's (model.tokenizer) or loaded from a tokenizer.model file."""
+
+    def __init__(self, path):
+        self._h = None
+        self._owner = None
+        h = c_void_p()
+        _check(_call("danu_tokenizer_load", os.fsencode(path), None, byref(h)), "load %s" % os.fspath(path))
+        self._h = h
+
+    @classmethod
+    def _borrowed(cls, handle, owner):
+        t = cls.__new__(cls)
+        t._h = handle
+        t._owner = owner
+        return t
+
+    def _handle(self):
+        if not self._h or (self._owner is not None and not self._owner._h):
+            raise StateError(11, "the tokenizer (or its model) is closed")
+        return self._h
+
+    def close(self):
+        if self._h and self._owner is None:
+            _call("danu_tokenizer_free", self._h)
+        self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def vocab_size(self):
+        return _call("danu_tokenizer_vocab_size", self._handle())
+
+    def encode(self, text, add_bos=True, add_eos=False, special=False):
+        """UTF-8 text (str or bytes) to token ids."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        flags = (TOKENIZE_ADD_BOS if add_bos else 0) | (TOKENIZE_ADD_EOS if add_eos else 0) | \
+            (TOKENIZE_PARSE_SPECIAL if special else 0)
+        cap = len(data) + 4      # byte fallback: at most one id per byte, plus BOS and EOS
+        while True:
+            out, n = (c_int32 * cap)(), c_size_t()
+            s = _call("danu_tokenizer_encode", self._handle(), data, len(data), flags, out, cap, byref(n))
+            if s == BufferTooSmallError.status:
+                cap = n.value
+                continue
+            _check(s, "encode")
+            return out[:n.value]
+
+    def decode(self, ids):
+        """Token ids to text, as SentencePiece decodes a whole sequence."""
+        arr, n = _ids(ids)
+        cap = 16 * n + 64
+        while True:
+            buf, ln = ctypes.create_string_buffer(cap), c_size_t()
+            s = _call("danu_tokenizer_decode", self._handle(), arr, n, buf, cap, byref(ln))
+            if s == BufferTooSmallError.status:
+                cap = ln.value + 1
+                continue
+            _check(s, "decode")
+            return buf.raw[:ln.value].decode("utf-8", "replace")
+
+    def piece(self, token):
+        """The stored piece of one id (U+2581 for spaces), as bytes decoded to str."""
+        p, ln = c_char_p(), c_size_t()
+        _check(_call("danu_tokenizer_piece", self._handle(), token, byref(p), byref(ln)), "piece")
+        return ctypes.string_at(ctypes.cast(p, c_void_p).value, ln.value).decode("utf-8", "replace")
+
+    def chat_encode(self, messages, add_reply_prompt=True):
+        """Messages in the Danube chat format to ids (BOS first)."""
+        roles, contents, n = _messages(messages)
+        cap = 64 + sum(len(c) + 8 for c in contents[:n])
+        while True:
+            out, k = (c_int32 * cap)(), c_size_t()
+            s = _call("danu_chat_encode", self._handle(), roles, contents, n, int(add_reply_prompt), out, cap,
+                      byref(k))
+            if s == BufferTooSmallError.status:
+                cap = k.value
+                continue
+            _check(s, "chat_encode")
+            return out[:k.value]
+
+    def decoder(self):
+        return Decoder(self)
+
+
+def _messages(messages):
+    """[{"role", "content"}] or [(role, content)] -> two char* arrays and n."""
+    pairs = []
+    for m in messages:
+        role, content = (m["role"], m["content"]) if isinstance(m, dict) else m
+        pairs.append((role.encode(), content.encode()))
+    n = len(pairs)
+    roles = (c_char_p * max(n, 1))(*[p[0] for p in pairs])
+    contents = (c_char_p * max(n, 1))(*[p[1] for p in pairs])
+    return roles, contents, n
+
+
+class Decoder:
+    """Streaming detokenizer: push ids, get complete UTF-8 text."""
+
+    def __init__(self, tokenizer):
+        self._tok = tokenizer       # must outlive the decoder
+        self._h = None
+        h = c_void_p()
+        _check(_call("danu_decoder_create", tokenizer._handle(), byref(h)), "decoder")
+        self._h = h
+        self._buf = ctypes.create_string_buffer(256)
+
+    def push(self, token):
+        ln = c_size_t()
+        _check(_call("danu_decoder_push", self._h, token, self._buf, len(self._buf), byref(ln)), "decoder push")
+        return self._buf.raw[:ln.value].decode("utf-8", "replace")
+
+    def flush(self):
+        ln = c_size_t()
+        _check(_call("danu_decoder_flush", self._h, self._buf, len(self._buf), byref(ln)), "decoder flush")
+        return self._buf.raw[:ln.value].decode("utf-8", "replace")
+
+    def close(self):
+        if self._h:
+            _call("danu_decoder_free", self._h)
+            self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ---- context ------------------------------------------------------------------------
+class Step(tuple):
+    """One generation step: (token, text, reason); reason is None while generation goes on."""
+    __slots__ = ()
+
+    def __new__(cls, token, text, reason):
+        return tuple.__new__(cls, (token, text, reason))
+
+    token = property(lambda self: self[0])
+    text = property(lambda self: self[1])
+    reason = property(lambda self: self[2])
+
+
+class Context:
+    """KV cache, sampler and history on a model; one thread at a time.
+
+    Context(model, n_ctx=0, n_threads=..., temperature=0.8, top_k=40, top_p=0.95,
+            min_p=0.05, repeat_penalty=1.0, seed=0, kv_type="f16", on_full="error", ...,
+            log=callable(level, message))
+    Any option of danu.h by its name (danu_param_from_name), `threads` for n_threads.
+    """
+
+    def __init__(self, model, *, log=None, **options):
+        self._h = None
+        self.model = model           # keeps the model (and its log callback) alive
+        self._stops = []
+        self.stop_reason = None
+        opts = _Options(options, log)
+        h = c_void_p()
+        try:
+            _check(_call("danu_context_create", model._handle(), opts.h, byref(h)), "context")
+        finally:
+            opts.free()
+        self._h = h
+        self._log = opts.log
+        self._buf = ctypes.create_string_buffer(_STEP_BUFFER)
+        model._contexts.add(self)
+
+    def _handle(self):
+        if not self._h:
+            raise StateError(11, "the context is closed")
+        return self._h
+
+    def close(self):
+        if self._h:
+            _call("danu_context_free", self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # settings
+    def set(self, **options):
+        """Sticky settings on the live context (sampling options, on_full, n_keep, seed)."""
+        for name, value in options.items():
+            _set(self._handle(), "context", name, value)
+
+    def set_logit_bias(self, token, bias):
+        _check(_call("danu_context_set_logit_bias", self._handle(), token, bias), "logit bias")
+
+    @property
+    def memory_size(self):
+        return _call("danu_context_memory_size", self._handle())
+
+    # evaluation
+    def eval(self, tokens, all_logits=False):
+        """Append tokens and compute them. With all_logits, returns one array('f') per position."""
+        arr, n = _ids(tokens)
+        if not all_logits:
+            _check(_call("danu_context_eval", self._handle(), arr, n, None), "eval")
+            return None
+        vocab = self.model.vocab_size
+        out = (c_float * (n * vocab))()
+        _check(_call("danu_context_eval", self._handle(), arr, n, out), "eval")
+        flat = array.array("f", bytes(out))
+        return [flat[i * vocab:(i + 1) * vocab] for i in range(n)]
+
+    def prompt(self, tokens):
+        """Make the cache hold exactly `tokens`, reusing the cached prefix; returns the tokens reused."""
+        arr, n = _ids(tokens)
+        reused = c_size_t()
+        _check(_call("danu_context_prompt", self._handle(), arr, n, byref(reused)), "prompt")
+        return reused.value
+
+    @property
+    def logits(self):
+        """Logits of the last evaluated position (a copy, array('f')), or None before any evaluation."""
+        p = _call("danu_context_logits", self._handle())
+        if not p:
+            return None
+        return array.array("f", ctypes.string_at(p, 4 * self.model.vocab_size))
+
+    @property
+    def tokens(self):
+        """The ids in the cache."""
+        n = _call("danu_context_n_tokens", self._handle())
+        p = _call("danu_context_tokens", self._handle())
+        return p[:n] if n else []
+
+    def __len__(self):
+        return _call("danu_context_n_tokens", self._handle())
+
+    def clear(self):
+        _check(_call("danu_context_clear", self._handle()), "clear")
+
+    def rewind(self, n):
+        _check(_call("danu_context_rewind", self._handle(), n), "rewind")
+
+    def abort(self):
+        """Stop the evaluation or generation running on this context (any thread)."""
+        if self._h:
+            _call("danu_context_abort", self._h)
+
+    # sampling and generation
+    def sample(self):
+        """Sample one id from the current logits (not appended)."""
+        t = c_int32()
+        _check(_call("danu_context_sample", self._handle(), byref(t)), "sample")
+        return t.value
+
+    def add_stop(self, text):
+        """A stop string for every later generation (the stop string is not emitted)."""
+        _check(_call("danu_context_add_stop_string", self._handle(), text.encode()), "stop string")
+        self._stops.append(text)
+
+    def clear_stops(self):
+        _check(_call("danu_context_clear_stop_strings", self._handle()), "stop strings")
+        self._stops = []
+
+    def _install_stops(self, stops):
+        _check(_call("danu_context_clear_stop_strings", self._handle()))
+        for s in stops:
+            _check(_call("danu_context_add_stop_string", self._handle(), s.encode()), "stop string")
+
+    def step(self):
+        """One bounded step: sample, evaluate, return Step(token, text, reason).
+        reason is None while generation goes on, else "eos", "stop", "full" or
+        "aborted" (the last two end the generation without raising)."""
+        tid, ln, why = c_int32(), c_size_t(), c_int32()
+        s = _call("danu_context_step", self._handle(), byref(tid), self._buf, len(self._buf), byref(ln), byref(why))
+        reason = STOP_NAMES.get(why.value) if why.value >= 0 else None
+        if s != OK and not (reason in ("full", "aborted") and s in (ContextFullError.status, AbortedError.status)):
+            raise _error(s, "step")
+        return Step(tid.value, self._buf.raw[:ln.value].decode("utf-8", "replace"), reason)
+
+    def generate(self, max_tokens=128, stop=None):
+        """Iterator of text pieces generated from the current state (evaluate a
+        prompt first). stop: extra stop strings for this generation. After the
+        loop, .stop_reason is "length", "eos", "stop", "full" or "aborted"."""
+        extra = list(stop or [])
+        self.stop_reason = None
+        if extra:
+            self._install_stops(self._stops + extra)
+        try:
+            for _ in range(max_tokens):
+                st = self.step()
+                if st.text:
+                    yield st.text
+                if st.reason is not None:
+                    self.stop_reason = st.reason
+                    return
+            self.stop_reason = "length"
+        finally:
+            if extra and self._h:
+                self._install_stops(self._stops)
+
+    def chat_append(self, messages, add_reply_prompt=True):
+        """Append messages ({"role", "content"} dicts or (role, content) pairs) in
+        the Danube format; add_reply_prompt opens the assistant turn."""
+        roles, contents, n = _messages(messages)
+        _check(_call("danu_context_chat_append", self._handle(), roles, contents, n, int(add_reply_prompt)), "chat")
+
+    def chat(self, messages, max_tokens=256, stop=None, stream=False):
+        """Append messages, open the assistant turn and generate the reply: a str,
+        or an iterator of pieces with stream=True. The context keeps the
+        conversation; pass only the new messages next time."""
+        self.chat_append(messages, True)
+        pieces = self.generate(max_tokens, stop)
+        return pieces if stream else "".join(pieces)
+
+    # state
+    def save_state(self):
+        """The context's state as bytes (tied to the model's shape)."""
+        n = _call("danu_context_state_size", self._handle())
+        buf, written = ctypes.create_string_buffer(n), c_size_t()
+        _check(_call("danu_context_state_save", self._handle(), buf, n, byref(written)), "state save")
+        return buf.raw[:written.value]
+
+    def load_state(self, data):
+        data = bytes(data)
+        _check(_call("danu_context_state_load", self._handle(), data, len(data)), "state load")
+
+    def save_state_file(self, path):
+        _check(_call("danu_context_state_save_file", self._handle(), os.fsencode(path)), "state save")
+
+    def load_state_file(self, path):
+        _check(_call("danu_context_state_load_file", self._handle(), os.fsencode(path)), "state load")
+
+
+# ---- tools --------------------------------------------------------------------------
+_TYPES = {"f32": TYPE_F32, "f16": TYPE_F16, "bf16": TYPE_BF16, "q4_0": TYPE_Q4_0, "q4_1": TYPE_Q4_1,
+          "q5_0": TYPE_Q5_0, "q5_1": TYPE_Q5_1, "q8_0": TYPE_Q8_0, "q4_k": TYPE_Q4_K, "q5_k": TYPE_Q5_K,
+          "q6_k": TYPE_Q6_K}
+
+
+def synth_write(path, tokenizer_model, config="tiny-a", seed=7, format="gguf", type="bf16", progress=None):
+    """Write a synthetic-weight model. tokenizer_model: the bytes (or path) of a Llama 2 tokenizer.model."""
+    if not isinstance(tokenizer_model, (bytes, bytearray)):
+        with open(tokenizer_model, "rb") as f:
+            tokenizer_model = f.read()
+    fmt = {"hf": FORMAT_HF, "gguf": FORMAT_GGUF}[format] if isinstance(format, str) else format
+    typ = _TYPES[type] if isinstance(type, str) else type
+    opts = _Options({}, None, progress)
+    try:
+        s = _call("danu_synth_write", config.encode(), seed, fmt, typ, bytes(tokenizer_model), len(tokenizer_model),
+                  os.fsencode(path), opts.h)
+        opts.check(s, "synth %s" % os.fspath(path))
+    finally:
+        opts.free()
+
+
+def quantize(input, output, type, threads=0, progress=None):
+    """Convert or quantize a model into a GGUF file ("q4_k_m", "q8_0", "f16", ...)."""
+    opts = _Options({"n_threads": threads} if threads else {}, None, progress)
+    try:
+        s = _call("danu_quantize", os.fsencode(input), os.fsencode(output), type.encode(), opts.h)
+        opts.check(s, "quantize %s" % os.fspath(input))
+    finally:
+        opts.free()

@@ -1,0 +1,424 @@
+"""Tests of the Python binding against independent references: the transformers
+goldens (tests/data/golden), SentencePiece's cases (tests/data/llama2-tokenizer)
+and include/danu.h itself (the ctypes declarations must match the header).
+
+Run by meson (suite "bindings") with DANU_LIBRARY set, or by hand:
+    DANU_LIBRARY=build/lib/libdanu.so python3 bindings/python/tests/test_danu.py
+"""
+import ctypes
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("DANU_SOURCE_ROOT") or os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+DATA = os.path.join(ROOT, "tests", "data")
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+import danu            # noqa: E402
+from danu import _lib  # noqa: E402
+
+TMP = None
+MODEL_PATH = None
+
+
+def setUpModule():
+    global TMP, MODEL_PATH
+    TMP = tempfile.mkdtemp(prefix="danu-py-")
+    MODEL_PATH = os.path.join(TMP, "tiny-a.gguf")
+    danu.synth_write(MODEL_PATH, os.path.join(DATA, "llama2-tokenizer", "tokenizer.model"), "tiny-a", 7, "gguf",
+                     "bf16")
+
+
+def tearDownModule():
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def golden(name):
+    g = {"top": {}}
+    with open(os.path.join(DATA, "golden", name + ".txt")) as f:
+        for line in f:
+            parts = line.split()
+            if not parts or parts[0] == "#":
+                continue
+            if parts[0] in ("prompt", "greedy"):
+                g[parts[0]] = [int(x) for x in parts[1:]]
+            elif parts[0] == "top":
+                g["top"][int(parts[1])] = [(int(a), float(b)) for a, b in (p.split(":") for p in parts[2:])]
+    return g
+
+
+# ---- the ctypes declarations vs include/danu.h -------------------------------------------
+
+def parse_header(path):
+    """DANU_API prototypes -> {name: (ret, [param types])}, callback typedefs,
+    enumerators and struct members, from the header text."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    text = "\n".join(l for l in text.split("\n") if not l.strip().startswith("#"))
+    flat = " ".join(text.split())
+    funcs = {}
+    for m in re.finditer(r"DANU_API ([^;]*?)\b(danu_\w+)\s*\(([^;]*)\)\s*;", flat):
+        params = [] if m.group(3).strip() == "void" else [p.strip() for p in m.group(3).split(",")]
+        funcs[m.group(2)] = (m.group(1).strip(), params)
+    callbacks = {}
+    for m in re.finditer(r"typedef ([^;(]*?)\(\s*\*\s*(danu_\w+)\s*\)\s*\(([^;]*)\)\s*;", flat):
+        callbacks[m.group(2)] = (m.group(1).strip(), [p.strip() for p in m.group(3).split(",")])
+    enums = {}
+    for body in re.findall(r"enum\s*\{([^}]*)\}", flat):
+        for item in body.split(","):
+            if "=" in item:
+                k, v = item.split("=")
+                enums[k.strip()] = int(v.strip(), 0)
+    structs = {}
+    for name, body in re.findall(r"typedef struct (\w+) \{([^}]*)\}", flat):
+        members = []
+        for decl in body.split(";"):
+            decl = decl.strip()
+            if decl:
+                m = re.search(r"\(\s*\*\s*(\w+)\s*\)", decl)
+                members.append(m.group(1) if m else re.findall(r"\w+", decl)[-1])
+        structs[name] = members
+    return funcs, callbacks, enums, structs
+
+
+SCALARS = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ctypes.c_int64,
+           "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
+           "double": ctypes.c_double, "danu_status": ctypes.c_int32, "danu_param": ctypes.c_int32,
+           "danu_info": ctypes.c_int32, "danu_token": ctypes.c_int32}
+OPAQUE = {"danu_options", "danu_model", "danu_tokenizer", "danu_context", "danu_decoder"}
+
+
+def expected_ctype(decl):
+    """The ctypes type a C parameter or return type must map to."""
+    decl = decl.strip()
+    # drop the parameter name (last identifier, unless the declaration is a bare type)
+    m = re.match(r"^(.*?[\s*])(\w+)$", decl)
+    if m and m.group(2) not in SCALARS and m.group(2) not in ("void", "char") \
+            and m.group(2) not in OPAQUE and m.group(2) not in _lib.CALLBACK_TYPES:
+        decl = m.group(1)
+    stars = decl.count("*")
+    const_base = decl.startswith("const ")
+    base = decl.replace("const", " ").replace("*", " ").split()
+    assert len(base) == 1, decl
+    base = base[0]
+    if stars == 0:
+        if base == "void":
+            return None
+        if base in _lib.CALLBACK_TYPES:
+            return _lib.CALLBACK_TYPES[base]
+        return SCALARS[base]
+    if stars == 1:
+        if base in OPAQUE or base == "void":
+            return ctypes.c_void_p
+        if base == "char":
+            return ctypes.c_char_p if const_base else ctypes.POINTER(ctypes.c_char)
+        if base == "danu_allocator":
+            return ctypes.POINTER(_lib.Allocator)
+        return ctypes.POINTER(SCALARS[base])
+    if stars == 2:
+        if base in OPAQUE:
+            return ctypes.POINTER(ctypes.c_void_p)
+        if base == "char":
+            return ctypes.POINTER(ctypes.c_char_p)
+    raise AssertionError("no ctypes mapping for C type %r" % decl)
+
+
+class TestDeclarations(unittest.TestCase):
+    """A header change the binding misses fails here."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.funcs, cls.callbacks, cls.enums, cls.structs = parse_header(os.path.join(ROOT, "include", "danu.h"))
+
+    def test_every_function_declared(self):
+        self.assertGreater(len(self.funcs), 50)
+        self.assertEqual(sorted(self.funcs), sorted(_lib.PROTOTYPES))
+
+    def test_signatures(self):
+        lib = _lib.get()
+        for name, (ret, params) in self.funcs.items():
+            with self.subTest(function=name):
+                restype, argtypes = _lib.PROTOTYPES[name]
+                self.assertIs(restype, expected_ctype(ret), "return type of %s" % name)
+                self.assertEqual(len(argtypes), len(params), "argument count of %s" % name)
+                for i, (have, c) in enumerate(zip(argtypes, params)):
+                    self.assertIs(have, expected_ctype(c), "%s argument %d (%s)" % (name, i, c))
+                if name not in lib.danu_missing:
+                    fn = getattr(lib, name)
+                    self.assertIs(fn.restype, restype)
+                    self.assertEqual(tuple(fn.argtypes), tuple(argtypes))
+
+    def test_callbacks(self):
+        self.assertEqual(sorted(self.callbacks), sorted(_lib.CALLBACK_TYPES))
+        for name, (ret, params) in self.callbacks.items():
+            with self.subTest(callback=name):
+                cb = _lib.CALLBACK_TYPES[name]
+                self.assertIs(cb._restype_, expected_ctype(ret))
+                self.assertEqual(len(cb._argtypes_), len(params))
+                for have, c in zip(cb._argtypes_, params):
+                    self.assertIs(have, expected_ctype(c), "%s: %s" % (name, c))
+
+    def test_allocator_struct(self):
+        self.assertEqual([f[0] for f in _lib.Allocator._fields_], self.structs["danu_allocator"])
+
+    def test_constants(self):
+        checked = 0
+        for attr in dir(danu):
+            if attr.isupper() and "DANU_" + attr in self.enums:
+                self.assertEqual(getattr(danu, attr), self.enums["DANU_" + attr], attr)
+                checked += 1
+        for key, value in list(danu.INFO.items()) + list(danu.FLOAT_INFO.items()):
+            self.assertEqual(value, self.enums["DANU_INFO_" + key.upper()], key)
+        for cls in danu._ERRORS.values():
+            name = [k for k, v in self.enums.items() if k.startswith("DANU_ERR_") and v == cls.status]
+            self.assertEqual(len(name), 1, cls.__name__)
+        self.assertGreater(checked, 30)
+
+
+# ---- behaviour ------------------------------------------------------------------------
+
+class TestModel(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.model = danu.Model(MODEL_PATH)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+
+    def ctx(self, **kw):
+        kw.setdefault("temperature", 0)
+        kw.setdefault("n_ctx", 128)
+        kw.setdefault("threads", 2)
+        return danu.Context(self.model, **kw)
+
+    def test_info(self):
+        self.assertEqual(self.model.vocab_size, 32000)
+        self.assertEqual(self.model.bos, 1)
+        self.assertEqual(self.model.eos, 2)
+        self.assertEqual(self.model.info("format"), danu.FORMAT_GGUF)
+        names = [t[0] for t in self.model.tensors()]
+        self.assertIn("token_embd.weight", names)
+
+    def test_greedy_matches_transformers(self):
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            text = "".join(c.generate(len(g["greedy"])))
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"])
+            self.assertEqual(c.stop_reason, "length")
+            self.assertEqual(text, self.model.tokenizer.decode(g["prompt"][-1:] + g["greedy"])[
+                len(self.model.tokenizer.decode(g["prompt"][-1:])):])
+
+    def test_logits_match_transformers(self):
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            self.assertIsNone(c.logits)
+            c.eval(g["prompt"])
+            logits = c.logits
+            self.assertEqual(len(logits), 32000)
+            last = g["top"][len(g["prompt"]) - 1]
+            for tid, value in last:
+                self.assertAlmostEqual(logits[tid], value, delta=0.02)
+            self.assertEqual(max(range(len(logits)), key=logits.__getitem__), g["greedy"][0])
+            rows = c.eval([g["greedy"][0]], all_logits=True)
+            self.assertEqual(len(rows), 1)
+            self.assertEqual(list(rows[0]), list(c.logits))
+
+    def test_step_and_sample(self):
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            self.assertEqual(c.sample(), g["greedy"][0])
+            st = c.step()
+            self.assertEqual((st.token, st.reason), (g["greedy"][0], None))
+            self.assertEqual(len(c), len(g["prompt"]) + 1)
+
+    def test_stop_string(self):
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            full = "".join(c.generate(12))
+            stop = full[8:12]
+            c.rewind(len(g["prompt"]) - 1)
+            c.eval(g["prompt"][-1:])
+            text = "".join(c.generate(12, stop=[stop]))
+            self.assertEqual(c.stop_reason, "stop")
+            self.assertEqual(text, full[:full.index(stop)])
+
+    def test_seeded_sampling_repeats(self):
+        g = golden("tiny-a.capital")
+        runs = []
+        for _ in range(2):
+            with self.ctx(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=1234) as c:
+                c.eval(g["prompt"])
+                list(c.generate(10))
+                runs.append(c.tokens)
+        self.assertEqual(runs[0], runs[1])
+        self.assertNotEqual(runs[0][6:], g["greedy"][:10])   # really sampled, not greedy
+
+    def test_state_round_trip(self):
+        g = golden("tiny-a.capital")
+        with self.ctx(temperature=0.9, seed=5) as c:
+            c.eval(g["prompt"])
+            state = c.save_state()
+            first = "".join(c.generate(8)), c.tokens
+            c.load_state(state)
+            self.assertEqual(c.tokens, g["prompt"])
+            self.assertEqual("".join(c.generate(8)), first[0])
+            self.assertEqual(c.tokens, first[1])
+            path = os.path.join(TMP, "state.bin")
+            c.clear()
+            c.eval(g["prompt"])
+            c.save_state_file(path)
+            with self.ctx() as d:
+                d.load_state_file(path)
+                self.assertEqual(d.tokens, g["prompt"])
+                list(d.generate(4))
+                self.assertEqual(d.tokens[6:], g["greedy"][:4])
+            with self.assertRaises(danu.FormatError):
+                c.load_state(b"DANUSTAT" + bytes(40))
+            self.assertEqual(c.tokens, g["prompt"])     # unchanged after the failure
+
+    def test_chat(self):
+        msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"}]
+        ids = self.model.tokenizer.chat_encode(msgs)
+        self.assertEqual(ids[0], 1)
+        with self.ctx() as c:
+            reply = c.chat(msgs, max_tokens=10)
+            self.assertEqual(c.tokens[:len(ids)], ids)
+            with self.ctx() as d:          # the same reply through eval + generate
+                d.eval(ids)
+                self.assertEqual("".join(d.generate(10)), reply)
+            n = len(c)
+            pieces = list(c.chat([("user", "And at night?")], max_tokens=5, stream=True))
+            self.assertGreater(len(c), n)
+            self.assertTrue(all(isinstance(p, str) for p in pieces))
+
+    def test_abort_from_another_thread(self):
+        g = golden("tiny-a.capital")
+        with self.ctx(on_full="shift", n_ctx=64) as c:
+            c.eval(g["prompt"])
+            timer = threading.Timer(0.2, c.abort)
+            timer.start()
+            t0 = time.time()
+            n = sum(1 for _ in c.generate(10 ** 6))
+            timer.join()
+            self.assertEqual(c.stop_reason, "aborted")
+            self.assertLess(time.time() - t0, 60)
+            self.assertGreater(n, 0)
+            c.eval([g["greedy"][0]])          # still usable
+
+    def test_errors(self):
+        with self.assertRaises(danu.DanuIOError) as e:
+            danu.Model(os.path.join(TMP, "missing.gguf"))
+        self.assertEqual(e.exception.status, 3)
+        self.assertIn("missing.gguf", e.exception.detail)
+        self.assertIn("missing.gguf", str(e.exception))
+        with self.ctx() as c:
+            with self.assertRaises(danu.BadTokenError) as e:
+                c.eval([1, 32000])
+            self.assertEqual(e.exception.status, 9)
+            self.assertIn("32000", e.exception.detail)
+            self.assertEqual(len(c), 0)
+            with self.assertRaises(danu.StateError):
+                c.sample()                    # nothing evaluated yet
+            with self.assertRaises(danu.BadTokenError):
+                self.model.tokenizer.decode([-1])
+        with self.assertRaises(danu.InvalidArgumentError):
+            self.ctx(temperature=-1.0)
+        with self.assertRaises(danu.UnsupportedError):
+            self.ctx(no_such_option=1)
+        with self.assertRaises(danu.BadUtf8Error):
+            self.model.tokenizer.encode(b"\xff\xfe")
+        self.assertTrue(issubclass(danu.BadTokenError, danu.DanuError))
+
+    def test_callbacks(self):
+        messages = []
+        m = danu.Model(MODEL_PATH, log=lambda level, msg: messages.append((level, msg)))
+        c = danu.Context(m, n_ctx=32, threads=1)   # no log of its own: uses the model's
+        self.assertTrue(any("layers" in msg for _, msg in messages), messages)
+        self.assertTrue(any("context" in msg for _, msg in messages), messages)
+        m.close()
+        self.assertIsNone(c._h)                    # closing the model closed its context
+        fractions = []
+        with self.assertRaises(danu.CancelledError):
+            danu.Model(MODEL_PATH, progress=lambda f: fractions.append(f) or True)
+        self.assertTrue(fractions)
+
+    def test_options(self):
+        lo, hi = danu.param_bounds("temperature")
+        self.assertEqual((lo, hi), (0.0, 100.0))
+        with self.ctx(kv_type="f32", top_k=5.0, repeat_penalty=1, on_full="shift") as c:
+            c.set(temperature=0.5, top_k=3, seed=9)
+            with self.assertRaises(danu.UnsupportedError):
+                c.set(n_threads=3)            # fixed at creation
+            c.set_logit_bias(5, -100.0)
+            self.assertGreater(c.memory_size, 0)
+
+
+class TestTokenizer(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tok = danu.Tokenizer(os.path.join(DATA, "llama2-tokenizer", "tokenizer.model"))
+
+    def cases(self, name, limit):
+        with open(os.path.join(DATA, "llama2-tokenizer", name), encoding="utf-8") as f:
+            rows = [l.rstrip("\n").split("\t") for l in f if not l.startswith("#") and l.strip()]
+        return rows[:limit]
+
+    def test_encode_cases(self):
+        rows = self.cases("cases.tsv", 60)
+        self.assertEqual(len(rows), 60)
+        for hex_text, ids in rows:
+            text = bytes.fromhex(hex_text).decode("utf-8")
+            want = [int(x) for x in ids.split()]
+            self.assertEqual(self.tok.encode(text, add_bos=False), want, text)
+            self.assertEqual(self.tok.encode(text)[1:], want)
+
+    def test_decode_cases(self):
+        for ids, hex_text in self.cases("cases-decode.tsv", 60):
+            want = bytes.fromhex(hex_text).decode("utf-8")
+            self.assertEqual(self.tok.decode([int(x) for x in ids.split()]), want)
+
+    def test_decoder_streams_like_decode(self):
+        ids = self.tok.encode("Grüße aus Prag 🙂, naïve café", add_bos=False)
+        dec = self.tok.decoder()
+        streamed = "".join(dec.push(i) for i in ids) + dec.flush()
+        self.assertEqual(streamed, self.tok.decode(ids))
+        self.assertEqual(self.tok.vocab_size, 32000)
+        self.assertEqual(self.tok.piece(450), "\u2581The")
+
+    def test_special(self):
+        self.assertEqual(self.tok.encode("</s>", add_bos=False, special=True), [2])
+        self.assertNotEqual(self.tok.encode("</s>", add_bos=False), [2])
+        self.assertEqual(self.tok.encode("hi", add_eos=True)[-1], 2)
+
+
+class TestLibraryLookup(unittest.TestCase):
+    def test_env_wins(self):
+        old = os.environ.get("DANU_LIBRARY")
+        os.environ["DANU_LIBRARY"] = "/nowhere/libdanu.so"
+        try:
+            self.assertEqual(list(_lib._candidates()), ["/nowhere/libdanu.so"])
+        finally:
+            if old is None:
+                del os.environ["DANU_LIBRARY"]
+            else:
+                os.environ["DANU_LIBRARY"] = old
+
+    def test_loaded(self):
+        self.assertTrue(danu.library_version().startswith("0."))
+        self.assertEqual(_lib.get().danu_version_number() // 10000, 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""test_examples.py - run one example program on a synthetic tiny-a model and
+check what it prints (registered by examples/meson.build, suite "examples").
+
+    test_examples.py CASE --danu PATH/danu --data tests/data [--exe PROGRAM] [--python-chat chat.py]
+
+CASE: simple | simple_cpp (greedy text = the transformers golden, decoded by
+`danu detokenize`), chat (piped stdin, C), chat_py (piped stdin, Python),
+game_loop (cancels mid-reply, exits 0, took steps, context rewound).
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+
+def run(cmd, stdin=None, env=None, timeout=120):
+    p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=timeout)
+    out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    print("$ %s\n--- stdout\n%s\n--- stderr\n%s" % (" ".join(cmd), out, err))
+    return p.returncode, out, err
+
+
+def golden(data, name):
+    g = {}
+    with open(os.path.join(data, "golden", name + ".txt")) as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in ("prompt", "greedy"):
+                g[parts[0]] = parts[1:]
+    return g
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL: " + what)
+        sys.exit(1)
+    print("ok: " + what)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case")
+    ap.add_argument("--danu", required=True, help="the danu CLI (writes the synthetic model)")
+    ap.add_argument("--data", required=True, help="tests/data")
+    ap.add_argument("--exe", help="the example program")
+    ap.add_argument("--python-chat", help="examples/python/chat.py")
+    a = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="danu-example-")
+    try:
+        model = os.path.join(tmp, "tiny-a.gguf")
+        rc, _, _ = run([a.danu, "synth", "--config", "tiny-a", "--seed", "7", "--format", "gguf", model])
+        check(rc == 0 and os.path.exists(model), "synthetic tiny-a written")
+
+        if a.case in ("simple", "simple_cpp"):
+            g = golden(a.data, "tiny-a.capital")
+            prompt = "The capital of France is"
+            rc, ref, _ = run([a.danu, "detokenize", "-m", model, "-p", " ".join(g["greedy"])])
+            check(rc == 0 and ref.strip(), "golden greedy ids decoded")
+            rc, out, _ = run([a.exe, model, prompt, str(len(g["greedy"])), "0"])
+            check(rc == 0, "exit status 0")
+            check(out.startswith(prompt) and len(out.strip()) > len(prompt), "prints the prompt and generated text")
+            check(out[len(prompt):].strip() == ref.strip(), "greedy text equals the transformers golden")
+        elif a.case == "chat":
+            rc, out, _ = run([a.exe, model, "-n", "12", "--system", "Be brief."],
+                             stdin=b"Hello there\n/reset\nWhat is your name?\n")
+            check(rc == 0, "exit status 0 at end of input")
+            replies = re.findall(r"^assistant: (.*)$", out, re.M)
+            check(len(replies) == 2 and all(r.strip() for r in replies), "two non-empty replies")
+            check("[conversation cleared]" in out, "/reset handled")
+        elif a.case == "chat_py":
+            env = dict(os.environ)
+            rc, out, _ = run([sys.executable, a.python_chat, model, "-n", "12"], stdin=b"Hello there\n", env=env)
+            check(rc == 0, "exit status 0 at end of input")
+            replies = re.findall(r"^assistant: (.*)$", out, re.M)
+            check(len(replies) == 1 and replies[0].strip(), "one non-empty reply")
+        elif a.case == "game_loop":
+            rc, out, _ = run([a.exe, model, "--cancel-after", "20"], stdin=b"")
+            check(rc == 0, "exit status 0")
+            m = re.search(r"frames (\d+), steps (\d+), late frames (\d+), cancelled (\w+), context (\d+) tokens "
+                          r"\(prompt (\d+)\)", out)
+            check(m is not None, "summary line printed")
+            frames, steps, _, cancelled, n_ctx, n_prompt = m.groups()
+            check(cancelled == "yes" and "reply cancelled" in out, "the reply was cancelled mid-way")
+            check(int(steps) > 0, "steps were taken (%s in %s frames)" % (steps, frames))
+            check(int(steps) <= int(frames), "at most one step per frame")
+            check(n_ctx == n_prompt, "the half reply was removed from the context")
+        else:
+            check(False, "unknown case " + a.case)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

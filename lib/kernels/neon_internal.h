@@ -1,0 +1,605 @@
+/* neon_internal.h - the AArch64 AdvSIMD kernels, included by neon.c
+ * (baseline ARMv8-A, DN_NEON_DOT 0) and neon_dot.c (+dotprod, DN_NEON_DOT 1)
+ * so the two tables differ only in the 8-bit dot product primitive.
+ * Everything here is static; NEON_SUFFIX names the kernels.
+ *
+ * Quantized weights stay signed (q - 8, q - 16, q - 32 ...) since AArch64
+ * multiplies signed bytes directly; every 8-bit dot product is exact in
+ * int32 and each block (or K sub-block, through its integer scale) is
+ * converted to float once, as in scalar.c. */
+#ifndef DN_NEON_INTERNAL_H
+#define DN_NEON_INTERNAL_H
+#include <arm_neon.h>
+#include "kernels/kernels_internal.h"
+
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+#define NCAT2(a, b) a##b
+#define NCAT(a, b) NCAT2(a, b)
+#define NK(name) NCAT(name, NEON_SUFFIX)
+
+enum { MR = 4, MT = 4, GEMM_MAX = 24 };
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+AI float fp16v(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return dn_fp16_to_f32(h);
+}
+
+/* acc + sum of products of 16 signed bytes, grouped in 4 int32 lanes. With
+ * |a| <= 128 and |b| <= 127 (activations never reach -128) two products
+ * fit int16 in the baseline path. */
+AI int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b)
+{
+#if DN_NEON_DOT
+    return vdotq_s32(acc, a, b);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    p = vmlal_high_s8(p, a, b);
+    return vpadalq_s16(acc, p);
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* 32-element blocks                                                   */
+/* ------------------------------------------------------------------ */
+
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+
+AI int wbytes(int kind)
+{
+    return kind == K_Q4_0 ? 18 : kind == K_Q4_1 ? 20 : kind == K_Q5_0 ? 22 : kind == K_Q5_1 ? 24 : 34;
+}
+AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
+AI int xbytes(int kind) { return has_min(kind) ? 36 : 34; }
+
+/* Bits 0..15 of h as 16 bytes of 0 / 0x10 (element j gets bit j). */
+AI uint8x16_t hbits16(uint32_t h)
+{
+    static const uint8_t bit[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+    const uint8x16_t v = vcombine_u8(vdup_n_u8((uint8_t)h), vdup_n_u8((uint8_t)(h >> 8)));
+    return vandq_u8(vtstq_u8(v, vld1q_u8(bit)), vdupq_n_u8(0x10));
+}
+
+/* One weight block as two registers of signed values in element order. */
+AI void unpack_block(int kind, const uint8_t *a, int8x16_t *lo, int8x16_t *hi)
+{
+    if (kind == K_Q8_0) {
+        *lo = vld1q_s8((const int8_t *)a + 2);
+        *hi = vld1q_s8((const int8_t *)a + 18);
+        return;
+    }
+    const int qoff = kind == K_Q4_0 ? 2 : kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8;
+    const uint8x16_t q = vld1q_u8(a + qoff);
+    uint8x16_t l = vandq_u8(q, vdupq_n_u8(0x0F)), h = vshrq_n_u8(q, 4);
+    if (kind == K_Q5_0 || kind == K_Q5_1) {
+        const uint32_t qh = dn_ld_u32(a + (kind == K_Q5_0 ? 2 : 4));
+        l = vorrq_u8(l, hbits16(qh));
+        h = vorrq_u8(h, hbits16(qh >> 16));
+    }
+    const int bias = kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : 0;
+    *lo = vsubq_s8(vreinterpretq_s8_u8(l), vdupq_n_s8((int8_t)bias));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(h), vdupq_n_s8((int8_t)bias));
+}
+
+AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
+               const uint8_t *const *xp, float *out)
+{
+    const int WB = wbytes(kind), XB = xbytes(kind);
+    float32x4_t F[MR][MT];
+    float M[MR][MT];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) {
+        F[r][t] = vdupq_n_f32(0.0f);
+        M[r][t] = 0.0f;
+    }
+    for (int64_t b = 0; b < n / 32; b++) {
+        int8x16_t xl[MT], xh[MT];
+        float dx[MT], sx[MT];
+        UNROLL for (int t = 0; t < NT; t++) {
+            const uint8_t *x = xp[t] + b * XB;
+            xl[t] = vld1q_s8((const int8_t *)x + XB - 32);
+            xh[t] = vld1q_s8((const int8_t *)x + XB - 16);
+            dx[t] = fp16v(x);
+            sx[t] = has_min(kind) ? fp16v(x + 2) : 0.0f;
+        }
+        UNROLL for (int r = 0; r < NR; r++) {
+            const uint8_t *w = wp[r] + b * WB;
+            int8x16_t wl, wh;
+            unpack_block(kind, w, &wl, &wh);
+            const float dw = fp16v(w), mw = has_min(kind) ? fp16v(w + 2) : 0.0f;
+            UNROLL for (int t = 0; t < NT; t++) {
+                const int32x4_t s = dot16(dot16(vdupq_n_s32(0), wl, xl[t]), wh, xh[t]);
+                F[r][t] = vfmaq_n_f32(F[r][t], vcvtq_f32_s32(s), dw * dx[t]);
+                if (has_min(kind)) M[r][t] += mw * sx[t];
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++)
+        out[r * MT + t] = vaddvq_f32(F[r][t]) + M[r][t];
+}
+
+/* ------------------------------------------------------------------ */
+/* K-quants                                                            */
+/* ------------------------------------------------------------------ */
+
+enum { K_Q4_K, K_Q5_K, K_Q6_K };
+enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
+
+AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
+
+/* Sub-block j (32 elements; q6_K: two 16-element scale groups) as signed
+ * bytes in element order. */
+AI void k_sub(int kind, const uint8_t *w, int j, int8x16_t *lo, int8x16_t *hi)
+{
+    if (kind == K_Q6_K) {
+        const int h = j / 4, k = j % 4;
+        const uint8_t *ql = w + 64 * h + 32 * (k & 1), *qh = w + 128 + 32 * h;
+        uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+        l0 = k < 2 ? vandq_u8(l0, vdupq_n_u8(0x0F)) : vshrq_n_u8(l0, 4);
+        l1 = k < 2 ? vandq_u8(l1, vdupq_n_u8(0x0F)) : vshrq_n_u8(l1, 4);
+        const int8x16_t sh = vdupq_n_s8((int8_t)(-2 * k));
+        const uint8x16_t h0 = vandq_u8(vshlq_u8(vld1q_u8(qh), sh), vdupq_n_u8(3));
+        const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(qh + 16), sh), vdupq_n_u8(3));
+        *lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l0, vshlq_n_u8(h0, 4))), vdupq_n_s8(32));
+        *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
+        return;
+    }
+    const uint8_t *qs = w + (kind == K_Q4_K ? 16 : 48) + 32 * (j / 2);
+    uint8x16_t l0 = vld1q_u8(qs), l1 = vld1q_u8(qs + 16);
+    l0 = (j & 1) ? vshrq_n_u8(l0, 4) : vandq_u8(l0, vdupq_n_u8(0x0F));
+    l1 = (j & 1) ? vshrq_n_u8(l1, 4) : vandq_u8(l1, vdupq_n_u8(0x0F));
+    if (kind == K_Q5_K) {
+        const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << j));
+        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(vld1q_u8(w + 16), bit), vdupq_n_u8(0x10)));
+        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(vld1q_u8(w + 32), bit), vdupq_n_u8(0x10)));
+    }
+    *lo = vreinterpretq_s8_u8(l0);
+    *hi = vreinterpretq_s8_u8(l1);
+}
+
+AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
+              const uint8_t *const *xp, float *out)
+{
+    const int WB = kbytes(kind);
+    float acc[MR][MT];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+    for (int64_t i = 0; i < n / DN_QK_K; i++) {
+        int32x4_t I[MR][MT];
+        int16_t sc[MR][16];
+        int16x8_t mins[MR];
+        float d[MR], dmin[MR];
+        UNROLL for (int r = 0; r < NR; r++) {
+            const uint8_t *w = wp[r] + i * WB;
+            if (kind == K_Q6_K) {
+                d[r] = fp16v(w + 208);
+                dmin[r] = 0.0f;
+                for (int j = 0; j < 16; j++) sc[r][j] = (int8_t)w[192 + j];
+                mins[r] = vdupq_n_s16(0);
+            } else {
+                uint8_t s8[8], m8[8];
+                dn_k_scales_mins(w + 4, s8, m8);
+                for (int j = 0; j < 8; j++) sc[r][j] = s8[j];
+                mins[r] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(m8)));
+                d[r] = fp16v(w);
+                dmin[r] = fp16v(w + 2);
+            }
+            UNROLL for (int t = 0; t < NT; t++) I[r][t] = vdupq_n_s32(0);
+        }
+        for (int j = 0; j < 8; j++) {
+            int8x16_t xl[MT], xh[MT];
+            UNROLL for (int t = 0; t < NT; t++) {
+                const int8_t *x = (const int8_t *)xp[t] + i * Q8K_BYTES + Q8K_QS + 32 * j;
+                xl[t] = vld1q_s8(x);
+                xh[t] = vld1q_s8(x + 16);
+            }
+            UNROLL for (int r = 0; r < NR; r++) {
+                int8x16_t wl, wh;
+                k_sub(kind, wp[r] + i * WB, j, &wl, &wh);
+                UNROLL for (int t = 0; t < NT; t++) {
+                    if (kind == K_Q6_K) {
+                        I[r][t] = vmlaq_n_s32(I[r][t], dot16(vdupq_n_s32(0), wl, xl[t]), sc[r][2 * j]);
+                        I[r][t] = vmlaq_n_s32(I[r][t], dot16(vdupq_n_s32(0), wh, xh[t]), sc[r][2 * j + 1]);
+                    } else {
+                        I[r][t] = vmlaq_n_s32(I[r][t], dot16(dot16(vdupq_n_s32(0), wl, xl[t]), wh, xh[t]), sc[r][j]);
+                    }
+                }
+            }
+        }
+        UNROLL for (int t = 0; t < NT; t++) {
+            const uint8_t *x = xp[t] + i * Q8K_BYTES;
+            float dx;
+            memcpy(&dx, x, 4);
+            int16_t bs[16];
+            memcpy(bs, x + Q8K_BSUMS, 32);
+            /* sums of the two 16-element halves of each sub-block */
+            const int16x8_t b2 = vpaddq_s16(vld1q_s16(bs), vld1q_s16(bs + 8));
+            UNROLL for (int r = 0; r < NR; r++) {
+                const int32_t sumi = vaddvq_s32(I[r][t]);
+                int32_t summ = 0;
+                if (kind != K_Q6_K) {
+                    const int32x4_t m = vmlal_high_s16(vmull_s16(vget_low_s16(mins[r]), vget_low_s16(b2)),
+                                                       mins[r], b2);
+                    summ = vaddvq_s32(m);
+                }
+                acc[r][t] += dx * (d[r] * (float)sumi - dmin[r] * (float)summ);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) out[r * MT + t] = acc[r][t];
+}
+
+/* ------------------------------------------------------------------ */
+/* float weights (f32 activations)                                     */
+/* ------------------------------------------------------------------ */
+
+enum { K_F32, K_F16, K_BF16 };
+
+AI float32x4_t load_w4(int kind, const uint8_t *w, int64_t j)
+{
+    if (kind == K_F32) return vld1q_f32((const float *)w + j);
+    const uint16x4_t h = vld1_u16((const uint16_t *)(w + 2 * j));
+    if (kind == K_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+AI float load_w1(int kind, const uint8_t *w, int64_t j)
+{
+    if (kind == K_F32) { float f; memcpy(&f, w + 4 * j, 4); return f; }
+    uint16_t h;
+    memcpy(&h, w + 2 * j, 2);
+    return kind == K_F16 ? dn_fp16_to_f32(h) : dn_bf16_to_f32(h);
+}
+
+AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
+              const uint8_t *const *xp, float *out)
+{
+    float32x4_t F[MR][MT];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) F[r][t] = vdupq_n_f32(0.0f);
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        float32x4_t X[MT];
+        UNROLL for (int t = 0; t < NT; t++) X[t] = vld1q_f32((const float *)xp[t] + j);
+        UNROLL for (int r = 0; r < NR; r++) {
+            const float32x4_t wv = load_w4(kind, wp[r], j);
+            UNROLL for (int t = 0; t < NT; t++) F[r][t] = vfmaq_f32(F[r][t], wv, X[t]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) {
+        float s = vaddvq_f32(F[r][t]);
+        for (int64_t k = j; k < n; k++) s += load_w1(kind, wp[r], k) * ((const float *)xp[t])[k];
+        out[r * MT + t] = s;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* entry points                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Edge tiles repeat their last row/token and drop the extra results. */
+#define NEON_DEFINE_TYPE(NAME, ATYPE, TILE, KIND, TR, TT, TV) \
+    static float NK(dn_vec_dot_##NAME##_##ATYPE##_)(int64_t n, const void *w, const void *x) \
+    { \
+        const uint8_t *wp[1] = { w }, *xp[1] = { x }; \
+        float out[MR * MT]; \
+        TILE(KIND, 1, 1, n, wp, xp, out); \
+        return out[0]; \
+    } \
+    static void NK(dn_gemm_##NAME##_##ATYPE##_)(int64_t n, const void *w, size_t ws, int nr, \
+                                                const void *x, size_t xs, int nt, float *y, size_t ldy) \
+    { \
+        const int tr = nt == 1 ? TV : TR; \
+        for (int r = 0; r < nr; r += tr) { \
+            const int rr = nr - r < tr ? nr - r : tr; \
+            const uint8_t *wp[MR]; \
+            for (int i = 0; i < tr; i++) \
+                wp[i] = (const uint8_t *)w + (size_t)(r + (i < rr ? i : rr - 1)) * ws; \
+            for (int t = 0; t < nt; t += TT) { \
+                const int tt = nt - t < TT ? nt - t : TT; \
+                const uint8_t *xp[MT]; \
+                for (int j = 0; j < TT; j++) \
+                    xp[j] = (const uint8_t *)x + (size_t)(t + (j < tt ? j : tt - 1)) * xs; \
+                float out[MR * MT] = { 0 }; \
+                if (nt == 1) TILE(KIND, TV, 1, n, wp, xp, out); \
+                else TILE(KIND, TR, TT, n, wp, xp, out); \
+                for (int j = 0; j < tt; j++) \
+                    for (int i = 0; i < rr; i++) y[(size_t)(t + j) * ldy + r + i] = out[i * MT + j]; \
+            } \
+        } \
+    }
+
+NEON_DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0, 2, 4, 4)
+NEON_DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1, 2, 4, 4)
+NEON_DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0, 2, 4, 4)
+NEON_DEFINE_TYPE(q5_1, q8_1, tile32, K_Q5_1, 2, 4, 4)
+NEON_DEFINE_TYPE(q8_0, q8_0, tile32, K_Q8_0, 2, 4, 4)
+NEON_DEFINE_TYPE(q4_K, q8_K, tileK, K_Q4_K, 2, 2, 2)
+NEON_DEFINE_TYPE(q5_K, q8_K, tileK, K_Q5_K, 2, 2, 2)
+NEON_DEFINE_TYPE(q6_K, q8_K, tileK, K_Q6_K, 2, 2, 2)
+NEON_DEFINE_TYPE(f32, f32, tileF, K_F32, 4, 4, 4)
+NEON_DEFINE_TYPE(f16, f32, tileF, K_F16, 4, 4, 4)
+NEON_DEFINE_TYPE(bf16, f32, tileF, K_BF16, 4, 4, 4)
+
+/* ------------------------------------------------------------------ */
+/* activation quantizers (byte-identical to scalar.c)                  */
+/* ------------------------------------------------------------------ */
+
+/* 16 int32 (four registers) to 16 int8; values are within int8 already */
+AI int8x16_t narrow16(int32x4_t a, int32x4_t b, int32x4_t c, int32x4_t d)
+{
+    const int16x8_t ab = vcombine_s16(vqmovn_s32(a), vqmovn_s32(b));
+    const int16x8_t cd = vcombine_s16(vqmovn_s32(c), vqmovn_s32(d));
+    return vcombine_s8(vqmovn_s16(ab), vqmovn_s16(cd));
+}
+
+/* q8_0 block: FCVTAS rounds half away from zero, exactly like roundf */
+AI float q8_block32(const float *x, int8_t *qs, uint16_t *dh, int *sum)
+{
+    float32x4_t v[8], m = vdupq_n_f32(0.0f);
+    for (int i = 0; i < 8; i++) {
+        v[i] = vld1q_f32(x + 4 * i);
+        m = vmaxq_f32(m, vabsq_f32(v[i]));
+    }
+    const float amax = vmaxvq_f32(m);
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    int32x4_t q[8];
+    int32x4_t s = vdupq_n_s32(0);
+    for (int i = 0; i < 8; i++) {
+        q[i] = vcvtaq_s32_f32(vmulq_n_f32(v[i], id));
+        s = vaddq_s32(s, q[i]);
+    }
+    vst1q_s8(qs, narrow16(q[0], q[1], q[2], q[3]));
+    vst1q_s8(qs + 16, narrow16(q[4], q[5], q[6], q[7]));
+    *dh = dn_f32_to_fp16(d);
+    if (sum) *sum = vaddvq_s32(s);
+    return d;
+}
+
+static void NK(dn_act_q8_0_)(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_0 *y = out;
+    for (int64_t b = 0; b < n / 32; b++) q8_block32(x + 32 * b, y[b].qs, &y[b].d, NULL);
+}
+
+static void NK(dn_act_q8_1_)(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_1 *y = out;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int sum;
+        const float d = q8_block32(x + 32 * b, y[b].qs, &y[b].d, &sum);
+        y[b].s = dn_f32_to_fp16((float)sum * d);
+    }
+}
+
+/* q8_K: FCVTNS rounds to nearest even, as the scalar rintf */
+static void NK(dn_act_q8_K_)(const float *x, void *out, int64_t n)
+{
+    dn_block_q8_K *y = out;
+    for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int j = 0; j < DN_QK_K; j += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + j)));
+        const float amax = vmaxvq_f32(m);
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        float max = 0.0f;
+        for (int j = 0; j < DN_QK_K; j++)
+            if (fabsf(x[j]) == amax) { max = x[j]; break; }
+        const float iscale = -127.0f / max;
+        for (int g = 0; g < DN_QK_K / 16; g++) {
+            int32x4_t q[4];
+            for (int i = 0; i < 4; i++)
+                q[i] = vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + 16 * g + 4 * i), iscale)),
+                                 vdupq_n_s32(127));
+            vst1q_s8(y[b].qs + 16 * g, narrow16(q[0], q[1], q[2], q[3]));
+            y[b].bsums[g] = (int16_t)vaddvq_s32(vaddq_s32(vaddq_s32(q[0], q[1]), vaddq_s32(q[2], q[3])));
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* elementwise                                                         */
+/* ------------------------------------------------------------------ */
+
+/* e^x to ~1 ulp (same scheme as the x86 files): x = n ln2 + r, degree-7
+ * Taylor in r, 2^n as two exponent-field factors (denormals, inf). */
+AI float32x4_t exp4(float32x4_t x)
+{
+    x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(89.0f)), vdupq_n_f32(-104.0f));
+    const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693145751953125f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(1.428606765330187e-06f));
+    float32x4_t p = vdupq_n_f32(1.0f / 5040);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 720), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 120), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 24), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 6), p, r);
+    p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    const int32x4_t ni = vcvtq_s32_f32(n);
+    const int32x4_t n1 = vshrq_n_s32(ni, 1), n2 = vsubq_s32(ni, n1);
+    const float32x4_t f1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, vdupq_n_s32(127)), 23));
+    const float32x4_t f2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
+    return vmulq_f32(vmulq_f32(p, f1), f2);
+}
+
+/* The scalar tails of these loops handle n % 4 elements the same way. */
+static void NK(dn_rmsnorm_)(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t a = vld1q_f32(x + i), b = vld1q_f32(x + i + 4);
+        s0 = vfmaq_f32(s0, a, a);
+        s1 = vfmaq_f32(s1, b, b);
+    }
+    float ss = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) ss += x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt((double)ss / (double)n + (double)eps));
+    for (i = 0; i + 4 <= n; i += 4)
+        vst1q_f32(out + i, vmulq_f32(vmulq_n_f32(vld1q_f32(x + i), scale), vld1q_f32(w + i)));
+    for (; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+static void NK(dn_silu_mul_)(float *gate, const float *up, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t g = vld1q_f32(gate + i);
+        const float32x4_t s = vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp4(vnegq_f32(g))));
+        vst1q_f32(gate + i, vmulq_f32(s, vld1q_f32(up + i)));
+    }
+    if (i < n) {
+        float g[4] = { 0 }, u[4] = { 0 };
+        memcpy(g, gate + i, sizeof(float) * (size_t)(n - i));
+        memcpy(u, up + i, sizeof(float) * (size_t)(n - i));
+        const float32x4_t gv = vld1q_f32(g);
+        const float32x4_t s = vdivq_f32(gv, vaddq_f32(vdupq_n_f32(1.0f), exp4(vnegq_f32(gv))));
+        vst1q_f32(g, vmulq_f32(s, vld1q_f32(u)));
+        memcpy(gate + i, g, sizeof(float) * (size_t)(n - i));
+    }
+}
+
+static void NK(dn_add_)(float *y, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vld1q_f32(x + i)));
+    for (; i < n; i++) y[i] += x[i];
+}
+
+static float NK(dn_dot_f32_)(int64_t n, const float *a, const float *b)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void NK(dn_axpy_f32_)(int64_t n, float a, const float *x, float *y)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static float NK(dn_dot_f16_)(int64_t n, const uint16_t *a, const float *b)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(a + i));
+        s0 = vfmaq_f32(s0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vcvt_high_f32_f16(h), vld1q_f32(b + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(s0, s1));
+    for (; i < n; i++) s += dn_fp16_to_f32(a[i]) * b[i];
+    return s;
+}
+
+static void NK(dn_axpy_f16_)(int64_t n, float a, const uint16_t *x, float *y)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t xv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i)));
+        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), xv, a));
+    }
+    for (; i < n; i++) y[i] += a * dn_fp16_to_f32(x[i]);
+}
+
+static void NK(dn_softmax_)(float *x, int64_t n)
+{
+    if (n <= 0) return;
+    float max = x[0];
+    int64_t i = 0;
+    if (n >= 4) {
+        float32x4_t m = vld1q_f32(x);
+        for (i = 4; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(x + i));
+        max = vmaxvq_f32(m);
+    }
+    for (; i < n; i++) max = fmaxf(max, x[i]);
+    float32x4_t s = vdupq_n_f32(0.0f);
+    for (i = 0; i + 4 <= n; i += 4) {
+        const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
+        s = vaddq_f32(s, e);
+        vst1q_f32(x + i, e);
+    }
+    float sum = vaddvq_f32(s);
+    if (i < n) {
+        float t[4] = { 0 };
+        memcpy(t, x + i, sizeof(float) * (size_t)(n - i));
+        float32x4_t e = exp4(vsubq_f32(vld1q_f32(t), vdupq_n_f32(max)));
+        vst1q_f32(t, e);
+        for (int64_t k = 0; k < n - i; k++) sum += t[k];
+        memcpy(x + i, t, sizeof(float) * (size_t)(n - i));
+    }
+    const float inv = (float)(1.0 / (double)sum);
+    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (; i < n; i++) x[i] *= inv;
+}
+
+static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
+{
+    uint16_t *y = out;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        /* round to nearest even on the integer bits, NaN kept quiet */
+        const uint32x4_t u = vreinterpretq_u32_f32(vld1q_f32(x + i));
+        const uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+        uint32x4_t r = vshrq_n_u32(vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fff)), lsb), 16);
+        const uint32x4_t nan = vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
+        r = vbslq_u32(nan, vorrq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(0x40)), r);
+        vst1_u16(y + i, vmovn_u32(r));
+    }
+    for (; i < n; i++) y[i] = dn_f32_to_bf16(x[i]);
+}
+
+#define NEON_TABLE(ISA, NAME) { \
+    .isa = ISA, \
+    .name = NAME, \
+    .act_type = { \
+        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32, \
+        [DANU_TYPE_BF16] = DANU_TYPE_F32, \
+        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0, \
+        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0, \
+        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1, \
+        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K, \
+        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K, \
+    }, \
+    .act_prepare = { \
+        [DANU_TYPE_BF16] = NK(dn_act_bf16_), [DANU_TYPE_Q8_0] = NK(dn_act_q8_0_), \
+        [DN_TYPE_Q8_1] = NK(dn_act_q8_1_), [DN_TYPE_Q8_K] = NK(dn_act_q8_K_), \
+    }, \
+    .vec_dot = { \
+        [DANU_TYPE_F32] = NK(dn_vec_dot_f32_f32_), [DANU_TYPE_F16] = NK(dn_vec_dot_f16_f32_), \
+        [DANU_TYPE_BF16] = NK(dn_vec_dot_bf16_f32_), [DANU_TYPE_Q8_0] = NK(dn_vec_dot_q8_0_q8_0_), \
+        [DANU_TYPE_Q4_0] = NK(dn_vec_dot_q4_0_q8_0_), [DANU_TYPE_Q4_1] = NK(dn_vec_dot_q4_1_q8_1_), \
+        [DANU_TYPE_Q5_0] = NK(dn_vec_dot_q5_0_q8_0_), [DANU_TYPE_Q5_1] = NK(dn_vec_dot_q5_1_q8_1_), \
+        [DANU_TYPE_Q4_K] = NK(dn_vec_dot_q4_K_q8_K_), [DANU_TYPE_Q5_K] = NK(dn_vec_dot_q5_K_q8_K_), \
+        [DANU_TYPE_Q6_K] = NK(dn_vec_dot_q6_K_q8_K_), \
+    }, \
+    .gemm = { \
+        [DANU_TYPE_F32] = NK(dn_gemm_f32_f32_), [DANU_TYPE_F16] = NK(dn_gemm_f16_f32_), \
+        [DANU_TYPE_BF16] = NK(dn_gemm_bf16_f32_), [DANU_TYPE_Q8_0] = NK(dn_gemm_q8_0_q8_0_), \
+        [DANU_TYPE_Q4_0] = NK(dn_gemm_q4_0_q8_0_), [DANU_TYPE_Q4_1] = NK(dn_gemm_q4_1_q8_1_), \
+        [DANU_TYPE_Q5_0] = NK(dn_gemm_q5_0_q8_0_), [DANU_TYPE_Q5_1] = NK(dn_gemm_q5_1_q8_1_), \
+        [DANU_TYPE_Q4_K] = NK(dn_gemm_q4_K_q8_K_), [DANU_TYPE_Q5_K] = NK(dn_gemm_q5_K_q8_K_), \
+        [DANU_TYPE_Q6_K] = NK(dn_gemm_q6_K_q8_K_), \
+    }, \
+    .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX, \
+    .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
+    .dot_f32 = NK(dn_dot_f32_), .axpy_f32 = NK(dn_axpy_f32_), .dot_f16 = NK(dn_dot_f16_), \
+    .axpy_f16 = NK(dn_axpy_f16_), .softmax = NK(dn_softmax_), \
+}
+#endif
