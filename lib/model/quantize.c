@@ -482,7 +482,7 @@ static danu_status hf_metadata(job *j)
     m.heads = c->n_heads;
     m.kv_heads = c->n_kv_heads;
     m.head_dim = c->head_dim;
-    m.window = c->window < c->max_ctx ? c->window : 0;
+    m.window = c->window;
     m.vocab = c->vocab;
     m.rope_theta = c->rope_theta;
     m.rms_eps = c->rms_eps;
