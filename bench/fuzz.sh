@@ -82,8 +82,8 @@ run_one() {
   local crashes=$(ls "$B/artifacts/$t-"* 2>/dev/null | wc -l)
   [ "$rc" != 0 ] && [ "$crashes" = 0 ] && crashes=1
   awk -v t="$t" -v e="${execs:-0}" -v s="$start" -v f="$end" -v c="$crashes" -v rc="$rc" 'BEGIN {
-    d = f - s; printf "%-15s executions %10d  seconds %6.1f  exec/s %8.0f  crashes %d%s\n",
-      t, e, d, d > 0 ? e / d : 0, c, rc ? "  (exit " rc ", see log)" : "" }' > "$B/logs/$t.summary"
+    d = f - s; r = 0; if (d > 0) r = e / d; note = ""; if (rc != 0) note = "  (exit " rc ", see log)"
+    printf "%-15s executions %10d  seconds %6.1f  exec/s %8.0f  crashes %d%s\n", t, e, d, r, c, note }' > "$B/logs/$t.summary"
 }
 pids=()
 for t in $targets; do

@@ -31,8 +31,9 @@
  *   results go into caller buffers; calls report the size needed.
  *
  * VERSIONS AND STABILITY
- *   DANU_VERSION_NUMBER = MAJOR*10000 + MINOR*100 + PATCH. Everything above the
- *   DANU_EXPERIMENTAL fence is stable ABI within a major version (see ABI.md):
+ *   DANU_VERSION_NUMBER = MAJOR*10000 + MINOR*100 + PATCH. Everything in this
+ *   header is stable ABI within a major version (see ABI.md; nothing is
+ *   experimental in 0.1):
  *   functions never change signature, enums only gain values, visible structs
  *   carry struct_size and only grow at the end. Changed behaviour gets a new
  *   name (_v2).

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <stddef.h>
 #include "common/alloc.h"
 #include "common/error.h"
 
@@ -15,10 +16,12 @@ const dn_alloc *dn_alloc_libc(void) { return &libc_alloc; }
 danu_status dn_alloc_from_public(dn_alloc *a, const danu_allocator *pub)
 {
     if (!pub) { *a = libc_alloc; return DANU_OK; }
-    /* the three hooks and user exist since the first version of the struct */
-    if (pub->struct_size < sizeof(danu_allocator))
+    /* the three hooks and user exist since the first version of the struct;
+     * members appended later are read only when struct_size covers them */
+    size_t v1 = offsetof(danu_allocator, user) + sizeof(void *);
+    if (pub->struct_size < v1)
         return dn_seterr(DANU_ERR_INVALID_ARG, "danu_allocator.struct_size %u is smaller than %zu",
-                         (unsigned)pub->struct_size, sizeof(danu_allocator));
+                         (unsigned)pub->struct_size, v1);
     if (!pub->malloc_fn || !pub->realloc_fn || !pub->free_fn)
         return dn_seterr(DANU_ERR_INVALID_ARG, "danu_allocator needs malloc_fn, realloc_fn and free_fn");
     a->malloc_fn = pub->malloc_fn;
