@@ -28,10 +28,11 @@ static void *worker_main(void *v)
     int ith = ((worker_arg *)v)->ith;
     unsigned seen = 0;
     for (;;) {
-        /* short spin: catches back-to-back jobs without a futex round trip */
+        /* short spin: catches back-to-back jobs without a futex round trip (no PAUSE:
+         * under a hypervisor with pause-loop exiting it can deschedule the vCPU) */
         for (int i = 0; i < 20000 && atomic_load_explicit(&p->generation, memory_order_acquire) == seen; i++) {
 #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
+            __asm__ volatile("" ::: "memory");
 #endif
         }
         pthread_mutex_lock(&p->mu);
@@ -114,7 +115,7 @@ void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg)
     /* wait for the workers: spin a little, then sleep */
     for (int i = 0; i < 200000 && atomic_load_explicit(&p->pending, memory_order_acquire) != 0; i++) {
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
+        __asm__ volatile("" ::: "memory");
 #endif
     }
     pthread_mutex_lock(&p->mu);
