@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # quantize_sizes.sh - `danu quantize` on the full-size danube-1.8b shape
 # (synthetic weights, seed 1, HF bf16 written by `danu synth` when missing):
-# output size, wall time and peak RSS (/usr/bin/time -v) per type, then
+# output size, wall and CPU time and peak RSS (/usr/bin/time -v) per type
+# (on a busy machine cpu s is the figure to compare: wall s grows with load), then
 # (CHECK=1, default) the quantized file's last-position logits on the
 # golden "capital" prompt against transformers (tests/data/golden).
 # Each output is deleted after measuring unless KEEP=1.
@@ -40,7 +41,7 @@ echo
 
 G=tests/data/golden/danube-1.8b.capital
 prompt=$(grep '^prompt' $G.txt | cut -d' ' -f2-)
-printf '%-8s %10s %9s %10s %9s  %s\n' type "size MB" "bits/w" "wall s" "RSS MB" "vs transformers (last position)"
+printf '%-8s %9s %7s %8s %7s %5s %7s  %s\n' type "size MB" "bits/w" "wall s" "cpu s" "cpu%" "RSS MB" "vs transformers (last position)"
 for t in $TYPES; do
   out="$DIR/danube-$t.gguf"
   rm -f "$out" "$out.tmp"
@@ -48,15 +49,17 @@ for t in $TYPES; do
     { cat "$DIR/time-$t.txt" >&2; exit 1; }
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$DIR/time-$t.txt")
   rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$DIR/time-$t.txt")
+  cpu=$(awk -F': ' '/(User|System) time/ {s += $2} END {printf "%.1f", s}' "$DIR/time-$t.txt")
+  pct=$(awk -F': ' '/Percent of CPU/ {print $2}' "$DIR/time-$t.txt")
   bytes=$(stat -c %s "$out")
   # 1,831,201,280 weights in danube-1.8b (embeddings, output and norms included)
   bits=$(awk -v b="$bytes" 'BEGIN {printf "%.2f", b * 8 / 1831201280}')
   check=""
   if [ "$CHECK" = 1 ]; then
     "$DANU" eval -m "$out" -t "$THREADS" --tokens "$prompt" -o "$DIR/$t.last.f32" 2>/dev/null
-    check=$(python3 bench/compare_logits.py "$DIR/$t.last.f32" $G.last.f32 32000 --label "$t")
+    check=$(python3 bench/compare_logits.py "$DIR/$t.last.f32" $G.last.f32 32000 --label "" | sed 's/^ *rows *1 *//')
   fi
-  printf '%-8s %10.1f %9s %10.1f %9.0f  %s\n' "$t" "$(awk -v b="$bytes" 'BEGIN {print b / 1e6}')" "$bits" "$wall" \
-    "$(awk -v k="$rss_kb" 'BEGIN {print k / 1024}')" "$check"
+  printf '%-8s %9.1f %7s %8.1f %7s %5s %7.0f  %s\n' "$t" "$(awk -v b="$bytes" 'BEGIN {print b / 1e6}')" "$bits" \
+    "$wall" "$cpu" "$pct" "$(awk -v k="$rss_kb" 'BEGIN {print k / 1024}')" "$check"
   [ "$KEEP" = 1 ] || rm -f "$out"
 done

@@ -304,6 +304,10 @@ danu_status danu_context_create(danu_model *m, const danu_options *opts, danu_co
 
 void danu_context_free(danu_context *c) { dn_context_free(c); }
 
+/* An abort asked for before this call is forgotten (danu_context_abort);
+ * one asked for while it runs, even between two tokens, stops it. */
+static void call_starts(danu_context *c) { atomic_store(&c->abort_flag, 0); }
+
 danu_status danu_context_set_int(danu_context *c, danu_param key, int64_t v)
 {
     ARG(c, "context is NULL");
@@ -345,6 +349,7 @@ danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, fl
     ARG(c, "context is NULL");
     ARG(t || n == 0, "tokens is NULL");
     c->gen_active = 0;
+    call_starts(c);
     return dn_context_eval(c, t, n, all_logits);
 }
 
@@ -354,6 +359,7 @@ danu_status danu_context_prompt(danu_context *c, const danu_token *t, size_t n, 
     for (size_t i = 0; i < n; i++)
         DN_CHECK(t[i] >= 0 && t[i] < c->model->cfg.vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i,
                  t[i], c->model->cfg.vocab - 1);
+    call_starts(c);
     return dn_context_prompt(c, t, n, n_reused);
 }
 
@@ -403,6 +409,7 @@ danu_status danu_context_generate(danu_context *c, int32_t max_tokens, danu_toke
     if (reason) *reason = DANU_STOP_LENGTH;
     ARG(c, "context is NULL");
     ARG(max_tokens >= 0, "max_tokens is negative");
+    call_starts(c);
     return dn_context_generate(c, max_tokens, fn, user, reason);
 }
 
@@ -410,6 +417,7 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
                               int32_t *reason)
 {
     ARG(c && id_out && out && len_out && reason && cap > 0, "NULL argument or zero capacity");
+    call_starts(c);
     return dn_context_step(c, id_out, out, cap, len_out, reason);
 }
 
@@ -419,6 +427,7 @@ danu_status danu_context_chat_append(danu_context *c, const char *const *roles, 
     ARG(c, "context is NULL");
     ARG((roles && contents) || n == 0, "roles or contents is NULL");
     for (size_t i = 0; i < n; i++) ARG(roles[i] && contents[i], "a role or content is NULL");
+    call_starts(c);
     return dn_context_chat_append(c, roles, contents, n, add_reply_prompt != 0);
 }
 

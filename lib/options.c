@@ -106,6 +106,9 @@ danu_status dn_options_set_float(struct danu_options *o, danu_param key, double 
     DN_CHECK(p, DANU_ERR_UNSUPPORTED, "unknown option key %d", key);
     if (!p->is_float) {
         DN_CHECK(isfinite(v) && v == floor(v), DANU_ERR_INVALID_ARG, "option %s takes an integer", p->name);
+        /* range first: converting a double outside int64 is undefined */
+        DN_CHECK(v >= p->min && v <= p->max, DANU_ERR_INVALID_ARG, "option %s = %g is outside %g..%g", p->name, v,
+                 p->min, p->max);
         return dn_options_set_int(o, key, (int64_t)v);
     }
     DN_CHECK(isfinite(v) && v >= p->min && v <= p->max, DANU_ERR_INVALID_ARG, "option %s = %g is outside %g..%g",

@@ -33,6 +33,10 @@
 
 #define EPS_DOT 2e-5
 
+/* ck_assert_msg records every passing check through a write to the
+ * runner; inner loops check with a plain `if` and report only failures. */
+#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
+
 static const int32_t wtypes[] = {
     DANU_TYPE_F32, DANU_TYPE_F16, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DANU_TYPE_Q4_0,
     DANU_TYPE_Q4_1, DANU_TYPE_Q5_0, DANU_TYPE_Q5_1, DANU_TYPE_Q4_K, DANU_TYPE_Q5_K,
@@ -170,7 +174,7 @@ static float *run_matmul(const dn_kernels *k, const wset *s, const float *X, int
     dn_matmul_rows(k, &W, xq, n_tok, Y, ldy, 0, split);
     dn_matmul_rows(k, &W, xq, n_tok, Y, ldy, split, s->rows);
     for (int64_t t = 0; t < n_tok; t++)
-        ck_assert_msg(Y[t * ldy + s->rows] == 1234.5f && Y[t * ldy + s->rows + 1] == 1234.5f,
+        CHECK(Y[t * ldy + s->rows] == 1234.5f && Y[t * ldy + s->rows + 1] == 1234.5f,
                       "%s wrote outside its rows", k->name);
     *xq_out = xq;
     return Y;
@@ -212,7 +216,7 @@ static void check_matmul(const wset *s, int64_t n_tok, const dn_kernels *const *
         uint8_t *xq;
         float *Y = run_matmul(k, s, X, n_tok, &xq);
         for (int64_t t = 0; t < n_tok; t++)
-            ck_assert_int_eq(dn_dequantize_row(at, xq + t * xrb, xd + t * cols, cols), 0);
+            CHECK(dn_dequantize_row(at, xq + t * xrb, xd + t * cols, cols) == 0, "dequantize");
         for (int64_t t = 0; t < n_tok; t++)
             for (int64_t r = 0; r < rows; r++) {
                 const float *wd = s->wd + r * cols, *gm = s->gmax + r * cols;
@@ -228,20 +232,20 @@ static void check_matmul(const wset *s, int64_t n_tok, const dn_kernels *const *
                 const double adj = q8_1_s_effect(s, r, xq + t * xrb);
                 exact += adj;
                 const double y = Y[t * ldy + r];
-                ck_assert_msg(fabs(y - exact) <= EPS_DOT * mag + 1e-30,
+                CHECK(fabs(y - exact) <= EPS_DOT * mag + 1e-30,
                     "%s %s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs oracle %.9g (tol %.3g)",
                     k->name, dn_type_get(s->wt)->name, (long)cols, (long)rows, (long)n_tok,
                     (long)t, (long)r, y, exact, EPS_DOT * mag);
                 /* the reference table itself must match the double oracle */
-                ck_assert_msg(fabs(Yref[t * ldy + r] - ref) <= 1e-6 * mag0 + 1e-30,
+                CHECK(fabs(Yref[t * ldy + r] - ref) <= 1e-6 * mag0 + 1e-30,
                     "reference %.9g vs %.9g", Yref[t * ldy + r], ref);
                 const double tol = eact + fabs(adj) + EPS_DOT * (mag + mag0) + 1e-30;
-                ck_assert_msg(fabs(y - Yref[t * ldy + r]) <= tol,
+                CHECK(fabs(y - Yref[t * ldy + r]) <= tol,
                     "%s %s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs reference %.9g (tol %.3g)",
                     k->name, dn_type_get(s->wt)->name, (long)cols, (long)rows, (long)n_tok,
                     (long)t, (long)r, y, Yref[t * ldy + r], tol);
                 if (Ysc && at == sc_at)
-                    ck_assert_msg(fabs(y - Ysc[t * ldy + r]) <= 2 * EPS_DOT * mag + 1e-30,
+                    CHECK(fabs(y - Ysc[t * ldy + r]) <= 2 * EPS_DOT * mag + 1e-30,
                         "%s %s vs scalar: %.9g vs %.9g", k->name, dn_type_get(s->wt)->name,
                         y, Ysc[t * ldy + r]);
             }
@@ -256,6 +260,12 @@ static const int64_t cols_q[] = { 32, 256, 768, 2560 };
 static const int64_t cols_f[] = { 7, 32, 80, 81, 256, 768, 2560 };
 static const int64_t rows_set[] = { 1, 3, 17, 67 };
 static const int64_t tok_set[] = { 1, 2, 5, 16, 33 };
+/* DN_TEST_LIGHT=1 (emulators: qemu runs the double-precision oracle some
+ * hundred times slower) keeps every code path but smaller shapes. */
+static const int64_t cols_q_light[] = { 32, 256, 512 };
+static const int64_t cols_f_light[] = { 7, 80, 81, 256 };
+static const int64_t rows_light[] = { 1, 3, 9 };
+static const int64_t tok_light[] = { 1, 2, 5, 9 };
 
 START_TEST(test_kernels_matmul)
 {
@@ -264,18 +274,21 @@ START_TEST(test_kernels_matmul)
     const int nk = n_tables(ks);   /* scalar first */
     const int bs = (int)dn_type_block_size(wt);
     const int is_float = !dn_type_get(wt)->is_quantized;
-    const int64_t *cs = is_float ? cols_f : cols_q;
-    const int ncs = is_float ? 7 : 4;
+    const int light = getenv("DN_TEST_LIGHT") && atoi(getenv("DN_TEST_LIGHT"));
+    const int64_t *cs = light ? (is_float ? cols_f_light : cols_q_light) : (is_float ? cols_f : cols_q);
+    const int ncs = light ? (is_float ? 4 : 3) : (is_float ? 7 : 4);
+    const int64_t *rs = light ? rows_light : rows_set, *ts = light ? tok_light : tok_set;
+    const int nrs = light ? 3 : 4, nts = light ? 4 : 5;
     rng_state = 0x1234567ull + (uint64_t)wt * 7919;
     for (int ci = 0; ci < ncs; ci++) {
         if (cs[ci] % bs) continue;
-        for (int ri = 0; ri < 4; ri++) {
+        for (int ri = 0; ri < nrs; ri++) {
             wset s;
-            wset_make(&s, wt, rows_set[ri], cs[ci]);
-            for (int ti = 0; ti < 5; ti++) {
+            wset_make(&s, wt, rs[ri], cs[ci]);
+            for (int ti = 0; ti < nts; ti++) {
                 /* keep the largest shapes to a few token counts (time) */
-                if (cs[ci] == 2560 && rows_set[ri] == 67 && tok_set[ti] == 16) continue;
-                check_matmul(&s, tok_set[ti], ks, nk);
+                if (cs[ci] == 2560 && rs[ri] == 67 && ts[ti] == 16) continue;
+                check_matmul(&s, ts[ti], ks, nk);
             }
             wset_free(&s);
         }
@@ -368,7 +381,7 @@ static void rel_check(const char *what, const char *isa, int64_t n, const float 
                       const float *want, const double *scale, double rel)
 {
     for (int64_t i = 0; i < n; i++)
-        ck_assert_msg(fabs((double)got[i] - want[i]) <= rel * scale[i] + 1e-37,
+        CHECK(fabs((double)got[i] - want[i]) <= rel * scale[i] + 1e-37,
                       "%s %s n=%ld [%ld]: %.9g vs %.9g", isa, what, (long)n, (long)i,
                       got[i], want[i]);
 }
@@ -383,7 +396,8 @@ START_TEST(test_kernels_elementwise)
     uint16_t h[MAXN];
     double scale[MAXN];
     rng_state = 777;
-    for (int64_t n = 1; n <= MAXN + 1; n++) {
+    const int light = getenv("DN_TEST_LIGHT") && atoi(getenv("DN_TEST_LIGHT"));
+    for (int64_t n = 1; n <= MAXN + 1; n += light && n > 40 ? 37 : 1) {
         const int64_t len = n == MAXN + 1 ? 80 : n;
         for (int64_t i = 0; i < len; i++) {
             x[i] = rnd_val() * 4; w[i] = rnd_val(); u[i] = rnd_val() * 30;
@@ -396,14 +410,14 @@ START_TEST(test_kernels_elementwise)
         sc->rmsnorm(o1, x, w, len, 1e-5f);
         for (int64_t i = 0; i < len; i++) {
             double want = x[i] * inv * w[i];
-            ck_assert(fabs(o1[i] - want) <= 4e-7 * fabs(want) + 1e-37);
+            CHECK(fabs(o1[i] - want) <= 4e-7 * fabs(want) + 1e-37, "rmsnorm %ld", (long)i);
         }
         memcpy(o1, u, sizeof(float) * len);
         sc->silu_mul(o1, x, len);
         for (int64_t i = 0; i < len; i++) {
             double g = u[i], want = g / (1.0 + exp(-g)) * x[i];
-            ck_assert_msg(fabs(o1[i] - want) <= 1e-6 * fabs(want) + 1e-37,
-                          "silu %g: %.9g vs %.9g", g, o1[i], want);
+            CHECK(fabs(o1[i] - want) <= 1e-6 * fabs(want) + 1e-37,
+                  "silu %g: %.9g vs %.9g", g, o1[i], want);
         }
         memcpy(o1, u, sizeof(float) * len);
         sc->softmax(o1, len);
@@ -415,7 +429,7 @@ START_TEST(test_kernels_elementwise)
                 /* the f32 subtraction u - max alone is off by up to
                  * |u - max| * 2^-24, which exp turns into a relative error */
                 double want = exp(u[i] - m) / s;
-                ck_assert(fabs(o1[i] - want) <= (1e-6 + fabs(u[i] - m) * 6e-8) * want + 1e-37);
+                CHECK(fabs(o1[i] - want) <= (1e-6 + fabs(u[i] - m) * 6e-8) * want + 1e-37, "softmax %ld", (long)i);
             }
         }
 
@@ -445,7 +459,7 @@ START_TEST(test_kernels_elementwise)
             /* add: exact */
             memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
             sc->add(y1, x, len); k->add(y2, x, len);
-            ck_assert(!memcmp(y1, y2, sizeof(float) * len));
+            CHECK(!memcmp(y1, y2, sizeof(float) * len), "%s add", k->name);
             /* axpy: fused or not, one rounding apart */
             memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
             sc->axpy_f32(len, 0.37f, x, y1); k->axpy_f32(len, 0.37f, x, y2);
@@ -464,9 +478,9 @@ START_TEST(test_kernels_elementwise)
             /* worst case of any f32 summation order: n ulp of sum |a b| each */
             const double dtol = 2.0 * (double)len * 6e-8;
             float d1 = sc->dot_f32(len, x, w), d2 = k->dot_f32(len, x, w);
-            ck_assert_msg(fabs(d1 - d2) <= dtol * mag + 1e-37, "%s dot_f32 n=%ld", k->name, (long)len);
+            CHECK(fabs(d1 - d2) <= dtol * mag + 1e-37, "%s dot_f32 n=%ld", k->name, (long)len);
             d1 = sc->dot_f16(len, h, w); d2 = k->dot_f16(len, h, w);
-            ck_assert_msg(fabs(d1 - d2) <= dtol * magh + 1e-37, "%s dot_f16 n=%ld", k->name, (long)len);
+            CHECK(fabs(d1 - d2) <= dtol * magh + 1e-37, "%s dot_f16 n=%ld", k->name, (long)len);
         }
     }
 }

@@ -123,7 +123,9 @@ static danu_status shift(danu_context *c, size_t need)
 
 danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
 {
-    atomic_store(&c->abort_flag, 0);
+    /* the abort flag is cleared by the public entry points (api.c), not here:
+     * generate/step call this per token, and clearing here lost an abort
+     * that arrived between two tokens */
     int32_t vocab = c->model->cfg.vocab;
     for (size_t i = 0; i < n; i++)
         DN_CHECK(t[i] >= 0 && t[i] < vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i, t[i], vocab - 1);

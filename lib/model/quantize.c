@@ -12,6 +12,7 @@
  * dropped from the mapping, so resident memory stays near one output tensor.
  * Output goes to OUTPUT.tmp, renamed when complete. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -628,6 +629,20 @@ static danu_status write_tensor(job *j, dn_gguf_writer *w, FILE *f, const qtenso
     return DANU_OK;
 }
 
+/* Rename tmp to out, refusing to replace an out created meanwhile where the
+ * system can say so atomically (Linux renameat2). */
+static danu_status publish(const char *tmp, const char *out)
+{
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) == 0) return DANU_OK;
+    if (errno == EEXIST) return dn_seterr(DANU_ERR_IO, "%s: created by someone else meanwhile; %s removed", out, tmp);
+    if (errno != EINVAL && errno != ENOSYS)
+        return dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", out, tmp, strerror(errno));
+#endif
+    if (rename(tmp, out) != 0) return dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", out, tmp, strerror(errno));
+    return DANU_OK;
+}
+
 static danu_status write_file(job *j)
 {
     dn_gguf_writer *w = NULL;
@@ -651,8 +666,7 @@ static danu_status write_file(job *j)
     if (s == DANU_OK && dn_gguf_w_end(w, f) != DANU_OK) s = prefix_error(DANU_ERR_IO, j->tmp_path, "");
     if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
     dn_gguf_writer_free(w);
-    if (s == DANU_OK && rename(j->tmp_path, j->rq->output) != 0)
-        s = dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", j->rq->output, j->tmp_path, strerror(errno));
+    if (s == DANU_OK) s = publish(j->tmp_path, j->rq->output);
     if (s != DANU_OK) unlink(j->tmp_path);
     return s;
 }

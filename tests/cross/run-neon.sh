@@ -3,7 +3,8 @@
 # baseline NEON (qemu's cortex-a53 model has no dot product) and the
 # default (qemu's "max" CPU: NEON + dotprod).
 #   tests/cross/run-neon.sh [build-dir]      (default /tmp/build-arm64)
-# Installs what it needs with apt-get when missing (root, Debian multiarch).
+# DN_TEST_LIGHT=1: smaller shapes (qemu is slow on the double-precision
+# oracle). Installs what it needs with apt-get when missing (root, Debian multiarch).
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-/tmp/build-arm64}
@@ -27,7 +28,7 @@ fi
 ninja -C "$build" tests/test_kernels
 
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
-export CK_DEFAULT_TIMEOUT=600
+export CK_DEFAULT_TIMEOUT=1200 DN_TEST_LIGHT=1
 echo "== DANU_ISA=scalar"
 DANU_ISA=scalar qemu-aarch64 "$build/tests/test_kernels"
 echo "== baseline NEON (cortex-a53: no dotprod)"
