@@ -347,6 +347,7 @@ size_t danu_context_memory_size(const danu_context *c)
 danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
 {
     ARG(c, "context is NULL");
+    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     ARG(t || n == 0, "tokens is NULL");
     c->gen_active = 0;
     call_starts(c);
@@ -356,6 +357,7 @@ danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, fl
 danu_status danu_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
 {
     ARG(c && t, "context or tokens is NULL");
+    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     for (size_t i = 0; i < n; i++)
         DN_CHECK(t[i] >= 0 && t[i] < c->model->cfg.vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i,
                  t[i], c->model->cfg.vocab - 1);
@@ -408,6 +410,7 @@ danu_status danu_context_generate(danu_context *c, int32_t max_tokens, danu_toke
 {
     if (reason) *reason = DANU_STOP_LENGTH;
     ARG(c, "context is NULL");
+    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     ARG(max_tokens >= 0, "max_tokens is negative");
     call_starts(c);
     return dn_context_generate(c, max_tokens, fn, user, reason);
@@ -417,6 +420,7 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
                               int32_t *reason)
 {
     ARG(c && id_out && out && len_out && reason && cap > 0, "NULL argument or zero capacity");
+    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     call_starts(c);
     return dn_context_step(c, id_out, out, cap, len_out, reason);
 }
@@ -425,6 +429,7 @@ danu_status danu_context_chat_append(danu_context *c, const char *const *roles, 
                                      int32_t add_reply_prompt)
 {
     ARG(c, "context is NULL");
+    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     ARG((roles && contents) || n == 0, "roles or contents is NULL");
     for (size_t i = 0; i < n; i++) ARG(roles[i] && contents[i], "a role or content is NULL");
     call_starts(c);

@@ -31,7 +31,7 @@ struct danu_context {
     char *hold;                  /* generated text held back while it may start a stop string */
     size_t hold_len, hold_cap;
     int gen_active;              /* a generation is under way (decoder primed) */
-    atomic_int abort_flag;
+    atomic_int abort_flag;       /* set by danu_context_abort; cleared as each API call starts */
 };
 
 danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out);
