@@ -179,10 +179,15 @@ START_TEST(test_forward_llamacpp_files)
     float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     const int V = 1024, P = 16;
+    int levels[] = { DANU_ISA_AUTO, DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
+    for (int lv = 0; lv < N(levels); lv++)
     for (int t = 0; t < N(llamacpp_types); t++) {
         char rel[128];
         snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.gguf", llamacpp_types[t]);
-        danu_model *m = load(tu_data(rel), DANU_ISA_AUTO);
+        danu_model *m = load(tu_data(rel), levels[lv]);
+        int64_t isa;
+        danu_model_get_int(m, DANU_INFO_ISA, &isa);
+        if (lv > 0 && isa != levels[lv]) { danu_model_free(m); continue; }   /* level not on this CPU */
         danu_context *c;
         ck_assert_int_eq(danu_context_create(m, NULL, &c), DANU_OK);
         float *ours = malloc((size_t)P * V * sizeof(float));
@@ -202,8 +207,8 @@ START_TEST(test_forward_llamacpp_files)
             for (int i = 1; i < V; i++) { if (ours[p * V + i] > ours[p * V + a]) a = i; if (gold[p * V + i] > gold[p * V + b]) b = i; }
             top1 += a == b;
         }
-        printf("  llama.cpp tiny-q %-7s ours: KL %.6f err %.4f top1 %2d/16   llama.cpp: KL %.6f\n",
-               llamacpp_types[t], kl_ours, err, top1, kl_theirs);
+        printf("  llama.cpp tiny-q %-7s isa %lld  ours: KL %.6f err %.4f top1 %2d/16   llama.cpp: KL %.6f\n",
+               llamacpp_types[t], (long long)isa, kl_ours, err, top1, kl_theirs);
         ck_assert_msg(kl_ours <= kl_theirs * 1.1 + 2e-6, "%s: KL %.6g > llama.cpp %.6g + 10%%", llamacpp_types[t], kl_ours,
                       kl_theirs);
         if (t < 2) ck_assert_msg(err <= 2e-3 * 3, "%s: error %.4g", llamacpp_types[t], err); /* bf16/f16 files */
