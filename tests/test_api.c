@@ -421,10 +421,16 @@ START_TEST(test_api_abort_then_work)
         ck_assert_int_eq(why, DANU_STOP_ABORTED);
         ck_assert(danu_last_error()[0]);
         size_t n = danu_context_n_tokens(c);
-        ck_assert(n >= 8 && n <= 256);
-        /* works again: the aborted batch left no logits, so evaluate first */
-        OK(danu_context_rewind(c, n - 1));
-        OK(danu_context_eval(c, &danu_context_tokens(c)[n - 1], 1, NULL));
+        ck_assert_uint_le(n, 256);
+        /* works again: the aborted batch left no logits, so evaluate first
+         * (an abort inside a shift's re-evaluation can leave fewer tokens
+         * than the prompt, even none: the batches done before it) */
+        if (n > 0) {
+            OK(danu_context_rewind(c, n - 1));
+            OK(danu_context_eval(c, &danu_context_tokens(c)[n - 1], 1, NULL));
+        } else {
+            OK(danu_context_eval(c, t, 8, NULL));
+        }
         OK(danu_context_generate(c, 2, NULL, NULL, &why));
         ck_assert_int_eq(why, DANU_STOP_LENGTH);
         danu_token id;

@@ -308,6 +308,7 @@ static danu_status parse_tensor_info(dn_gguf *g, parser *ps, dn_tensor_desc *t)
 
 static danu_status place_tensors(dn_gguf *g, parser *ps)
 {
+    uint64_t prev_end = 0;   /* relative end of the previous tensor's data */
     for (int64_t i = 0; i < g->n_t; i++) {
         dn_tensor_desc *t = &g->t[i];
         uint64_t rel = t->file_offset, abs, end;
@@ -322,6 +323,13 @@ static danu_status place_tensors(dn_gguf *g, parser *ps)
             return perr(ps, DANU_ERR_FORMAT, g->data_offset,
                         "data [%llu, +%llu) relative to the data section lies beyond the file end %llu",
                         (unsigned long long)rel, (unsigned long long)t->nbytes, (unsigned long long)g->size);
+        /* writers (llama.cpp's, ours) lay tensors out in table order; one that
+         * starts inside the previous one means a corrupt offset, type or shape */
+        if (rel < prev_end)
+            return perr(ps, DANU_ERR_FORMAT, g->data_offset,
+                        "data offset %llu overlaps the previous tensor's data, which ends at %llu",
+                        (unsigned long long)rel, (unsigned long long)prev_end);
+        prev_end = rel + t->nbytes;
         t->file_offset = abs;
         t->data = g->data + abs;
         t->file_index = 0;

@@ -236,8 +236,9 @@ static danu_status emit(danu_context *c, size_t upto, char *out, size_t cap, siz
         if (cap) out[0] = 0;
         return dn_seterr(DANU_ERR_BUFFER_TOO_SMALL, "text of %zu bytes does not fit a buffer of %zu", upto, cap);
     }
-    memcpy(out, c->hold, upto);
     out[upto] = 0;
+    if (upto == 0) return DANU_OK;   /* hold may still be NULL (no tokenizer, nothing held) */
+    memcpy(out, c->hold, upto);
     memmove(c->hold, c->hold + upto, c->hold_len - upto);
     c->hold_len -= upto;
     return DANU_OK;

@@ -3,7 +3,7 @@
  * them in cpuid and the OS enabling YMM state.
  *
  * Same shape as avx512.c with 16 ymm registers: every dot product is an
- * NR x NT register tile (vec_dot 1x1, matvec 4x1, gemm 2x4 or 2x2).
+ * NR x NT register tile (vec_dot and matvec 1x1, gemm 2x4 or 2x2).
  * 8-bit products go through vpmaddubsw (unsigned weights x signed
  * activations; every sum of two stays inside int16 for these types, see
  * each kernel) and vpmaddwd, which for K-quants also applies the integer
@@ -278,6 +278,8 @@ AI __m256 load_w8(int kind, const uint8_t *w, int64_t j)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* One accumulator per output whatever the tile shape, so a token evaluated
+ * alone gets bit-identical results to the same token in a batch. */
 AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
               const uint8_t *const *xp, float *out)
 {
@@ -294,8 +296,7 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
     }
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int t = 0; t < NT; t++) {
         float s = hsum8(F[r][t]);
-        /* ragged tail in the same order as the scalar fallback would not
-         * matter: a few products, added last */
+        /* ragged tail: a few products, added last */
         for (int64_t k = j; k < n; k++) {
             float wv;
             if (kind == K_F32) memcpy(&wv, wp[r] + 4 * k, 4);
@@ -346,17 +347,17 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
         } \
     }
 
-DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0, 2, 4, 4)
-DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1, 2, 4, 4)
-DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0, 2, 4, 4)
-DEFINE_TYPE(q5_1, q8_1, tile32, K_Q5_1, 2, 4, 4)
-DEFINE_TYPE(q8_0, q8_0, tile32, K_Q8_0, 2, 4, 4)
-DEFINE_TYPE(q4_K, q8_K, tileK, K_Q4_K, 2, 2, 2)
-DEFINE_TYPE(q5_K, q8_K, tileK, K_Q5_K, 2, 2, 2)
-DEFINE_TYPE(q6_K, q8_K, tileK, K_Q6_K, 2, 2, 2)
-DEFINE_TYPE(f32, f32, tileF, K_F32, 3, 4, 4)
-DEFINE_TYPE(f16, f32, tileF, K_F16, 3, 4, 4)
-DEFINE_TYPE(bf16, f32, tileF, K_BF16, 3, 4, 4)
+DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0, 2, 4, 1)
+DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1, 2, 4, 1)
+DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0, 2, 4, 1)
+DEFINE_TYPE(q5_1, q8_1, tile32, K_Q5_1, 2, 4, 1)
+DEFINE_TYPE(q8_0, q8_0, tile32, K_Q8_0, 2, 4, 1)
+DEFINE_TYPE(q4_K, q8_K, tileK, K_Q4_K, 2, 2, 1)
+DEFINE_TYPE(q5_K, q8_K, tileK, K_Q5_K, 2, 2, 1)
+DEFINE_TYPE(q6_K, q8_K, tileK, K_Q6_K, 2, 2, 1)
+DEFINE_TYPE(f32, f32, tileF, K_F32, 3, 4, 1)
+DEFINE_TYPE(f16, f32, tileF, K_F16, 3, 4, 1)
+DEFINE_TYPE(bf16, f32, tileF, K_BF16, 3, 4, 1)
 
 /* ------------------------------------------------------------------ */
 /* activation quantizers (byte-identical to scalar.c)                  */

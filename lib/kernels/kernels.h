@@ -32,7 +32,8 @@ typedef float (*dn_vec_dot_fn)(int64_t n, const void *w, const void *x);
  * blocks of its activation type, then (when act_extra[type] > 0) from the
  * next 64-byte boundary an ISA-private copy laid out for the kernels
  * (act_extra bytes per 256 elements), computed once per token instead of
- * once per weight tile. */
+ * once per weight tile. BF16 activations with extras: the extras start
+ * with the residual row bf16(x - hi) (hi + lo carries x to ~2^-17). */
 typedef void (*dn_act_fn)(const float *x, void *out, int64_t n);
 /* Tile: y[t*ldy + r] = dot(w row r, x row t) for r < nr <= gemm_nr,
  * t < nt <= gemm_nt; rows of w are w_stride bytes apart, prepared

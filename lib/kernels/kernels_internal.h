@@ -37,7 +37,4 @@ static inline void dn_k_scales_mins(const uint8_t *q, uint8_t *sc, uint8_t *m)
 }
 
 static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-
-/* Round half away from zero, as roundf does (activation quantizers). */
-static inline int dn_round_away(float x) { return (int)roundf(x); }
 #endif

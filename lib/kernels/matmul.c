@@ -6,7 +6,7 @@
 
 /* Prepared activations of one token block (~384 KiB) stay in L2 while every
  * weight row of the range streams through once per block. */
-enum { ACT_BLOCK_BYTES = 384 * 1024, ACT_ROW_ALIGN = 64 };
+enum { ACT_BLOCK_BYTES = 1024 * 1024, ACT_ROW_ALIGN = 64 };
 
 size_t dn_act_row_bytes(const dn_kernels *k, int32_t wtype, int64_t cols)
 {
