@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# run-all.sh - build everything and run every test suite: the README's test
-# command and what CI runs. Installs missing Debian packages when root.
+# run-all.sh - build everything and run every test: the README's test command
+# and what CI runs. Stages:
+#   1. the Check suites, bindings, examples and ABI check (meson test)
+#   2. the NEON kernels, cross-compiled for aarch64 and run under qemu-user
+#   3. the whole suite under ASan+UBSan, the threaded suites under TSan
+#   4. each libFuzzer harness for FUZZ_SECONDS (default 60)
+# DANU_TEST_QUICK=1 runs stage 1 only. Installs missing Debian packages when root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=${DANU_TEST_QUICK:-0}
 
 need=()
-command -v meson >/dev/null 2>&1 || need+=(meson)
-command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
-command -v cc >/dev/null 2>&1 || need+=(gcc)
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
+have() { command -v "$1" >/dev/null 2>&1; }
+have meson || need+=(meson)
+have ninja || need+=(ninja-build)
+have cc || need+=(gcc)
+have c++ || need+=(g++)
+have pkg-config || need+=(pkg-config)
+have python3 || need+=(python3)
 pkg-config --exists check 2>/dev/null || need+=(check)
+if [ "$quick" != 1 ]; then
+  have clang || need+=(clang libclang-rt-14-dev)
+  have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu)
+  have qemu-aarch64 || need+=(qemu-user)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -21,7 +34,23 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+t0=$(date +%s)
+stage() { echo; echo "=== run-all.sh: $1 ($(( $(date +%s) - t0 )) s so far) ==="; }
+
+stage "1/4 build and test suites"
 build=${BUILD_DIR:-build-test}
 meson setup "$build" --buildtype=release >/dev/null 2>&1 || meson setup --reconfigure "$build" --buildtype=release
 ninja -C "$build"
 meson test -C "$build" --print-errorlogs --num-processes 2
+[ "$quick" = 1 ] && exit 0
+
+stage "2/4 NEON kernels under qemu-aarch64"
+DN_TEST_LIGHT=1 sh tests/cross/run-neon.sh "$PWD/build-arm64"
+
+stage "3/4 sanitizers"
+bash tests/sanitize.sh
+
+stage "4/4 fuzzing, ${FUZZ_SECONDS:-60} s per target"
+FUZZ_BUILD_DIR="$PWD/build-fuzz" bash bench/fuzz.sh "${FUZZ_SECONDS:-60}"
+
+stage "done"
