@@ -420,9 +420,12 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
                               int32_t *reason)
 {
     ARG(c && id_out && out && len_out && reason && cap > 0, "NULL argument or zero capacity");
-    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
-    call_starts(c);
-    return dn_context_step(c, id_out, out, cap, len_out, reason);
+    /* A step is one piece of a generation the caller drives: an abort that
+     * arrives between two steps (the caller's loop, a binding's iterator)
+     * stops the next step instead of being forgotten, and is used up then. */
+    danu_status s = dn_context_step(c, id_out, out, cap, len_out, reason);
+    if (s == DANU_ERR_ABORTED) call_starts(c);
+    return s;
 }
 
 danu_status danu_context_chat_append(danu_context *c, const char *const *roles, const char *const *contents, size_t n,

@@ -472,6 +472,20 @@ START_TEST(test_api_abort_between_tokens)
     OK(danu_context_eval(c, t, 8, NULL));
     OK(danu_context_generate(c, 5, NULL, NULL, &why));
     ck_assert_int_eq(why, DANU_STOP_LENGTH);
+    /* a loop of steps: an abort between two steps stops the next one, once */
+    danu_token id;
+    char buf[64];
+    size_t len;
+    OK(danu_context_step(c, &id, buf, sizeof buf, &len, &why));
+    size_t n = danu_context_n_tokens(c);
+    danu_context_abort(c);
+    EXPECT(danu_context_step(c, &id, buf, sizeof buf, &len, &why), DANU_ERR_ABORTED);
+    ck_assert_int_eq(why, DANU_STOP_ABORTED);
+    ck_assert_uint_eq(danu_context_n_tokens(c), n);
+    OK(danu_context_rewind(c, n - 1));
+    OK(danu_context_eval(c, &danu_context_tokens(c)[n - 1], 1, NULL));
+    OK(danu_context_step(c, &id, buf, sizeof buf, &len, &why));
+    ck_assert_int_eq(why, -1);
     danu_context_free(c);
 }
 END_TEST
