@@ -323,14 +323,21 @@ DANU_API size_t danu_context_n_tokens(const danu_context *ctx);
 DANU_API const danu_token *danu_context_tokens(const danu_context *ctx);
 /** METHOD. Forget everything (keeps settings). */
 DANU_API danu_status danu_context_clear(danu_context *ctx);
-/** METHOD. Keep the first n tokens. With a sliding window W the ring holds
- *  only the last W positions: rewinding to n is possible while no position
- *  >= n - W + ... has been overwritten, i.e. n_tokens - n <= ring slack;
- *  STATE otherwise (the context is unchanged). After a shift, n must be >=
- *  the shifted region. */
+/** METHOD. Keep the first n tokens (logits are invalid until the next
+ *  evaluation). A model with a sliding window W keeps only the last W
+ *  positions per layer: while at most W tokens are cached any n works; once
+ *  more are cached the ring has overwritten older positions and only
+ *  n >= n_tokens - 1 is possible. Otherwise STATE, and the context is
+ *  unchanged. Models without a window can always rewind. */
 DANU_API danu_status danu_context_rewind(danu_context *ctx, size_t n);
 /** METHOD. Ask running work on ctx to stop; safe from any thread. The work
- *  returns ABORTED and the flag is cleared when the next call starts. */
+ *  (eval, prompt, generate, chat_append) returns ABORTED within one layer's
+ *  work, the cache holding the batches finished before. An abort while the
+ *  context is idle is forgotten when the next of those calls starts. For
+ *  danu_context_step, which a caller runs in its own loop, an abort that
+ *  arrives between two steps stops the next step (which returns ABORTED and
+ *  uses the abort up). During a context shift (DANU_FULL_SHIFT) an abort
+ *  leaves the cache holding the kept tokens re-evaluated so far. */
 DANU_API void danu_context_abort(danu_context *ctx);
 
 /* ------------------------------------------------------------------ */
@@ -403,7 +410,7 @@ DANU_API danu_status danu_context_state_load_file(danu_context *ctx, const char 
  *  file). type: storage type of the matrices (bf16, f16, f32; GGUF also the
  *  quantized types). tokenizer_model: the bytes of a Llama 2 tokenizer.model.
  *  opts may be NULL (progress callback and allocator are used). Errors:
- *  INVALID_ARG (unknown config, existing out_path), IO (disk full: free
+ *  INVALID_ARG (unknown config), IO (out_path exists, disk full: free
  *  space is checked first), CANCELLED. Thread-safe. @since 0.1 */
 DANU_API danu_status danu_synth_write(const char *config, uint64_t seed, int32_t format, int32_t type,
                                       const void *tokenizer_model, size_t tokenizer_len,
