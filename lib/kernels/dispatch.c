@@ -34,7 +34,20 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
 {
     const dn_kernels *s = &dn_kernels_scalar_table;
     *dst = *src;
+    const dn_kernels *blk = src->isa == DN_ISA_REFERENCE ? src : s;
     for (int t = 0; t < DN_TYPE_COUNT; t++) {
+        const int32_t base = dn_x16_base(t);
+        if (base >= 0) {
+            /* x16 without its own gemm: per-block fallback in matmul.c over
+             * plain blocks, so the plain (extras-free) dot of the base type */
+            if (!dst->gemm[t] || !dst->gemm_nr) {
+                dst->gemm[t] = NULL;
+                dst->vec_dot[t] = blk->vec_dot[base];
+                dst->act_type[t] = blk->act_type[base];
+                dst->repack[base] = 0;
+            }
+            continue;
+        }
         if (!dst->vec_dot[t]) {
             dst->vec_dot[t] = s->vec_dot[t];
             dst->act_type[t] = s->act_type[t];
@@ -47,7 +60,7 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
         }
     }
     if (!dst->gemm_nr || !dst->gemm_nt) {
-        for (int t = 0; t < DN_TYPE_COUNT; t++) dst->gemm[t] = NULL;
+        for (int t = 0; t < DN_TYPE_COUNT; t++) if (dn_x16_base(t) < 0) dst->gemm[t] = NULL;
         dst->gemm_nr = dst->gemm_nt = 1;
     }
 #define FILL(f) if (!dst->f) dst->f = s->f

@@ -40,6 +40,13 @@ typedef void (*dn_act_fn)(const float *x, void *out, int64_t n);
  * activation rows x_stride bytes apart. The kernel tiles internally. */
 typedef void (*dn_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
                            const void *x, size_t x_stride, int nt, float *y, size_t ldy);
+/* For the repacked x16 weight types (quant.h) gemm[x16] has the same
+ * signature with other bounds: w is the first of nr / 16 row groups,
+ * w_stride the bytes from one group to the next (16 * row bytes), nr any
+ * multiple of 16 and nt any count >= 1 (the kernel tiles both itself).
+ * A table without gemm[x16] still computes x16 matrices: matmul.c then
+ * extracts blocks and calls vec_dot[x16], which dispatch.c sets to the
+ * base type's plain-block dot (scalar, or reference for that table). */
 
 typedef struct dn_kernels {
     int isa;
@@ -50,6 +57,10 @@ typedef struct dn_kernels {
     dn_gemm_fn gemm[DN_TYPE_COUNT];       /* optional tile kernel (NULL: loop) */
     int gemm_nr, gemm_nt;                 /* max tile shape of gemm            */
     uint16_t act_extra[DN_TYPE_COUNT];    /* extra prepared bytes per 256, by ACTIVATION type */
+    /* Stored type -> x16 type the loader repacks it into by default
+     * (DANU_OPT_REPACK auto) because this table has a fast gemm for it;
+     * 0 = keep the stored layout. */
+    uint8_t repack[DN_TYPE_COUNT];
     /* elementwise */
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *gate, const float *up, int64_t n);          /* gate = silu(gate)*up */

@@ -36,11 +36,52 @@ void dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, int64_t
         f(X + t * cols, (uint8_t *)Xq + (size_t)t * rb, cols);
 }
 
+/* x16 matrix on a table without its gemm: block by block through the base
+ * type's plain dot (tests and the scalar/reference levels). */
+static void x16_fallback(const dn_kernels *k, const dn_matrix *W, const uint8_t *x, size_t xrb,
+                         int64_t n_tok, float *Y, int64_t ldy, int64_t r0, int64_t r1)
+{
+    const int32_t wt = W->type, at = k->act_type[wt];
+    const int64_t n = W->cols, bs = dn_type_block_size(wt);
+    const size_t group = 16 * (size_t)W->row_bytes;
+    dn_vec_dot_fn vd = k->vec_dot[wt];
+    uint8_t blk[256];   /* one base block (q6_K: 210 bytes) */
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *g = (const uint8_t *)W->data + (size_t)(r / 16) * group;
+        for (int64_t t = 0; t < n_tok; t++) {
+            float sum = 0.0f;
+            for (int64_t c = 0; c < n / bs; c++) {
+                if (dn_x16_extract_block(wt, g, n, (int)(r % 16), c, blk) != 0) return;
+                sum += vd(bs, blk, x + (size_t)t * xrb + dn_type_row_bytes(at, (uint64_t)(c * bs)));
+            }
+            Y[t * ldy + r] = sum;
+        }
+    }
+}
+
 void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int64_t n_tok,
                     float *Y, int64_t ldy, int64_t r0, int64_t r1)
 {
     const int32_t wt = W->type;
     if (wt < 0 || wt >= DN_TYPE_COUNT || r0 >= r1 || n_tok <= 0) return;
+    if (dn_x16_base(wt) >= 0) {
+        /* row groups: callers split at multiples of 16 (rows % 16 == 0) */
+        const size_t xrb = dn_act_row_bytes(k, wt, W->cols), group = 16 * (size_t)W->row_bytes;
+        if (!xrb || r0 % 16 || r1 % 16) return;
+        if (!k->gemm[wt]) {
+            x16_fallback(k, W, Xq, xrb, n_tok, Y, ldy, r0, r1);
+            return;
+        }
+        /* token blocks keep the prepared activations in L2 */
+        int64_t tb = (int64_t)(ACT_BLOCK_BYTES / xrb);
+        if (tb < 1) tb = 1;
+        for (int64_t t0 = 0; t0 < n_tok; t0 += tb) {
+            const int64_t t1 = t0 + tb < n_tok ? t0 + tb : n_tok;
+            k->gemm[wt](W->cols, (const uint8_t *)W->data + (size_t)(r0 / 16) * group, group, (int)(r1 - r0),
+                        (const uint8_t *)Xq + (size_t)t0 * xrb, xrb, (int)(t1 - t0), Y + t0 * ldy + r0, (size_t)ldy);
+        }
+        return;
+    }
     const int64_t n = W->cols;
     const size_t wrb = (size_t)W->row_bytes, xrb = dn_act_row_bytes(k, wt, n);
     const uint8_t *w = W->data, *x = Xq;

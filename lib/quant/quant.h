@@ -11,6 +11,20 @@
 /* Internal-only activation types (GGUF numbers, never stored as weights here). */
 enum { DN_TYPE_Q8_1 = 9, DN_TYPE_Q8_K = 15, DN_TYPE_COUNT = 40 };
 
+/* Internal-only repacked weight types (never in files; ids above GGUF's own
+ * in use). Weights of 16 consecutive rows are interleaved so that a SIMD
+ * kernel loads 4 bytes of each of the 16 rows in one 64-byte vector and
+ * accumulates 16 rows at once, without horizontal sums (see repack.c for
+ * the exact layouts). A matrix in an x16 type has rows % 16 == 0; row
+ * group g (rows 16g..16g+15) starts at g * 16 * row_bytes, and
+ * dn_type_row_bytes gives the bytes of one row's share of a group. */
+enum {
+    DN_TYPE_Q4_0_X16 = 32,   /* 16 x q4_0: 288 bytes per 32 columns (== 16 blocks) */
+    DN_TYPE_Q8_0_X16 = 33,   /* 16 x q8_0: 544 bytes per 32 columns, qs stored + 128 */
+    DN_TYPE_Q4_K_X16 = 34,   /* 16 x q4_K: 2368 bytes per 256 columns (scales unpacked) */
+    DN_TYPE_Q6_K_X16 = 35    /* 16 x q6_K: 3360 bytes per 256 columns (== 16 blocks) */
+};
+
 #define DN_QK4_0 32
 #define DN_QK4_1 32
 #define DN_QK5_0 32
@@ -65,4 +79,18 @@ uint32_t dn_type_block_size(int32_t type);
  * the activation types (Q8_0, Q8_1, Q8_K). Return 0, or -1 for a bad type/n. */
 int dn_dequantize_row(int32_t type, const void *src, float *dst, int64_t n);
 int dn_quantize_row(int32_t type, const float *src, void *dst, int64_t n);
+
+/* Repacked types (repack.c). dn_x16_base: the stored type an x16 type
+ * repacks (-1 if `type` is not an x16 type); dn_x16_of: the x16 type of a
+ * stored type (-1 if none). */
+int32_t dn_x16_base(int32_t type);
+int32_t dn_x16_of(int32_t base);
+/* 16 rows of n elements in the base type, rows src_stride bytes apart ->
+ * one row group of x16type at dst (16 * dn_type_row_bytes(x16type, n)
+ * bytes). Lossless. Returns 0, or -1 for a bad type/n. */
+int dn_x16_repack(int32_t x16type, const void *src, size_t src_stride, void *dst, int64_t n);
+/* Inverse for one block: block column c (of block_size elements) of row r
+ * (0..15) of the group at `group` (rows of n elements), written in the base
+ * type's block layout to out. Returns 0, or -1. */
+int dn_x16_extract_block(int32_t x16type, const void *group, int64_t n, int r, int64_t c, void *out);
 #endif

@@ -15,6 +15,11 @@ static const dn_type_info type_table[DN_TYPE_COUNT] = {
     [DANU_TYPE_Q5_K] = { "q5_K", DN_QK_K, sizeof(dn_block_q5_K), 1 },
     [DANU_TYPE_Q6_K] = { "q6_K", DN_QK_K, sizeof(dn_block_q6_K), 1 },
     [DN_TYPE_Q8_K]   = { "q8_K", DN_QK_K, sizeof(dn_block_q8_K), 1 },
+    /* repacked row groups (repack.c): bytes are one row's share */
+    [DN_TYPE_Q4_0_X16] = { "q4_0x16", DN_QK4_0, sizeof(dn_block_q4_0), 1 },
+    [DN_TYPE_Q8_0_X16] = { "q8_0x16", DN_QK8_0, sizeof(dn_block_q8_0), 1 },
+    [DN_TYPE_Q4_K_X16] = { "q4_Kx16", DN_QK_K, 148, 1 },
+    [DN_TYPE_Q6_K_X16] = { "q6_Kx16", DN_QK_K, sizeof(dn_block_q6_K), 1 },
 };
 
 const dn_type_info *dn_type_get(int32_t type)
@@ -25,7 +30,7 @@ const dn_type_info *dn_type_get(int32_t type)
 
 int dn_type_is_weight(int32_t type)
 {
-    return dn_type_get(type) && type != DN_TYPE_Q8_1 && type != DN_TYPE_Q8_K;
+    return dn_type_get(type) && type != DN_TYPE_Q8_1 && type != DN_TYPE_Q8_K && type < DN_TYPE_Q4_0_X16;
 }
 
 uint32_t dn_type_block_size(int32_t type)

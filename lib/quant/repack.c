@@ -1,0 +1,157 @@
+/* repack.c - the row-interleaved ("x16") weight layouts and their lossless
+ * conversion from the GGUF block layouts.
+ *
+ * Why: a matrix-vector product over GGUF blocks reads one row at a time and
+ * must sum each row's products horizontally. With 16 rows interleaved four
+ * bytes at a time, one 64-byte vector holds 4 weights of each of 16 rows;
+ * an int8 dot-product instruction against 4 broadcast activation bytes then
+ * yields 16 row sums directly, and each scale is applied once per 16 rows.
+ *
+ * Layouts, per block column of a 16-row group (column = 32 elements for
+ * q4_0/q8_0, 256 for q4_K/q6_K); "chunk k" is 64 bytes holding bytes
+ * 4k..4k+3 of row 0, then of row 1, ... row 15 of the named array:
+ *   q4_0x16 (288 B):  d[16] f16 | qs chunks 0..3 (nibbles as in q4_0)
+ *   q8_0x16 (544 B):  d[16] f16 | qs chunks 0..7, each byte q + 128 (u8)
+ *   q4_Kx16 (2368 B): d[16] f16 | dmin[16] f16 | sc[8][16] u8 | m[8][16] u8 |
+ *                     qs chunks 0..31 (sc/m: 6-bit scale/min of sub-block j, row r)
+ *   q6_Kx16 (3360 B): d[16] f16 | scales[16][16] i8 | ql chunks 0..31 | qh chunks 0..15
+ * Column c of a group starts at c * 16 * (block bytes per row). */
+#include <string.h>
+#include "quant/quant.h"
+
+int32_t dn_x16_base(int32_t type)
+{
+    switch (type) {
+    case DN_TYPE_Q4_0_X16: return DANU_TYPE_Q4_0;
+    case DN_TYPE_Q8_0_X16: return DANU_TYPE_Q8_0;
+    case DN_TYPE_Q4_K_X16: return DANU_TYPE_Q4_K;
+    case DN_TYPE_Q6_K_X16: return DANU_TYPE_Q6_K;
+    default: return -1;
+    }
+}
+
+int32_t dn_x16_of(int32_t base)
+{
+    switch (base) {
+    case DANU_TYPE_Q4_0: return DN_TYPE_Q4_0_X16;
+    case DANU_TYPE_Q8_0: return DN_TYPE_Q8_0_X16;
+    case DANU_TYPE_Q4_K: return DN_TYPE_Q4_K_X16;
+    case DANU_TYPE_Q6_K: return DN_TYPE_Q6_K_X16;
+    default: return -1;
+    }
+}
+
+/* chunks of `nbytes` bytes of array `a` of 16 rows: interleave / gather */
+static void put_chunks(uint8_t *dst, const uint8_t *const rows[16], size_t off, int nbytes, uint8_t xor)
+{
+    for (int k = 0; k < nbytes / 4; k++)
+        for (int r = 0; r < 16; r++)
+            for (int b = 0; b < 4; b++) dst[64 * k + 4 * r + b] = rows[r][off + 4 * k + b] ^ xor;
+}
+
+static void get_chunks(uint8_t *out, const uint8_t *src, int r, int nbytes, uint8_t xor)
+{
+    for (int k = 0; k < nbytes / 4; k++)
+        for (int b = 0; b < 4; b++) out[4 * k + b] = src[64 * k + 4 * r + b] ^ xor;
+}
+
+static void put_u16(uint8_t *dst, const uint8_t *const rows[16], size_t off)
+{
+    for (int r = 0; r < 16; r++) memcpy(dst + 2 * r, rows[r] + off, 2);
+}
+
+/* 6-bit scale/min j of a q4_K scales[12] (same packing as quant.c reads) */
+static void k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* the inverse packing: 8 scales and mins back into 12 bytes */
+static void k_pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *q)
+{
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+    }
+}
+
+int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t n)
+{
+    const int32_t bt = dn_x16_base(xt);
+    const uint32_t bs = dn_type_block_size(xt);
+    if (bt < 0 || !src || !dst || n <= 0 || n % bs) return -1;
+    const size_t bb = dn_type_get(bt)->type_size, xb = dn_type_get(xt)->type_size;
+    for (int64_t c = 0; c < n / bs; c++) {
+        const uint8_t *rows[16];
+        for (int r = 0; r < 16; r++) rows[r] = (const uint8_t *)src + (size_t)r * stride + (size_t)c * bb;
+        uint8_t *o = (uint8_t *)dst + (size_t)c * 16 * xb;
+        switch (xt) {
+        case DN_TYPE_Q4_0_X16:
+            put_u16(o, rows, 0);
+            put_chunks(o + 32, rows, 2, 16, 0);
+            break;
+        case DN_TYPE_Q8_0_X16:
+            put_u16(o, rows, 0);
+            put_chunks(o + 32, rows, 2, 32, 0x80);
+            break;
+        case DN_TYPE_Q4_K_X16:
+            put_u16(o, rows, 0);
+            put_u16(o + 32, rows, 2);
+            for (int r = 0; r < 16; r++)
+                for (int j = 0; j < 8; j++) k_scale_min(j, rows[r] + 4, &o[64 + 16 * j + r], &o[192 + 16 * j + r]);
+            put_chunks(o + 320, rows, 16, 128, 0);
+            break;
+        case DN_TYPE_Q6_K_X16:
+            put_u16(o, rows, 208);
+            for (int r = 0; r < 16; r++)
+                for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = rows[r][192 + j];
+            put_chunks(o + 288, rows, 0, 128, 0);
+            put_chunks(o + 288 + 2048, rows, 128, 64, 0);
+            break;
+        }
+    }
+    return 0;
+}
+
+int dn_x16_extract_block(int32_t xt, const void *group, int64_t n, int r, int64_t c, void *out)
+{
+    const int32_t bt = dn_x16_base(xt);
+    const uint32_t bs = dn_type_block_size(xt);
+    if (bt < 0 || !group || !out || r < 0 || r > 15 || n <= 0 || n % bs || c < 0 || c >= n / bs) return -1;
+    const size_t xb = dn_type_get(xt)->type_size;
+    const uint8_t *o = (const uint8_t *)group + (size_t)c * 16 * xb;
+    uint8_t *b = out;
+    switch (xt) {
+    case DN_TYPE_Q4_0_X16:
+        memcpy(b, o + 2 * r, 2);
+        get_chunks(b + 2, o + 32, r, 16, 0);
+        break;
+    case DN_TYPE_Q8_0_X16:
+        memcpy(b, o + 2 * r, 2);
+        get_chunks(b + 2, o + 32, r, 32, 0x80);
+        break;
+    case DN_TYPE_Q4_K_X16: {
+        uint8_t sc[8], m[8];
+        memcpy(b, o + 2 * r, 2);
+        memcpy(b + 2, o + 32 + 2 * r, 2);
+        for (int j = 0; j < 8; j++) { sc[j] = o[64 + 16 * j + r]; m[j] = o[192 + 16 * j + r]; }
+        k_pack_scales(sc, m, b + 4);
+        get_chunks(b + 16, o + 320, r, 128, 0);
+        break;
+    }
+    case DN_TYPE_Q6_K_X16:
+        memcpy(b + 208, o + 2 * r, 2);
+        for (int j = 0; j < 16; j++) b[192 + j] = o[32 + 16 * j + r];
+        get_chunks(b, o + 288, r, 128, 0);
+        get_chunks(b + 128, o + 288 + 2048, r, 64, 0);
+        break;
+    }
+    return 0;
+}
