@@ -586,6 +586,66 @@ START_TEST(test_gguf_writer_roundtrip)
 }
 END_TEST
 
+/* Every scalar type through dn_gguf_w_scalar, read back by the parser:
+ * the stored type and the value (edge values of each width). */
+START_TEST(test_gguf_writer_scalars)
+{
+    static const struct { const char *key; int32_t type; int64_t i; double f; } kv[] = {
+        { "s.u8", DN_GGUF_U8, 255, 0 }, { "s.i8", DN_GGUF_I8, -128, 0 },
+        { "s.u16", DN_GGUF_U16, 65535, 0 }, { "s.i16", DN_GGUF_I16, -32768, 0 },
+        { "s.u32", DN_GGUF_U32, 4294967295ll, 0 }, { "s.i32", DN_GGUF_I32, -2147483647ll - 1, 0 },
+        { "s.u64", DN_GGUF_U64, (int64_t)0x7FFFFFFFFFFFFFFFull, 0 }, { "s.i64", DN_GGUF_I64, INT64_MIN, 0 },
+        { "s.f32", DN_GGUF_F32, 0, 0.25 }, { "s.f64", DN_GGUF_F64, 0, 0.1 }, { "s.bool", DN_GGUF_BOOL, 1, 0 },
+    };
+    const int n = (int)(sizeof kv / sizeof kv[0]);
+    char *dir = tu_tmpdir("gguf");
+    ck_assert_ptr_nonnull(dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/scalars.gguf", dir);
+    dn_gguf_writer *w = NULL;
+    OK(dn_gguf_writer_create(dn_alloc_libc(), 32, &w));
+    for (int k = 0; k < n; k++) OK(dn_gguf_w_scalar(w, kv[k].key, kv[k].type, kv[k].i, kv[k].f));
+    ck_assert_int_eq(dn_gguf_w_scalar(w, "s.str", DN_GGUF_STRING, 0, 0), DANU_ERR_INVALID_ARG);
+    ck_assert_int_eq(dn_gguf_w_scalar(w, "s.u8", DN_GGUF_U8, 1, 0), DANU_ERR_INVALID_ARG);   /* duplicate */
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    OK(dn_gguf_w_begin(w, f));
+    OK(dn_gguf_w_end(w, f));
+    ck_assert_int_eq(fclose(f), 0);
+    dn_gguf_writer_free(w);
+    size_t len;
+    uint8_t *buf = tu_read(path, &len);
+    ck_assert_ptr_nonnull(buf);
+    dn_gguf *g = NULL;
+    OK(dn_gguf_open(dn_alloc_libc(), buf, len, path, &g));
+    ck_assert_int_eq(dn_gguf_n_kv(g), n);
+    for (int k = 0; k < n; k++) {
+        int64_t at = dn_gguf_find(g, kv[k].key);
+        ck_assert_int_ge(at, 0);
+        ck_assert_int_eq(dn_gguf_kv_type(g, at), kv[k].type);
+        uint64_t u; int64_t i; double d;
+        switch (kv[k].type) {
+        case DN_GGUF_U8: case DN_GGUF_U16: case DN_GGUF_U32: case DN_GGUF_U64:
+            ck_assert(dn_gguf_get_u64(g, kv[k].key, &u));
+            ck_assert_uint_eq(u, (uint64_t)kv[k].i);
+            break;
+        case DN_GGUF_F32: case DN_GGUF_F64:
+            ck_assert(dn_gguf_get_f64(g, kv[k].key, &d));
+            ck_assert(d == (kv[k].type == DN_GGUF_F32 ? (double)(float)kv[k].f : kv[k].f));
+            break;
+        case DN_GGUF_BOOL: { int b; ck_assert(dn_gguf_get_bool(g, kv[k].key, &b) && b == 1); break; }
+        default:
+            ck_assert(dn_gguf_get_i64(g, kv[k].key, &i));
+            ck_assert_int_eq(i, kv[k].i);
+        }
+    }
+    dn_gguf_close(g);
+    free(buf);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_gguf_writer_errors)
 {
     const dn_alloc *a = dn_alloc_libc();
@@ -998,6 +1058,7 @@ static Suite *gguf_suite(void)
     tcase_set_timeout(tw, 120);
     tcase_add_test(tw, test_gguf_writer_roundtrip);
     tcase_add_test(tw, test_gguf_writer_errors);
+    tcase_add_test(tw, test_gguf_writer_scalars);
     suite_add_tcase(s, tw);
     TCase *tb = tcase_create("corrupt");
     tcase_set_timeout(tb, 300);

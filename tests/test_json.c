@@ -10,28 +10,9 @@
 #include "common/error.h"
 #include "testutil.h"
 
-/* Counting allocator; fail_at = k makes the k-th allocation call fail. */
-typedef struct counter { long live, calls, fail_at; } counter;
-static void *c_malloc(void *u, size_t n)
-{
-    counter *c = u;
-    if (++c->calls == c->fail_at) return NULL;
-    void *p = malloc(n);
-    if (p) c->live++;
-    return p;
-}
-static void *c_realloc(void *u, void *p, size_t n)
-{
-    counter *c = u;
-    if (++c->calls == c->fail_at) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) c->live++;
-    return q;
-}
-static void c_free(void *u, void *p) { counter *c = u; if (p) { c->live--; free(p); } }
-
-static counter g_cnt;
-static dn_alloc g_alloc = { c_malloc, c_realloc, c_free, &g_cnt };
+/* the counting allocator of testutil: leaks and failure injection */
+static tu_counter g_cnt;
+static dn_alloc g_alloc = { tu_count_malloc, tu_count_realloc, tu_count_free, &g_cnt };
 static const dn_alloc *A(void) { memset(&g_cnt, 0, sizeof g_cnt); return &g_alloc; }
 
 static dn_json *parse_ok(const char *s)

@@ -107,3 +107,27 @@ double tu_max_abs(const float *a, size_t n)
     for (size_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
     return m;
 }
+
+void *tu_count_malloc(void *user, size_t n)
+{
+    tu_counter *c = user;
+    if (++c->calls == c->fail_at) return NULL;
+    void *p = malloc(n);
+    if (p) c->live++;
+    return p;
+}
+
+void *tu_count_realloc(void *user, void *p, size_t n)
+{
+    tu_counter *c = user;
+    if (++c->calls == c->fail_at) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) c->live++;
+    return q;
+}
+
+void tu_count_free(void *user, void *p)
+{
+    tu_counter *c = user;
+    if (p) { c->live--; free(p); }
+}

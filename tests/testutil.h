@@ -31,4 +31,12 @@ float *tu_read_f32(const char *path, size_t *n);
 /* max |a-b| and max |b| over n */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_max_abs(const float *a, size_t n);
+
+/* Counting allocator for leak and allocation-failure tests: pass a
+ * tu_counter as the user pointer of an allocator made of these three;
+ * fail_at = k makes the k-th allocation call (malloc or realloc) fail. */
+typedef struct tu_counter { long live, calls, fail_at; } tu_counter;
+void *tu_count_malloc(void *user, size_t n);
+void *tu_count_realloc(void *user, void *p, size_t n);
+void tu_count_free(void *user, void *p);
 #endif

@@ -68,6 +68,10 @@ danu_status dn_gguf_w_i32(dn_gguf_writer *w, const char *key, int32_t v);
 danu_status dn_gguf_w_u64(dn_gguf_writer *w, const char *key, uint64_t v);
 danu_status dn_gguf_w_f32(dn_gguf_writer *w, const char *key, float v);
 danu_status dn_gguf_w_bool(dn_gguf_writer *w, const char *key, int v);
+/* Any scalar type (u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, bool)
+ * from its value: integers through `i` (unsigned ones as their bits),
+ * floats through `f`. INVALID_ARG for a non-scalar type. */
+danu_status dn_gguf_w_scalar(dn_gguf_writer *w, const char *key, int32_t type, int64_t i, double f);
 danu_status dn_gguf_w_str(dn_gguf_writer *w, const char *key, const char *s, size_t len);
 /* Arrays: numeric elements copied from `data` (count elements of elem_type,
  * little-endian host layout); string arrays from pointers + lengths. */

@@ -182,6 +182,25 @@ danu_status dn_gguf_w_bool(dn_gguf_writer *w, const char *key, int v)
     return scalar(w, key, DN_GGUF_BOOL, &b, 1);
 }
 
+danu_status dn_gguf_w_scalar(dn_gguf_writer *w, const char *key, int32_t type, int64_t i, double f)
+{
+    if (!w) return dn_seterr(DANU_ERR_INVALID_ARG, "gguf writer: NULL writer");
+    uint8_t b[8];
+    const uint64_t u = (uint64_t)i;
+    switch (type) {
+    case DN_GGUF_U8: case DN_GGUF_I8: b[0] = (uint8_t)u; return scalar(w, key, type, b, 1);
+    case DN_GGUF_BOOL: b[0] = i != 0; return scalar(w, key, type, b, 1);
+    case DN_GGUF_U16: case DN_GGUF_I16: dn_wr_u16(b, (uint16_t)u); return scalar(w, key, type, b, 2);
+    case DN_GGUF_U32: case DN_GGUF_I32: dn_wr_u32(b, (uint32_t)u); return scalar(w, key, type, b, 4);
+    case DN_GGUF_U64: case DN_GGUF_I64: dn_wr_u64(b, u); return scalar(w, key, type, b, 8);
+    case DN_GGUF_F32: dn_wr_f32(b, (float)f); return scalar(w, key, type, b, 4);
+    case DN_GGUF_F64: { uint64_t d; memcpy(&d, &f, 8); dn_wr_u64(b, d); return scalar(w, key, type, b, 8); }
+    default:
+        return dn_seterr(DANU_ERR_INVALID_ARG, "gguf writer: type %d of key '%s' is not a scalar", (int)type,
+                         key ? key : "");
+    }
+}
+
 danu_status dn_gguf_w_str(dn_gguf_writer *w, const char *key, const char *s, size_t len)
 {
     if (!w || (!s && len)) return dn_seterr(DANU_ERR_INVALID_ARG, "gguf writer: NULL argument");

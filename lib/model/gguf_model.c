@@ -278,10 +278,19 @@ static danu_status copy_kv(const dn_meta *kv, dn_gguf_writer *w, const dn_alloc 
         break;
     case DN_GGUF_ARRAY:
         return copy_array(kv, w, a, skipped);
+    case DN_GGUF_U8: case DN_GGUF_U16:
+        if (dn_gguf_get_u64(g, kv->key, &u)) return dn_gguf_w_scalar(w, kv->key, kv->type, (int64_t)u, 0);
+        break;
+    case DN_GGUF_I8: case DN_GGUF_I16: case DN_GGUF_I64:
+        if (dn_gguf_get_i64(g, kv->key, &i)) return dn_gguf_w_scalar(w, kv->key, kv->type, i, 0);
+        break;
+    case DN_GGUF_F64:
+        if (dn_gguf_get_f64(g, kv->key, &d)) return dn_gguf_w_scalar(w, kv->key, kv->type, 0, d);
+        break;
     default:
         break;
     }
-    *skipped = 1;   /* u8, i8, u16, i16, i64, f64 scalars: the writer has no encoder for them */
+    *skipped = 1;   /* a value the reader would not give back as its type */
     return DANU_OK;
 }
 
