@@ -17,6 +17,8 @@
 #include "model/gguf_model.h"
 #include "common/bytes.h"
 #include "common/error.h"
+#include "common/os.h"
+#include "common/threadpool.h"
 #include "format/gguf.h"
 #include "format/safetensors.h"
 #include "quant/quant.h"
@@ -379,7 +381,9 @@ typedef struct job {
     char *final_path;          /* OUT without trailing slashes */
     char *tmp_path;            /* OUT.tmp */
     uint16_t *chunk;           /* CHUNK_ELEMS bf16 values */
-    float *row_f32;            /* one row, for quantizing */
+    float *row_f32;            /* one row per thread, for quantizing */
+    int64_t row_cap;           /* floats per thread in row_f32 */
+    dn_pool *pool;             /* generation + quantization of a chunk's rows */
     uint8_t *out;              /* converted bytes: a chunk (HF) or a tensor (GGUF) */
     size_t out_cap;
     uint64_t total, done;      /* tensor bytes, for progress */
@@ -420,6 +424,38 @@ static int64_t chunk_rows(const synth_tensor *d)
     int64_t r = CHUNK_ELEMS / d->cols;
     if (r < 1) r = 1;
     return r < d->rows ? r : d->rows;
+}
+
+/* Rows [r, r + nr) of d generated and converted into dst, split over the
+ * pool: K-type quantization of a full-size model is minutes on one core. */
+typedef struct gc_task {
+    job *j;
+    const synth_tensor *d;
+    int64_t r, nr;
+    int permute;
+    uint8_t *dst;
+    danu_status st[64];
+} gc_task;
+
+static void gc_run(void *arg, int ith, int nth)
+{
+    gc_task *g = arg;
+    const synth_tensor *d = g->d;
+    int64_t a = g->nr * ith / nth, b = g->nr * (ith + 1) / nth;
+    g->st[ith] = DANU_OK;
+    if (a >= b) return;
+    uint16_t *src = g->j->chunk + a * d->cols;
+    gen_rows(g->j->req->seed, d, g->r + a, b - a, g->permute, g->j->c->head_dim, src);
+    uint64_t rb = dn_type_row_bytes(d->out_type, (uint64_t)d->cols);
+    g->st[ith] = convert_rows(d, src, b - a, g->dst + (uint64_t)a * rb, g->j->row_f32 + (int64_t)ith * g->j->row_cap);
+}
+
+static danu_status gen_convert(job *j, const synth_tensor *d, int64_t r, int64_t nr, int permute, uint8_t *dst)
+{
+    gc_task g = { .j = j, .d = d, .r = r, .nr = nr, .permute = permute, .dst = dst };
+    dn_pool_run(j->pool, gc_run, &g);
+    for (int i = 0; i < dn_pool_size(j->pool); i++) DN_TRY(g.st[i]);
+    return DANU_OK;
 }
 
 static danu_status check_space(const job *j, uint64_t need)
@@ -505,10 +541,9 @@ static danu_status write_safetensors(job *j, FILE *f, const char *path)
         size_t esz = dn_type_get(d->out_type)->type_size;
         for (int64_t r = 0; r < d->rows; r += step) {
             int64_t nr = d->rows - r < step ? d->rows - r : step;
-            gen_rows(j->req->seed, d, r, nr, 0, j->c->head_dim, j->chunk);
             size_t nb = (size_t)(nr * d->cols) * esz;
             DN_TRY(ensure_out(j, nb));
-            DN_TRY(convert_rows(d, j->chunk, nr, j->out, j->row_f32));
+            DN_TRY(gen_convert(j, d, r, nr, 0, j->out));
             if (fwrite(j->out, 1, nb, f) != nb)
                 return dn_seterr(DANU_ERR_IO, "%s: write failed in %s: %s", path, d->hf_name, strerror(errno));
         }
@@ -614,8 +649,7 @@ static danu_status gguf_tensors(job *j, dn_gguf_writer *w, FILE *f)
         DN_TRY(ensure_out(j, (size_t)d->out_bytes));
         for (int64_t r = 0; r < d->rows; r += step) {
             int64_t nr = d->rows - r < step ? d->rows - r : step;
-            gen_rows(j->req->seed, d, r, nr, d->permute, j->c->head_dim, j->chunk);
-            DN_TRY(convert_rows(d, j->chunk, nr, j->out + (uint64_t)r * rb, j->row_f32));
+            DN_TRY(gen_convert(j, d, r, nr, d->permute, j->out + (uint64_t)r * rb));
         }
         danu_status s = dn_gguf_w_data(w, f, j->out, d->out_bytes);
         if (s != DANU_OK) return prefix_error(s, j->tmp_path);
@@ -718,6 +752,7 @@ static void job_free(job *j)
     dn_free(j->a, j->chunk);
     dn_free(j->a, j->row_f32);
     dn_free(j->a, j->out);
+    dn_pool_free(j->pool);
 }
 
 danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
@@ -746,8 +781,13 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     if ((int64_t)c->heads * c->head_dim > max_cols) max_cols = (int64_t)c->heads * c->head_dim;
     /* a chunk is at least one row */
     j.chunk = dn_malloc(a, (size_t)(max_cols > CHUNK_ELEMS ? max_cols : CHUNK_ELEMS) * sizeof(uint16_t));
-    j.row_f32 = dn_malloc(a, (size_t)max_cols * sizeof(float));
-    if (!j.t || !j.tmp_path || !j.final_path || !j.chunk || !j.row_f32) {
+    int nth = dn_cpu_count();
+    if (nth > 64) nth = 64;
+    if (nth < 1) nth = 1;
+    j.row_cap = max_cols;
+    j.row_f32 = dn_malloc(a, (size_t)nth * (size_t)max_cols * sizeof(float));
+    if (j.row_f32 && dn_pool_create(a, nth, &j.pool) != DANU_OK) j.pool = NULL;
+    if (!j.t || !j.tmp_path || !j.final_path || !j.chunk || !j.row_f32 || !j.pool) {
         job_free(&j);
         return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", out);
     }
