@@ -6,11 +6,17 @@
  * preparation included) of 2560x2560 and 6912x2560 matrices times 512
  * tokens, and matvec (1 token) GB/s of weight bytes for 6912x2560, both
  * from cache-cold memory (rotating through copies totalling >= 256 MiB, as
- * a model's layers do) and hot (one matrix again and again, L2/L3). */
+ * a model's layers do) and hot (one matrix again and again, L2/L3).
+ * Types with a repacked x16 form that the table has a gemm for also get a
+ * row for it (q4_0x16 ...), and a first line measures the read bandwidth
+ * ceiling of one thread (a plain vector sum over 512 MiB). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include "kernels/kernels.h"
 
 static double now(void)
@@ -27,10 +33,25 @@ static float rnd(void)
     return (float)((rng >> 40) / 16777216.0 * 2.0 - 1.0);
 }
 
+static uint8_t *make_weights(int32_t type, int64_t rows, int64_t cols, uint64_t *rb);
+
+/* x16 types: the base type's weights repacked group by group */
+static uint8_t *make_x16(int32_t xt, int64_t rows, int64_t cols, uint64_t *rb)
+{
+    uint64_t brb;
+    uint8_t *b = make_weights(dn_x16_base(xt), rows, cols, &brb);
+    *rb = dn_type_row_bytes(xt, (uint64_t)cols);   /* q4_K: scales unpacked */
+    uint8_t *w = malloc(*rb * rows);
+    for (int64_t g = 0; g < rows / 16; g++) dn_x16_repack(xt, b + g * 16 * brb, brb, w + g * 16 * *rb, cols);
+    free(b);
+    return w;
+}
+
 /* rows x cols weights: 64 distinct quantized rows repeated (quantizing
  * millions of K-quant elements would dominate the run). */
 static uint8_t *make_weights(int32_t type, int64_t rows, int64_t cols, uint64_t *rb)
 {
+    if (dn_x16_base(type) >= 0) return make_x16(type, rows, cols, rb);
     *rb = dn_type_row_bytes(type, (uint64_t)cols);
     uint8_t *w = malloc(*rb * rows);
     float *src = malloc(sizeof(float) * cols);
@@ -107,6 +128,62 @@ static void bench_matvec(const dn_kernels *k, int32_t type, int64_t rows, int64_
     free(ws); free(w0); free(x); free(y); free(xq);
 }
 
+/* Single-thread read bandwidth: sum of 512 MiB of 64-byte vectors (four
+ * independent accumulators; words elsewhere), the ceiling for cold matvec
+ * (intrinsic loads may alias the words). */
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static double sum_avx512(const float *p, size_t n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+#endif
+
+static double read_bandwidth(void)
+{
+    const size_t n = (512u << 20) / sizeof(uint64_t);
+    uint64_t *p = malloc(n * sizeof *p);
+    if (!p) return 0;
+    for (size_t i = 0; i < n; i++) p[i] = i & 7;
+    double best = 0;
+    volatile double sink = 0;   /* keeps the sum alive */
+    for (int rep = 0; rep < 3; rep++) {
+        const double t = now();
+        double s = 0;
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx512f")) s = sum_avx512((const float *)p, 2 * n);
+        else
+#endif
+        {   /* integer words, four chains: adds never limit the stream */
+            uint64_t a[4] = { 0, 0, 0, 0 };
+            for (size_t i = 0; i < n; i += 4)
+                for (int j = 0; j < 4; j++) a[j] += p[i + j];
+            s = (double)(a[0] + a[1] + a[2] + a[3]);
+        }
+        const double gbs = n * sizeof *p / (now() - t) * 1e-9;
+        sink = sink + s;
+        if (gbs > best) best = gbs;
+    }
+    free(p);
+    return best;
+}
+
+static void bench_row(const dn_kernels *k, int32_t type, const char *name)
+{
+    const double g1 = bench_gemm(k, type, 2560, 2560, 512);
+    const double g2 = bench_gemm(k, type, 6912, 2560, 512);
+    double cold, hot;
+    bench_matvec(k, type, 6912, 2560, &cold, &hot);
+    printf("%-8s %14.1f %14.1f %15.1f %14.1f\n", name, g1, g2, cold, hot);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     static const int32_t types[] = {
@@ -129,8 +206,9 @@ int main(int argc, char **argv)
             }
     }
     printf("kernels: %s (one thread)\n", k->name);
-    printf("%-6s %14s %14s %15s %14s\n", "type", "2560x2560x512", "6912x2560x512", "matvec cold", "matvec hot");
-    printf("%-6s %14s %14s %15s %14s\n", "", "GFLOP/s", "GFLOP/s", "GB/s", "GB/s");
+    printf("read bandwidth ceiling (512 MiB sum): %.1f GB/s\n", read_bandwidth());
+    printf("%-8s %14s %14s %15s %14s\n", "type", "2560x2560x512", "6912x2560x512", "matvec cold", "matvec hot");
+    printf("%-8s %14s %14s %15s %14s\n", "", "GFLOP/s", "GFLOP/s", "GB/s", "GB/s");
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         const char *name = dn_type_get(types[i])->name;
         if (argi < argc) {
@@ -138,12 +216,13 @@ int main(int argc, char **argv)
             for (int a = argi; a < argc; a++) want |= !strcmp(argv[a], name);
             if (!want) continue;
         }
-        const double g1 = bench_gemm(k, types[i], 2560, 2560, 512);
-        const double g2 = bench_gemm(k, types[i], 6912, 2560, 512);
-        double cold, hot;
-        bench_matvec(k, types[i], 6912, 2560, &cold, &hot);
-        printf("%-6s %14.1f %14.1f %15.1f %14.1f\n", name, g1, g2, cold, hot);
-        fflush(stdout);
+        bench_row(k, types[i], name);
+        const int32_t xt = dn_x16_of(types[i]);
+        if (xt >= 0 && k->gemm[xt]) {
+            char xname[32];
+            snprintf(xname, sizeof xname, "%sx16", name);
+            bench_row(k, xt, xname);
+        }
     }
     return 0;
 }

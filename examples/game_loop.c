@@ -91,6 +91,10 @@ int main(int argc, char **argv)
         npc_x += 1.5 / 60.0;               /* game update: the NPC walks at 1.5 units/s */
 
         if (talking && (key_pressed() || (cancel_after >= 0 && frame >= cancel_after))) {
+            char held[512];
+            size_t held_len;
+            /* end the stepped generation: what it held back goes with the reply */
+            (void)danu_context_step_finish(ctx, held, sizeof held, &held_len);
             if (danu_context_rewind(ctx, reply_start) != DANU_OK &&      /* forget the half reply */
                 (s = danu_context_state_load(ctx, snap, snap_len)) != DANU_OK)
                 return fail("restore", s);

@@ -132,6 +132,7 @@ enum {
     DANU_OPT_USE_MMAP = 100,        /* int 0/1, default 1                        */
     DANU_OPT_SLIDING_WINDOW = 101,  /* int: -1 auto (default), 0 none, >0 window */
     DANU_OPT_VALIDATE = 102,        /* int 0/1: scan weights for NaN/Inf (0)     */
+    DANU_OPT_REPACK = 103,          /* int: -1 auto (default), 0 off, 1 on       */
     /* context */
     DANU_OPT_N_CTX = 200,           /* int: tokens, 0 = model maximum (default)  */
     DANU_OPT_KV_TYPE = 201,         /* int: DANU_KV_F16 (default) or DANU_KV_F32 */
@@ -153,6 +154,17 @@ enum {
     DANU_OPT_N_THREADS = 400,       /* int, default: online cores (max 64)       */
     DANU_OPT_ISA = 401              /* int: DANU_ISA_* cap, default AUTO          */
 };
+/* DANU_OPT_REPACK: weight matrices can be copied at load into a row-
+ * interleaved layout that the SIMD kernels read faster (lossless: the same
+ * numbers in another order). auto (-1) repacks the matrices whose storage
+ * type the chosen kernels have a fast repacked kernel for, and only when the
+ * file is memory-mapped: the mapped pages of a repacked matrix are released,
+ * so resident memory stays about the file size. on (1) repacks every matrix
+ * whose type has a repacked form (q4_0, q8_0, q4_K, q6_K with rows a
+ * multiple of 16), even where only a slow fallback computes it, and also
+ * when the file was read into memory (which then holds both copies). off (0)
+ * uses the weights as stored. DANU_INFO_REPACKED_* report what was done. */
+enum { DANU_REPACK_AUTO = -1, DANU_REPACK_OFF = 0, DANU_REPACK_ON = 1 };
 enum { DANU_KV_F16 = 0, DANU_KV_F32 = 1 };
 enum { DANU_FULL_ERROR = 0, DANU_FULL_SHIFT = 1 };
 enum {
@@ -218,6 +230,8 @@ enum {
     DANU_INFO_BOS = 10, DANU_INFO_EOS = 11, DANU_INFO_UNK = 12,
     DANU_INFO_FORMAT = 13, DANU_INFO_TENSOR_COUNT = 14, DANU_INFO_WEIGHT_BYTES = 15,
     DANU_INFO_TIED_EMBEDDINGS = 16, DANU_INFO_ISA = 17, DANU_INFO_FILE_TYPE = 18,
+    DANU_INFO_REPACKED_MATRICES = 19, /* matrices repacked at load (DANU_OPT_REPACK) */
+    DANU_INFO_REPACKED_BYTES = 20,    /* bytes of their repacked copies            */
     /* float facts, through danu_model_get_float */
     DANU_INFO_ROPE_THETA = 100, DANU_INFO_RMS_EPS = 101
 };
@@ -376,6 +390,14 @@ DANU_API danu_status danu_context_generate(danu_context *ctx, int32_t max_tokens
  *  it goes on). */
 DANU_API danu_status danu_context_step(danu_context *ctx, danu_token *id_out, char *out,
                                        size_t cap, size_t *len_out, int32_t *reason);
+/** METHOD. End a generation driven by danu_context_step before a step
+ *  reported a reason (the caller stops stepping, e.g. after its own token
+ *  budget): writes the text held back so far (an unfinished UTF-8 character,
+ *  or the start of a possible stop string) to out, NUL-terminated, and
+ *  resets the step state; *len_out = 0 when nothing is pending. Steps then
+ *  and text of generate() concatenate to the same text. BUFFER_TOO_SMALL
+ *  keeps the text for a retry and sets *len_out to its length. @since 0.1 */
+DANU_API danu_status danu_context_step_finish(danu_context *ctx, char *out, size_t cap, size_t *len_out);
 
 /** METHOD. Append chat messages (Danube format) to the cache; with
  *  add_reply_prompt the assistant turn is opened. The first call on an empty

@@ -146,6 +146,8 @@ danu_status danu_model_get_int(const danu_model *m, danu_info key, int64_t *out)
     case DANU_INFO_TIED_EMBEDDINGS: *out = c->tied; break;
     case DANU_INFO_ISA: *out = m->kern->isa; break;
     case DANU_INFO_FILE_TYPE: *out = m->file_type; break;
+    case DANU_INFO_REPACKED_MATRICES: *out = m->repacked_matrices; break;
+    case DANU_INFO_REPACKED_BYTES: *out = (int64_t)m->repacked_bytes; break;
     default: return dn_seterr(DANU_ERR_UNSUPPORTED, "unknown integer model fact %d", key);
     }
     return DANU_OK;
@@ -426,6 +428,12 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
     danu_status s = dn_context_step(c, id_out, out, cap, len_out, reason);
     if (s == DANU_ERR_ABORTED) call_starts(c);
     return s;
+}
+
+danu_status danu_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len_out)
+{
+    ARG(c && out && len_out && cap > 0, "NULL argument or zero capacity");
+    return dn_context_step_finish(c, out, cap, len_out);
 }
 
 danu_status danu_context_chat_append(danu_context *c, const char *const *roles, const char *const *contents, size_t n,

@@ -15,6 +15,7 @@ static const param_def params[] = {
     { DANU_OPT_USE_MMAP, "use_mmap", 0, 0, 1 },
     { DANU_OPT_SLIDING_WINDOW, "sliding_window", 0, -1, 1 << 24 },
     { DANU_OPT_VALIDATE, "validate", 0, 0, 1 },
+    { DANU_OPT_REPACK, "repack", 0, -1, 1 },
     { DANU_OPT_N_CTX, "n_ctx", 0, 0, 1 << 24 },
     { DANU_OPT_KV_TYPE, "kv_type", 0, 0, 1 },
     { DANU_OPT_SEED, "seed", 0, 0, 9007199254740991.0 },
@@ -63,6 +64,7 @@ void dn_options_defaults(struct danu_options *o)
     o->alloc = *dn_alloc_libc();
     o->use_mmap = 1;
     o->sliding_window = -1;
+    o->repack = DANU_REPACK_AUTO;
     o->n_ctx = 0;
     o->kv_type = DANU_KV_F16;
     o->n_batch = 512;
@@ -84,6 +86,7 @@ danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v
     case DANU_OPT_USE_MMAP: o->use_mmap = i; break;
     case DANU_OPT_SLIDING_WINDOW: o->sliding_window = i; break;
     case DANU_OPT_VALIDATE: o->validate = i; break;
+    case DANU_OPT_REPACK: o->repack = i; break;
     case DANU_OPT_N_CTX: o->n_ctx = i; break;
     case DANU_OPT_KV_TYPE: o->kv_type = i; break;
     case DANU_OPT_SEED: o->seed = (uint64_t)v; break;

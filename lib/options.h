@@ -15,6 +15,7 @@ struct danu_options {
     int use_mmap;
     int sliding_window;      /* -1 auto, 0 none, > 0 override */
     int validate;
+    int repack;              /* DANU_REPACK_AUTO / _OFF / _ON */
     /* context */
     int32_t n_ctx, kv_type, n_batch, on_full, n_keep;
     uint64_t seed;

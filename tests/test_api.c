@@ -235,6 +235,10 @@ START_TEST(test_api_null_arguments)
     EXPECT(danu_context_step(c, &t, buf, 0, &n, &why), DANU_ERR_INVALID_ARG);
     EXPECT(danu_context_step(c, &t, buf, sizeof buf, NULL, &why), DANU_ERR_INVALID_ARG);
     EXPECT(danu_context_step(c, &t, buf, sizeof buf, &n, NULL), DANU_ERR_INVALID_ARG);
+    EXPECT(danu_context_step_finish(NULL, buf, sizeof buf, &n), DANU_ERR_INVALID_ARG);
+    EXPECT(danu_context_step_finish(c, NULL, sizeof buf, &n), DANU_ERR_INVALID_ARG);
+    EXPECT(danu_context_step_finish(c, buf, 0, &n), DANU_ERR_INVALID_ARG);
+    EXPECT(danu_context_step_finish(c, buf, sizeof buf, NULL), DANU_ERR_INVALID_ARG);
     EXPECT(danu_context_chat_append(c, NULL, msgs, 1, 1), DANU_ERR_INVALID_ARG);
     EXPECT(danu_context_chat_append(c, roles, NULL, 1, 1), DANU_ERR_INVALID_ARG);
     const char *nullrole[1] = { NULL };
@@ -493,13 +497,13 @@ END_TEST
 static const char *const names[] = {
     "use_mmap", "sliding_window", "validate", "n_ctx", "kv_type", "seed", "n_batch", "on_full", "n_keep",
     "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "frequency_penalty",
-    "presence_penalty", "ignore_eos", "n_threads", "isa" };
+    "presence_penalty", "ignore_eos", "n_threads", "isa", "repack" };
 static const danu_param keys[] = {
     DANU_OPT_USE_MMAP, DANU_OPT_SLIDING_WINDOW, DANU_OPT_VALIDATE, DANU_OPT_N_CTX, DANU_OPT_KV_TYPE, DANU_OPT_SEED,
     DANU_OPT_N_BATCH, DANU_OPT_ON_FULL, DANU_OPT_N_KEEP, DANU_OPT_TEMPERATURE, DANU_OPT_TOP_K, DANU_OPT_TOP_P,
     DANU_OPT_MIN_P, DANU_OPT_REPEAT_PENALTY, DANU_OPT_REPEAT_LAST_N, DANU_OPT_FREQUENCY_PENALTY,
-    DANU_OPT_PRESENCE_PENALTY, DANU_OPT_IGNORE_EOS, DANU_OPT_N_THREADS, DANU_OPT_ISA };
-static const int is_float[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0 };
+    DANU_OPT_PRESENCE_PENALTY, DANU_OPT_IGNORE_EOS, DANU_OPT_N_THREADS, DANU_OPT_ISA, DANU_OPT_REPACK };
+static const int is_float[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 START_TEST(test_api_options)
@@ -536,7 +540,7 @@ START_TEST(test_api_options)
             EXPECT(danu_options_set_float(o, keys[i], NAN), DANU_ERR_INVALID_ARG);
         }
     }
-    static const danu_param unknown[] = { -1, 0, 99, 103, 199, 206, 299, 309, 399, 402, 1000, INT32_MAX };
+    static const danu_param unknown[] = { -1, 0, 99, 104, 199, 206, 299, 309, 399, 402, 1000, INT32_MAX };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         EXPECT(danu_options_set_int(o, unknown[i], 1), DANU_ERR_UNSUPPORTED);
         EXPECT(danu_options_set_float(o, unknown[i], 1.0), DANU_ERR_UNSUPPORTED);
@@ -555,6 +559,7 @@ START_TEST(test_api_options)
     OK(danu_context_set_int(c, DANU_OPT_SEED, 99));
     OK(danu_context_set_int(c, DANU_OPT_ON_FULL, DANU_FULL_SHIFT));
     EXPECT(danu_context_set_int(c, DANU_OPT_USE_MMAP, 0), DANU_ERR_UNSUPPORTED);
+    EXPECT(danu_context_set_int(c, DANU_OPT_REPACK, 1), DANU_ERR_UNSUPPORTED);
     EXPECT(danu_context_set_int(c, DANU_OPT_N_CTX, 16), DANU_ERR_UNSUPPORTED);
     EXPECT(danu_context_set_int(c, DANU_OPT_N_THREADS, 2), DANU_ERR_UNSUPPORTED);
     EXPECT(danu_context_set_int(c, DANU_OPT_ISA, 1), DANU_ERR_UNSUPPORTED);

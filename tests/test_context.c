@@ -308,6 +308,41 @@ START_TEST(test_context_stop_strings_and_chat)
     ck_assert_int_eq(why, DANU_STOP_STRING);
     ck_assert_uint_eq(cut->len, (size_t)(at - full->text));
     ck_assert_mem_eq(cut->text, full->text, cut->len);
+    /* steps stopped early: a stop string that starts with the text's last
+     * two bytes but never completes holds them back; step_finish hands them
+     * over, and steps + finish equal generate()'s text */
+    danu_context_clear(c);
+    danu_context_clear_stop_strings(c);
+    ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
+    memset(full, 0, sizeof *full);
+    ck_assert_int_eq(danu_context_generate(c, 20, collect_cb, full, &why), DANU_OK);
+    ck_assert_int_eq(why, DANU_STOP_LENGTH);
+    ck_assert(full->len >= 2);
+    char never[8] = { full->text[full->len - 2], full->text[full->len - 1], 1, 2, 3, 0 };
+    danu_context_clear(c);
+    ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_add_stop_string(c, never), DANU_OK);
+    memset(cut, 0, sizeof *cut);
+    for (int i = 0; i < 20; i++) {
+        danu_token id;
+        char piece[256];
+        size_t pl;
+        ck_assert_int_eq(danu_context_step(c, &id, piece, sizeof piece, &pl, &why), DANU_OK);
+        ck_assert_int_eq(why, -1);
+        collect_cb(cut, id, piece, pl);
+    }
+    ck_assert_uint_lt(cut->len, full->len);   /* the tail is held back */
+    char small[1], rest[256];
+    size_t need, rl;
+    ck_assert_int_eq(danu_context_step_finish(c, small, sizeof small, &need), DANU_ERR_BUFFER_TOO_SMALL);
+    ck_assert_uint_eq(need, full->len - cut->len);
+    ck_assert_int_eq(danu_context_step_finish(c, rest, sizeof rest, &rl), DANU_OK);
+    ck_assert_uint_eq(rl, need);
+    collect_cb(cut, -1, rest, rl);
+    ck_assert_uint_eq(cut->len, full->len);
+    ck_assert_mem_eq(cut->text, full->text, full->len);
+    ck_assert_int_eq(danu_context_step_finish(c, rest, sizeof rest, &rl), DANU_OK);   /* nothing pending now */
+    ck_assert_uint_eq(rl, 0);
     free(full); free(cut);
     /* chat: the appended ids are the chat format's; a second turn reuses the cache */
     danu_context_clear(c);

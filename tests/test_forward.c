@@ -221,6 +221,136 @@ START_TEST(test_forward_llamacpp_files)
 }
 END_TEST
 
+/* Logits of the 16-token rand100 prompt (P x 1024), malloc'd. */
+static float *prompt_logits(danu_model *m, const tu_golden *g)
+{
+    danu_context *c;
+    ck_assert_int_eq(danu_context_create(m, NULL, &c), DANU_OK);
+    float *l = malloc((size_t)16 * 1024 * sizeof(float));
+    ck_assert_int_eq(danu_context_eval(c, g->prompt, 16, l), DANU_OK);
+    danu_context_free(c);
+    return l;
+}
+
+static danu_model *load_repack(const char *path, int isa, int repack)
+{
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    danu_options_set_int(o, DANU_OPT_ISA, isa);
+    danu_options_set_int(o, DANU_OPT_REPACK, repack);
+    danu_model *m = NULL;
+    danu_status s = danu_model_load(path, o, &m);
+    danu_options_free(o);
+    ck_assert_msg(s == DANU_OK, "load %s: %s", path, danu_last_error());
+    return m;
+}
+
+/* worst |a - b| / max |b| over the 16 positions */
+static double rel_err16(const float *a, const float *b)
+{
+    double err = 0;
+    for (int p = 0; p < 16; p++) {
+        double e = tu_max_abs_diff(a + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / tu_max_abs(b + (size_t)p * 1024, 1024);
+        if (e > err) err = e;
+    }
+    return err;
+}
+
+/* llama.cpp's files with every matrix repacked (DANU_OPT_REPACK=1: the
+ * fast x16 kernels where the level has them, the per-block fallback
+ * elsewhere) give the logits of the stored layout on the same level: the
+ * same integer block dots, summed in another order. Then auto versus off. */
+START_TEST(test_forward_repack)
+{
+    tu_golden g;
+    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    size_t ng;
+    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    ck_assert_ptr_nonnull(gold);
+    int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
+    for (int lv = 0; lv < N(levels); lv++) {
+        double worst = 0, worst_kl = 0;
+        int files = 0;
+        for (int t = 0; t < N(llamacpp_types); t++) {
+            char rel[128];
+            snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.gguf", llamacpp_types[t]);
+            danu_model *off = load_repack(tu_data(rel), levels[lv], DANU_REPACK_OFF);
+            if (off->kern->isa != levels[lv] && !(levels[lv] == DANU_ISA_NEON && off->kern->isa == DN_ISA_NEON_DOT)) {
+                danu_model_free(off);   /* level not on this CPU */
+                break;
+            }
+            danu_model *on = load_repack(tu_data(rel), levels[lv], DANU_REPACK_ON);
+            int64_t n_rep;
+            danu_model_get_int(on, DANU_INFO_REPACKED_MATRICES, &n_rep);
+            /* every matrix of tiny-q has whole 16-row groups */
+            int expect = 0;
+            for (int l = 0; l < 2; l++) {
+                const dn_layer *L = &off->layers[l];
+                const dn_matrix *ms[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+                for (int k = 0; k < 7; k++) expect += dn_x16_of(ms[k]->type) >= 0;
+            }
+            expect += dn_x16_of(off->output.type) >= 0;
+            ck_assert_int_eq(n_rep, expect);
+            float *a = prompt_logits(off, &g), *b = prompt_logits(on, &g);
+            const double err = rel_err16(b, a);
+            double kd = 0, kl_ours = 0, kl_theirs = 0;
+            snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", llamacpp_types[t]);
+            size_t nl;
+            float *theirs = tu_read_f32(tu_data(rel), &nl);
+            ck_assert_uint_eq(nl, (size_t)16 * 1024);
+            for (int p = 0; p < 16; p++) {
+                kd += kl(a + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / 16;
+                kl_ours += kl(gold + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / 16;
+                kl_theirs += kl(gold + (size_t)p * 1024, theirs + (size_t)p * 1024, 1024) / 16;
+            }
+            free(theirs);
+            /* float activations (bf16/f16 files): only the summation order
+             * differs. Quantized activations: a last-bit difference may
+             * round one activation to the next integer, which moves the
+             * logits by ~1 % and the distribution by KL ~3e-5 (measured) */
+            const int float_acts = t < 2;
+            ck_assert_msg(err <= (float_acts ? 1e-4 : 0.03) && kd <= 1e-4,
+                          "%s isa %d: repacked logits differ by %.3g of max, KL %.3g", llamacpp_types[t], levels[lv],
+                          err, kd);
+            ck_assert_msg(kl_ours <= kl_theirs * 1.1 + 2e-6, "%s isa %d repacked: KL %.6g > llama.cpp %.6g + 10%%",
+                          llamacpp_types[t], levels[lv], kl_ours, kl_theirs);
+            if (kd > worst_kl) worst_kl = kd;
+            if (err > worst) worst = err;
+            files++;
+            free(a); free(b);
+            danu_model_free(on);
+            danu_model_free(off);
+        }
+        if (files)
+            printf("  repack on vs off, isa %d: %d llama.cpp files, max rel diff %.2e, max KL %.2e\n", levels[lv], files,
+                   worst, worst_kl);
+    }
+    /* auto repacks what the kernels have a fast x16 gemm for (a mapped file) */
+    const char *q40 = tu_data("gguf-llamacpp/tiny-q-Q4_0.gguf");
+    danu_model *off = load_repack(q40, DANU_ISA_AUTO, DANU_REPACK_OFF), *au = load_repack(q40, DANU_ISA_AUTO, DANU_REPACK_AUTO);
+    int64_t n_rep;
+    danu_model_get_int(au, DANU_INFO_REPACKED_MATRICES, &n_rep);
+    int expect = 0;
+    for (int l = 0; l < 2; l++) {
+        const dn_layer *L = &off->layers[l];
+        const dn_matrix *ms[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (int k = 0; k < 7; k++) expect += off->kern->repack[ms[k]->type] != 0;
+    }
+    expect += off->kern->repack[off->output.type] != 0;
+    ck_assert_int_eq(n_rep, expect);
+    float *a = prompt_logits(off, &g), *b = prompt_logits(au, &g);
+    const double err = rel_err16(b, a);
+    double kd = 0;
+    for (int p = 0; p < 16; p++) kd += kl(a + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / 16;
+    printf("  repack auto (%lld matrices, %s) vs off on tiny-q Q4_0: max rel diff %.2e, KL %.2e\n", (long long)n_rep,
+           au->kern->name, err, kd);
+    ck_assert_msg(err <= 0.03 && kd <= 1e-4, "auto vs off: %.3g, KL %.3g", err, kd);
+    free(a); free(b); free(gold);
+    danu_model_free(au);
+    danu_model_free(off);
+}
+END_TEST
+
 /* Shapes of our own: the HF layout on the reference kernels versus the GGUF
  * (permuted q/k) layout on the fast kernels, 40 positions across the window. */
 START_TEST(test_forward_other_shapes)
@@ -358,6 +488,7 @@ int main(void)
     tcase_add_test(tc, test_forward_tiny_q);
     tcase_add_test(tc, test_forward_isa_levels);
     tcase_add_test(tc, test_forward_llamacpp_files);
+    tcase_add_test(tc, test_forward_repack);
     tcase_add_test(tc, test_forward_other_shapes);
     tcase_add_test(tc, test_forward_quant_quality);
     suite_add_tcase(s, tc);

@@ -11,6 +11,9 @@
 #include "testutil.h"
 #include "golden.h"
 #include "format/gguf.h"
+#include "model/model.h"
+#include "model/synth.h"
+#include "options.h"
 
 static char *tmp;
 
@@ -207,6 +210,8 @@ START_TEST(test_model_options_and_progress)
     for (int i = 0; i < 2; i++) {
         danu_options *o;
         danu_options_create(NULL, &o);
+        /* the same layout for both loads (auto repacks only a mapped file) */
+        danu_options_set_int(o, DANU_OPT_REPACK, i ? DANU_REPACK_ON : DANU_REPACK_OFF);
         danu_options_set_progress(o, progress_cb, NULL);
         progress_calls = 0;
         danu_model *m, *m2;
@@ -247,6 +252,116 @@ START_TEST(test_model_options_and_progress)
 }
 END_TEST
 
+/* DANU_OPT_REPACK: bounds, default, what auto/on/off repack, matrices
+ * without whole 16-row groups left alone, the same logits, states that
+ * move between repacked and stored models, cancel during the repack. */
+static danu_model *load_repack(const char *path, int repack, int use_mmap)
+{
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, repack), DANU_OK);
+    danu_options_set_int(o, DANU_OPT_USE_MMAP, use_mmap);
+    danu_model *m = NULL;
+    ck_assert_msg(danu_model_load(path, o, &m) == DANU_OK, "%s: %s", path, danu_last_error());
+    danu_options_free(o);
+    return m;
+}
+
+START_TEST(test_model_repack)
+{
+    double lo, hi;
+    ck_assert_int_eq(danu_param_bounds(DANU_OPT_REPACK, &lo, &hi), DANU_OK);
+    ck_assert(lo == DANU_REPACK_AUTO && hi == DANU_REPACK_ON);
+    ck_assert_int_eq(danu_param_from_name("repack"), DANU_OPT_REPACK);
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    ck_assert_int_eq(o->repack, DANU_REPACK_AUTO);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, 2), DANU_ERR_INVALID_ARG);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, -2), DANU_ERR_INVALID_ARG);
+    ck_assert_int_eq(o->repack, DANU_REPACK_AUTO);
+
+    /* q8_0, untied: wk/wv have 40 rows and the output 300, not whole groups */
+    static const dn_synth_config odd = { "odd-rows", 300, 160, 4, 1, 40, 256, 2, 0, 64, 10000.0f, 1e-5f, 0 };
+    char path[1024];
+    snprintf(path, sizeof path, "%s/odd-rows-q8_0.gguf", tmp);
+    size_t spm_len;
+    uint8_t *spm = tu_read(tu_data("llama2-tokenizer/tokenizer.model"), &spm_len);
+    ck_assert_ptr_nonnull(spm);
+    dn_synth_request r = { &odd, 3, DN_SYNTH_GGUF, DANU_TYPE_Q8_0, path, spm, spm_len, NULL, NULL };
+    ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+    free(spm);
+
+    danu_model *off = load_repack(path, DANU_REPACK_OFF, 1), *on = load_repack(path, DANU_REPACK_ON, 1);
+    ck_assert_int_eq(info(off, DANU_INFO_REPACKED_MATRICES), 0);
+    ck_assert_int_eq(info(off, DANU_INFO_REPACKED_BYTES), 0);
+    ck_assert_int_eq(info(on, DANU_INFO_REPACKED_MATRICES), 2 * 5);   /* wq wo gate up down per layer */
+    int64_t want = 0;
+    for (int l = 0; l < 2; l++) {
+        const dn_layer *L = &on->layers[l];
+        ck_assert_int_eq(L->wk.type, DANU_TYPE_Q8_0);
+        ck_assert_int_eq(L->wv.type, DANU_TYPE_Q8_0);
+        ck_assert_uint_eq(L->wk.row_bytes, off->layers[l].wk.row_bytes);
+        const dn_matrix *x[5] = { &L->wq, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (int k = 0; k < 5; k++) {
+            ck_assert_int_eq(x[k]->type, DN_TYPE_Q8_0_X16);
+            ck_assert_uint_eq(x[k]->row_bytes, dn_type_row_bytes(DN_TYPE_Q8_0_X16, (uint64_t)x[k]->cols));
+            want += (int64_t)(x[k]->row_bytes * (uint64_t)x[k]->rows);
+        }
+    }
+    ck_assert_int_eq(info(on, DANU_INFO_REPACKED_BYTES), want);
+    ck_assert_int_eq(on->output.type, DANU_TYPE_Q8_0);
+    ck_assert_int_eq(on->tok_embd.type, off->tok_embd.type);
+    ck_assert_int_eq(info(on, DANU_INFO_WEIGHT_BYTES), info(off, DANU_INFO_WEIGHT_BYTES));
+
+    /* the same logits (the x16 kernels may sum in another order) */
+    danu_context *c_off, *c_on;
+    ck_assert_int_eq(danu_context_create(off, NULL, &c_off), DANU_OK);
+    ck_assert_int_eq(danu_context_create(on, NULL, &c_on), DANU_OK);
+    danu_token t[6] = { 1, 17, 250, 3, 99, 42 };
+    ck_assert_int_eq(danu_context_eval(c_off, t, 6, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_eval(c_on, t, 6, NULL), DANU_OK);
+    const double err = tu_max_abs_diff(danu_context_logits(c_on), danu_context_logits(c_off), 300),
+                 mag = tu_max_abs(danu_context_logits(c_off), 300);
+    ck_assert_msg(err <= 1e-4 * mag, "repacked logits differ by %.3g (max %.3g)", err, mag);
+    /* a state saved on one layout loads on the other */
+    size_t sz = danu_context_state_size(c_off), wr;
+    void *st = malloc(sz);
+    ck_assert_int_eq(danu_context_state_save(c_off, st, sz, &wr), DANU_OK);
+    ck_assert_int_eq(danu_context_state_load(c_on, st, wr), DANU_OK);
+    free(st);
+    danu_context_free(c_off);
+    danu_context_free(c_on);
+    danu_model_free(on);
+
+    /* auto: the kernels' choice for a mapped file, nothing for a read one */
+    danu_model *au = load_repack(path, DANU_REPACK_AUTO, 1);
+    ck_assert_int_eq(info(au, DANU_INFO_REPACKED_MATRICES), au->kern->repack[DANU_TYPE_Q8_0] ? 10 : 0);
+    danu_model_free(au);
+    au = load_repack(path, DANU_REPACK_AUTO, 0);
+    ck_assert_int_eq(info(au, DANU_INFO_REPACKED_MATRICES), 0);
+    danu_model_free(au);
+    au = load_repack(path, DANU_REPACK_ON, 0);   /* on: also a file read into memory */
+    ck_assert_int_eq(info(au, DANU_INFO_REPACKED_MATRICES), 10);
+    danu_model_free(au);
+    danu_model_free(off);
+
+    /* cancel from the progress callback during the repack: nothing leaks */
+    danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_ON);
+    int cancel = 1;
+    danu_options_set_progress(o, progress_cb, &cancel);
+    progress_calls = 0;
+    danu_model *c = (danu_model *)1;
+    ck_assert_int_eq(danu_model_load(path, o, &c), DANU_ERR_CANCELLED);
+    ck_assert_ptr_null(c);
+    ck_assert(last_fraction > 0.0f && last_fraction < 1.0f);
+    danu_options_set_progress(o, progress_cb, NULL);
+    ck_assert_int_eq(danu_model_load(path, o, &c), DANU_OK);
+    ck_assert(last_fraction == 1.0f && progress_calls >= 2 + 10);
+    danu_model_free(c);
+    danu_options_free(o);
+}
+END_TEST
+
 START_TEST(test_model_versions_and_errors)
 {
     ck_assert_uint_eq(danu_version_number(), DANU_VERSION_NUMBER);
@@ -270,6 +385,7 @@ int main(void)
     tcase_add_test(tc, test_model_danube_window_detection);
     tcase_add_test(tc, test_model_options_and_progress);
     tcase_add_test(tc, test_model_versions_and_errors);
+    tcase_add_test(tc, test_model_repack);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -184,6 +184,8 @@ static int run_session(session *s, fault *f, long k, outcome *out, const outcome
     danu_options *o = NULL;
     STEP(danu_options_create(&al, &o));
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_USE_MMAP, s->use_mmap), DANU_OK);
+    /* repacked weights on every machine: the repack's allocations are swept too */
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_ON), DANU_OK);
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_THREADS, 2), DANU_OK);
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_CTX, 64), DANU_OK);
     ck_assert_int_eq(danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0), DANU_OK);

@@ -448,6 +448,20 @@ public:
         if (!s) return s;
         return st;
     }
+    // End a stepped generation early: the text held back (a partial UTF-8
+    // character or the start of a possible stop string), empty if none.
+    Result<std::string> step_finish() {
+        std::string text(64, '\0');
+        size_t len = 0;
+        danu_status s = danu_context_step_finish(h_.get(), text.data(), text.size(), &len);
+        if (s == DANU_ERR_BUFFER_TOO_SMALL) {   // kept by the library: grow and ask again
+            text.resize(len + 1);
+            s = danu_context_step_finish(h_.get(), text.data(), text.size(), &len);
+        }
+        if (s != DANU_OK) return Status::capture(s);
+        text.resize(len);
+        return text;
+    }
 
     // Generate up to max_tokens from the current state; fn(id, text) is
     // called per piece (id -1 for text flushed at the end) and returns void

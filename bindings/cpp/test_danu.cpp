@@ -108,6 +108,9 @@ int main(int argc, char **argv) {
         got.push_back(st.token);
         streamed += st.text;
     }
+    auto tail = ctx->step_finish();   // whatever the steps held back
+    CHECK(tail.ok());
+    if (tail.ok()) streamed += *tail;
     CHECK(got == greedy);
     std::printf("greedy via step: %s\n", got == greedy ? "matches the golden" : "DIFFERS");
 

@@ -83,9 +83,9 @@ int cmd_bench(int argc, char **argv)
     const char *model = NULL, *threads_s = "1,2";
     int pp = 512, tg = 128, reps = 3;
     for (int i = 1; i < argc; i++) {
-        int more = i + 1 < argc;
+        int more = i + 1 < argc, lf;
         if (cli_is_flag(argv[i], "-h", "--help")) {
-            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 3]\n"
+            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 3] [--repack auto|on|off]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
                    "  tokens one at a time. Also prints peak RSS and, for generation, the bytes read per\n"
                    "  token times tokens/s against the memory read bandwidth measured in the same run.\n");
@@ -96,6 +96,7 @@ int cmd_bench(int argc, char **argv)
         else if (cli_is_flag(argv[i], "-t", "--threads") && more) threads_s = argv[++i];
         else if (cli_is_flag(argv[i], "-r", "--reps") && more) reps = atoi(argv[++i]);
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
+        else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return EXIT_USAGE; }
         else { fprintf(stderr, "danu bench: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
     }
     if (!model || reps < 1 || pp < 0 || tg < 0) { fprintf(stderr, "danu bench: need -m MODEL\n"); return EXIT_USAGE; }
@@ -145,8 +146,11 @@ int cmd_bench(int argc, char **argv)
     uint8_t *bw_buf = aligned_alloc(4096, bw_size);
     if (bw_buf) memset(bw_buf, 1, bw_size);
     double probe_mb = bw_buf ? bw_size / 1e6 : 0;
-    printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s)\n", model,
-           (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1]);
+    int64_t repacked = 0;
+    danu_model_get_int(m, DANU_INFO_REPACKED_MATRICES, &repacked);
+    printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked)\n",
+           model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1],
+           (long long)repacked);
     printf("| %-7s | %-6s | %18s | %9s | %10s | %8s | %6s |\n", "threads", "test", "t/s", "RSS MB", "GB/s eff", "ceil GB/s", "ratio");
     printf("|---------|--------|--------------------|-----------|------------|----------|--------|\n");
     danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(pp > 0 ? pp : 1));

@@ -21,7 +21,7 @@ static int parse_gen(int argc, char **argv, gen_args *a, const char *cmd, const 
     a->top_k = 40; a->repeat_last_n = 64;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        int more = i + 1 < argc;
+        int more = i + 1 < argc, lf;
         if (cli_is_flag(s, "-h", "--help")) { printf("%s", help); return 1; }
         else if (cli_is_flag(s, "-m", "--model") && more) a->model = argv[++i];
         else if (cli_is_flag(s, "-p", "--prompt") && more) a->prompt = argv[++i];
@@ -44,6 +44,7 @@ static int parse_gen(int argc, char **argv, gen_args *a, const char *cmd, const 
         else if (cli_is_flag(s, NULL, "--kv-f32")) a->kv_f32 = 1;
         else if (cli_is_flag(s, NULL, "--ignore-eos")) a->ignore_eos = 1;
         else if (cli_is_flag(s, "-v", "--verbose")) continue;
+        else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return -1; }
         else { fprintf(stderr, "danu %s: unexpected argument %s (see --help)\n", cmd, s); return -1; }
     }
     return 0;
@@ -53,7 +54,8 @@ static int parse_gen(int argc, char **argv, gen_args *a, const char *cmd, const 
     "  -m MODEL          HF directory or .gguf file\n" \
     "  -t N              threads (default: all cores)\n" \
     "  -c N              context size (default: the model's)\n" \
-    "  --kv-f32          keep the KV cache in f32 (default f16)\n"
+    "  --kv-f32          keep the KV cache in f32 (default f16)\n" \
+    CLI_LOAD_HELP
 #define SAMPLING_HELP \
     "  -n N              tokens to generate (default 128)\n" \
     "  --greedy          always pick the most likely token (same as --temp 0)\n" \

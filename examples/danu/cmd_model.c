@@ -8,13 +8,15 @@
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
-    int tensors = 0;
+    int tensors = 0, lf;
     for (int i = 1; i < argc; i++) {
         if (cli_is_flag(argv[i], "-h", "--help")) {
-            printf("usage: danu info PATH [--tensors]\n  PATH: HF directory or .gguf file. Prints the architecture,\n"
-                   "  format, tensor types and sizes, load time and resident memory.\n");
+            printf("usage: danu info PATH [--tensors] [--repack auto|on|off]\n  PATH: HF directory or .gguf file. Prints the architecture,\n"
+                   "  format, tensor types and sizes, repacked matrices, load time and resident memory.\n"
+                   CLI_LOAD_HELP);
             return 0;
         } else if (cli_is_flag(argv[i], NULL, "--tensors")) tensors = 1;
+        else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return EXIT_USAGE; }
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
         else if (cli_is_flag(argv[i], "-m", "--model") && i + 1 < argc) path = argv[++i];
         else if (argv[i][0] != '-' && !path) path = argv[i];
@@ -29,8 +31,8 @@ int cmd_info(int argc, char **argv)
     danu_options_free(o);
     if (!m) return EXIT_FAIL;
     uint64_t rss1 = cli_current_rss();
-    int64_t v[20] = { 0 };
-    for (int k = DANU_INFO_VOCAB; k <= DANU_INFO_FILE_TYPE; k++) danu_model_get_int(m, k, &v[k]);
+    int64_t v[24] = { 0 };
+    for (int k = DANU_INFO_VOCAB; k <= DANU_INFO_REPACKED_BYTES; k++) danu_model_get_int(m, k, &v[k]);
     double theta = 0, eps = 0;
     danu_model_get_float(m, DANU_INFO_ROPE_THETA, &theta);
     danu_model_get_float(m, DANU_INFO_RMS_EPS, &eps);
@@ -78,6 +80,8 @@ int cmd_info(int argc, char **argv)
     printf("\nweight bytes    %lld (%.2f GiB)\n", (long long)v[DANU_INFO_WEIGHT_BYTES],
            (double)v[DANU_INFO_WEIGHT_BYTES] / (1 << 30));
     printf("kernels         %s\n", v[DANU_INFO_ISA] >= 0 && v[DANU_INFO_ISA] <= 4 ? isa[v[DANU_INFO_ISA]] : "?");
+    printf("repacked        %lld matrices (%.1f MB)\n", (long long)v[DANU_INFO_REPACKED_MATRICES],
+           (double)v[DANU_INFO_REPACKED_BYTES] / 1e6);
     printf("load time       %.3f s\n", dt);
     printf("resident memory %.1f MB after load (+%.1f MB for the load)\n", rss1 / 1e6, (double)(rss1 - rss0) / 1e6);
     danu_model_free(m);

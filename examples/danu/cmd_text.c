@@ -19,6 +19,7 @@ static int open_tokenizer(const char *path, tok_src *ts)
         ts->t = ts->own;
         return 0;
     }
+    danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_OFF);   /* only the tokenizer is used */
     ts->m = cli_load(path, o);
     danu_options_free(o);
     if (!ts->m) return EXIT_FAIL;

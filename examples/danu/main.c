@@ -9,6 +9,7 @@
 #include "cli.h"
 
 int cli_verbose;
+int cli_repack = -2;
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
     { "run", cmd_run, "generate text from a prompt, streamed to stdout" },
@@ -69,9 +70,24 @@ danu_options *cli_options(int progress)
     return o;
 }
 
+int cli_load_flag(int argc, char **argv, int *i)
+{
+    if (strcmp(argv[*i], "--repack")) return 0;
+    static const char *words[] = { "auto", "off", "on" };
+    for (int w = 0; *i + 1 < argc && w < 3; w++)
+        if (!strcmp(argv[*i + 1], words[w])) {
+            cli_repack = w - 1;   /* DANU_REPACK_AUTO, _OFF, _ON */
+            ++*i;
+            return 1;
+        }
+    fprintf(stderr, "danu: --repack takes auto, on or off\n");
+    return -1;
+}
+
 danu_model *cli_load(const char *path, danu_options *o)
 {
     danu_model *m = NULL;
+    if (cli_repack != -2) danu_options_set_int(o, DANU_OPT_REPACK, cli_repack);
     danu_status s = danu_model_load(path, o, &m);
     if (s != DANU_OK) { cli_fail(path, s); return NULL; }
     return m;

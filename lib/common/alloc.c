@@ -60,16 +60,19 @@ char *dn_strdup(const dn_alloc *a, const char *s) { return dn_strndup(a, s, strl
 /* Over-allocate and keep the offset to the real block just before the
  * aligned pointer, so any allocator (even without alignment support) works. */
 #define DN_ALIGN 64
-void *dn_malloc_aligned(const dn_alloc *a, size_t size)
+void *dn_malloc_aligned_to(const dn_alloc *a, size_t size, size_t align)
 {
     size_t total;
-    if (__builtin_add_overflow(size, (size_t)DN_ALIGN + sizeof(void *), &total)) return NULL;
+    if (align < DN_ALIGN || (align & (align - 1))) return NULL;
+    if (__builtin_add_overflow(size, align + sizeof(void *), &total)) return NULL;
     uint8_t *raw = dn_malloc(a, total);
     if (!raw) return NULL;
-    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + DN_ALIGN - 1) & ~(uintptr_t)(DN_ALIGN - 1);
+    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
     memcpy((void *)(p - sizeof(void *)), &raw, sizeof(void *));
     return (void *)p;
 }
+
+void *dn_malloc_aligned(const dn_alloc *a, size_t size) { return dn_malloc_aligned_to(a, size, DN_ALIGN); }
 
 void dn_free_aligned(const dn_alloc *a, void *p)
 {

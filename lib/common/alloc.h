@@ -25,5 +25,8 @@ char *dn_strdup(const dn_alloc *a, const char *s);
 char *dn_strndup(const dn_alloc *a, const char *s, size_t n);
 /* 64-byte aligned blocks (SIMD, cache lines); free with dn_free_aligned. */
 void *dn_malloc_aligned(const dn_alloc *a, size_t size);
+/* The same with a larger power-of-two alignment (e.g. 2 MiB for huge
+ * pages); also freed with dn_free_aligned. */
+void *dn_malloc_aligned_to(const dn_alloc *a, size_t size, size_t align);
 void dn_free_aligned(const dn_alloc *a, void *p);
 #endif

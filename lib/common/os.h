@@ -15,6 +15,13 @@ typedef struct dn_mapping {
 /* Map (use_mmap) or read a whole file. IO error names the path. */
 danu_status dn_map_file(const char *path, int use_mmap, const dn_alloc *a, dn_mapping *out);
 void dn_unmap_file(const dn_alloc *a, dn_mapping *m);
+/* Best-effort memory hints (no error: a kernel without them just ignores).
+ * dn_mem_hugepages: ask for transparent huge pages on the whole 2 MiB
+ * units inside [p, p+n). dn_mem_release: drop the pages wholly inside
+ * [p, p+n) of a read-only file mapping from this process (they are read
+ * back from the file if touched again). */
+void dn_mem_hugepages(void *p, size_t n);
+void dn_mem_release(const void *p, size_t n);
 /* Read a whole (small) file into a NUL-terminated heap buffer. */
 danu_status dn_read_file(const char *path, const dn_alloc *a, size_t max_size, char **out, size_t *len);
 int dn_is_dir(const char *path);

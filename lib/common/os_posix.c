@@ -67,6 +67,25 @@ void dn_unmap_file(const dn_alloc *a, dn_mapping *m)
     memset(m, 0, sizeof *m);
 }
 
+void dn_mem_hugepages(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), b = ((uintptr_t)p + n) & ~(huge - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p; (void)n;
+#endif
+}
+
+void dn_mem_release(const void *p, size_t n)
+{
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 danu_status dn_read_file(const char *path, const dn_alloc *a, size_t max_size, char **out, size_t *len)
 {
     *out = NULL;

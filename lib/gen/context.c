@@ -335,6 +335,26 @@ danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t c
     return emit(c, safe, out, cap, len);
 }
 
+danu_status dn_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len)
+{
+    *len = 0;
+    if (cap) out[0] = 0;
+    if (!c->gen_active) return DANU_OK;
+    /* the decoder's tail joins the held text first, so a too-small buffer loses nothing */
+    if (c->dec) {
+        char tail[64];
+        size_t tl = 0;
+        dn_decoder_flush(c->dec, tail, sizeof tail, &tl);
+        DN_TRY(hold_append(c, tail, tl));
+    }
+    if (c->hold_len + 1 > cap) {
+        *len = c->hold_len;
+        return dn_seterr(DANU_ERR_BUFFER_TOO_SMALL, "held text of %zu bytes does not fit a buffer of %zu",
+                         c->hold_len, cap);
+    }
+    return gen_finish(c, 0, out, cap, len);
+}
+
 danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_fn fn, void *user, int32_t *reason)
 {
     int32_t why = DANU_STOP_LENGTH;
@@ -402,7 +422,9 @@ static uint64_t model_fingerprint(const danu_model *m)
     uint64_t h = fnv1a((const uint8_t *)c, sizeof *c);
     size_t n = m->tok_embd.row_bytes < 256 ? (size_t)m->tok_embd.row_bytes : 256;
     h ^= fnv1a(m->tok_embd.data, n);
-    h ^= fnv1a(m->layers[0].wq.data, m->layers[0].wq.row_bytes < 256 ? (size_t)m->layers[0].wq.row_bytes : 256) * 31;
+    /* the stored bytes, not a repacked copy: a state stays loadable
+     * whatever DANU_OPT_REPACK the model was loaded with */
+    h ^= fnv1a(m->wq0_stored, m->wq0_stored_bytes < 256 ? (size_t)m->wq0_stored_bytes : 256) * 31;
     return h;
 }
 

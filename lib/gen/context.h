@@ -42,6 +42,7 @@ danu_status dn_context_rewind(danu_context *c, size_t n);
 void dn_context_clear(danu_context *c);
 danu_status dn_context_sample(danu_context *c, danu_token *out);
 danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason);
+danu_status dn_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len);
 danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_fn fn, void *user, int32_t *reason);
 danu_status dn_context_add_stop(danu_context *c, const char *s);
 void dn_context_clear_stops(danu_context *c);

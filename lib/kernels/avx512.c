@@ -16,6 +16,8 @@
  * 512-bit op per cycle), which is what the op counts here minimize. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
+#include "kernels/avx512_x16.h"
+#include "kernels/avx512_x16k.h"
 
 #define AI static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 16")
@@ -166,8 +168,9 @@ AI __m512 spread_red(__m512 dense)
 /* ISA extras of a prepared q8_0 / q8_1 row (see act_prepare below), per
  * group of 8 blocks:
  *   q8_0: qs[256] | DX spread for reduce4 (16 f32) | -sum(x) reduced (16 i32)
+ *         | per-block sums and d for the x16 kernels (avx512_x16.h)
  *   q8_1: qs[256] | DX spread for reduce4 | dx (lanes 0..7) and s (8..15) */
-enum { XG_Q8_0 = 384, XE_QS = 0, XE_DXR = 256, XE_NSUM = 320, XG_Q8_1 = 384, XE_XS = 320 };
+enum { XG_Q8_0 = DN_XG_Q8_0, XE_QS = 0, XE_DXR = 256, XE_NSUM = 320, XG_Q8_1 = 384, XE_XS = 320 };
 
 AI const uint8_t *xextras(int xb, const uint8_t *x, int64_t n)
 {
@@ -251,6 +254,16 @@ static void make_extras(int xb, uint8_t *row, int64_t n)
         const __m512i s0 = _mm512_dpbusd_epi32(z, ones, X[0]), s1 = _mm512_dpbusd_epi32(z, ones, X[1]);
         const __m512i s2 = _mm512_dpbusd_epi32(z, ones, X[2]), s3 = _mm512_dpbusd_epi32(z, ones, X[3]);
         _mm512_storeu_si512(e + XE_NSUM, _mm512_sub_epi32(z, reduce4(s0, s1, s2, s3, z, 1)));
+        /* per block: -sum(qs) (lanes 0..7 of s_p hold block 2p, 8..15 block 2p+1) */
+        int32_t *ns8 = (int32_t *)(e + DN_XE_NS8), *ns128 = (int32_t *)(e + DN_XE_NS128);
+        float *dx = (float *)(e + DN_XE_DX);
+        const __m512i sp[4] = { s0, s1, s2, s3 };
+        for (int j = 0; j < 8; j++) {
+            const int32_t sum = _mm512_mask_reduce_add_epi32(j & 1 ? 0xFF00 : 0x00FF, sp[j / 2]);
+            ns8[j] = -8 * sum;
+            ns128[j] = -128 * sum;
+            dx[j] = j < nblk ? fp16(x + j * xb) : 0.0f;
+        }
     }
 }
 
@@ -777,17 +790,23 @@ static void dn_softmax_avx512(float *x, int64_t n)
     }
 }
 
+/* avx512_bf16x16.c */
+void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                            int nt, float *y, size_t ldy);
+
 const dn_kernels dn_kernels_avx512_table = {
     .isa = DN_ISA_AVX512,
     .name = "avx512",
     .act_type = {
         [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
-        [DANU_TYPE_BF16] = DANU_TYPE_BF16,
+        [DANU_TYPE_BF16] = DANU_TYPE_BF16, [DN_TYPE_BF16_X16] = DANU_TYPE_BF16,
         [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
         [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
         [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
         [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
         [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
+        [DN_TYPE_Q4_0_X16] = DANU_TYPE_Q8_0, [DN_TYPE_Q8_0_X16] = DANU_TYPE_Q8_0,
+        [DN_TYPE_Q4_K_X16] = DN_TYPE_Q8_K, [DN_TYPE_Q6_K_X16] = DN_TYPE_Q8_K,
     },
     .act_prepare = {
         [DANU_TYPE_BF16] = dn_act_bf16_avx512, [DANU_TYPE_Q8_0] = dn_act_q8_0_avx512,
@@ -807,8 +826,14 @@ const dn_kernels dn_kernels_avx512_table = {
         SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
         SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
         SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
+        [DN_TYPE_BF16_X16] = dn_gemm_bf16x16_avx512,
+        [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx512, [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx512,
+        [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx512, [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx512,
     },
 #undef SLOTS
+    .repack = { [DANU_TYPE_BF16] = DN_TYPE_BF16_X16,
+                [DANU_TYPE_Q4_0] = DN_TYPE_Q4_0_X16, [DANU_TYPE_Q8_0] = DN_TYPE_Q8_0_X16,
+                [DANU_TYPE_Q4_K] = DN_TYPE_Q4_K_X16, [DANU_TYPE_Q6_K] = DN_TYPE_Q6_K_X16 },
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX,
     .act_extra = { [DANU_TYPE_BF16] = 512, [DANU_TYPE_Q8_0] = XG_Q8_0, [DN_TYPE_Q8_1] = XG_Q8_1 },
     .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,

@@ -59,18 +59,44 @@ static void x16_fallback(const dn_kernels *k, const dn_matrix *W, const uint8_t 
     }
 }
 
+/* Rows r0..r1 inside one 16-row group of an x16 matrix with a gemm: the
+ * whole group per token into a bounce buffer (only for callers that split
+ * a matrix off its group boundaries; the forward pass never does). */
+static void x16_partial_group(const dn_kernels *k, const dn_matrix *W, const uint8_t *x, size_t xrb,
+                              int64_t n_tok, float *Y, int64_t ldy, int64_t r0, int64_t r1)
+{
+    const size_t group = 16 * (size_t)W->row_bytes;
+    const int64_t g0 = r0 / 16 * 16;
+    float tmp[16];
+    for (int64_t t = 0; t < n_tok; t++) {
+        k->gemm[W->type](W->cols, (const uint8_t *)W->data + (size_t)(g0 / 16) * group, group, 16,
+                         x + (size_t)t * xrb, xrb, 1, tmp, 16);
+        for (int64_t r = r0; r < r1; r++) Y[t * ldy + r] = tmp[r - g0];
+    }
+}
+
 void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int64_t n_tok,
                     float *Y, int64_t ldy, int64_t r0, int64_t r1)
 {
     const int32_t wt = W->type;
     if (wt < 0 || wt >= DN_TYPE_COUNT || r0 >= r1 || n_tok <= 0) return;
     if (dn_x16_base(wt) >= 0) {
-        /* row groups: callers split at multiples of 16 (rows % 16 == 0) */
+        /* row groups (rows % 16 == 0); callers split at multiples of 16 */
         const size_t xrb = dn_act_row_bytes(k, wt, W->cols), group = 16 * (size_t)W->row_bytes;
-        if (!xrb || r0 % 16 || r1 % 16) return;
+        if (!xrb) return;
         if (!k->gemm[wt]) {
             x16_fallback(k, W, Xq, xrb, n_tok, Y, ldy, r0, r1);
             return;
+        }
+        if (r0 % 16 || r1 % 16) {
+            /* a range off the group boundaries: partial groups at the ends */
+            const int64_t a = (r0 + 15) / 16 * 16, b = r1 / 16 * 16;
+            if (a > b) { x16_partial_group(k, W, Xq, xrb, n_tok, Y, ldy, r0, r1); return; }
+            if (r0 < a) x16_partial_group(k, W, Xq, xrb, n_tok, Y, ldy, r0, a);
+            if (b < r1) x16_partial_group(k, W, Xq, xrb, n_tok, Y, ldy, b, r1);
+            r0 = a;
+            r1 = b;
+            if (r0 >= r1) return;
         }
         /* token blocks keep the prepared activations in L2 */
         int64_t tb = (int64_t)(ACT_BLOCK_BYTES / xrb);

@@ -37,7 +37,7 @@ danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *
     /* the widest input of any product: ffn (down), heads*hd (o), hidden */
     size_t widest = (size_t)c->ffn > wide ? (size_t)c->ffn : wide, most = 0;
     for (int32_t t = 0; t < DN_TYPE_COUNT; t++)
-        if (dn_type_is_weight(t)) {
+        if (dn_type_is_weight(t) || dn_x16_base(t) >= 0) {   /* x16: repacked matrices */
             size_t b = dn_act_row_bytes(m->kern, t, (int64_t)widest);
             if (b > most) most = b;
         }
@@ -82,21 +82,23 @@ typedef struct mm_job {
     int64_t n_tok;
 } mm_job;
 
-/* Rows of all matrices form one range split evenly over threads, in chunks
- * of 16 rows so tiles stay whole. */
+/* The matrices' rows, cut into chunks of 16 counted from the start of each
+ * matrix (a matrix's last chunk may be short), form one range of chunks
+ * split evenly over threads: tiles stay whole and every split point is a
+ * multiple of 16 within its matrix, as the repacked x16 row groups need. */
 static void mm_task(void *arg, int ith, int nth)
 {
     const mm_job *j = arg;
-    int64_t total = 0;
-    for (int i = 0; i < j->n; i++) total += j->W[i]->rows;
-    int64_t chunks = (total + 15) / 16;
-    int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
-    int64_t r0 = c0 * 16, r1 = c1 * 16 < total ? c1 * 16 : total, base = 0;
-    for (int i = 0; i < j->n && r0 < r1; i++) {
-        int64_t rows = j->W[i]->rows;
-        int64_t a = r0 > base ? r0 - base : 0, b = r1 - base < rows ? r1 - base : rows;
-        if (a < b) dn_matmul_rows(j->k, j->W[i], j->Xq[i], j->n_tok, j->Y[i], rows, a, b);
-        base += rows;
+    int64_t chunks = 0;
+    for (int i = 0; i < j->n; i++) chunks += (j->W[i]->rows + 15) / 16;
+    const int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
+    int64_t base = 0;   /* first chunk of matrix i */
+    for (int i = 0; i < j->n && base < c1; i++) {
+        const int64_t rows = j->W[i]->rows, n = (rows + 15) / 16;
+        const int64_t a = c0 > base ? c0 - base : 0, b = c1 - base < n ? c1 - base : n;
+        if (a < b)
+            dn_matmul_rows(j->k, j->W[i], j->Xq[i], j->n_tok, j->Y[i], rows, 16 * a, 16 * b < rows ? 16 * b : rows);
+        base += n;
     }
 }
 

@@ -113,6 +113,8 @@ static danu_status bind_all(danu_model *m, const names *nm, int validate)
     }
     DN_TRY(bind_norm(m, nm->out_norm, H, nv));
     m->out_norm = nv;
+    m->wq0_stored = m->layers[0].wq.data;   /* n_layers >= 1 (dn_config_check) */
+    m->wq0_stored_bytes = m->layers[0].wq.row_bytes;
     if (c->tied) {
         m->output = m->tok_embd;
     } else {
@@ -157,9 +159,19 @@ static int looks_like_danube(const danu_model *m)
            c->ffn == 6912 && c->max_ctx == 16384;
 }
 
+/* The source's own progress fills [0, hi]; a repack may follow. */
+typedef struct progress_span { danu_progress_fn fn; void *user; float hi; } progress_span;
+
+static int32_t span_cb(void *user, float f)
+{
+    const progress_span *s = user;
+    return s->fn(s->user, s->hi * f);
+}
+
 static danu_status load_hf(danu_model *m, const char *path, const struct danu_options *o)
 {
-    DN_TRY(dn_hfdir_open(&m->alloc, path, o->use_mmap, &m->log, o->progress, o->progress_user, &m->hf));
+    progress_span span = { o->progress, o->progress_user, o->repack == DANU_REPACK_OFF ? 1.0f : 0.5f };
+    DN_TRY(dn_hfdir_open(&m->alloc, path, o->use_mmap, &m->log, o->progress ? span_cb : NULL, &span, &m->hf));
     m->hf_open = 1;
     m->format = DANU_FORMAT_HF;
     m->tensors = m->hf.tensors;
@@ -217,9 +229,8 @@ static danu_status load_gguf(danu_model *m, const char *path, const struct danu_
                "%s: H2O-Danube file without llama.attention.sliding_window: using its window of 4096 "
                "(override with DANU_OPT_SLIDING_WINDOW)", path);
     }
-    DN_TRY(bind_all(m, &gguf_names, o->validate));
-    if (o->progress && o->progress(o->progress_user, 1.0f)) return dn_seterr(DANU_ERR_CANCELLED, "load cancelled");
-    return DANU_OK;
+    /* 1.0 is reported by dn_model_load, after the optional repack */
+    return bind_all(m, &gguf_names, o->validate);
 }
 
 danu_status dn_model_load(const char *path, const struct danu_options *o, danu_model **out)
@@ -235,9 +246,16 @@ danu_status dn_model_load(const char *path, const struct danu_options *o, danu_m
     if (s == DANU_OK && m->tok && dn_tokenizer_n_vocab(m->tok) > m->cfg.vocab)
         s = dn_seterr(DANU_ERR_FORMAT, "%s: tokenizer has %d pieces but the model only %d rows", path,
                       dn_tokenizer_n_vocab(m->tok), m->cfg.vocab);
+    if (s == DANU_OK) {
+        m->isa_cap = o->isa;
+        m->kern = dn_kernels_get(o->isa);
+        s = dn_model_repack(m, o, m->format == DANU_FORMAT_HF ? 0.5f : 0.05f);
+    }
+    /* 1.0 once the model is complete (an HF load without repack had it from its shards) */
+    if (s == DANU_OK && (m->format == DANU_FORMAT_GGUF || o->repack != DANU_REPACK_OFF) && o->progress &&
+        o->progress(o->progress_user, 1.0f))
+        s = dn_seterr(DANU_ERR_CANCELLED, "load cancelled");
     if (s != DANU_OK) { dn_model_free(m); return s; }
-    m->isa_cap = o->isa;
-    m->kern = dn_kernels_get(o->isa);
     dn_log(&m->log, DANU_LOG_INFO, "%s: %d layers, hidden %d, vocab %d, window %d, kernels %s", path, m->cfg.n_layers,
            m->cfg.hidden, m->cfg.vocab, m->cfg.window, m->kern->name);
     *out = m;
@@ -252,6 +270,7 @@ void dn_model_free(danu_model *m)
     if (m->hf_open) dn_hfdir_close(&a, &m->hf);
     if (m->gguf) dn_gguf_close(m->gguf);
     dn_unmap_file(&a, &m->gguf_map);
+    dn_free_aligned(&a, m->repack_buf);
     dn_free(&a, m->norms);
     dn_free(&a, m->layers);
     dn_free(&a, m->chat_template);

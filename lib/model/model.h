@@ -64,6 +64,12 @@ struct danu_model {
     dn_matrix output;             /* [vocab, hidden] (token_embd when tied) */
     float *norms;                 /* f32 copies of all norm vectors */
     uint64_t weight_bytes;
+    /* matrices repacked into x16 layouts (repack_weights.c) live here */
+    void *repack_buf;
+    uint64_t repacked_bytes;
+    int32_t repacked_matrices;
+    const void *wq0_stored;       /* layers[0].wq row 0 as stored (state fingerprint) */
+    uint64_t wq0_stored_bytes;
     danu_tokenizer *tok;
     char *chat_template;          /* NULL if none */
     const dn_kernels *kern;
@@ -76,5 +82,10 @@ danu_status dn_config_from_gguf(const dn_gguf *g, const char *what, dn_config *c
 danu_status dn_config_check(const dn_config *c, const char *what);
 
 danu_status dn_model_load(const char *path, const struct danu_options *o, danu_model **out);
+/* Repack the layer and output matrices into the x16 layouts per
+ * o->repack and the model's kernel table (repack_weights.c). On error
+ * some matrices may already point into m->repack_buf: free the model.
+ * Load progress is reported from p0 up to 0.99. */
+danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p0);
 void dn_model_free(danu_model *m);
 #endif

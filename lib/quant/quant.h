@@ -22,7 +22,8 @@ enum {
     DN_TYPE_Q4_0_X16 = 32,   /* 16 x q4_0: 288 bytes per 32 columns (== 16 blocks) */
     DN_TYPE_Q8_0_X16 = 33,   /* 16 x q8_0: 544 bytes per 32 columns, qs stored + 128 */
     DN_TYPE_Q4_K_X16 = 34,   /* 16 x q4_K: 2368 bytes per 256 columns (scales unpacked) */
-    DN_TYPE_Q6_K_X16 = 35    /* 16 x q6_K: 3360 bytes per 256 columns (== 16 blocks) */
+    DN_TYPE_Q6_K_X16 = 35,   /* 16 x q6_K: 3360 bytes per 256 columns (== 16 blocks) */
+    DN_TYPE_BF16_X16 = 36    /* 16 x bf16: 64 bytes per 2 columns (a pair of each row) */
 };
 
 #define DN_QK4_0 32

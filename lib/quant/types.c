@@ -20,6 +20,8 @@ static const dn_type_info type_table[DN_TYPE_COUNT] = {
     [DN_TYPE_Q8_0_X16] = { "q8_0x16", DN_QK8_0, sizeof(dn_block_q8_0), 1 },
     [DN_TYPE_Q4_K_X16] = { "q4_Kx16", DN_QK_K, 148, 1 },
     [DN_TYPE_Q6_K_X16] = { "q6_Kx16", DN_QK_K, sizeof(dn_block_q6_K), 1 },
+    /* block of 2: one pair per row, the unit of vdpbf16ps (not quantized) */
+    [DN_TYPE_BF16_X16] = { "bf16x16", 2, 4, 0 },
 };
 
 const dn_type_info *dn_type_get(int32_t type)

@@ -39,6 +39,7 @@ TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K, TYPE_BF16 = 12, 13, 14, 30
 KV_F16, KV_F32 = 0, 1
 FULL_ERROR, FULL_SHIFT = 0, 1
 ISA_AUTO, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON = 0, 1, 2, 3, 4
+REPACK_AUTO, REPACK_OFF, REPACK_ON = -1, 0, 1
 LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 0, 1, 2, 3
 TOKENIZE_ADD_BOS, TOKENIZE_ADD_EOS, TOKENIZE_PARSE_SPECIAL = 1, 2, 4
 STOP_LENGTH, STOP_EOS, STOP_STRING, STOP_CALLBACK, STOP_ABORTED, STOP_FULL = 0, 1, 2, 3, 4, 5
@@ -46,7 +47,8 @@ STOP_NAMES = {0: "length", 1: "eos", 2: "stop", 3: "callback", 4: "aborted", 5: 
 
 INFO = {"vocab": 1, "hidden": 2, "layers": 3, "heads": 4, "kv_heads": 5, "head_dim": 6, "ffn": 7,
         "context_length": 8, "sliding_window": 9, "bos": 10, "eos": 11, "unk": 12, "format": 13,
-        "tensor_count": 14, "weight_bytes": 15, "tied_embeddings": 16, "isa": 17, "file_type": 18}
+        "tensor_count": 14, "weight_bytes": 15, "tied_embeddings": 16, "isa": 17, "file_type": 18,
+        "repacked_matrices": 19, "repacked_bytes": 20}
 FLOAT_INFO = {"rope_theta": 100, "rms_eps": 101}
 
 # Friendly values for enum-valued options.
@@ -54,6 +56,7 @@ _OPTION_WORDS = {
     "kv_type": {"f16": KV_F16, "f32": KV_F32},
     "on_full": {"error": FULL_ERROR, "shift": FULL_SHIFT},
     "isa": {"auto": ISA_AUTO, "scalar": ISA_SCALAR, "avx2": ISA_AVX2, "avx512": ISA_AVX512, "neon": ISA_NEON},
+    "repack": {"auto": REPACK_AUTO, "off": REPACK_OFF, "on": REPACK_ON},
 }
 _OPTION_ALIASES = {"threads": "n_threads", "temp": "temperature", "batch": "n_batch"}
 
@@ -231,7 +234,7 @@ class _Options:
 class Model:
     """Weights and tokenizer of an HF directory or a GGUF file.
 
-    Model(path, use_mmap=True, sliding_window=-1, validate=False, n_threads=...,
+    Model(path, use_mmap=True, sliding_window=-1, validate=False, repack="auto", n_threads=...,
           log=callable(level, message), progress=callable(fraction) -> cancel?)
     """
 
@@ -604,6 +607,17 @@ class Context:
             raise _error(s, "step")
         return Step(tid.value, self._buf.raw[:ln.value].decode("utf-8", "replace"), reason)
 
+    def step_finish(self):
+        """End a stepped generation early: the text held back (a partial
+        character, or the start of a possible stop string), "" if none."""
+        ln = c_size_t()
+        s = _call("danu_context_step_finish", self._handle(), self._buf, len(self._buf), byref(ln))
+        if s == BufferTooSmallError.status:   # long stop strings: the text is kept, grow and ask again
+            self._buf = ctypes.create_string_buffer(ln.value + 1)
+            s = _call("danu_context_step_finish", self._handle(), self._buf, len(self._buf), byref(ln))
+        _check(s, "step_finish")
+        return self._buf.raw[:ln.value].decode("utf-8", "replace")
+
     def generate(self, max_tokens=128, stop=None):
         """Iterator of text pieces generated from the current state (evaluate a
         prompt first). stop: extra stop strings for this generation. After the
@@ -621,7 +635,12 @@ class Context:
                     self.stop_reason = st.reason
                     return
             self.stop_reason = "length"
+            tail = self.step_finish()   # text held back for a stop string that never came
+            if tail:
+                yield tail
         finally:
+            if self._h:
+                self.step_finish()      # also when the caller leaves the loop early
             if extra and self._h:
                 self._install_stops(self._stops)
 

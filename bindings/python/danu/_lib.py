@@ -89,6 +89,7 @@ PROTOTYPES = {
     "danu_context_clear_stop_strings": (S, (HANDLE,)),
     "danu_context_generate": (S, (HANDLE, c_int32, TOKEN_FN, c_void_p, P(c_int32))),
     "danu_context_step": (S, (HANDLE, P(danu_token), P(c_char), c_size_t, P(c_size_t), P(c_int32))),
+    "danu_context_step_finish": (S, (HANDLE, P(c_char), c_size_t, P(c_size_t))),
     "danu_context_chat_append": (S, (HANDLE, P(c_char_p), P(c_char_p), c_size_t, c_int32)),
     "danu_context_state_size": (c_size_t, (HANDLE,)),
     "danu_context_state_save": (S, (HANDLE, c_void_p, c_size_t, P(c_size_t))),

@@ -254,6 +254,19 @@ class TestModel(unittest.TestCase):
             self.assertEqual(c.stop_reason, "stop")
             self.assertEqual(text, full[:full.index(stop)])
 
+    def test_stop_string_never_completed(self):
+        # a stop string that starts with the text's end but never completes:
+        # the held-back tail still arrives when the length limit ends the loop
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            full = "".join(c.generate(12))
+            c.rewind(len(g["prompt"]) - 1)
+            c.eval(g["prompt"][-1:])
+            text = "".join(c.generate(12, stop=[full[-2:] + "\x01\x02"]))
+            self.assertEqual(c.stop_reason, "length")
+            self.assertEqual(text, full)
+
     def test_seeded_sampling_repeats(self):
         g = golden("tiny-a.capital")
         runs = []
@@ -363,6 +376,17 @@ class TestModel(unittest.TestCase):
                 c.set(n_threads=3)            # fixed at creation
             c.set_logit_bias(5, -100.0)
             self.assertGreater(c.memory_size, 0)
+
+    def test_repack(self):
+        self.assertEqual(danu.param_bounds("repack"), (-1.0, 1.0))
+        with danu.Model(MODEL_PATH, repack="off") as m:
+            self.assertEqual(m.info("repacked_matrices"), 0)
+            self.assertEqual(m.info("repacked_bytes"), 0)
+        with danu.Model(MODEL_PATH, repack="on") as m:   # bf16 tiny-a: every layer matrix has an x16 form
+            self.assertGreater(m.info("repacked_matrices"), 0)
+            self.assertGreater(m.info("repacked_bytes"), 0)
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Model(MODEL_PATH, repack="sometimes")
 
 
 class TestTokenizer(unittest.TestCase):
