@@ -160,7 +160,7 @@ enum {
  * type the chosen kernels have a fast repacked kernel for, and only when the
  * file is memory-mapped: the mapped pages of a repacked matrix are released,
  * so resident memory stays about the file size. on (1) repacks every matrix
- * whose type has a repacked form (q4_0, q8_0, q4_K, q6_K with rows a
+ * whose type has a repacked form (q4_0, q8_0, q4_K, q6_K, bf16 with rows a
  * multiple of 16), even where only a slow fallback computes it, and also
  * when the file was read into memory (which then holds both copies). off (0)
  * uses the weights as stored. DANU_INFO_REPACKED_* report what was done. */
