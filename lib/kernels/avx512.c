@@ -490,39 +490,11 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* entry points: vec_dot (1x1) and gemm (4x1 / 4x4 tiles, padded)      */
 /* ------------------------------------------------------------------ */
 
-/* Edge tiles repeat their last row/token and drop the extra results:
- * simpler than a kernel per shape, and rare (a matrix edge). Tokens go in
- * TT-wide tiles (a TV x 1 tile for a lone token: matvec), rows in TR. */
+/* Edge tiles repeat their last row/token (DN_DEFINE_TILED): simpler than a
+ * kernel per shape, and rare (a matrix edge). Tokens go in TT-wide tiles (a
+ * TV x 1 tile for a lone token: matvec), rows in TR. */
 #define DEFINE_TYPE(NAME, ATYPE, TILE, KIND, TR, TT, TV) \
-    static float dn_vec_dot_##NAME##_##ATYPE##_avx512(int64_t n, const void *w, const void *x) \
-    { \
-        const uint8_t *wp[1] = { w }, *xp[1] = { x }; \
-        float out[MR * MT]; \
-        TILE(KIND, 1, 1, n, wp, xp, out); \
-        return out[0]; \
-    } \
-    static void dn_gemm_##NAME##_##ATYPE##_avx512(int64_t n, const void *w, size_t ws, int nr, \
-                                                 const void *x, size_t xs, int nt, float *y, size_t ldy) \
-    { \
-        const int tr = nt == 1 ? TV : TR; \
-        for (int r = 0; r < nr; r += tr) { \
-            const int rr = nr - r < tr ? nr - r : tr; \
-            const uint8_t *wp[MR]; \
-            for (int i = 0; i < tr; i++) \
-                wp[i] = (const uint8_t *)w + (size_t)(r + (i < rr ? i : rr - 1)) * ws; \
-            for (int t = 0; t < nt; t += TT) { \
-                const int tt = nt - t < TT ? nt - t : TT; \
-                const uint8_t *xp[MT]; \
-                for (int j = 0; j < TT; j++) \
-                    xp[j] = (const uint8_t *)x + (size_t)(t + (j < tt ? j : tt - 1)) * xs; \
-                float out[MR * MT] = { 0 }; \
-                if (nt == 1) TILE(KIND, TV, 1, n, wp, xp, out); \
-                else TILE(KIND, TR, TT, n, wp, xp, out); \
-                for (int j = 0; j < tt; j++) \
-                    for (int i = 0; i < rr; i++) y[(size_t)(t + j) * ldy + r + i] = out[i * MT + j]; \
-            } \
-        } \
-    }
+    DN_DEFINE_TILED(dn_vec_dot_##NAME##_##ATYPE##_avx512, dn_gemm_##NAME##_##ATYPE##_avx512, TILE, KIND, TR, TT, TV)
 
 /* tile shapes (rows x tokens for prompts, rows x 1 for a single token),
  * measured on Zen 4 */
