@@ -25,21 +25,7 @@
 #define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float rnd_unit(void) { return (float)((rnd_u32() & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
-/* roughly normal with occasional outliers, like real activations */
-static float rnd_val(void)
-{
-    float v = (rnd_unit() + rnd_unit() + rnd_unit()) * 0.6f;
-    if ((rnd_u32() & 63) == 0) v *= 8.0f;
-    return v;
-}
+static float rnd_val(void) { return tu_rand_act(&rng); }
 
 static const int64_t cols_set[] = { 2, 30, 256, 2560, 6912 };
 static const int64_t rows_set[] = { 16, 48, 64 };

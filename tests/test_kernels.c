@@ -54,21 +54,8 @@ static const int isas[] = { DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512, DN_ISA_NE
 /* ---------------- random data ---------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-static float rnd_unit(void) { return (float)((rnd_u32() & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
-/* roughly normal, with occasional outliers like real activations */
-static float rnd_val(void)
-{
-    float v = (rnd_unit() + rnd_unit() + rnd_unit()) * 0.6f;
-    if ((rnd_u32() & 63) == 0) v *= 8.0f;
-    return v;
-}
+static uint32_t rnd_u32(void) { return tu_rand_u32(&rng_state); }
+static float rnd_val(void) { return tu_rand_act(&rng_state); }
 static void fill(float *x, int64_t n, float scale)
 {
     for (int64_t i = 0; i < n; i++) x[i] = rnd_val() * scale;

@@ -33,20 +33,8 @@ static const int isas[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA
 #define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint32_t rnd_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-static float rnd_unit(void) { return (float)((rnd_u32() & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
-static float rnd_val(void)
-{
-    float v = (rnd_unit() + rnd_unit() + rnd_unit()) * 0.6f;
-    if ((rnd_u32() & 63) == 0) v *= 8.0f;
-    return v;
-}
+static uint32_t rnd_u32(void) { return tu_rand_u32(&rng_state); }
+static float rnd_val(void) { return tu_rand_act(&rng_state); }
 
 /* a random finite fp16 (exponent field below 31) */
 static uint16_t rnd_half(void)

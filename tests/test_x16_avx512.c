@@ -21,12 +21,8 @@
 #define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd_u32(void)
-{
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float rnd_unit(void) { return (float)((rnd_u32() & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
+static uint32_t rnd_u32(void) { return tu_rand_u32(&rng); }
+static float rnd_unit(void) { return tu_rand_unit(&rng); }
 
 typedef struct {
     int32_t xt, bt;       /* x16 type and its base type */

@@ -30,20 +30,8 @@
 enum { ROWS = 64, NTOK = 20 };
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint32_t rnd_u32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
-static float rnd_unit(void) { return (float)((rnd_u32() & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
-static float rnd_val(void)
-{
-    float v = (rnd_unit() + rnd_unit() + rnd_unit()) * 0.6f;
-    if ((rnd_u32() & 63) == 0) v *= 8.0f;
-    return v;
-}
+static uint32_t rnd_u32(void) { return tu_rand_u32(&rng_state); }
+static float rnd_val(void) { return tu_rand_act(&rng_state); }
 
 /* ---------------- weights ---------------- */
 

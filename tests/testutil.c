@@ -131,3 +131,20 @@ void tu_count_free(void *user, void *p)
     tu_counter *c = user;
     if (p) { c->live--; free(p); }
 }
+
+uint32_t tu_rand_u32(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (uint32_t)(*s >> 16);
+}
+
+float tu_rand_unit(uint64_t *s) { return (float)((tu_rand_u32(s) & 0xffffff) / 16777216.0 * 2.0 - 1.0); }
+
+float tu_rand_act(uint64_t *s)
+{
+    float v = (tu_rand_unit(s) + tu_rand_unit(s) + tu_rand_unit(s)) * 0.6f;
+    if ((tu_rand_u32(s) & 63) == 0) v *= 8.0f;
+    return v;
+}

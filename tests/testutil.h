@@ -32,6 +32,13 @@ float *tu_read_f32(const char *path, size_t *n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_max_abs(const float *a, size_t n);
 
+/* xorshift random numbers on a caller's state (tests stay reproducible):
+ * 32 bits, uniform in [-1, 1), and activation-like values (roughly normal
+ * with an outlier x8 one time in 64). */
+uint32_t tu_rand_u32(uint64_t *state);
+float tu_rand_unit(uint64_t *state);
+float tu_rand_act(uint64_t *state);
+
 /* Counting allocator for leak and allocation-failure tests: pass a
  * tu_counter as the user pointer of an allocator made of these three;
  * fail_at = k makes the k-th allocation call (malloc or realloc) fail. */
