@@ -217,12 +217,9 @@ int main(int argc, char **argv)
             if (!want) continue;
         }
         bench_row(k, types[i], name);
-        const int32_t xt = dn_x16_of(types[i]);
-        if (xt >= 0 && k->gemm[xt]) {
-            char xname[32];
-            snprintf(xname, sizeof xname, "%sx16", name);
-            bench_row(k, xt, xname);
-        }
+        /* every x16 form of the type (bf16: exact and fast) */
+        for (int32_t xt = 0; xt < DN_TYPE_COUNT; xt++)
+            if (dn_x16_base(xt) == types[i] && k->gemm[xt]) bench_row(k, xt, dn_type_get(xt)->name);
     }
     return 0;
 }

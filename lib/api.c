@@ -315,8 +315,8 @@ danu_status danu_context_set_int(danu_context *c, danu_param key, int64_t v)
     ARG(c, "context is NULL");
     DN_CHECK(key >= 300 || key == DANU_OPT_ON_FULL || key == DANU_OPT_N_KEEP || key == DANU_OPT_SEED, DANU_ERR_UNSUPPORTED,
              "option %d cannot change on a live context", key);
-    DN_CHECK(key != DANU_OPT_N_THREADS && key != DANU_OPT_ISA, DANU_ERR_UNSUPPORTED,
-             "threads and kernels are fixed when the context is created");
+    /* every 400 key: n_threads and isa at context creation, fast_bf16 at load */
+    DN_CHECK(key < 400, DANU_ERR_UNSUPPORTED, "threads and kernels are fixed when the model or context is created");
     struct danu_options o = c->opt;
     DN_TRY(dn_options_set_int(&o, key, v));
     DN_CHECK(o.n_keep < c->n_ctx, DANU_ERR_INVALID_ARG, "n_keep %d must be below n_ctx %d", o.n_keep, c->n_ctx);

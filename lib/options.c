@@ -33,6 +33,7 @@ static const param_def params[] = {
     { DANU_OPT_IGNORE_EOS, "ignore_eos", 0, 0, 1 },
     { DANU_OPT_N_THREADS, "n_threads", 0, 0, 256 },
     { DANU_OPT_ISA, "isa", 0, 0, 4 },
+    { DANU_OPT_FAST_BF16, "fast_bf16", 0, 0, 1 },
 };
 
 static const param_def *find_param(danu_param key)
@@ -72,6 +73,7 @@ void dn_options_defaults(struct danu_options *o)
     dn_sampler_params_default(&o->sampling);
     o->n_threads = 0;
     o->isa = DANU_ISA_AUTO;
+    o->fast_bf16 = 0;
 }
 
 danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v)
@@ -98,6 +100,7 @@ danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v
     case DANU_OPT_IGNORE_EOS: o->ignore_eos = i; break;
     case DANU_OPT_N_THREADS: o->n_threads = i; break;
     case DANU_OPT_ISA: o->isa = i; break;
+    case DANU_OPT_FAST_BF16: o->fast_bf16 = i; break;
     default: return dn_seterr(DANU_ERR_INTERNAL, "option %s has no setter", p->name);
     }
     return DANU_OK;

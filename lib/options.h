@@ -24,6 +24,7 @@ struct danu_options {
     int ignore_eos;
     /* threads and kernels */
     int32_t n_threads, isa;
+    int fast_bf16;           /* DANU_OPT_FAST_BF16: bf16 weights x bf16-rounded activations */
 };
 
 void dn_options_defaults(struct danu_options *o);

@@ -1,4 +1,5 @@
-/* test_bf16x16.c - the bf16x16 repacked layout (DN_TYPE_BF16_X16) and its
+/* test_bf16x16.c - the bf16x16 repacked layout (DN_TYPE_BF16_X16, and
+ * DN_TYPE_BF16_X16F: the same bytes for DANU_OPT_FAST_BF16) and its
  * kernels:
  *  - dn_x16_repack / dn_x16_extract_block round trip every block exactly;
  *  - dn_matmul_rows on the repacked matrix, for every table this CPU has
@@ -8,6 +9,8 @@
  *    the same table on the original layout. Row ranges are split at
  *    multiples of 16 and padding around them must stay untouched.
  *  - a token alone gets the same bits as in a batch; zeros give zeros.
+ *  - the fast gemm (bf16x16f: activations' hi row only) is exactly the exact
+ *    gemm with the lo row zeroed, and within EPS_FAST of the reference.
  * Tolerances as test_kernels.c's float types: EPS_DOT relative to
  * M = sum |w x| (f32 sums in lanes), plus the activation rounding
  * E = sum |w| |x - xq| against f32 activations. */
@@ -21,7 +24,13 @@
 #include "common/bytes.h"
 
 #define EPS_DOT 2e-5
+/* fast bf16 vs f32 activations, relative to sum |w x|: an activation
+ * rounded to bf16 (8 significant bits) errs by at most 2^-8 of itself, so
+ * 2^-8 (+ the sums' EPS_DOT) bounds any row; random rows measure up to
+ * ~2e-3 with 2 columns, 4e-4 with 2560, 2e-4 with 6912 */
+#define EPS_FAST (1.0 / 256 + 2 * EPS_DOT)
 #define XT DN_TYPE_BF16_X16
+#define XF DN_TYPE_BF16_X16F
 #define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -77,17 +86,35 @@ START_TEST(test_bf16x16_type)
     ck_assert_int_eq(dn_x16_repack(XT, src, 8, dst, 4), 0);
     ck_assert_int_eq(dn_x16_extract_block(XT, dst, 4, 0, 2, out), -1);
     ck_assert_int_eq(dn_x16_extract_block(XT, dst, 4, 16, 0, out), -1);
-    /* the table knows how it wants bf16 stored */
+    /* the fast twin: the same layout, bf16 its base, never what bf16 maps to */
+    ck_assert_int_eq(dn_x16_base(XF), DANU_TYPE_BF16);
+    ck_assert(!dn_type_is_weight(XF));
+    ck_assert_str_eq(dn_type_get(XF)->name, "bf16x16f");
+    ck_assert_uint_eq(dn_type_row_bytes(XF, 2560), 5120);
+    uint16_t dst2[16 * 4];
+    for (int i = 0; i < 16 * 4; i++) src[i] = (uint16_t)(i * 37 + 1);
+    ck_assert_int_eq(dn_x16_repack(XT, src, 8, dst, 4), 0);
+    ck_assert_int_eq(dn_x16_repack(XF, src, 8, dst2, 4), 0);
+    ck_assert_mem_eq(dst, dst2, sizeof dst);
+    ck_assert_int_eq(dn_x16_extract_block(XF, dst2, 4, 3, 1, out), 0);
+    ck_assert(out[0] == src[3 * 4 + 2] && out[1] == src[3 * 4 + 3]);
+    /* the table knows how it wants bf16 stored (the fast gemm only on request) */
     const dn_kernels *k = dn_kernels_for_isa(DN_ISA_AVX512);
     if (k) {
         ck_assert_int_eq(k->repack[DANU_TYPE_BF16], XT);
         ck_assert_ptr_nonnull(k->gemm[XT]);
+        ck_assert_ptr_nonnull(k->gemm[XF]);
+        ck_assert_ptr_ne(k->gemm[XF], k->gemm[XT]);
         ck_assert_int_eq(k->act_type[XT], DANU_TYPE_BF16);
+        ck_assert_int_eq(k->act_type[XF], DANU_TYPE_BF16);
     }
     const dn_kernels *s = dn_kernels_for_isa(DN_ISA_SCALAR);
     ck_assert_int_eq(s->repack[DANU_TYPE_BF16], 0);
     ck_assert_ptr_null(s->gemm[XT]);
     ck_assert_ptr_nonnull(s->vec_dot[XT]);
+    /* without a fast gemm: the per-block fallback, the plain (exact) dot */
+    ck_assert_ptr_null(s->gemm[XF]);
+    ck_assert_ptr_eq(s->vec_dot[XF], s->vec_dot[XT]);
 }
 END_TEST
 
@@ -141,7 +168,7 @@ static float *run(const dn_kernels *k, const mat *m, int32_t wt, const float *X,
     dn_prepare_acts(k, wt, X, n_tok, m->cols, xq);
     float *Y = malloc(sizeof(float) * ldy * n_tok);
     for (int64_t i = 0; i < ldy * n_tok; i++) Y[i] = 1234.5f;
-    dn_matrix W = { .data = wt == XT ? (const void *)m->wx : (const void *)m->w, .type = wt,
+    dn_matrix W = { .data = dn_x16_base(wt) >= 0 ? (const void *)m->wx : (const void *)m->w, .type = wt,
                     .rows = m->rows, .cols = m->cols, .row_bytes = m->rb };
     dn_matmul_rows(k, &W, xq, n_tok, Y + 16, ldy, 0, split);
     dn_matmul_rows(k, &W, xq, n_tok, Y + 16, ldy, split, m->rows);
@@ -154,18 +181,25 @@ static float *run(const dn_kernels *k, const mat *m, int32_t wt, const float *X,
     return Y;
 }
 
-/* the activations a table's kernels multiply by (hi + lo for split bf16) */
+/* 1 if k's kernels for wt multiply by the hi row alone (the fast gemm) */
+static int hi_only(const dn_kernels *k, int32_t wt)
+{
+    return wt == XF && k->gemm[XF];
+}
+
+/* the activations a table's kernels multiply by (hi + lo for split bf16,
+ * hi alone for the fast gemm) */
 static void act_values(const dn_kernels *k, int32_t wt, const uint8_t *xq, int64_t cols, float *xd)
 {
     const int32_t at = k->act_type[wt];
     ck_assert_int_eq(dn_dequantize_row(at, xq, xd, cols), 0);
-    if (at == DANU_TYPE_BF16 && k->act_extra[at]) {
+    if (at == DANU_TYPE_BF16 && k->act_extra[at] && !hi_only(k, wt)) {
         const uint16_t *lo = (const uint16_t *)(xq + ((2 * cols + 63) & ~63));
         for (int64_t c = 0; c < cols; c++) xd[c] += dn_bf16_to_f32(lo[c]);
     }
 }
 
-static double worst[8];
+static double worst[8][2], worst_fast_ref;
 
 START_TEST(test_bf16x16_matmul)
 {
@@ -185,15 +219,17 @@ START_TEST(test_bf16x16_matmul)
             float *X = malloc(sizeof(float) * n_tok * cols), *xd = malloc(sizeof(float) * cols);
             for (int64_t i = 0; i < n_tok * cols; i++) X[i] = rnd_val();
             float *Yref = run(ref, &m, DANU_TYPE_BF16, X, n_tok, rows, NULL);
-            for (int i = 0; i < nk; i++) {
+            for (int i = 0; i < nk; i++) for (int f = 0; f < 2; f++) {
                 const dn_kernels *k = ks[i];
+                const int32_t xt = f ? XF : XT;
                 uint8_t *xq;
-                float *Y = run(k, &m, XT, X, n_tok, split, &xq);
+                float *Y = run(k, &m, xt, X, n_tok, split, &xq);
                 float *Yp = run(k, &m, DANU_TYPE_BF16, X, n_tok, rows, NULL);   /* plain layout */
-                const int same_act = k->act_type[XT] == k->act_type[DANU_TYPE_BF16];
-                const size_t xrb = dn_act_row_bytes(k, XT, cols);
+                /* the plain layout multiplies by hi + lo where the fast gemm has hi only */
+                const int same_act = k->act_type[xt] == k->act_type[DANU_TYPE_BF16] && !hi_only(k, xt);
+                const size_t xrb = dn_act_row_bytes(k, xt, cols);
                 for (int64_t t = 0; t < n_tok; t++) {
-                    act_values(k, XT, xq + t * xrb, cols, xd);
+                    act_values(k, xt, xq + t * xrb, cols, xd);
                     const float *x0 = X + t * cols;
                     for (int64_t r = 0; r < rows; r++) {
                         const float *wd = m.wd + r * cols;
@@ -206,15 +242,21 @@ START_TEST(test_bf16x16_matmul)
                             eact += fabs(wd[c]) * fabs((double)xd[c] - x0[c]);
                         }
                         const double y = Y[t * ldy + 16 + r], yr = Yref[t * ldy + 16 + r];
-                        if (mag > 0 && fabs(y - exact) / mag > worst[i]) worst[i] = fabs(y - exact) / mag;
+                        if (mag > 0 && fabs(y - exact) / mag > worst[i][f]) worst[i][f] = fabs(y - exact) / mag;
+                        if (hi_only(k, xt) && mag0 > 0 && fabs(y - yr) / mag0 > worst_fast_ref)
+                            worst_fast_ref = fabs(y - yr) / mag0;
                         CHECK(fabs(y - exact) <= EPS_DOT * mag + 1e-30,
-                              "%s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs oracle %.9g (tol %.3g)",
-                              k->name, (long)cols, (long)rows, (long)n_tok, (long)t, (long)r, y, exact,
-                              EPS_DOT * mag);
+                              "%s %s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs oracle %.9g (tol %.3g)",
+                              k->name, dn_type_get(xt)->name, (long)cols, (long)rows, (long)n_tok, (long)t, (long)r,
+                              y, exact, EPS_DOT * mag);
                         CHECK(fabs(yr - ref0) <= 1e-6 * mag0 + 1e-30, "reference %.9g vs %.9g", yr, ref0);
                         CHECK(fabs(y - yr) <= eact + EPS_DOT * (mag + mag0) + 1e-30,
-                              "%s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs reference %.9g",
-                              k->name, (long)cols, (long)rows, (long)n_tok, (long)t, (long)r, y, yr);
+                              "%s %s cols=%ld rows=%ld tok=%ld [%ld,%ld]: %.9g vs reference %.9g",
+                              k->name, dn_type_get(xt)->name, (long)cols, (long)rows, (long)n_tok, (long)t, (long)r,
+                              y, yr);
+                        /* the fast gemm's whole error against f32 activations */
+                        CHECK(fabs(y - yr) <= EPS_FAST * mag0 + 1e-30,
+                              "%s %s cols=%ld [%ld,%ld]: %.9g vs reference %.9g", k->name, dn_type_get(xt)->name, (long)cols, (long)t, (long)r, y, yr);
                         /* same activations: both layouts within eps of one oracle */
                         if (same_act)
                             CHECK(fabs(y - Yp[t * ldy + 16 + r]) <= 2 * EPS_DOT * mag + 1e-30,
@@ -228,9 +270,9 @@ START_TEST(test_bf16x16_matmul)
         }
         mat_free(&m);
     }
-    printf("  bf16x16 cols=%-5ld worst |y - oracle| / sum|w x|:", (long)cols);
-    for (int i = 0; i < nk; i++) printf(" %s %.1e", ks[i]->name, worst[i]);
-    printf("  (tolerance %.0e)\n", EPS_DOT);
+    printf("  bf16x16 cols=%-5ld worst |y - oracle| / sum|w x| (x16, x16f):", (long)cols);
+    for (int i = 0; i < nk; i++) printf(" %s %.1e %.1e", ks[i]->name, worst[i][0], worst[i][1]);
+    printf("  (tolerance %.0e); fast vs f32 reference %.1e (tolerance %.1e)\n", EPS_DOT, worst_fast_ref, EPS_FAST);
 }
 END_TEST
 
@@ -249,25 +291,27 @@ START_TEST(test_bf16x16_batch_equals_single)
             const int64_t rows = m.rows, cols = m.cols, n_tok = 17;
             float *X = malloc(sizeof(float) * n_tok * cols);
             for (int64_t i = 0; i < n_tok * cols; i++) X[i] = rnd_val();
-            dn_matrix W = { .data = m.wx, .type = XT, .rows = rows, .cols = cols, .row_bytes = m.rb };
-            for (int i = 0; i < nk; i++) {
-                const size_t xrb = dn_act_row_bytes(ks[i], XT, cols);
+            for (int i = 0; i < nk; i++) for (int f = 0; f < 2; f++) {
+                const int32_t xt = f ? XF : XT;
+                dn_matrix W = { .data = m.wx, .type = xt, .rows = rows, .cols = cols, .row_bytes = m.rb };
+                const size_t xrb = dn_act_row_bytes(ks[i], xt, cols);
                 uint8_t *xq = malloc(xrb * n_tok);
-                dn_prepare_acts(ks[i], XT, X, n_tok, cols, xq);
+                dn_prepare_acts(ks[i], xt, X, n_tok, cols, xq);
                 float *Y = malloc(sizeof(float) * rows * n_tok), *y1 = malloc(sizeof(float) * rows);
                 dn_matmul_rows(ks[i], &W, xq, n_tok, Y, rows, 0, rows);
                 for (int64_t t = 0; t < n_tok; t++) {
                     dn_matmul_rows(ks[i], &W, xq + t * xrb, 1, y1, rows, 0, rows);
                     ck_assert_msg(!memcmp(y1, Y + t * rows, sizeof(float) * rows),
-                                  "%s cols=%ld rows=%ld token %ld", ks[i]->name, (long)cols, (long)rows, (long)t);
+                                  "%s %s cols=%ld rows=%ld token %ld", ks[i]->name, dn_type_get(xt)->name, (long)cols,
+                                  (long)rows, (long)t);
                 }
                 /* and any sub-batch at any offset */
                 for (int64_t t0 = 0; t0 < n_tok; t0 += 5) {
                     const int64_t nb = n_tok - t0 < 9 ? n_tok - t0 : 9;
                     float *Yb = malloc(sizeof(float) * rows * nb);
                     dn_matmul_rows(ks[i], &W, xq + t0 * xrb, nb, Yb, rows, 0, rows);
-                    ck_assert_msg(!memcmp(Yb, Y + t0 * rows, sizeof(float) * rows * nb), "%s sub-batch %ld",
-                                  ks[i]->name, (long)t0);
+                    ck_assert_msg(!memcmp(Yb, Y + t0 * rows, sizeof(float) * rows * nb), "%s %s sub-batch %ld",
+                                  ks[i]->name, dn_type_get(xt)->name, (long)t0);
                     free(Yb);
                 }
                 free(Y); free(y1); free(xq);
@@ -282,15 +326,64 @@ START_TEST(test_bf16x16_batch_equals_single)
     for (int g = 0; g < 2; g++) dn_x16_repack(XT, w + g * 16 * cols, 2 * cols, wx + g * 32 * cols, cols);
     float *x = malloc(sizeof(float) * n_tok * cols), y[32 * 3];
     for (int64_t i = 0; i < n_tok * cols; i++) x[i] = rnd_val();
-    dn_matrix W = { .data = wx, .type = XT, .rows = rows, .cols = cols, .row_bytes = 2 * cols };
-    for (int i = 0; i < nk; i++) {
-        uint8_t *xq = malloc(dn_act_row_bytes(ks[i], XT, cols) * n_tok);
-        dn_prepare_acts(ks[i], XT, x, n_tok, cols, xq);
+    for (int i = 0; i < nk; i++) for (int f = 0; f < 2; f++) {
+        const int32_t xt = f ? XF : XT;
+        dn_matrix W = { .data = wx, .type = xt, .rows = rows, .cols = cols, .row_bytes = 2 * cols };
+        uint8_t *xq = malloc(dn_act_row_bytes(ks[i], xt, cols) * n_tok);
+        dn_prepare_acts(ks[i], xt, x, n_tok, cols, xq);
         dn_matmul_rows(ks[i], &W, xq, n_tok, y, rows, 0, rows);
-        for (int j = 0; j < rows * n_tok; j++) ck_assert_msg(y[j] == 0.0f, "%s: %g", ks[i]->name, y[j]);
+        for (int j = 0; j < rows * n_tok; j++)
+            ck_assert_msg(y[j] == 0.0f, "%s %s: %g", ks[i]->name, dn_type_get(xt)->name, y[j]);
         free(xq);
     }
     free(w); free(wx); free(x);
+}
+END_TEST
+
+/* The fast gemm is the exact one without the lo products: the exact gemm
+ * on the same activations with their lo rows zeroed gives the same values
+ * (every lane sums the hi products over k in the same order, whatever the
+ * tile shapes), and with the lo rows it differs (so the option matters). */
+START_TEST(test_bf16x16_fast_is_hi_only)
+{
+    const dn_kernels *k = dn_kernels_for_isa(DN_ISA_AVX512);
+    if (!k || !k->gemm[XF]) return;   /* no fast gemm on this CPU */
+    rng = 99;
+    static const int64_t cs[] = { 2, 30, 2560 }, rs[] = { 16, 48, 112 }, ts[] = { 1, 5, 8, 9, 17, 24 };
+    int differ = 0;
+    for (int ci = 0; ci < 3; ci++)
+        for (int ri = 0; ri < 3; ri++) {
+            mat m;
+            mat_make(&m, rs[ri], cs[ci]);
+            const int64_t rows = m.rows, cols = m.cols;
+            for (int ti = 0; ti < 6; ti++) {
+                const int64_t n_tok = ts[ti];
+                const size_t xrb = dn_act_row_bytes(k, XT, cols), lo = (2 * (size_t)cols + 63) & ~(size_t)63;
+                ck_assert_uint_eq(dn_act_row_bytes(k, XF, cols), xrb);
+                float *X = malloc(sizeof(float) * n_tok * cols);
+                for (int64_t i = 0; i < n_tok * cols; i++) X[i] = rnd_val();
+                uint8_t *xq = malloc(xrb * n_tok), *xz = malloc(xrb * n_tok);
+                dn_prepare_acts(k, XF, X, n_tok, cols, xq);
+                memcpy(xz, xq, xrb * n_tok);
+                for (int64_t t = 0; t < n_tok; t++) memset(xz + t * xrb + lo, 0, 2 * (size_t)cols);
+                float *yf = malloc(sizeof(float) * rows * n_tok), *yz = malloc(sizeof(float) * rows * n_tok),
+                      *ye = malloc(sizeof(float) * rows * n_tok);
+                dn_matrix Wf = { .data = m.wx, .type = XF, .rows = rows, .cols = cols, .row_bytes = m.rb };
+                dn_matrix We = Wf;
+                We.type = XT;
+                dn_matmul_rows(k, &Wf, xq, n_tok, yf, rows, 0, rows);
+                dn_matmul_rows(k, &We, xz, n_tok, yz, rows, 0, rows);
+                dn_matmul_rows(k, &We, xq, n_tok, ye, rows, 0, rows);
+                for (int64_t i = 0; i < rows * n_tok; i++) {
+                    CHECK(yf[i] == yz[i], "cols=%ld rows=%ld tok=%ld [%ld]: fast %.9g vs exact without lo %.9g",
+                          (long)cols, (long)rows, (long)n_tok, (long)i, yf[i], yz[i]);
+                    differ += yf[i] != ye[i];
+                }
+                free(X); free(xq); free(xz); free(yf); free(yz); free(ye);
+            }
+            mat_free(&m);
+        }
+    ck_assert_int_gt(differ, 0);
 }
 END_TEST
 
@@ -303,6 +396,7 @@ int main(void)
     tcase_add_test(tc, test_bf16x16_roundtrip);
     tcase_add_loop_test(tc, test_bf16x16_matmul, 0, N_COLS);
     tcase_add_test(tc, test_bf16x16_batch_equals_single);
+    tcase_add_test(tc, test_bf16x16_fast_is_hi_only);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -351,6 +351,88 @@ START_TEST(test_forward_repack)
 }
 END_TEST
 
+/* DANU_OPT_FAST_BF16 on llama.cpp's bf16 file: on AVX-512 the repacked bf16
+ * matrices take the fast type and the logits move (bf16-rounded
+ * activations, as llama.cpp computes) but stay within FAST_BF16_ERR of the
+ * transformers golden (FAST_BF16_KL in mean KL); elsewhere, or with repack
+ * off, nothing changes. Measured on tiny-q (16 positions, max |err| / max
+ * |logit|; mean KL): exact 3.6e-4, 4.2e-8; fast 5.3e-3, 8.7e-6; llama.cpp's
+ * own logits on that file 5.6e-3, 8.8e-6. Bounds: ~2x the fast numbers. */
+#define FAST_BF16_ERR 1e-2
+#define FAST_BF16_KL 2e-5
+static danu_model *load_fast(const char *path, int repack, int fast)
+{
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    danu_options_set_int(o, DANU_OPT_REPACK, repack);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_FAST_BF16, fast), DANU_OK);
+    danu_model *m = NULL;
+    danu_status s = danu_model_load(path, o, &m);
+    danu_options_free(o);
+    ck_assert_msg(s == DANU_OK, "load %s: %s", path, danu_last_error());
+    return m;
+}
+
+static int count_type(const danu_model *m, int32_t type)
+{
+    int n = m->output.type == type;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const dn_layer *L = &m->layers[l];
+        const dn_matrix *ms[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (int k = 0; k < 7; k++) n += ms[k]->type == type;
+    }
+    return n;
+}
+
+START_TEST(test_forward_fast_bf16)
+{
+    tu_golden g;
+    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    size_t ng, nl;
+    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *theirs = tu_read_f32(tu_data("gguf-llamacpp/tiny-q-bf16.llamacpp-logits.f32"), &nl);
+    ck_assert(gold && theirs && nl == (size_t)16 * 1024);
+    const char *path = tu_data("gguf-llamacpp/tiny-q-bf16.gguf");
+    danu_model *ex = load_fast(path, DANU_REPACK_AUTO, 0), *fa = load_fast(path, DANU_REPACK_AUTO, 1);
+    const int fast_here = ex->kern->gemm[DN_TYPE_BF16_X16F] != NULL;
+    ck_assert_int_eq(count_type(ex, DN_TYPE_BF16_X16F), 0);
+    float *a = prompt_logits(ex, &g), *b = prompt_logits(fa, &g);
+    const double e_ex = rel_err16(a, gold), e_fa = rel_err16(b, gold), e_ll = rel_err16(theirs, gold);
+    double kl_ex = 0, kl_fa = 0, kl_ll = 0;
+    for (int p = 0; p < 16; p++) {
+        kl_ex += kl(gold + (size_t)p * 1024, a + (size_t)p * 1024, 1024) / 16;
+        kl_fa += kl(gold + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / 16;
+        kl_ll += kl(gold + (size_t)p * 1024, theirs + (size_t)p * 1024, 1024) / 16;
+    }
+    printf("  fast bf16 (%s, %d fast matrices) vs golden: max rel err %.2e (exact %.2e, llama.cpp %.2e), "
+           "KL %.2e (exact %.2e, llama.cpp %.2e)\n", fa->kern->name, count_type(fa, DN_TYPE_BF16_X16F), e_fa, e_ex,
+           e_ll, kl_fa, kl_ex, kl_ll);
+    if (fast_here) {
+        /* every bf16 matrix of tiny-q is repacked (mapped file, whole groups) */
+        ck_assert_int_eq(count_type(fa, DN_TYPE_BF16_X16F), count_type(ex, DN_TYPE_BF16_X16));
+        ck_assert_int_gt(count_type(fa, DN_TYPE_BF16_X16F), 0);
+        ck_assert_int_eq(count_type(fa, DN_TYPE_BF16_X16), 0);
+        ck_assert_msg(memcmp(a, b, (size_t)16 * 1024 * sizeof(float)) != 0, "fast bf16 changed nothing");
+        ck_assert_msg(e_fa <= FAST_BF16_ERR && kl_fa <= FAST_BF16_KL, "fast bf16: %.3g of max (bound %.3g), KL %.3g",
+                      e_fa, FAST_BF16_ERR, kl_fa);
+    } else {
+        ck_assert_int_eq(count_type(fa, DN_TYPE_BF16_X16F), 0);
+        ck_assert_mem_eq(a, b, (size_t)16 * 1024 * sizeof(float));
+    }
+    free(a); free(b);
+    danu_model_free(ex); danu_model_free(fa);
+    /* repack off: the option has nothing to act on */
+    ex = load_fast(path, DANU_REPACK_OFF, 0);
+    fa = load_fast(path, DANU_REPACK_OFF, 1);
+    ck_assert_int_eq(count_type(fa, DN_TYPE_BF16_X16F), 0);
+    a = prompt_logits(ex, &g);
+    b = prompt_logits(fa, &g);
+    ck_assert_mem_eq(a, b, (size_t)16 * 1024 * sizeof(float));
+    free(a); free(b); free(gold); free(theirs);
+    danu_model_free(ex); danu_model_free(fa);
+}
+END_TEST
+
 /* Shapes of our own: the HF layout on the reference kernels versus the GGUF
  * (permuted q/k) layout on the fast kernels, 40 positions across the window. */
 START_TEST(test_forward_other_shapes)
@@ -489,6 +571,7 @@ int main(void)
     tcase_add_test(tc, test_forward_isa_levels);
     tcase_add_test(tc, test_forward_llamacpp_files);
     tcase_add_test(tc, test_forward_repack);
+    tcase_add_test(tc, test_forward_fast_bf16);
     tcase_add_test(tc, test_forward_other_shapes);
     tcase_add_test(tc, test_forward_quant_quality);
     suite_add_tcase(s, tc);

@@ -362,6 +362,64 @@ START_TEST(test_model_repack)
 }
 END_TEST
 
+/* DANU_OPT_FAST_BF16: bounds, default, and which types the loader picks:
+ * the fast x16 type for repacked bf16 matrices where the table has its gemm
+ * (avx512), the exact one elsewhere (scalar: per-block fallback), nothing
+ * with repack off. */
+static danu_model *load_fast(const char *path, int isa, int repack, int fast)
+{
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_ISA, isa), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, repack), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_FAST_BF16, fast), DANU_OK);
+    danu_model *m = NULL;
+    ck_assert_msg(danu_model_load(path, o, &m) == DANU_OK, "%s: %s", path, danu_last_error());
+    danu_options_free(o);
+    return m;
+}
+
+START_TEST(test_model_fast_bf16)
+{
+    double lo, hi;
+    ck_assert_int_eq(danu_param_bounds(DANU_OPT_FAST_BF16, &lo, &hi), DANU_OK);
+    ck_assert(lo == 0 && hi == 1);
+    ck_assert_int_eq(danu_param_from_name("fast_bf16"), DANU_OPT_FAST_BF16);
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    ck_assert_int_eq(o->fast_bf16, 0);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_FAST_BF16, 2), DANU_ERR_INVALID_ARG);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_FAST_BF16, -1), DANU_ERR_INVALID_ARG);
+    ck_assert_int_eq(o->fast_bf16, 0);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_FAST_BF16, 1), DANU_OK);
+    ck_assert_int_eq(o->fast_bf16, 1);
+    danu_options_free(o);
+
+    const char *path = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
+    ck_assert_ptr_nonnull(path);
+    static const int isas[] = { DANU_ISA_SCALAR, DANU_ISA_AUTO };
+    for (int i = 0; i < 2; i++) {
+        danu_model *ex = load_fast(path, isas[i], DANU_REPACK_ON, 0), *fa = load_fast(path, isas[i], DANU_REPACK_ON, 1);
+        const int has_fast = fa->kern->gemm[DN_TYPE_BF16_X16F] != NULL;
+        ck_assert_int_gt(info(fa, DANU_INFO_REPACKED_MATRICES), 0);
+        ck_assert_int_eq(info(fa, DANU_INFO_REPACKED_MATRICES), info(ex, DANU_INFO_REPACKED_MATRICES));
+        ck_assert_int_eq(info(fa, DANU_INFO_REPACKED_BYTES), info(ex, DANU_INFO_REPACKED_BYTES));
+        const int32_t want = has_fast ? DN_TYPE_BF16_X16F : DN_TYPE_BF16_X16;
+        for (int l = 0; l < fa->cfg.n_layers; l++) {
+            ck_assert_int_eq(ex->layers[l].wq.type, DN_TYPE_BF16_X16);
+            ck_assert_int_eq(fa->layers[l].wq.type, want);
+            ck_assert_int_eq(fa->layers[l].w_down.type, want);
+        }
+        danu_model_free(ex);
+        danu_model_free(fa);
+    }
+    danu_model *fa = load_fast(path, DANU_ISA_AUTO, DANU_REPACK_OFF, 1);
+    ck_assert_int_eq(info(fa, DANU_INFO_REPACKED_MATRICES), 0);
+    ck_assert_int_eq(fa->layers[0].wq.type, DANU_TYPE_BF16);
+    danu_model_free(fa);
+}
+END_TEST
+
 START_TEST(test_model_versions_and_errors)
 {
     ck_assert_uint_eq(danu_version_number(), DANU_VERSION_NUMBER);
@@ -386,6 +444,7 @@ int main(void)
     tcase_add_test(tc, test_model_options_and_progress);
     tcase_add_test(tc, test_model_versions_and_errors);
     tcase_add_test(tc, test_model_repack);
+    tcase_add_test(tc, test_model_fast_bf16);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

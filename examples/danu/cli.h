@@ -15,12 +15,16 @@ extern int cli_verbose;
 /* --repack auto|on|off of the loading commands: DANU_REPACK_*, or -2 when
  * not given (the library default applies). */
 extern int cli_repack;
+/* --fast-bf16 of the loading commands: DANU_OPT_FAST_BF16 = 1 when given */
+extern int cli_fast_bf16;
 /* Consume a load flag at argv[*i] (and its value): 1 done, 0 not a load
  * flag, -1 bad value (printed). */
 int cli_load_flag(int argc, char **argv, int *i);
 #define CLI_LOAD_HELP \
     "  --repack auto|on|off  copy weights into the faster interleaved layout at load\n" \
-    "                    (auto, the default: where the kernels gain, for mapped files)\n"
+    "                    (auto, the default: where the kernels gain, for mapped files)\n" \
+    "  --fast-bf16       bf16 weights times bf16-rounded activations: faster prompts,\n" \
+    "                    less exact logits (repacked matrices on AVX-512 only)\n"
 
 /* Print "danu: what: status text: detail" to stderr and return EXIT_FAIL. */
 int cli_fail(const char *what, danu_status s);

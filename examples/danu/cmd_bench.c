@@ -87,6 +87,7 @@ int cmd_bench(int argc, char **argv)
         int more = i + 1 < argc, lf;
         if (cli_is_flag(argv[i], "-h", "--help")) {
             printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 3] [--repack auto|on|off]\n"
+                   "       [--fast-bf16]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
                    "  tokens one at a time. Also prints peak RSS and, for generation, the bytes read per\n"
                    "  token times tokens/s against the memory read bandwidth measured in the same run.\n");
@@ -154,9 +155,9 @@ int cmd_bench(int argc, char **argv)
     double probe_mb = bw_buf ? bw_size / 1e6 : 0;
     int64_t repacked = 0;
     danu_model_get_int(m, DANU_INFO_REPACKED_MATRICES, &repacked);
-    printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked)\n",
+    printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s)\n",
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1],
-           (long long)repacked);
+           (long long)repacked, cli_fast_bf16 ? ", fast bf16" : "");
     printf("| %-7s | %-6s | %18s | %9s | %10s | %8s | %6s |\n", "threads", "test", "t/s", "RSS MB", "GB/s eff", "ceil GB/s", "ratio");
     printf("|---------|--------|--------------------|-----------|------------|----------|--------|\n");
     danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(pp > 0 ? pp : 1));

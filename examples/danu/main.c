@@ -10,6 +10,7 @@
 
 int cli_verbose;
 int cli_repack = -2;
+int cli_fast_bf16;
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
     { "run", cmd_run, "generate text from a prompt, streamed to stdout" },
@@ -72,6 +73,10 @@ danu_options *cli_options(int progress)
 
 int cli_load_flag(int argc, char **argv, int *i)
 {
+    if (!strcmp(argv[*i], "--fast-bf16")) {
+        cli_fast_bf16 = 1;
+        return 1;
+    }
     if (strcmp(argv[*i], "--repack")) return 0;
     static const char *words[] = { "auto", "off", "on" };
     for (int w = 0; *i + 1 < argc && w < 3; w++)
@@ -88,6 +93,7 @@ danu_model *cli_load(const char *path, danu_options *o)
 {
     danu_model *m = NULL;
     if (cli_repack != -2) danu_options_set_int(o, DANU_OPT_REPACK, cli_repack);
+    if (cli_fast_bf16) danu_options_set_int(o, DANU_OPT_FAST_BF16, 1);
     danu_status s = danu_model_load(path, o, &m);
     if (s != DANU_OK) { cli_fail(path, s); return NULL; }
     return m;

@@ -765,6 +765,8 @@ static void dn_softmax_avx512(float *x, int64_t n)
 /* avx512_bf16x16.c */
 void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                             int nt, float *y, size_t ldy);
+void dn_gemm_bf16x16f_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                             int nt, float *y, size_t ldy);
 
 const dn_kernels dn_kernels_avx512_table = {
     .isa = DN_ISA_AVX512,
@@ -772,6 +774,7 @@ const dn_kernels dn_kernels_avx512_table = {
     .act_type = {
         [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
         [DANU_TYPE_BF16] = DANU_TYPE_BF16, [DN_TYPE_BF16_X16] = DANU_TYPE_BF16,
+        [DN_TYPE_BF16_X16F] = DANU_TYPE_BF16,   /* the same rows; its gemm skips the lo row */
         [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
         [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
         [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
@@ -798,7 +801,7 @@ const dn_kernels dn_kernels_avx512_table = {
         SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
         SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
         SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
-        [DN_TYPE_BF16_X16] = dn_gemm_bf16x16_avx512,
+        [DN_TYPE_BF16_X16] = dn_gemm_bf16x16_avx512, [DN_TYPE_BF16_X16F] = dn_gemm_bf16x16f_avx512,
         [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx512, [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx512,
         [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx512, [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx512,
     },

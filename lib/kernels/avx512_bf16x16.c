@@ -1,5 +1,6 @@
 /* avx512_bf16x16.c - BF16 weights repacked 16 rows at a time
- * (DN_TYPE_BF16_X16, layout in quant/repack.c) on AVX-512 BF16.
+ * (DN_TYPE_BF16_X16 and its fast twin DN_TYPE_BF16_X16F, layout in
+ * quant/repack.c) on AVX-512 BF16.
  *
  * Chunk k of a row group is one vector holding the pair (2k, 2k+1) of each
  * of its 16 rows. vdpbf16ps of that vector against one activation pair
@@ -16,7 +17,12 @@
  * by side so 2 * G1 chains hide the vdpbf16ps latency and G1 weight streams
  * keep loads in flight; several tokens run GT groups x TT tokens tiles
  * (2 * GT * TT accumulators) over row blocks that stay in L2 while every
- * token tile passes over them. */
+ * token tile passes over them.
+ *
+ * The fast variant (DN_TYPE_BF16_X16F, DANU_OPT_FAST_BF16) is the same code
+ * without the lo row: one vdpbf16ps per pair against bf16(x), half the
+ * work, with the activations' rounding (relative 2^-8 each) left in the
+ * result. Both variants are one always-inline body with F constant. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 
@@ -29,88 +35,120 @@
  *   and software prefetch only slowed the hardware streams down;
  * - tokens: 2 x 6, 3 x 4, 4 x 3 and 2 x 4 tiles all run at ~98% of the
  *   vdpbf16ps peak (16..24 independent accumulators), 1 x 8 at 95%.
+ * The fast variant (hi row only) has half the accumulators per tile, so
+ * it takes larger tiles: 3 x 8 (24 chains, 3 weight + 8 broadcast loads
+ * per 24 vdpbf16ps) ran at 1.96x the exact kernel, 2 x 6 at only 1.75x
+ * (load-bound: 8 loads per 12), 4 x 6 and 2 x 12 at 1.9x; one token takes
+ * 8 groups, again 8 chains.
  * Row blocks of ROW_BLOCK_BYTES of weights are reused from L2 by every
  * token tile (192 KiB .. 768 KiB measured alike). */
-enum { G1 = 4, GT = 2, TT = 6, ROW_BLOCK_BYTES = 384 * 1024 };
+enum {
+    G1 = 4, GT = 2, TT = 6,        /* exact: hi and lo rows */
+    G1F = 8, GTF = 3, TTF = 8,     /* fast: hi row only     */
+    GMAX = 8, TMAX = 12, ROW_BLOCK_BYTES = 384 * 1024
+};
 
 /* G groups (ws bytes apart) x T tokens (xs bytes apart, lo row at +lo)
- * over K chunks; y[t * ldy + 16 g + lane]. */
-AI void tile(const int G, const int T, int64_t K, const uint8_t *w, size_t ws,
+ * over K chunks; y[t * ldy + 16 g + lane]. F (fast): the hi row alone. */
+AI void tile(const int F, const int G, const int T, int64_t K, const uint8_t *w, size_t ws,
              const uint8_t *x, size_t xs, size_t lo, float *y, size_t ldy)
 {
-    __m512 H[G1][TT], L[G1][TT];
+    __m512 H[GMAX][TMAX], L[GMAX][TMAX];
     UNROLL for (int g = 0; g < G; g++) UNROLL for (int t = 0; t < T; t++)
         H[g][t] = L[g][t] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
-        __m512bh W[G1];
+        __m512bh W[GMAX];
         UNROLL for (int g = 0; g < G; g++)
             W[g] = (__m512bh)_mm512_loadu_si512(w + (size_t)g * ws + 64 * (size_t)k);
         UNROLL for (int t = 0; t < T; t++) {
             const uint8_t *p = x + (size_t)t * xs + 4 * (size_t)k;
             const __m512bh a = (__m512bh)_mm512_set1_epi32((int)dn_ld_u32(p));
-            const __m512bh b = (__m512bh)_mm512_set1_epi32((int)dn_ld_u32(p + lo));
-            UNROLL for (int g = 0; g < G; g++) {
-                H[g][t] = _mm512_dpbf16_ps(H[g][t], W[g], a);
-                L[g][t] = _mm512_dpbf16_ps(L[g][t], W[g], b);
+            UNROLL for (int g = 0; g < G; g++) H[g][t] = _mm512_dpbf16_ps(H[g][t], W[g], a);
+            if (!F) {
+                const __m512bh b = (__m512bh)_mm512_set1_epi32((int)dn_ld_u32(p + lo));
+                UNROLL for (int g = 0; g < G; g++) L[g][t] = _mm512_dpbf16_ps(L[g][t], W[g], b);
             }
         }
     }
     UNROLL for (int g = 0; g < G; g++) UNROLL for (int t = 0; t < T; t++)
-        _mm512_storeu_ps(y + (size_t)t * ldy + 16 * g, _mm512_add_ps(H[g][t], L[g][t]));
+        _mm512_storeu_ps(y + (size_t)t * ldy + 16 * g, F ? H[g][t] : _mm512_add_ps(H[g][t], L[g][t]));
 }
 
-/* a tile of gg <= GT groups x tt <= TT tokens, shapes as constants */
-static void tile_gt(int gg, int tt, int64_t K, const uint8_t *w, size_t ws,
-                    const uint8_t *x, size_t xs, size_t lo, float *y, size_t ldy)
+/* tt <= TTX tokens of G groups, the token count as a constant */
+AI void tile_t(const int F, const int G, const int TTX, int tt, int64_t K, const uint8_t *w, size_t ws,
+               const uint8_t *x, size_t xs, size_t lo, float *y, size_t ldy)
 {
-#define TC(G, T) case T: tile(G, T, K, w, ws, x, xs, lo, y, ldy); break;
-    _Static_assert(GT == 2 && TT == 6, "cases below");
-    if (gg == 2) switch (tt) { TC(2, 1) TC(2, 2) TC(2, 3) TC(2, 4) TC(2, 5) TC(2, 6) }
-    else switch (tt) { TC(1, 1) TC(1, 2) TC(1, 3) TC(1, 4) TC(1, 5) TC(1, 6) }
+#define TC(T) case T: if (T <= TTX) tile(F, G, T, K, w, ws, x, xs, lo, y, ldy); break;
+    switch (tt) { TC(1) TC(2) TC(3) TC(4) TC(5) TC(6) TC(7) TC(8) TC(9) TC(10) TC(11) TC(12) }
 #undef TC
 }
 
-/* one token: G1 groups at a time, then the last 1..G1-1 together */
-static void matvec(int ng, int64_t K, const uint8_t *w, size_t ws, const uint8_t *x, size_t lo, float *y)
+/* a tile of gg <= GTX groups x tt <= TTX tokens: whole GTX-group tiles, or
+ * the last groups one by one */
+AI void tile_gt(const int F, const int GTX, const int TTX, int gg, int tt, int64_t K, const uint8_t *w,
+                size_t ws, const uint8_t *x, size_t xs, size_t lo, float *y, size_t ldy)
 {
-    int g = 0;
-    for (; g + G1 <= ng; g += G1) tile(G1, 1, K, w + (size_t)g * ws, ws, x, 0, lo, y + 16 * g, 0);
-    const uint8_t *wg = w + (size_t)g * ws;
-    _Static_assert(G1 == 4, "cases below");
-    switch (ng - g) {
-    case 1: tile(1, 1, K, wg, ws, x, 0, lo, y + 16 * g, 0); break;
-    case 2: tile(2, 1, K, wg, ws, x, 0, lo, y + 16 * g, 0); break;
-    case 3: tile(3, 1, K, wg, ws, x, 0, lo, y + 16 * g, 0); break;
-    }
+    if (gg == GTX) { tile_t(F, GTX, TTX, tt, K, w, ws, x, xs, lo, y, ldy); return; }
+    for (int g = 0; g < gg; g++) tile_t(F, 1, TTX, tt, K, w + (size_t)g * ws, ws, x, xs, lo, y + 16 * g, ldy);
 }
 
-/* the table entry (avx512.c declares it too) */
-void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                            int nt, float *y, size_t ldy);
+/* one token: G1X groups at a time, then the last 1..G1X-1 together */
+AI void matvec(const int F, const int G1X, int ng, int64_t K, const uint8_t *w, size_t ws, const uint8_t *x,
+               size_t lo, float *y)
+{
+    int g = 0;
+    for (; g + G1X <= ng; g += G1X) tile(F, G1X, 1, K, w + (size_t)g * ws, ws, x, 0, lo, y + 16 * g, 0);
+    const uint8_t *wg = w + (size_t)g * ws;
+#define GC(G) case G: if (G < G1X) tile(F, G, 1, K, wg, ws, x, 0, lo, y + 16 * g, 0); break;
+    switch (ng - g) { GC(1) GC(2) GC(3) GC(4) GC(5) GC(6) GC(7) }
+#undef GC
+}
 
-void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                            int nt, float *y, size_t ldy)
+/* the gemm of both entry points; F as in tile */
+AI void gemm(const int F, int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs, int nt,
+             float *y, size_t ldy)
 {
     const int64_t K = n / 2;
     const int ng = nr / 16;
     const size_t lo = ((size_t)n * 2 + 63) & ~(size_t)63;
     const uint8_t *wb = w, *xb = x;
+    const int G1X = F ? G1F : G1, GTX = F ? GTF : GT, TTX = F ? TTF : TT;
+    _Static_assert(G1 <= GMAX && G1F <= GMAX && GT <= GMAX && GTF <= GMAX && TT <= TMAX && TTF <= TMAX, "tiles");
     if (nt == 1) {
-        matvec(ng, K, wb, ws, xb, lo, y);
+        matvec(F, G1X, ng, K, wb, ws, xb, lo, y);
         return;
     }
     /* row blocks stay in L2 while the token tiles pass over them */
     int rb = (int)(ROW_BLOCK_BYTES / ws);
-    rb = rb < GT ? GT : rb - rb % GT;
+    rb = rb < GTX ? GTX : rb - rb % GTX;
     for (int g0 = 0; g0 < ng; g0 += rb) {
         const int g1 = ng - g0 < rb ? ng : g0 + rb;
-        for (int t = 0; t < nt; t += TT) {
-            const int tt = nt - t < TT ? nt - t : TT;
-            for (int g = g0; g < g1; g += GT) {
-                const int gg = g1 - g < GT ? g1 - g : GT;
-                tile_gt(gg, tt, K, wb + (size_t)g * ws, ws, xb + (size_t)t * xs, xs, lo,
+        for (int t = 0; t < nt; t += TTX) {
+            const int tt = nt - t < TTX ? nt - t : TTX;
+            for (int g = g0; g < g1; g += GTX) {
+                const int gg = g1 - g < GTX ? g1 - g : GTX;
+                tile_gt(F, GTX, TTX, gg, tt, K, wb + (size_t)g * ws, ws, xb + (size_t)t * xs, xs, lo,
                         y + (size_t)t * ldy + 16 * g, ldy);
             }
         }
     }
+}
+
+/* the table entries (avx512.c declares them too): DN_TYPE_BF16_X16 (hi and
+ * lo rows) and DN_TYPE_BF16_X16F (hi row only) */
+void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                            int nt, float *y, size_t ldy);
+void dn_gemm_bf16x16f_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                             int nt, float *y, size_t ldy);
+
+void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                            int nt, float *y, size_t ldy)
+{
+    gemm(0, n, w, ws, nr, x, xs, nt, y, ldy);
+}
+
+void dn_gemm_bf16x16f_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                             int nt, float *y, size_t ldy)
+{
+    gemm(1, n, w, ws, nr, x, xs, nt, y, ldy);
 }

@@ -44,7 +44,7 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
                 dst->gemm[t] = NULL;
                 dst->vec_dot[t] = blk->vec_dot[base];
                 dst->act_type[t] = blk->act_type[base];
-                dst->repack[base] = 0;
+                if (dst->repack[base] == t) dst->repack[base] = 0;
             }
             continue;
         }

@@ -42,9 +42,11 @@ static int in_mapping(const danu_model *m, const void *p)
     return 0;
 }
 
-/* The x16 type matrix w becomes under `mode`, or -1 to keep it as stored. */
-static int32_t target_of(const danu_model *m, const dn_matrix *w, int mode)
+/* The x16 type matrix w becomes under the options, or -1 to keep it as
+ * stored. */
+static int32_t target_of(const danu_model *m, const dn_matrix *w, const struct danu_options *o)
 {
+    const int mode = o->repack;
     if (!w || mode == DANU_REPACK_OFF || w->rows % 16) return -1;
     const int32_t t = w->type;
     if (t < 0 || t >= DN_TYPE_COUNT || dn_x16_of(t) < 0) return -1;
@@ -54,6 +56,9 @@ static int32_t target_of(const danu_model *m, const dn_matrix *w, int mode)
      * into memory would then be held twice) */
     else if (m->kern->repack[t] && in_mapping(m, w->data)) xt = m->kern->repack[t];
     if (xt < 0 || dn_x16_base(xt) != t || !dn_type_row_bytes(xt, (uint64_t)w->cols)) return -1;
+    /* DANU_OPT_FAST_BF16: the same bytes under the type whose gemm skips the
+     * activations' lo row, where this table has that gemm */
+    if (xt == DN_TYPE_BF16_X16 && o->fast_bf16 && m->kern->gemm[DN_TYPE_BF16_X16F]) xt = DN_TYPE_BF16_X16F;
     return xt;
 }
 
@@ -90,7 +95,7 @@ danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p
     int32_t count = 0;
     for (int64_t i = 0; i < n; i++) {
         const dn_matrix *w = matrix_at(m, i);
-        const int32_t xt = target_of(m, w, o->repack);
+        const int32_t xt = target_of(m, w, o);
         if (xt >= 0) { total += copy_bytes(w, xt); count++; }
     }
     if (!count) return DANU_OK;
@@ -112,9 +117,10 @@ danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p
 
     danu_status s = DANU_OK;
     uint64_t off = 0;
+    int fast = 0;
     for (int64_t i = 0; i < n && s == DANU_OK; i++) {
         dn_matrix *w = matrix_at(m, i);
-        const int32_t xt = target_of(m, w, o->repack);
+        const int32_t xt = target_of(m, w, o);
         if (xt < 0) continue;
         repack_job j = { w, xt, dn_type_row_bytes(xt, (uint64_t)w->cols), buf + off, 0 };
         if (pool) dn_pool_run(pool, repack_task, &j);
@@ -126,6 +132,7 @@ danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p
         w->type = xt;
         w->row_bytes = j.dst_row_bytes;
         off += copy_bytes(w, xt);
+        fast |= xt == DN_TYPE_BF16_X16F;
         m->repacked_matrices++;
         m->repacked_bytes += w->row_bytes * (uint64_t)w->rows;
         /* load progress: the repack is most of a mapped load's work */
@@ -134,8 +141,8 @@ danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p
     }
     dn_pool_free(pool);
     if (s == DANU_OK)
-        dn_log(&m->log, DANU_LOG_INFO, "repacked %d weight matrices (%.1f MB) for the %s kernels in %.2f s (%d threads)",
-               m->repacked_matrices, (double)m->repacked_bytes / 1e6, m->kern->name, (double)(dn_time_ns() - t0) / 1e9,
-               used);
+        dn_log(&m->log, DANU_LOG_INFO, "repacked %d weight matrices (%.1f MB) for the %s kernels%s in %.2f s (%d threads)",
+               m->repacked_matrices, (double)m->repacked_bytes / 1e6, m->kern->name,
+               fast ? " (fast bf16: bf16-rounded activations)" : "", (double)(dn_time_ns() - t0) / 1e9, used);
     return s;
 }

@@ -23,7 +23,10 @@ enum {
     DN_TYPE_Q8_0_X16 = 33,   /* 16 x q8_0: 544 bytes per 32 columns, qs stored + 128 */
     DN_TYPE_Q4_K_X16 = 34,   /* 16 x q4_K: 2368 bytes per 256 columns (scales unpacked) */
     DN_TYPE_Q6_K_X16 = 35,   /* 16 x q6_K: 3360 bytes per 256 columns (== 16 blocks) */
-    DN_TYPE_BF16_X16 = 36    /* 16 x bf16: 64 bytes per 2 columns (a pair of each row) */
+    DN_TYPE_BF16_X16 = 36,   /* 16 x bf16: 64 bytes per 2 columns (a pair of each row) */
+    /* the same bytes as BF16_X16; its kernels multiply by bf16-rounded
+     * activations only (DANU_OPT_FAST_BF16: half the work, less exact) */
+    DN_TYPE_BF16_X16F = 37
 };
 
 #define DN_QK4_0 32

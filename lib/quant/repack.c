@@ -18,6 +18,7 @@
  *   q6_Kx16 (3360 B): d[16] f16 | scales[16][16] i8 | ql chunks 0..31 | qh chunks 0..15
  *   bf16x16 (64 B):   chunk 0 = elements 2c, 2c+1 (one vdpbf16ps pair) of rows
  *                     0..15; a group is the plain sequence of its n/2 chunks
+ *                     (bf16x16f: the same bytes, only other kernels)
  * Column c of a group starts at c * 16 * (block bytes per row). */
 #include <string.h>
 #include "quant/quant.h"
@@ -29,7 +30,8 @@ int32_t dn_x16_base(int32_t type)
     case DN_TYPE_Q8_0_X16: return DANU_TYPE_Q8_0;
     case DN_TYPE_Q4_K_X16: return DANU_TYPE_Q4_K;
     case DN_TYPE_Q6_K_X16: return DANU_TYPE_Q6_K;
-    case DN_TYPE_BF16_X16: return DANU_TYPE_BF16;
+    case DN_TYPE_BF16_X16:
+    case DN_TYPE_BF16_X16F: return DANU_TYPE_BF16;
     default: return -1;
     }
 }
@@ -99,7 +101,7 @@ int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t
     if (bt < 0 || !src || !dst || n <= 0 || n % bs) return -1;
     /* base-type bytes of one block column (bf16: 2 elements of 1-element blocks) */
     const size_t bb = (size_t)dn_type_row_bytes(bt, bs), xb = dn_type_get(xt)->type_size;
-    if (xt == DN_TYPE_BF16_X16) {
+    if (bt == DANU_TYPE_BF16) {
         /* 4-byte chunks only: row by row, without the per-column setup
          * (a column is just 4 bytes here: the generic loop took seconds) */
         for (int r = 0; r < 16; r++) {
@@ -135,9 +137,6 @@ int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t
                 for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = rows[r][192 + j];
             put_chunks(o + 288, rows, 0, 128, 0);
             put_chunks(o + 288 + 2048, rows, 128, 64, 0);
-            break;
-        case DN_TYPE_BF16_X16:
-            put_chunks(o, rows, 0, 4, 0);
             break;
         }
     }
@@ -177,6 +176,7 @@ int dn_x16_extract_block(int32_t xt, const void *group, int64_t n, int r, int64_
         get_chunks(b + 128, o + 288 + 2048, r, 64, 0);
         break;
     case DN_TYPE_BF16_X16:
+    case DN_TYPE_BF16_X16F:
         get_chunks(b, o, r, 4, 0);
         break;
     }

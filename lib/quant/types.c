@@ -22,6 +22,7 @@ static const dn_type_info type_table[DN_TYPE_COUNT] = {
     [DN_TYPE_Q6_K_X16] = { "q6_Kx16", DN_QK_K, sizeof(dn_block_q6_K), 1 },
     /* block of 2: one pair per row, the unit of vdpbf16ps (not quantized) */
     [DN_TYPE_BF16_X16] = { "bf16x16", 2, 4, 0 },
+    [DN_TYPE_BF16_X16F] = { "bf16x16f", 2, 4, 0 },
 };
 
 const dn_type_info *dn_type_get(int32_t type)

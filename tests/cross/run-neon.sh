@@ -27,7 +27,7 @@ if [ -d "$build" ]; then
 else
     meson setup --cross-file "$src/tests/cross/aarch64-linux-gnu.ini" "$build" "$src" >/dev/null
 fi
-ninja -C "$build" tests/test_kernels
+ninja -C "$build" tests/test_kernels tests/test_repack
 
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 export CK_DEFAULT_TIMEOUT=1200 CK_FORK=no
@@ -37,3 +37,5 @@ echo "== baseline NEON (cortex-a53: no dotprod)"
 QEMU_CPU=cortex-a53 qemu-aarch64 "$build/tests/test_kernels"
 echo "== default (max CPU: neon_dot)"
 qemu-aarch64 "$build/tests/test_kernels"
+echo "== repacked x16 layouts on the NEON tables (per-block fallback), max CPU"
+qemu-aarch64 "$build/tests/test_repack"

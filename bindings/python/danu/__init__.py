@@ -235,7 +235,10 @@ class Model:
     """Weights and tokenizer of an HF directory or a GGUF file.
 
     Model(path, use_mmap=True, sliding_window=-1, validate=False, repack="auto", n_threads=...,
-          log=callable(level, message), progress=callable(fraction) -> cancel?)
+          fast_bf16=False, log=callable(level, message), progress=callable(fraction) -> cancel?)
+
+    fast_bf16=True: bf16 weights multiply bf16-rounded activations on the
+    AVX-512 repacked kernels (faster prompts, less exact logits; DANU_OPT_FAST_BF16).
     """
 
     def __init__(self, path, *, log=None, progress=None, **options):

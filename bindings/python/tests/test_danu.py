@@ -388,6 +388,14 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(danu.InvalidArgumentError):
             danu.Model(MODEL_PATH, repack="sometimes")
 
+    def test_fast_bf16(self):
+        self.assertEqual(danu.param_bounds("fast_bf16"), (0.0, 1.0))
+        with danu.Model(MODEL_PATH, fast_bf16=True) as m:   # a load option: loads and evaluates
+            with danu.Context(m, n_ctx=16, temperature=0) as c:
+                c.eval([1, 50, 60])
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Model(MODEL_PATH, fast_bf16=2)
+
 
 class TestTokenizer(unittest.TestCase):
     @classmethod
