@@ -38,6 +38,9 @@ for m in danube-hf danube-bf16.gguf danube-f16.gguf; do
   got=$("$DANU" generate -m "$DIR/$m" -t "$THREADS" --tokens "$prompt" -n "$n_greedy" --greedy --print-ids)
   if [ "$got" = "$greedy" ]; then echo "  greedy: identical ($n_greedy tokens)"; else echo "  greedy: DIFFERENT: $got"; fi
 done
+echo "-- bf16.gguf with --fast-bf16 (bf16-rounded activations; ~7e-3 expected)"
+"$DANU" eval -m "$DIR/danube-bf16.gguf" --fast-bf16 -t "$THREADS" --tokens "$prompt" -o "$DIR/danube-bf16.fast.last.f32"
+python3 bench/compare_logits.py "$DIR/danube-bf16.fast.last.f32" $G.last.f32 32000 --label "danube-bf16.gguf --fast-bf16"
 echo
 echo "== quantized types against the bf16 model (every prompt position) =="
 "$DANU" eval -m "$DIR/danube-bf16.gguf" -t "$THREADS" --tokens "$prompt" --all -o "$DIR/bf16.all.f32"

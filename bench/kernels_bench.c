@@ -8,7 +8,8 @@
  * from cache-cold memory (rotating through copies totalling >= 256 MiB, as
  * a model's layers do) and hot (one matrix again and again, L2/L3).
  * Types with a repacked x16 form that the table has a gemm for also get a
- * row for it (q4_0x16 ...), and a first line measures the read bandwidth
+ * row for it (q4_0x16 ...; bf16: bf16x16 and the fast bf16x16f of
+ * DANU_OPT_FAST_BF16), and a first line measures the read bandwidth
  * ceiling of one thread (a plain vector sum over 512 MiB). */
 #include <stdio.h>
 #include <stdlib.h>

@@ -38,13 +38,14 @@
  * The fast variant (hi row only) has half the accumulators per tile, so
  * it takes larger tiles: 3 x 8 (24 chains, 3 weight + 8 broadcast loads
  * per 24 vdpbf16ps) ran at 1.96x the exact kernel, 2 x 6 at only 1.75x
- * (load-bound: 8 loads per 12), 4 x 6 and 2 x 12 at 1.9x; one token takes
- * 8 groups, again 8 chains.
+ * (load-bound: 8 loads per 12), 4 x 6 and 2 x 12 at 1.9x. One token is
+ * DRAM-bound either way: 4 (or 6) groups match the exact kernel, 8 groups
+ * generated 7% slower.
  * Row blocks of ROW_BLOCK_BYTES of weights are reused from L2 by every
  * token tile (192 KiB .. 768 KiB measured alike). */
 enum {
     G1 = 4, GT = 2, TT = 6,        /* exact: hi and lo rows */
-    G1F = 8, GTF = 3, TTF = 8,     /* fast: hi row only     */
+    G1F = 4, GTF = 3, TTF = 8,     /* fast: hi row only     */
     GMAX = 8, TMAX = 12, ROW_BLOCK_BYTES = 384 * 1024
 };
 
