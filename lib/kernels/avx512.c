@@ -16,11 +16,8 @@
  * 512-bit op per cycle), which is what the op counts here minimize. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
-#include "kernels/avx512_x16.h"
-#include "kernels/avx512_x16k.h"
+#include "kernels/avx512_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 /* Register tiles are at most MR x MT; gemm calls take up to GEMM_MAX rows
  * and tokens and walk them in each type's own tile shape. Each output is
@@ -168,7 +165,7 @@ AI __m512 spread_red(__m512 dense)
 /* ISA extras of a prepared q8_0 / q8_1 row (see act_prepare below), per
  * group of 8 blocks:
  *   q8_0: qs[256] | DX spread for reduce4 (16 f32) | -sum(x) reduced (16 i32)
- *         | per-block sums and d for the x16 kernels (avx512_x16.h)
+ *         | per-block sums and d for the x16 kernels (avx512_internal.h)
  *   q8_1: qs[256] | DX spread for reduce4 | dx (lanes 0..7) and s (8..15) */
 enum { XG_Q8_0 = DN_XG_Q8_0, XE_QS = 0, XE_DXR = 256, XE_NSUM = 320, XG_Q8_1 = 384, XE_XS = 320 };
 
@@ -762,11 +759,6 @@ static void dn_softmax_avx512(float *x, int64_t n)
     }
 }
 
-/* avx512_bf16x16.c */
-void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                            int nt, float *y, size_t ldy);
-void dn_gemm_bf16x16f_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                             int nt, float *y, size_t ldy);
 
 const dn_kernels dn_kernels_avx512_table = {
     .isa = DN_ISA_AVX512,

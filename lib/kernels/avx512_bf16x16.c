@@ -25,9 +25,8 @@
  * result. Both variants are one always-inline body with F constant. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
+#include "kernels/avx512_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 /* Tile shapes, measured on Zen 4:
  * - one token: 4 groups side by side reach the DRAM read ceiling, and 2.3x

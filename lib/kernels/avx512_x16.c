@@ -7,7 +7,7 @@
  * each row's lane: no horizontal sums, 16 row results per vector. Weights
  * are unsigned (q4_0 nibbles 0..15, q8_0 stored q + 128); the bias times
  * the block's activation sum, precomputed per token in the extras
- * (avx512_x16.h), is the accumulator's initial value, and per block and
+ * (avx512_internal.h), is the accumulator's initial value, and per block and
  * token a convert, a multiply (d_w[16] * d_x) and an fma apply the scales:
  * 2 float ops per 8 vpdpbusd on the same pipes, ~80% of the int8 peak.
  * Tiles are one row group x up to 8 tokens (each unpacked chunk feeds
@@ -15,25 +15,14 @@
  * in every tile shape, so a token alone and in a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
-#include "kernels/avx512_x16.h"
+#include "kernels/avx512_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum { X4, X8 };   /* q4_0x16, q8_0x16 */
 enum { MAXT = 8 };
 
 /* bytes of one block column of a row group: d[16] f16 then the chunks */
 AI int colbytes(int kind) { return kind == X4 ? 288 : 544; }
-
-/* acc += w (u8) . 4 activation bytes at p (s8) broadcast. GCC 12 does not
- * fold a broadcast load into vpdpbusd; the embedded {1to16} form saves one
- * uop per product (measured +4% on the prompt tiles). */
-AI __m512i dpbusd_bcast(__m512i acc, __m512i w, const uint8_t *p)
-{
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
-    return acc;
-}
 
 /* One row group x NT tokens (extras at xe[t]) over all nb block columns:
  * y[t * ldy + lane]. The accumulators of a block start fresh, so blocks
@@ -58,14 +47,14 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
                 const __m512i lo = _mm512_and_si512(W, m4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(W, 4), m4);
                 UNROLL for (int t = 0; t < NT; t++) {
-                    A[t] = dpbusd_bcast(A[t], lo, xe[t] + qo + 4 * k);
-                    A[t] = dpbusd_bcast(A[t], hi, xe[t] + qo + 16 + 4 * k);
+                    A[t] = dpbusd_b(A[t], lo, xe[t] + qo + 4 * k);
+                    A[t] = dpbusd_b(A[t], hi, xe[t] + qo + 16 + 4 * k);
                 }
             }
         } else {
             UNROLL for (int k = 0; k < 8; k++) {
                 const __m512i W = _mm512_loadu_si512(w + 32 + 64 * k);
-                UNROLL for (int t = 0; t < NT; t++) A[t] = dpbusd_bcast(A[t], W, xe[t] + qo + 4 * k);
+                UNROLL for (int t = 0; t < NT; t++) A[t] = dpbusd_b(A[t], W, xe[t] + qo + 4 * k);
             }
         }
         /* d_w[16] * d_x: with the convert on another pipe, mul + fma are

@@ -26,10 +26,8 @@
  * bandwidth. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
-#include "kernels/avx512_x16k.h"
+#include "kernels/avx512_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum {
     Q4X = 2368, Q4X_DMIN = 32, Q4X_SC = 64, Q4X_M = 192, Q4X_QS = 320,
@@ -40,20 +38,6 @@ enum {
     WBLOCK = 192 * 1024         /* weights of the row groups walked per token tile (L2) */
 };
 
-/* acc += w . broadcast(4 bytes at p), the broadcast embedded in the
- * instruction (for the intrinsics GCC emits a separate vpbroadcastd: 2-6%
- * slower). The memory operand tells GCC what the asm reads. */
-typedef int32_t __attribute__((may_alias)) i32_alias;
-AI __m512i dpbusd_b(__m512i acc, __m512i w, const void *p)
-{
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const i32_alias *)p));
-    return acc;
-}
-AI __m512i dpwssd_b(__m512i acc, __m512i w, const void *p)
-{
-    __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const i32_alias *)p));
-    return acc;
-}
 AI __m512i ld(const uint8_t *p) { return _mm512_loadu_si512(p); }
 AI __m512i u8x16(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
 AI __m512i i8x16(const uint8_t *p) { return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)); }

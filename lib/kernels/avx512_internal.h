@@ -1,0 +1,52 @@
+/* avx512_internal.h - what the AVX-512 files (avx512.c and the x16 kernel
+ * files, all built with the same flags) share: inlining macros, broadcast
+ * dot-product helpers, the x16 gemm entry points avx512.c puts in its
+ * table, and the part of the q8_0 activation extras the x16 kernels read. */
+#ifndef DN_AVX512_INTERNAL_H
+#define DN_AVX512_INTERNAL_H
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* acc += w . broadcast(4 bytes at p), the broadcast embedded in the
+ * instruction: GCC 12 emits a separate vpbroadcastd for the intrinsics
+ * (measured 2-6 % slower). The memory operand tells GCC what the asm reads. */
+typedef int32_t __attribute__((may_alias)) dn_i32_alias;
+AI __m512i dpbusd_b(__m512i acc, __m512i w, const void *p)
+{
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const dn_i32_alias *)p));
+    return acc;
+}
+AI __m512i dpwssd_b(__m512i acc, __m512i w, const void *p)
+{
+    __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const dn_i32_alias *)p));
+    return acc;
+}
+
+/* Extras of a prepared q8_0 row (avx512.c make_extras), per group of 8
+ * blocks (256 elements), DN_XG_Q8_0 bytes from the next 64-byte boundary
+ * after the blocks: bytes 0..383 serve the GGUF-layout kernels (qs of the
+ * 8 blocks at 32 * block, 32-byte aligned; reduced scales and sums), then
+ * per block j = 0..7, for the x16 kernels:
+ *   NS8[j]   (i32)  -8 * sum(qs)    q4_0 bias times the block's sum
+ *   NS128[j] (i32)  -128 * sum(qs)  q8_0 bias (weights stored q + 128)
+ *   DX[j]    (f32)  d of the block
+ * Blocks past the end of the row read as zero. */
+enum { DN_XG_Q8_0 = 512, DN_XE_QS = 0, DN_XE_NS8 = 384, DN_XE_NS128 = 416, DN_XE_DX = 448 };
+
+/* x16 gemms (signature of dn_gemm_fn): avx512_x16.c against q8_0 rows,
+ * avx512_x16k.c against plain q8_K rows, avx512_bf16x16.c against bf16 rows
+ * (exact hi + lo, and the fast hi-only variant). */
+#define DN_X16_GEMM(NAME) void NAME(int64_t n, const void *w, size_t w_stride, int nr, const void *x, \
+                                    size_t x_stride, int nt, float *y, size_t ldy)
+DN_X16_GEMM(dn_gemm_q4_0x16_q8_0_avx512);
+DN_X16_GEMM(dn_gemm_q8_0x16_q8_0_avx512);
+DN_X16_GEMM(dn_gemm_q4_Kx16_q8_K_avx512);
+DN_X16_GEMM(dn_gemm_q6_Kx16_q8_K_avx512);
+DN_X16_GEMM(dn_gemm_bf16x16_avx512);
+DN_X16_GEMM(dn_gemm_bf16x16f_avx512);
+#undef DN_X16_GEMM
+#endif
