@@ -208,6 +208,48 @@ START_TEST(test_context_concurrency_and_seed)
 }
 END_TEST
 
+static double cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* An idle library gives its cores back: after a generation and after an
+ * aborted one, the context's workers sleep. Over 400 ms of wall time the
+ * process may use a little CPU for the workers' last short spin, not the
+ * 400+ ms a worker still spinning would (the pool keeps them spinning
+ * during a forward pass only). */
+static int32_t abort_cb(void *user, danu_token id, const char *text, size_t len)
+{
+    (void)id, (void)text, (void)len;
+    danu_context_abort(user);   /* stops the next forward pass at its first layer */
+    return 0;
+}
+
+START_TEST(test_context_idle_workers)
+{
+    danu_context *c = ctx_with(tiny_a, 2, 0.0, 1, 0);
+    danu_token ids[8];
+    const danu_token prompt[4] = { 1, 415, 5565, 302 };
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(danu_context_eval(c, prompt, 4, NULL), DANU_OK);
+        gen_ids(c, 8, ids);
+        if (round == 1) {   /* end the second round with a generation aborted mid-pass */
+            int32_t why;
+            ck_assert_int_eq(danu_context_generate(c, 8, abort_cb, c, &why), DANU_ERR_ABORTED);
+        }
+        double c0 = cpu_seconds();
+        struct timespec ts = { 0, 400000000L };
+        nanosleep(&ts, NULL);
+        double used = cpu_seconds() - c0;
+        ck_assert_msg(used < 0.1, "round %d: %.3f s of CPU while idle for 0.4 s", round, used);
+        danu_context_clear(c);
+    }
+    danu_context_free(c);
+}
+END_TEST
+
 typedef struct ab { danu_context *c; int delay_ms; } ab;
 static void *abort_main(void *arg)
 {
@@ -391,6 +433,7 @@ int main(void)
     tcase_add_test(tc, test_context_rewind_and_prefix);
     tcase_add_test(tc, test_context_concurrency_and_seed);
     tcase_add_test(tc, test_context_abort);
+    tcase_add_test(tc, test_context_idle_workers);
     tcase_add_test(tc, test_context_full);
     tcase_add_test(tc, test_context_stop_strings_and_chat);
     suite_add_tcase(s, tc);

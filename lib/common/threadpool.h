@@ -14,4 +14,9 @@ void dn_pool_free(dn_pool *p);
 int dn_pool_size(const dn_pool *p);
 /* Run fn on every thread of the pool and wait for all to finish. */
 void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg);
+/* While held (a forward pass is running), idle workers spin for the next
+ * job instead of sleeping: a futex wake-up costs tens of microseconds, as
+ * much as a whole matrix-vector product. Release it when the burst ends;
+ * workers then spin briefly and sleep. Only the pool's caller may call it. */
+void dn_pool_hold(dn_pool *p, int on);
 #endif

@@ -248,8 +248,8 @@ static void att_task(void *arg, int ith, int nth)
 
 /* ---- the forward pass -------------------------------------------------------- */
 
-danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
-                       int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
+static danu_status forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
+                           int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
 {
     const dn_config *c = &m->cfg;
     const dn_kernels *k = m->kern;
@@ -305,4 +305,15 @@ danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_po
         matmul(m, s, pool, 1, out, s->xb, rows, lo);
     }
     return DANU_OK;
+}
+
+/* The workers stay awake for the whole pass: it is ~120 jobs per token with
+ * short serial gaps (norms, RoPE) that a sleeping worker would miss. */
+danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
+                       int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
+{
+    dn_pool_hold(pool, 1);
+    danu_status st = forward(m, kv, s, pool, tokens, n, pos0, logits, all_rows, abort);
+    dn_pool_hold(pool, 0);
+    return st;
 }
