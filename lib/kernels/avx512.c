@@ -806,4 +806,5 @@ const dn_kernels dn_kernels_avx512_table = {
     .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,
     .dot_f32 = dn_dot_f32_avx512, .axpy_f32 = dn_axpy_f32_avx512,
     .dot_f16 = dn_dot_f16_avx512, .axpy_f16 = dn_axpy_f16_avx512, .softmax = dn_softmax_avx512,
+    .att_scores = dn_att_scores_avx512, .att_values = dn_att_values_avx512,
 };

@@ -70,6 +70,18 @@ typedef struct dn_kernels {
     float (*dot_f16)(int64_t n, const uint16_t *a, const float *b);     /* KV f16   */
     void (*axpy_f16)(int64_t n, float a, const uint16_t *x, float *y);
     void (*softmax)(float *x, int64_t n);                               /* in place, max-subtracted */
+    /* Attention of nq query rows (f32, qs floats apart) that share one KV
+     * head, over nk consecutive cache rows (f16 if f16 else f32, ks/vs bytes
+     * apart): att_scores writes s[i*ss + j] = q_i . k_j (tmp: 16 * hd
+     * floats, 64-byte aligned); att_values adds sum_j p[i*ps + j] * v_j to
+     * out row i (os floats apart). Every output must be the same sequence
+     * of float operations whatever nq and however the keys are split into
+     * calls (a token alone and in a batch get identical bits). NULL: the
+     * forward pass uses dot_f16/dot_f32 and axpy per (query, key) pair. */
+    void (*att_scores)(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,
+                       float *s, size_t ss, float *tmp);
+    void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, size_t vs, int nk, int f16,
+                       float *out, size_t os);
 } dn_kernels;
 
 /* The table for an ISA level, capped by `max_isa` (DANU_ISA_AUTO = best the

@@ -14,6 +14,8 @@
 
 /* ---- scratch ---------------------------------------------------------- */
 
+enum { ATT_ROWS = 16 };   /* query rows per attention work item (see att_item) */
+
 danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *m, int32_t n_batch,
                             int32_t n_threads, int32_t cap)
 {
@@ -25,6 +27,8 @@ danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *
     size_t nb = (size_t)n_batch, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t wide = qd > (size_t)c->hidden ? qd : (size_t)c->hidden;
     s->score_len = cap + n_batch;
+    /* per thread: ATT_ROWS query rows, their outputs, 16 transposed keys, ATT_ROWS score rows */
+    s->att_floats = ((size_t)(2 * ATT_ROWS + 16) * c->head_dim + (size_t)ATT_ROWS * s->score_len + 15) / 16 * 16;
     s->x = dn_malloc_aligned(a, nb * c->hidden * sizeof(float));
     s->xb = dn_malloc_aligned(a, nb * wide * sizeof(float));
     s->q = dn_malloc_aligned(a, nb * wide * sizeof(float));   /* also holds Wo's [n][hidden] output */
@@ -32,7 +36,7 @@ danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *
     s->v = dn_malloc_aligned(a, nb * kvd * sizeof(float));
     s->hb = dn_malloc_aligned(a, nb * c->ffn * sizeof(float));
     s->hb2 = dn_malloc_aligned(a, nb * c->ffn * sizeof(float));
-    s->scores = dn_malloc_aligned(a, (size_t)n_threads * (size_t)s->score_len * sizeof(float));
+    s->scores = dn_malloc_aligned(a, (size_t)n_threads * s->att_floats * sizeof(float));
     s->inv_freq = dn_malloc_aligned(a, (size_t)c->head_dim / 2 * sizeof(float));
     /* the widest input of any product: ffn (down), heads*hd (o), hidden */
     size_t widest = (size_t)c->ffn > wide ? (size_t)c->ffn : wide, most = 0;
@@ -68,7 +72,7 @@ size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m)
     size_t nb = (size_t)s->n_batch, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t wide = qd > (size_t)c->hidden ? qd : (size_t)c->hidden;
     return sizeof(float) * (nb * (c->hidden + 2 * wide + 2 * kvd + 2 * (size_t)c->ffn) +
-                            (size_t)s->n_threads * s->score_len + c->head_dim / 2) + 3 * s->act_bytes;
+                            (size_t)s->n_threads * s->att_floats + c->head_dim / 2) + 3 * s->act_bytes;
 }
 
 /* ---- threaded matrix products ----------------------------------------- */
@@ -201,6 +205,11 @@ static void rope(float *x, int n_heads, int hd, int64_t pos, const float *inv_fr
 
 /* ---- attention ------------------------------------------------------------ */
 
+/* A work item is up to ATT_ROWS query rows sharing one KV head: the heads
+ * of a group (all of them up to 16) for a tile of consecutive tokens, so
+ * each cached K/V row is read once for all of them. Scores cover the union
+ * of the tile's key ranges; keys outside a row's own causal/window range
+ * get probability 0, which adds exactly nothing to its output. */
 typedef struct att_job {
     const danu_model *m;
     const dn_kvcache *kv;
@@ -209,41 +218,107 @@ typedef struct att_job {
     int64_t pos0;
 } att_job;
 
+/* A run of positions whose K/V rows are consecutive in memory. */
+typedef struct kv_run { int64_t p; int n; const uint8_t *k, *v; } kv_run;
+
+/* Positions lo..hi as at most 3 runs: the ring (split where it wraps),
+ * then this batch's staging rows (positions >= pos0). off: the KV head. */
+static int kv_runs(const dn_kvcache *kv, int layer, int64_t lo, int64_t hi, int64_t pos0, size_t off, kv_run r[3])
+{
+    int nr = 0;
+    int64_t p = lo;
+    while (p <= hi && p < pos0) {
+        const int64_t end = hi < pos0 - 1 ? hi : pos0 - 1, to_wrap = kv->cap - p % kv->cap;
+        const int64_t len = end - p + 1 < to_wrap ? end - p + 1 : to_wrap;
+        r[nr++] = (kv_run){ p, (int)len, dn_kv_k(kv, layer, p) + off, dn_kv_v(kv, layer, p) + off };
+        p += len;
+    }
+    if (p <= hi)
+        r[nr++] = (kv_run){ p, (int)(hi - p + 1), dn_kv_sk(kv, layer, (int)(p - pos0)) + off,
+                            dn_kv_sv(kv, layer, (int)(p - pos0)) + off };
+    return nr;
+}
+
+/* Fallbacks for tables without attention slots: a dot / axpy per pair. */
+static void scores_pairs(const dn_kernels *k, int hd, int nq, const float *q, const uint8_t *kr, size_t ks, int nk,
+                         int f16, float *s, size_t ss)
+{
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < nk; j++) {
+            const void *row = kr + (size_t)j * ks;
+            s[(size_t)i * ss + j] = f16 ? k->dot_f16(hd, row, q + (size_t)i * hd) : k->dot_f32(hd, row, q + (size_t)i * hd);
+        }
+}
+
+static void values_pairs(const dn_kernels *k, int hd, int nq, const float *p, size_t ps, const uint8_t *vr, size_t vs,
+                         int nk, int f16, float *out)
+{
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < nk; j++) {
+            const void *row = vr + (size_t)j * vs;
+            if (f16) k->axpy_f16(hd, p[(size_t)i * ps + j], row, out + (size_t)i * hd);
+            else k->axpy_f32(hd, p[(size_t)i * ps + j], row, out + (size_t)i * hd);
+        }
+}
+
+/* Heads h0..h0+nh-1 of KV head g for tokens t0..t0+tn-1 (nh * tn <= ATT_ROWS). */
+static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0, int tn)
+{
+    const dn_config *c = &j->m->cfg;
+    const dn_kernels *k = j->m->kern;
+    const dn_kvcache *kv = j->kv;
+    const int hd = c->head_dim, qd = c->n_heads * hd, f16 = kv->type == DANU_KV_F16, nq = nh * tn;
+    const size_t ss = (size_t)j->s->score_len, stride = (size_t)c->n_kv_heads * hd * kv->elem;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *qb = buf, *ob = qb + ATT_ROWS * hd, *tmp = ob + ATT_ROWS * hd, *sc = tmp + 16 * hd;
+    for (int r = 0; r < nq; r++)   /* row r: token t0 + r / nh, head h0 + r % nh */
+        memcpy(qb + (size_t)r * hd, j->s->q + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, sizeof(float) * hd);
+    const int64_t first = j->pos0 + t0, last = first + tn - 1;
+    const int64_t lo = c->window > 0 && first - c->window + 1 > 0 ? first - c->window + 1 : 0;
+    const int nk = (int)(last - lo + 1);
+    kv_run runs[3];
+    const int nr = kv_runs(kv, j->layer, lo, last, j->pos0, (size_t)g * hd * kv->elem, runs);
+    for (int i = 0; i < nr; i++) {
+        float *s = sc + (runs[i].p - lo);
+        if (k->att_scores) k->att_scores(hd, nq, qb, hd, runs[i].k, stride, runs[i].n, f16, s, ss, tmp);
+        else scores_pairs(k, hd, nq, qb, runs[i].k, stride, runs[i].n, f16, s, ss);
+    }
+    for (int r = 0; r < nq; r++) {   /* this row's own keys: causal, inside its window */
+        const int64_t pos = first + r / nh;
+        const int64_t own = c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
+        float *row = sc + (size_t)r * ss;
+        const int a = (int)(own - lo), b = (int)(pos - lo + 1);
+        for (int x = a; x < b; x++) row[x] *= scale;
+        k->softmax(row + a, b - a);
+        memset(row, 0, sizeof(float) * (size_t)a);
+        memset(row + b, 0, sizeof(float) * (size_t)(nk - b));
+    }
+    memset(ob, 0, sizeof(float) * (size_t)nq * hd);
+    for (int i = 0; i < nr; i++) {
+        const float *p = sc + (runs[i].p - lo);
+        if (k->att_values) k->att_values(hd, nq, p, ss, runs[i].v, stride, runs[i].n, f16, ob, hd);
+        else values_pairs(k, hd, nq, p, ss, runs[i].v, stride, runs[i].n, f16, ob);
+    }
+    for (int r = 0; r < nq; r++)
+        memcpy(j->s->xb + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, ob + (size_t)r * hd, sizeof(float) * hd);
+}
+
+/* Items in token-tile-major order, dealt round-robin: later tiles attend to
+ * more keys, so neighbours cost about the same. */
 static void att_task(void *arg, int ith, int nth)
 {
     const att_job *j = arg;
     const dn_config *c = &j->m->cfg;
-    const dn_kernels *k = j->m->kern;
-    const dn_kvcache *kv = j->kv;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, kvd = c->n_kv_heads * hd;
-    int qd = c->n_heads * hd, f16 = kv->type == DANU_KV_F16;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *sc = j->s->scores + (size_t)ith * j->s->score_len;
-    int total = j->n * c->n_heads;
-    for (int w = ith * total / nth; w < (ith + 1) * total / nth; w++) {
-        int t = w / c->n_heads, h = w % c->n_heads, g = h / group;
-        int64_t pos = j->pos0 + t;
-        int64_t lo = c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
-        const float *q = j->s->q + (size_t)t * qd + (size_t)h * hd;
-        float *out = j->s->xb + (size_t)t * qd + (size_t)h * hd;
-        int len = (int)(pos - lo + 1);
-        /* keys before the batch come from the ring, the batch's own from staging */
-        for (int64_t p = lo; p <= pos; p++) {
-            const uint8_t *kr = p < j->pos0 ? dn_kv_k(kv, j->layer, p) : dn_kv_sk(kv, j->layer, (int)(p - j->pos0));
-            kr += (size_t)g * hd * kv->elem;
-            float d = f16 ? k->dot_f16(hd, (const uint16_t *)(const void *)kr, q) : k->dot_f32(hd, (const float *)(const void *)kr, q);
-            sc[p - lo] = d * scale;
-        }
-        k->softmax(sc, len);
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int64_t p = lo; p <= pos; p++) {
-            const uint8_t *vr = p < j->pos0 ? dn_kv_v(kv, j->layer, p) : dn_kv_sv(kv, j->layer, (int)(p - j->pos0));
-            vr += (size_t)g * hd * kv->elem;
-            if (f16) k->axpy_f16(hd, sc[p - lo], (const uint16_t *)(const void *)vr, out);
-            else k->axpy_f32(hd, sc[p - lo], (const float *)(const void *)vr, out);
-        }
+    const int group = c->n_heads / c->n_kv_heads, nh = group < ATT_ROWS ? group : ATT_ROWS;
+    const int subs = (group + nh - 1) / nh, tn = ATT_ROWS / nh, tiles = (j->n + tn - 1) / tn;
+    const int per_tile = c->n_kv_heads * subs;
+    float *buf = j->s->scores + (size_t)ith * j->s->att_floats;
+    for (int w = ith; w < tiles * per_tile; w += nth) {
+        const int tile = w / per_tile, g = w % per_tile / subs, sub = w % subs;
+        const int h0 = g * group + sub * nh, heads = group - sub * nh < nh ? group - sub * nh : nh;
+        const int t0 = tile * tn, tokens = j->n - t0 < tn ? j->n - t0 : tn;
+        att_item(j, buf, g, h0, heads, t0, tokens);
     }
-    (void)kvd;
 }
 
 /* ---- the forward pass -------------------------------------------------------- */

@@ -15,11 +15,12 @@ typedef struct dn_scratch {
     float *q;        /* [n_batch][max(hidden, heads*hd)] queries, then Wo output */
     float *k, *v;    /* [n_batch][kv_dim]      this batch's keys/values */
     float *hb, *hb2; /* [n_batch][ffn]         gate / up              */
-    float *scores;   /* [n_threads][cap + n_batch] attention scores   */
+    float *scores;   /* [n_threads][att_floats] attention work space  */
     float *inv_freq; /* [head_dim/2]           RoPE frequencies       */
     void *act[3];    /* prepared activations, one per activation type in flight */
     size_t act_bytes;
-    int32_t score_len;
+    int32_t score_len;  /* cap + n_batch: longest row of scores */
+    size_t att_floats;  /* per thread (forward.c att_item) */
 } dn_scratch;
 
 danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *m, int32_t n_batch,
