@@ -82,26 +82,29 @@ static void stats(const double *v, int n, double *mean, double *sd)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *threads_s = "1,2";
-    int pp = 512, tg = 128, reps = 3;
+    int pp = 512, tg = 128, reps = 3, depth = 0;
     for (int i = 1; i < argc; i++) {
         int more = i + 1 < argc, lf;
         if (cli_is_flag(argv[i], "-h", "--help")) {
-            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 3] [--repack auto|on|off]\n"
+            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--repack auto|on|off]\n"
                    "       [--fast-bf16]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
-                   "  tokens one at a time. Also prints peak RSS and, for generation, the bytes read per\n"
-                   "  token times tokens/s against the memory read bandwidth measured in the same run.\n");
+                   "  tokens one at a time; -d D runs both after D tokens already in the context (\"@ dD\",\n"
+                   "  as llama-bench -d: attention over a long context). Also prints peak RSS and, for\n"
+                   "  generation, the bytes read per token (weights + KV) times tokens/s against the memory\n"
+                   "  read bandwidth measured in the same run.\n");
             return 0;
         } else if (cli_is_flag(argv[i], "-m", "--model") && more) model = argv[++i];
         else if (cli_is_flag(argv[i], "-p", NULL) && more) pp = atoi(argv[++i]);
         else if (cli_is_flag(argv[i], "-n", NULL) && more) tg = atoi(argv[++i]);
+        else if (cli_is_flag(argv[i], "-d", "--depth") && more) depth = atoi(argv[++i]);
         else if (cli_is_flag(argv[i], "-t", "--threads") && more) threads_s = argv[++i];
         else if (cli_is_flag(argv[i], "-r", "--reps") && more) reps = atoi(argv[++i]);
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
         else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return EXIT_USAGE; }
         else { fprintf(stderr, "danu bench: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
     }
-    if (!model || reps < 1 || pp < 0 || tg < 0) { fprintf(stderr, "danu bench: need -m MODEL\n"); return EXIT_USAGE; }
+    if (!model || reps < 1 || pp < 0 || tg < 0 || depth < 0) { fprintf(stderr, "danu bench: need -m MODEL\n"); return EXIT_USAGE; }
     int threads[16], nt = 0;
     for (const char *s = threads_s; *s && nt < 16;) {
         threads[nt++] = atoi(s);
@@ -158,15 +161,18 @@ int cmd_bench(int argc, char **argv)
     printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s)\n",
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1],
            (long long)repacked, cli_fast_bf16 ? ", fast bf16" : "");
-    printf("| %-7s | %-6s | %18s | %9s | %10s | %8s | %6s |\n", "threads", "test", "t/s", "RSS MB", "GB/s eff", "ceil GB/s", "ratio");
-    printf("|---------|--------|--------------------|-----------|------------|----------|--------|\n");
-    danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(pp > 0 ? pp : 1));
-    for (int i = 0; i < pp; i++) prompt[i] = (danu_token)(1 + (i * 7919 + 17) % (vocab - 1));
+    printf("| %-7s | %-13s | %18s | %9s | %10s | %8s | %6s |\n", "threads", "test", "t/s", "RSS MB", "GB/s eff", "ceil GB/s", "ratio");
+    printf("|---------|---------------|--------------------|-----------|------------|----------|--------|\n");
+    const int np = pp > depth ? pp : depth;
+    danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(np > 0 ? np : 1));
+    for (int i = 0; i < np; i++) prompt[i] = (danu_token)(1 + (i * 7919 + 17) % (vocab - 1));
+    char at[32] = "";
+    if (depth) snprintf(at, sizeof at, " @ d%d", depth);
     int rc = 0;
     for (int ti = 0; ti < nt; ti++) {
         danu_options *co = cli_options(0);
         danu_options_set_int(co, DANU_OPT_N_THREADS, threads[ti]);
-        danu_options_set_int(co, DANU_OPT_N_CTX, pp + tg + 8);
+        danu_options_set_int(co, DANU_OPT_N_CTX, depth + pp + tg + 8);
         danu_options_set_float(co, DANU_OPT_TEMPERATURE, 0.0);
         danu_options_set_int(co, DANU_OPT_IGNORE_EOS, 1);
         danu_context *c = NULL;
@@ -174,10 +180,22 @@ int cmd_bench(int argc, char **argv)
         danu_options_free(co);
         if (s) { rc = cli_fail("context", s); break; }
         double v[64];
+        /* -d: fill the context once, keep its state, restore it before each run */
+        void *state = NULL;
+        size_t state_len = 0;
+        if (depth > 0) {
+            s = danu_context_eval(c, prompt, (size_t)depth, NULL);
+            state_len = danu_context_state_size(c);
+            state = s ? NULL : malloc(state_len);
+            if (!s && !state) s = DANU_ERR_NOMEM;
+            if (!s) s = danu_context_state_save(c, state, state_len, &state_len);
+            if (s) { rc = cli_fail("depth", s); danu_context_free(c); break; }
+        }
+#define RESET() (depth > 0 ? danu_context_state_load(c, state, state_len) : danu_context_clear(c))
         if (pp > 0) {
-            danu_context_eval(c, prompt, (size_t)(pp < 16 ? pp : 16), NULL);   /* warm-up: page in the weights */
+            if (!depth) danu_context_eval(c, prompt, (size_t)(pp < 16 ? pp : 16), NULL);   /* warm-up: page in the weights */
             for (int r = 0; r < reps && r < 64; r++) {
-                danu_context_clear(c);
+                RESET();
                 double t0 = cli_now();
                 s = danu_context_eval(c, prompt, (size_t)pp, NULL);
                 v[r] = pp / (cli_now() - t0);
@@ -185,7 +203,9 @@ int cmd_bench(int argc, char **argv)
             }
             double mean, sd;
             stats(v, reps, &mean, &sd);
-            printf("| %7d | pp%-4d | %9.2f ± %6.2f | %9.0f | %10s | %8s | %6s |\n", threads[ti], pp, mean, sd,
+            char name[48];
+            snprintf(name, sizeof name, "pp%d%s", pp, at);
+            printf("| %7d | %-13s | %9.2f ± %6.2f | %9.0f | %10s | %8s | %6s |\n", threads[ti], name, mean, sd,
                    cli_current_rss() / 1e6 - probe_mb, "", "", "");
             fflush(stdout);
         }
@@ -193,9 +213,9 @@ int cmd_bench(int argc, char **argv)
             double ceil_sum = 0;
             for (int r = 0; r < reps && r < 64; r++) {
                 if (bw_buf) ceil_sum += measure_bandwidth(bw_buf, bw_size, threads[ti]);
-                danu_context_clear(c);
+                RESET();
                 danu_token bos = 1;
-                danu_context_eval(c, &bos, 1, NULL);
+                if (!depth) danu_context_eval(c, &bos, 1, NULL);
                 double t0 = cli_now();
                 for (int i = 0; i < tg && !s; i++) {
                     danu_token t;
@@ -207,13 +227,18 @@ int cmd_bench(int argc, char **argv)
             }
             double mean, sd, ceil = ceil_sum / reps;
             stats(v, reps, &mean, &sd);
-            /* KV read per token is small next to the weights at these lengths, but count it */
-            double kv = 2.0 * layers * kvh * hd * 2 * (tg / 2.0 < (window ? window : 1e9) ? tg / 2.0 : window);
+            /* KV read per token (f16 K and V of the positions in the window) */
+            const double ctx_mid = depth + tg / 2.0;
+            double kv = 2.0 * layers * kvh * hd * 2 * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
             double eff = mean * (per_token + kv) / 1e9;
-            printf("| %7d | tg%-4d | %9.2f ± %6.2f | %9.0f | %10.1f | %8.1f | %5.0f%% |\n", threads[ti], tg, mean, sd,
+            char name[48];
+            snprintf(name, sizeof name, "tg%d%s", tg, at);
+            printf("| %7d | %-13s | %9.2f ± %6.2f | %9.0f | %10.1f | %8.1f | %5.0f%% |\n", threads[ti], name, mean, sd,
                    cli_current_rss() / 1e6 - probe_mb, eff, ceil, ceil > 0 ? 100 * eff / ceil : 0);
             fflush(stdout);
         }
+#undef RESET
+        free(state);
         danu_context_free(c);
     }
     free(prompt);
