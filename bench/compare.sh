@@ -4,6 +4,8 @@
 # llama-bench figures measured on this kind of machine (2-core Zen 4,
 # llama.cpp Feb 2025 CPU build, same synthetic weights; from the project's
 # performance issue). Needs ~8 GB of disk in $DIR. Run it on a quiet machine.
+#   PP, TG, REPS, TYPES, DIR, DANU: override the defaults below;
+#   FAST_BF16=0 skips the extra BF16 row with --fast-bf16.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DANU=${DANU:-build/examples/danu/danu}
@@ -26,11 +28,11 @@ declare -A LLAMA=(
   [bf16]="44.9 6.98 85.8 10.8" [q8_0]="29.7 11.4 56.3 18.8"
   [q4_0]="32.0 18.1 58.8 31.7" [q4_k_m]="20.8 18.0 39.2 26.0")
 
-for t in $TYPES; do
-  f="$DIR/danube-$t.gguf"
-  [ -e "$f" ] || "$DANU" quantize "$DIR/danube-hf" "$f" --type "$t"
-  echo "== $t: $(du -h "$f" | cut -f1) =="
-  out=$("$DANU" bench -m "$f" -p "$PP" -n "$TG" -t 1,2 -r "$REPS")
+# One bench run and its ratios to llama.cpp's figures for type $1.
+bench_vs_llama() {   # type label file [danu bench flags...]
+  local t=$1 label=$2 f=$3; shift 3
+  echo "== $label: $(du -h "$f" | cut -f1) =="
+  out=$("$DANU" bench -m "$f" -p "$PP" -n "$TG" -t 1,2 -r "$REPS" "$@")
   echo "$out"
   read -r l_pp1 l_tg1 l_pp2 l_tg2 <<<"${LLAMA[$t]}"
   for th in 1 2; do
@@ -38,8 +40,19 @@ for t in $TYPES; do
     tg=$(echo "$out" | awk -v th="$th" -F'|' '$2+0==th && $3 ~ /tg/ {split($4,a," "); print a[1]}')
     lpp=$([ "$th" = 1 ] && echo "$l_pp1" || echo "$l_pp2")
     ltg=$([ "$th" = 1 ] && echo "$l_tg1" || echo "$l_tg2")
-    awk -v t="$t" -v th="$th" -v pp="$pp" -v tg="$tg" -v lpp="$lpp" -v ltg="$ltg" 'BEGIN {
+    awk -v t="$label" -v th="$th" -v pp="$pp" -v tg="$tg" -v lpp="$lpp" -v ltg="$ltg" 'BEGIN {
       printf "   vs llama.cpp %-6s %dt: pp%s %.2fx (%s vs %s)   tg%s %.2fx (%s vs %s)\n",
         t, th, "'"$PP"'", pp / lpp, pp, lpp, "'"$TG"'", tg / ltg, tg, ltg }'
   done
+}
+
+for t in $TYPES; do
+  f="$DIR/danube-$t.gguf"
+  [ -e "$f" ] || "$DANU" quantize "$DIR/danube-hf" "$f" --type "$t"
+  bench_vs_llama "$t" "$t" "$f"
+  # BF16 also with activations rounded to bf16 as llama.cpp does (opt-in:
+  # logits move by up to ~7e-3 of the largest; the default is exact)
+  if [ "$t" = bf16 ] && [ "${FAST_BF16:-1}" = 1 ]; then
+    bench_vs_llama bf16 "bf16 --fast-bf16" "$f" --fast-bf16
+  fi
 done
