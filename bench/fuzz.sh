@@ -37,8 +37,8 @@ pids=()
 for src in $(find lib -name '*.c' | sort); do
   obj=$B/obj/$(echo "${src#lib/}" | tr / _).o
   case "$src" in
-    lib/kernels/avx2.c) [ "$(uname -m)" = x86_64 ] || continue; flags="-mavx2 -mfma -mf16c" ;;
-    lib/kernels/avx512.c|lib/kernels/avx512_bf16x16.c|lib/kernels/avx512_x16.c|lib/kernels/avx512_x16k.c) [ "$(uname -m)" = x86_64 ] || continue
+    lib/kernels/avx2*.c) [ "$(uname -m)" = x86_64 ] || continue; flags="-mavx2 -mfma -mf16c" ;;
+    lib/kernels/avx512*.c) [ "$(uname -m)" = x86_64 ] || continue
       flags="-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16" ;;
     lib/kernels/neon.c) [ "$(uname -m)" = aarch64 ] || continue; flags="" ;;
     lib/kernels/neon_dot.c) [ "$(uname -m)" = aarch64 ] || continue; flags="-march=armv8.2-a+dotprod" ;;
