@@ -766,10 +766,7 @@ int main(void)
     tcase_add_test(tc, test_api_bad_utf8);
     tcase_add_test(tc, test_api_load_failures);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     danu_model_free(model);
     tu_rmtree(tmp);
     free(tmp);

@@ -144,17 +144,6 @@ START_TEST(test_bf16x16_roundtrip)
 }
 END_TEST
 
-static int n_tables(const dn_kernels **out)
-{
-    static const int isas[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512,
-                                DN_ISA_NEON, DN_ISA_NEON_DOT };
-    int n = 0;
-    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-        const dn_kernels *k = dn_kernels_for_isa(isas[i]);
-        if (k) out[n++] = k;
-    }
-    return n;
-}
 
 /* Y (n_tok rows of ldy = rows + 32, 16 padding columns either side) of
  * W in type wt by table k, computed over row ranges split at `split`. */
@@ -205,7 +194,7 @@ START_TEST(test_bf16x16_matmul)
 {
     const int64_t cols = cols_set[_i];
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 1);
     const dn_kernels *ref = dn_kernels_for_isa(DN_ISA_REFERENCE);
     rng = 1000 + (uint64_t)_i;
     for (int ri = 0; ri < N_ROWS; ri++) {
@@ -281,7 +270,7 @@ END_TEST
 START_TEST(test_bf16x16_batch_equals_single)
 {
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 1);
     rng = 7;
     static const int64_t cs[] = { 30, 2560 }, rs[] = { 16, 80, 112 };
     for (int ci = 0; ci < 2; ci++)
@@ -398,9 +387,6 @@ int main(void)
     tcase_add_test(tc, test_bf16x16_batch_equals_single);
     tcase_add_test(tc, test_bf16x16_fast_is_hi_only);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

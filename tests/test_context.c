@@ -437,10 +437,7 @@ int main(void)
     tcase_add_test(tc, test_context_full);
     tcase_add_test(tc, test_context_stop_strings_and_chat);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     danu_model_free(tiny_a);
     danu_model_free(tiny_b);
     tu_rmtree(tmp);

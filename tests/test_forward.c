@@ -575,10 +575,7 @@ int main(void)
     tcase_add_test(tc, test_forward_other_shapes);
     tcase_add_test(tc, test_forward_quant_quality);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     tu_rmtree(tmp);
     free(tmp);
     return failed ? 1 : 0;

@@ -1072,9 +1072,6 @@ static Suite *gguf_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gguf_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(gguf_suite());
     return failed ? 1 : 0;
 }

@@ -441,9 +441,6 @@ int main(void)
     tcase_add_test(tc, test_json_nomem);
     tcase_add_test(tc, test_json_size_limit);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     return failed ? 1 : 0;
 }

@@ -48,8 +48,6 @@ static const int32_t wtypes[] = {
     DANU_TYPE_Q6_K,
 };
 #define N_WTYPES ((int)(sizeof wtypes / sizeof wtypes[0]))
-static const int isas[] = { DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512, DN_ISA_NEON, DN_ISA_NEON_DOT };
-#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
 /* ---------------- random data ---------------- */
 
@@ -61,15 +59,6 @@ static void fill(float *x, int64_t n, float scale)
     for (int64_t i = 0; i < n; i++) x[i] = rnd_val() * scale;
 }
 
-static int n_tables(const dn_kernels **out)
-{
-    int n = 0;
-    for (int i = 0; i < N_ISAS; i++) {
-        const dn_kernels *k = dn_kernels_for_isa(isas[i]);
-        if (k) out[n++] = k;
-    }
-    return n;
-}
 
 /* ---------------- dispatch ---------------- */
 
@@ -86,7 +75,7 @@ START_TEST(test_kernels_dispatch)
     ck_assert_ptr_null(dn_kernels_for_isa(99));
     ck_assert_ptr_nonnull(dn_kernels_for_isa(DN_ISA_SCALAR));
     const dn_kernels *ks[8];
-    int nk = n_tables(ks);
+    int nk = dn_kernels_all(ks, 0);
     ks[nk++] = ref;
     for (int i = 0; i < nk; i++) {
         const dn_kernels *k = ks[i];
@@ -274,7 +263,7 @@ START_TEST(test_kernels_matmul)
 {
     const int32_t wt = wtypes[_i];
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);   /* scalar first */
+    const int nk = dn_kernels_all(ks, 0);   /* scalar first */
     const int bs = (int)dn_type_block_size(wt);
     const int is_float = !dn_type_get(wt)->is_quantized;
     memset(worst, 0, sizeof worst);   /* per type, also without fork */
@@ -308,7 +297,7 @@ END_TEST
 START_TEST(test_kernels_batch_equals_single)
 {
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 0);
     rng_state = 99;
     for (int ti = 0; ti < N_WTYPES; ti++) {
         const int32_t wt = wtypes[ti];
@@ -348,7 +337,7 @@ END_TEST
 START_TEST(test_kernels_matmul_zero)
 {
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 0);
     for (int t = 0; t < N_WTYPES; t++) {
         const int32_t wt = wtypes[t];
         const int64_t cols = 256, rows = 5, n_tok = 4;
@@ -378,7 +367,7 @@ START_TEST(test_kernels_act_quantizers)
 {
     static const int32_t ats[] = { DANU_TYPE_F32, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DN_TYPE_Q8_1, DN_TYPE_Q8_K };
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 0);
     const int64_t n = 2560;
     float *x = malloc(sizeof(float) * n);
     /* room for the largest prepared row of any table (ISA extras included) */
@@ -437,7 +426,7 @@ static void rel_check(const char *what, const char *isa, int64_t n, const float 
 START_TEST(test_kernels_elementwise)
 {
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 0);
     const dn_kernels *sc = ks[0];
     enum { MAXN = 300 };
     float x[MAXN], w[MAXN], u[MAXN], o1[MAXN], o2[MAXN], y1[MAXN], y2[MAXN];
@@ -538,7 +527,7 @@ END_TEST
 START_TEST(test_kernels_exp_range)
 {
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 0);
     enum { N = 64 };
     float u[N], one[N], a[N], b[N];
     for (int i = 0; i < N; i++) { u[i] = -120.0f + 240.0f * i / (N - 1); one[i] = 1.0f; }
@@ -569,7 +558,7 @@ END_TEST
 START_TEST(test_kernels_attention)
 {
     const dn_kernels *ks[8];
-    const int nk_tab = n_tables(ks);
+    const int nk_tab = dn_kernels_all(ks, 0);
     static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96 };
     static const int nqs[] = { 1, 3, 4, 5, 16 };
     static const int nks[] = { 1, 15, 16, 17, 40 };
@@ -659,7 +648,7 @@ int main(void)
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 0);
     printf("kernel tables:");
     for (int i = 0; i < nk; i++) printf(" %s", ks[i]->name);
     printf(" (best: %s)\n", dn_kernels_get(DANU_ISA_AUTO)->name);

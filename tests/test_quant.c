@@ -771,9 +771,6 @@ int main(void)
     tcase_add_test(tl, test_tie_detector);
     tcase_add_loop_test(tl, test_llamacpp_blocks, 0, (int)(sizeof variants / sizeof variants[0]));
     suite_add_tcase(s, tl);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     return failed ? 1 : 0;
 }

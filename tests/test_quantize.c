@@ -590,10 +590,7 @@ int main(void)
     tcase_add_test(te, test_quantize_cancel);
     tcase_add_test(te, test_quantize_errors);
     suite_add_tcase(s, te);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     tu_rmtree(tmp);
     free(tmp);
     return failed ? 1 : 0;

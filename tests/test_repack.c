@@ -29,8 +29,6 @@
 static int32_t bases[DN_TYPE_COUNT];
 static int n_bases;
 #define EPS_DOT 2e-5
-static const int isas[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512, DN_ISA_NEON, DN_ISA_NEON_DOT };
-#define N_ISAS ((int)(sizeof isas / sizeof isas[0]))
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static uint32_t rnd_u32(void) { return tu_rand_u32(&rng_state); }
@@ -55,15 +53,6 @@ static int half_fields(int32_t bt, int *off)
     }
 }
 
-static int n_tables(const dn_kernels **out)
-{
-    int n = 0;
-    for (int i = 0; i < N_ISAS; i++) {
-        const dn_kernels *k = dn_kernels_for_isa(isas[i]);
-        if (k) out[n++] = k;
-    }
-    return n;
-}
 
 /* rows x cols stored rows -> the x16 copy (rows % 16 == 0) */
 static uint8_t *repack(int32_t bt, const uint8_t *src, int64_t rows, int64_t cols)
@@ -279,7 +268,7 @@ START_TEST(test_repack_matmul)
     static const int64_t rows_set[] = { 16, 48, 64 }, tok_set[] = { 1, 3, 17 };
     const int64_t *cs = dn_type_block_size(dn_x16_of(bt)) == 256 ? cols_k : cols_small;
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 1);
     rng_state = 0x51ed27ull + (uint64_t)bt * 131;
     for (int ci = 0; ci < 3; ci++)
         for (int ri = 0; ri < 3; ri++) {
@@ -302,7 +291,7 @@ END_TEST
 START_TEST(test_repack_matmul_zero)
 {
     const dn_kernels *ks[8];
-    const int nk = n_tables(ks);
+    const int nk = dn_kernels_all(ks, 1);
     for (int ti = 0; ti < n_bases; ti++) {
         const int32_t bt = bases[ti], xt = dn_x16_of(bt);
         const int64_t cols = 256, rows = 32, n_tok = 3;
@@ -338,9 +327,6 @@ int main(void)
     tcase_add_loop_test(tc, test_repack_matmul, 0, n_bases);
     tcase_add_test(tc, test_repack_matmul_zero);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -771,9 +771,6 @@ int main(void)
     tcase_add_test(tc, test_safetensors_single_file_and_corrupt);
     tcase_add_test(tc, test_safetensors_sharded_corrupt);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(s);
     return failed ? 1 : 0;
 }

@@ -699,9 +699,6 @@ static Suite *sampler_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(sampler_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run(sampler_suite());
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

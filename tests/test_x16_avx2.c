@@ -359,9 +359,6 @@ int main(void)
     tcase_add_loop_test(tc, test_x16_extremes, 0, N_XTYPES);
     tcase_add_loop_test(tc, test_x16_odd_strides, 0, N_XTYPES);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    const int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

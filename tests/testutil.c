@@ -6,6 +6,15 @@
 #include <unistd.h>
 #include "testutil.h"
 
+int tu_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed;
+}
+
 const char *tu_data(const char *rel)
 {
     static _Thread_local char buf[4][4096];

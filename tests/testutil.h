@@ -3,10 +3,14 @@
 #define DN_TESTUTIL_H
 #include <stddef.h>
 #include <stdint.h>
+#include <check.h>
 
 #ifndef DN_TEST_DATA
 #define DN_TEST_DATA "tests/data"
 #endif
+
+/* Run a suite with Check's defaults; the number of failed tests. */
+int tu_run(Suite *s);
 
 /* DN_TEST_DATA "/" rel, in a static buffer per call slot (4 rotating). */
 const char *tu_data(const char *rel);

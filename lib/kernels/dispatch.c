@@ -154,3 +154,14 @@ const dn_kernels *dn_kernels_for_isa(int isa)
     if (isa > DN_ISA_SCALAR && cap_level(isa) > env_cap) return NULL;
     return &tables[isa];
 }
+
+int dn_kernels_all(const dn_kernels **out, int with_reference)
+{
+    static const int levels[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512, DN_ISA_NEON, DN_ISA_NEON_DOT };
+    int n = 0;
+    for (size_t i = with_reference ? 0 : 1; i < sizeof levels / sizeof levels[0]; i++) {
+        const dn_kernels *k = dn_kernels_for_isa(levels[i]);
+        if (k) out[n++] = k;
+    }
+    return n;
+}

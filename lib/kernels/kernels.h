@@ -92,6 +92,10 @@ const dn_kernels *dn_kernels_get(int max_isa);
 /* Level-specific tables, NULL when not compiled in or not supported by the
  * CPU (used by tests to compare every level with the reference). */
 const dn_kernels *dn_kernels_for_isa(int isa);
+/* Every level-specific table this CPU runs (dn_kernels_for_isa non-NULL),
+ * from the reference (when with_reference) and scalar up; out holds >= 8.
+ * Returns how many. */
+int dn_kernels_all(const dn_kernels **out, int with_reference);
 
 /* Bytes of one prepared activation row of `cols` elements for weight type
  * (a multiple of 64; the blocks of act_type[wtype] come first). */
