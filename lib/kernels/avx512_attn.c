@@ -2,7 +2,8 @@
  * query rows at once (the heads of one KV group, several tokens of a
  * prompt), AVX-512F. Same flags as avx512.c.
  *
- * Scores: 16 keys are converted and transposed into tmp (dimension-major),
+ * Scores: 16 keys are transposed (f16 keys as 16-bit elements) and
+ * converted into tmp (dimension-major),
  * so one query gets 16 scores in one vector with one FMA per dimension: no
  * horizontal sums, and each K row is read once for every query of the
  * call instead of once per head and token. Values: each V row is converted
@@ -52,6 +53,34 @@ AI void transpose16(__m512 r[16])
     }
 }
 
+/* The same for 16 rows of 16 halves: transposed as 16-bit elements in
+ * 256-bit registers (half the shuffle work of 32-bit zmm), then widened:
+ * out[e] = the 16 rows' element e as floats. */
+AI void transpose16_f16(__m256i a[16], __m512 out[16])
+{
+    __m256i b[16], c[16], d[8], e[8];
+    UNROLL for (int i = 0; i < 16; i += 2) {   /* 32-bit units: rows i, i+1 at one element */
+        b[i] = _mm256_unpacklo_epi16(a[i], a[i + 1]);
+        b[i + 1] = _mm256_unpackhi_epi16(a[i], a[i + 1]);
+    }
+    UNROLL for (int i = 0; i < 16; i += 4) {   /* 64-bit units: rows i..i+3 at one element */
+        c[i] = _mm256_unpacklo_epi32(b[i], b[i + 2]);
+        c[i + 1] = _mm256_unpackhi_epi32(b[i], b[i + 2]);
+        c[i + 2] = _mm256_unpacklo_epi32(b[i + 1], b[i + 3]);
+        c[i + 3] = _mm256_unpackhi_epi32(b[i + 1], b[i + 3]);
+    }
+    UNROLL for (int k = 0; k < 4; k++) {       /* 128-bit lanes: 8 rows at one element (e, e + 8) */
+        d[2 * k] = _mm256_unpacklo_epi64(c[k], c[4 + k]);
+        d[2 * k + 1] = _mm256_unpackhi_epi64(c[k], c[4 + k]);
+        e[2 * k] = _mm256_unpacklo_epi64(c[8 + k], c[12 + k]);
+        e[2 * k + 1] = _mm256_unpackhi_epi64(c[8 + k], c[12 + k]);
+    }
+    UNROLL for (int x = 0; x < 8; x++) {
+        out[x] = _mm512_cvtph_ps(_mm256_permute2x128_si256(d[x], e[x], 0x20));
+        out[x + 8] = _mm512_cvtph_ps(_mm256_permute2x128_si256(d[x], e[x], 0x31));
+    }
+}
+
 /* NQ query rows against the 16 keys transposed in kt: s rows get nj scores */
 AI void scores_tile(int NQ, int hd, const float *q, size_t qs, const float *kt, float *s, size_t ss, int nj)
 {
@@ -72,9 +101,18 @@ void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void 
         const int nj = nk - j0 < 16 ? nk - j0 : 16;
         for (int d0 = 0; d0 < hd; d0 += 16) {
             __m512 r[16];
-            UNROLL for (int j = 0; j < 16; j++)
-                r[j] = j < nj ? load_row(kb + (size_t)(j0 + j) * ks, f16, d0, hd - d0) : _mm512_setzero_ps();
-            transpose16(r);
+            if (f16) {
+                __m256i h[16];
+                const __mmask16 m = mask_of(hd - d0);
+                UNROLL for (int j = 0; j < 16; j++)
+                    h[j] = j < nj ? _mm256_maskz_loadu_epi16(m, (const uint16_t *)(const void *)(kb + (size_t)(j0 + j) * ks) + d0)
+                                  : _mm256_setzero_si256();
+                transpose16_f16(h, r);
+            } else {
+                UNROLL for (int j = 0; j < 16; j++)
+                    r[j] = j < nj ? load_row(kb + (size_t)(j0 + j) * ks, 0, d0, hd - d0) : _mm512_setzero_ps();
+                transpose16(r);
+            }
             const int nd = hd - d0 < 16 ? hd - d0 : 16;
             for (int d = 0; d < nd; d++) _mm512_store_ps(tmp + 16 * (d0 + d), r[d]);
         }
