@@ -536,6 +536,240 @@ static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
     for (; i < n; i++) y[i] = dn_f32_to_bf16(x[i]);
 }
 
+/* ------------------------------------------------------------------ */
+/* attention over a run of cached keys / values                        */
+/* ------------------------------------------------------------------ */
+
+/* Scores: up to 16 keys are converted and transposed 4 x 4 into tmp
+ * (tmp[16 d + j], dimension-major) so one query gets 4 scores per vector
+ * with one FMA per dimension. Values: each V row chunk is converted once
+ * per 4 query rows whose outputs stay in registers. Every score is a
+ * sequential fma over d from 0, every output element a sequential fma
+ * over the keys in order (lanes of FMLA, single rounding, as fmaf), so a
+ * row alone or in a batch, with the keys in one call or several, gets the
+ * same bits. */
+
+/* 4 floats of a cache row (f16 or f32) from element d */
+AI float32x4_t att_ld4(int f16, const uint8_t *row, int d)
+{
+    if (f16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)row + d)));
+    return vld1q_f32((const float *)(const void *)row + d);
+}
+
+/* 2 floats of a cache row from element d (lanes 2, 3 zero); reads 2 only */
+AI float32x4_t att_ld2(int f16, const uint8_t *row, int d)
+{
+    if (f16) {
+        uint32_t w;
+        memcpy(&w, row + 2 * (size_t)d, 4);
+        return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(w)));
+    }
+    return vcombine_f32(vld1_f32((const float *)(const void *)row + d), vdup_n_f32(0.0f));
+}
+
+/* r[i][j] -> r[j][i] */
+AI void att_transpose4(float32x4_t r[4])
+{
+    const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));   /* a0 b0 a2 b2 */
+    const float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));   /* a1 b1 a3 b3 */
+    const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));   /* c0 d0 c2 d2 */
+    const float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));   /* c1 d1 c3 d3 */
+    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(t0, t2));
+    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(t1, t3));
+    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(t0, t2));
+    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(t1, t3));
+}
+
+/* N (1..4) keys at kb (ks bytes apart) into kt[16 d + j], j < 4; keys
+ * N..3 zero */
+AI void att_keys4(int N, int f16, int hd, const uint8_t *kb, size_t ks, float *kt)
+{
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        float32x4_t r[4];
+        UNROLL for (int j = 0; j < 4; j++) r[j] = j < N ? att_ld4(f16, kb + (size_t)j * ks, d) : vdupq_n_f32(0.0f);
+        att_transpose4(r);
+        UNROLL for (int e = 0; e < 4; e++) vst1q_f32(kt + 16 * (d + e), r[e]);
+    }
+    if (d < hd) {   /* hd is even: two left */
+        float32x4_t r[4];
+        UNROLL for (int j = 0; j < 4; j++) r[j] = j < N ? att_ld2(f16, kb + (size_t)j * ks, d) : vdupq_n_f32(0.0f);
+        att_transpose4(r);
+        vst1q_f32(kt + 16 * d, r[0]);
+        vst1q_f32(kt + 16 * (d + 1), r[1]);
+    }
+}
+
+AI void att_keys(int f16, int hd, const uint8_t *kb, size_t ks, int nj, float *kt)
+{
+    for (int g = 0; 4 * g < nj; g++) {
+        const uint8_t *k = kb + (size_t)(4 * g) * ks;
+        switch (nj - 4 * g) {
+        case 1: att_keys4(1, f16, hd, k, ks, kt + 4 * g); break;
+        case 2: att_keys4(2, f16, hd, k, ks, kt + 4 * g); break;
+        case 3: att_keys4(3, f16, hd, k, ks, kt + 4 * g); break;
+        default: att_keys4(4, f16, hd, k, ks, kt + 4 * g); break;
+        }
+    }
+}
+
+/* NQ query rows against NV vectors (4 keys each) of kt: s rows get nj
+ * scores (nj > 4 (NV - 1)) */
+AI void att_scores_tile(int NQ, int NV, int hd, const float *q, size_t qs, const float *kt, float *s, size_t ss,
+                        int nj)
+{
+    float32x4_t acc[4][4];
+    UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vdupq_n_f32(0.0f);
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        float32x4_t qv[4], k[4];
+        UNROLL for (int i = 0; i < NQ; i++) qv[i] = vld1q_f32(q + i * qs + d);
+#define ATT_SCORE_STEP(E) \
+        UNROLL for (int c = 0; c < NV; c++) k[c] = vld1q_f32(kt + 16 * (d + E) + 4 * c); \
+        UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) \
+            acc[i][c] = vfmaq_laneq_f32(acc[i][c], k[c], qv[i], E);
+        ATT_SCORE_STEP(0) ATT_SCORE_STEP(1) ATT_SCORE_STEP(2) ATT_SCORE_STEP(3)
+#undef ATT_SCORE_STEP
+    }
+    for (; d < hd; d++) {
+        float32x4_t k[4];
+        UNROLL for (int c = 0; c < NV; c++) k[c] = vld1q_f32(kt + 16 * d + 4 * c);
+        UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++)
+            acc[i][c] = vfmaq_n_f32(acc[i][c], k[c], q[i * qs + d]);
+    }
+    UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) {
+        float *o = s + i * ss + 4 * c;
+        const int n = nj - 4 * c;
+        if (n >= 4) {
+            vst1q_f32(o, acc[i][c]);
+        } else {
+            if (n >= 2) vst1_f32(o, vget_low_f32(acc[i][c]));
+            if (n == 1) vst1q_lane_f32(o, acc[i][c], 0);
+            if (n == 3) vst1q_lane_f32(o + 2, acc[i][c], 2);
+        }
+    }
+}
+
+#define AST(NQ, NV) att_scores_tile(NQ, NV, hd, q + i * qs, qs, kt, s + i * ss, ss, nj)
+AI void att_scores_rows(int NQ, int hd, const float *q, size_t qs, const float *kt, float *s, size_t ss, int nj,
+                        int i)
+{
+    switch ((nj + 3) / 4) {
+    case 1: AST(NQ, 1); break;
+    case 2: AST(NQ, 2); break;
+    case 3: AST(NQ, 3); break;
+    default: AST(NQ, 4); break;
+    }
+}
+#undef AST
+
+static void NK(dn_att_scores_)(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,
+                               float *s, size_t ss, float *tmp)
+{
+    const uint8_t *kb = k;
+    for (int j0 = 0; j0 < nk; j0 += 16) {
+        const int nj = nk - j0 < 16 ? nk - j0 : 16;
+        if (f16) att_keys(1, hd, kb + (size_t)j0 * ks, ks, nj, tmp);
+        else att_keys(0, hd, kb + (size_t)j0 * ks, ks, nj, tmp);
+        float *sj = s + j0;
+        int i = 0;
+        for (; i + 4 <= nq; i += 4) att_scores_rows(4, hd, q, qs, tmp, sj, ss, nj, i);
+        switch (nq - i) {
+        case 3: att_scores_rows(3, hd, q, qs, tmp, sj, ss, nj, i); break;
+        case 2: att_scores_rows(2, hd, q, qs, tmp, sj, ss, nj, i); break;
+        case 1: att_scores_rows(1, hd, q, qs, tmp, sj, ss, nj, i); break;
+        default: break;
+        }
+    }
+}
+
+/* NQ output rows, dimensions d0 .. d0 + 4 NV, over nk keys in order */
+AI void att_values_tile(int NQ, int NV, int f16, const float *p, size_t ps, const uint8_t *v, size_t vs, int nk,
+                        float *out, size_t os, int d0)
+{
+    float32x4_t acc[4][4];
+    UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++)
+        acc[i][c] = vld1q_f32(out + i * os + d0 + 4 * c);
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        float32x4_t pv[4], x[4];
+        UNROLL for (int i = 0; i < NQ; i++) pv[i] = vld1q_f32(p + i * ps + j);
+#define ATT_VALUE_STEP(E) \
+        UNROLL for (int c = 0; c < NV; c++) x[c] = att_ld4(f16, v + (size_t)(j + E) * vs, d0 + 4 * c); \
+        UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) \
+            acc[i][c] = vfmaq_laneq_f32(acc[i][c], x[c], pv[i], E);
+        ATT_VALUE_STEP(0) ATT_VALUE_STEP(1) ATT_VALUE_STEP(2) ATT_VALUE_STEP(3)
+#undef ATT_VALUE_STEP
+    }
+    for (; j < nk; j++) {
+        float32x4_t x[4];
+        UNROLL for (int c = 0; c < NV; c++) x[c] = att_ld4(f16, v + (size_t)j * vs, d0 + 4 * c);
+        UNROLL for (int i = 0; i < NQ; i++) {
+            const float w = p[i * ps + j];
+            UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vfmaq_n_f32(acc[i][c], x[c], w);
+        }
+    }
+    UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++)
+        vst1q_f32(out + i * os + d0 + 4 * c, acc[i][c]);
+}
+
+/* NQ output rows, the two dimensions d0, d0 + 1 (the tail of an hd that is
+ * not a multiple of 4) */
+AI void att_values_tail2(int NQ, int f16, const float *p, size_t ps, const uint8_t *v, size_t vs, int nk, float *out,
+                         size_t os, int d0)
+{
+    float32x2_t acc[4];
+    UNROLL for (int i = 0; i < NQ; i++) acc[i] = vld1_f32(out + i * os + d0);
+    for (int j = 0; j < nk; j++) {
+        const float32x2_t x = vget_low_f32(att_ld2(f16, v + (size_t)j * vs, d0));
+        UNROLL for (int i = 0; i < NQ; i++) acc[i] = vfma_n_f32(acc[i], x, p[i * ps + j]);
+    }
+    UNROLL for (int i = 0; i < NQ; i++) vst1_f32(out + i * os + d0, acc[i]);
+}
+
+#define AVT(NV) att_values_tile(NQ, NV, f16, p, ps, v, vs, nk, out, os, d0)
+AI void att_values_rows(int NQ, int f16, int hd, const float *p, size_t ps, const uint8_t *v, size_t vs, int nk,
+                        float *out, size_t os)
+{
+    /* the hd / 4 full vectors in chunks of at most 4 (4 rows x 4 vectors of
+     * accumulators, 4 of weights, 4 of V: no spills), sizes as even as
+     * possible */
+    const int nvec = hd / 4, nch = (nvec + 3) / 4;
+    int d0 = 0;
+    for (int ch = 0; ch < nch; ch++) {
+        const int nv = nvec / nch + (ch < nvec % nch);
+        switch (nv) {
+        case 1: AVT(1); break;
+        case 2: AVT(2); break;
+        case 3: AVT(3); break;
+        default: AVT(4); break;
+        }
+        d0 += 4 * nv;
+    }
+    if (d0 < hd) att_values_tail2(NQ, f16, p, ps, v, vs, nk, out, os, d0);
+}
+#undef AVT
+
+AI void att_values_all(int f16, int hd, int nq, const float *p, size_t ps, const uint8_t *v, size_t vs, int nk,
+                       float *out, size_t os)
+{
+    int i = 0;
+    for (; i + 4 <= nq; i += 4) att_values_rows(4, f16, hd, p + i * ps, ps, v, vs, nk, out + i * os, os);
+    switch (nq - i) {
+    case 3: att_values_rows(3, f16, hd, p + i * ps, ps, v, vs, nk, out + i * os, os); break;
+    case 2: att_values_rows(2, f16, hd, p + i * ps, ps, v, vs, nk, out + i * os, os); break;
+    case 1: att_values_rows(1, f16, hd, p + i * ps, ps, v, vs, nk, out + i * os, os); break;
+    default: break;
+    }
+}
+
+static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const void *v, size_t vs, int nk, int f16,
+                               float *out, size_t os)
+{
+    if (f16) att_values_all(1, hd, nq, p, ps, v, vs, nk, out, os);
+    else att_values_all(0, hd, nq, p, ps, v, vs, nk, out, os);
+}
+
 #define NEON_TABLE(ISA, NAME) { \
     .isa = ISA, \
     .name = NAME, \
@@ -572,5 +806,6 @@ static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
     .dot_f32 = NK(dn_dot_f32_), .axpy_f32 = NK(dn_axpy_f32_), .dot_f16 = NK(dn_dot_f16_), \
     .axpy_f16 = NK(dn_axpy_f16_), .softmax = NK(dn_softmax_), \
+    .att_scores = NK(dn_att_scores_), .att_values = NK(dn_att_values_), \
 }
 #endif
