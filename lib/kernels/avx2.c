@@ -12,8 +12,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum { MR = 4, MT = 4, GEMM_MAX = 24 };
 

@@ -9,8 +9,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 /* lanes < left set (left >= 8: all) for maskload/maskstore */
 AI __m256i lane_mask(int left)

@@ -7,6 +7,7 @@
 #define DN_AVX2_INTERNAL_H
 #include <stddef.h>
 #include <stdint.h>
+#include "kernels/kernels_internal.h"
 
 /* Extras of a prepared q8_0 row (avx2.c dn_act_q8_0_avx2), per group of 8
  * blocks (256 elements), DN_A2_XG bytes from the next 64-byte boundary
@@ -16,14 +17,11 @@
  * Blocks past the end of the row read as zero. */
 enum { DN_A2_XG = 64, DN_A2_NS8 = 0, DN_A2_DX = 32 };
 
-#define DN_A2_X16_GEMM(NAME) void NAME(int64_t n, const void *w, size_t w_stride, int nr, const void *x, \
-                                       size_t x_stride, int nt, float *y, size_t ldy)
-DN_A2_X16_GEMM(dn_gemm_q4_0x16_q8_0_avx2);
-DN_A2_X16_GEMM(dn_gemm_q8_0x16_q8_0_avx2);
+DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2);
+DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2);
 /* avx2_x16k.c: against plain q8_K rows */
-DN_A2_X16_GEMM(dn_gemm_q4_Kx16_q8_K_avx2);
-DN_A2_X16_GEMM(dn_gemm_q6_Kx16_q8_K_avx2);
-#undef DN_A2_X16_GEMM
+DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx2);
+DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx2);
 
 /* avx2_attn.c: the attention slots of the table (kernels.h) */
 void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,

@@ -21,8 +21,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum { X4, X8 };   /* q4_0x16, q8_0x16 */
 /* Tokens per tile: 2 halves x 3 tokens of int and float accumulators plus

@@ -20,8 +20,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 enum {
     Q4X = 2368, Q4X_DMIN = 32, Q4X_SC = 64, Q4X_M = 192, Q4X_QS = 320,

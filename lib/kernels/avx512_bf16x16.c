@@ -148,13 +148,8 @@ AI void gemm(const int F, int64_t n, const void *w, size_t ws, int nr, const voi
     }
 }
 
-/* the table entries (avx512.c declares them too): DN_TYPE_BF16_X16 (hi and
- * lo rows) and DN_TYPE_BF16_X16F (hi row only) */
-void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                            int nt, float *y, size_t ldy);
-void dn_gemm_bf16x16f_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                             int nt, float *y, size_t ldy);
-
+/* the table entries (declared in avx512_internal.h): DN_TYPE_BF16_X16 (hi
+ * and lo rows) and DN_TYPE_BF16_X16F (hi row only) */
 void dn_gemm_bf16x16_avx512(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                             int nt, float *y, size_t ldy)
 {

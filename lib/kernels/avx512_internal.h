@@ -1,15 +1,14 @@
 /* avx512_internal.h - what the AVX-512 files (avx512.c and the x16 kernel
- * files, all built with the same flags) share: inlining macros, broadcast
- * dot-product helpers, the x16 gemm entry points avx512.c puts in its
+ * files, all built with the same flags) share: broadcast dot-product
+ * helpers, the x16 gemm entry points avx512.c puts in its
  * table, and the part of the q8_0 activation extras the x16 kernels read. */
 #ifndef DN_AVX512_INTERNAL_H
 #define DN_AVX512_INTERNAL_H
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "kernels/kernels_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 
 /* acc += w . broadcast(4 bytes at p), the broadcast embedded in the
  * instruction: GCC 12 emits a separate vpbroadcastd for the intrinsics
@@ -40,15 +39,12 @@ enum { DN_XG_Q8_0 = 512, DN_XE_QS = 0, DN_XE_NS8 = 384, DN_XE_NS128 = 416, DN_XE
 /* x16 gemms (signature of dn_gemm_fn): avx512_x16.c against q8_0 rows,
  * avx512_x16k.c against plain q8_K rows, avx512_bf16x16.c against bf16 rows
  * (exact hi + lo, and the fast hi-only variant). */
-#define DN_X16_GEMM(NAME) void NAME(int64_t n, const void *w, size_t w_stride, int nr, const void *x, \
-                                    size_t x_stride, int nt, float *y, size_t ldy)
-DN_X16_GEMM(dn_gemm_q4_0x16_q8_0_avx512);
-DN_X16_GEMM(dn_gemm_q8_0x16_q8_0_avx512);
-DN_X16_GEMM(dn_gemm_q4_Kx16_q8_K_avx512);
-DN_X16_GEMM(dn_gemm_q6_Kx16_q8_K_avx512);
-DN_X16_GEMM(dn_gemm_bf16x16_avx512);
-DN_X16_GEMM(dn_gemm_bf16x16f_avx512);
-#undef DN_X16_GEMM
+DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx512);
+DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx512);
+DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx512);
+DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx512);
+DN_GEMM_DECL(dn_gemm_bf16x16_avx512);
+DN_GEMM_DECL(dn_gemm_bf16x16f_avx512);
 
 /* avx512_attn.c: the attention slots of the table (kernels.h) */
 void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,

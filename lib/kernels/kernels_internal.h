@@ -8,6 +8,14 @@
 #include "kernels/kernels.h"
 #include "common/bytes.h"
 
+/* Kernel bodies are written as small always-inline pieces with constant
+ * tile shapes; UNROLL makes the compiler flatten their register loops. */
+#define AI static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 16")
+/* Declares a tile kernel with the dn_gemm_fn signature (kernels.h). */
+#define DN_GEMM_DECL(NAME) void NAME(int64_t n, const void *w, size_t w_stride, int nr, const void *x, \
+                                     size_t x_stride, int nt, float *y, size_t ldy)
+
 /* Per-ISA tables; empty slots are filled from the scalar table at detection. */
 extern const dn_kernels dn_kernels_reference_table;
 extern const dn_kernels dn_kernels_scalar_table;

@@ -12,8 +12,6 @@
 #include <arm_neon.h>
 #include "kernels/kernels_internal.h"
 
-#define AI static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 16")
 #define NCAT2(a, b) a##b
 #define NCAT(a, b) NCAT2(a, b)
 #define NK(name) NCAT(name, NEON_SUFFIX)

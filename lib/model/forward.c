@@ -261,6 +261,12 @@ static void values_pairs(const dn_kernels *k, int hd, int nq, const float *p, si
         }
 }
 
+/* First position a query at pos attends to (sliding window, if any). */
+static int64_t window_start(const dn_config *c, int64_t pos)
+{
+    return c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
+}
+
 /* Heads h0..h0+nh-1 of KV head g for tokens t0..t0+tn-1 (nh * tn <= ATT_ROWS). */
 static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0, int tn)
 {
@@ -274,7 +280,7 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
     for (int r = 0; r < nq; r++)   /* row r: token t0 + r / nh, head h0 + r % nh */
         memcpy(qb + (size_t)r * hd, j->s->q + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, sizeof(float) * hd);
     const int64_t first = j->pos0 + t0, last = first + tn - 1;
-    const int64_t lo = c->window > 0 && first - c->window + 1 > 0 ? first - c->window + 1 : 0;
+    const int64_t lo = window_start(c, first);
     const int nk = (int)(last - lo + 1);
     kv_run runs[3];
     const int nr = kv_runs(kv, j->layer, lo, last, j->pos0, (size_t)g * hd * kv->elem, runs);
@@ -285,7 +291,7 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
     }
     for (int r = 0; r < nq; r++) {   /* this row's own keys: causal, inside its window */
         const int64_t pos = first + r / nh;
-        const int64_t own = c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
+        const int64_t own = window_start(c, pos);
         float *row = sc + (size_t)r * ss;
         const int a = (int)(own - lo), b = (int)(pos - lo + 1);
         for (int x = a; x < b; x++) row[x] *= scale;
