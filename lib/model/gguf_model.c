@@ -21,6 +21,10 @@ const char *const dn_llama_layer_gguf[9] = {
     "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"
 };
 
+/* HF and GGUF names of token_embd, output_norm and output. */
+static const char *const whole_hf[3] = { "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight" };
+static const char *const whole_gguf[3] = { "token_embd.weight", "output_norm.weight", "output.weight" };
+
 static int put_name(char *out, size_t cap, const char *s)
 {
     size_t n = strlen(s);
@@ -29,13 +33,23 @@ static int put_name(char *out, size_t cap, const char *s)
     return 1;
 }
 
+int dn_llama_tensor_name(int32_t format, int which, int layer, char *out, size_t cap)
+{
+    int hf = format == DANU_FORMAT_HF;
+    if (which >= DN_LLAMA_TOKEN_EMBD && which <= DN_LLAMA_OUTPUT)
+        return put_name(out, cap, (hf ? whole_hf : whole_gguf)[which - DN_LLAMA_TOKEN_EMBD]);
+    if (which < 0 || which > DN_LLAMA_FFN_DOWN) return 0;
+    int k = hf ? snprintf(out, cap, "model.layers.%d.%s.weight", layer, dn_llama_layer_hf[which])
+               : snprintf(out, cap, "blk.%d.%s.weight", layer, dn_llama_layer_gguf[which]);
+    return k >= 0 && (size_t)k < cap;
+}
+
 int dn_llama_gguf_name(const char *hf, char *out, size_t cap, int *layer, int *which)
 {
     *layer = -1;
     *which = -1;
-    if (!strcmp(hf, "model.embed_tokens.weight")) return put_name(out, cap, "token_embd.weight");
-    if (!strcmp(hf, "model.norm.weight")) return put_name(out, cap, "output_norm.weight");
-    if (!strcmp(hf, "lm_head.weight")) return put_name(out, cap, "output.weight");
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(hf, whole_hf[i])) return put_name(out, cap, whole_gguf[i]);
     static const char prefix[] = "model.layers.";
     if (strncmp(hf, prefix, sizeof prefix - 1) != 0) return 0;
     const char *p = hf + sizeof prefix - 1;

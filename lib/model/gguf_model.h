@@ -21,7 +21,14 @@ extern const char *const dn_llama_layer_hf[9];
 extern const char *const dn_llama_layer_gguf[9];
 enum { DN_LLAMA_ATTN_NORM = 0, DN_LLAMA_ATTN_Q = 1, DN_LLAMA_ATTN_K = 2, DN_LLAMA_ATTN_V = 3,
        DN_LLAMA_ATTN_OUT = 4, DN_LLAMA_FFN_NORM = 5, DN_LLAMA_FFN_GATE = 6, DN_LLAMA_FFN_UP = 7,
-       DN_LLAMA_FFN_DOWN = 8 };
+       DN_LLAMA_FFN_DOWN = 8,
+       /* the whole-model tensors */
+       DN_LLAMA_TOKEN_EMBD = 9, DN_LLAMA_OUTPUT_NORM = 10, DN_LLAMA_OUTPUT = 11 };
+
+/* The one table of tensor names: the full name of tensor `which` (DN_LLAMA_*)
+ * of layer `layer` (ignored for the whole-model tensors) as format
+ * (DANU_FORMAT_HF or DANU_FORMAT_GGUF) names it. 0 if it does not fit cap. */
+int dn_llama_tensor_name(int32_t format, int which, int layer, char *out, size_t cap);
 
 /* GGUF name of an HF tensor ("model.layers.3.self_attn.q_proj.weight" ->
  * "blk.3.attn_q.weight"). Returns 1 when mapped; *layer gets the layer (-1

@@ -10,25 +10,7 @@
 #include "common/error.h"
 #include "common/bytes.h"
 #include "quant/quant.h"
-
-typedef struct names {
-    const char *embd, *out_norm, *output;
-    const char *fmt[9];   /* per layer, printf with the layer index */
-} names;
-
-static const names hf_names = {
-    "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
-    { "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
-      "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
-      "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.post_attention_layernorm.weight",
-      "model.layers.%d.mlp.gate_proj.weight", "model.layers.%d.mlp.up_proj.weight",
-      "model.layers.%d.mlp.down_proj.weight" } };
-
-static const names gguf_names = {
-    "token_embd.weight", "output_norm.weight", "output.weight",
-    { "blk.%d.attn_norm.weight", "blk.%d.attn_q.weight", "blk.%d.attn_k.weight", "blk.%d.attn_v.weight",
-      "blk.%d.attn_output.weight", "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight",
-      "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight" } };
+#include "model/gguf_model.h"
 
 static const dn_tensor_desc *find(const danu_model *m, const char *name)
 {
@@ -84,7 +66,13 @@ static danu_status scan_matrix(const danu_model *m, const dn_matrix *w, const ch
     return DANU_OK;
 }
 
-static danu_status bind_all(danu_model *m, const names *nm, int validate)
+/* Full name of tensor `which` (DN_LLAMA_*) of layer l in the model's naming. */
+static const char *tname(const danu_model *m, int which, int l, char *buf, size_t cap)
+{
+    return dn_llama_tensor_name(m->format, which, l, buf, cap) ? buf : "(name too long)";
+}
+
+static danu_status bind_all(danu_model *m, int validate)
 {
     const dn_config *c = &m->cfg;
     int64_t H = c->hidden, Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
@@ -92,8 +80,8 @@ static danu_status bind_all(danu_model *m, const names *nm, int validate)
     m->norms = dn_calloc(&m->alloc, n_norms, sizeof(float));
     m->layers = dn_calloc(&m->alloc, (size_t)c->n_layers, sizeof(dn_layer));
     DN_CHECK(m->norms && m->layers, DANU_ERR_NOMEM, "cannot allocate %zu norm floats", n_norms);
-    DN_TRY(bind_matrix(m, nm->embd, c->vocab, H, &m->tok_embd));
     char name[128];
+    DN_TRY(bind_matrix(m, tname(m, DN_LLAMA_TOKEN_EMBD, 0, name, sizeof name), c->vocab, H, &m->tok_embd));
     float *nv = m->norms;
     for (int l = 0; l < c->n_layers; l++) {
         dn_layer *L = &m->layers[l];
@@ -101,7 +89,7 @@ static danu_status bind_all(danu_model *m, const names *nm, int validate)
         int64_t rows[9] = { 0, Q, KV, KV, H, 0, c->ffn, c->ffn, H };
         int64_t cols[9] = { 0, H, H, H, Q, 0, H, H, c->ffn };
         for (int k = 0; k < 9; k++) {
-            snprintf(name, sizeof name, nm->fmt[k], l);
+            tname(m, k, l, name, sizeof name);
             if (k == 0 || k == 5) {
                 DN_TRY(bind_norm(m, name, H, nv));
                 if (k == 0) L->attn_norm = nv; else L->ffn_norm = nv;
@@ -111,31 +99,30 @@ static danu_status bind_all(danu_model *m, const names *nm, int validate)
             }
         }
     }
-    DN_TRY(bind_norm(m, nm->out_norm, H, nv));
+    DN_TRY(bind_norm(m, tname(m, DN_LLAMA_OUTPUT_NORM, 0, name, sizeof name), H, nv));
     m->out_norm = nv;
     m->wq0_stored = m->layers[0].wq.data;   /* n_layers >= 1 (dn_config_check) */
     m->wq0_stored_bytes = m->layers[0].wq.row_bytes;
     if (c->tied) {
         m->output = m->tok_embd;
     } else {
-        DN_TRY(bind_matrix(m, nm->output, c->vocab, H, &m->output));
+        DN_TRY(bind_matrix(m, tname(m, DN_LLAMA_OUTPUT, 0, name, sizeof name), c->vocab, H, &m->output));
     }
     if (validate) {
         int64_t maxc = c->ffn > H ? c->ffn : H;
         if (Q > maxc) maxc = Q;
         float *row = dn_malloc(&m->alloc, (size_t)maxc * sizeof(float));
         DN_CHECK(row, DANU_ERR_NOMEM, "cannot allocate a validation row");
-        danu_status s = scan_matrix(m, &m->tok_embd, nm->embd, row);
+        danu_status s = scan_matrix(m, &m->tok_embd, tname(m, DN_LLAMA_TOKEN_EMBD, 0, name, sizeof name), row);
         for (int l = 0; s == DANU_OK && l < c->n_layers; l++) {
             const dn_layer *L = &m->layers[l];
             const dn_matrix *mats[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
             static const int k_of[7] = { 1, 2, 3, 4, 6, 7, 8 };
             for (int k = 0; s == DANU_OK && k < 7; k++) {
-                snprintf(name, sizeof name, nm->fmt[k_of[k]], l);
-                s = scan_matrix(m, mats[k], name, row);
+                s = scan_matrix(m, mats[k], tname(m, k_of[k], l, name, sizeof name), row);
             }
         }
-        if (s == DANU_OK && !c->tied) s = scan_matrix(m, &m->output, nm->output, row);
+        if (s == DANU_OK && !c->tied) s = scan_matrix(m, &m->output, tname(m, DN_LLAMA_OUTPUT, 0, name, sizeof name), row);
         dn_free(&m->alloc, row);
         DN_TRY(s);
     }
@@ -186,15 +173,11 @@ static danu_status load_hf(danu_model *m, const char *path, const struct danu_op
     } else {
         dn_log(&m->log, DANU_LOG_WARN, "%s: no tokenizer.model; only token ids can be used", path);
     }
-    const char *tmpl = m->hf.tokenizer_config ? dn_json_get_str(m->hf.tokenizer_config, "chat_template") : NULL;
-    if (tmpl) {
-        m->chat_template = dn_strdup(&m->alloc, tmpl);
-        DN_CHECK(m->chat_template, DANU_ERR_NOMEM, "cannot copy the chat template");
-    }
     /* the matrices' common storage type stands for the file type */
-    const dn_tensor_desc *q = dn_hfdir_find(&m->hf, "model.layers.0.self_attn.q_proj.weight");
+    char qname[64];
+    const dn_tensor_desc *q = dn_hfdir_find(&m->hf, tname(m, DN_LLAMA_ATTN_Q, 0, qname, sizeof qname));
     m->file_type = q ? q->type : DANU_TYPE_BF16;
-    return bind_all(m, &hf_names, o->validate);
+    return bind_all(m, o->validate);
 }
 
 static danu_status load_gguf(danu_model *m, const char *path, const struct danu_options *o)
@@ -217,12 +200,6 @@ static danu_status load_gguf(danu_model *m, const char *path, const struct danu_
     } else {
         dn_log(&m->log, DANU_LOG_WARN, "%s: no tokenizer.ggml.tokens; only token ids can be used", path);
     }
-    const char *s;
-    uint64_t n;
-    if (dn_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &n)) {
-        m->chat_template = dn_strndup(&m->alloc, s, (size_t)n);
-        DN_CHECK(m->chat_template, DANU_ERR_NOMEM, "cannot copy the chat template");
-    }
     if (m->cfg.window == 0 && o->sliding_window < 0 && looks_like_danube(m)) {
         m->cfg.window = 4096;
         dn_log(&m->log, DANU_LOG_INFO,
@@ -230,7 +207,7 @@ static danu_status load_gguf(danu_model *m, const char *path, const struct danu_
                "(override with DANU_OPT_SLIDING_WINDOW)", path);
     }
     /* 1.0 is reported by dn_model_load, after the optional repack */
-    return bind_all(m, &gguf_names, o->validate);
+    return bind_all(m, o->validate);
 }
 
 danu_status dn_model_load(const char *path, const struct danu_options *o, danu_model **out)
@@ -273,6 +250,5 @@ void dn_model_free(danu_model *m)
     dn_free_aligned(&a, m->repack_buf);
     dn_free(&a, m->norms);
     dn_free(&a, m->layers);
-    dn_free(&a, m->chat_template);
     dn_free(&a, m);
 }

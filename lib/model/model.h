@@ -71,7 +71,6 @@ struct danu_model {
     const void *wq0_stored;       /* layers[0].wq row 0 as stored (state fingerprint) */
     uint64_t wq0_stored_bytes;
     danu_tokenizer *tok;
-    char *chat_template;          /* NULL if none */
     const dn_kernels *kern;
     int isa_cap;
 };

@@ -128,6 +128,12 @@ static void set_tensor(synth_tensor *d, uint64_t t, int kind, int64_t rows, int6
     d->cols = cols;
 }
 
+static void name_tensor(synth_tensor *t, int which, int layer)
+{
+    dn_llama_tensor_name(DANU_FORMAT_HF, which, layer, t->hf_name, sizeof t->hf_name);
+    dn_llama_tensor_name(DANU_FORMAT_GGUF, which, layer, t->gguf_name, sizeof t->gguf_name);
+}
+
 /* Fill the spec's tensor list, in spec order (which is also the order
  * llama.cpp's converter writes the GGUF tensors in). */
 static void build_tensors(const dn_synth_config *c, synth_tensor *d)
@@ -135,8 +141,7 @@ static void build_tensors(const dn_synth_config *c, synth_tensor *d)
     int64_t H = c->hidden, Q = (int64_t)c->heads * c->head_dim, KV = (int64_t)c->kv_heads * c->head_dim;
     int64_t F = c->ffn, V = c->vocab;
     int64_t k = 0;
-    snprintf(d[k].hf_name, sizeof d[k].hf_name, "model.embed_tokens.weight");
-    snprintf(d[k].gguf_name, sizeof d[k].gguf_name, "token_embd.weight");
+    name_tensor(&d[k], DN_LLAMA_TOKEN_EMBD, 0);
     set_tensor(&d[k++], 0, DN_SYNTH_EMBED, V, H, 0);
     for (int32_t l = 0; l < c->layers; l++) {
         uint64_t b = 1 + 9 * (uint64_t)l;
@@ -145,20 +150,17 @@ static void build_tensors(const dn_synth_config *c, synth_tensor *d)
             { 1, H, 0 }, { F, H, H }, { F, H, H }, { H, F, F },
         };
         for (int j = 0; j < 9; j++, k++) {
-            snprintf(d[k].hf_name, sizeof d[k].hf_name, "model.layers.%d.%s.weight", (int)l, dn_llama_layer_hf[j]);
-            snprintf(d[k].gguf_name, sizeof d[k].gguf_name, "blk.%d.%s.weight", (int)l, dn_llama_layer_gguf[j]);
+            name_tensor(&d[k], j, (int)l);
             int kind = (j == 0 || j == 5) ? DN_SYNTH_NORM : DN_SYNTH_LINEAR;
             set_tensor(&d[k], b + (uint64_t)j, kind, shape[j][0], shape[j][1], shape[j][2]);
             d[k].permute = j == 1 || j == 2;
         }
     }
     uint64_t t = 1 + 9 * (uint64_t)c->layers;
-    snprintf(d[k].hf_name, sizeof d[k].hf_name, "model.norm.weight");
-    snprintf(d[k].gguf_name, sizeof d[k].gguf_name, "output_norm.weight");
+    name_tensor(&d[k], DN_LLAMA_OUTPUT_NORM, 0);
     set_tensor(&d[k++], t, DN_SYNTH_NORM, 1, H, 0);
     if (!c->tied) {
-        snprintf(d[k].hf_name, sizeof d[k].hf_name, "lm_head.weight");
-        snprintf(d[k].gguf_name, sizeof d[k].gguf_name, "output.weight");
+        name_tensor(&d[k], DN_LLAMA_OUTPUT, 0);
         set_tensor(&d[k++], t + 1, DN_SYNTH_LINEAR, V, H, H);
     }
 }
