@@ -466,31 +466,13 @@ danu_status danu_context_state_load(danu_context *c, const void *buf, size_t len
 danu_status danu_context_state_save_file(const danu_context *c, const char *path)
 {
     ARG(c && path, "context or path is NULL");
-    size_t n = dn_context_state_size(c);
-    uint8_t *buf = dn_malloc(&c->alloc, n);
-    DN_CHECK(buf, DANU_ERR_NOMEM, "cannot allocate %zu bytes for the state", n);
-    danu_status s = dn_context_state_save(c, buf, n, NULL);
-    if (s == DANU_OK) {
-        FILE *f = fopen(path, "wb");
-        if (!f) s = dn_seterr(DANU_ERR_IO, "%s: cannot create", path);
-        else {
-            if (fwrite(buf, 1, n, f) != n) s = dn_seterr(DANU_ERR_IO, "%s: write failed", path);
-            if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed", path);
-        }
-    }
-    dn_free(&c->alloc, buf);
-    return s;
+    return dn_context_state_save_file(c, path);
 }
 
 danu_status danu_context_state_load_file(danu_context *c, const char *path)
 {
     ARG(c && path, "context or path is NULL");
-    char *buf = NULL;
-    size_t len = 0;
-    DN_TRY(dn_read_file(path, &c->alloc, (size_t)1 << 40, &buf, &len));
-    danu_status s = dn_context_state_load(c, (const uint8_t *)buf, len);
-    dn_free(&c->alloc, buf);
-    return s;
+    return dn_context_state_load_file(c, path);
 }
 
 /* ---- tools ---- */

@@ -21,6 +21,16 @@ static inline void dn_wr_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i+
 static inline void dn_wr_f32(uint8_t *p, float f) { uint32_t u; memcpy(&u, &f, 4); dn_wr_u32(p, u); }
 
 /* Return 0 and store the result, or 1 on overflow. */
+/* FNV-1a, 64-bit: start from DN_FNV1A_INIT and chain calls to hash a
+ * sequence of pieces (for hash tables and checksums, not for security). */
+#define DN_FNV1A_INIT 1469598103934665603ull
+static inline uint64_t dn_fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 static inline int dn_add_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_add_overflow(a, b, r); }
 static inline int dn_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_mul_overflow(a, b, r); }
 static inline int dn_add_overflow_size(size_t a, size_t b, size_t *r) { return __builtin_add_overflow(a, b, r); }

@@ -28,6 +28,15 @@ int dn_is_dir(const char *path);
 int dn_file_exists(const char *path);
 /* Join dir + "/" + name into a new heap string. */
 char *dn_path_join(const dn_alloc *a, const char *dir, const char *name);
+/* Files that appear whole or not at all: write to dn_tmp_path(path)
+ * (PATH.tmp, a new heap string), then dn_publish() renames it to PATH.
+ * replace 0 refuses to replace a PATH that exists (atomically where the
+ * system can say so: Linux renameat2), 1 replaces it. */
+char *dn_tmp_path(const dn_alloc *a, const char *path);
+danu_status dn_publish(const char *tmp, const char *path, int replace);
+/* n bytes to PATH.tmp, then renamed over PATH (the temporary is removed
+ * on failure). */
+danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void *data, size_t n);
 uint64_t dn_time_ns(void);   /* monotonic */
 int dn_cpu_count(void);      /* online cores, >= 1 */
 #endif

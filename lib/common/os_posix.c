@@ -1,5 +1,6 @@
 /* os_posix.c - files, mappings, clocks and cores on POSIX systems. */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -140,4 +141,44 @@ int dn_cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+}
+
+char *dn_tmp_path(const dn_alloc *a, const char *path)
+{
+    size_t n = strlen(path);
+    char *t = dn_malloc(a, n + 5);
+    if (t) { memcpy(t, path, n); memcpy(t + n, ".tmp", 5); }
+    return t;
+}
+
+danu_status dn_publish(const char *tmp, const char *path, int replace)
+{
+#ifdef RENAME_NOREPLACE
+    if (!replace) {
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return DANU_OK;
+        if (errno == EEXIST) return dn_seterr(DANU_ERR_IO, "%s: created by someone else meanwhile; %s kept", path, tmp);
+        if (errno != EINVAL && errno != ENOSYS)
+            return dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", path, tmp, strerror(errno));
+    }
+#endif
+    if (!replace && access(path, F_OK) == 0) return dn_seterr(DANU_ERR_IO, "%s: exists; not replacing it", path);
+    if (rename(tmp, path) != 0) return dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", path, tmp, strerror(errno));
+    return DANU_OK;
+}
+
+danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void *data, size_t n)
+{
+    char *tmp = dn_tmp_path(a, path);
+    if (!tmp) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", path);
+    danu_status s = DANU_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) s = dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    else {
+        if (fwrite(data, 1, n, f) != n) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        if (s == DANU_OK) s = dn_publish(tmp, path, 1);
+        if (s != DANU_OK) unlink(tmp);
+    }
+    dn_free(a, tmp);
+    return s;
 }

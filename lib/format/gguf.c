@@ -116,12 +116,7 @@ static danu_status rd_str(parser *ps, const char *field, uint64_t max, const uin
     return DANU_OK;
 }
 
-static uint64_t hash_bytes(const uint8_t *s, uint64_t n)
-{
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (uint64_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
-    return h;
-}
+static uint64_t hash_bytes(const uint8_t *s, uint64_t n) { return dn_fnv1a(DN_FNV1A_INIT, s, (size_t)n); }
 
 static danu_status index_init(const dn_alloc *a, name_index *ix, int64_t n)
 {

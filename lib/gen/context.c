@@ -43,6 +43,11 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     if (s == DANU_OK) s = dn_sampler_init(&c->sampler, &c->alloc, cfg->vocab, o->seed);
     if (s == DANU_OK) c->sampler.params = o->sampling;
     if (s == DANU_OK && m->tok) s = dn_decoder_create(m->tok, &c->dec);
+    if (s == DANU_OK) {
+        c->hold_cap = dn_hold_bytes(0);
+        c->hold = dn_malloc(&c->alloc, c->hold_cap);
+        if (!c->hold) s = dn_seterr(DANU_ERR_NOMEM, "cannot allocate the text buffer");
+    }
     if (s != DANU_OK) { dn_context_free(c); return s; }
     atomic_init(&c->abort_flag, 0);
     dn_log(&c->log, DANU_LOG_INFO, "context: n_ctx %d, %d cached positions per layer, KV %zu bytes, %d threads", n_ctx,
@@ -88,7 +93,8 @@ static danu_status eval_chunks(danu_context *c, const danu_token *t, size_t n, f
         danu_status s = dn_forward(c->model, &c->kv, &c->s, c->pool, t + done, chunk, (int64_t)c->n_tokens, lg,
                                    all_logits != NULL, &c->abort_flag);
         if (s != DANU_OK) return s;
-        memcpy(c->tokens + c->n_tokens, t + done, (size_t)chunk * sizeof *t);
+        if (t + done != c->tokens + c->n_tokens)   /* a shift re-evaluates the history in place */
+            memcpy(c->tokens + c->n_tokens, t + done, (size_t)chunk * sizeof *t);
         c->n_tokens += (size_t)chunk;
         done += (size_t)chunk;
         if (last) {
@@ -101,7 +107,8 @@ static danu_status eval_chunks(danu_context *c, const danu_token *t, size_t n, f
 
 /* Context full under DANU_FULL_SHIFT: keep the first n_keep tokens, drop the
  * older half of the rest, and recompute the cache for what remains (exact:
- * the kept tokens get the positions they now have). */
+ * the kept tokens get the positions they now have). The kept tokens move
+ * down inside the history itself, so a shift allocates nothing. */
 static danu_status shift(danu_context *c, size_t need)
 {
     size_t keep = (size_t)c->opt.n_keep, rest = c->n_tokens - keep;
@@ -109,16 +116,11 @@ static danu_status shift(danu_context *c, size_t need)
     if (c->n_tokens - drop + need > (size_t)c->n_ctx) drop = c->n_tokens + need - (size_t)c->n_ctx;
     if (drop > rest) return dn_seterr(DANU_ERR_CONTEXT_FULL, "%zu new tokens do not fit even after a shift", need);
     size_t n = c->n_tokens - drop;
-    danu_token *kept = dn_malloc(&c->alloc, n * sizeof *kept + 1);
-    DN_CHECK(kept, DANU_ERR_NOMEM, "cannot allocate the shift buffer");
-    memcpy(kept, c->tokens, keep * sizeof *kept);
-    memcpy(kept + keep, c->tokens + keep + drop, (n - keep) * sizeof *kept);
+    memmove(c->tokens + keep, c->tokens + keep + drop, (n - keep) * sizeof *c->tokens);
     dn_log(&c->log, DANU_LOG_INFO, "context full: keeping %zu + %zu tokens, dropping %zu", keep, n - keep, drop);
     c->n_tokens = 0;
     c->has_logits = 0;
-    danu_status s = eval_chunks(c, kept, n, NULL);
-    dn_free(&c->alloc, kept);
-    return s;
+    return eval_chunks(c, c->tokens, n, NULL);
 }
 
 danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
@@ -197,6 +199,13 @@ danu_status dn_context_sample(danu_context *c, danu_token *out)
 danu_status dn_context_add_stop(danu_context *c, const char *s)
 {
     DN_CHECK(s && *s, DANU_ERR_INVALID_ARG, "empty stop string");
+    size_t need = dn_hold_bytes(strlen(s));
+    if (need > c->hold_cap) {
+        char *h = dn_realloc(&c->alloc, c->hold, need);
+        DN_CHECK(h, DANU_ERR_NOMEM, "cannot add a stop string");
+        c->hold = h;
+        c->hold_cap = need;
+    }
     char **ns = dn_realloc(&c->alloc, c->stops, (size_t)(c->n_stops + 1) * sizeof *ns);
     DN_CHECK(ns, DANU_ERR_NOMEM, "cannot add a stop string");
     c->stops = ns;
@@ -212,18 +221,24 @@ void dn_context_clear_stops(danu_context *c)
     c->n_stops = 0;
 }
 
+/* Held text never outgrows the buffer allocated at create (and grown by
+ * add_stop): a step adds at most one piece and the decoder's tail, and a
+ * step refuses to start without room for them (hold_room). */
 static danu_status hold_append(danu_context *c, const char *s, size_t n)
 {
-    if (c->hold_len + n + 1 > c->hold_cap) {
-        size_t cap = (c->hold_len + n + 1) * 2;
-        char *h = dn_realloc(&c->alloc, c->hold, cap);
-        DN_CHECK(h, DANU_ERR_NOMEM, "cannot grow the text buffer");
-        c->hold = h;
-        c->hold_cap = cap;
-    }
+    DN_CHECK(c->hold_len + n + 1 <= c->hold_cap, DANU_ERR_INTERNAL, "held text of %zu + %zu bytes exceeds %zu",
+             c->hold_len, n, c->hold_cap);
     memcpy(c->hold + c->hold_len, s, n);
     c->hold_len += n;
     c->hold[c->hold_len] = 0;
+    return DANU_OK;
+}
+
+static danu_status hold_room(const danu_context *c)
+{
+    DN_CHECK(c->hold_len + DN_PIECE_MAX + DN_TAIL_MAX + 1 <= c->hold_cap, DANU_ERR_BUFFER_TOO_SMALL,
+             "%zu bytes of text are held back (earlier steps had buffers too small for them): "
+             "take them with danu_context_step_finish", c->hold_len);
     return DANU_OK;
 }
 
@@ -285,7 +300,7 @@ static danu_status gen_start(danu_context *c)
 /* Finish a generation: the rest of the held text and the decoder's tail. */
 static danu_status gen_finish(danu_context *c, int drop_hold, char *out, size_t cap, size_t *len)
 {
-    char tail[64];
+    char tail[DN_TAIL_MAX];
     size_t tl = 0;
     if (c->dec) dn_decoder_flush(c->dec, tail, sizeof tail, &tl);
     if (drop_hold) c->hold_len = 0;
@@ -300,6 +315,7 @@ danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t c
     *len = 0;
     if (cap) out[0] = 0;
     *id = -1;
+    DN_TRY(hold_room(c));
     DN_TRY(gen_start(c));
     danu_token t;
     DN_TRY(dn_context_sample(c, &t));
@@ -317,7 +333,7 @@ danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t c
     if (s == DANU_ERR_ABORTED) { *reason = DANU_STOP_ABORTED; c->gen_active = 0; return s; }
     DN_TRY(s);
     if (c->dec) {
-        char piece[256];
+        char piece[DN_PIECE_MAX];
         size_t pl = 0;
         DN_TRY(dn_decoder_push(c->dec, t, piece, sizeof piece, &pl));
         DN_TRY(hold_append(c, piece, pl));
@@ -342,7 +358,7 @@ danu_status dn_context_step_finish(danu_context *c, char *out, size_t cap, size_
     if (!c->gen_active) return DANU_OK;
     /* the decoder's tail joins the held text first, so a too-small buffer loses nothing */
     if (c->dec) {
-        char tail[64];
+        char tail[DN_TAIL_MAX];
         size_t tl = 0;
         dn_decoder_flush(c->dec, tail, sizeof tail, &tl);
         DN_TRY(hold_append(c, tail, tl));
@@ -397,124 +413,4 @@ danu_status dn_context_chat_append(danu_context *c, const char *const *roles, co
     dn_free(&c->alloc, ids);
     c->gen_active = 0;
     return s;
-}
-
-/* ---- state ------------------------------------------------------------------------ */
-
-/* Layout (little-endian): "DANUSTAT" u32 version=1, u32 header words
- * {n_layers, kv_dim, vocab, hidden, window, cap, kv_type, has_logits},
- * u64 model fingerprint, u64 n_tokens, i32 tokens[n], f32 logits[vocab] if
- * has_logits, u64 rng[4], then per layer the K and V rows of the cached
- * positions, oldest first; u64 FNV-1a of everything before it. */
-#define STATE_MAGIC "DANUSTAT"
-#define STATE_VERSION 1u
-
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ull; }
-    return h;
-}
-
-static uint64_t model_fingerprint(const danu_model *m)
-{
-    const dn_config *c = &m->cfg;
-    uint64_t h = fnv1a((const uint8_t *)c, sizeof *c);
-    size_t n = m->tok_embd.row_bytes < 256 ? (size_t)m->tok_embd.row_bytes : 256;
-    h ^= fnv1a(m->tok_embd.data, n);
-    /* the stored bytes, not a repacked copy: a state stays loadable
-     * whatever DANU_OPT_REPACK the model was loaded with */
-    h ^= fnv1a(m->wq0_stored, m->wq0_stored_bytes < 256 ? (size_t)m->wq0_stored_bytes : 256) * 31;
-    return h;
-}
-
-static size_t cached_rows(const danu_context *c)
-{
-    return c->n_tokens < (size_t)c->cap ? c->n_tokens : (size_t)c->cap;
-}
-
-size_t dn_context_state_size(const danu_context *c)
-{
-    const dn_config *cfg = &c->model->cfg;
-    size_t row = (size_t)c->kv.kv_dim * c->kv.elem;
-    return 8 + 4 + 8 * 4 + 8 + 8 + c->n_tokens * 4 + (c->has_logits ? (size_t)cfg->vocab * 4 : 0) + 32 +
-           (size_t)cfg->n_layers * 2 * cached_rows(c) * row + 8;
-}
-
-danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t cap, size_t *written)
-{
-    size_t need = dn_context_state_size(c);
-    if (written) *written = need;
-    DN_CHECK(cap >= need, DANU_ERR_BUFFER_TOO_SMALL, "state needs %zu bytes, buffer has %zu", need, cap);
-    const dn_config *cfg = &c->model->cfg;
-    uint8_t *p = buf;
-    memcpy(p, STATE_MAGIC, 8); p += 8;
-    dn_wr_u32(p, STATE_VERSION); p += 4;
-    uint32_t hdr[8] = { (uint32_t)cfg->n_layers, (uint32_t)c->kv.kv_dim, (uint32_t)cfg->vocab, (uint32_t)cfg->hidden,
-                        (uint32_t)cfg->window, (uint32_t)c->cap, (uint32_t)c->kv.type, (uint32_t)c->has_logits };
-    for (int i = 0; i < 8; i++) { dn_wr_u32(p, hdr[i]); p += 4; }
-    dn_wr_u64(p, model_fingerprint(c->model)); p += 8;
-    dn_wr_u64(p, c->n_tokens); p += 8;
-    for (size_t i = 0; i < c->n_tokens; i++) { dn_wr_u32(p, (uint32_t)c->tokens[i]); p += 4; }
-    if (c->has_logits) for (int32_t i = 0; i < cfg->vocab; i++) { dn_wr_f32(p, c->logits[i]); p += 4; }
-    for (int i = 0; i < 4; i++) { dn_wr_u64(p, c->sampler.rng[i]); p += 8; }
-    size_t rows = cached_rows(c), row = (size_t)c->kv.kv_dim * c->kv.elem;
-    for (int l = 0; l < cfg->n_layers; l++)
-        for (size_t r = 0; r < rows; r++) {
-            int64_t pos = (int64_t)(c->n_tokens - rows + r);
-            memcpy(p, dn_kv_k(&c->kv, l, pos), row); p += row;
-            memcpy(p, dn_kv_v(&c->kv, l, pos), row); p += row;
-        }
-    dn_wr_u64(p, fnv1a(buf, (size_t)(p - buf))); p += 8;
-    return DANU_OK;
-}
-
-danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t len)
-{
-    const dn_config *cfg = &c->model->cfg;
-    DN_CHECK(len >= 8 + 4 + 32 + 16 + 32 + 8, DANU_ERR_FORMAT, "state: %zu bytes is too short", len);
-    DN_CHECK(!memcmp(buf, STATE_MAGIC, 8), DANU_ERR_FORMAT, "state: bad magic");
-    DN_CHECK(dn_rd_u32(buf + 8) == STATE_VERSION, DANU_ERR_FORMAT, "state: version %u is not supported",
-             dn_rd_u32(buf + 8));
-    DN_CHECK(dn_rd_u64(buf + len - 8) == fnv1a(buf, len - 8), DANU_ERR_FORMAT, "state: checksum mismatch (corrupt data)");
-    const uint8_t *p = buf + 12;
-    uint32_t hdr[8];
-    for (int i = 0; i < 8; i++) { hdr[i] = dn_rd_u32(p); p += 4; }
-    uint64_t fp = dn_rd_u64(p); p += 8;
-    DN_CHECK(hdr[0] == (uint32_t)cfg->n_layers && hdr[1] == (uint32_t)c->kv.kv_dim && hdr[2] == (uint32_t)cfg->vocab &&
-             hdr[3] == (uint32_t)cfg->hidden && hdr[4] == (uint32_t)cfg->window && fp == model_fingerprint(c->model),
-             DANU_ERR_FORMAT, "state: saved from another model");
-    DN_CHECK(hdr[6] == (uint32_t)c->kv.type, DANU_ERR_FORMAT, "state: KV type %u differs from this context's %d", hdr[6],
-             c->kv.type);
-    DN_CHECK(hdr[7] <= 1, DANU_ERR_FORMAT, "state: bad logits flag");
-    uint64_t n = dn_rd_u64(p); p += 8;
-    DN_CHECK(n <= (uint64_t)c->n_ctx, DANU_ERR_FORMAT, "state: %llu tokens exceed n_ctx %d", (unsigned long long)n, c->n_ctx);
-    size_t saved_rows = n < hdr[5] ? (size_t)n : (size_t)hdr[5];
-    size_t need_rows = n < (uint64_t)c->cap ? (size_t)n : (size_t)c->cap;
-    DN_CHECK(saved_rows >= need_rows, DANU_ERR_FORMAT, "state: holds %zu cached positions, this context needs %zu",
-             saved_rows, need_rows);
-    size_t row = (size_t)c->kv.kv_dim * c->kv.elem;
-    size_t expect = 12 + 32 + 8 + 8 + (size_t)n * 4 + (hdr[7] ? (size_t)cfg->vocab * 4 : 0) + 32 +
-                    (size_t)cfg->n_layers * 2 * saved_rows * row + 8;
-    DN_CHECK(len == expect, DANU_ERR_FORMAT, "state: %zu bytes, expected %zu", len, expect);
-    for (uint64_t i = 0; i < n; i++) {
-        int32_t t = (int32_t)dn_rd_u32(p + 4 * i);
-        DN_CHECK(t >= 0 && t < cfg->vocab, DANU_ERR_FORMAT, "state: token %llu has bad id %d", (unsigned long long)i, t);
-    }
-    dn_context_clear(c);   /* everything checked: from here on the load cannot fail */
-    for (uint64_t i = 0; i < n; i++) { c->tokens[i] = (int32_t)dn_rd_u32(p); p += 4; }
-    if (hdr[7]) for (int32_t i = 0; i < cfg->vocab; i++) { c->logits[i] = dn_rd_f32(p); p += 4; }
-    for (int i = 0; i < 4; i++) { c->sampler.rng[i] = dn_rd_u64(p); p += 8; }
-    for (int l = 0; l < cfg->n_layers; l++)
-        for (size_t r = 0; r < saved_rows; r++) {
-            int64_t pos = (int64_t)(n - saved_rows + r);
-            if (r >= saved_rows - need_rows) {
-                memcpy(dn_kv_k(&c->kv, l, pos), p, row);
-                memcpy(dn_kv_v(&c->kv, l, pos), p + row, row);
-            }
-            p += 2 * row;
-        }
-    c->n_tokens = (size_t)n;
-    c->has_logits = (int)hdr[7];
-    return DANU_OK;
 }

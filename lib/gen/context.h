@@ -11,6 +11,17 @@
 #include "gen/sampler.h"
 #include "common/threadpool.h"
 
+/* Generated text is held back while it may still start a stop string: at
+ * most DN_PIECE_MAX bytes per token (the decoder's output for one id) and
+ * DN_TAIL_MAX at the end (its flushed tail); DN_HOLD_BASE of slack lets a
+ * caller's too-small buffers leave text behind for a few steps. */
+enum { DN_PIECE_MAX = 256, DN_TAIL_MAX = 64, DN_HOLD_BASE = 1024 };
+/* The hold buffer's size: the longest stop string twice over, a piece, the tail. */
+static inline size_t dn_hold_bytes(size_t longest_stop)
+{
+    return DN_HOLD_BASE + 2 * longest_stop + DN_PIECE_MAX + DN_TAIL_MAX + 1;
+}
+
 struct danu_context {
     danu_model *model;
     dn_alloc alloc;
@@ -51,5 +62,7 @@ danu_status dn_context_chat_append(danu_context *c, const char *const *roles, co
 size_t dn_context_state_size(const danu_context *c);
 danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t cap, size_t *written);
 danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t len);
+danu_status dn_context_state_save_file(const danu_context *c, const char *path);
+danu_status dn_context_state_load_file(danu_context *c, const char *path);
 danu_status dn_context_apply_settings(danu_context *c);   /* after a sticky set */
 #endif

@@ -629,20 +629,6 @@ static danu_status write_tensor(job *j, dn_gguf_writer *w, FILE *f, const qtenso
     return DANU_OK;
 }
 
-/* Rename tmp to out, refusing to replace an out created meanwhile where the
- * system can say so atomically (Linux renameat2). */
-static danu_status publish(const char *tmp, const char *out)
-{
-#ifdef RENAME_NOREPLACE
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) == 0) return DANU_OK;
-    if (errno == EEXIST) return dn_seterr(DANU_ERR_IO, "%s: created by someone else meanwhile; %s removed", out, tmp);
-    if (errno != EINVAL && errno != ENOSYS)
-        return dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", out, tmp, strerror(errno));
-#endif
-    if (rename(tmp, out) != 0) return dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", out, tmp, strerror(errno));
-    return DANU_OK;
-}
-
 static danu_status write_file(job *j)
 {
     dn_gguf_writer *w = NULL;
@@ -666,7 +652,7 @@ static danu_status write_file(job *j)
     if (s == DANU_OK && dn_gguf_w_end(w, f) != DANU_OK) s = prefix_error(DANU_ERR_IO, j->tmp_path, "");
     if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
     dn_gguf_writer_free(w);
-    if (s == DANU_OK) s = publish(j->tmp_path, j->rq->output);
+    if (s == DANU_OK) s = dn_publish(j->tmp_path, j->rq->output, 0);
     if (s != DANU_OK) unlink(j->tmp_path);
     return s;
 }
@@ -703,11 +689,8 @@ static danu_status run(job *j)
     const dn_quantize_request *rq = j->rq;
     struct stat st;
     DN_CHECK(lstat(rq->output, &st) != 0, DANU_ERR_INVALID_ARG, "%s: already exists; not overwriting it", rq->output);
-    size_t olen = strlen(rq->output);
-    j->tmp_path = dn_malloc(j->a, olen + 5);
+    j->tmp_path = dn_tmp_path(j->a, rq->output);
     DN_CHECK(j->tmp_path, DANU_ERR_NOMEM, "%s: out of memory", rq->output);
-    memcpy(j->tmp_path, rq->output, olen);
-    memcpy(j->tmp_path + olen, ".tmp", 5);
     DN_CHECK(lstat(j->tmp_path, &st) != 0, DANU_ERR_IO, "%s: exists (left by an interrupted run?); remove it first",
              j->tmp_path);
 

@@ -584,8 +584,7 @@ static danu_status write_hf(job *j)
         }
         dn_free(j->a, path);
     }
-    if (s == DANU_OK && rename(j->tmp_path, j->final_path) != 0)
-        s = dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", q->out_path, j->tmp_path, strerror(errno));
+    if (s == DANU_OK) s = dn_publish(j->tmp_path, j->final_path, 0);
     if (s != DANU_OK) remove_tmp_hf(j);
     return s;
 }
@@ -681,8 +680,7 @@ static danu_status write_gguf(job *j)
     if (s == DANU_OK && (s = dn_gguf_w_end(w, f)) != DANU_OK) s = prefix_error(s, j->tmp_path);
     if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
     dn_gguf_writer_free(w);
-    if (s == DANU_OK && rename(j->tmp_path, j->final_path) != 0)
-        s = dn_seterr(DANU_ERR_IO, "%s: cannot rename %s: %s", q->out_path, j->tmp_path, strerror(errno));
+    if (s == DANU_OK) s = dn_publish(j->tmp_path, j->final_path, 0);
     if (s != DANU_OK) unlink(j->tmp_path);
     return s;
 }
@@ -777,8 +775,8 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     while (olen > 1 && out[olen - 1] == '/') olen--;   /* "model/" names the directory "model" */
     j.n_t = n_synth_tensors(c);
     j.t = dn_calloc(a, (size_t)j.n_t, sizeof *j.t);
-    j.tmp_path = dn_malloc(a, olen + 5);
     j.final_path = dn_strndup(a, out, olen);
+    j.tmp_path = j.final_path ? dn_tmp_path(a, j.final_path) : NULL;
     int64_t max_cols = c->hidden > c->ffn ? c->hidden : c->ffn;
     if ((int64_t)c->heads * c->head_dim > max_cols) max_cols = (int64_t)c->heads * c->head_dim;
     /* a chunk is at least one row */
@@ -793,8 +791,6 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
         job_free(&j);
         return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", out);
     }
-    memcpy(j.tmp_path, out, olen);
-    memcpy(j.tmp_path + olen, ".tmp", 5);
     build_tensors(c, j.t);
     j.total = plan_types(&j);
 
