@@ -328,6 +328,7 @@ DANU_API danu_status danu_context_set_float(danu_context *ctx, danu_param key, d
 DANU_API danu_status danu_context_set_logit_bias(danu_context *ctx, danu_token id, float bias);
 /** METHOD. Bytes of KV cache and scratch held by the context. */
 DANU_API size_t danu_context_memory_size(const danu_context *ctx);
+DANU_API danu_status danu_context_memory_estimate(const danu_model *model, const danu_options *opts, size_t *out);
 
 /** METHOD. Append tokens to the cache and compute them as one batch (split
  *  into N_BATCH pieces). Afterwards danu_context_logits() is the last row.

@@ -343,7 +343,14 @@ danu_status danu_context_set_logit_bias(danu_context *c, danu_token id, float bi
 
 size_t danu_context_memory_size(const danu_context *c)
 {
-    return c ? dn_kv_bytes(&c->kv) + dn_scratch_bytes(&c->s, c->model) : 0;
+    return c ? dn_context_memory_size(c) : 0;
+}
+
+danu_status danu_context_memory_estimate(const danu_model *m, const danu_options *opts, size_t *out)
+{
+    ARG(m && out, "model or out is NULL");
+    struct danu_options tmp;
+    return dn_context_estimate(m, opts_or_default(opts, &tmp), out);
 }
 
 danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)

@@ -59,7 +59,6 @@ char *dn_strdup(const dn_alloc *a, const char *s) { return dn_strndup(a, s, strl
 
 /* Over-allocate and keep the offset to the real block just before the
  * aligned pointer, so any allocator (even without alignment support) works. */
-#define DN_ALIGN 64
 void *dn_malloc_aligned_to(const dn_alloc *a, size_t size, size_t align)
 {
     size_t total;

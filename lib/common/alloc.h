@@ -29,4 +29,8 @@ void *dn_malloc_aligned(const dn_alloc *a, size_t size);
  * pages); also freed with dn_free_aligned. */
 void *dn_malloc_aligned_to(const dn_alloc *a, size_t size, size_t align);
 void dn_free_aligned(const dn_alloc *a, void *p);
+/* Bytes an aligned block of size bytes takes from the allocator (the
+ * over-allocation that dn_malloc_aligned makes to align it). */
+#define DN_ALIGN 64
+static inline size_t dn_aligned_bytes(size_t size) { return size + DN_ALIGN + sizeof(void *); }
 #endif

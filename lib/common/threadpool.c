@@ -80,6 +80,11 @@ static void *worker_main(void *v)
     return NULL;
 }
 
+size_t dn_pool_bytes(int n_threads)
+{
+    return sizeof(dn_pool) + (n_threads > 1 ? (size_t)n_threads * (sizeof(pthread_t) + sizeof(worker_arg)) : 0);
+}
+
 danu_status dn_pool_create(const dn_alloc *a, int n_threads, dn_pool **out)
 {
     *out = NULL;

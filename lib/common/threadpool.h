@@ -9,6 +9,9 @@ typedef struct dn_pool dn_pool;
 /* fn(arg, ith, nth) runs once on each of nth threads; the caller is ith 0. */
 typedef void (*dn_task_fn)(void *arg, int ith, int nth);
 
+/* Bytes a pool of n_threads takes from the allocator (thread stacks are
+ * the system's and not counted). */
+size_t dn_pool_bytes(int n_threads);
 danu_status dn_pool_create(const dn_alloc *a, int n_threads, dn_pool **out);
 void dn_pool_free(dn_pool *p);
 int dn_pool_size(const dn_pool *p);

@@ -9,34 +9,76 @@
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* What a context's options come to on a model: the one place that turns
+ * n_ctx 0, the window, n_batch and the thread count into sizes. */
+typedef struct ctx_plan { int32_t n_ctx, cap, n_batch, n_threads, kv_type; } ctx_plan;
+
+static danu_status plan(const danu_model *m, const struct danu_options *o, ctx_plan *p)
+{
+    const dn_config *cfg = &m->cfg;
+    p->n_ctx = o->n_ctx > 0 ? o->n_ctx : cfg->max_ctx;
+    DN_CHECK(p->n_ctx <= cfg->max_ctx, DANU_ERR_INVALID_ARG, "n_ctx %d is above the model's context length %d",
+             p->n_ctx, cfg->max_ctx);
+    DN_CHECK(o->n_keep >= 0 && o->n_keep < p->n_ctx, DANU_ERR_INVALID_ARG, "n_keep %d must be below n_ctx %d",
+             o->n_keep, p->n_ctx);
+    /* a window W needs only the last W positions of each layer */
+    p->cap = cfg->window > 0 && cfg->window < p->n_ctx ? cfg->window : p->n_ctx;
+    p->n_batch = o->n_batch < p->n_ctx ? o->n_batch : p->n_ctx;
+    p->n_threads = o->n_threads > 0 ? o->n_threads : dn_cpu_count();
+    p->kv_type = o->kv_type;
+    return DANU_OK;
+}
+
+/* Bytes a fresh context of this plan takes from the allocator, stop
+ * strings aside: the sum of what each of its parts allocates. */
+static size_t plan_bytes(const danu_model *m, const ctx_plan *p)
+{
+    const dn_config *cfg = &m->cfg;
+    return sizeof(danu_context) + dn_pool_bytes(p->n_threads) +
+           dn_kv_alloc_bytes(cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, p->cap, p->n_batch, p->kv_type) +
+           dn_scratch_plan_bytes(m, p->n_batch, p->n_threads, p->cap) + (size_t)p->n_ctx * sizeof(danu_token) +
+           dn_aligned_bytes((size_t)cfg->vocab * sizeof(float)) + dn_sampler_bytes(cfg->vocab) +
+           (m->tok ? dn_decoder_bytes(m->tok) : 0) + dn_hold_bytes(0);
+}
+
+danu_status dn_context_estimate(const danu_model *m, const struct danu_options *o, size_t *out)
+{
+    ctx_plan p = { 0, 0, 0, 0, 0 };
+    DN_TRY(plan(m, o, &p));
+    *out = plan_bytes(m, &p);
+    return DANU_OK;
+}
+
+size_t dn_context_memory_size(const danu_context *c)
+{
+    const ctx_plan p = { c->n_ctx, c->cap, c->opt.n_batch, c->opt.n_threads, c->kv.type };
+    size_t stops = c->stops ? (size_t)c->n_stops * sizeof *c->stops : 0;
+    for (int i = 0; i < c->n_stops; i++) stops += strlen(c->stops[i]) + 1;
+    return plan_bytes(c->model, &p) + stops + (c->hold_cap - dn_hold_bytes(0));
+}
+
 danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out)
 {
     *out = NULL;
     const dn_config *cfg = &m->cfg;
-    int32_t n_ctx = o->n_ctx > 0 ? o->n_ctx : cfg->max_ctx;
-    DN_CHECK(n_ctx <= cfg->max_ctx, DANU_ERR_INVALID_ARG, "n_ctx %d is above the model's context length %d", n_ctx,
-             cfg->max_ctx);
-    DN_CHECK(o->n_keep >= 0 && o->n_keep < n_ctx, DANU_ERR_INVALID_ARG, "n_keep %d must be below n_ctx %d", o->n_keep,
-             n_ctx);
+    ctx_plan p = { 0, 0, 0, 0, 0 };
+    DN_TRY(plan(m, o, &p));
     danu_context *c = dn_calloc(&m->alloc, 1, sizeof *c);
     DN_CHECK(c, DANU_ERR_NOMEM, "cannot allocate the context");
     c->model = m;
     c->alloc = m->alloc;        /* contexts inherit the model's allocator */
     c->log = o->log.fn ? o->log : m->log;
     c->opt = *o;
-    c->n_ctx = n_ctx;
-    /* a window W needs only the last W positions of each layer */
-    c->cap = cfg->window > 0 && cfg->window < n_ctx ? cfg->window : n_ctx;
-    int32_t n_batch = o->n_batch < n_ctx ? o->n_batch : n_ctx;
-    int32_t n_threads = o->n_threads > 0 ? o->n_threads : dn_cpu_count();
-    c->opt.n_batch = n_batch;
-    c->opt.n_threads = n_threads;
-    danu_status s = dn_pool_create(&c->alloc, n_threads, &c->pool);
-    if (s == DANU_OK) s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, n_batch,
-                                     o->kv_type);
-    if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, n_batch, n_threads, c->cap);
+    c->n_ctx = p.n_ctx;
+    c->cap = p.cap;
+    c->opt.n_batch = p.n_batch;
+    c->opt.n_threads = p.n_threads;
+    danu_status s = dn_pool_create(&c->alloc, p.n_threads, &c->pool);
+    if (s == DANU_OK)
+        s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, p.n_batch, p.kv_type);
+    if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, p.n_batch, p.n_threads, c->cap);
     if (s == DANU_OK) {
-        c->tokens = dn_malloc(&c->alloc, (size_t)n_ctx * sizeof(danu_token));
+        c->tokens = dn_malloc(&c->alloc, (size_t)p.n_ctx * sizeof(danu_token));
         c->logits = dn_malloc_aligned(&c->alloc, (size_t)cfg->vocab * sizeof(float));
         if (!c->tokens || !c->logits) s = dn_seterr(DANU_ERR_NOMEM, "cannot allocate the context history");
     }
@@ -50,8 +92,8 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     }
     if (s != DANU_OK) { dn_context_free(c); return s; }
     atomic_init(&c->abort_flag, 0);
-    dn_log(&c->log, DANU_LOG_INFO, "context: n_ctx %d, %d cached positions per layer, KV %zu bytes, %d threads", n_ctx,
-           c->cap, dn_kv_bytes(&c->kv), n_threads);
+    dn_log(&c->log, DANU_LOG_INFO, "context: n_ctx %d, %d cached positions per layer, %zu bytes in all, %d threads",
+           p.n_ctx, c->cap, dn_context_memory_size(c), p.n_threads);
     *out = c;
     return DANU_OK;
 }

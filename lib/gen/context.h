@@ -47,6 +47,8 @@ struct danu_context {
 
 danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out);
 void dn_context_free(danu_context *c);
+danu_status dn_context_estimate(const danu_model *m, const struct danu_options *o, size_t *out);
+size_t dn_context_memory_size(const danu_context *c);
 danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits);
 danu_status dn_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused);
 danu_status dn_context_rewind(danu_context *c, size_t n);

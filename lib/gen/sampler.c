@@ -55,6 +55,12 @@ void dn_sampler_seed(dn_sampler *s, uint64_t seed)
 
 /* ---- lifecycle ---- */
 
+size_t dn_sampler_bytes(int32_t n_vocab)
+{
+    const dn_sampler *s = NULL;
+    return (size_t)n_vocab * (sizeof *s->bias + sizeof *s->work + sizeof *s->idx + sizeof *s->counts);
+}
+
 danu_status dn_sampler_init(dn_sampler *s, const dn_alloc *a, int32_t n_vocab, uint64_t seed)
 {
     DN_CHECK(s && a, DANU_ERR_INVALID_ARG, "sampler: NULL argument");

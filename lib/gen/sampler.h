@@ -33,6 +33,8 @@ typedef struct dn_sampler {
     int32_t *counts;          /* n_vocab scratch counts, all zero between calls */
 } dn_sampler;
 
+/* Bytes dn_sampler_init takes from the allocator for a vocabulary of n_vocab. */
+size_t dn_sampler_bytes(int32_t n_vocab);
 danu_status dn_sampler_init(dn_sampler *s, const dn_alloc *a, int32_t n_vocab, uint64_t seed);
 void dn_sampler_free(dn_sampler *s);
 void dn_sampler_seed(dn_sampler *s, uint64_t seed);

@@ -16,6 +16,42 @@
 
 enum { ATT_ROWS = 16 };   /* query rows per attention work item (see att_item) */
 
+/* The scratch's blocks, in one place for dn_scratch_init and the byte
+ * counts: sizes in bytes, each allocated aligned. */
+enum { SB_X, SB_XB, SB_Q, SB_K, SB_V, SB_HB, SB_HB2, SB_SCORES, SB_INV_FREQ, SB_ACT0, SB_ACT1, SB_ACT2, SB_COUNT };
+
+static void scratch_sizes(const danu_model *m, int32_t n_batch, int32_t n_threads, int32_t cap, size_t sz[SB_COUNT],
+                          size_t *att_floats)
+{
+    const dn_config *c = &m->cfg;
+    size_t nb = (size_t)n_batch, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t wide = qd > (size_t)c->hidden ? qd : (size_t)c->hidden;
+    /* per thread: ATT_ROWS query rows, their outputs, 16 transposed keys, ATT_ROWS score rows */
+    *att_floats = ((size_t)(2 * ATT_ROWS + 16) * c->head_dim + (size_t)ATT_ROWS * (size_t)(cap + n_batch) + 15) / 16 * 16;
+    /* the widest input of any product: ffn (down), heads*hd (o), hidden */
+    size_t widest = (size_t)c->ffn > wide ? (size_t)c->ffn : wide, most = 0;
+    for (int32_t t = 0; t < DN_TYPE_COUNT; t++)
+        if (dn_type_is_weight(t) || dn_x16_base(t) >= 0) {   /* x16: repacked matrices */
+            size_t b = dn_act_row_bytes(m->kern, t, (int64_t)widest);
+            if (b > most) most = b;
+        }
+    sz[SB_X] = nb * c->hidden * sizeof(float);
+    sz[SB_XB] = sz[SB_Q] = nb * wide * sizeof(float);   /* q also holds Wo's [n][hidden] output */
+    sz[SB_K] = sz[SB_V] = nb * kvd * sizeof(float);
+    sz[SB_HB] = sz[SB_HB2] = nb * c->ffn * sizeof(float);
+    sz[SB_SCORES] = (size_t)n_threads * *att_floats * sizeof(float);
+    sz[SB_INV_FREQ] = (size_t)c->head_dim / 2 * sizeof(float);
+    sz[SB_ACT0] = sz[SB_ACT1] = sz[SB_ACT2] = most * nb;
+}
+
+size_t dn_scratch_plan_bytes(const danu_model *m, int32_t n_batch, int32_t n_threads, int32_t cap)
+{
+    size_t sz[SB_COUNT], att, total = 0;
+    scratch_sizes(m, n_batch, n_threads, cap, sz, &att);
+    for (int i = 0; i < SB_COUNT; i++) total += dn_aligned_bytes(sz[i]);
+    return total;
+}
+
 danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *m, int32_t n_batch,
                             int32_t n_threads, int32_t cap)
 {
@@ -24,31 +60,15 @@ danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *
     s->a = a;
     s->n_batch = n_batch;
     s->n_threads = n_threads;
-    size_t nb = (size_t)n_batch, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t wide = qd > (size_t)c->hidden ? qd : (size_t)c->hidden;
     s->score_len = cap + n_batch;
-    /* per thread: ATT_ROWS query rows, their outputs, 16 transposed keys, ATT_ROWS score rows */
-    s->att_floats = ((size_t)(2 * ATT_ROWS + 16) * c->head_dim + (size_t)ATT_ROWS * s->score_len + 15) / 16 * 16;
-    s->x = dn_malloc_aligned(a, nb * c->hidden * sizeof(float));
-    s->xb = dn_malloc_aligned(a, nb * wide * sizeof(float));
-    s->q = dn_malloc_aligned(a, nb * wide * sizeof(float));   /* also holds Wo's [n][hidden] output */
-    s->k = dn_malloc_aligned(a, nb * kvd * sizeof(float));
-    s->v = dn_malloc_aligned(a, nb * kvd * sizeof(float));
-    s->hb = dn_malloc_aligned(a, nb * c->ffn * sizeof(float));
-    s->hb2 = dn_malloc_aligned(a, nb * c->ffn * sizeof(float));
-    s->scores = dn_malloc_aligned(a, (size_t)n_threads * s->att_floats * sizeof(float));
-    s->inv_freq = dn_malloc_aligned(a, (size_t)c->head_dim / 2 * sizeof(float));
-    /* the widest input of any product: ffn (down), heads*hd (o), hidden */
-    size_t widest = (size_t)c->ffn > wide ? (size_t)c->ffn : wide, most = 0;
-    for (int32_t t = 0; t < DN_TYPE_COUNT; t++)
-        if (dn_type_is_weight(t) || dn_x16_base(t) >= 0) {   /* x16: repacked matrices */
-            size_t b = dn_act_row_bytes(m->kern, t, (int64_t)widest);
-            if (b > most) most = b;
-        }
-    s->act_bytes = most * nb;
-    for (int i = 0; i < 3; i++) s->act[i] = dn_malloc_aligned(a, s->act_bytes);
-    if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->hb || !s->hb2 || !s->scores || !s->inv_freq || !s->act[0] ||
-        !s->act[1] || !s->act[2]) {
+    size_t sz[SB_COUNT];
+    scratch_sizes(m, n_batch, n_threads, cap, sz, &s->att_floats);
+    float **f[SB_ACT0] = { &s->x, &s->xb, &s->q, &s->k, &s->v, &s->hb, &s->hb2, &s->scores, &s->inv_freq };
+    int ok = 1;
+    for (int i = 0; i < SB_ACT0; i++) ok &= (*f[i] = dn_malloc_aligned(a, sz[i])) != NULL;
+    for (int i = 0; i < 3; i++) ok &= (s->act[i] = dn_malloc_aligned(a, sz[SB_ACT0 + i])) != NULL;
+    s->act_bytes = sz[SB_ACT0];
+    if (!ok) {
         dn_scratch_free(s);
         return dn_seterr(DANU_ERR_NOMEM, "cannot allocate the evaluation scratch for %d tokens", n_batch);
     }
@@ -68,11 +88,7 @@ void dn_scratch_free(dn_scratch *s)
 
 size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m)
 {
-    const dn_config *c = &m->cfg;
-    size_t nb = (size_t)s->n_batch, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t wide = qd > (size_t)c->hidden ? qd : (size_t)c->hidden;
-    return sizeof(float) * (nb * (c->hidden + 2 * wide + 2 * kvd + 2 * (size_t)c->ffn) +
-                            (size_t)s->n_threads * s->att_floats + c->head_dim / 2) + 3 * s->act_bytes;
+    return dn_scratch_plan_bytes(m, s->n_batch, s->n_threads, s->score_len - s->n_batch);
 }
 
 /* ---- threaded matrix products ----------------------------------------- */

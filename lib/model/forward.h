@@ -27,6 +27,8 @@ danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *
                             int32_t n_threads, int32_t cap);
 void dn_scratch_free(dn_scratch *s);
 size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m);
+/* Bytes dn_scratch_init with these arguments takes from the allocator. */
+size_t dn_scratch_plan_bytes(const danu_model *m, int32_t n_batch, int32_t n_threads, int32_t cap);
 
 /* Evaluate n tokens (n <= n_batch) at positions pos0..pos0+n-1, attending to
  * the cached positions before pos0 (the window's worth). On success the

@@ -30,6 +30,12 @@ danu_status dn_kv_init(dn_kvcache *kv, const dn_alloc *a, int32_t n_layers, int3
     return DANU_OK;
 }
 
+size_t dn_kv_alloc_bytes(int32_t n_layers, int32_t kv_dim, int32_t cap, int32_t n_batch, int32_t type)
+{
+    size_t row = (size_t)n_layers * (size_t)kv_dim * (type == DANU_KV_F32 ? 4 : 2);
+    return 2 * dn_aligned_bytes(row * (size_t)cap) + 2 * dn_aligned_bytes(row * (size_t)n_batch);
+}
+
 void dn_kv_free(dn_kvcache *kv)
 {
     if (!kv->a) return;

@@ -25,6 +25,8 @@ danu_status dn_kv_init(dn_kvcache *kv, const dn_alloc *a, int32_t n_layers, int3
                        int32_t n_batch, int32_t type);
 void dn_kv_free(dn_kvcache *kv);
 size_t dn_kv_bytes(const dn_kvcache *kv);   /* ring + staging */
+/* Bytes dn_kv_init with these arguments takes from the allocator. */
+size_t dn_kv_alloc_bytes(int32_t n_layers, int32_t kv_dim, int32_t cap, int32_t n_batch, int32_t type);
 
 static inline uint8_t *dn_kv_k(const dn_kvcache *kv, int layer, int64_t pos)
 { return kv->k + (((size_t)layer * (size_t)kv->cap + (size_t)(pos % kv->cap)) * (size_t)kv->kv_dim) * kv->elem; }

@@ -1586,13 +1586,20 @@ static void dec_reset(dec_state *s)
     s->is_bos_ws = 1;
 }
 
+/* The decoder's scratch holds the longest piece or the unknown token's text. */
+static size_t decoder_scratch(const danu_tokenizer *t)
+{
+    return (t->max_len > t->unk_surface_len ? t->max_len : t->unk_surface_len) + 1;
+}
+
+size_t dn_decoder_bytes(const danu_tokenizer *t) { return sizeof(danu_decoder) + decoder_scratch(t); }
+
 danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out)
 {
     if (!t || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "decoder: NULL argument");
     *out = NULL;
     danu_decoder *d = dn_calloc(&t->a, 1, sizeof *d);
-    size_t need = t->max_len > t->unk_surface_len ? t->max_len : t->unk_surface_len;
-    char *scratch = dn_malloc(&t->a, need + 1);
+    char *scratch = dn_malloc(&t->a, decoder_scratch(t));
     if (!d || !scratch) {
         dn_free(&t->a, d);
         dn_free(&t->a, scratch);

@@ -76,6 +76,8 @@ danu_status dn_tokenizer_decode(const danu_tokenizer *t, const danu_token *ids, 
 
 /* Streaming decoder: struct danu_decoder is defined in tokenizer.c. */
 danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out);
+/* Bytes dn_decoder_create takes from the allocator. */
+size_t dn_decoder_bytes(const danu_tokenizer *t);
 void dn_decoder_free(danu_decoder *d);
 void dn_decoder_reset(danu_decoder *d);
 /* Append the complete UTF-8 text finished by `id` to out (cap bytes incl.

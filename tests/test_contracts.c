@@ -1,0 +1,334 @@
+/* test_contracts.c - promises of danu.h that hold across calls: generation
+ * allocates nothing (context shift and stop strings included), the context
+ * reports every byte it holds and can predict it, state files are replaced
+ * whole, and a state saved by the 0.1 release still loads. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "danu.h"
+#include "testutil.h"
+#include "golden.h"
+
+static char *tmp;
+static const char *tiny_a_path;
+
+/* Allocator that knows the bytes it has handed out: a 16-byte header keeps
+ * each block's size (16 keeps malloc's alignment for what follows). */
+typedef struct bytes_counter { long long live, calls; } bytes_counter;
+
+static void *bc_malloc(void *user, size_t n)
+{
+    bytes_counter *c = user;
+    c->calls++;
+    unsigned char *p = malloc(n + 16);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    c->live += (long long)n;
+    return p + 16;
+}
+
+static void bc_free(void *user, void *q)
+{
+    if (!q) return;
+    bytes_counter *c = user;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    c->live -= (long long)n;
+    free(p);
+}
+
+static void *bc_realloc(void *user, void *q, size_t n)
+{
+    bytes_counter *c = user;
+    if (!q) return bc_malloc(user, n);
+    c->calls++;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t old;
+    memcpy(&old, p, sizeof old);
+    unsigned char *r = realloc(p, n + 16);
+    if (!r) return NULL;
+    memcpy(r, &n, sizeof n);
+    c->live += (long long)n - (long long)old;
+    return r + 16;
+}
+
+static danu_options *counted_options(bytes_counter *bc)
+{
+    danu_allocator al = { sizeof al, bc_malloc, bc_realloc, bc_free, bc };
+    danu_options *o = NULL;
+    ck_assert_int_eq(danu_options_create(&al, &o), DANU_OK);
+    return o;
+}
+
+static danu_model *load_counted(bytes_counter *bc, danu_options **o_out)
+{
+    danu_options *o = counted_options(bc);
+    danu_model *m = NULL;
+    ck_assert_msg(danu_model_load(tiny_a_path, o, &m) == DANU_OK, "%s", danu_last_error());
+    *o_out = o;
+    return m;
+}
+
+static danu_token *prompt_of(danu_model *m, const char *text, size_t *n)
+{
+    static danu_token ids[256];
+    ck_assert_int_eq(danu_tokenizer_encode(danu_model_tokenizer(m), text, strlen(text), DANU_TOKENIZE_ADD_BOS, ids,
+                                           256, n), DANU_OK);
+    return ids;
+}
+
+/* A whole generation that shifts the context several times and checks stop
+ * strings on every token makes no allocation call, through generate() and
+ * through steps with step_finish. */
+START_TEST(test_generation_allocates_nothing)
+{
+    bytes_counter bc = { 0, 0 };
+    danu_options *o;
+    danu_model *m = load_counted(&bc, &o);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_CTX, 48), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_ON_FULL, DANU_FULL_SHIFT), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_KEEP, 4), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_THREADS, 2), DANU_OK);
+    danu_context *c = NULL;
+    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
+    /* stop strings that can start matching (a space, "e") but never complete */
+    ck_assert_int_eq(danu_context_add_stop_string(c, " \x01never"), DANU_OK);
+    ck_assert_int_eq(danu_context_add_stop_string(c, "e\x02"), DANU_OK);
+    size_t n;
+    danu_token *ids = prompt_of(m, "The capital of France is", &n);
+    ck_assert_int_eq(danu_context_eval(c, ids, n, NULL), DANU_OK);
+    const long long calls = bc.calls;
+    int32_t why = -1;
+    ck_assert_int_eq(danu_context_generate(c, 120, NULL, NULL, &why), DANU_OK);
+    ck_assert_int_eq(why, DANU_STOP_LENGTH);
+    ck_assert_uint_le(danu_context_n_tokens(c), 48);   /* it shifted: 120 tokens went through 48 places */
+    char text[512];
+    size_t len;
+    danu_token id;
+    for (int i = 0; i < 80; i++) {
+        ck_assert_int_eq(danu_context_step(c, &id, text, sizeof text, &len, &why), DANU_OK);
+        ck_assert_int_eq(why, -1);
+    }
+    ck_assert_int_eq(danu_context_step_finish(c, text, sizeof text, &len), DANU_OK);
+    ck_assert_int_eq(bc.calls, calls);
+    danu_context_free(c);
+    danu_model_free(m);
+    danu_options_free(o);
+    ck_assert_int_eq(bc.live, 0);
+}
+END_TEST
+
+/* A caller whose buffers are too small for the text steps hold back gets
+ * BUFFER_TOO_SMALL from step_finish with the length, and the text whole
+ * with a larger buffer; steps never grow the hold buffer. */
+START_TEST(test_held_text_is_bounded)
+{
+    bytes_counter bc = { 0, 0 };
+    danu_options *o;
+    danu_model *m = load_counted(&bc, &o);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1), DANU_OK);
+    ck_assert_int_eq(danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0), DANU_OK);
+    danu_context *c = NULL, *ref = NULL;
+    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
+    ck_assert_int_eq(danu_context_create(m, o, &ref), DANU_OK);
+    size_t n;
+    danu_token *ids = prompt_of(m, "Once upon a time", &n);
+    ck_assert_int_eq(danu_context_eval(c, ids, n, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_eval(ref, ids, n, NULL), DANU_OK);
+    char expect[8192] = "", one[512], tiny[1];
+    size_t len, total = 0;
+    danu_token id;
+    int32_t why;
+    const long long calls = bc.calls;
+    int steps = 0;
+    danu_status st = DANU_OK;
+    /* steps with a 1-byte buffer: each still samples and evaluates its
+     * token (id set) and keeps the text, until the hold is full and a step
+     * refuses to start (id -1) */
+    for (;;) {
+        st = danu_context_step(c, &id, tiny, sizeof tiny, &len, &why);
+        if (id < 0 || steps >= 2000) break;
+        ck_assert(st == DANU_OK || st == DANU_ERR_BUFFER_TOO_SMALL);
+        steps++;
+    }
+    ck_assert_int_eq(st, DANU_ERR_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(id, -1);
+    ck_assert_msg(steps > 10, "only %d steps before the hold was full", steps);
+    ck_assert_int_eq(bc.calls, calls);
+    /* the same number of greedy steps on the reference context, with room */
+    for (int i = 0; i < steps; i++) {
+        ck_assert_int_eq(danu_context_step(ref, &id, one, sizeof one, &len, &why), DANU_OK);
+        ck_assert_uint_lt(total + len, sizeof expect);
+        memcpy(expect + total, one, len);
+        total += len;
+    }
+    ck_assert_int_eq(danu_context_step_finish(ref, one, sizeof one, &len), DANU_OK);
+    memcpy(expect + total, one, len);
+    total += len;
+    char *got = malloc(8192);
+    ck_assert_int_eq(danu_context_step_finish(c, got, 4, &len), DANU_ERR_BUFFER_TOO_SMALL);
+    ck_assert_uint_eq(len, total);
+    ck_assert_int_eq(danu_context_step_finish(c, got, 8192, &len), DANU_OK);
+    ck_assert_uint_eq(len, total);
+    ck_assert_mem_eq(got, expect, total);
+    free(got);
+    danu_context_free(c);
+    danu_context_free(ref);
+    danu_model_free(m);
+    danu_options_free(o);
+}
+END_TEST
+
+/* danu_context_memory_size is every byte the context took from the
+ * allocator, and danu_context_memory_estimate predicts it before creation,
+ * for several shapes of options; stop strings are counted as they are added. */
+START_TEST(test_memory_size_counts_everything)
+{
+    static const int64_t cases[][4] = {   /* n_ctx, n_batch, threads, kv type */
+        { 0, 512, 1, DANU_KV_F16 }, { 64, 16, 2, DANU_KV_F32 }, { 300, 512, 2, DANU_KV_F16 }, { 7, 1, 3, DANU_KV_F16 },
+    };
+    bytes_counter bc = { 0, 0 };
+    danu_options *o;
+    danu_model *m = load_counted(&bc, &o);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_CTX, cases[i][0]), DANU_OK);
+        ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_BATCH, cases[i][1]), DANU_OK);
+        ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_THREADS, cases[i][2]), DANU_OK);
+        ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_KV_TYPE, cases[i][3]), DANU_OK);
+        size_t est = 0;
+        ck_assert_int_eq(danu_context_memory_estimate(m, o, &est), DANU_OK);
+        const long long before = bc.live;
+        danu_context *c = NULL;
+        ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
+        const long long held = bc.live - before;
+        ck_assert_msg((long long)danu_context_memory_size(c) == held, "case %zu: memory_size %zu, allocator %lld", i,
+                      danu_context_memory_size(c), held);
+        ck_assert_msg((long long)est == held, "case %zu: estimate %zu, allocator %lld", i, est, held);
+        ck_assert_int_eq(danu_context_add_stop_string(c, "a stop string longer than a few bytes"), DANU_OK);
+        ck_assert_int_eq((long long)danu_context_memory_size(c), bc.live - before);
+        danu_context_free(c);
+        ck_assert_int_eq(bc.live, before);
+    }
+    size_t est;
+    ck_assert_int_eq(danu_context_memory_estimate(NULL, o, &est), DANU_ERR_INVALID_ARG);
+    ck_assert_int_eq(danu_context_memory_estimate(m, o, NULL), DANU_ERR_INVALID_ARG);
+    int64_t max_ctx = 0;
+    ck_assert_int_eq(danu_model_get_int(m, DANU_INFO_CONTEXT_LENGTH, &max_ctx), DANU_OK);
+    ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_CTX, max_ctx + 1), DANU_OK);
+    ck_assert_int_eq(danu_context_memory_estimate(m, o, &est), DANU_ERR_INVALID_ARG);
+    ck_assert_uint_eq(danu_context_memory_size(NULL), 0);
+    danu_model_free(m);
+    danu_options_free(o);
+}
+END_TEST
+
+/* A state file saved by libdanu 0.1 (tests/data/state, tiny-b-hf after six
+ * tokens) loads, and its logits and cache equal a fresh evaluation's. */
+START_TEST(test_state_file_from_0_1_loads)
+{
+    danu_model *m = NULL;
+    ck_assert_msg(danu_model_load(tu_data("tiny-b-hf"), NULL, &m) == DANU_OK, "%s", danu_last_error());
+    danu_options *o = NULL;
+    danu_options_create(NULL, &o);
+    danu_options_set_int(o, DANU_OPT_N_CTX, 64);
+    danu_context *c = NULL, *f = NULL;
+    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
+    ck_assert_int_eq(danu_context_create(m, o, &f), DANU_OK);
+    ck_assert_msg(danu_context_state_load_file(c, tu_data("state/tiny-b.v0.1.state")) == DANU_OK, "%s",
+                  danu_last_error());
+    const danu_token t[6] = { 1, 450, 783, 310, 344, 38 };
+    ck_assert_uint_eq(danu_context_n_tokens(c), 6);
+    ck_assert_mem_eq(danu_context_tokens(c), t, sizeof t);
+    ck_assert_int_eq(danu_context_eval(f, t, 6, NULL), DANU_OK);
+    int64_t vocab = 0;
+    danu_model_get_int(m, DANU_INFO_VOCAB, &vocab);
+    const double err = tu_max_abs_diff(danu_context_logits(c), danu_context_logits(f), (size_t)vocab);
+    ck_assert_msg(err <= 1e-5 * tu_max_abs(danu_context_logits(f), (size_t)vocab), "logits differ by %g", err);
+    /* the loaded cache continues as the fresh one does */
+    const danu_token next = 77;
+    ck_assert_int_eq(danu_context_eval(c, &next, 1, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_eval(f, &next, 1, NULL), DANU_OK);
+    const double err2 = tu_max_abs_diff(danu_context_logits(c), danu_context_logits(f), (size_t)vocab);
+    ck_assert_msg(err2 <= 1e-5 * tu_max_abs(danu_context_logits(f), (size_t)vocab), "next logits differ by %g", err2);
+    danu_context_free(c);
+    danu_context_free(f);
+    danu_options_free(o);
+    danu_model_free(m);
+}
+END_TEST
+
+static size_t file_size(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* save_file replaces an existing file whole; when the new file cannot be
+ * written, the old one is left as it was. */
+START_TEST(test_state_file_replaced_whole)
+{
+    danu_model *m = NULL;
+    ck_assert_int_eq(danu_model_load(tu_data("tiny-b-hf"), NULL, &m), DANU_OK);
+    danu_context *c = NULL;
+    danu_options *o = NULL;
+    danu_options_create(NULL, &o);
+    danu_options_set_int(o, DANU_OPT_N_CTX, 64);
+    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
+    const danu_token t[4] = { 1, 5, 6, 7 };
+    ck_assert_int_eq(danu_context_eval(c, t, 2, NULL), DANU_OK);
+    char path[4096], tmp_path[4200];
+    snprintf(path, sizeof path, "%s/s.state", tmp);
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp", path);
+    ck_assert_int_eq(danu_context_state_save_file(c, path), DANU_OK);
+    const size_t small = file_size(path);
+    ck_assert_uint_eq(small, danu_context_state_size(c));
+    ck_assert_int_eq(danu_context_eval(c, t + 2, 2, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_state_save_file(c, path), DANU_OK);   /* replaces it */
+    ck_assert_uint_eq(file_size(path), danu_context_state_size(c));
+    ck_assert_uint_gt(file_size(path), small);
+    ck_assert_int_ne(access(tmp_path, F_OK), 0);
+    /* the temporary cannot be created: IO, the saved file untouched */
+    const size_t big = file_size(path);
+    ck_assert_int_eq(mkdir(tmp_path, 0700), 0);
+    ck_assert_int_eq(danu_context_eval(c, t, 1, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_state_save_file(c, path), DANU_ERR_IO);
+    ck_assert_uint_eq(file_size(path), big);
+    rmdir(tmp_path);
+    danu_context *d = NULL;
+    ck_assert_int_eq(danu_context_create(m, o, &d), DANU_OK);
+    ck_assert_int_eq(danu_context_state_load_file(d, path), DANU_OK);
+    ck_assert_uint_eq(danu_context_n_tokens(d), 4);
+    danu_context_free(c);
+    danu_context_free(d);
+    danu_options_free(o);
+    danu_model_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    tmp = tu_tmpdir("contracts");
+    tiny_a_path = gd_synth(tmp, "tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
+    if (!tiny_a_path) {
+        fprintf(stderr, "cannot synthesize tiny-a: %s\n", danu_last_error());
+        return 1;
+    }
+    Suite *s = suite_create("contracts");
+    TCase *tc = tcase_create("contracts");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_generation_allocates_nothing);
+    tcase_add_test(tc, test_held_text_is_bounded);
+    tcase_add_test(tc, test_memory_size_counts_everything);
+    tcase_add_test(tc, test_state_file_from_0_1_loads);
+    tcase_add_test(tc, test_state_file_replaced_whole);
+    suite_add_tcase(s, tc);
+    int failed = tu_run(s);
+    tu_rmtree(tmp);
+    free(tmp);
+    return failed ? 1 : 0;
+}
