@@ -123,6 +123,54 @@ START_TEST(test_generation_allocates_nothing)
 }
 END_TEST
 
+typedef struct abort_at { danu_context *c; int n, at; danu_token ids[64]; } abort_at;
+
+static int32_t abort_cb(void *user, danu_token id, const char *text, size_t len)
+{
+    (void)text; (void)len;
+    abort_at *a = user;
+    if (id >= 0 && a->n < 64) a->ids[a->n++] = id;
+    if (a->n == a->at) danu_context_abort(a->c);   /* stops the next step, before it commits */
+    return 0;
+}
+
+/* An abort leaves the context as it was before the aborted token, logits
+ * included: generation goes on as if it had never stopped (greedy). */
+START_TEST(test_generation_resumes_after_abort)
+{
+    danu_model *m = NULL;
+    ck_assert_int_eq(danu_model_load(tiny_a_path, NULL, &m), DANU_OK);
+    danu_options *o = NULL;
+    danu_options_create(NULL, &o);
+    danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0);
+    danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1);
+    danu_context *c = NULL, *ref = NULL;
+    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
+    ck_assert_int_eq(danu_context_create(m, o, &ref), DANU_OK);
+    size_t n;
+    danu_token *ids = prompt_of(m, "The capital of France is", &n);
+    ck_assert_int_eq(danu_context_eval(c, ids, n, NULL), DANU_OK);
+    ck_assert_int_eq(danu_context_eval(ref, ids, n, NULL), DANU_OK);
+    abort_at whole = { ref, 0, -1, { 0 } }, cut = { c, 0, 3, { 0 } };
+    int32_t why;
+    ck_assert_int_eq(danu_context_generate(ref, 10, abort_cb, &whole, &why), DANU_OK);
+    ck_assert_int_eq(whole.n, 10);
+    ck_assert_int_eq(danu_context_generate(c, 10, abort_cb, &cut, &why), DANU_ERR_ABORTED);
+    ck_assert_int_eq(why, DANU_STOP_ABORTED);
+    ck_assert_int_eq(cut.n, 3);
+    ck_assert_uint_eq(danu_context_n_tokens(c), n + 3);
+    ck_assert_ptr_nonnull(danu_context_logits(c));
+    ck_assert_int_eq(danu_context_generate(c, 7, abort_cb, &cut, &why), DANU_OK);
+    ck_assert_int_eq(why, DANU_STOP_LENGTH);
+    ck_assert_int_eq(cut.n, 10);
+    ck_assert_mem_eq(cut.ids, whole.ids, 10 * sizeof(danu_token));
+    danu_context_free(c);
+    danu_context_free(ref);
+    danu_options_free(o);
+    danu_model_free(m);
+}
+END_TEST
+
 /* A caller whose buffers are too small for the text steps hold back gets
  * BUFFER_TOO_SMALL from step_finish with the length, and the text whole
  * with a larger buffer; steps never grow the hold buffer. */
@@ -323,6 +371,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_generation_allocates_nothing);
     tcase_add_test(tc, test_held_text_is_bounded);
+    tcase_add_test(tc, test_generation_resumes_after_abort);
     tcase_add_test(tc, test_memory_size_counts_everything);
     tcase_add_test(tc, test_state_file_from_0_1_loads);
     tcase_add_test(tc, test_state_file_replaced_whole);

@@ -131,9 +131,14 @@ static danu_status eval_chunks(danu_context *c, const danu_token *t, size_t n, f
         int chunk = (int)(n - done < (size_t)c->opt.n_batch ? n - done : (size_t)c->opt.n_batch);
         int last = done + (size_t)chunk == n;
         float *lg = all_logits ? all_logits + done * (size_t)vocab : (last ? c->logits : NULL);
+        const int had_logits = c->has_logits;
         c->has_logits = 0;
         danu_status s = dn_forward(c->model, &c->kv, &c->s, c->pool, t + done, chunk, (int64_t)c->n_tokens, lg,
                                    all_logits != NULL, &c->abort_flag);
+        /* an abort stops a pass before it commits its K/V or writes logits:
+         * if no earlier chunk of this call went in, the context is exactly
+         * as before the call, logits included, and generation can go on */
+        if (s == DANU_ERR_ABORTED && done == 0) c->has_logits = had_logits;
         if (s != DANU_OK) return s;
         if (t + done != c->tokens + c->n_tokens)   /* a shift re-evaluates the history in place */
             memcpy(c->tokens + c->n_tokens, t + done, (size_t)chunk * sizeof *t);
