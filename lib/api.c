@@ -495,7 +495,7 @@ danu_status danu_synth_write(const char *config, uint64_t seed, int32_t format, 
     struct danu_options tmp;
     const struct danu_options *o = opts_or_default(opts, &tmp);
     dn_synth_request r = { cfg, seed, format == DANU_FORMAT_HF ? DN_SYNTH_HF : DN_SYNTH_GGUF, type, out_path,
-                           tokenizer_model, tokenizer_len, o->progress, o->progress_user };
+                           tokenizer_model, tokenizer_len, o->progress, o->progress_user, o->log };
     return dn_synth_write(&o->alloc, &r);
 }
 

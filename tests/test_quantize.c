@@ -417,11 +417,37 @@ START_TEST(test_quantize_fallbacks)
     ck_assert_int_eq(type_of(m.g, "output.weight"), DANU_TYPE_Q8_0);
     gclose(&m);
 
-    /* q4_0 has no fallback: ffn_down's 432-value rows cannot be stored */
-    char out[600];
-    snprintf(out, sizeof out, "%s/tiny-a-q4_0.gguf", tmp);
-    ck_assert_int_eq(danu_quantize(hf_a, out, "q4_0", NULL), DANU_ERR_UNSUPPORTED);
-    ck_assert(!exists(out));
+    /* q4_0: llama.cpp refuses 432-value rows; libdanu stores them in f16, as
+     * the synthetic writer does: both give every tensor the same type and
+     * the same bytes, but for the output matrix, where the quantizer's mix
+     * keeps more bits (q6_K, here its q8_0 fallback) as llama.cpp's does */
+    p = quantized(hf_a, "tiny-a-q4_0.gguf", "q4_0", 2);
+    gopen(p, &m);
+    ck_assert_int_eq(type_of(m.g, "blk.0.ffn_down.weight"), DANU_TYPE_F16);
+    ck_assert_int_eq(type_of(m.g, "blk.0.ffn_up.weight"), DANU_TYPE_Q4_0);   /* 160 columns: q4_0 blocks fit */
+    char direct[600];
+    snprintf(direct, sizeof direct, "%s/tiny-a-q4_0-synth.gguf", tmp);
+    const uint8_t *spm;
+    size_t spm_len;
+    spm = tu_read(tu_data("llama2-tokenizer/tokenizer.model"), &spm_len);
+    ck_assert_ptr_nonnull(spm);
+    ck_assert_int_eq(danu_synth_write("tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_Q4_0, spm, spm_len, direct, NULL),
+                     DANU_OK);
+    free((void *)spm);
+    gfile d;
+    gopen(direct, &d);
+    ck_assert_int_eq(dn_gguf_n_tensors(d.g), dn_gguf_n_tensors(m.g));
+    for (int64_t i = 0; i < dn_gguf_n_tensors(d.g); i++) {
+        const dn_tensor_desc *a = dn_gguf_tensor(d.g, i), *b = dn_gguf_find_tensor(m.g, a->name);
+        if (!strcmp(a->name, "output.weight")) {
+            ck_assert(b && a->type == DANU_TYPE_Q4_0 && b->type == DANU_TYPE_Q8_0);
+            continue;
+        }
+        ck_assert_msg(b && a->type == b->type && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes),
+                      "%s differs between synth and quantize", a->name);
+    }
+    gclose(&d);
+    gclose(&m);
 }
 END_TEST
 

@@ -38,7 +38,7 @@ static danu_status synth_to(const char *dir, const char *name, const dn_synth_co
     uint8_t *spm = spm_bytes(&spm_len);
     char *p = malloc(strlen(dir) + strlen(name) + 2);
     sprintf(p, "%s/%s", dir, name);
-    dn_synth_request rq = { cfg, seed, format, type, p, spm, spm_len, progress, user };
+    dn_synth_request rq = { cfg, seed, format, type, p, spm, spm_len, progress, user, { NULL, NULL } };
     danu_status s = dn_synth_write(dn_alloc_libc(), &rq);
     free(spm);
     *path = p;
@@ -513,7 +513,8 @@ END_TEST
 START_TEST(test_synth_gguf_q4_0_matches_llamacpp) { compare_quantized(DANU_TYPE_Q4_0, "gguf-llamacpp/tiny-q-Q4_0.gguf", 2); }
 END_TEST
 
-/* Rows that do not fit the block size fall back to q8_0, then f16; norms
+/* Rows that do not fit the block size fall back as llama.cpp's quantizer
+ * does (q4_K -> q5_0), then to f16; norms
  * are F32; the tied model has no output.weight; danube metadata. */
 START_TEST(test_synth_gguf_fallback_types)
 {
@@ -526,7 +527,7 @@ START_TEST(test_synth_gguf_fallback_types)
     c.hidden = 256;    /* multiple of 256: q4_K */
     c.heads = 3;
     c.kv_heads = 1;
-    c.head_dim = 32;   /* o_proj rows of 96: q8_0 */
+    c.head_dim = 32;   /* o_proj rows of 96: q5_0 */
     c.ffn = 200;       /* down_proj rows of 200: f16 */
     c.layers = 1;
     c.tied = 1;
@@ -537,7 +538,7 @@ START_TEST(test_synth_gguf_fallback_types)
     gopen(out, &m);
     const struct { const char *name; int32_t type; } want[] = {
         { "token_embd.weight", DANU_TYPE_Q4_K }, { "blk.0.attn_norm.weight", DANU_TYPE_F32 },
-        { "blk.0.attn_q.weight", DANU_TYPE_Q4_K }, { "blk.0.attn_output.weight", DANU_TYPE_Q8_0 },
+        { "blk.0.attn_q.weight", DANU_TYPE_Q4_K }, { "blk.0.attn_output.weight", DANU_TYPE_Q5_0 },
         { "blk.0.ffn_down.weight", DANU_TYPE_F16 }, { "blk.0.ffn_up.weight", DANU_TYPE_Q4_K },
         { "output_norm.weight", DANU_TYPE_F32 },
     };
@@ -627,7 +628,7 @@ START_TEST(test_synth_existing_output_is_error)
     snprintf(path, sizeof path, "%s/slash/model.safetensors", dir);
     ck_assert(path_exists(path));
     free(out);
-    dn_synth_request rq = { c, 1, DN_SYNTH_HF, DANU_TYPE_BF16, "/nonexistent/x", NULL, 0, NULL, NULL };
+    dn_synth_request rq = { c, 1, DN_SYNTH_HF, DANU_TYPE_BF16, "/nonexistent/x", NULL, 0, NULL, NULL, { NULL, NULL } };
     ck_assert_int_eq(dn_synth_write(dn_alloc_libc(), &rq), DANU_ERR_INVALID_ARG);
     tu_rmtree(dir);
     free(dir);
@@ -730,7 +731,7 @@ START_TEST(test_synth_nomem_every_allocation)
             fail_alloc f = { 0, k, 0 };
             dn_alloc a = { fa_malloc, fa_realloc, fa_free, &f };
             dn_synth_request rq = { dn_synth_config_find(runs[r].cfg), 5, runs[r].format, runs[r].type, out, spm,
-                                    spm_len, NULL, NULL };
+                                    spm_len, NULL, NULL, { NULL, NULL } };
             danu_status s = dn_synth_write(&a, &rq);
             ck_assert_msg(f.live == 0, "%s: %ld blocks live after failing allocation %ld", runs[r].cfg, f.live, k);
             if (s == DANU_OK) break;

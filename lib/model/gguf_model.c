@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include "model/gguf_model.h"
+#include "quant/quant.h"
 #include "common/error.h"
 
 /* ------------------------------------------------------------------ */
@@ -69,6 +70,14 @@ int dn_llama_gguf_name(const char *hf, char *out, size_t cap, int *layer, int *w
         }
     }
     return 0;
+}
+
+int32_t dn_llama_fallback_type(int32_t type, int64_t cols)
+{
+    if (cols % dn_type_block_size(type) == 0) return type;
+    int32_t fb = type == DANU_TYPE_Q4_K ? DANU_TYPE_Q5_0 : type == DANU_TYPE_Q5_K ? DANU_TYPE_Q5_1
+               : type == DANU_TYPE_Q6_K ? DANU_TYPE_Q8_0 : DANU_TYPE_F16;
+    return cols % dn_type_block_size(fb) == 0 ? fb : DANU_TYPE_F16;
 }
 
 uint32_t dn_llama_ftype(int32_t type)

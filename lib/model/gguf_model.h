@@ -48,6 +48,14 @@ static inline int64_t dn_llama_permuted_row(int64_t g, int64_t rows_per_head)
 /* llama_ftype of a file whose matrices are all `type` (F32 0, F16 1, Q4_0 2,
  * Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9, Q4_K -> Q4_K_S 14, Q5_K -> Q5_K_S 16,
  * Q6_K 18, BF16 32). */
+/* The type a tensor with rows of cols values is stored in when `type`'s
+ * blocks do not divide its rows: llama.cpp's fallback for the K-quants
+ * (q4_K -> q5_0, q5_K -> q5_1, q6_K -> q8_0), then f16 when those blocks do
+ * not divide them either. llama.cpp refuses such rows for the 32-value
+ * types (q4_0 ... q8_0); libdanu stores them in f16 instead, so the quantizer
+ * and the synthetic writer handle any shape. Returns type itself when its
+ * blocks fit. */
+int32_t dn_llama_fallback_type(int32_t type, int64_t cols);
 uint32_t dn_llama_ftype(int32_t type);
 
 /* ---- an ordered metadata list ---- */

@@ -305,19 +305,9 @@ static danu_status recipe_type(job *j, recipe_state *rs, const qtensor *t, int32
         }
         rs->i_ffn_down++;
     }
-    if (t->cols % dn_type_block_size(ty) != 0) {
-        int32_t fb;
-        switch (ty) {
-        case DANU_TYPE_Q4_K: fb = DANU_TYPE_Q5_0; break;
-        case DANU_TYPE_Q5_K: fb = DANU_TYPE_Q5_1; break;
-        case DANU_TYPE_Q6_K: fb = DANU_TYPE_Q8_0; break;
-        default:
-            return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: %s has rows of %lld values, not a multiple of the %u of %s "
-                             "(llama.cpp has no fallback for this type either)", j->rq->input, nm,
-                             (long long)t->cols, dn_type_block_size(ty), dn_type_get(ty)->name);
-        }
-        if (t->cols % dn_type_block_size(fb) != 0) fb = DANU_TYPE_F16;
-        dn_log(&j->rq->log, DANU_LOG_INFO, "%s: rows of %lld values do not fit %s blocks: using %s", nm,
+    const int32_t fb = dn_llama_fallback_type(ty, t->cols);
+    if (fb != ty) {
+        dn_log(&j->rq->log, DANU_LOG_WARN, "%s: rows of %lld values do not fit %s blocks: using %s", nm,
                (long long)t->cols, dn_type_get(ty)->name, dn_type_get(fb)->name);
         ty = fb;
     }

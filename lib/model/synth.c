@@ -732,8 +732,9 @@ static uint64_t plan_types(job *j)
         int32_t type = q->type;
         if (q->format == DN_SYNTH_GGUF) {
             if (d->kind == DN_SYNTH_NORM) type = DANU_TYPE_F32;
-            else if (d->cols % dn_type_block_size(type) != 0)
-                type = d->cols % DN_QK8_0 == 0 ? DANU_TYPE_Q8_0 : DANU_TYPE_F16;
+            else if ((type = dn_llama_fallback_type(q->type, d->cols)) != q->type)
+                dn_log(&q->log, DANU_LOG_WARN, "%s: rows of %lld values do not fit %s blocks: using %s", d->gguf_name,
+                       (long long)d->cols, dn_type_get(q->type)->name, dn_type_get(type)->name);
         }
         d->out_type = type;
         d->out_bytes = dn_type_row_bytes(type, (uint64_t)d->cols) * (uint64_t)d->rows;

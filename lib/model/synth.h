@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include "danu.h"
 #include "common/alloc.h"
+#include "common/log.h"
 
 typedef struct dn_synth_config {
     const char *name;           /* "danube-1.8b", "tiny-a", ... */
@@ -38,6 +39,7 @@ typedef struct dn_synth_request {
     size_t spm_len;
     danu_progress_fn progress;  /* may be NULL */
     void *progress_user;
+    dn_logger log;              /* fallback types are logged (fn may be NULL) */
 } dn_synth_request;
 
 /* Write the model. HF: out_path is a directory (created) with config.json,
