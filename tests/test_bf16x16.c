@@ -33,7 +33,6 @@
 #define EPS_FAST (1.0 / 256 + 2 * EPS_DOT)
 #define XT DN_TYPE_BF16_X16
 #define XF DN_TYPE_BF16_X16F
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float rnd_val(void) { return tu_rand_act(&rng); }

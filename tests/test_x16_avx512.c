@@ -19,7 +19,6 @@
 #include "kernels/kernels.h"
 #include "common/bytes.h"
 
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
 static uint32_t rnd_u32(void) { return tu_rand_u32(&rng); }

@@ -27,7 +27,6 @@
 #include "common/bytes.h"
 
 #define EPS 5e-6
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 enum { ROWS = 64, NTOK = 20 };
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;

@@ -5,6 +5,9 @@
 #include <math.h>
 #include <unistd.h>
 #include "testutil.h"
+#include "common/error.h"
+
+const char *tu_last_error(void) { return dn_lasterr(); }
 
 int tu_run(Suite *s)
 {

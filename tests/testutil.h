@@ -9,6 +9,16 @@
 #define DN_TEST_DATA "tests/data"
 #endif
 
+/* CHECK(cond, fmt, ...): unless cond, fail the running test with the
+ * printf-style message (formatted only on failure, so cheap in loops).
+ * CHECK_OK(call): the call returns DANU_OK (0); else fail with the call's
+ * text, its status and the library's last error message. */
+#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
+#define CHECK_OK(call) do { const int st_ = (int)(call);                                              \
+        CHECK(st_ == 0, "%s: status %d: %s", #call, st_, tu_last_error()); } while (0)
+/* The library's message for the last failure on this thread (dn_lasterr). */
+const char *tu_last_error(void);
+
 /* Run a suite with Check's defaults; the number of failed tests. */
 int tu_run(Suite *s);
 
