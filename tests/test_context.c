@@ -49,7 +49,7 @@ START_TEST(test_context_generate_goldens)
     ck_assert_int_eq(danu_model_load(gd_synth(tmp, "tiny-q", 17, DANU_FORMAT_GGUF, DANU_TYPE_BF16), NULL, &tq), DANU_OK);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tu_golden g;
-        ck_assert_int_eq(tu_golden_load(cases[i], &g), 0);
+        tu_golden_need(cases[i], &g);
         danu_model *m = cases[i][5] == 'a' ? tiny_a : cases[i][5] == 'b' ? tiny_b : tq;
         danu_context *c = ctx_with(m, 2, 0.0, 0, 0);
         danu_context_set_float(c, DANU_OPT_REPEAT_PENALTY, g.repetition_penalty);
@@ -94,7 +94,7 @@ static void gen_ids(danu_context *c, int n, danu_token *out)
 START_TEST(test_context_state_roundtrip)
 {
     tu_golden g;
-    tu_golden_load("tiny-b.rand100", &g);
+    tu_golden_need("tiny-b.rand100", &g);
     for (int temp = 0; temp < 2; temp++) {
         danu_context *a = ctx_with(tiny_b, 1, temp ? 0.9 : 0.0, 42, 0);
         ck_assert_int_eq(danu_context_eval(a, g.prompt, 30, NULL), DANU_OK);
@@ -143,7 +143,7 @@ END_TEST
 START_TEST(test_context_rewind_and_prefix)
 {
     tu_golden g;
-    tu_golden_load("tiny-a.capital-long", &g);
+    tu_golden_need("tiny-a.capital-long", &g);
     danu_context *a = ctx_with(tiny_a, 1, 0.0, 0, 0), *b = ctx_with(tiny_a, 1, 0.0, 0, 0);
     ck_assert_int_eq(danu_context_eval(a, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     danu_token x[20], y[20];
@@ -176,15 +176,13 @@ START_TEST(test_context_rewind_and_prefix)
 }
 END_TEST
 
-typedef struct thr { danu_model *m; int threads; uint64_t seed; danu_token out[48]; } thr;
+typedef struct thr { danu_model *m; int threads; uint64_t seed; const tu_golden *g; danu_token out[48]; } thr;
 
 static void *thr_main(void *arg)
 {
     thr *t = arg;
     danu_context *c = ctx_with(t->m, t->threads, 1.5, t->seed, 0);
-    tu_golden g;
-    tu_golden_load("tiny-a.story", &g);
-    danu_context_eval(c, g.prompt, 20, NULL);
+    CHECK_OK(danu_context_eval(c, t->g->prompt, 20, NULL));
     gen_ids(c, 48, t->out);
     danu_context_free(c);
     return NULL;
@@ -194,7 +192,10 @@ static void *thr_main(void *arg)
  * the same tokens with 1 or 2 worker threads. */
 START_TEST(test_context_concurrency_and_seed)
 {
-    thr a = { tiny_a, 1, 5, {0} }, b = { tiny_a, 2, 6, {0} }, a2 = { tiny_a, 2, 5, {0} }, b2 = { tiny_a, 1, 6, {0} };
+    tu_golden g;
+    tu_golden_need("tiny-a.story", &g);
+    thr a = { tiny_a, 1, 5, &g, {0} }, b = { tiny_a, 2, 6, &g, {0} }, a2 = { tiny_a, 2, 5, &g, {0} },
+        b2 = { tiny_a, 1, 6, &g, {0} };
     thr_main(&a2);
     thr_main(&b2);
     pthread_t ta, tb;
@@ -264,7 +265,7 @@ START_TEST(test_context_abort)
 {
     danu_context *c = ctx_with(tiny_a, 2, 0.0, 0, 512);
     tu_golden g;
-    tu_golden_load("tiny-a.capital", &g);
+    tu_golden_need("tiny-a.capital", &g);
     ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     danu_context_set_int(c, DANU_OPT_ON_FULL, DANU_FULL_SHIFT);   /* never ends by itself */
     ab x = { c, 30 };
@@ -332,7 +333,7 @@ START_TEST(test_context_stop_strings_and_chat)
 {
     danu_context *c = ctx_with(tiny_a, 1, 0.0, 0, 0);
     tu_golden g;
-    tu_golden_load("tiny-a.capital-long", &g);
+    tu_golden_need("tiny-a.capital-long", &g);
     ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     collect *full = calloc(1, sizeof *full), *cut = calloc(1, sizeof *cut);
     int32_t why;

@@ -174,9 +174,9 @@ static const char *llamacpp_types[] = { "bf16", "F16", "Q8_0", "Q6_K", "Q5_0", "
 START_TEST(test_forward_llamacpp_files)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     const int V = 1024, P = 16;
     int levels[] = { DANU_ISA_AUTO, DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
@@ -194,7 +194,7 @@ START_TEST(test_forward_llamacpp_files)
         ck_assert_int_eq(danu_context_eval(c, g.prompt, P, ours), DANU_OK);
         snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", llamacpp_types[t]);
         size_t nl;
-        float *theirs = tu_read_f32(tu_data(rel), &nl);
+        float *theirs = tu_need_f32(tu_data(rel), &nl);
         ck_assert_uint_eq(nl, (size_t)P * V);
         double kl_ours = 0, kl_theirs = 0, err = 0;
         int top1 = 0;
@@ -263,9 +263,9 @@ static double rel_err16(const float *a, const float *b)
 START_TEST(test_forward_repack)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
     for (int lv = 0; lv < N(levels); lv++) {
@@ -296,7 +296,7 @@ START_TEST(test_forward_repack)
             double kd = 0, kl_ours = 0, kl_theirs = 0;
             snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", llamacpp_types[t]);
             size_t nl;
-            float *theirs = tu_read_f32(tu_data(rel), &nl);
+            float *theirs = tu_need_f32(tu_data(rel), &nl);
             ck_assert_uint_eq(nl, (size_t)16 * 1024);
             for (int p = 0; p < 16; p++) {
                 kd += kl(a + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / 16;
@@ -387,10 +387,10 @@ static int count_type(const danu_model *m, int32_t type)
 START_TEST(test_forward_fast_bf16)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng, nl;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
-    float *theirs = tu_read_f32(tu_data("gguf-llamacpp/tiny-q-bf16.llamacpp-logits.f32"), &nl);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *theirs = tu_need_f32(tu_data("gguf-llamacpp/tiny-q-bf16.llamacpp-logits.f32"), &nl);
     ck_assert(gold && theirs && nl == (size_t)16 * 1024);
     const char *path = tu_data("gguf-llamacpp/tiny-q-bf16.gguf");
     danu_model *ex = load_fast(path, DANU_REPACK_AUTO, 0), *fa = load_fast(path, DANU_REPACK_AUTO, 1);
@@ -516,7 +516,7 @@ static void quant_quality(const char *config, uint64_t seed, const char *const *
         long cnt = 0, top1 = 0, pos = 0;
         for (int c = 0; c < n_cases; c++) {
             tu_golden g;
-            tu_golden_load(cases[c], &g);
+            tu_golden_need(cases[c], &g);
             float *la = malloc((size_t)g.n_prompt * V * sizeof(float)), *lb = malloc((size_t)g.n_prompt * V * sizeof(float));
             danu_context *ca, *cb;
             danu_context_create(ref, NULL, &ca);

@@ -219,9 +219,9 @@ static double kl(const float *p_logits, const float *q_logits, int n)
 START_TEST(test_quantize_roundtrip_kl)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     const int V = 1024, P = 16;
     float *ours = malloc((size_t)P * V * sizeof(float));
@@ -238,7 +238,7 @@ START_TEST(test_quantize_roundtrip_kl)
         char rel[128];
         snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", qfiles[t].ref);
         size_t nl;
-        float *theirs = tu_read_f32(tu_data(rel), &nl);
+        float *theirs = tu_need_f32(tu_data(rel), &nl);
         ck_assert_uint_eq(nl, (size_t)P * V);
         double kl_ours = 0, kl_theirs = 0;
         for (int p = 0; p < P; p++) {

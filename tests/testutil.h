@@ -40,8 +40,12 @@ typedef struct tu_golden {
     uint64_t seed;
 } tu_golden;
 int tu_golden_load(const char *name_case, tu_golden *g);   /* 0 ok */
+/* tu_golden_load, or fail the running test naming the file. */
+void tu_golden_need(const char *name_case, tu_golden *g);
 /* Float32 LE file into malloc'd array; *n elements. */
 float *tu_read_f32(const char *path, size_t *n);
+/* tu_read_f32 of a non-empty file, or fail the running test naming it. */
+float *tu_need_f32(const char *path, size_t *n);
 /* max |a-b| and max |b| over n */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_max_abs(const float *a, size_t n);
