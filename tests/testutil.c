@@ -9,6 +9,8 @@
 
 const char *tu_last_error(void) { return dn_lasterr(); }
 
+int tu_slow_stage(int argc, char **argv) { return argc > 1 && !strcmp(argv[1], "slow"); }
+
 int tu_run(Suite *s)
 {
     SRunner *sr = srunner_create(s);

@@ -19,6 +19,13 @@
 /* The library's message for the last failure on this thread (dn_lasterr). */
 const char *tu_last_error(void);
 
+/* The slow stage: tests bounded by wall-clock time or checking behaviour
+ * over a time window live in a suite binary's "slow" TCase, run only when
+ * the binary gets the argument "slow" (meson test NAME_slow, suite 'slow',
+ * which the default `meson test` leaves out; tests/run-all.sh runs it as its
+ * own stage). 1 when argv asks for it, else 0 (the unit tests). */
+int tu_slow_stage(int argc, char **argv);
+
 /* Run a suite with Check's defaults; the number of failed tests. */
 int tu_run(Suite *s);
 
