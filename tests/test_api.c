@@ -63,10 +63,17 @@ static int32_t count_cb(void *user, danu_token id, const char *text, size_t len)
 
 /* ------------------------------------------------------------------ */
 
-START_TEST(test_api_versions_and_strerror)
+START_TEST(test_api_version)
 {
     ck_assert_uint_eq(danu_version_number(), DANU_VERSION_NUMBER);
     ck_assert_str_eq(danu_version_string(), DANU_VERSION_STRING);
+}
+END_TEST
+
+/* Every status has its own text; unknown ones say so; the last-error slot
+ * is never NULL. */
+START_TEST(test_api_strerror)
+{
     const char *seen[14];
     for (danu_status s = 0; s <= DANU_ERR_INTERNAL; s++) {
         const char *m = danu_strerror(s);
@@ -82,6 +89,11 @@ START_TEST(test_api_versions_and_strerror)
         ck_assert_str_eq(m, "unknown status");
     }
     ck_assert_ptr_nonnull(danu_last_error());
+}
+END_TEST
+
+START_TEST(test_api_type_name)
+{
     ck_assert_str_eq(danu_type_name(DANU_TYPE_Q4_0), "q4_0");
     ck_assert_str_eq(danu_type_name(DANU_TYPE_BF16), "bf16");
     ck_assert_str_eq(danu_type_name(-1), "unknown");
@@ -90,22 +102,11 @@ START_TEST(test_api_versions_and_strerror)
 }
 END_TEST
 
-/* Every function with NULL handles / out pointers. */
-START_TEST(test_api_null_arguments)
+/* Options calls with NULL handles and out pointers. */
+START_TEST(test_api_null_options)
 {
     danu_options *o = NULL;
-    danu_model *m = (danu_model *)&o;      /* non-NULL garbage: must be overwritten with NULL */
-    danu_tokenizer *tk = (danu_tokenizer *)&o;
-    danu_context *c = (danu_context *)&o;
-    danu_decoder *d = (danu_decoder *)&o;
-    danu_token ids[8] = { 1, 2, 3 };
-    char buf[64];
-    size_t n;
-    int64_t i64;
-    double f64, lo, hi;
-    int32_t why;
-
-    /* options */
+    double lo, hi;
     EXPECT(danu_options_create(NULL, NULL), DANU_ERR_INVALID_ARG);
     danu_allocator bad = { 0, NULL, NULL, NULL, NULL };
     EXPECT(danu_options_create(&bad, &o), DANU_ERR_INVALID_ARG);
@@ -120,8 +121,16 @@ START_TEST(test_api_null_arguments)
     CHECK_OK(danu_param_bounds(DANU_OPT_N_CTX, NULL, NULL));
     EXPECT(danu_param_bounds(12345, &lo, &hi), DANU_ERR_UNSUPPORTED);
     ck_assert_int_eq(danu_param_from_name(NULL), -1);
+}
+END_TEST
 
-    /* model */
+/* Model calls with NULL handles and out pointers (a missing file names itself). */
+START_TEST(test_api_null_model)
+{
+    danu_options *o = NULL;
+    danu_model *m = (danu_model *)&o;      /* non-NULL garbage: must be overwritten with NULL */
+    int64_t i64;
+    double f64;
     EXPECT(danu_model_load(NULL, NULL, &m), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_null(m);
     EXPECT(danu_model_load("", NULL, &m), DANU_ERR_INVALID_ARG);
@@ -138,8 +147,17 @@ START_TEST(test_api_null_arguments)
     EXPECT(danu_model_tensor(NULL, 0, NULL, NULL, NULL, NULL), DANU_ERR_INVALID_ARG);
     CHECK_OK(danu_model_tensor(model, 0, NULL, NULL, NULL, NULL));        /* every out may be NULL */
     ck_assert_ptr_null(danu_model_tokenizer(NULL));
+}
+END_TEST
 
-    /* tokenizer */
+/* Tokenizer calls with NULL handles and pointers; empty text and n_out NULL work. */
+START_TEST(test_api_null_tokenizer)
+{
+    danu_options *o = NULL;
+    danu_tokenizer *tk = (danu_tokenizer *)&o;
+    danu_token ids[8] = { 1, 2, 3 };
+    char buf[64];
+    size_t n;
     EXPECT(danu_tokenizer_load(NULL, NULL, &tk), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_null(tk);
     EXPECT(danu_tokenizer_load(tu_data("llama2-tokenizer/tokenizer.model"), NULL, NULL), DANU_ERR_INVALID_ARG);
@@ -164,6 +182,14 @@ START_TEST(test_api_null_arguments)
     EXPECT(danu_tokenizer_piece(NULL, 5, &piece, &pl), DANU_ERR_INVALID_ARG);
     EXPECT(danu_tokenizer_piece(tok, 5, NULL, &pl), DANU_ERR_INVALID_ARG);
     EXPECT(danu_tokenizer_piece(tok, 5, &piece, NULL), DANU_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* Chat encoding with NULL arguments, a NULL or unknown role. */
+START_TEST(test_api_null_chat_encode)
+{
+    danu_token ids[8] = { 1, 2, 3 };
+    size_t n;
     const char *roles[2] = { "user", NULL }, *msgs[2] = { "hi", "there" };
     EXPECT(danu_chat_encode(NULL, roles, msgs, 1, 1, ids, 8, &n), DANU_ERR_INVALID_ARG);
     EXPECT(danu_chat_encode(tok, NULL, msgs, 1, 1, ids, 8, &n), DANU_ERR_INVALID_ARG);
@@ -172,6 +198,16 @@ START_TEST(test_api_null_arguments)
     EXPECT(danu_chat_encode(tok, roles, msgs, 1, 1, NULL, 8, &n), DANU_ERR_INVALID_ARG);
     roles[1] = "robot";
     EXPECT(danu_chat_encode(tok, roles, msgs, 2, 1, ids, 8, &n), DANU_ERR_INVALID_ARG);   /* unknown role */
+}
+END_TEST
+
+/* Streaming decoder calls with NULL handles and pointers. */
+START_TEST(test_api_null_decoder)
+{
+    danu_options *o = NULL;
+    danu_decoder *d = (danu_decoder *)&o;
+    char buf[64];
+    size_t n;
     EXPECT(danu_decoder_create(NULL, &d), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_null(d);
     EXPECT(danu_decoder_create(tok, NULL), DANU_ERR_INVALID_ARG);
@@ -185,8 +221,19 @@ START_TEST(test_api_null_arguments)
     EXPECT(danu_decoder_flush(d, NULL, sizeof buf, &n), DANU_ERR_INVALID_ARG);
     EXPECT(danu_decoder_flush(d, buf, sizeof buf, NULL), DANU_ERR_INVALID_ARG);
     danu_decoder_free(d);
+}
+END_TEST
 
-    /* context */
+/* Every context call with a NULL context. */
+START_TEST(test_api_null_context_handle)
+{
+    danu_options *o = NULL;
+    danu_context *c = (danu_context *)&o;
+    danu_token ids[8] = { 1, 2, 3 };
+    char buf[64];
+    size_t n;
+    int32_t why;
+    const char *roles[2] = { "user", NULL }, *msgs[2] = { "hi", "there" };
     EXPECT(danu_context_create(NULL, NULL, &c), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_null(c);
     EXPECT(danu_context_create(model, NULL, NULL), DANU_ERR_INVALID_ARG);
@@ -215,8 +262,20 @@ START_TEST(test_api_null_arguments)
     EXPECT(danu_context_state_load(NULL, buf, sizeof buf), DANU_ERR_INVALID_ARG);
     EXPECT(danu_context_state_save_file(NULL, "/tmp/x"), DANU_ERR_INVALID_ARG);
     EXPECT(danu_context_state_load_file(NULL, "/tmp/x"), DANU_ERR_INVALID_ARG);
+}
+END_TEST
 
-    /* a live context with NULL pointers */
+/* A live context with NULL pointers, empty prompts and no logits yet: each call fails with its own message and leaves the context usable. */
+START_TEST(test_api_live_context_null_pointers)
+{
+    danu_options *o = NULL;
+    danu_context *c = (danu_context *)&o;
+    danu_token ids[8] = { 1, 2, 3 };
+    char buf[64];
+    size_t n;
+    int32_t why;
+    const char *roles[2] = { "user", NULL }, *msgs[2] = { "hi", "there" };
+    danu_token t;
     c = new_ctx(32);
     EXPECT(danu_context_eval(c, NULL, 1, NULL), DANU_ERR_INVALID_ARG);
     CHECK_OK(danu_context_eval(c, NULL, 0, NULL));                           /* nothing to do */
@@ -256,8 +315,13 @@ START_TEST(test_api_null_arguments)
     CHECK_OK(danu_context_eval(c, ids, 4, NULL));
     CHECK_OK(danu_context_sample(c, &t));
     danu_context_free(c);
+}
+END_TEST
 
-    /* tools */
+/* danu_synth_write and danu_quantize with NULL or bad arguments. */
+START_TEST(test_api_null_tools)
+{
+
     uint8_t spm[4] = { 0 };
     EXPECT(danu_synth_write(NULL, 1, DANU_FORMAT_GGUF, DANU_TYPE_F16, spm, 4, "/tmp/x", NULL), DANU_ERR_INVALID_ARG);
     EXPECT(danu_synth_write("tiny-b", 1, DANU_FORMAT_GGUF, DANU_TYPE_F16, NULL, 4, "/tmp/x", NULL), DANU_ERR_INVALID_ARG);
@@ -506,7 +570,9 @@ static const danu_param keys[] = {
 static const int is_float[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
-START_TEST(test_api_options)
+/* Every option key: its name, finite bounds, the bounds accepted and one
+ * step outside refused, through both setters. */
+START_TEST(test_api_option_bounds)
 {
     danu_options *o;
     CHECK_OK(danu_options_create(NULL, &o));
@@ -540,6 +606,15 @@ START_TEST(test_api_options)
             EXPECT(danu_options_set_float(o, keys[i], NAN), DANU_ERR_INVALID_ARG);
         }
     }
+    danu_options_free(o);
+}
+END_TEST
+
+/* Keys in the gaps and unknown names are DANU_ERR_UNSUPPORTED / -1. */
+START_TEST(test_api_option_unknown_keys)
+{
+    danu_options *o;
+    CHECK_OK(danu_options_create(NULL, &o));
     static const danu_param unknown[] = { -1, 0, 99, 104, 199, 206, 299, 309, 399, 403, 1000, INT32_MAX };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         EXPECT(danu_options_set_int(o, unknown[i], 1), DANU_ERR_UNSUPPORTED);
@@ -551,8 +626,13 @@ START_TEST(test_api_options)
     ck_assert_int_eq(danu_param_from_name(""), -1);
     ck_assert_int_eq(danu_param_from_name("N_CTX"), -1);
     danu_options_free(o);
+}
+END_TEST
 
-    /* live contexts: sampling keys (+ on_full, n_keep, seed) only */
+/* Live contexts take the sampling keys (+ on_full, n_keep, seed) only,
+ * in range, and still generate afterwards. */
+START_TEST(test_api_context_option_keys)
+{
     danu_context *c = new_ctx(32);
     CHECK_OK(danu_context_set_int(c, DANU_OPT_TOP_K, 5));
     CHECK_OK(danu_context_set_float(c, DANU_OPT_TEMPERATURE, 0.7));
@@ -577,8 +657,13 @@ START_TEST(test_api_options)
     int32_t why;
     CHECK_OK(danu_context_generate(c, 2, NULL, NULL, &why));
     danu_context_free(c);
+}
+END_TEST
 
-    /* model facts: unknown keys */
+/* Model facts: unknown keys, a key of the other type, tensor indexes out
+ * of range. */
+START_TEST(test_api_model_info_keys)
+{
     int64_t v;
     double f;
     EXPECT(danu_model_get_int(model, 0, &v), DANU_ERR_UNSUPPORTED);
@@ -753,14 +838,26 @@ int main(void)
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_api_versions_and_strerror);
-    tcase_add_test(tc, test_api_null_arguments);
+    tcase_add_test(tc, test_api_version);
+    tcase_add_test(tc, test_api_strerror);
+    tcase_add_test(tc, test_api_type_name);
+    tcase_add_test(tc, test_api_null_options);
+    tcase_add_test(tc, test_api_null_model);
+    tcase_add_test(tc, test_api_null_tokenizer);
+    tcase_add_test(tc, test_api_null_chat_encode);
+    tcase_add_test(tc, test_api_null_decoder);
+    tcase_add_test(tc, test_api_null_context_handle);
+    tcase_add_test(tc, test_api_live_context_null_pointers);
+    tcase_add_test(tc, test_api_null_tools);
     tcase_add_test(tc, test_api_bad_tokens);
     tcase_add_test(tc, test_api_n_ctx_limits);
     tcase_add_test(tc, test_api_full_context);
     tcase_add_test(tc, test_api_abort_then_work);
     tcase_add_test(tc, test_api_abort_between_tokens);
-    tcase_add_test(tc, test_api_options);
+    tcase_add_test(tc, test_api_option_bounds);
+    tcase_add_test(tc, test_api_option_unknown_keys);
+    tcase_add_test(tc, test_api_context_option_keys);
+    tcase_add_test(tc, test_api_model_info_keys);
     tcase_add_test(tc, test_api_buffers_too_small);
     tcase_add_test(tc, test_api_bad_utf8);
     tcase_add_test(tc, test_api_load_failures);
