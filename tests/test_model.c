@@ -14,6 +14,7 @@
 #include "format/gguf.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "quant/quant.h"
 #include "options.h"
 
 static char *tmp;
@@ -59,10 +60,12 @@ static void check_shape(const danu_model *m, const shape *s, int64_t window)
         ck_assert_int_eq(danu_model_tensor(m, i, &name, &type, &nd, dims), DANU_OK);
         int64_t e = 1;
         for (int d = 0; d < nd; d++) e *= dims[d];
-        ck_assert(type == DANU_TYPE_F32 || type == DANU_TYPE_BF16 || type == DANU_TYPE_F16 || e % 32 == 0);
-        bytes += type == DANU_TYPE_F32 ? 4 * e : (type == DANU_TYPE_BF16 || type == DANU_TYPE_F16) ? 2 * e : 0;
+        const dn_type_info *ti = dn_type_get(type);
+        ck_assert_msg(ti && e % ti->block_size == 0, "%s: %lld elements, not whole blocks of type %d", name,
+                      (long long)e, type);
+        bytes += e / ti->block_size * ti->type_size;
     }
-    if (bytes) ck_assert_int_le(bytes, info(m, DANU_INFO_WEIGHT_BYTES));
+    ck_assert_int_eq(bytes, info(m, DANU_INFO_WEIGHT_BYTES));
     ck_assert_int_eq(danu_model_tensor(m, n, NULL, NULL, NULL, NULL), DANU_ERR_INVALID_ARG);
 }
 
