@@ -25,7 +25,7 @@ static danu_context *ctx_with(danu_model *m, int threads, double temp, uint64_t 
     danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1);
     if (n_ctx) danu_options_set_int(o, DANU_OPT_N_CTX, n_ctx);
     danu_context *c = NULL;
-    ck_assert_msg(danu_context_create(m, o, &c) == DANU_OK, "%s", danu_last_error());
+    CHECK_OK(danu_context_create(m, o, &c));
     danu_options_free(o);
     return c;
 }

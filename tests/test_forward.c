@@ -458,10 +458,10 @@ START_TEST(test_forward_other_shapes)
         snprintf(gg, sizeof gg, "%s/%s.gguf", tmp, shapes[i].name);
         dn_synth_request r = { .cfg = &shapes[i], .seed = 5, .format = DN_SYNTH_HF, .type = DANU_TYPE_BF16,
                                .out_path = hf, .spm = spm, .spm_len = spm_len };
-        ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+        CHECK_OK(dn_synth_write(dn_alloc_libc(), &r));
         r.format = DN_SYNTH_GGUF;
         r.out_path = gg;
-        ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+        CHECK_OK(dn_synth_write(dn_alloc_libc(), &r));
         danu_model *a = load(hf, DANU_ISA_AUTO), *b = load(gg, DANU_ISA_AUTO);
         a->kern = dn_kernels_for_isa(DN_ISA_REFERENCE);
         ck_assert_ptr_nonnull(a->kern);

@@ -343,7 +343,7 @@ static const char *odd_rows_path(void)
     ck_assert_ptr_nonnull(spm);
     dn_synth_request r = { .cfg = &odd, .seed = 3, .format = DN_SYNTH_GGUF, .type = DANU_TYPE_Q8_0, .out_path = path,
                            .spm = spm, .spm_len = spm_len };
-    ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+    CHECK_OK(dn_synth_write(dn_alloc_libc(), &r));
     free(spm);
     return path;
 }

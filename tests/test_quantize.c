@@ -228,7 +228,7 @@ START_TEST(test_quantize_roundtrip_kl)
     for (int t = 0; t < N(qfiles); t++) {
         danu_options *o = opts(2);
         danu_model *mdl = NULL;
-        ck_assert_msg(danu_model_load(ours_q(t), o, &mdl) == DANU_OK, "%s", danu_last_error());
+        CHECK_OK(danu_model_load(ours_q(t), o, &mdl));
         int64_t w = 0;
         ck_assert_int_eq(danu_model_get_int(mdl, DANU_INFO_SLIDING_WINDOW, &w), DANU_OK);
         ck_assert_int_eq(w, 16);
@@ -407,7 +407,7 @@ START_TEST(test_quantize_fallbacks)
     ck_assert(dn_gguf_get_u64(m.g, "general.file_type", &v) && v == 15);
     gclose(&m);
     danu_model *mdl;
-    ck_assert_msg(danu_model_load(p, NULL, &mdl) == DANU_OK, "%s", danu_last_error());
+    CHECK_OK(danu_model_load(p, NULL, &mdl));
     danu_model_free(mdl);
 
     p = quantized(hf_a, "tiny-a-q5_k.gguf", "q5_k", 2);   /* Q5_K_S: q5_K -> q5_1 */

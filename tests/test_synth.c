@@ -172,7 +172,7 @@ START_TEST(test_synth_safetensors_header)
     ck_assert(!memcmp(buf + 8, "{\"__metadata__\":{\"format\":\"pt\"}", 31));
     dn_tensor_desc *t = NULL;
     int64_t n = 0, cap = 0;
-    ck_assert_msg(dn_safetensors_parse(dn_alloc_libc(), buf, len, "hdr", 0, &t, &n, &cap) == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(dn_safetensors_parse(dn_alloc_libc(), buf, len, "hdr", 0, &t, &n, &cap));
     ck_assert_int_eq(n, 3);
     const dn_tensor_desc *q = NULL, *v = NULL;
     for (int64_t i = 0; i < n; i++) {
@@ -206,7 +206,7 @@ START_TEST(test_synth_hf_tiny_b_matches_transformers)
     char *dir = tu_tmpdir("synth"), *out;
     danu_status s = synth_to(dir, "tiny-b", dn_synth_config_find("tiny-b"), 11, DN_SYNTH_HF, DANU_TYPE_BF16,
                              NULL, NULL, &out);
-    ck_assert_msg(s == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(s);
     dn_hfdir mine, ref;
     open_hf(out, &mine);
     open_hf(tu_data("tiny-b-hf"), &ref);
@@ -398,7 +398,7 @@ START_TEST(test_synth_gguf_bf16_matches_llamacpp)
     char *dir = tu_tmpdir("synth"), *out;
     danu_status s = synth_to(dir, "tiny-q.gguf", dn_synth_config_find("tiny-q"), 17, DN_SYNTH_GGUF, DANU_TYPE_BF16,
                              NULL, NULL, &out);
-    ck_assert_msg(s == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(s);
     gfile m, r;
     gopen(out, &m);
     gopen(tu_data("gguf-llamacpp/tiny-q-bf16.gguf"), &r);
@@ -453,7 +453,7 @@ static void compare_quantized(int32_t type, const char *ref_name, uint32_t ftype
     char *dir = tu_tmpdir("synth"), *out;
     const dn_synth_config *c = dn_synth_config_find("tiny-q");
     danu_status s = synth_to(dir, "q.gguf", c, 17, DN_SYNTH_GGUF, type, NULL, NULL, &out);
-    ck_assert_msg(s == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(s);
     gfile m, r;
     gopen(out, &m);
     gopen(tu_data(ref_name), &r);
@@ -526,7 +526,7 @@ START_TEST(test_synth_gguf_fallback_types)
     c.tied = 1;
     char *dir = tu_tmpdir("synth"), *out;
     danu_status s = synth_to(dir, "f.gguf", &c, 3, DN_SYNTH_GGUF, DANU_TYPE_Q4_K, NULL, NULL, &out);
-    ck_assert_msg(s == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(s);
     gfile m;
     gopen(out, &m);
     const struct { const char *name; int32_t type; } want[] = {

@@ -368,7 +368,7 @@ START_TEST(test_tokenizer_llamacpp_gguf_vs_truncated_spm)
     dn_gguf *g;
     ck_assert_int_eq(dn_gguf_open(dn_alloc_libc(), file, fsize, "tiny-q-Q4_0.gguf", &g), DANU_OK);
     danu_tokenizer *tg;
-    ck_assert_msg(dn_tokenizer_from_gguf(dn_alloc_libc(), g, &tg) == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(dn_tokenizer_from_gguf(dn_alloc_libc(), g, &tg));
     dn_gguf_close(g);
     free(file);
 
