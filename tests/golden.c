@@ -85,9 +85,14 @@ static int check_top8(const float *row, int vocab, const top8 *t, double tol, ch
 int gd_check_case(danu_model *m, const char *name_case, const gd_opts *o, double *max_err, char *msg, size_t ml)
 {
     tu_golden g;
+    char rel[256], txt[256];
     msg[0] = 0;
     *max_err = 0;
-    if (tu_golden_load(name_case, &g)) { snprintf(msg, ml, "cannot read golden %s", name_case); return 1; }
+    snprintf(txt, sizeof txt, "golden/%s.txt", name_case);
+    if (tu_golden_load(name_case, &g)) {
+        snprintf(msg, ml, "cannot load golden %s (missing, unreadable or without a prompt line)", tu_data(txt));
+        return 1;
+    }
     int64_t vocab;
     danu_model_get_int(m, DANU_INFO_VOCAB, &vocab);
     danu_options *opt;
@@ -104,10 +109,10 @@ int gd_check_case(danu_model *m, const char *name_case, const gd_opts *o, double
     if (s) { snprintf(msg, ml, "context: %s", danu_last_error()); return 1; }
     int rc = 0;
     float *all = malloc((size_t)g.n_prompt * (size_t)vocab * sizeof(float));
+    if (!all) { snprintf(msg, ml, "out of memory"); rc = 1; goto done; }
     s = danu_context_eval(c, g.prompt, (size_t)g.n_prompt, all);
     if (s) { snprintf(msg, ml, "eval: %s", danu_last_error()); rc = 1; goto done; }
     /* full rows where the golden has them */
-    char rel[256];
     size_t n_gold = 0;
     snprintf(rel, sizeof rel, "golden/%s.all.f32", name_case);
     float *gold = tu_read_f32(tu_data(rel), &n_gold);
@@ -117,7 +122,10 @@ int gd_check_case(danu_model *m, const char *name_case, const gd_opts *o, double
         gold = tu_read_f32(tu_data(rel), &n_gold);
         rows_from = g.n_prompt - 1;
     }
-    if (!gold || n_gold % (size_t)vocab) { snprintf(msg, ml, "bad golden logits file"); rc = 1; free(gold); goto done; }
+    if (!gold || n_gold == 0 || n_gold % (size_t)vocab) {
+        snprintf(msg, ml, "%s: %s", tu_data(rel), gold ? "not whole rows of vocab floats" : "missing or unreadable");
+        rc = 1; free(gold); goto done;
+    }
     for (size_t r = 0; r < n_gold / (size_t)vocab; r++) {
         const float *gr = gold + r * (size_t)vocab, *ours = all + (rows_from + r) * (size_t)vocab;
         double mx = tu_max_abs(gr, (size_t)vocab), err = tu_max_abs_diff(ours, gr, (size_t)vocab) / mx;
@@ -132,6 +140,7 @@ int gd_check_case(danu_model *m, const char *name_case, const gd_opts *o, double
     /* top-8 lines at every position */
     top8 tops[1024];
     int nt = rc ? 0 : load_tops(name_case, tops, 1024);
+    if (nt < 0) { snprintf(msg, ml, "cannot read the top-8 lines of %s", tu_data(txt)); rc = 1; }
     double gmax = tu_max_abs(gold, n_gold);
     for (int i = 0; i < nt && !rc; i++)
         rc = check_top8(all + (size_t)tops[i].pos * (size_t)vocab, (int)vocab, &tops[i], o->tol * gmax, msg, ml);

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # run-all.sh - build everything and run every test: the README's test command
 # and what CI runs. Stages:
-#   1. the Check suites, bindings, examples and ABI check (meson test)
-#   2. the NEON kernels, cross-compiled for aarch64 and run under qemu-user
-#   3. the whole suite under ASan+UBSan, the threaded suites under TSan
-#   4. each libFuzzer harness for FUZZ_SECONDS (default 60)
+#   1. the Check suites, bindings, examples and ABI check (meson test: the
+#      default setup, which leaves out the suite 'slow')
+#   2. the slow stage (meson test --suite slow, one test at a time): wall-clock
+#      bounds, idle workers' CPU use over a time window, the ABI self-test
+#   3. the NEON kernels, cross-compiled for aarch64 and run under qemu-user
+#   4. the whole suite under ASan+UBSan, the threaded suites under TSan
+#   5. each libFuzzer harness for FUZZ_SECONDS (default 60)
 # DANU_TEST_QUICK=1 runs stage 1 only. Installs missing Debian packages when root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,20 +40,23 @@ fi
 t0=$(date +%s)
 stage() { echo; echo "=== run-all.sh: $1 ($(( $(date +%s) - t0 )) s so far) ==="; }
 
-stage "1/4 build and test suites"
+stage "1/5 build and test suites"
 build=${BUILD_DIR:-build-test}
 meson setup "$build" --buildtype=release >/dev/null 2>&1 || meson setup --reconfigure "$build" --buildtype=release
 ninja -C "$build"
 meson test -C "$build" --print-errorlogs --num-processes 2
 [ "$quick" = 1 ] && exit 0
 
-stage "2/4 NEON kernels under qemu-aarch64"
+stage "2/5 slow stage (wall-clock bounds, time windows)"
+meson test -C "$build" --no-rebuild --print-errorlogs --num-processes 1 --suite slow
+
+stage "3/5 NEON kernels under qemu-aarch64"
 DN_TEST_LIGHT=1 sh tests/cross/run-neon.sh "$PWD/build-arm64"
 
-stage "3/4 sanitizers"
+stage "4/5 sanitizers"
 bash tests/sanitize.sh
 
-stage "4/4 fuzzing, ${FUZZ_SECONDS:-60} s per target"
+stage "5/5 fuzzing, ${FUZZ_SECONDS:-60} s per target"
 FUZZ_BUILD_DIR="$PWD/build-fuzz" bash bench/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 stage "done"

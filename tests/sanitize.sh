@@ -63,6 +63,8 @@ if [ "${SAN_SKIP_TSAN:-0}" != 1 ]; then
   ninja -C "$tsan" tests/test_context tests/test_api   # only what runs (TSan builds are slow)
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=4
   meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes "$jobs" --timeout-multiplier 6 context api
+  # the idle-workers check (context's slow stage) under TSan too, as before it moved there
+  meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 6 --suite slow context_slow
   echo "sanitize.sh: ThreadSanitizer (context, api) passed in $(($(date +%s) - t1)) s"
 fi
 echo "sanitize.sh: all clean in $(($(date +%s) - t0)) s"

@@ -10,7 +10,9 @@
  *    multiples of 16 and padding around them must stay untouched.
  *  - a token alone gets the same bits as in a batch; zeros give zeros.
  *  - the fast gemm (bf16x16f: activations' hi row only) is exactly the exact
- *    gemm with the lo row zeroed, and within EPS_FAST of the reference.
+ *    gemm with the lo row zeroed, and within EPS_FAST of the reference
+ *    (AVX-512 only: `test_bf16x16 fast`, the meson test bf16x16_fast, which
+ *    exits 77, a SKIP, without that table).
  * Tolerances as test_kernels.c's float types: EPS_DOT relative to
  * M = sum |w x| (f32 sums in lanes), plus the activation rounding
  * E = sum |w| |x - xq| against f32 activations. */
@@ -31,7 +33,6 @@
 #define EPS_FAST (1.0 / 256 + 2 * EPS_DOT)
 #define XT DN_TYPE_BF16_X16
 #define XF DN_TYPE_BF16_X16F
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float rnd_val(void) { return tu_rand_act(&rng); }
@@ -333,10 +334,17 @@ END_TEST
  * on the same activations with their lo rows zeroed gives the same values
  * (every lane sums the hi products over k in the same order, whatever the
  * tile shapes), and with the lo rows it differs (so the option matters). */
-START_TEST(test_bf16x16_fast_is_hi_only)
+/* The AVX-512 table when it has the fast gemm, else NULL. */
+static const dn_kernels *fast_table(void)
 {
     const dn_kernels *k = dn_kernels_for_isa(DN_ISA_AVX512);
-    if (!k || !k->gemm[XF]) return;   /* no fast gemm on this CPU */
+    return k && k->gemm[XF] ? k : NULL;
+}
+
+START_TEST(test_bf16x16_fast_is_hi_only)
+{
+    const dn_kernels *k = fast_table();
+    ck_assert_ptr_nonnull(k);
     rng = 99;
     static const int64_t cs[] = { 2, 30, 2560 }, rs[] = { 16, 48, 112 }, ts[] = { 1, 5, 8, 9, 17, 24 };
     int differ = 0;
@@ -376,16 +384,27 @@ START_TEST(test_bf16x16_fast_is_hi_only)
 }
 END_TEST
 
-int main(void)
+/* No argument: the tests every CPU runs (each table this CPU has).
+ * "fast": the AVX-512 fast gemm only (its own meson test, bf16x16_fast),
+ * exit 77 (SKIP) without it. */
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("bf16x16");
+    const int fast = argc > 1 && !strcmp(argv[1], "fast");
+    if (fast && !fast_table()) {
+        printf("no AVX-512 fast bf16 gemm (CPU without AVX-512, or DANU_ISA below avx512): skipped\n");
+        return 77;
+    }
+    Suite *s = suite_create(fast ? "bf16x16_fast" : "bf16x16");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_bf16x16_type);
-    tcase_add_test(tc, test_bf16x16_roundtrip);
-    tcase_add_loop_test(tc, test_bf16x16_matmul, 0, N_COLS);
-    tcase_add_test(tc, test_bf16x16_batch_equals_single);
-    tcase_add_test(tc, test_bf16x16_fast_is_hi_only);
+    if (fast) {
+        tcase_add_test(tc, test_bf16x16_fast_is_hi_only);
+    } else {
+        tcase_add_test(tc, test_bf16x16_type);
+        tcase_add_test(tc, test_bf16x16_roundtrip);
+        tcase_add_loop_test(tc, test_bf16x16_matmul, 0, N_COLS);
+        tcase_add_test(tc, test_bf16x16_batch_equals_single);
+    }
     suite_add_tcase(s, tc);
     const int failed = tu_run(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;

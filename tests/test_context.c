@@ -25,7 +25,7 @@ static danu_context *ctx_with(danu_model *m, int threads, double temp, uint64_t 
     danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1);
     if (n_ctx) danu_options_set_int(o, DANU_OPT_N_CTX, n_ctx);
     danu_context *c = NULL;
-    ck_assert_msg(danu_context_create(m, o, &c) == DANU_OK, "%s", danu_last_error());
+    CHECK_OK(danu_context_create(m, o, &c));
     danu_options_free(o);
     return c;
 }
@@ -49,7 +49,7 @@ START_TEST(test_context_generate_goldens)
     ck_assert_int_eq(danu_model_load(gd_synth(tmp, "tiny-q", 17, DANU_FORMAT_GGUF, DANU_TYPE_BF16), NULL, &tq), DANU_OK);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tu_golden g;
-        ck_assert_int_eq(tu_golden_load(cases[i], &g), 0);
+        tu_golden_need(cases[i], &g);
         danu_model *m = cases[i][5] == 'a' ? tiny_a : cases[i][5] == 'b' ? tiny_b : tq;
         danu_context *c = ctx_with(m, 2, 0.0, 0, 0);
         danu_context_set_float(c, DANU_OPT_REPEAT_PENALTY, g.repetition_penalty);
@@ -91,45 +91,35 @@ static void gen_ids(danu_context *c, int n, danu_token *out)
     free(col);
 }
 
-START_TEST(test_context_state_roundtrip)
+/* A context that evaluated 30 tokens of tiny-b.rand100 (temperature temp,
+ * seed 42) and its saved state (malloc'd, *sz bytes). */
+static danu_context *saved_state(double temp, uint8_t **buf, size_t *sz)
 {
     tu_golden g;
-    tu_golden_load("tiny-b.rand100", &g);
+    tu_golden_need("tiny-b.rand100", &g);
+    danu_context *a = ctx_with(tiny_b, 1, temp, 42, 0);
+    ck_assert_int_eq(danu_context_eval(a, g.prompt, 30, NULL), DANU_OK);
+    size_t w;
+    *sz = danu_context_state_size(a);
+    *buf = malloc(*sz);
+    ck_assert_int_eq(danu_context_state_save(a, *buf, *sz, &w), DANU_OK);
+    ck_assert_uint_eq(w, *sz);
+    return a;
+}
+
+/* A state loaded into another context (other seed and thread count)
+ * continues exactly as the saved one, greedy and sampled. */
+START_TEST(test_context_state_roundtrip)
+{
     for (int temp = 0; temp < 2; temp++) {
-        danu_context *a = ctx_with(tiny_b, 1, temp ? 0.9 : 0.0, 42, 0);
-        ck_assert_int_eq(danu_context_eval(a, g.prompt, 30, NULL), DANU_OK);
-        size_t sz = danu_context_state_size(a), w;
-        uint8_t *buf = malloc(sz);
-        ck_assert_int_eq(danu_context_state_save(a, buf, sz, &w), DANU_OK);
-        ck_assert_uint_eq(w, sz);
+        uint8_t *buf;
+        size_t sz;
+        danu_context *a = saved_state(temp ? 0.9 : 0.0, &buf, &sz);
         danu_token x[40], y[40];
         gen_ids(a, 40, x);
         danu_context *b = ctx_with(tiny_b, 2, temp ? 0.9 : 0.0, 7, 0);
         ck_assert_int_eq(danu_context_state_load(b, buf, sz), DANU_OK);
         ck_assert_uint_eq(danu_context_n_tokens(b), 30);
-        gen_ids(b, 40, y);
-        ck_assert_mem_eq(x, y, sizeof x);
-        /* corrupt data is rejected and leaves the context as it was */
-        size_t before = danu_context_n_tokens(b);
-        for (size_t k = 0; k < sz; k += sz / 97 + 1) {
-            buf[k] ^= 0x5a;
-            ck_assert_int_eq(danu_context_state_load(b, buf, sz), DANU_ERR_FORMAT);
-            ck_assert(strlen(danu_last_error()) > 0);
-            buf[k] ^= 0x5a;
-        }
-        ck_assert_int_eq(danu_context_state_load(b, buf, sz - 9), DANU_ERR_FORMAT);
-        ck_assert_uint_eq(danu_context_n_tokens(b), before);
-        /* another model's state */
-        danu_context *other = ctx_with(tiny_a, 1, 0.0, 0, 0);
-        ck_assert_int_eq(danu_context_state_load(other, buf, sz), DANU_ERR_FORMAT);
-        danu_context_free(other);
-        /* through a file */
-        char path[1024];
-        snprintf(path, sizeof path, "%s/state.bin", tmp);
-        ck_assert_int_eq(danu_context_state_load(b, buf, sz), DANU_OK);
-        ck_assert_int_eq(danu_context_state_save_file(b, path), DANU_OK);
-        danu_context_clear(b);
-        ck_assert_int_eq(danu_context_state_load_file(b, path), DANU_OK);
         gen_ids(b, 40, y);
         ck_assert_mem_eq(x, y, sizeof x);
         free(buf);
@@ -139,12 +129,81 @@ START_TEST(test_context_state_roundtrip)
 }
 END_TEST
 
-/* Rewind then regenerate equals a fresh run; prefix reuse gives the same logits. */
-START_TEST(test_context_rewind_and_prefix)
+/* Corrupt or truncated state is rejected with a message and leaves the
+ * context as it was. */
+START_TEST(test_context_state_rejects_corrupt)
+{
+    uint8_t *buf;
+    size_t sz;
+    danu_context *a = saved_state(0.0, &buf, &sz);
+    danu_context *b = ctx_with(tiny_b, 2, 0.0, 7, 0);
+    ck_assert_int_eq(danu_context_state_load(b, buf, sz), DANU_OK);
+    danu_token x[40], y[40];
+    gen_ids(a, 40, x);
+    const size_t before = danu_context_n_tokens(b);
+    for (size_t k = 0; k < sz; k += sz / 97 + 1) {
+        buf[k] ^= 0x5a;
+        ck_assert_int_eq(danu_context_state_load(b, buf, sz), DANU_ERR_FORMAT);
+        ck_assert_msg(strlen(danu_last_error()) > 0, "byte %zu: no message", k);
+        buf[k] ^= 0x5a;
+    }
+    ck_assert_int_eq(danu_context_state_load(b, buf, sz - 9), DANU_ERR_FORMAT);
+    ck_assert_uint_eq(danu_context_n_tokens(b), before);
+    gen_ids(b, 40, y);   /* unchanged: continues as the saved context */
+    ck_assert_mem_eq(x, y, sizeof x);
+    free(buf);
+    danu_context_free(a);
+    danu_context_free(b);
+}
+END_TEST
+
+/* Another model's context refuses the state. */
+START_TEST(test_context_state_rejects_other_model)
+{
+    uint8_t *buf;
+    size_t sz;
+    danu_context *a = saved_state(0.0, &buf, &sz);
+    danu_context *other = ctx_with(tiny_a, 1, 0.0, 0, 0);
+    ck_assert_int_eq(danu_context_state_load(other, buf, sz), DANU_ERR_FORMAT);
+    ck_assert_uint_eq(danu_context_n_tokens(other), 0);
+    danu_context_free(other);
+    free(buf);
+    danu_context_free(a);
+}
+END_TEST
+
+/* State saved to a file and loaded into a cleared context continues as the
+ * saved one. */
+START_TEST(test_context_state_file_roundtrip)
+{
+    uint8_t *buf;
+    size_t sz;
+    danu_context *a = saved_state(0.0, &buf, &sz);
+    danu_token x[40], y[40];
+    gen_ids(a, 40, x);
+    danu_context *b = ctx_with(tiny_b, 2, 0.0, 7, 0);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/state.bin", tmp);
+    ck_assert_int_eq(danu_context_state_load(b, buf, sz), DANU_OK);
+    ck_assert_int_eq(danu_context_state_save_file(b, path), DANU_OK);
+    danu_context_clear(b);
+    ck_assert_uint_eq(danu_context_n_tokens(b), 0);
+    ck_assert_int_eq(danu_context_state_load_file(b, path), DANU_OK);
+    ck_assert_uint_eq(danu_context_n_tokens(b), 30);
+    gen_ids(b, 40, y);
+    ck_assert_mem_eq(x, y, sizeof x);
+    free(buf);
+    danu_context_free(a);
+    danu_context_free(b);
+}
+END_TEST
+
+/* Rewind then regenerate gives the same tokens as the first run. */
+START_TEST(test_context_rewind_regenerates)
 {
     tu_golden g;
-    tu_golden_load("tiny-a.capital-long", &g);
-    danu_context *a = ctx_with(tiny_a, 1, 0.0, 0, 0), *b = ctx_with(tiny_a, 1, 0.0, 0, 0);
+    tu_golden_need("tiny-a.capital-long", &g);
+    danu_context *a = ctx_with(tiny_a, 1, 0.0, 0, 0);
     ck_assert_int_eq(danu_context_eval(a, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     danu_token x[20], y[20];
     gen_ids(a, 20, x);
@@ -152,7 +211,18 @@ START_TEST(test_context_rewind_and_prefix)
     ck_assert_int_eq(danu_context_eval(a, &g.prompt[g.n_prompt - 1], 1, NULL), DANU_OK);
     gen_ids(a, 20, y);
     ck_assert_mem_eq(x, y, sizeof x);
-    /* prefix reuse: b holds prompt + x; a new prompt sharing the prompt prefix evaluates only the tail */
+    danu_context_free(a);
+}
+END_TEST
+
+/* Prefix reuse: b holds prompt + 20 generated tokens; a new prompt sharing
+ * the prompt prefix evaluates only the tail and gives a fresh run's logits. */
+START_TEST(test_context_prefix_reuse)
+{
+    tu_golden g;
+    tu_golden_need("tiny-a.capital-long", &g);
+    danu_context *b = ctx_with(tiny_a, 1, 0.0, 0, 0);
+    danu_token y[20];
     ck_assert_int_eq(danu_context_eval(b, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     gen_ids(b, 20, y);
     danu_token p2[64];
@@ -164,27 +234,33 @@ START_TEST(test_context_rewind_and_prefix)
     danu_context *f = ctx_with(tiny_a, 1, 0.0, 0, 0);
     ck_assert_int_eq(danu_context_eval(f, p2, (size_t)g.n_prompt + 2, NULL), DANU_OK);
     ck_assert_mem_eq(danu_context_logits(b), danu_context_logits(f), 32000 * sizeof(float));
-    /* with a wrapped ring (window 32), a deep rewind is refused and changes nothing */
-    danu_context_clear(f);
+    danu_context_free(b); danu_context_free(f);
+}
+END_TEST
+
+/* With a wrapped ring (window 32), a deep rewind is refused and changes
+ * nothing; a rewind within the window works. */
+START_TEST(test_context_deep_rewind_refused)
+{
+    danu_context *f = ctx_with(tiny_a, 1, 0.0, 0, 0);
     danu_token many[100];
     for (int i = 0; i < 100; i++) many[i] = (danu_token)(100 + i * 37 % 3000);
     ck_assert_int_eq(danu_context_eval(f, many, 100, NULL), DANU_OK);
     ck_assert_int_eq(danu_context_rewind(f, 10), DANU_ERR_STATE);
     ck_assert_uint_eq(danu_context_n_tokens(f), 100);
     ck_assert_int_eq(danu_context_rewind(f, 99), DANU_OK);
-    danu_context_free(a); danu_context_free(b); danu_context_free(f);
+    ck_assert_uint_eq(danu_context_n_tokens(f), 99);
+    danu_context_free(f);
 }
 END_TEST
 
-typedef struct thr { danu_model *m; int threads; uint64_t seed; danu_token out[48]; } thr;
+typedef struct thr { danu_model *m; int threads; uint64_t seed; const tu_golden *g; danu_token out[48]; } thr;
 
 static void *thr_main(void *arg)
 {
     thr *t = arg;
     danu_context *c = ctx_with(t->m, t->threads, 1.5, t->seed, 0);
-    tu_golden g;
-    tu_golden_load("tiny-a.story", &g);
-    danu_context_eval(c, g.prompt, 20, NULL);
+    CHECK_OK(danu_context_eval(c, t->g->prompt, 20, NULL));
     gen_ids(c, 48, t->out);
     danu_context_free(c);
     return NULL;
@@ -194,7 +270,10 @@ static void *thr_main(void *arg)
  * the same tokens with 1 or 2 worker threads. */
 START_TEST(test_context_concurrency_and_seed)
 {
-    thr a = { tiny_a, 1, 5, {0} }, b = { tiny_a, 2, 6, {0} }, a2 = { tiny_a, 2, 5, {0} }, b2 = { tiny_a, 1, 6, {0} };
+    tu_golden g;
+    tu_golden_need("tiny-a.story", &g);
+    thr a = { tiny_a, 1, 5, &g, {0} }, b = { tiny_a, 2, 6, &g, {0} }, a2 = { tiny_a, 2, 5, &g, {0} },
+        b2 = { tiny_a, 1, 6, &g, {0} };
     thr_main(&a2);
     thr_main(&b2);
     pthread_t ta, tb;
@@ -215,8 +294,8 @@ static double cpu_seconds(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* An idle library gives its cores back: after a generation and after an
- * aborted one, the context's workers sleep. Over 400 ms of wall time the
+/* Slow stage (a time window): an idle library gives its cores back: after a
+ * generation and after an aborted one, the context's workers sleep. Over 400 ms of wall time the
  * process may use a little CPU for the workers' last short spin, not the
  * 400+ ms a worker still spinning would (the pool keeps them spinning
  * during a forward pass only). */
@@ -264,17 +343,15 @@ START_TEST(test_context_abort)
 {
     danu_context *c = ctx_with(tiny_a, 2, 0.0, 0, 512);
     tu_golden g;
-    tu_golden_load("tiny-a.capital", &g);
+    tu_golden_need("tiny-a.capital", &g);
     ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     danu_context_set_int(c, DANU_OPT_ON_FULL, DANU_FULL_SHIFT);   /* never ends by itself */
     ab x = { c, 30 };
     pthread_t t;
     pthread_create(&t, NULL, abort_main, &x);
     int32_t why;
-    double t0 = (double)clock();
     danu_status s = danu_context_generate(c, 100000, NULL, NULL, &why);
     pthread_join(t, NULL);
-    (void)t0;
     ck_assert_int_eq(s, DANU_ERR_ABORTED);
     ck_assert_int_eq(why, DANU_STOP_ABORTED);
     /* still usable and consistent: continuing equals a fresh run on the same tokens */
@@ -296,7 +373,8 @@ START_TEST(test_context_abort)
 }
 END_TEST
 
-START_TEST(test_context_full)
+/* A full context refuses more tokens (eval and generate) and keeps what it had. */
+START_TEST(test_context_full_refuses)
 {
     danu_context *c = ctx_with(tiny_b, 1, 0.0, 0, 40);
     danu_token t[40];
@@ -308,7 +386,19 @@ START_TEST(test_context_full)
     ck_assert_int_eq(danu_context_generate(c, 50, NULL, NULL, &why), DANU_ERR_CONTEXT_FULL);
     ck_assert_int_eq(why, DANU_STOP_FULL);
     ck_assert_uint_eq(danu_context_n_tokens(c), 40);
-    /* shift: keep 4, drop the oldest of the rest; the result equals evaluating the kept tokens fresh */
+    danu_context_free(c);
+}
+END_TEST
+
+/* On full with DANU_FULL_SHIFT: keep 4, drop the oldest of the rest; the
+ * result equals evaluating the kept tokens fresh. */
+START_TEST(test_context_full_shift)
+{
+    danu_context *c = ctx_with(tiny_b, 1, 0.0, 0, 40);
+    danu_token t[40];
+    for (int i = 0; i < 40; i++) t[i] = (danu_token)(3 + i * 11 % 1000);
+    ck_assert_int_eq(danu_context_eval(c, t, 40, NULL), DANU_OK);
+    int32_t why;
     ck_assert_int_eq(danu_context_set_int(c, DANU_OPT_ON_FULL, DANU_FULL_SHIFT), DANU_OK);
     ck_assert_int_eq(danu_context_set_int(c, DANU_OPT_N_KEEP, 4), DANU_OK);
     ck_assert_int_eq(danu_context_generate(c, 10, NULL, NULL, &why), DANU_OK);
@@ -318,21 +408,31 @@ START_TEST(test_context_full)
     danu_context *f = ctx_with(tiny_b, 1, 0.0, 0, 40);
     ck_assert_int_eq(danu_context_eval(f, danu_context_tokens(c), n, NULL), DANU_OK);
     ck_assert_mem_eq(danu_context_logits(c), danu_context_logits(f), 1024 * sizeof(float));
-    /* bad ids */
-    danu_token bad[2] = { 5, 1024 };
-    ck_assert_int_eq(danu_context_eval(f, bad, 2, NULL), DANU_ERR_BAD_TOKEN);
-    bad[1] = -1;
-    ck_assert_int_eq(danu_context_eval(f, bad, 2, NULL), DANU_ERR_BAD_TOKEN);
     danu_context_free(c);
     danu_context_free(f);
 }
 END_TEST
 
-START_TEST(test_context_stop_strings_and_chat)
+/* Ids outside the vocabulary are refused and nothing is evaluated. */
+START_TEST(test_context_bad_token_ids)
+{
+    danu_context *f = ctx_with(tiny_b, 1, 0.0, 0, 40);
+    danu_token bad[2] = { 5, 1024 };
+    ck_assert_int_eq(danu_context_eval(f, bad, 2, NULL), DANU_ERR_BAD_TOKEN);
+    bad[1] = -1;
+    ck_assert_int_eq(danu_context_eval(f, bad, 2, NULL), DANU_ERR_BAD_TOKEN);
+    ck_assert_uint_eq(danu_context_n_tokens(f), 0);
+    danu_context_free(f);
+}
+END_TEST
+
+/* A stop string from the middle of the text: the emitted text ends right
+ * before it and generation reports DANU_STOP_STRING. */
+START_TEST(test_context_stop_string)
 {
     danu_context *c = ctx_with(tiny_a, 1, 0.0, 0, 0);
     tu_golden g;
-    tu_golden_load("tiny-a.capital-long", &g);
+    tu_golden_need("tiny-a.capital-long", &g);
     ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
     collect *full = calloc(1, sizeof *full), *cut = calloc(1, sizeof *cut);
     int32_t why;
@@ -350,13 +450,22 @@ START_TEST(test_context_stop_strings_and_chat)
     ck_assert_int_eq(why, DANU_STOP_STRING);
     ck_assert_uint_eq(cut->len, (size_t)(at - full->text));
     ck_assert_mem_eq(cut->text, full->text, cut->len);
-    /* steps stopped early: a stop string that starts with the text's last
-     * two bytes but never completes holds them back; step_finish hands them
-     * over, and steps + finish equal generate()'s text */
-    danu_context_clear(c);
-    danu_context_clear_stop_strings(c);
+    free(full); free(cut);
+    danu_context_free(c);
+}
+END_TEST
+
+/* Steps stopped early: a stop string that starts with the text's last two
+ * bytes but never completes holds them back; step_finish hands them over,
+ * and steps + finish equal generate()'s text. */
+START_TEST(test_context_step_finish_releases_held_text)
+{
+    danu_context *c = ctx_with(tiny_a, 1, 0.0, 0, 0);
+    tu_golden g;
+    tu_golden_need("tiny-a.capital-long", &g);
     ck_assert_int_eq(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
-    memset(full, 0, sizeof *full);
+    collect *full = calloc(1, sizeof *full), *cut = calloc(1, sizeof *cut);
+    int32_t why;
     ck_assert_int_eq(danu_context_generate(c, 20, collect_cb, full, &why), DANU_OK);
     ck_assert_int_eq(why, DANU_STOP_LENGTH);
     ck_assert(full->len >= 2);
@@ -386,9 +495,17 @@ START_TEST(test_context_stop_strings_and_chat)
     ck_assert_int_eq(danu_context_step_finish(c, rest, sizeof rest, &rl), DANU_OK);   /* nothing pending now */
     ck_assert_uint_eq(rl, 0);
     free(full); free(cut);
-    /* chat: the appended ids are the chat format's; a second turn reuses the cache */
-    danu_context_clear(c);
-    danu_context_clear_stop_strings(c);
+    danu_context_free(c);
+}
+END_TEST
+
+/* Chat: the appended ids are the chat format's; a second turn closes the
+ * open answer with </s> and appends the tail of the whole conversation
+ * encoded at once. */
+START_TEST(test_context_chat_append)
+{
+    danu_context *c = ctx_with(tiny_a, 1, 0.0, 0, 0);
+    int32_t why;
     const char *roles[1] = { "user" }, *msg[1] = { "Why is the sky blue?" };
     ck_assert_int_eq(danu_context_chat_append(c, roles, msg, 1, 1), DANU_OK);
     danu_token ids[256];
@@ -416,8 +533,9 @@ START_TEST(test_context_stop_strings_and_chat)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const int slow = tu_slow_stage(argc, argv);
     tmp = tu_tmpdir("context");
     const char *pa = gd_synth(tmp, "tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
     const char *pb = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_HF, DANU_TYPE_BF16);
@@ -425,17 +543,29 @@ int main(void)
         fprintf(stderr, "cannot prepare the test models: %s\n", danu_last_error());
         return 1;
     }
-    Suite *s = suite_create("context");
-    TCase *tc = tcase_create("context");
+    Suite *s = suite_create(slow ? "context_slow" : "context");
+    TCase *tc = tcase_create(slow ? "slow" : "context");
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_context_generate_goldens);
-    tcase_add_test(tc, test_context_state_roundtrip);
-    tcase_add_test(tc, test_context_rewind_and_prefix);
-    tcase_add_test(tc, test_context_concurrency_and_seed);
-    tcase_add_test(tc, test_context_abort);
-    tcase_add_test(tc, test_context_idle_workers);
-    tcase_add_test(tc, test_context_full);
-    tcase_add_test(tc, test_context_stop_strings_and_chat);
+    if (slow) {
+        tcase_add_test(tc, test_context_idle_workers);
+    } else {
+        tcase_add_test(tc, test_context_generate_goldens);
+        tcase_add_test(tc, test_context_state_roundtrip);
+        tcase_add_test(tc, test_context_state_rejects_corrupt);
+        tcase_add_test(tc, test_context_state_rejects_other_model);
+        tcase_add_test(tc, test_context_state_file_roundtrip);
+        tcase_add_test(tc, test_context_rewind_regenerates);
+        tcase_add_test(tc, test_context_prefix_reuse);
+        tcase_add_test(tc, test_context_deep_rewind_refused);
+        tcase_add_test(tc, test_context_concurrency_and_seed);
+        tcase_add_test(tc, test_context_abort);
+        tcase_add_test(tc, test_context_full_refuses);
+        tcase_add_test(tc, test_context_full_shift);
+        tcase_add_test(tc, test_context_bad_token_ids);
+        tcase_add_test(tc, test_context_stop_string);
+        tcase_add_test(tc, test_context_step_finish_releases_held_text);
+        tcase_add_test(tc, test_context_chat_append);
+    }
     suite_add_tcase(s, tc);
     int failed = tu_run(s);
     danu_model_free(tiny_a);

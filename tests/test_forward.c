@@ -18,21 +18,21 @@ static char *tmp;
 
 /* Bounds for test_forward_quant_quality: max KL (1.5x measured), max RMSE (1.2x),
  * min top-1 agreement (measured - 0.08), as measured on 2026-11-27. */
-#define QA_F16 1.55e-05, 0.00509, 0.92  /* measured 0.000009, 0.00424, 1.000 */
-#define QA_Q8_0 0.000188, 0.0189, 0.90  /* measured 0.000124, 0.01576, 0.984 */
-#define QA_Q5_1 0.00559, 0.104, 0.71  /* measured 0.003726, 0.08647, 0.790 */
-#define QA_Q5_0 0.00629, 0.11, 0.73  /* measured 0.004195, 0.09173, 0.806 */
-#define QA_Q4_1 0.0231, 0.21, 0.71  /* measured 0.015385, 0.17539, 0.790 */
-#define QA_Q4_0 0.0261, 0.225, 0.74  /* measured 0.017389, 0.18718, 0.823 */
-#define QQ_F16 1.55e-05, 0.00508, 0.92  /* measured 0.000009, 0.00423, 1.000 */
-#define QQ_Q8_0 0.000266, 0.0225, 0.87  /* measured 0.000176, 0.01876, 0.953 */
-#define QQ_Q6_K 0.00159, 0.055, 0.85  /* measured 0.001059, 0.04585, 0.934 */
-#define QQ_Q5_K 0.00588, 0.106, 0.73  /* measured 0.003917, 0.08842, 0.811 */
-#define QQ_Q5_1 0.00642, 0.111, 0.72  /* measured 0.004277, 0.09257, 0.802 */
-#define QQ_Q5_0 0.00714, 0.117, 0.75  /* measured 0.004758, 0.09759, 0.830 */
-#define QQ_Q4_K 0.021, 0.202, 0.65  /* measured 0.013979, 0.16830, 0.726 */
-#define QQ_Q4_1 0.027, 0.228, 0.63  /* measured 0.017972, 0.19035, 0.708 */
-#define QQ_Q4_0 0.0293, 0.237, 0.63  /* measured 0.019531, 0.19758, 0.708 */
+#define QA_F16 .max_kl = 1.55e-05, .max_rmse = 0.00509, .min_top1 = 0.92  /* measured 0.000009, 0.00424, 1.000 */
+#define QA_Q8_0 .max_kl = 0.000188, .max_rmse = 0.0189, .min_top1 = 0.90  /* measured 0.000124, 0.01576, 0.984 */
+#define QA_Q5_1 .max_kl = 0.00559, .max_rmse = 0.104, .min_top1 = 0.71  /* measured 0.003726, 0.08647, 0.790 */
+#define QA_Q5_0 .max_kl = 0.00629, .max_rmse = 0.11, .min_top1 = 0.73  /* measured 0.004195, 0.09173, 0.806 */
+#define QA_Q4_1 .max_kl = 0.0231, .max_rmse = 0.21, .min_top1 = 0.71  /* measured 0.015385, 0.17539, 0.790 */
+#define QA_Q4_0 .max_kl = 0.0261, .max_rmse = 0.225, .min_top1 = 0.74  /* measured 0.017389, 0.18718, 0.823 */
+#define QQ_F16 .max_kl = 1.55e-05, .max_rmse = 0.00508, .min_top1 = 0.92  /* measured 0.000009, 0.00423, 1.000 */
+#define QQ_Q8_0 .max_kl = 0.000266, .max_rmse = 0.0225, .min_top1 = 0.87  /* measured 0.000176, 0.01876, 0.953 */
+#define QQ_Q6_K .max_kl = 0.00159, .max_rmse = 0.055, .min_top1 = 0.85  /* measured 0.001059, 0.04585, 0.934 */
+#define QQ_Q5_K .max_kl = 0.00588, .max_rmse = 0.106, .min_top1 = 0.73  /* measured 0.003917, 0.08842, 0.811 */
+#define QQ_Q5_1 .max_kl = 0.00642, .max_rmse = 0.111, .min_top1 = 0.72  /* measured 0.004277, 0.09257, 0.802 */
+#define QQ_Q5_0 .max_kl = 0.00714, .max_rmse = 0.117, .min_top1 = 0.75  /* measured 0.004758, 0.09759, 0.830 */
+#define QQ_Q4_K .max_kl = 0.021, .max_rmse = 0.202, .min_top1 = 0.65  /* measured 0.013979, 0.16830, 0.726 */
+#define QQ_Q4_1 .max_kl = 0.027, .max_rmse = 0.228, .min_top1 = 0.63  /* measured 0.017972, 0.19035, 0.708 */
+#define QQ_Q4_0 .max_kl = 0.0293, .max_rmse = 0.237, .min_top1 = 0.63  /* measured 0.019531, 0.19758, 0.708 */
 
 static danu_model *load(const char *path, int isa)
 {
@@ -66,15 +66,16 @@ static const char *tiny_q_cases[] = { "tiny-q.short", "tiny-q.rand100" };
 START_TEST(test_forward_tiny_a_formats)
 {
     static const struct { int32_t fmt, type; } v[] = {
-        { DANU_FORMAT_HF, DANU_TYPE_BF16 }, { DANU_FORMAT_GGUF, DANU_TYPE_BF16 },
-        { DANU_FORMAT_GGUF, DANU_TYPE_F16 }, { DANU_FORMAT_GGUF, DANU_TYPE_F32 }, { DANU_FORMAT_HF, DANU_TYPE_F32 } };
+        { .fmt = DANU_FORMAT_HF, .type = DANU_TYPE_BF16 }, { .fmt = DANU_FORMAT_GGUF, .type = DANU_TYPE_BF16 },
+        { .fmt = DANU_FORMAT_GGUF, .type = DANU_TYPE_F16 }, { .fmt = DANU_FORMAT_GGUF, .type = DANU_TYPE_F32 },
+        { .fmt = DANU_FORMAT_HF, .type = DANU_TYPE_F32 } };
     for (int i = 0; i < N(v); i++) {
         const char *p = gd_synth(tmp, "tiny-a", 7, v[i].fmt, v[i].type);
         ck_assert_ptr_nonnull(p);
         danu_model *m = load(p, DANU_ISA_AUTO);
         char label[64];
         snprintf(label, sizeof label, "tiny-a %s %s", v[i].fmt == DANU_FORMAT_HF ? "hf" : "gguf", danu_type_name(v[i].type));
-        gd_opts o = { DANU_ISA_AUTO, 1, 1, 2e-3, 1 };
+        gd_opts o = { .isa = DANU_ISA_AUTO, .threads = 1, .kv_f32 = 1, .tol = 2e-3, .check_greedy = 1 };
         check_cases(m, tiny_a_cases, N(tiny_a_cases), o, label);
         danu_model_free(m);
     }
@@ -85,7 +86,8 @@ START_TEST(test_forward_threads_and_kv_f16)
 {
     const char *p = gd_synth(tmp, "tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
     danu_model *m = load(p, DANU_ISA_AUTO);
-    gd_opts o = { DANU_ISA_AUTO, 2, 0, 2e-3, 1 };   /* f16 KV cache (the default), 2 threads */
+    /* f16 KV cache (the default), 2 threads */
+    gd_opts o = { .isa = DANU_ISA_AUTO, .threads = 2, .kv_f32 = 0, .tol = 2e-3, .check_greedy = 1 };
     check_cases(m, tiny_a_cases, N(tiny_a_cases), o, "tiny-a gguf bf16 kv16 t2");
     danu_model_free(m);
     p = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_HF, DANU_TYPE_BF16);
@@ -101,7 +103,7 @@ START_TEST(test_forward_tiny_b_transformers_checkpoint)
     int64_t w;
     danu_model_get_int(m, DANU_INFO_SLIDING_WINDOW, &w);
     ck_assert_int_eq(w, 8);
-    gd_opts o = { DANU_ISA_AUTO, 1, 1, 2e-3, 1 };
+    gd_opts o = { .isa = DANU_ISA_AUTO, .threads = 1, .kv_f32 = 1, .tol = 2e-3, .check_greedy = 1 };
     check_cases(m, tiny_b_cases, N(tiny_b_cases), o, "tiny-b-hf (transformers)");
     danu_model_free(m);
 }
@@ -109,10 +111,10 @@ END_TEST
 
 START_TEST(test_forward_tiny_b_synth_layouts)
 {
-    int32_t fmts[2] = { DANU_FORMAT_HF, DANU_FORMAT_GGUF };
+    const int32_t fmts[2] = { DANU_FORMAT_HF, DANU_FORMAT_GGUF };
     for (int i = 0; i < 2; i++) {
         danu_model *m = load(gd_synth(tmp, "tiny-b", 11, fmts[i], DANU_TYPE_BF16), DANU_ISA_AUTO);
-        gd_opts o = { DANU_ISA_AUTO, 1, 1, 2e-3, 1 };
+        gd_opts o = { .isa = DANU_ISA_AUTO, .threads = 1, .kv_f32 = 1, .tol = 2e-3, .check_greedy = 1 };
         check_cases(m, tiny_b_cases, N(tiny_b_cases), o, i ? "tiny-b gguf bf16" : "tiny-b hf bf16");
         danu_model_free(m);
     }
@@ -121,10 +123,10 @@ END_TEST
 
 START_TEST(test_forward_tiny_q)
 {
-    int32_t fmts[2] = { DANU_FORMAT_HF, DANU_FORMAT_GGUF };
+    const int32_t fmts[2] = { DANU_FORMAT_HF, DANU_FORMAT_GGUF };
     for (int i = 0; i < 2; i++) {
         danu_model *m = load(gd_synth(tmp, "tiny-q", 17, fmts[i], DANU_TYPE_BF16), DANU_ISA_AUTO);
-        gd_opts o = { DANU_ISA_AUTO, 2, 1, 2e-3, 1 };
+        gd_opts o = { .isa = DANU_ISA_AUTO, .threads = 2, .kv_f32 = 1, .tol = 2e-3, .check_greedy = 1 };
         check_cases(m, tiny_q_cases, N(tiny_q_cases), o, i ? "tiny-q gguf bf16" : "tiny-q hf bf16");
         danu_model_free(m);
     }
@@ -142,7 +144,7 @@ START_TEST(test_forward_isa_levels)
         if (got != levels[i]) { danu_model_free(m); continue; }  /* not on this CPU */
         char label[64];
         snprintf(label, sizeof label, "tiny-b gguf isa %d", levels[i]);
-        gd_opts o = { levels[i], 2, 1, 2e-3, 1 };
+        gd_opts o = { .isa = levels[i], .threads = 2, .kv_f32 = 1, .tol = 2e-3, .check_greedy = 1 };
         check_cases(m, tiny_b_cases, N(tiny_b_cases), o, label);
         danu_model_free(m);
         m = load(gd_synth(tmp, "tiny-a", 7, DANU_FORMAT_HF, DANU_TYPE_BF16), levels[i]);
@@ -174,9 +176,9 @@ static const char *llamacpp_types[] = { "bf16", "F16", "Q8_0", "Q6_K", "Q5_0", "
 START_TEST(test_forward_llamacpp_files)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     const int V = 1024, P = 16;
     int levels[] = { DANU_ISA_AUTO, DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
@@ -194,7 +196,7 @@ START_TEST(test_forward_llamacpp_files)
         ck_assert_int_eq(danu_context_eval(c, g.prompt, P, ours), DANU_OK);
         snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", llamacpp_types[t]);
         size_t nl;
-        float *theirs = tu_read_f32(tu_data(rel), &nl);
+        float *theirs = tu_need_f32(tu_data(rel), &nl);
         ck_assert_uint_eq(nl, (size_t)P * V);
         double kl_ours = 0, kl_theirs = 0, err = 0;
         int top1 = 0;
@@ -263,9 +265,9 @@ static double rel_err16(const float *a, const float *b)
 START_TEST(test_forward_repack)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
     for (int lv = 0; lv < N(levels); lv++) {
@@ -296,7 +298,7 @@ START_TEST(test_forward_repack)
             double kd = 0, kl_ours = 0, kl_theirs = 0;
             snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", llamacpp_types[t]);
             size_t nl;
-            float *theirs = tu_read_f32(tu_data(rel), &nl);
+            float *theirs = tu_need_f32(tu_data(rel), &nl);
             ck_assert_uint_eq(nl, (size_t)16 * 1024);
             for (int p = 0; p < 16; p++) {
                 kd += kl(a + (size_t)p * 1024, b + (size_t)p * 1024, 1024) / 16;
@@ -387,10 +389,10 @@ static int count_type(const danu_model *m, int32_t type)
 START_TEST(test_forward_fast_bf16)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng, nl;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
-    float *theirs = tu_read_f32(tu_data("gguf-llamacpp/tiny-q-bf16.llamacpp-logits.f32"), &nl);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *theirs = tu_need_f32(tu_data("gguf-llamacpp/tiny-q-bf16.llamacpp-logits.f32"), &nl);
     ck_assert(gold && theirs && nl == (size_t)16 * 1024);
     const char *path = tu_data("gguf-llamacpp/tiny-q-bf16.gguf");
     danu_model *ex = load_fast(path, DANU_REPACK_AUTO, 0), *fa = load_fast(path, DANU_REPACK_AUTO, 1);
@@ -438,9 +440,15 @@ END_TEST
 START_TEST(test_forward_other_shapes)
 {
     static const dn_synth_config shapes[] = {
-        { "hd64-gqa4", 512, 256, 4, 1, 64, 320, 3, 12, 128, 500000.0f, 1e-6f, 0 },
-        { "hd48-mha", 300, 192, 4, 4, 48, 256, 2, 0, 64, 10000.0f, 1e-5f, 1 },
-        { "hd128-gqa2", 256, 256, 2, 1, 128, 512, 2, 5, 64, 1000.0f, 1e-5f, 0 },
+        { .name = "hd64-gqa4", .vocab = 512, .hidden = 256, .heads = 4, .kv_heads = 1, .head_dim = 64,
+          .ffn = 320, .layers = 3, .window = 12, .max_ctx = 128,
+          .rope_theta = 500000.0f, .rms_eps = 1e-6f, .tied = 0 },
+        { .name = "hd48-mha", .vocab = 300, .hidden = 192, .heads = 4, .kv_heads = 4, .head_dim = 48,
+          .ffn = 256, .layers = 2, .window = 0, .max_ctx = 64,
+          .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tied = 1 },
+        { .name = "hd128-gqa2", .vocab = 256, .hidden = 256, .heads = 2, .kv_heads = 1, .head_dim = 128,
+          .ffn = 512, .layers = 2, .window = 5, .max_ctx = 64,
+          .rope_theta = 1000.0f, .rms_eps = 1e-5f, .tied = 0 },
     };
     size_t spm_len;
     uint8_t *spm = tu_read(tu_data("llama2-tokenizer/tokenizer.model"), &spm_len);
@@ -448,11 +456,12 @@ START_TEST(test_forward_other_shapes)
         char hf[1024], gg[1024];
         snprintf(hf, sizeof hf, "%s/%s-hf", tmp, shapes[i].name);
         snprintf(gg, sizeof gg, "%s/%s.gguf", tmp, shapes[i].name);
-        dn_synth_request r = { &shapes[i], 5, DN_SYNTH_HF, DANU_TYPE_BF16, hf, spm, spm_len, NULL, NULL };
-        ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+        dn_synth_request r = { .cfg = &shapes[i], .seed = 5, .format = DN_SYNTH_HF, .type = DANU_TYPE_BF16,
+                               .out_path = hf, .spm = spm, .spm_len = spm_len };
+        CHECK_OK(dn_synth_write(dn_alloc_libc(), &r));
         r.format = DN_SYNTH_GGUF;
         r.out_path = gg;
-        ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+        CHECK_OK(dn_synth_write(dn_alloc_libc(), &r));
         danu_model *a = load(hf, DANU_ISA_AUTO), *b = load(gg, DANU_ISA_AUTO);
         a->kern = dn_kernels_for_isa(DN_ISA_REFERENCE);
         ck_assert_ptr_nonnull(a->kern);
@@ -495,13 +504,13 @@ typedef struct qbound { int32_t type; double max_kl, max_rmse, min_top1; } qboun
  * back to q8_0/q5_0-style types as llama.cpp does, so the K types are
  * measured on tiny-q (256, 768) as well. */
 static const qbound bounds_a[] = {
-    { DANU_TYPE_F16, QA_F16 }, { DANU_TYPE_Q8_0, QA_Q8_0 }, { DANU_TYPE_Q5_1, QA_Q5_1 }, { DANU_TYPE_Q5_0, QA_Q5_0 },
-    { DANU_TYPE_Q4_1, QA_Q4_1 }, { DANU_TYPE_Q4_0, QA_Q4_0 },
+    { .type = DANU_TYPE_F16, QA_F16 }, { .type = DANU_TYPE_Q8_0, QA_Q8_0 }, { .type = DANU_TYPE_Q5_1, QA_Q5_1 },
+    { .type = DANU_TYPE_Q5_0, QA_Q5_0 }, { .type = DANU_TYPE_Q4_1, QA_Q4_1 }, { .type = DANU_TYPE_Q4_0, QA_Q4_0 },
 };
 static const qbound bounds_q[] = {
-    { DANU_TYPE_F16, QQ_F16 }, { DANU_TYPE_Q8_0, QQ_Q8_0 }, { DANU_TYPE_Q6_K, QQ_Q6_K }, { DANU_TYPE_Q5_K, QQ_Q5_K },
-    { DANU_TYPE_Q5_1, QQ_Q5_1 }, { DANU_TYPE_Q5_0, QQ_Q5_0 }, { DANU_TYPE_Q4_K, QQ_Q4_K }, { DANU_TYPE_Q4_1, QQ_Q4_1 },
-    { DANU_TYPE_Q4_0, QQ_Q4_0 },
+    { .type = DANU_TYPE_F16, QQ_F16 }, { .type = DANU_TYPE_Q8_0, QQ_Q8_0 }, { .type = DANU_TYPE_Q6_K, QQ_Q6_K },
+    { .type = DANU_TYPE_Q5_K, QQ_Q5_K }, { .type = DANU_TYPE_Q5_1, QQ_Q5_1 }, { .type = DANU_TYPE_Q5_0, QQ_Q5_0 },
+    { .type = DANU_TYPE_Q4_K, QQ_Q4_K }, { .type = DANU_TYPE_Q4_1, QQ_Q4_1 }, { .type = DANU_TYPE_Q4_0, QQ_Q4_0 },
 };
 
 static void quant_quality(const char *config, uint64_t seed, const char *const *cases, int n_cases, const qbound *b, int nb)
@@ -516,7 +525,7 @@ static void quant_quality(const char *config, uint64_t seed, const char *const *
         long cnt = 0, top1 = 0, pos = 0;
         for (int c = 0; c < n_cases; c++) {
             tu_golden g;
-            tu_golden_load(cases[c], &g);
+            tu_golden_need(cases[c], &g);
             float *la = malloc((size_t)g.n_prompt * V * sizeof(float)), *lb = malloc((size_t)g.n_prompt * V * sizeof(float));
             danu_context *ca, *cb;
             danu_context_create(ref, NULL, &ca);

@@ -429,7 +429,6 @@ static void rt_expected(bb *b, uint32_t al, int with_alignment_key)
     }
 }
 
-#define OK(x) do { danu_status s_ = (x); ck_assert_msg(s_ == DANU_OK, "%s -> %d: %s", #x, s_, dn_lasterr()); } while (0)
 
 static danu_status rt_write(const dn_alloc *a, const char *path, uint32_t al, int with_alignment_key)
 {
@@ -567,7 +566,7 @@ START_TEST(test_gguf_writer_roundtrip)
     for (int c = 0; c < 4; c++) {
         uint32_t al = als[c] ? als[c] : 32;
         int key = als[c] != 32 && als[c] != 0;   /* the caller adds general.alignment when not default */
-        OK(rt_write(dn_alloc_libc(), path, als[c], key));
+        CHECK_OK(rt_write(dn_alloc_libc(), path, als[c], key));
         size_t n;
         uint8_t *buf = tu_read(path, &n);
         ck_assert_ptr_nonnull(buf);
@@ -603,21 +602,21 @@ START_TEST(test_gguf_writer_scalars)
     char path[4200];
     snprintf(path, sizeof path, "%s/scalars.gguf", dir);
     dn_gguf_writer *w = NULL;
-    OK(dn_gguf_writer_create(dn_alloc_libc(), 32, &w));
-    for (int k = 0; k < n; k++) OK(dn_gguf_w_scalar(w, kv[k].key, kv[k].type, kv[k].i, kv[k].f));
+    CHECK_OK(dn_gguf_writer_create(dn_alloc_libc(), 32, &w));
+    for (int k = 0; k < n; k++) CHECK_OK(dn_gguf_w_scalar(w, kv[k].key, kv[k].type, kv[k].i, kv[k].f));
     ck_assert_int_eq(dn_gguf_w_scalar(w, "s.str", DN_GGUF_STRING, 0, 0), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_scalar(w, "s.u8", DN_GGUF_U8, 1, 0), DANU_ERR_INVALID_ARG);   /* duplicate */
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
-    OK(dn_gguf_w_begin(w, f));
-    OK(dn_gguf_w_end(w, f));
+    CHECK_OK(dn_gguf_w_begin(w, f));
+    CHECK_OK(dn_gguf_w_end(w, f));
     ck_assert_int_eq(fclose(f), 0);
     dn_gguf_writer_free(w);
     size_t len;
     uint8_t *buf = tu_read(path, &len);
     ck_assert_ptr_nonnull(buf);
     dn_gguf *g = NULL;
-    OK(dn_gguf_open(dn_alloc_libc(), buf, len, path, &g));
+    CHECK_OK(dn_gguf_open(dn_alloc_libc(), buf, len, path, &g));
     ck_assert_int_eq(dn_gguf_n_kv(g), n);
     for (int k = 0; k < n; k++) {
         int64_t at = dn_gguf_find(g, kv[k].key);
@@ -653,38 +652,38 @@ START_TEST(test_gguf_writer_errors)
     ck_assert_int_eq(dn_gguf_writer_create(a, 3, &w), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_null(w);
     ck_assert_int_eq(dn_gguf_writer_create(a, 48, &w), DANU_ERR_INVALID_ARG);
-    OK(dn_gguf_writer_create(a, 0, &w));
-    OK(dn_gguf_w_u32(w, "a", 1));
+    CHECK_OK(dn_gguf_writer_create(a, 0, &w));
+    CHECK_OK(dn_gguf_w_u32(w, "a", 1));
     ck_assert_int_eq(dn_gguf_w_u32(w, "a", 2), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(dn_lasterr(), "'a'"));
     ck_assert_int_eq(dn_gguf_w_str(w, "a", "x", 1), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_arr(w, "b", DN_GGUF_STRING, "x", 1), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_arr(w, "b", 13, "x", 1), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_u32(w, NULL, 1), DANU_ERR_INVALID_ARG);
-    OK(dn_gguf_w_u32(w, "b", 2));
+    CHECK_OK(dn_gguf_w_u32(w, "b", 2));
     int64_t d2[2] = { 2, 64 }, dbad[2] = { 2, 33 }, dzero[2] = { 0, 32 }, d5[5] = { 1, 1, 1, 1, 32 };
-    OK(dn_gguf_w_tensor(w, "t", DANU_TYPE_Q8_0, 2, d2));
+    CHECK_OK(dn_gguf_w_tensor(w, "t", DANU_TYPE_Q8_0, 2, d2));
     ck_assert_int_eq(dn_gguf_w_tensor(w, "t", DANU_TYPE_F32, 2, d2), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_tensor(w, "u", DANU_TYPE_Q4_0, 2, dbad), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_tensor(w, "u", DANU_TYPE_F32, 2, dzero), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_tensor(w, "u", DANU_TYPE_F32, 5, d5), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(dn_gguf_w_tensor(w, "u", 99, 2, d2), DANU_ERR_UNSUPPORTED);
-    OK(dn_gguf_w_tensor(w, "u", DANU_TYPE_F32, 1, d2 + 1));
+    CHECK_OK(dn_gguf_w_tensor(w, "u", DANU_TYPE_F32, 1, d2 + 1));
     uint8_t data[256] = { 0 };
     FILE *f = tmpfile();
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(dn_gguf_w_data(w, f, data, 68), DANU_ERR_STATE);   /* before begin */
-    OK(dn_gguf_w_begin(w, f));
+    CHECK_OK(dn_gguf_w_begin(w, f));
     ck_assert_int_eq(dn_gguf_w_u32(w, "c", 1), DANU_ERR_STATE);
     ck_assert_int_eq(dn_gguf_w_tensor(w, "v", DANU_TYPE_F32, 1, d2 + 1), DANU_ERR_STATE);
     ck_assert_int_eq(dn_gguf_w_data(w, f, data, 67), DANU_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(dn_lasterr(), "'t'"));
-    OK(dn_gguf_w_data(w, f, data, 2 * 2 * 34));
+    CHECK_OK(dn_gguf_w_data(w, f, data, 2 * 2 * 34));
     ck_assert_int_eq(dn_gguf_w_end(w, f), DANU_ERR_STATE);               /* 'u' missing */
     ck_assert_int_eq(dn_gguf_w_data(w, f, data, 64 * 4 + 1), DANU_ERR_INVALID_ARG);
-    OK(dn_gguf_w_data(w, f, data, 64 * 4));
+    CHECK_OK(dn_gguf_w_data(w, f, data, 64 * 4));
     ck_assert_int_eq(dn_gguf_w_data(w, f, data, 4), DANU_ERR_STATE);     /* one too many */
-    OK(dn_gguf_w_end(w, f));
+    CHECK_OK(dn_gguf_w_end(w, f));
     /* the failed calls left the file consistent */
     long n = ftell(f);
     rewind(f);
@@ -708,8 +707,8 @@ START_TEST(test_gguf_writer_errors)
     f = fopen(path, "wb");
     fclose(f);
     f = fopen(path, "rb");
-    OK(dn_gguf_writer_create(a, 32, &w));
-    OK(dn_gguf_w_u32(w, "a", 1));
+    CHECK_OK(dn_gguf_writer_create(a, 32, &w));
+    CHECK_OK(dn_gguf_w_u32(w, "a", 1));
     ck_assert_int_eq(dn_gguf_w_begin(w, f), DANU_ERR_IO);
     fclose(f);
     dn_gguf_writer_free(w);
@@ -727,7 +726,6 @@ static long n_variants;
 
 /* ck_assert marks a point on every call (a pipe write in fork mode): the
  * hot loops check first and call Check only on failure. */
-#define FAST_ASSERT(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)   /* corrupt variants tried, for the report */
 
 /* Open a variant: either success with every tensor inside the buffer and
  * consistent, or a FORMAT/UNSUPPORTED error with a message naming the file. */
@@ -738,23 +736,23 @@ static danu_status try_open(const uint8_t *buf, size_t n, const char *what)
     danu_status st = dn_gguf_open(dn_alloc_libc(), buf, n, what, &g);
     n_variants++;
     if (st == DANU_OK) {
-        FAST_ASSERT(g != NULL, "no handle");
+        CHECK(g != NULL, "no handle");
         for (int64_t i = 0; i < dn_gguf_n_tensors(g); i++) {
             const dn_tensor_desc *t = dn_gguf_tensor(g, i);
-            FAST_ASSERT(t->data >= buf && t->nbytes <= n && (size_t)(t->data - buf) <= n - t->nbytes, "%s: tensor out of bounds", t->name);
-            FAST_ASSERT(t->n_dims >= 1 && t->n_dims <= 4, "n_dims");
+            CHECK(t->data >= buf && t->nbytes <= n && (size_t)(t->data - buf) <= n - t->nbytes, "%s: tensor out of bounds", t->name);
+            CHECK(t->n_dims >= 1 && t->n_dims <= 4, "n_dims");
             uint64_t rows = t->n_elements / (uint64_t)t->dims[t->n_dims - 1];
-            FAST_ASSERT(t->nbytes == dn_type_row_bytes(t->type, (uint64_t)t->dims[t->n_dims - 1]) * rows, "nbytes");
-            FAST_ASSERT((t->file_offset - dn_gguf_data_offset(g)) % dn_gguf_alignment(g) == 0, "misaligned");
-            FAST_ASSERT(dn_gguf_find_tensor(g, t->name) == t, "find");
+            CHECK(t->nbytes == dn_type_row_bytes(t->type, (uint64_t)t->dims[t->n_dims - 1]) * rows, "nbytes");
+            CHECK((t->file_offset - dn_gguf_data_offset(g)) % dn_gguf_alignment(g) == 0, "misaligned");
+            CHECK(dn_gguf_find_tensor(g, t->name) == t, "find");
         }
-        for (int64_t i = 0; i < dn_gguf_n_kv(g); i++) FAST_ASSERT(dn_gguf_find(g, dn_gguf_key(g, i)) == i, "find key");
+        for (int64_t i = 0; i < dn_gguf_n_kv(g); i++) CHECK(dn_gguf_find(g, dn_gguf_key(g, i)) == i, "find key");
         dn_gguf_close(g);
     } else {
-        FAST_ASSERT(g == NULL, "handle on error");
-        FAST_ASSERT(st == DANU_ERR_FORMAT || st == DANU_ERR_UNSUPPORTED, "status %d: %s", st, dn_lasterr());
-        FAST_ASSERT(strstr(dn_lasterr(), what) != NULL, "message lacks the file name: %s", dn_lasterr());
-        FAST_ASSERT(strstr(dn_lasterr(), "offset") != NULL, "message lacks the offset: %s", dn_lasterr());
+        CHECK(g == NULL, "handle on error");
+        CHECK(st == DANU_ERR_FORMAT || st == DANU_ERR_UNSUPPORTED, "status %d: %s", st, dn_lasterr());
+        CHECK(strstr(dn_lasterr(), what) != NULL, "message lacks the file name: %s", dn_lasterr());
+        CHECK(strstr(dn_lasterr(), "offset") != NULL, "message lacks the offset: %s", dn_lasterr());
     }
     return st;
 }
@@ -792,7 +790,7 @@ static void battery(const uint8_t *orig, size_t n, const char *what, int flip_al
         uint8_t *c = malloc(cut ? cut : 1);
         memcpy(c, orig, cut);
         danu_status st = try_open(c, cut, what);
-        FAST_ASSERT(st == DANU_ERR_FORMAT, "%s cut at %zu: status %d", what, cut, st);
+        CHECK(st == DANU_ERR_FORMAT, "%s cut at %zu: status %d", what, cut, st);
         free(c);
     }
     for (int k = 0; k <= 64; k++) {
@@ -801,7 +799,7 @@ static void battery(const uint8_t *orig, size_t n, const char *what, int flip_al
         uint8_t *c = malloc(cut);
         memcpy(c, orig, cut);
         danu_status st = try_open(c, cut, what);
-        FAST_ASSERT(st == (cut < max_end ? DANU_ERR_FORMAT : DANU_OK), "data cut at %zu: %d", cut, st);
+        CHECK(st == (cut < max_end ? DANU_ERR_FORMAT : DANU_OK), "data cut at %zu: %d", cut, st);
         free(c);
     }
     static const uint8_t masks[] = { 0xff, 0x01, 0x80, 0x10 };
@@ -834,7 +832,7 @@ START_TEST(test_gguf_corrupt_written)
     char *dir = tu_tmpdir("gguf");
     char path[4200];
     snprintf(path, sizeof path, "%s/rt.gguf", dir);
-    OK(rt_write(dn_alloc_libc(), path, 64, 1));
+    CHECK_OK(rt_write(dn_alloc_libc(), path, 64, 1));
     size_t n;
     uint8_t *buf = tu_read(path, &n);
     ck_assert_ptr_nonnull(buf);

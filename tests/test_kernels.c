@@ -40,7 +40,6 @@
 
 /* ck_assert_msg records every passing check through a write to the
  * runner; inner loops check with a plain `if` and report only failures. */
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static const int32_t wtypes[] = {
     DANU_TYPE_F32, DANU_TYPE_F16, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DANU_TYPE_Q4_0,

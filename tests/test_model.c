@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "danu.h"
 #include "testutil.h"
 #include "golden.h"
 #include "format/gguf.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "quant/quant.h"
 #include "options.h"
 
 static char *tmp;
@@ -58,10 +60,12 @@ static void check_shape(const danu_model *m, const shape *s, int64_t window)
         ck_assert_int_eq(danu_model_tensor(m, i, &name, &type, &nd, dims), DANU_OK);
         int64_t e = 1;
         for (int d = 0; d < nd; d++) e *= dims[d];
-        ck_assert(type == DANU_TYPE_F32 || type == DANU_TYPE_BF16 || type == DANU_TYPE_F16 || e % 32 == 0);
-        bytes += type == DANU_TYPE_F32 ? 4 * e : (type == DANU_TYPE_BF16 || type == DANU_TYPE_F16) ? 2 * e : 0;
+        const dn_type_info *ti = dn_type_get(type);
+        ck_assert_msg(ti && e % ti->block_size == 0, "%s: %lld elements, not whole blocks of type %d", name,
+                      (long long)e, type);
+        bytes += e / ti->block_size * ti->type_size;
     }
-    if (bytes) ck_assert_int_le(bytes, info(m, DANU_INFO_WEIGHT_BYTES));
+    ck_assert_int_eq(bytes, info(m, DANU_INFO_WEIGHT_BYTES));
     ck_assert_int_eq(danu_model_tensor(m, n, NULL, NULL, NULL, NULL), DANU_ERR_INVALID_ARG);
 }
 
@@ -202,35 +206,67 @@ static int32_t progress_cb(void *u, float f)
     return u != NULL && f > 0.0f; /* cancel after the first step when asked */
 }
 
-START_TEST(test_model_options_and_progress)
+/* tiny-b as transformers wrote it (HF) and as our GGUF, with options for
+ * the same layout in both (auto repacks only a mapped file); *o is the
+ * caller's to free. */
+static const char *tiny_b_path(int i, danu_options **o)
 {
-    const char *hf = tu_data("tiny-b-hf");
-    const char *gg = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
-    const char *paths[2] = { hf, gg };
+    CHECK_OK(danu_options_create(NULL, o));
+    CHECK_OK(danu_options_set_int(*o, DANU_OPT_REPACK, i ? DANU_REPACK_ON : DANU_REPACK_OFF));
+    const char *p = i ? gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16) : tu_data("tiny-b-hf");
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* A load reports progress, ending at 1.0. */
+START_TEST(test_model_load_progress_reaches_one)
+{
     for (int i = 0; i < 2; i++) {
         danu_options *o;
-        danu_options_create(NULL, &o);
-        /* the same layout for both loads (auto repacks only a mapped file) */
-        danu_options_set_int(o, DANU_OPT_REPACK, i ? DANU_REPACK_ON : DANU_REPACK_OFF);
-        danu_options_set_progress(o, progress_cb, NULL);
+        const char *path = tiny_b_path(i, &o);
+        CHECK_OK(danu_options_set_progress(o, progress_cb, NULL));
         progress_calls = 0;
-        danu_model *m, *m2;
-        ck_assert_int_eq(danu_model_load(paths[i], o, &m), DANU_OK);
+        last_fraction = -1.0f;
+        danu_model *m;
+        ck_assert_int_eq(danu_model_load(path, o, &m), DANU_OK);
         ck_assert_int_ge(progress_calls, 1);
-        ck_assert(last_fraction == 1.0f);
-        /* cancel */
+        ck_assert_msg(last_fraction == 1.0f, "%s: last progress %g", path, last_fraction);
+        danu_model_free(m);
+        danu_options_free(o);
+    }
+}
+END_TEST
+
+/* A progress callback returning nonzero cancels the load: DANU_ERR_CANCELLED
+ * and a NULL model. */
+START_TEST(test_model_load_cancelled_by_progress)
+{
+    for (int i = 0; i < 2; i++) {
+        danu_options *o;
+        const char *path = tiny_b_path(i, &o);
         int dummy;
-        danu_options_set_progress(o, progress_cb, &dummy);
+        CHECK_OK(danu_options_set_progress(o, progress_cb, &dummy));
         danu_model *c = (danu_model *)1;
-        ck_assert_int_eq(danu_model_load(paths[i], o, &c), DANU_ERR_CANCELLED);
+        ck_assert_int_eq(danu_model_load(path, o, &c), DANU_ERR_CANCELLED);
         ck_assert_ptr_null(c);
-        /* read instead of mmap: the same logits */
-        danu_options_set_progress(o, NULL, NULL);
-        danu_options_set_int(o, DANU_OPT_USE_MMAP, 0);
-        ck_assert_int_eq(danu_model_load(paths[i], o, &m2), DANU_OK);
+        danu_options_free(o);
+    }
+}
+END_TEST
+
+/* Read instead of mmap (DANU_OPT_USE_MMAP 0): the same logits. */
+START_TEST(test_model_read_equals_mmap)
+{
+    for (int i = 0; i < 2; i++) {
+        danu_options *o;
+        const char *path = tiny_b_path(i, &o);
+        danu_model *m, *m2;
+        ck_assert_int_eq(danu_model_load(path, o, &m), DANU_OK);
+        CHECK_OK(danu_options_set_int(o, DANU_OPT_USE_MMAP, 0));
+        ck_assert_int_eq(danu_model_load(path, o, &m2), DANU_OK);
         danu_context *c1, *c2;
-        danu_context_create(m, NULL, &c1);
-        danu_context_create(m2, NULL, &c2);
+        CHECK_OK(danu_context_create(m, NULL, &c1));
+        CHECK_OK(danu_context_create(m2, NULL, &c2));
         danu_token t[5] = { 1, 50, 60, 70, 80 };
         ck_assert_int_eq(danu_context_eval(c1, t, 5, NULL), DANU_OK);
         ck_assert_int_eq(danu_context_eval(c2, t, 5, NULL), DANU_OK);
@@ -241,7 +277,13 @@ START_TEST(test_model_options_and_progress)
         danu_model_free(m2);
         danu_options_free(o);
     }
-    /* bad paths */
+}
+END_TEST
+
+/* Bad paths: a missing file (IO, message names it), a directory without
+ * config.json (message names it), a file of another kind (FORMAT). */
+START_TEST(test_model_load_bad_paths)
+{
     danu_model *m;
     ck_assert_int_eq(danu_model_load("/nonexistent/model.gguf", NULL, &m), DANU_ERR_IO);
     ck_assert(strstr(danu_last_error(), "/nonexistent/model.gguf") != NULL);
@@ -267,7 +309,9 @@ static danu_model *load_repack(const char *path, int repack, int use_mmap)
     return m;
 }
 
-START_TEST(test_model_repack)
+/* DANU_OPT_REPACK: bounds, name, default auto, out-of-range values refused
+ * and leaving the option as it was. */
+START_TEST(test_model_repack_option)
 {
     double lo, hi;
     ck_assert_int_eq(danu_param_bounds(DANU_OPT_REPACK, &lo, &hi), DANU_OK);
@@ -279,18 +323,37 @@ START_TEST(test_model_repack)
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, 2), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_REPACK, -2), DANU_ERR_INVALID_ARG);
     ck_assert_int_eq(o->repack, DANU_REPACK_AUTO);
+    danu_options_free(o);
+}
+END_TEST
 
-    /* q8_0, untied: wk/wv have 40 rows and the output 300, not whole groups */
-    static const dn_synth_config odd = { "odd-rows", 300, 160, 4, 1, 40, 256, 2, 0, 64, 10000.0f, 1e-5f, 0 };
-    char path[1024];
+/* A q8_0 GGUF, untied, whose wk/wv (40 rows) and output (300) are not whole
+ * 16-row groups: written once under tmp, its path (static). */
+static const char *odd_rows_path(void)
+{
+    static const dn_synth_config odd = { .name = "odd-rows", .vocab = 300, .hidden = 160, .heads = 4, .kv_heads = 1,
+                                         .head_dim = 40, .ffn = 256, .layers = 2, .window = 0, .max_ctx = 64,
+                                         .rope_theta = 10000.0f, .rms_eps = 1e-5f, .tied = 0 };
+    static char path[1024];
     snprintf(path, sizeof path, "%s/odd-rows-q8_0.gguf", tmp);
+    struct stat sb;
+    if (stat(path, &sb) == 0) return path;
     size_t spm_len;
     uint8_t *spm = tu_read(tu_data("llama2-tokenizer/tokenizer.model"), &spm_len);
     ck_assert_ptr_nonnull(spm);
-    dn_synth_request r = { &odd, 3, DN_SYNTH_GGUF, DANU_TYPE_Q8_0, path, spm, spm_len, NULL, NULL };
-    ck_assert_msg(dn_synth_write(dn_alloc_libc(), &r) == DANU_OK, "%s", danu_last_error());
+    dn_synth_request r = { .cfg = &odd, .seed = 3, .format = DN_SYNTH_GGUF, .type = DANU_TYPE_Q8_0, .out_path = path,
+                           .spm = spm, .spm_len = spm_len };
+    CHECK_OK(dn_synth_write(dn_alloc_libc(), &r));
     free(spm);
+    return path;
+}
 
+/* Repack on: the matrices with whole 16-row groups become q8_0x16 (their
+ * bytes counted), the others, the output and the embeddings stay as stored;
+ * off repacks nothing. */
+START_TEST(test_model_repack_on_layout)
+{
+    const char *path = odd_rows_path();
     danu_model *off = load_repack(path, DANU_REPACK_OFF, 1), *on = load_repack(path, DANU_REPACK_ON, 1);
     ck_assert_int_eq(info(off, DANU_INFO_REPACKED_MATRICES), 0);
     ck_assert_int_eq(info(off, DANU_INFO_REPACKED_BYTES), 0);
@@ -312,8 +375,17 @@ START_TEST(test_model_repack)
     ck_assert_int_eq(on->output.type, DANU_TYPE_Q8_0);
     ck_assert_int_eq(on->tok_embd.type, off->tok_embd.type);
     ck_assert_int_eq(info(on, DANU_INFO_WEIGHT_BYTES), info(off, DANU_INFO_WEIGHT_BYTES));
+    danu_model_free(on);
+    danu_model_free(off);
+}
+END_TEST
 
-    /* the same logits (the x16 kernels may sum in another order) */
+/* Repacked and stored layouts give the same logits (the x16 kernels may sum
+ * in another order), and a state saved on one layout loads on the other. */
+START_TEST(test_model_repack_same_logits_and_state)
+{
+    const char *path = odd_rows_path();
+    danu_model *off = load_repack(path, DANU_REPACK_OFF, 1), *on = load_repack(path, DANU_REPACK_ON, 1);
     danu_context *c_off, *c_on;
     ck_assert_int_eq(danu_context_create(off, NULL, &c_off), DANU_OK);
     ck_assert_int_eq(danu_context_create(on, NULL, &c_on), DANU_OK);
@@ -332,8 +404,15 @@ START_TEST(test_model_repack)
     danu_context_free(c_off);
     danu_context_free(c_on);
     danu_model_free(on);
+    danu_model_free(off);
+}
+END_TEST
 
-    /* auto: the kernels' choice for a mapped file, nothing for a read one */
+/* Auto: the kernels' choice for a mapped file, nothing for a read one; on
+ * repacks a read file too. */
+START_TEST(test_model_repack_auto)
+{
+    const char *path = odd_rows_path();
     danu_model *au = load_repack(path, DANU_REPACK_AUTO, 1);
     ck_assert_int_eq(info(au, DANU_INFO_REPACKED_MATRICES), au->kern->repack[DANU_TYPE_Q8_0] ? 10 : 0);
     danu_model_free(au);
@@ -343,10 +422,17 @@ START_TEST(test_model_repack)
     au = load_repack(path, DANU_REPACK_ON, 0);   /* on: also a file read into memory */
     ck_assert_int_eq(info(au, DANU_INFO_REPACKED_MATRICES), 10);
     danu_model_free(au);
-    danu_model_free(off);
+}
+END_TEST
 
-    /* cancel from the progress callback during the repack: nothing leaks */
-    danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_ON);
+/* Cancel from the progress callback during the repack: DANU_ERR_CANCELLED
+ * part way; without cancelling, the repack reports its own steps. */
+START_TEST(test_model_repack_cancel)
+{
+    const char *path = odd_rows_path();
+    danu_options *o;
+    CHECK_OK(danu_options_create(NULL, &o));
+    CHECK_OK(danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_ON));
     int cancel = 1;
     danu_options_set_progress(o, progress_cb, &cancel);
     progress_calls = 0;
@@ -379,7 +465,8 @@ static danu_model *load_fast(const char *path, int isa, int repack, int fast)
     return m;
 }
 
-START_TEST(test_model_fast_bf16)
+/* DANU_OPT_FAST_BF16: bounds, name, default 0, out-of-range refused, 1 set. */
+START_TEST(test_model_fast_bf16_option)
 {
     double lo, hi;
     ck_assert_int_eq(danu_param_bounds(DANU_OPT_FAST_BF16, &lo, &hi), DANU_OK);
@@ -394,7 +481,13 @@ START_TEST(test_model_fast_bf16)
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_FAST_BF16, 1), DANU_OK);
     ck_assert_int_eq(o->fast_bf16, 1);
     danu_options_free(o);
+}
+END_TEST
 
+/* Repacked bf16 matrices take the fast x16 type where the table has its
+ * gemm, the exact one elsewhere; the same matrices and bytes either way. */
+START_TEST(test_model_fast_bf16_types)
+{
     const char *path = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
     ck_assert_ptr_nonnull(path);
     static const int isas[] = { DANU_ISA_SCALAR, DANU_ISA_AUTO };
@@ -413,6 +506,14 @@ START_TEST(test_model_fast_bf16)
         danu_model_free(ex);
         danu_model_free(fa);
     }
+}
+END_TEST
+
+/* With repack off, fast bf16 changes nothing: the stored bf16 matrices. */
+START_TEST(test_model_fast_bf16_needs_repack)
+{
+    const char *path = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16);
+    ck_assert_ptr_nonnull(path);
     danu_model *fa = load_fast(path, DANU_ISA_AUTO, DANU_REPACK_OFF, 1);
     ck_assert_int_eq(info(fa, DANU_INFO_REPACKED_MATRICES), 0);
     ck_assert_int_eq(fa->layers[0].wq.type, DANU_TYPE_BF16);
@@ -441,10 +542,19 @@ int main(void)
     tcase_add_test(tc, test_model_synth_formats);
     tcase_add_test(tc, test_model_llamacpp_files);
     tcase_add_test(tc, test_model_danube_window_detection);
-    tcase_add_test(tc, test_model_options_and_progress);
+    tcase_add_test(tc, test_model_load_progress_reaches_one);
+    tcase_add_test(tc, test_model_load_cancelled_by_progress);
+    tcase_add_test(tc, test_model_read_equals_mmap);
+    tcase_add_test(tc, test_model_load_bad_paths);
     tcase_add_test(tc, test_model_versions_and_errors);
-    tcase_add_test(tc, test_model_repack);
-    tcase_add_test(tc, test_model_fast_bf16);
+    tcase_add_test(tc, test_model_repack_option);
+    tcase_add_test(tc, test_model_repack_on_layout);
+    tcase_add_test(tc, test_model_repack_same_logits_and_state);
+    tcase_add_test(tc, test_model_repack_auto);
+    tcase_add_test(tc, test_model_repack_cancel);
+    tcase_add_test(tc, test_model_fast_bf16_option);
+    tcase_add_test(tc, test_model_fast_bf16_types);
+    tcase_add_test(tc, test_model_fast_bf16_needs_repack);
     suite_add_tcase(s, tc);
     int failed = tu_run(s);
     tu_rmtree(tmp);

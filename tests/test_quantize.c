@@ -219,16 +219,16 @@ static double kl(const float *p_logits, const float *q_logits, int n)
 START_TEST(test_quantize_roundtrip_kl)
 {
     tu_golden g;
-    ck_assert_int_eq(tu_golden_load("tiny-q.rand100", &g), 0);
+    tu_golden_need("tiny-q.rand100", &g);
     size_t ng;
-    float *gold = tu_read_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
+    float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     const int V = 1024, P = 16;
     float *ours = malloc((size_t)P * V * sizeof(float));
     for (int t = 0; t < N(qfiles); t++) {
         danu_options *o = opts(2);
         danu_model *mdl = NULL;
-        ck_assert_msg(danu_model_load(ours_q(t), o, &mdl) == DANU_OK, "%s", danu_last_error());
+        CHECK_OK(danu_model_load(ours_q(t), o, &mdl));
         int64_t w = 0;
         ck_assert_int_eq(danu_model_get_int(mdl, DANU_INFO_SLIDING_WINDOW, &w), DANU_OK);
         ck_assert_int_eq(w, 16);
@@ -238,7 +238,7 @@ START_TEST(test_quantize_roundtrip_kl)
         char rel[128];
         snprintf(rel, sizeof rel, "gguf-llamacpp/tiny-q-%s.llamacpp-logits.f32", qfiles[t].ref);
         size_t nl;
-        float *theirs = tu_read_f32(tu_data(rel), &nl);
+        float *theirs = tu_need_f32(tu_data(rel), &nl);
         ck_assert_uint_eq(nl, (size_t)P * V);
         double kl_ours = 0, kl_theirs = 0;
         for (int p = 0; p < P; p++) {
@@ -407,7 +407,7 @@ START_TEST(test_quantize_fallbacks)
     ck_assert(dn_gguf_get_u64(m.g, "general.file_type", &v) && v == 15);
     gclose(&m);
     danu_model *mdl;
-    ck_assert_msg(danu_model_load(p, NULL, &mdl) == DANU_OK, "%s", danu_last_error());
+    CHECK_OK(danu_model_load(p, NULL, &mdl));
     danu_model_free(mdl);
 
     p = quantized(hf_a, "tiny-a-q5_k.gguf", "q5_k", 2);   /* Q5_K_S: q5_K -> q5_1 */

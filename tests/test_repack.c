@@ -22,7 +22,6 @@
 #include "quant/quant.h"
 
 #define EPS_QUANT 5e-6
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 /* every stored type with an x16 form (q4_0, q8_0, q4_K, q6_K, and any
  * added later), found through dn_x16_base */

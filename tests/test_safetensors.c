@@ -177,7 +177,7 @@ START_TEST(test_safetensors_tiny_b_sharded)
     dn_logger lg = { on_log, &cb };
     dn_hfdir h;
     danu_status st = dn_hfdir_open(A(), tu_data("tiny-b-hf"), 1, &lg, on_progress, &cb, &h);
-    ck_assert_msg(st == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(st);
     ck_assert_int_eq(h.n_shards, 5);
     ck_assert_int_eq(h.n_tensors, 20);
     for (int k = 0; k < 5; k++) {
@@ -404,7 +404,7 @@ static void expect_repl_ok(const char *from, const char *to, int32_t type, int32
     uint8_t *b = build_st(hdr, base_data, DATA_LEN, &len);
     dn_tensor_desc *t = NULL;
     int64_t n = 0, cap = 0;
-    ck_assert_msg(dn_safetensors_parse(A(), b, len, "ok", 0, &t, &n, &cap) == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(dn_safetensors_parse(A(), b, len, "ok", 0, &t, &n, &cap));
     ck_assert_int_eq(n, 4);
     ck_assert_str_eq(t[3].name, "d.k");
     ck_assert_int_eq(t[3].type, type);
@@ -433,7 +433,7 @@ START_TEST(test_safetensors_single_file_and_corrupt)
     write_str(dir, "tokenizer.model", "x");
     copy_data("danube/tokenizer_config.json", dir, "tokenizer_config.json");
     dn_hfdir h;
-    ck_assert_msg(dn_hfdir_open(A(), dir, 1, NULL, NULL, NULL, &h) == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(dn_hfdir_open(A(), dir, 1, NULL, NULL, NULL, &h));
     ck_assert_int_eq(h.n_shards, 1);
     ck_assert_str_eq(h.shard_names[0], "model.safetensors");
     ck_assert_int_eq(h.n_tensors, 4);
@@ -473,7 +473,7 @@ START_TEST(test_safetensors_single_file_and_corrupt)
         uint8_t *b = build_st(ok_headers[k], base_data, k == 2 ? 0 : 8, &blen);
         dn_tensor_desc *tt = NULL;
         int64_t n = 0, cap = 0;
-        ck_assert_msg(dn_safetensors_parse(A(), b, blen, "ok", 7, &tt, &n, &cap) == DANU_OK, "%s", dn_lasterr());
+        CHECK_OK(dn_safetensors_parse(A(), b, blen, "ok", 7, &tt, &n, &cap));
         ck_assert_int_eq(n, k == 2 ? 0 : (int64_t)k + 1);
         if (n) ck_assert_int_eq(tt[0].file_index, 7);
         dn_tensor_descs_free(&g_alloc, tt, n);
@@ -627,7 +627,7 @@ START_TEST(test_safetensors_single_file_and_corrupt)
     expect_dir_fails(missing, DANU_ERR_IO, "a file, not a directory");
 
     /* and the directory is fine again */
-    ck_assert_msg(dn_hfdir_open(A(), dir, 0, NULL, NULL, NULL, &h) == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(dn_hfdir_open(A(), dir, 0, NULL, NULL, NULL, &h));
     ck_assert_int_eq(h.n_tensors, 4);
     dn_hfdir_close(&g_alloc, &h);
     ck_assert_int_eq(g_cnt.live, 0);
@@ -679,7 +679,7 @@ START_TEST(test_safetensors_sharded_corrupt)
     char *index = make_index();
     write_str(dir, "model.safetensors.index.json", index);
     dn_hfdir h;
-    ck_assert_msg(dn_hfdir_open(A(), dir, 1, NULL, NULL, NULL, &h) == DANU_OK, "%s", dn_lasterr());
+    CHECK_OK(dn_hfdir_open(A(), dir, 1, NULL, NULL, NULL, &h));
     ck_assert_int_eq(h.n_tensors, 20);
     dn_hfdir_close(&g_alloc, &h);
 

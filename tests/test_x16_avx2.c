@@ -35,7 +35,6 @@
 #include "kernels/avx2_internal.h"
 #include "common/bytes.h"
 
-#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd_u32(void) { return tu_rand_u32(&rng); }

@@ -5,6 +5,11 @@
 #include <math.h>
 #include <unistd.h>
 #include "testutil.h"
+#include "common/error.h"
+
+const char *tu_last_error(void) { return dn_lasterr(); }
+
+int tu_slow_stage(int argc, char **argv) { return argc > 1 && !strcmp(argv[1], "slow"); }
 
 int tu_run(Suite *s)
 {
@@ -89,6 +94,21 @@ int tu_golden_load(const char *name_case, tu_golden *g)
     free(line);
     fclose(f);
     return g->n_prompt > 0 ? 0 : -1;
+}
+
+void tu_golden_need(const char *name_case, tu_golden *g)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/%s.txt", name_case);
+    CHECK(tu_golden_load(name_case, g) == 0, "cannot load golden %s (missing, unreadable or without a prompt line)",
+          tu_data(rel));
+}
+
+float *tu_need_f32(const char *path, size_t *n)
+{
+    float *f = tu_read_f32(path, n);
+    CHECK(f && *n > 0, "cannot read %s (missing, unreadable or empty)", path);
+    return f;
 }
 
 float *tu_read_f32(const char *path, size_t *n)

@@ -9,6 +9,23 @@
 #define DN_TEST_DATA "tests/data"
 #endif
 
+/* CHECK(cond, fmt, ...): unless cond, fail the running test with the
+ * printf-style message (formatted only on failure, so cheap in loops).
+ * CHECK_OK(call): the call returns DANU_OK (0); else fail with the call's
+ * text, its status and the library's last error message. */
+#define CHECK(cond, ...) do { if (!(cond)) ck_abort_msg(__VA_ARGS__); } while (0)
+#define CHECK_OK(call) do { const int st_ = (int)(call);                                              \
+        CHECK(st_ == 0, "%s: status %d: %s", #call, st_, tu_last_error()); } while (0)
+/* The library's message for the last failure on this thread (dn_lasterr). */
+const char *tu_last_error(void);
+
+/* The slow stage: tests bounded by wall-clock time or checking behaviour
+ * over a time window live in a suite binary's "slow" TCase, run only when
+ * the binary gets the argument "slow" (meson test NAME_slow, suite 'slow',
+ * which the default `meson test` leaves out; tests/run-all.sh runs it as its
+ * own stage). 1 when argv asks for it, else 0 (the unit tests). */
+int tu_slow_stage(int argc, char **argv);
+
 /* Run a suite with Check's defaults; the number of failed tests. */
 int tu_run(Suite *s);
 
@@ -30,8 +47,12 @@ typedef struct tu_golden {
     uint64_t seed;
 } tu_golden;
 int tu_golden_load(const char *name_case, tu_golden *g);   /* 0 ok */
+/* tu_golden_load, or fail the running test naming the file. */
+void tu_golden_need(const char *name_case, tu_golden *g);
 /* Float32 LE file into malloc'd array; *n elements. */
 float *tu_read_f32(const char *path, size_t *n);
+/* tu_read_f32 of a non-empty file, or fail the running test naming it. */
+float *tu_need_f32(const char *path, size_t *n);
 /* max |a-b| and max |b| over n */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_max_abs(const float *a, size_t n);
