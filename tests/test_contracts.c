@@ -68,7 +68,7 @@ static danu_model *load_counted(bytes_counter *bc, danu_options **o_out)
 {
     danu_options *o = counted_options(bc);
     danu_model *m = NULL;
-    ck_assert_msg(danu_model_load(tiny_a_path, o, &m) == DANU_OK, "%s", danu_last_error());
+    CHECK_OK(danu_model_load(tiny_a_path, o, &m));
     *o_out = o;
     return m;
 }
@@ -206,7 +206,7 @@ START_TEST(test_held_text_is_bounded)
     }
     ck_assert_int_eq(st, DANU_ERR_BUFFER_TOO_SMALL);
     ck_assert_int_eq(id, -1);
-    ck_assert_msg(steps > 10, "only %d steps before the hold was full", steps);
+    CHECK_OK(steps > 10, "only %d steps before the hold was full", steps);
     ck_assert_int_eq(bc.calls, calls);
     /* the same number of greedy steps on the reference context, with room */
     for (int i = 0; i < steps; i++) {
@@ -280,15 +280,14 @@ END_TEST
 START_TEST(test_state_file_from_0_1_loads)
 {
     danu_model *m = NULL;
-    ck_assert_msg(danu_model_load(tu_data("tiny-b-hf"), NULL, &m) == DANU_OK, "%s", danu_last_error());
+    ck_assert_msg(danu_model_load(tu_data("tiny-b-hf"), NULL, &m));
     danu_options *o = NULL;
     danu_options_create(NULL, &o);
     danu_options_set_int(o, DANU_OPT_N_CTX, 64);
     danu_context *c = NULL, *f = NULL;
     ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
     ck_assert_int_eq(danu_context_create(m, o, &f), DANU_OK);
-    ck_assert_msg(danu_context_state_load_file(c, tu_data("state/tiny-b.v0.1.state")) == DANU_OK, "%s",
-                  danu_last_error());
+    CHECK_OK(danu_context_state_load_file(c, tu_data("state/tiny-b.v0.1.state")));
     const danu_token t[6] = { 1, 450, 783, 310, 344, 38 };
     ck_assert_uint_eq(danu_context_n_tokens(c), 6);
     ck_assert_mem_eq(danu_context_tokens(c), t, sizeof t);
