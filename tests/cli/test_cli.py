@@ -179,6 +179,11 @@ def test_generation_config_defaults():
     rc, out_off, err = danu(*common, "--repeat-penalty", "1.0", "-v")
     check(rc == 0 and out_off != out, "the flag wins")
     check("the flag's 1 applies" in err, err)
+    with open(os.path.join(hf, "generation_config.json"), "w") as f:
+        f.write('{"a": {"b": [1, "x\\"}", null, true]}, "temperature": 0.5, "top_k": 7, "top_p": 3}')
+    rc, out, err = danu("run", "-m", hf, "-n", "2", "-v")
+    check(rc == 0 and "temperature 0.5 from" in err and "top_k 7 from" in err, err)
+    check("top_p 3 is outside 0..1; ignored" in err, err)
     rc, out, err = danu("run", "-m", GGUF, "-n", "2", "-v")
     check("library's sampling defaults apply" in err, err)
     rc, out, err = danu("chat", "--help")
