@@ -12,26 +12,63 @@ extern const unsigned char danu_cli_tokenizer_model[];
 extern const size_t danu_cli_tokenizer_model_len;
 
 extern int cli_verbose;
-/* --repack auto|on|off of the loading commands: DANU_REPACK_*, or -2 when
- * not given (the library default applies). */
-extern int cli_repack;
-/* --fast-bf16 of the loading commands: DANU_OPT_FAST_BF16 = 1 when given */
-extern int cli_fast_bf16;
-/* Consume a load flag at argv[*i] (and its value): 1 done, 0 not a load
- * flag, -1 bad value (printed). */
-int cli_load_flag(int argc, char **argv, int *i);
+/* The command running ("run", "chat", ...): every message is "danu CMD: ...". */
+extern const char *cli_cmd;
+/* Print "danu CMD: message" to stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Strict numbers: the whole string, within min..max, else "danu CMD: FLAG
+ * takes ..." is printed and -1 returned. */
+int cli_parse_int(const char *flag, const char *v, double min, double max, int64_t *out);
+int cli_parse_float(const char *flag, const char *v, double min, double max, double *out);
+/* The value of an option key, checked against danu_param_bounds. */
+int cli_parse_opt(const char *flag, const char *v, danu_param key, double *out);
+
+/* Flag groups: load options, context options, sampling options. */
+enum { CLI_LOAD = 1, CLI_CTX = 2, CLI_SAMPLE = 4 };
+/* Consume an option flag of those groups at argv[*i] (and its value): 1
+ * done, 0 not one of them, -1 bad value (printed). */
+int cli_flag(int argc, char **argv, int *i, int groups);
+/* Record / look up an option value (flags, generation_config.json). */
+void cli_set_opt(danu_param key, int groups, double v, const char *src);
+int cli_opt_given(danu_param key, double *v);
+/* Set the recorded options of those groups on o; 0, or EXIT_FAIL (printed). */
+int cli_apply(danu_options *o, int groups);
+/* Sampling values of MODEL/generation_config.json (HF directories) become
+ * defaults where no flag gave them; with -v says what applies. Returns how
+ * many were taken. */
+int cli_generation_config(const char *model);
 #define CLI_LOAD_HELP \
     "  --repack auto|on|off  copy weights into the faster interleaved layout at load\n" \
     "                    (auto, the default: where the kernels gain, for mapped files)\n" \
     "  --fast-bf16       bf16 weights times bf16-rounded activations: faster prompts,\n" \
-    "                    less exact logits (repacked matrices on AVX-512 only)\n"
+    "                    less exact logits (repacked matrices on AVX-512 only)\n" \
+    "  --sliding-window N  attention window (-1 the model's, the default; 0 none)\n" \
+    "  --isa auto|scalar|avx2|avx512|neon  cap the kernels (default auto)\n" \
+    "  --no-mmap         read the file into memory instead of mapping it\n" \
+    "  --validate        scan the weights for NaN/Inf at load\n" \
+    "  -t N              threads (0, the default: all cores)\n"
+#define CLI_CTX_HELP \
+    "  -c N              context size (0, the default: the model's)\n" \
+    "  -b N              prompt tokens per batch (default 512)\n" \
+    "  --kv-type f16|f32 KV cache type (default f16; --kv-f32 = --kv-type f32)\n" \
+    "  --on-full error|shift  when the context is full: stop, or drop the older half\n" \
+    "                    of the tokens after the first --n-keep N (default error)\n"
 
-/* Print "danu: what: status text: detail" to stderr and return EXIT_FAIL. */
+/* Print "danu CMD: detail" (the library's danu_last_error(), which names what
+ * failed and where; "what: status text" when there is none) to stderr and
+ * return EXIT_FAIL. */
 int cli_fail(const char *what, danu_status s);
 /* Options with the CLI's log callback (stderr with -v) and a progress bar on a tty. */
 danu_options *cli_options(int progress);
 /* Load a model, with a progress bar when stderr is a terminal. NULL on error (printed). */
 danu_model *cli_load(const char *path, danu_options *o);
+/* The bytes of a file ("-": stdin), NUL-terminated, malloc'd; NULL on error. */
+char *cli_read_all(const char *path, size_t *len);
+/* Encode text (flags without ADD_BOS) and with add_bos put BOS in front
+ * unless the text already starts with it (--special "<s>..."). *out malloc'd. */
+danu_status cli_encode(const danu_tokenizer *tok, const char *text, size_t len, uint32_t flags, int add_bos,
+                       danu_token **out, size_t *n_out);
 /* Parse "1 2 3" or "1,2,3" into ids; returns count or -1. *out malloc'd. */
 long cli_parse_ids(const char *s, danu_token **out);
 /* The default demo model: a small synthetic model in the user's cache

@@ -82,33 +82,47 @@ static void stats(const double *v, int n, double *mean, double *sd)
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *threads_s = "1,2";
-    int pp = 512, tg = 128, reps = 3, depth = 0;
+    int64_t pp = 512, tg = 128, reps = 3, depth = 0;
     for (int i = 1; i < argc; i++) {
-        int more = i + 1 < argc, lf;
-        if (cli_is_flag(argv[i], "-h", "--help")) {
-            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--repack auto|on|off]\n"
-                   "       [--fast-bf16]\n"
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int lf, bad = 0;
+        if (cli_is_flag(a, "-h", "--help")) {
+            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [load options]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
                    "  tokens one at a time; -d D runs both after D tokens already in the context (\"@ dD\",\n"
                    "  as llama-bench -d: attention over a long context). Also prints peak RSS and, for\n"
                    "  generation, the bytes read per token (weights + KV) times tokens/s against the memory\n"
-                   "  read bandwidth measured in the same run.\n");
+                   "  read bandwidth measured in the same run.\n"
+                   "  -p N, -n N, -d N   0..1048576;  -r N   repetitions, 1..64\n"
+                   "  -t LIST            thread counts, each 1..64, comma-separated\n"
+                   CLI_LOAD_HELP);
             return 0;
-        } else if (cli_is_flag(argv[i], "-m", "--model") && more) model = argv[++i];
-        else if (cli_is_flag(argv[i], "-p", NULL) && more) pp = atoi(argv[++i]);
-        else if (cli_is_flag(argv[i], "-n", NULL) && more) tg = atoi(argv[++i]);
-        else if (cli_is_flag(argv[i], "-d", "--depth") && more) depth = atoi(argv[++i]);
-        else if (cli_is_flag(argv[i], "-t", "--threads") && more) threads_s = argv[++i];
-        else if (cli_is_flag(argv[i], "-r", "--reps") && more) reps = atoi(argv[++i]);
-        else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
-        else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return EXIT_USAGE; }
-        else { fprintf(stderr, "danu bench: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
+        } else if (cli_is_flag(a, "-m", "--model") && v) model = argv[++i];
+        else if (cli_is_flag(a, "-p", NULL)) { bad = cli_parse_int(a, v, 0, 1 << 20, &pp); i++; }
+        else if (cli_is_flag(a, "-n", NULL)) { bad = cli_parse_int(a, v, 0, 1 << 20, &tg); i++; }
+        else if (cli_is_flag(a, "-d", "--depth")) { bad = cli_parse_int(a, v, 0, 1 << 20, &depth); i++; }
+        else if (cli_is_flag(a, "-r", "--reps")) { bad = cli_parse_int(a, v, 1, 64, &reps); i++; }
+        else if (cli_is_flag(a, "-t", "--threads")) { threads_s = v ? v : ""; i++; }
+        else if (cli_is_flag(a, "-v", "--verbose")) continue;
+        else if ((lf = cli_flag(argc, argv, &i, CLI_LOAD)) != 0) bad = lf < 0;
+        else { cli_err("unexpected argument %s", a); return EXIT_USAGE; }
+        if (bad) return EXIT_USAGE;
     }
-    if (!model || reps < 1 || pp < 0 || tg < 0 || depth < 0) { fprintf(stderr, "danu bench: need -m MODEL\n"); return EXIT_USAGE; }
+    if (!model) { cli_err("need -m MODEL"); return EXIT_USAGE; }
+    /* -t 1,2,4: each count 1..64 (the bandwidth probe runs one reader per thread) */
     int threads[16], nt = 0;
-    for (const char *s = threads_s; *s && nt < 16;) {
-        threads[nt++] = atoi(s);
-        s = strchr(s, ',') ? strchr(s, ',') + 1 : s + strlen(s);
+    for (const char *s = threads_s;;) {
+        size_t len = strcspn(s, ",");
+        char one[32];
+        int64_t t;
+        snprintf(one, sizeof one, "%.*s", (int)(len < 31 ? len : 31), s);
+        if (nt == 16 || len > 30 || cli_parse_int("-t", one, 1, 64, &t)) {
+            if (nt == 16) cli_err("-t takes at most 16 thread counts");
+            return EXIT_USAGE;
+        }
+        threads[nt++] = (int)t;
+        if (!s[len]) break;
+        s += len + 1;
     }
     danu_options *o = cli_options(1);
     danu_model *m = cli_load(model, o);
@@ -160,23 +174,24 @@ int cmd_bench(int argc, char **argv)
     danu_model_get_int(m, DANU_INFO_REPACKED_MATRICES, &repacked);
     printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s)\n",
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1],
-           (long long)repacked, cli_fast_bf16 ? ", fast bf16" : "");
+           (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "");
     printf("| %-7s | %-13s | %18s | %9s | %10s | %8s | %6s |\n", "threads", "test", "t/s", "RSS MB", "GB/s eff", "ceil GB/s", "ratio");
     printf("|---------|---------------|--------------------|-----------|------------|----------|--------|\n");
     const int np = pp > depth ? pp : depth;
     danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(np > 0 ? np : 1));
     for (int i = 0; i < np; i++) prompt[i] = (danu_token)(1 + (i * 7919 + 17) % (vocab - 1));
     char at[32] = "";
-    if (depth) snprintf(at, sizeof at, " @ d%d", depth);
+    if (depth) snprintf(at, sizeof at, " @ d%lld", (long long)depth);
     int rc = 0;
     for (int ti = 0; ti < nt; ti++) {
         danu_options *co = cli_options(0);
-        danu_options_set_int(co, DANU_OPT_N_THREADS, threads[ti]);
-        danu_options_set_int(co, DANU_OPT_N_CTX, depth + pp + tg + 8);
-        danu_options_set_float(co, DANU_OPT_TEMPERATURE, 0.0);
-        danu_options_set_int(co, DANU_OPT_IGNORE_EOS, 1);
         danu_context *c = NULL;
-        danu_status s = danu_context_create(m, co, &c);
+        danu_status s = co ? DANU_OK : DANU_ERR_NOMEM;
+        if (!s) s = danu_options_set_int(co, DANU_OPT_N_THREADS, threads[ti]);
+        if (!s) s = danu_options_set_int(co, DANU_OPT_N_CTX, depth + pp + tg + 8);
+        if (!s) s = danu_options_set_float(co, DANU_OPT_TEMPERATURE, 0.0);
+        if (!s) s = danu_options_set_int(co, DANU_OPT_IGNORE_EOS, 1);
+        if (!s) s = danu_context_create(m, co, &c);
         danu_options_free(co);
         if (s) { rc = cli_fail("context", s); break; }
         double v[64];
@@ -204,7 +219,7 @@ int cmd_bench(int argc, char **argv)
             double mean, sd;
             stats(v, reps, &mean, &sd);
             char name[48];
-            snprintf(name, sizeof name, "pp%d%s", pp, at);
+            snprintf(name, sizeof name, "pp%lld%s", (long long)pp, at);
             printf("| %7d | %-13s | %9.2f ± %6.2f | %9.0f | %10s | %8s | %6s |\n", threads[ti], name, mean, sd,
                    cli_current_rss() / 1e6 - probe_mb, "", "", "");
             fflush(stdout);
@@ -232,7 +247,7 @@ int cmd_bench(int argc, char **argv)
             double kv = 2.0 * layers * kvh * hd * 2 * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
             double eff = mean * (per_token + kv) / 1e9;
             char name[48];
-            snprintf(name, sizeof name, "tg%d%s", tg, at);
+            snprintf(name, sizeof name, "tg%lld%s", (long long)tg, at);
             printf("| %7d | %-13s | %9.2f ± %6.2f | %9.0f | %10.1f | %8.1f | %5.0f%% |\n", threads[ti], name, mean, sd,
                    cli_current_rss() / 1e6 - probe_mb, eff, ceil, ceil > 0 ? 100 * eff / ceil : 0);
             fflush(stdout);

@@ -1,90 +1,80 @@
 /* cmd_gen.c - `danu eval`, `danu generate`, `danu run` and `danu chat`:
  * the same context and generation path the library offers. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli.h"
 
-/* Options shared by the generating commands. */
+/* Options shared by the generating commands (the load, context and
+ * sampling options go through cli_flag). */
 typedef struct gen_args {
-    const char *model, *prompt, *tokens, *out, *system;
-    int n, greedy, print_ids, all, threads, n_ctx, kv_f32, ignore_eos;
-    double temp, top_p, min_p, repeat_penalty;
-    long top_k, seed, repeat_last_n;
+    const char *model, *prompt, *file, *tokens, *out, *system;
+    int64_t n;
+    int print_ids, all, special;
 } gen_args;
 
-static int parse_gen(int argc, char **argv, gen_args *a, const char *cmd, const char *help)
+static int parse_gen(int argc, char **argv, gen_args *a, const char *help, int groups)
 {
     memset(a, 0, sizeof *a);
     a->n = 128;
-    a->temp = 0.8; a->top_p = 0.95; a->min_p = 0.05; a->repeat_penalty = 1.0;
-    a->top_k = 40; a->repeat_last_n = 64;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int more = i + 1 < argc, lf;
         if (cli_is_flag(s, "-h", "--help")) { printf("%s", help); return 1; }
         else if (cli_is_flag(s, "-m", "--model") && more) a->model = argv[++i];
         else if (cli_is_flag(s, "-p", "--prompt") && more) a->prompt = argv[++i];
+        else if (cli_is_flag(s, "-f", "--file") && more) a->file = argv[++i];
         else if (cli_is_flag(s, NULL, "--tokens") && more) a->tokens = argv[++i];
         else if (cli_is_flag(s, "-o", "--output") && more) a->out = argv[++i];
         else if (cli_is_flag(s, NULL, "--system") && more) a->system = argv[++i];
-        else if (cli_is_flag(s, "-n", "--n-predict") && more) a->n = atoi(argv[++i]);
-        else if (cli_is_flag(s, "-t", "--threads") && more) a->threads = atoi(argv[++i]);
-        else if (cli_is_flag(s, "-c", "--ctx-size") && more) a->n_ctx = atoi(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--temp") && more) a->temp = atof(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--top-k") && more) a->top_k = atol(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--top-p") && more) a->top_p = atof(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--min-p") && more) a->min_p = atof(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--repeat-penalty") && more) a->repeat_penalty = atof(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--repeat-last-n") && more) a->repeat_last_n = atol(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--seed") && more) a->seed = atol(argv[++i]);
-        else if (cli_is_flag(s, NULL, "--greedy")) a->greedy = 1;
+        else if (cli_is_flag(s, "-n", "--n-predict") && (groups & CLI_SAMPLE)) {
+            if (cli_parse_int(s, more ? argv[++i] : NULL, 0, INT32_MAX, &a->n)) return -1;
+        }
+        else if (cli_is_flag(s, NULL, "--special")) a->special = 1;
         else if (cli_is_flag(s, NULL, "--print-ids")) a->print_ids = 1;
         else if (cli_is_flag(s, NULL, "--all")) a->all = 1;
-        else if (cli_is_flag(s, NULL, "--kv-f32")) a->kv_f32 = 1;
-        else if (cli_is_flag(s, NULL, "--ignore-eos")) a->ignore_eos = 1;
         else if (cli_is_flag(s, "-v", "--verbose")) continue;
-        else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return -1; }
-        else { fprintf(stderr, "danu %s: unexpected argument %s (see --help)\n", cmd, s); return -1; }
+        else if ((lf = cli_flag(argc, argv, &i, groups)) != 0) { if (lf < 0) return -1; }
+        else { cli_err("unexpected argument %s (see --help)", s); return -1; }
+    }
+    double keep, ctx;
+    if (cli_opt_given(DANU_OPT_N_KEEP, &keep) && cli_opt_given(DANU_OPT_N_CTX, &ctx) && ctx > 0 && keep >= ctx) {
+        cli_err("--n-keep %.0f must be below -c %.0f", keep, ctx);
+        return -1;
     }
     return 0;
 }
 
 #define COMMON_HELP \
     "  -m MODEL          HF directory or .gguf file\n" \
-    "  -t N              threads (default: all cores)\n" \
-    "  -c N              context size (default: the model's)\n" \
-    "  --kv-f32          keep the KV cache in f32 (default f16)\n" \
-    CLI_LOAD_HELP
+    CLI_LOAD_HELP CLI_CTX_HELP
 #define SAMPLING_HELP \
     "  -n N              tokens to generate (default 128)\n" \
     "  --greedy          always pick the most likely token (same as --temp 0)\n" \
-    "  --temp T --top-k K --top-p P --min-p M --seed S\n" \
-    "  --repeat-penalty R --repeat-last-n N   (Danube chat uses 1.1)\n" \
+    "  --temp T (0.8) --top-k K (40) --top-p P (0.95) --min-p M (0.05) --seed S (0)\n" \
+    "  --repeat-penalty R (1.0) --repeat-last-n N (64) --frequency-penalty F (0)\n" \
+    "  --presence-penalty P (0)   the library's defaults in (); for an HF directory\n" \
+    "                    with a generation_config.json its temperature, top_k, top_p,\n" \
+    "                    min_p and repetition_penalty are the defaults instead (the\n" \
+    "                    Danube chat model's sets repetition_penalty 1.1); GGUF files\n" \
+    "                    have none. A flag always wins; -v says which values apply.\n" \
     "  --ignore-eos      keep going past the end-of-sequence token\n"
 
-static danu_context *make_context(danu_model *m, const gen_args *a)
+static danu_context *make_context(danu_model *m)
 {
     danu_options *o = cli_options(0);
-    if (a->threads > 0) danu_options_set_int(o, DANU_OPT_N_THREADS, a->threads);
-    if (a->n_ctx > 0) danu_options_set_int(o, DANU_OPT_N_CTX, a->n_ctx);
-    if (a->kv_f32) danu_options_set_int(o, DANU_OPT_KV_TYPE, DANU_KV_F32);
-    danu_options_set_float(o, DANU_OPT_TEMPERATURE, a->greedy ? 0.0 : a->temp);
-    danu_options_set_int(o, DANU_OPT_TOP_K, a->top_k);
-    danu_options_set_float(o, DANU_OPT_TOP_P, a->top_p);
-    danu_options_set_float(o, DANU_OPT_MIN_P, a->min_p);
-    danu_options_set_float(o, DANU_OPT_REPEAT_PENALTY, a->repeat_penalty);
-    danu_options_set_int(o, DANU_OPT_REPEAT_LAST_N, a->repeat_last_n);
-    danu_options_set_int(o, DANU_OPT_SEED, a->seed);
-    danu_options_set_int(o, DANU_OPT_IGNORE_EOS, a->ignore_eos);
     danu_context *c = NULL;
+    if (!o) return NULL;
+    if (cli_apply(o, CLI_CTX | CLI_SAMPLE)) { danu_options_free(o); return NULL; }
     danu_status s = danu_context_create(m, o, &c);
     danu_options_free(o);
     if (s != DANU_OK) { cli_fail("context", s); return NULL; }
     return c;
 }
 
-static danu_model *load_model(const gen_args *a, char **owned)
+static danu_model *load_model(const gen_args *a, char **owned, int sampling)
 {
     *owned = NULL;
     const char *path = a->model;
@@ -93,6 +83,7 @@ static danu_model *load_model(const gen_args *a, char **owned)
         if (!*owned) return NULL;
         path = *owned;
     }
+    if (sampling) cli_generation_config(path);
     danu_options *o = cli_options(1);
     danu_model *m = cli_load(path, o);
     danu_options_free(o);
@@ -102,20 +93,20 @@ static danu_model *load_model(const gen_args *a, char **owned)
 int cmd_eval(int argc, char **argv)
 {
     gen_args a;
-    int r = parse_gen(argc, argv, &a, "eval",
+    int r = parse_gen(argc, argv, &a,
         "usage: danu eval -m MODEL --tokens \"1 450 7483\" [--all] -o OUT.f32\n"
         "  Writes float32 little-endian logits of the last position (every position with --all),\n"
-        "  row after row.\n" COMMON_HELP);
+        "  row after row.\n" COMMON_HELP, CLI_LOAD | CLI_CTX);
     if (r) return r > 0 ? 0 : EXIT_USAGE;
-    if (!a.model || !a.tokens || !a.out) { fprintf(stderr, "danu eval: need -m, --tokens and -o\n"); return EXIT_USAGE; }
+    if (!a.model || !a.tokens || !a.out) { cli_err("need -m, --tokens and -o"); return EXIT_USAGE; }
     danu_token *ids = NULL;
     long n = cli_parse_ids(a.tokens, &ids);
-    if (n <= 0) { fprintf(stderr, "danu eval: bad --tokens\n"); free(ids); return EXIT_USAGE; }
+    if (n <= 0) { cli_err("--tokens takes token ids (\"1 450 7483\")"); free(ids); return EXIT_USAGE; }
     char *owned;
-    danu_model *m = load_model(&a, &owned);
+    danu_model *m = load_model(&a, &owned, 0);
     if (!m) { free(ids); return EXIT_FAIL; }
     int rc = EXIT_FAIL;
-    danu_context *c = make_context(m, &a);
+    danu_context *c = make_context(m);
     int64_t vocab = 0;
     danu_model_get_int(m, DANU_INFO_VOCAB, &vocab);
     float *all = a.all ? malloc((size_t)n * (size_t)vocab * sizeof(float)) : NULL;
@@ -127,7 +118,7 @@ int cmd_eval(int argc, char **argv)
             const float *rows = all ? all : danu_context_logits(c);
             size_t count = (size_t)(all ? n : 1) * (size_t)vocab;
             if (f && fwrite(rows, sizeof(float), count, f) == count && fclose(f) == 0) rc = 0;
-            else fprintf(stderr, "danu eval: cannot write %s\n", a.out);
+            else cli_err("cannot write %s", a.out);
         }
     }
     free(all);
@@ -141,34 +132,36 @@ int cmd_eval(int argc, char **argv)
 int cmd_generate(int argc, char **argv)
 {
     gen_args a;
-    int r = parse_gen(argc, argv, &a, "generate",
+    int r = parse_gen(argc, argv, &a,
         "usage: danu generate -m MODEL --tokens \"IDS\" -n N [--greedy] [--print-ids]\n"
         "  Feeds the ids and generates N tokens; prints the generated ids (space-separated) with\n"
-        "  --print-ids, else the text.\n" COMMON_HELP SAMPLING_HELP);
+        "  --print-ids, else the text.\n" COMMON_HELP SAMPLING_HELP, CLI_LOAD | CLI_CTX | CLI_SAMPLE);
     if (r) return r > 0 ? 0 : EXIT_USAGE;
-    if (!a.model || !a.tokens) { fprintf(stderr, "danu generate: need -m and --tokens\n"); return EXIT_USAGE; }
+    if (!a.model || !a.tokens) { cli_err("need -m and --tokens"); return EXIT_USAGE; }
     danu_token *ids = NULL;
     long n = cli_parse_ids(a.tokens, &ids);
-    if (n <= 0) { fprintf(stderr, "danu generate: bad --tokens\n"); free(ids); return EXIT_USAGE; }
+    if (n <= 0) { cli_err("--tokens takes token ids (\"1 450 7483\")"); free(ids); return EXIT_USAGE; }
     char *owned;
-    danu_model *m = load_model(&a, &owned);
+    danu_model *m = load_model(&a, &owned, 1);
     if (!m) { free(ids); return EXIT_FAIL; }
     int rc = EXIT_FAIL;
-    danu_context *c = make_context(m, &a);
+    danu_context *c = make_context(m);
+    double ignore_eos = 0;
+    cli_opt_given(DANU_OPT_IGNORE_EOS, &ignore_eos);
     if (c) {
         danu_status s = danu_context_eval(c, ids, (size_t)n, NULL);
         if (s != DANU_OK) cli_fail("eval", s);
         else {
             int first = 1;
             rc = 0;
-            for (int i = 0; i < a.n; i++) {
+            for (int64_t i = 0; i < a.n; i++) {
                 danu_token t;
                 char text[512];
                 size_t len;
                 int32_t why;
                 s = danu_context_step(c, &t, text, sizeof text, &len, &why);
                 if (s != DANU_OK) { rc = cli_fail("generate", s); break; }
-                if (a.print_ids) { if (why != DANU_STOP_EOS || a.ignore_eos) printf(first ? "%d" : " %d", t); first = 0; }
+                if (a.print_ids) { if (why != DANU_STOP_EOS || ignore_eos) printf(first ? "%d" : " %d", t); first = 0; }
                 else fwrite(text, 1, len, stdout);
                 fflush(stdout);
                 if (why >= 0) break;
@@ -191,96 +184,199 @@ static int32_t stream_cb(void *user, danu_token id, const char *text, size_t len
     return 0;
 }
 
+/* The prompt in batches of -b tokens, a progress line per batch on a terminal. */
+static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n)
+{
+    double b = 512;
+    cli_opt_given(DANU_OPT_N_BATCH, &b);
+    size_t batch = (size_t)b, done = 0;
+    int show = n > batch && isatty(2);
+    danu_status s = DANU_OK;
+    while (done < n && s == DANU_OK) {
+        size_t k = n - done < batch ? n - done : batch;
+        s = danu_context_eval(c, ids + done, k, NULL);
+        done += k;
+        if (show) fprintf(stderr, "\rdanu run: prompt %zu/%zu tokens", done, n);
+    }
+    if (show) fprintf(stderr, "\n");
+    return s;
+}
+
 int cmd_run(int argc, char **argv)
 {
     gen_args a;
-    int r = parse_gen(argc, argv, &a, "run",
-        "usage: danu run [-m MODEL] [-p PROMPT] [-n N] [--temp T --top-k K --top-p P --min-p M\n"
-        "                --repeat-penalty R --seed S]\n"
+    int r = parse_gen(argc, argv, &a,
+        "usage: danu run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--special] [options]\n"
         "  Streams generated text to stdout. Without -m, a small synthetic model is written to\n"
         "  ~/.cache/danu first (random weights: the text is gibberish, but everything runs).\n"
-        COMMON_HELP SAMPLING_HELP);
+        "  -f FILE           read the prompt from FILE (- for stdin); on a terminal, a long\n"
+        "                    prompt shows its progress batch by batch\n"
+        "  --special         <s>, </s>, <unk> in the prompt become their ids\n"
+        COMMON_HELP SAMPLING_HELP, CLI_LOAD | CLI_CTX | CLI_SAMPLE);
     if (r) return r > 0 ? 0 : EXIT_USAGE;
-    if (!a.prompt) a.prompt = "The capital of France is";
+    if (a.prompt && a.file) { cli_err("give -p or -f, not both"); return EXIT_USAGE; }
+    char *text = NULL;
+    size_t len = 0;
+    if (a.file) {
+        text = cli_read_all(a.file, &len);
+        if (!text) { cli_err("cannot read %s", a.file); return EXIT_FAIL; }
+    } else {
+        text = strdup(a.prompt ? a.prompt : "The capital of France is");
+        len = text ? strlen(text) : 0;
+        if (!text) return cli_fail("prompt", DANU_ERR_NOMEM);
+    }
     char *owned;
-    danu_model *m = load_model(&a, &owned);
-    if (!m) return EXIT_FAIL;
+    danu_model *m = load_model(&a, &owned, 1);
+    if (!m) { free(text); return EXIT_FAIL; }
     int rc = EXIT_FAIL;
     const danu_tokenizer *tok = danu_model_tokenizer(m);
-    danu_context *c = tok ? make_context(m, &a) : NULL;
-    if (!tok) fprintf(stderr, "danu run: the model has no tokenizer\n");
+    danu_context *c = tok ? make_context(m) : NULL;
+    if (!tok) cli_err("the model has no tokenizer");
     if (c) {
-        size_t n = 0, len = strlen(a.prompt);
-        danu_tokenizer_encode(tok, a.prompt, len, DANU_TOKENIZE_ADD_BOS, NULL, 0, &n);
-        danu_token *ids = malloc((n + 1) * sizeof *ids);
-        danu_status s = danu_tokenizer_encode(tok, a.prompt, len, DANU_TOKENIZE_ADD_BOS, ids, n, &n);
+        size_t n = 0;
+        danu_token *ids = NULL;
+        uint32_t flags = a.special ? DANU_TOKENIZE_PARSE_SPECIAL : 0;
+        danu_status s = cli_encode(tok, text, len, flags, 1, &ids, &n);
         double t0 = cli_now();
-        if (s == DANU_OK) s = danu_context_prompt(c, ids, n, NULL);
+        if (s == DANU_OK) s = eval_prompt(c, ids, n);
         double t1 = cli_now();
         if (s != DANU_OK) cli_fail("prompt", s);
         else {
-            printf("%s", a.prompt);
+            fwrite(text, 1, len, stdout);
             fflush(stdout);
             int32_t why;
             size_t before = danu_context_n_tokens(c);
-            s = danu_context_generate(c, a.n, stream_cb, NULL, &why);
+            s = danu_context_generate(c, (int32_t)a.n, stream_cb, NULL, &why);
             double t2 = cli_now();
             printf("\n");
             fflush(stdout);
             if (s != DANU_OK) cli_fail("generate", s);
             else rc = 0;
             size_t made = danu_context_n_tokens(c) - before;
-            fprintf(stderr, "danu run: prompt %zu tokens in %.2f s (%.1f tok/s), generated %zu tokens in %.2f s "
-                    "(%.1f tok/s), peak RSS %.0f MB\n", n, t1 - t0, n / (t1 - t0 + 1e-9), made, t2 - t1,
-                    made / (t2 - t1 + 1e-9), cli_peak_rss() / 1e6);
+            cli_err("prompt %zu tokens in %.2f s (%.1f tok/s), generated %zu tokens in %.2f s (%.1f tok/s), "
+                    "peak RSS %.0f MB", n, t1 - t0, n / (t1 - t0 + 1e-9), made, t2 - t1, made / (t2 - t1 + 1e-9),
+                    cli_peak_rss() / 1e6);
         }
         free(ids);
     }
     danu_context_free(c);
     danu_model_free(m);
     free(owned);
+    free(text);
     return rc;
+}
+
+/* Ctrl-C in chat: stops the reply (or the prompt evaluation) running, not
+ * the program; at the prompt it ends the chat. danu_context_abort is one
+ * lock-free atomic store (lib/api.c), safe in a signal handler; the token
+ * callback also checks the flag, for a Ctrl-C that comes before generation
+ * starts (which forgets earlier aborts). */
+static volatile sig_atomic_t interrupted;
+static danu_context *chat_ctx;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    danu_context_abort(chat_ctx);
+}
+
+static int32_t chat_cb(void *user, danu_token id, const char *text, size_t len)
+{
+    stream_cb(user, id, text, len);
+    return interrupted;
+}
+
+/* Offset of the first byte of s that is not UTF-8, or len. */
+static size_t utf8_bad(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint32_t c = s[i], n, min;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { n = 1; min = 0x80; c &= 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { n = 2; min = 0x800; c &= 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { n = 3; min = 0x10000; c &= 0x07; }
+        else return i;
+        if (len - i <= n) return i;
+        for (uint32_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+            c = c << 6 | (s[i + k] & 0x3F);
+        }
+        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return i;
+        i += n + 1;
+    }
+    return len;
 }
 
 int cmd_chat(int argc, char **argv)
 {
     gen_args a;
-    int r = parse_gen(argc, argv, &a, "chat",
-        "usage: danu chat [-m MODEL] [--system TEXT] [-n N] [sampling options]\n"
+    int r = parse_gen(argc, argv, &a,
+        "usage: danu chat [-m MODEL] [--system TEXT] [-n N] [options]\n"
         "  Interactive chat in the H2O-Danube format (<|prompt|>...</s><|answer|>). Each turn reuses\n"
-        "  the cache. Type an empty line or end input (Ctrl-D) to quit. -p TEXT sends one message\n"
-        "  without reading stdin.\n" COMMON_HELP SAMPLING_HELP);
+        "  the cache; a full context drops the older half of the conversation, keeping the system\n"
+        "  prompt (--on-full error stops instead). Ctrl-C stops a reply; Ctrl-C at the prompt, an\n"
+        "  empty line or the end of input (Ctrl-D) quits. -p TEXT sends one message without\n"
+        "  reading stdin.\n" COMMON_HELP SAMPLING_HELP, CLI_LOAD | CLI_CTX | CLI_SAMPLE);
     if (r) return r > 0 ? 0 : EXIT_USAGE;
-    if (a.repeat_penalty == 1.0) a.repeat_penalty = 1.1;   /* Danube chat's generation_config */
+    if (!cli_opt_given(DANU_OPT_ON_FULL, NULL)) cli_set_opt(DANU_OPT_ON_FULL, CLI_CTX, DANU_FULL_SHIFT, "chat");
+    int keep_given = cli_opt_given(DANU_OPT_N_KEEP, NULL);
+    if (!keep_given) cli_set_opt(DANU_OPT_N_KEEP, CLI_CTX, 1, "chat");   /* BOS */
     char *owned;
-    danu_model *m = load_model(&a, &owned);
+    danu_model *m = load_model(&a, &owned, 1);
     if (!m) return EXIT_FAIL;
-    danu_context *c = danu_model_tokenizer(m) ? make_context(m, &a) : NULL;
+    danu_context *c = danu_model_tokenizer(m) ? make_context(m) : NULL;
+    if (m && !danu_model_tokenizer(m)) cli_err("the model has no tokenizer");
     int rc = c ? 0 : EXIT_FAIL;
     if (c && a.system) {
         const char *role = "system";
         danu_status s = danu_context_chat_append(c, &role, (const char *const *)&a.system, 1, 0);
-        if (s != DANU_OK) rc = cli_fail("chat", s);
+        if (s == DANU_OK && !keep_given)   /* a shift keeps the system prompt */
+            s = danu_context_set_int(c, DANU_OPT_N_KEEP, (int64_t)danu_context_n_tokens(c));
+        if (s != DANU_OK) rc = cli_fail("system", s);
     }
-    char line[8192];
+    chat_ctx = c;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;   /* no SA_RESTART: Ctrl-C at the prompt ends the read */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    char *line = NULL;
+    size_t cap = 0;
+    long line_no = 0;
     int interactive = !a.prompt;
     while (c && rc == 0) {
         const char *msg = a.prompt;
         if (interactive) {
+            interrupted = 0;
             fprintf(stderr, "> ");
-            if (!fgets(line, sizeof line, stdin)) break;
-            line[strcspn(line, "\n")] = 0;
+            ssize_t got = getline(&line, &cap, stdin);
+            if (got < 0) { if (interrupted) fprintf(stderr, "\n"); break; }
+            line_no++;
+            line[strcspn(line, "\r\n")] = 0;
             if (!line[0]) break;
+            size_t bad = utf8_bad((const unsigned char *)line, strlen(line));
+            if (bad != strlen(line)) {
+                cli_err("line %ld is not valid UTF-8 (byte %zu); not sent", line_no, bad);
+                continue;
+            }
             msg = line;
         }
         const char *role = "user";
         danu_status s = danu_context_chat_append(c, &role, &msg, 1, 1);
-        int32_t why;
-        if (s == DANU_OK) s = danu_context_generate(c, a.n, stream_cb, NULL, &why);
+        int32_t why = DANU_STOP_LENGTH;
+        if (s == DANU_OK && !interrupted) s = danu_context_generate(c, (int32_t)a.n, chat_cb, NULL, &why);
         printf("\n");
-        if (s != DANU_OK) rc = cli_fail("chat", s);
+        fflush(stdout);
+        if (interrupted || s == DANU_ERR_ABORTED || why == DANU_STOP_ABORTED) cli_err("[reply stopped]");
+        else if (s == DANU_ERR_BAD_UTF8 || s == DANU_ERR_CONTEXT_FULL)   /* the chat goes on */
+            rc = interactive ? (cli_fail("chat", s), 0) : cli_fail("chat", s);
+        else if (s != DANU_OK) rc = cli_fail("chat", s);
         if (!interactive) break;
     }
+    sigaction(SIGINT, &old, NULL);
+    free(line);
     danu_context_free(c);
     danu_model_free(m);
     free(owned);

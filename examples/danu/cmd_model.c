@@ -11,18 +11,18 @@ int cmd_info(int argc, char **argv)
     int tensors = 0, lf;
     for (int i = 1; i < argc; i++) {
         if (cli_is_flag(argv[i], "-h", "--help")) {
-            printf("usage: danu info PATH [--tensors] [--repack auto|on|off]\n  PATH: HF directory or .gguf file. Prints the architecture,\n"
+            printf("usage: danu info PATH [--tensors] [load options]\n  PATH: HF directory or .gguf file. Prints the architecture,\n"
                    "  format, tensor types and sizes, repacked matrices, load time and resident memory.\n"
                    CLI_LOAD_HELP);
             return 0;
         } else if (cli_is_flag(argv[i], NULL, "--tensors")) tensors = 1;
-        else if ((lf = cli_load_flag(argc, argv, &i)) != 0) { if (lf < 0) return EXIT_USAGE; }
+        else if ((lf = cli_flag(argc, argv, &i, CLI_LOAD)) != 0) { if (lf < 0) return EXIT_USAGE; }
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
         else if (cli_is_flag(argv[i], "-m", "--model") && i + 1 < argc) path = argv[++i];
         else if (argv[i][0] != '-' && !path) path = argv[i];
-        else { fprintf(stderr, "danu info: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
+        else { cli_err("unexpected argument %s", argv[i]); return EXIT_USAGE; }
     }
-    if (!path) { fprintf(stderr, "danu info: PATH is required\n"); return EXIT_USAGE; }
+    if (!path) { cli_err("PATH is required"); return EXIT_USAGE; }
     danu_options *o = cli_options(1);
     double t0 = cli_now();
     uint64_t rss0 = cli_current_rss();
@@ -102,44 +102,50 @@ int cmd_synth(int argc, char **argv)
                    "  Full-size danube-1.8b takes 3.7 GB in bf16; free space is checked first.\n");
             return 0;
         } else if (cli_is_flag(argv[i], NULL, "--config") && i + 1 < argc) config = argv[++i];
-        else if (cli_is_flag(argv[i], NULL, "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if (cli_is_flag(argv[i], NULL, "--seed")) {
+            double v;
+            const char *a = argv[i], *arg = i + 1 < argc ? argv[++i] : NULL;
+            if (cli_parse_opt(a, arg, DANU_OPT_SEED, &v)) return EXIT_USAGE;
+            seed = (unsigned long long)v;
+        }
         else if (cli_is_flag(argv[i], NULL, "--format") && i + 1 < argc) format = argv[++i];
         else if (cli_is_flag(argv[i], NULL, "--type") && i + 1 < argc) type = argv[++i];
         else if (cli_is_flag(argv[i], NULL, "--tokenizer") && i + 1 < argc) tok = argv[++i];
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
         else if (argv[i][0] != '-' && !out) out = argv[i];
-        else { fprintf(stderr, "danu synth: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
+        else { cli_err("unexpected argument %s", argv[i]); return EXIT_USAGE; }
     }
-    if (!out) { fprintf(stderr, "danu synth: OUT is required\n"); return EXIT_USAGE; }
+    if (!out) { cli_err("OUT is required"); return EXIT_USAGE; }
     int fmt = !strcmp(format, "hf") ? DANU_FORMAT_HF : !strcmp(format, "gguf") ? DANU_FORMAT_GGUF : 0;
-    if (!fmt) { fprintf(stderr, "danu synth: --format must be hf or gguf\n"); return EXIT_USAGE; }
+    if (!fmt) { cli_err("--format must be hf or gguf"); return EXIT_USAGE; }
     int32_t ty = -1;
     static const int32_t types[] = { DANU_TYPE_F32, DANU_TYPE_F16, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DANU_TYPE_Q4_0,
                                      DANU_TYPE_Q4_1, DANU_TYPE_Q5_0, DANU_TYPE_Q5_1, DANU_TYPE_Q4_K, DANU_TYPE_Q5_K,
                                      DANU_TYPE_Q6_K };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (!strcasecmp(type, danu_type_name(types[i]))) ty = types[i];
-    if (ty < 0) { fprintf(stderr, "danu synth: unknown --type %s\n", type); return EXIT_USAGE; }
+    if (ty < 0) { cli_err("unknown --type %s", type); return EXIT_USAGE; }
     unsigned char *spm = (unsigned char *)danu_cli_tokenizer_model;
     size_t spm_len = danu_cli_tokenizer_model_len;
     if (tok) {
         FILE *f = fopen(tok, "rb");
-        if (!f) { fprintf(stderr, "danu synth: cannot open %s\n", tok); return EXIT_FAIL; }
+        if (!f) { cli_err("cannot open %s", tok); return EXIT_FAIL; }
         fseek(f, 0, SEEK_END);
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);
         spm = malloc((size_t)n);
-        if (!spm || fread(spm, 1, (size_t)n, f) != (size_t)n) { fclose(f); fprintf(stderr, "danu synth: cannot read %s\n", tok); return EXIT_FAIL; }
+        if (!spm || fread(spm, 1, (size_t)n, f) != (size_t)n) { fclose(f); cli_err("cannot read %s", tok); return EXIT_FAIL; }
         fclose(f);
         spm_len = (size_t)n;
     }
     danu_options *o = cli_options(1);
+    if (!o) { if (tok) free(spm); return EXIT_FAIL; }
     double t0 = cli_now();
     danu_status s = danu_synth_write(config, seed, fmt, ty, spm, spm_len, out, o);
     danu_options_free(o);
     if (tok) free(spm);
     if (s != DANU_OK) return cli_fail("synth", s);
-    fprintf(stderr, "danu synth: wrote %s (%s, seed %llu, %s, %s) in %.1f s, peak RSS %.0f MB\n", out, config, seed,
+    cli_err("wrote %s (%s, seed %llu, %s, %s) in %.1f s, peak RSS %.0f MB", out, config, seed,
             format, type, cli_now() - t0, cli_peak_rss() / 1e6);
     return 0;
 }

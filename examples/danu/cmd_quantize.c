@@ -19,46 +19,43 @@ static void quantize_usage(FILE *f)
                "         ffn_down of some layers q6_K; output.weight is q6_K in k and 4/5-bit mixes).\n"
                "  The file is laid out as llama.cpp's converter and llama-quantize write it.\n"
                "  It is written as OUTPUT.gguf.tmp and renamed when complete; OUTPUT must not exist.\n"
-               "  -t N   threads (default: all cores)\n");
+               "  -t N   threads (0, the default: all cores)\n");
 }
 
 int cmd_quantize(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *type = NULL;
-    long threads = 0;
+    double threads = 0;
     for (int i = 1; i < argc; i++) {
         if (cli_is_flag(argv[i], "-h", "--help")) { quantize_usage(stdout); return 0; }
         else if (cli_is_flag(argv[i], NULL, "--type") && i + 1 < argc) type = argv[++i];
-        else if (cli_is_flag(argv[i], "-t", "--threads") && i + 1 < argc) {
-            char *end;
-            threads = strtol(argv[++i], &end, 10);
-            if (*end || threads < 1 || threads > 256) {
-                fprintf(stderr, "danu quantize: -t needs a thread count in 1..256\n");
-                return EXIT_USAGE;
-            }
+        else if (cli_is_flag(argv[i], "-t", "--threads")) {
+            const char *v = i + 1 < argc ? argv[++i] : NULL;
+            if (cli_parse_opt("-t", v, DANU_OPT_N_THREADS, &threads)) return EXIT_USAGE;
         } else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
         else if (argv[i][0] != '-' && !in) in = argv[i];
         else if (argv[i][0] != '-' && !out) out = argv[i];
-        else { fprintf(stderr, "danu quantize: unexpected argument %s\n", argv[i]); quantize_usage(stderr); return EXIT_USAGE; }
+        else { cli_err("unexpected argument %s", argv[i]); quantize_usage(stderr); return EXIT_USAGE; }
     }
     if (!in || !out || !type) {
-        fprintf(stderr, "danu quantize: INPUT, OUTPUT and --type are required\n");
+        cli_err("INPUT, OUTPUT and --type are required");
         quantize_usage(stderr);
         return EXIT_USAGE;
     }
     int known = 0;
     for (size_t i = 0; i < sizeof quant_types / sizeof quant_types[0]; i++) known |= !strcasecmp(type, quant_types[i]);
-    if (!known) { fprintf(stderr, "danu quantize: unknown --type %s\n", type); quantize_usage(stderr); return EXIT_USAGE; }
+    if (!known) { cli_err("unknown --type %s", type); quantize_usage(stderr); return EXIT_USAGE; }
     danu_options *o = cli_options(1);
-    if (!o) return cli_fail("options", DANU_ERR_NOMEM);
-    if (threads > 0) danu_options_set_int(o, DANU_OPT_N_THREADS, threads);
+    if (!o) return EXIT_FAIL;
+    danu_status s = danu_options_set_int(o, DANU_OPT_N_THREADS, (int64_t)threads);
+    if (s != DANU_OK) { danu_options_free(o); return cli_fail("options", s); }
     double t0 = cli_now();
-    danu_status s = danu_quantize(in, out, type, o);
+    s = danu_quantize(in, out, type, o);
     danu_options_free(o);
     if (s != DANU_OK) return cli_fail("quantize", s);
     struct stat st;
     double mb = stat(out, &st) == 0 ? (double)st.st_size / 1e6 : 0.0;
-    fprintf(stderr, "danu quantize: wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.0f MB\n", out, type, mb,
+    cli_err("wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.0f MB", out, type, mb,
             cli_now() - t0, cli_peak_rss() / 1e6);
     return 0;
 }

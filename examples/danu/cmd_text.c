@@ -12,6 +12,7 @@ static int open_tokenizer(const char *path, tok_src *ts)
     memset(ts, 0, sizeof *ts);
     size_t n = strlen(path);
     danu_options *o = cli_options(0);
+    if (!o) return cli_fail("options", DANU_ERR_NOMEM);
     if (n > 6 && !strcmp(path + n - 6, ".model")) {
         danu_status s = danu_tokenizer_load(path, o, &ts->own);
         danu_options_free(o);
@@ -19,12 +20,13 @@ static int open_tokenizer(const char *path, tok_src *ts)
         ts->t = ts->own;
         return 0;
     }
-    danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_OFF);   /* only the tokenizer is used */
+    danu_status s = danu_options_set_int(o, DANU_OPT_REPACK, DANU_REPACK_OFF);   /* only the tokenizer is used */
+    if (s != DANU_OK) { danu_options_free(o); return cli_fail("options", s); }
     ts->m = cli_load(path, o);
     danu_options_free(o);
     if (!ts->m) return EXIT_FAIL;
     ts->t = danu_model_tokenizer(ts->m);
-    if (!ts->t) { fprintf(stderr, "danu: %s has no tokenizer\n", path); danu_model_free(ts->m); return EXIT_FAIL; }
+    if (!ts->t) { cli_err("%s has no tokenizer", path); danu_model_free(ts->m); return EXIT_FAIL; }
     return 0;
 }
 
@@ -32,22 +34,6 @@ static void close_tokenizer(tok_src *ts)
 {
     danu_tokenizer_free(ts->own);
     danu_model_free(ts->m);
-}
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    size_t r;
-    while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) { cap *= 2; char *t = realloc(b, cap + 1); if (!t) { free(b); b = NULL; break; } b = t; }
-    }
-    if (f != stdin) fclose(f);
-    if (b) { b[n] = 0; *len = n; }
-    return b;
 }
 
 int cmd_tokenize(int argc, char **argv)
@@ -66,26 +52,22 @@ int cmd_tokenize(int argc, char **argv)
         else if (cli_is_flag(argv[i], NULL, "--no-bos")) flags &= ~(uint32_t)DANU_TOKENIZE_ADD_BOS;
         else if (cli_is_flag(argv[i], NULL, "--special")) flags |= DANU_TOKENIZE_PARSE_SPECIAL;
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
-        else { fprintf(stderr, "danu tokenize: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
+        else { cli_err("unexpected argument %s", argv[i]); return EXIT_USAGE; }
     }
-    if (!model || (!text == !file)) { fprintf(stderr, "danu tokenize: need -m MODEL and one of -p / -f\n"); return EXIT_USAGE; }
+    if (!model || (!text == !file)) { cli_err("need -m MODEL and one of -p / -f"); return EXIT_USAGE; }
     size_t len = 0;
     char *buf = NULL;
     if (file) {
-        buf = read_all(file, &len);
-        if (!buf) { fprintf(stderr, "danu tokenize: cannot read %s\n", file); return EXIT_FAIL; }
+        buf = cli_read_all(file, &len);
+        if (!buf) { cli_err("cannot read %s", file); return EXIT_FAIL; }
         text = buf;
     } else len = strlen(text);
     tok_src ts;
     int rc = open_tokenizer(model, &ts);
     if (rc) { free(buf); return rc; }
     size_t n = 0;
-    danu_status s = danu_tokenizer_encode(ts.t, text, len, flags, NULL, 0, &n);
     danu_token *ids = NULL;
-    if (s == DANU_OK || s == DANU_ERR_BUFFER_TOO_SMALL) {
-        ids = malloc((n + 1) * sizeof *ids);
-        s = danu_tokenizer_encode(ts.t, text, len, flags, ids, n, &n);
-    }
+    danu_status s = cli_encode(ts.t, text, len, flags, (flags & DANU_TOKENIZE_ADD_BOS) != 0, &ids, &n);
     if (s != DANU_OK) rc = cli_fail("tokenize", s);
     else {
         for (size_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
@@ -108,20 +90,20 @@ int cmd_detokenize(int argc, char **argv)
         else if (cli_is_flag(argv[i], "-p", "--prompt") && i + 1 < argc) text = argv[++i];
         else if (cli_is_flag(argv[i], "-f", "--file") && i + 1 < argc) file = argv[++i];
         else if (cli_is_flag(argv[i], "-v", "--verbose")) continue;
-        else { fprintf(stderr, "danu detokenize: unexpected argument %s\n", argv[i]); return EXIT_USAGE; }
+        else { cli_err("unexpected argument %s", argv[i]); return EXIT_USAGE; }
     }
-    if (!model || (!text == !file)) { fprintf(stderr, "danu detokenize: need -m MODEL and one of -p / -f\n"); return EXIT_USAGE; }
+    if (!model || (!text == !file)) { cli_err("need -m MODEL and one of -p / -f"); return EXIT_USAGE; }
     size_t len;
     char *buf = NULL;
     if (file) {
-        buf = read_all(file, &len);
-        if (!buf) { fprintf(stderr, "danu detokenize: cannot read %s\n", file); return EXIT_FAIL; }
+        buf = cli_read_all(file, &len);
+        if (!buf) { cli_err("cannot read %s", file); return EXIT_FAIL; }
         text = buf;
     }
     danu_token *ids = NULL;
     long n = cli_parse_ids(text, &ids);
     free(buf);
-    if (n < 0) { fprintf(stderr, "danu detokenize: bad id list\n"); return EXIT_USAGE; }
+    if (n < 0) { cli_err("bad id list"); return EXIT_USAGE; }
     tok_src ts;
     int rc = open_tokenizer(model, &ts);
     if (rc) { free(ids); return rc; }

@@ -9,8 +9,6 @@
 #include "cli.h"
 
 int cli_verbose;
-int cli_repack = -2;
-int cli_fast_bf16;
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
     { "run", cmd_run, "generate text from a prompt, streamed to stdout" },
@@ -42,15 +40,16 @@ int cli_is_flag(const char *arg, const char *s, const char *l)
 int cli_fail(const char *what, danu_status s)
 {
     const char *d = danu_last_error();
-    fprintf(stderr, "danu: %s: %s%s%s\n", what, danu_strerror(s), *d ? ": " : "", d);
+    if (*d) cli_err("%s", d);   /* the detail names what failed, and where */
+    else cli_err("%s: %s", what, danu_strerror(s));
     return EXIT_FAIL;
 }
 
 static void log_cb(void *user, int32_t level, const char *msg)
 {
     (void)user;
-    static const char *names[] = { "error", "warning", "info", "debug" };
-    if (level <= DANU_LOG_WARN || cli_verbose) fprintf(stderr, "danu %s: %s\n", names[level & 3], msg);
+    if (level == DANU_LOG_WARN) cli_err("warning: %s", msg);
+    else if (level < DANU_LOG_WARN || cli_verbose) cli_err("%s", msg);
 }
 
 static int progress_cb(void *user, float f)
@@ -65,35 +64,17 @@ static int progress_cb(void *user, float f)
 danu_options *cli_options(int progress)
 {
     danu_options *o = NULL;
-    if (danu_options_create(NULL, &o) != DANU_OK) return NULL;
-    danu_options_set_log(o, log_cb, NULL);
-    if (progress && isatty(2)) danu_options_set_progress(o, progress_cb, NULL);
+    danu_status s = danu_options_create(NULL, &o);
+    if (s == DANU_OK) s = danu_options_set_log(o, log_cb, NULL);
+    if (s == DANU_OK && progress && isatty(2)) s = danu_options_set_progress(o, progress_cb, NULL);
+    if (s != DANU_OK) { cli_fail("options", s); danu_options_free(o); return NULL; }
     return o;
-}
-
-int cli_load_flag(int argc, char **argv, int *i)
-{
-    if (!strcmp(argv[*i], "--fast-bf16")) {
-        cli_fast_bf16 = 1;
-        return 1;
-    }
-    if (strcmp(argv[*i], "--repack")) return 0;
-    static const char *words[] = { "auto", "off", "on" };
-    for (int w = 0; *i + 1 < argc && w < 3; w++)
-        if (!strcmp(argv[*i + 1], words[w])) {
-            cli_repack = w - 1;   /* DANU_REPACK_AUTO, _OFF, _ON */
-            ++*i;
-            return 1;
-        }
-    fprintf(stderr, "danu: --repack takes auto, on or off\n");
-    return -1;
 }
 
 danu_model *cli_load(const char *path, danu_options *o)
 {
     danu_model *m = NULL;
-    if (cli_repack != -2) danu_options_set_int(o, DANU_OPT_REPACK, cli_repack);
-    if (cli_fast_bf16) danu_options_set_int(o, DANU_OPT_FAST_BF16, 1);
+    if (!o || cli_apply(o, CLI_LOAD)) return NULL;
     danu_status s = danu_model_load(path, o, &m);
     if (s != DANU_OK) { cli_fail(path, s); return NULL; }
     return m;
@@ -130,8 +111,8 @@ char *cli_default_model(void)
     snprintf(path, 4200, "%s/synthetic-tiny-a-seed7.gguf", dir);
     struct stat st;
     if (stat(path, &st) == 0) return path;
-    fprintf(stderr, "danu: no model given (-m): writing a small synthetic model (tiny-a, random weights, so the\n"
-                    "      text will be gibberish) to %s\n", path);
+    fprintf(stderr, "danu %s: no model given (-m): writing a small synthetic model (tiny-a, random weights, so the\n"
+                    "      text will be gibberish) to %s\n", cli_cmd, path);
     danu_status s = danu_synth_write("tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_BF16, danu_cli_tokenizer_model,
                                      danu_cli_tokenizer_model_len, path, NULL);
     if (s != DANU_OK) { cli_fail("synth", s); free(path); return NULL; }
@@ -167,7 +148,10 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc; i++)
         if (cli_is_flag(argv[i], "-v", "--verbose")) cli_verbose = 1;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            cli_cmd = commands[i].name;
+            return commands[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "danu: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

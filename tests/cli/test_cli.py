@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Tests of the danu command-line tool (issue 15, "the first hour of a new
+user"): the real binary on tiny synthetic models made in a temporary
+directory. Usage: test_cli.py --danu PATH [--data tests/data] [-k NAME]"""
+import argparse
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ARGS = None
+TMP = None
+GGUF = None
+HF = None
+
+
+def danu(*args, stdin=None, timeout=120):
+    p = subprocess.run([ARGS.danu] + [str(a) for a in args], input=stdin, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+# ---- 1. numbers are parsed strictly and checked before the model loads ----
+
+BAD_NUMBERS = [
+    # (command and arguments, the flag the one message must name)
+    (["bench", "-m", "@GGUF", "-t", "0", "-p", "8", "-n", "4", "-r", "1"], "-t"),
+    (["bench", "-m", "@GGUF", "-t", "abc", "-p", "8", "-n", "4", "-r", "1"], "-t"),
+    (["bench", "-m", "@GGUF", "-t", "1,0", "-p", "8", "-n", "4", "-r", "1"], "-t"),
+    (["bench", "-m", "@GGUF", "-r", "0", "-p", "8", "-n", "4"], "-r"),
+    (["bench", "-m", "@GGUF", "-p", "8x"], "-p"),
+    (["run", "-m", "@GGUF", "-n", "4", "--top-p", "5"], "--top-p"),
+    (["run", "-m", "@GGUF", "-n", "4", "--temp", "-1"], "--temp"),
+    (["run", "-m", "@GGUF", "-n", "4", "--top-k", "-3"], "--top-k"),
+    (["run", "-m", "@GGUF", "-n", "4", "--min-p", "2"], "--min-p"),
+    (["run", "-m", "@GGUF", "-n", "4", "--repeat-penalty", "-1"], "--repeat-penalty"),
+    (["run", "-m", "@GGUF", "-n", "4", "-t", "abc"], "-t"),
+    (["run", "-m", "@GGUF", "-n", "4", "-c", "-5"], "-c"),
+    (["run", "-m", "@GGUF", "-n", "abc"], "-n"),
+    (["run", "-m", "@GGUF", "-n", "-5"], "-n"),
+    (["run", "-m", "@GGUF", "-n", "4", "--seed", "1.5"], "--seed"),
+    (["run", "-m", "@GGUF", "-n", "4", "-b", "0"], "-b"),
+    (["run", "-m", "@GGUF", "-n", "4", "--temp", "nan"], "--temp"),
+    (["run", "-m", "@GGUF", "-n", "4", "--frequency-penalty", "1e9"], "--frequency-penalty"),
+    (["run", "-m", "@GGUF", "-n", "4", "--sliding-window", "-2"], "--sliding-window"),
+    (["run", "-m", "@GGUF", "-n", "4", "--on-full", "wrap"], "--on-full"),
+    (["run", "-m", "/nonexistent/model.gguf", "--top-p", "5"], "--top-p"),
+    (["generate", "-m", "@GGUF", "--tokens", "1 450", "-n", "-1"], "-n"),
+    (["chat", "-m", "@GGUF", "-p", "hi", "--repeat-last-n", "-2"], "--repeat-last-n"),
+    (["eval", "-m", "@GGUF", "--tokens", "1", "-o", "@TMP/x.f32", "-c", "x"], "-c"),
+    (["info", "@GGUF", "-t", "-1"], "-t"),
+    (["synth", "--config", "tiny-a", "--seed", "x", "@TMP/never.gguf"], "--seed"),
+    (["quantize", "@GGUF", "@TMP/never.gguf", "--type", "q8_0", "-t", "abc"], "-t"),
+]
+
+
+def expand(args):
+    return [a.replace("@GGUF", GGUF).replace("@TMP", TMP) for a in args]
+
+
+def test_bad_numbers_exit_2_naming_the_flag():
+    for args, flag in BAD_NUMBERS:
+        rc, out, err = danu(*expand(args), stdin=b"")
+        lines = err.strip().splitlines()
+        what = "%s: rc %d, stderr %r" % (" ".join(args), rc, err)
+        check(rc == 2, what)
+        check(len(lines) == 1, what + ": one message")
+        check(lines[0].startswith("danu %s: %s " % (args[0], flag)), what + ": names the flag")
+        check(".." in lines[0] or "one of" in lines[0], what + ": gives the allowed values")
+        check(out == "", what + ": nothing on stdout")
+
+
+def test_good_numbers_run():
+    rc, out, err = danu("run", "-m", GGUF, "-n", "4", "-t", "1", "-c", "64", "--top-p", "0.5", "--temp", "0.7",
+                        "--top-k", "10", "--min-p", "0.1", "--repeat-penalty", "1.2", "--seed", "+9")
+    check(rc == 0, "run with good values: rc %d %s" % (rc, err))
+
+
+# ---- 2. chat ----
+
+def test_chat_bad_utf8_line_reported_and_chat_goes_on():
+    rc, out, err = danu("chat", "-m", GGUF, "-n", "4", "--seed", "1", stdin=b"caf\xe9\nhello\n")
+    check(rc == 0, "rc %d: %s" % (rc, err))
+    check("danu chat: line 1 is not valid UTF-8 (byte 3)" in err, err)
+    check(len(out.splitlines()) == 1 and out.strip(), "one reply, to the second line: %r" % out)
+
+
+def test_chat_full_context_shifts_keeping_the_system_prompt():
+    rc, out, err = danu("chat", "-m", GGUF, "-c", "64", "-n", "30", "--ignore-eos", stdin=b"one\ntwo\nthree\n")
+    check(rc == 0, "rc %d: %s" % (rc, err))
+    check("context full" not in err, err)
+    check(len(out.splitlines()) == 3, "three replies: %r" % out)
+    rc, out, err = danu("chat", "-m", GGUF, "-c", "64", "-n", "30", "--ignore-eos", "--system", "be nice", "-v",
+                        stdin=b"one\ntwo\nthree\n")
+    check(rc == 0, "rc %d: %s" % (rc, err))
+    keeps = [ln.split("keeping ")[1].split(" ")[0] for ln in err.splitlines() if "context full: keeping" in ln]
+    check(keeps and all(int(k) > 1 and k == keeps[0] for k in keeps), "shifts keep the system prompt: %s" % err)
+    rc, out, err = danu("chat", "-m", GGUF, "-c", "64", "-n", "30", "--ignore-eos", "--on-full", "error",
+                        stdin=b"one\ntwo\nthree\n")
+    check(rc == 0 and "context full" in err and "context full: context full" not in err,
+          "--on-full error: one message per failed turn, the chat goes on: %s" % err)
+
+
+def wait_for(path, text, proc, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        with open(path, "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+        if text(data):
+            return data
+        if proc.poll() is not None:
+            raise AssertionError("danu chat ended (rc %s) before %s" % (proc.returncode, data))
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting; got %r" % data)
+
+
+def test_chat_ctrl_c_stops_the_reply_then_quits_at_the_prompt():
+    out_path, err_path = os.path.join(TMP, "chat.out"), os.path.join(TMP, "chat.err")
+    with open(out_path, "wb") as fo, open(err_path, "wb") as fe:
+        p = subprocess.Popen([ARGS.danu, "chat", "-m", GGUF, "-c", "128", "-n", "100000000", "--ignore-eos"],
+                             stdin=subprocess.PIPE, stdout=fo, stderr=fe)
+    try:
+        p.stdin.write(b"tell me everything\n")
+        p.stdin.flush()
+        wait_for(out_path, lambda d: len(d) > 200, p)
+        p.send_signal(signal.SIGINT)
+        wait_for(err_path, lambda d: "stopped" in d and d.rstrip(" ").endswith(">"), p)
+        check(p.poll() is None, "still running after the first Ctrl-C")
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)   # at the prompt: quit
+        rc = p.wait(timeout=30)
+        check(rc == 0, "rc %d after Ctrl-C at the prompt" % rc)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+# ---- 3. one message, one prefix, the command's name ----
+
+def test_messages_have_one_prefix():
+    rc, out, err = danu("generate", "-m", GGUF, "--tokens", "1 450 99999", "-n", "2")
+    check(rc == 1 and err.startswith("danu generate: ") and "eval:" not in err and len(err.splitlines()) == 1, err)
+    check("99999" in err, err)
+    missing = os.path.join(TMP, "no-such-model.gguf")
+    rc, out, err = danu("info", missing)
+    check(rc == 1 and err.startswith("danu info: ") and err.count(missing) == 1, err)
+    rc, out, err = danu("detokenize", "-m", GGUF, "-p", "1 99999")
+    check(rc == 1 and err.startswith("danu detokenize: ") and err.count("decode") <= 1 and "danu: " not in err, err)
+    out_q = os.path.join(TMP, "q.gguf")
+    rc, out, err = danu("quantize", "-v", HF, out_q, "--type", "f16")
+    check(rc == 0, err)
+    lines = err.strip().splitlines()
+    check(len(lines) > 1 and all(ln.startswith("danu quantize: ") for ln in lines), err)
+    os.unlink(out_q)
+
+
+# ---- 4. generation_config.json gives the sampling defaults ----
+
+def test_generation_config_defaults():
+    hf = os.path.join(TMP, "hf-genconfig")
+    shutil.copytree(HF, hf)
+    shutil.copy(os.path.join(ARGS.data, "danube", "generation_config.json"), hf)
+    common = ["run", "-m", hf, "-p", "the the the the", "-n", "40", "--seed", "5", "--temp", "0"]
+    rc, out, err = danu(*common, "-v")
+    check(rc == 0 and "repetition_penalty 1.1 from" in err, err)
+    rc, out_same, err = danu(*common, "--repeat-penalty", "1.1")
+    check(rc == 0 and out == out_same, "defaults are 1.1: %r vs %r" % (out, out_same))
+    rc, out_off, err = danu(*common, "--repeat-penalty", "1.0", "-v")
+    check(rc == 0 and out_off != out, "the flag wins")
+    check("the flag's 1 applies" in err, err)
+    with open(os.path.join(hf, "generation_config.json"), "w") as f:
+        f.write('{"a": {"b": [1, "x\\"}", null, true]}, "temperature": 0.5, "top_k": 7, "top_p": 3}')
+    rc, out, err = danu("run", "-m", hf, "-n", "2", "-v")
+    check(rc == 0 and "temperature 0.5 from" in err and "top_k 7 from" in err, err)
+    check("top_p 3 is outside 0..1; ignored" in err, err)
+    rc, out, err = danu("run", "-m", GGUF, "-n", "2", "-v")
+    check("library's sampling defaults apply" in err, err)
+    rc, out, err = danu("chat", "--help")
+    check("generation_config.json" in out and "Danube chat uses 1.1" not in out, out)
+
+
+# ---- 5. a flag for every load and context option ----
+
+def test_every_option_has_a_flag():
+    rc, out, err = danu("run", "-m", GGUF, "-v", "-n", "4", "--sliding-window", "16", "--kv-type", "f32",
+                        "--n-keep", "4", "--on-full", "shift", "--isa", "scalar", "--repack", "off", "--validate",
+                        "--no-mmap", "--seed", "3", "-b", "8", "--repeat-last-n", "16", "--frequency-penalty", "0.1",
+                        "--presence-penalty", "0.1", "--ignore-eos", "-c", "32", "-t", "1", "--kv-f32", "--greedy")
+    check(rc == 0, err)
+    check("window 16" in err and "kernels scalar" in err, err)
+    rc, out, err = danu("run", "-m", GGUF, "-n", "4", "--n-keep", "40", "-c", "32")
+    check(rc == 2 and "--n-keep" in err, err)
+    for cmd in ("run", "chat", "generate", "eval", "info", "bench"):
+        rc, out, err = danu(cmd, "--help")
+        check(rc == 0 and "--sliding-window" in out and "--isa" in out, "%s --help: %s" % (cmd, out))
+
+
+# ---- 6. progress of a long prompt on a terminal ----
+
+def run_on_pty(args):
+    master, slave = pty.openpty()
+    p = subprocess.Popen([ARGS.danu] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    data = b""
+    while True:
+        r, _, _ = select.select([master], [], [], 60)
+        if not r:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    p.communicate(timeout=60)
+    os.close(master)
+    return p.returncode, data.decode("utf-8", "replace")
+
+
+def test_long_prompt_progress_on_a_terminal():
+    prompt = os.path.join(TMP, "prompt.txt")
+    with open(prompt, "w") as f:
+        f.write("one two three four five six seven eight nine ten " * 3)
+    rc, err = run_on_pty(["run", "-m", GGUF, "-f", prompt, "-b", "8", "-n", "2"])
+    check(rc == 0, err)
+    check("prompt 8/" in err and "prompt 16/" in err, "progress per batch: %r" % err)
+    rc, out, err = danu("run", "-m", GGUF, "-f", prompt, "-b", "8", "-n", "2")
+    check(rc == 0 and "prompt 8/" not in err, "no progress when stderr is not a terminal: %r" % err)
+
+
+# ---- BOS once with --special ----
+
+def test_special_bos_once():
+    rc, out, err = danu("tokenize", "-m", GGUF, "--special", "-p", "<s>hi</s>")
+    ids = out.split()
+    check(rc == 0 and ids[0] == "1" and ids.count("1") == 1, out)
+    rc, out, err = danu("tokenize", "-m", GGUF, "--special", "-p", "hi</s>")
+    check(rc == 0 and out.split()[0] == "1" and out.split().count("1") == 1, out)
+    rc, out, err = danu("tokenize", "-m", GGUF, "--special", "--no-bos", "-p", "hi")
+    check(rc == 0 and out.split()[0] != "1", out)
+    rc, out, err1 = danu("run", "-m", GGUF, "--special", "-p", "<s>hi", "-n", "1")
+    rc2, out, err2 = danu("run", "-m", GGUF, "-p", "hi", "-n", "1")
+    check(rc == 0 and rc2 == 0 and "prompt 2 tokens" in err1 and "prompt 2 tokens" in err2, err1 + err2)
+
+
+def main():
+    global ARGS, TMP, GGUF, HF
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--danu", required=True)
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "data"))
+    ap.add_argument("-k", default="")
+    ARGS = ap.parse_args()
+    TMP = tempfile.mkdtemp(prefix="danu-cli-")
+    passed = failed = 0
+    try:
+        GGUF = os.path.join(TMP, "m.gguf")
+        HF = os.path.join(TMP, "hf")
+        for fmt, out, ty in (("gguf", GGUF, "q4_0"), ("hf", HF, "bf16")):
+            rc, _, err = danu("synth", "--config", "tiny-a", "--seed", "3", "--format", fmt, "--type", ty, out)
+            if rc:
+                print("cannot make the test model: " + err)
+                print("0 passed, 1 failed")
+                return 1
+        tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and ARGS.k in n]
+        for name, fn in tests:
+            try:
+                fn()
+                passed += 1
+                print("PASS " + name)
+            except Exception:
+                failed += 1
+                print("FAIL " + name)
+                traceback.print_exc(file=sys.stdout)
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
