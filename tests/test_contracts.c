@@ -232,6 +232,55 @@ START_TEST(test_held_text_is_bounded)
 }
 END_TEST
 
+/* The step that ends generation (EOS here) with a buffer too small for the
+ * held text reports BUFFER_TOO_SMALL and keeps the text: step_finish hands
+ * over all of it. */
+START_TEST(test_final_step_keeps_text_that_did_not_fit)
+{
+    danu_model *m = NULL;
+    CHECK_OK(danu_model_load(tiny_a_path, NULL, &m));
+    danu_options *o = NULL;
+    danu_options_create(NULL, &o);
+    danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0);
+    danu_context *c = NULL, *ref = NULL;
+    CHECK_OK(danu_context_create(m, o, &c));
+    CHECK_OK(danu_context_create(m, o, &ref));
+    size_t n;
+    danu_token *ids = prompt_of(m, "Once upon a time", &n);
+    CHECK_OK(danu_context_eval(c, ids, n, NULL));
+    CHECK_OK(danu_context_eval(ref, ids, n, NULL));
+    char expect[4096], got[4096], one[512], tiny[1];
+    size_t len, total = 0;
+    danu_token id;
+    int32_t why;
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(danu_context_step(ref, &id, one, sizeof one, &len, &why), DANU_OK);
+        memcpy(expect + total, one, len);
+        total += len;
+        danu_status st = danu_context_step(c, &id, tiny, sizeof tiny, &len, &why);
+        ck_assert(st == DANU_OK || st == DANU_ERR_BUFFER_TOO_SMALL);
+        ck_assert_int_eq(why, -1);
+    }
+    ck_assert_int_eq(danu_context_step_finish(ref, one, sizeof one, &len), DANU_OK);
+    memcpy(expect + total, one, len);
+    total += len;
+    ck_assert_uint_gt(total, 0);
+    int64_t eos = -1;
+    CHECK_OK(danu_model_get_int(m, DANU_INFO_EOS, &eos));
+    CHECK_OK(danu_context_set_logit_bias(c, (danu_token)eos, 1000.0f));
+    ck_assert_int_eq(danu_context_step(c, &id, tiny, sizeof tiny, &len, &why), DANU_ERR_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(why, DANU_STOP_EOS);
+    ck_assert_int_eq(id, (danu_token)eos);
+    CHECK_OK(danu_context_step_finish(c, got, sizeof got, &len));
+    ck_assert_uint_eq(len, total);
+    ck_assert_mem_eq(got, expect, total);
+    danu_context_free(c);
+    danu_context_free(ref);
+    danu_options_free(o);
+    danu_model_free(m);
+}
+END_TEST
+
 /* danu_context_memory_size is every byte the context took from the
  * allocator, and danu_context_memory_estimate predicts it before creation,
  * for several shapes of options; stop strings are counted as they are added. */
@@ -371,6 +420,7 @@ int main(void)
     tcase_add_test(tc, test_generation_allocates_nothing);
     tcase_add_test(tc, test_held_text_is_bounded);
     tcase_add_test(tc, test_generation_resumes_after_abort);
+    tcase_add_test(tc, test_final_step_keeps_text_that_did_not_fit);
     tcase_add_test(tc, test_memory_size_counts_everything);
     tcase_add_test(tc, test_state_file_from_0_1_loads);
     tcase_add_test(tc, test_state_file_replaced_whole);

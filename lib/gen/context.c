@@ -352,8 +352,10 @@ static danu_status gen_finish(danu_context *c, int drop_hold, char *out, size_t 
     if (c->dec) dn_decoder_flush(c->dec, tail, sizeof tail, &tl);
     if (drop_hold) c->hold_len = 0;
     else DN_TRY(hold_append(c, tail, tl));
-    c->gen_active = 0;
-    return emit(c, c->hold_len, out, cap, len);
+    danu_status s = emit(c, c->hold_len, out, cap, len);
+    /* text that did not fit stays for danu_context_step_finish */
+    c->gen_active = s == DANU_ERR_BUFFER_TOO_SMALL;
+    return s;
 }
 
 danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
