@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/bytes.h"
 #include "common/error.h"
+#include "common/utf8.h"
 #include "format/gguf.h"
 
 #define WS_SYM "\xe2\x96\x81"   /* U+2581, SentencePiece's escaped space */
@@ -128,50 +129,6 @@ static int32_t insert_piece(danu_tokenizer *t, int32_t id)
     while (t->tab[i].id >= 0) i = (i + 1) & t->mask;
     t->tab[i] = (slot){ head, len_fp(n, h), id };
     return -1;
-}
-
-/* Strict UTF-8 (no overlongs, surrogates or > U+10FFFF) at p[0..n).
- * Returns the length of the complete character, 0 when the bytes are a
- * valid but incomplete prefix, -1 when no continuation can make them valid. */
-static int utf8_char(const uint8_t *p, size_t n)
-{
-    uint8_t b = p[0], lo = 0x80, hi = 0xbf;
-    int need;
-    if (b < 0x80) return 1;
-    if (b >= 0xc2 && b <= 0xdf) need = 2;
-    else if (b >= 0xe0 && b <= 0xef) {
-        need = 3;
-        if (b == 0xe0) lo = 0xa0;
-        else if (b == 0xed) hi = 0x9f;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-        need = 4;
-        if (b == 0xf0) lo = 0x90;
-        else if (b == 0xf4) hi = 0x8f;
-    } else return -1;
-    for (int k = 1; k < need; k++) {
-        if ((size_t)k >= n) return 0;
-        uint8_t c = p[k];
-        if (k == 1 ? (c < lo || c > hi) : (c < 0x80 || c > 0xbf)) return -1;
-    }
-    return need;
-}
-
-/* Offset of the first invalid byte, or n when all of p[0..n) is UTF-8. */
-static size_t utf8_check(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            uint64_t v;
-            memcpy(&v, p + i, 8);
-            if (!(v & 0x8080808080808080ull)) { i += 8; continue; }
-        }
-        if (p[i] < 0x80) { i++; continue; }
-        int k = utf8_char(p + i, n - i);
-        if (k <= 0) return i;
-        i += (size_t)k;
-    }
-    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -326,7 +283,7 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
             st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d is empty", what, (int)i);
             goto fail;
         }
-        size_t bad = utf8_check((const uint8_t *)src->pieces[i], l);
+        size_t bad = dn_utf8_check((const uint8_t *)src->pieces[i], l);
         if (bad != l) {
             st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d is not valid UTF-8 (byte %zu)", what, (int)i, bad);
             goto fail;
@@ -439,7 +396,7 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
     }
     if (!unk_surface) { unk_surface = UNK_SURFACE_DEFAULT; unk_surface_len = sizeof UNK_SURFACE_DEFAULT - 1; }
     if (unk_surface_len > MAX_PIECE_BYTES ||
-        utf8_check((const uint8_t *)unk_surface, unk_surface_len) != unk_surface_len) {
+        dn_utf8_check((const uint8_t *)unk_surface, unk_surface_len) != unk_surface_len) {
         st = dn_seterr(DANU_ERR_FORMAT, "%s: unk_surface is not valid UTF-8 or too long", what);
         goto fail;
     }
@@ -1371,7 +1328,7 @@ danu_status dn_tokenizer_encode_ex(const danu_tokenizer *t, const char *text, si
     if (!t || !out || !n || (!text && len)) return dn_seterr(DANU_ERR_INVALID_ARG, "encode: NULL argument");
     *out = NULL;
     *n = 0;
-    size_t bad = utf8_check((const uint8_t *)text, len);
+    size_t bad = dn_utf8_check((const uint8_t *)text, len);
     if (bad != len) return dn_seterr(DANU_ERR_BAD_UTF8, "encode: invalid UTF-8 at byte offset %zu", bad);
 
     work w = { .t = t };
@@ -1436,34 +1393,6 @@ danu_status dn_tokenizer_encode(const danu_tokenizer *t, const char *text, size_
 /* ------------------------------------------------------------------ */
 /* Whole-sequence decoding (SentencePiece's Decode)                    */
 /* ------------------------------------------------------------------ */
-
-/* SentencePiece's DecodeUTF8 validity test: decode the code point, then
- * check trail bytes, the minimum for the length and the valid range. */
-static int spm_valid_char(const uint8_t *p, size_t n, size_t *mblen)
-{
-    uint32_t c;
-    *mblen = 1;
-    if (p[0] < 0x80) return 1;
-    if (n >= 2 && (p[0] & 0xe0) == 0xc0) {
-        c = ((uint32_t)(p[0] & 0x1f) << 6) | (p[1] & 0x3f);
-        if ((p[1] & 0xc0) == 0x80 && c >= 0x80) { *mblen = 2; return 1; }
-    } else if (n >= 3 && (p[0] & 0xf0) == 0xe0) {
-        c = ((uint32_t)(p[0] & 0x0f) << 12) | ((uint32_t)(p[1] & 0x3f) << 6) | (p[2] & 0x3f);
-        if ((p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 && c >= 0x800 && (c < 0xd800 || c > 0xdfff)) {
-            *mblen = 3;
-            return 1;
-        }
-    } else if (n >= 4 && (p[0] & 0xf8) == 0xf0) {
-        c = ((uint32_t)(p[0] & 0x07) << 18) | ((uint32_t)(p[1] & 0x3f) << 12) | ((uint32_t)(p[2] & 0x3f) << 6) |
-            (p[3] & 0x3f);
-        if ((p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 && c >= 0x10000 &&
-            c <= 0x10ffff) {
-            *mblen = 4;
-            return 1;
-        }
-    }
-    return 0;
-}
 
 #define REPLACEMENT "\xef\xbf\xbd"
 
@@ -1541,11 +1470,11 @@ danu_status dn_tokenizer_decode(const danu_tokenizer *t, const danu_token *ids, 
             if (nr < sizeof run && !last) continue;
             size_t k = 0, keep = last ? nr : nr - 3;   /* a char is at most 4 bytes */
             while (k < keep) {
-                size_t mb;
-                if (spm_valid_char(run + k, nr - k, &mb)) {
-                    memcpy(o + w, run + k, mb);
-                    w += mb;
-                    k += mb;
+                int mb = dn_utf8_char(run + k, nr - k);   /* SentencePiece's DecodeUTF8 accepts the same */
+                if (mb > 0) {
+                    memcpy(o + w, run + k, (size_t)mb);
+                    w += (size_t)mb;
+                    k += (size_t)mb;
                 } else {
                     memcpy(o + w, REPLACEMENT, 3);
                     w += 3;
@@ -1632,7 +1561,7 @@ static void put(sink *k, const void *p, size_t n)
 static void drain(dec_state *s, sink *k, int final)
 {
     while (s->npend) {
-        int c = utf8_char(s->pend, (size_t)s->npend);
+        int c = dn_utf8_char(s->pend, (size_t)s->npend);
         int used;
         if (c > 0) { put(k, s->pend, (size_t)c); used = c; }
         else if (c == 0 && !final) break;
