@@ -10,6 +10,8 @@
 #include "common/error.h"
 #include "common/bytes.h"
 #include "quant/quant.h"
+#include "format/spm.h"
+#include "format/gguf_vocab.h"
 
 typedef struct names {
     const char *embd, *out_norm, *output;

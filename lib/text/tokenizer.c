@@ -21,12 +21,10 @@
 #include "common/bytes.h"
 #include "common/error.h"
 #include "common/utf8.h"
-#include "format/gguf.h"
 
 #define WS_SYM "\xe2\x96\x81"   /* U+2581, SentencePiece's escaped space */
 #define WS_SYM_LEN 3
 #define UNK_SURFACE_DEFAULT " \xe2\x81\x87 "   /* " U+2047 " */
-#define MAX_PIECE_BYTES 65535u   /* lengths fit the 16 bits a hash slot keeps */
 
 typedef struct slot { uint64_t head; uint32_t lf; int32_t id; } slot;
 
@@ -44,8 +42,8 @@ struct danu_tokenizer {
     int32_t ascii_id[128];
     slot *tab;           /* open addressing, id -1 = empty */
     uint32_t mask;
-    int32_t bos, eos, unk, pad;
-    int add_bos, add_eos, dummy, byte_fallback, rm_ws;
+    int32_t bos, eos, unk;
+    int add_bos, dummy, byte_fallback, rm_ws;
     const char *ws;      /* what a space becomes: U+2581 or " " */
     uint32_t ws_len;
     uint32_t max_merge_len;
@@ -105,7 +103,7 @@ static inline uint32_t len_fp(size_t n, uint64_t h) { return (uint32_t)(n << 16)
 
 static int32_t find_piece(const danu_tokenizer *t, const char *s, size_t n)
 {
-    if (n == 0 || n > MAX_PIECE_BYTES) return -1;
+    if (n == 0 || n > DN_TOK_MAX_PIECE_BYTES) return -1;
     uint64_t head = head8(s, n), h = hash_bytes(s, n, head);
     uint32_t lf = len_fp(n, h), i = (uint32_t)h & t->mask;
     for (;;) {
@@ -216,14 +214,15 @@ static int cmp_len_desc_u32(const void *x, const void *y)
 
 /* Common builder. strict = SentencePiece's own load rules (no duplicate or
  * empty pieces, exactly one UNKNOWN piece). */
-static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char *unk_surface,
-                         size_t unk_surface_len, int escape_ws, int strict, const char *what,
-                         danu_tokenizer **out)
+static danu_status build(const dn_alloc *a, const dn_vocab_src *src, danu_tokenizer **out)
 {
     danu_status st = DANU_OK;
     if (!a || !src || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
-    if (!what) what = "vocabulary";
+    const char *what = src->what ? src->what : "vocabulary";
+    const char *unk_surface = src->unk_surface;
+    size_t unk_surface_len = src->unk_surface_len;
+    int strict = src->strict, escape_ws = !src->keep_spaces;
     int32_t n = src->n;
     if (n <= 0 || n > (1 << 28))
         return dn_seterr(DANU_ERR_FORMAT, "%s: vocabulary size %d out of range", what, (int)n);
@@ -238,9 +237,9 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
     uint64_t blob = 0;
     for (int32_t i = 0; i < n; i++) {
         size_t l = src->lens[i];
-        if (l > MAX_PIECE_BYTES) {
+        if (l > DN_TOK_MAX_PIECE_BYTES) {
             st = dn_seterr(DANU_ERR_FORMAT, "%s: piece %d is %zu bytes long (limit %u)", what, (int)i, l,
-                           MAX_PIECE_BYTES);
+                           DN_TOK_MAX_PIECE_BYTES);
             goto fail;
         }
         if (l && !src->pieces[i]) {
@@ -344,9 +343,7 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
     }
     t->bos = src->bos;
     t->eos = src->eos;
-    t->pad = src->pad;
     t->add_bos = src->add_bos && t->bos >= 0;
-    t->add_eos = src->add_eos && t->eos >= 0;
     t->dummy = src->add_dummy_prefix != 0;
     t->byte_fallback = src->byte_fallback != 0;
     t->rm_ws = src->remove_extra_whitespaces != 0;
@@ -395,7 +392,7 @@ static danu_status build(const dn_alloc *a, const dn_vocab_src *src, const char 
         }
     }
     if (!unk_surface) { unk_surface = UNK_SURFACE_DEFAULT; unk_surface_len = sizeof UNK_SURFACE_DEFAULT - 1; }
-    if (unk_surface_len > MAX_PIECE_BYTES ||
+    if (unk_surface_len > DN_TOK_MAX_PIECE_BYTES ||
         dn_utf8_check((const uint8_t *)unk_surface, unk_surface_len) != unk_surface_len) {
         st = dn_seterr(DANU_ERR_FORMAT, "%s: unk_surface is not valid UTF-8 or too long", what);
         goto fail;
@@ -410,390 +407,29 @@ fail:
     return st;
 }
 
+danu_status dn_vocab_arrays_alloc(const dn_alloc *a, size_t n, dn_vocab_arrays *v)
+{
+    v->pieces = dn_malloc(a, n * sizeof *v->pieces);
+    v->lens = dn_malloc(a, n * sizeof *v->lens);
+    v->scores = dn_malloc(a, n * sizeof *v->scores);
+    v->types = dn_malloc(a, n * sizeof *v->types);
+    if (v->pieces && v->lens && v->scores && v->types) return DANU_OK;
+    dn_vocab_arrays_free(a, v);
+    return DANU_ERR_NOMEM;
+}
+
+void dn_vocab_arrays_free(const dn_alloc *a, dn_vocab_arrays *v)
+{
+    dn_free(a, v->pieces);
+    dn_free(a, v->lens);
+    dn_free(a, v->scores);
+    dn_free(a, v->types);
+    *v = (dn_vocab_arrays){ 0 };
+}
+
 danu_status dn_tokenizer_from_vocab(const dn_alloc *a, const dn_vocab_src *src, danu_tokenizer **out)
 {
-    return build(a, src, NULL, 0, 1, 0, "vocabulary", out);
-}
-
-/* ---- protobuf (tokenizer.model) ---------------------------------- */
-
-typedef struct pb_field {
-    uint32_t num, wire;
-    uint64_t v;              /* varint / fixed value */
-    const uint8_t *p;        /* length-delimited payload */
-    size_t len;
-    size_t start, end;       /* the whole field, offsets within the reader */
-} pb_field;
-
-typedef struct pb_reader {
-    const uint8_t *p;
-    size_t n, i;
-    size_t base;             /* offset of p in the file, for messages */
-    const char *what;
-} pb_reader;
-
-static danu_status pb_varint(pb_reader *r, uint64_t *v)
-{
-    uint64_t x = 0;
-    size_t at = r->i;
-    for (int k = 0; k < 10; k++) {
-        if (r->i >= r->n)
-            return dn_seterr(DANU_ERR_FORMAT, "%s: truncated varint at offset %zu", r->what, r->base + at);
-        uint8_t b = r->p[r->i++];
-        if (k == 9 && b > 1)
-            return dn_seterr(DANU_ERR_FORMAT, "%s: overlong varint at offset %zu", r->what, r->base + at);
-        x |= (uint64_t)(b & 0x7f) << (7 * k);
-        if (!(b & 0x80)) { *v = x; return DANU_OK; }
-    }
-    return dn_seterr(DANU_ERR_FORMAT, "%s: overlong varint at offset %zu", r->what, r->base + at);
-}
-
-/* Read the next field; returns DANU_OK with f filled. Groups and unknown
- * wire types are errors (SentencePiece models never use them). */
-static danu_status pb_next(pb_reader *r, pb_field *f)
-{
-    uint64_t key;
-    f->start = r->i;
-    DN_TRY(pb_varint(r, &key));
-    if (key > UINT32_MAX || (key >> 3) == 0)
-        return dn_seterr(DANU_ERR_FORMAT, "%s: bad field key %llu at offset %zu", r->what,
-                         (unsigned long long)key, r->base + f->start);
-    f->num = (uint32_t)(key >> 3);
-    f->wire = (uint32_t)(key & 7);
-    f->p = NULL;
-    f->len = 0;
-    f->v = 0;
-    switch (f->wire) {
-    case 0:
-        DN_TRY(pb_varint(r, &f->v));
-        break;
-    case 1:
-    case 5: {
-        size_t w = f->wire == 1 ? 8 : 4;
-        if (r->n - r->i < w)
-            return dn_seterr(DANU_ERR_FORMAT, "%s: truncated fixed field at offset %zu", r->what, r->base + f->start);
-        f->v = w == 8 ? dn_rd_u64(r->p + r->i) : dn_rd_u32(r->p + r->i);
-        r->i += w;
-        break;
-    }
-    case 2: {
-        uint64_t l;
-        DN_TRY(pb_varint(r, &l));
-        if (l > r->n - r->i)
-            return dn_seterr(DANU_ERR_FORMAT, "%s: field %u at offset %zu: length %llu beyond the end", r->what,
-                             f->num, r->base + f->start, (unsigned long long)l);
-        f->p = r->p + r->i;
-        f->len = (size_t)l;
-        r->i += (size_t)l;
-        break;
-    }
-    default:
-        return dn_seterr(DANU_ERR_FORMAT, "%s: unsupported wire type %u at offset %zu", r->what, f->wire,
-                         r->base + f->start);
-    }
-    f->end = r->i;
-    return DANU_OK;
-}
-
-static danu_status pb_want(const pb_reader *r, const pb_field *f, uint32_t wire)
-{
-    if (f->wire != wire)
-        return dn_seterr(DANU_ERR_FORMAT, "%s: field %u at offset %zu has wire type %u, expected %u", r->what,
-                         f->num, r->base + f->start, f->wire, wire);
-    return DANU_OK;
-}
-
-static pb_reader pb_sub(const pb_reader *r, const pb_field *f)
-{
-    pb_reader s = { f->p, f->len, 0, r->base + (size_t)(f->p - r->p), r->what };
-    return s;
-}
-
-typedef struct spm_specs {
-    int64_t model_type;
-    int byte_fallback, treat_ws_suffix;
-    int64_t bos, eos, pad;
-    const char *unk_surface;
-    size_t unk_surface_len;
-    int add_dummy_prefix, rm_ws, escape_ws;
-    size_t charsmap_len;
-} spm_specs;
-
-static danu_status parse_trainer(pb_reader r, spm_specs *s)
-{
-    pb_field f;
-    while (r.i < r.n) {
-        DN_TRY(pb_next(&r, &f));
-        switch (f.num) {
-        case 3: DN_TRY(pb_want(&r, &f, 0)); s->model_type = (int32_t)f.v; break;
-        case 24: DN_TRY(pb_want(&r, &f, 0)); s->treat_ws_suffix = f.v != 0; break;
-        case 35: DN_TRY(pb_want(&r, &f, 0)); s->byte_fallback = f.v != 0; break;
-        case 41: DN_TRY(pb_want(&r, &f, 0)); s->bos = (int32_t)f.v; break;
-        case 42: DN_TRY(pb_want(&r, &f, 0)); s->eos = (int32_t)f.v; break;
-        case 43: DN_TRY(pb_want(&r, &f, 0)); s->pad = (int32_t)f.v; break;
-        case 44:
-            DN_TRY(pb_want(&r, &f, 2));
-            s->unk_surface = (const char *)f.p;
-            s->unk_surface_len = f.len;
-            break;
-        default: break;
-        }
-    }
-    return DANU_OK;
-}
-
-static danu_status parse_normalizer(pb_reader r, spm_specs *s)
-{
-    pb_field f;
-    while (r.i < r.n) {
-        DN_TRY(pb_next(&r, &f));
-        switch (f.num) {
-        case 2: DN_TRY(pb_want(&r, &f, 2)); s->charsmap_len = f.len; break;
-        case 3: DN_TRY(pb_want(&r, &f, 0)); s->add_dummy_prefix = f.v != 0; break;
-        case 4: DN_TRY(pb_want(&r, &f, 0)); s->rm_ws = f.v != 0; break;
-        case 5: DN_TRY(pb_want(&r, &f, 0)); s->escape_ws = f.v != 0; break;
-        default: break;
-        }
-    }
-    return DANU_OK;
-}
-
-static danu_status parse_piece(pb_reader r, const char **piece, size_t *len, float *score, int32_t *type)
-{
-    pb_field f;
-    *piece = NULL;
-    *len = 0;
-    *score = 0.0f;
-    *type = DN_TOK_NORMAL;
-    int have_piece = 0;
-    size_t at = r.base;
-    while (r.i < r.n) {
-        DN_TRY(pb_next(&r, &f));
-        switch (f.num) {
-        case 1:
-            DN_TRY(pb_want(&r, &f, 2));
-            *piece = (const char *)f.p;
-            *len = f.len;
-            have_piece = 1;
-            break;
-        case 2: {
-            DN_TRY(pb_want(&r, &f, 5));
-            uint8_t b[4];
-            dn_wr_u32(b, (uint32_t)f.v);
-            *score = dn_rd_f32(b);
-            break;
-        }
-        case 3:
-            DN_TRY(pb_want(&r, &f, 0));
-            if (f.v < DN_TOK_NORMAL || f.v > DN_TOK_BYTE)
-                return dn_seterr(DANU_ERR_FORMAT, "%s: piece at offset %zu has unknown type %llu", r.what, at,
-                                 (unsigned long long)f.v);
-            *type = (int32_t)f.v;
-            break;
-        default: break;
-        }
-    }
-    if (!have_piece) return dn_seterr(DANU_ERR_FORMAT, "%s: piece at offset %zu has no text", r.what, at);
-    return DANU_OK;
-}
-
-danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t size, const char *what,
-                                  danu_tokenizer **out)
-{
-    if (!a || !out || (!data && size)) return dn_seterr(DANU_ERR_INVALID_ARG, "tokenizer: NULL argument");
-    *out = NULL;
-    if (!what) what = "tokenizer.model";
-    spm_specs s = { .model_type = 1, .bos = 1, .eos = 2, .pad = -1, .add_dummy_prefix = 1, .rm_ws = 1,
-                    .escape_ws = 1 };
-    pb_reader r = { data, size, 0, 0, what };
-    pb_field f;
-    size_t n_pieces = 0;
-    int have_trainer = 0;
-    while (r.i < r.n) {
-        DN_TRY(pb_next(&r, &f));
-        if (f.num == 1) {
-            DN_TRY(pb_want(&r, &f, 2));
-            n_pieces++;
-        } else if (f.num == 2) {
-            DN_TRY(pb_want(&r, &f, 2));
-            DN_TRY(parse_trainer(pb_sub(&r, &f), &s));
-            have_trainer = 1;
-        } else if (f.num == 3) {
-            DN_TRY(pb_want(&r, &f, 2));
-            DN_TRY(parse_normalizer(pb_sub(&r, &f), &s));
-        }
-    }
-    if (n_pieces == 0 || n_pieces > (1u << 28))
-        return dn_seterr(DANU_ERR_FORMAT, "%s: %zu pieces", what, n_pieces);
-    if (!have_trainer || s.model_type != 2)
-        return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: model_type %lld is not BPE (2)", what, (long long)s.model_type);
-    if (s.treat_ws_suffix)
-        return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: treat_whitespace_as_suffix is not supported", what);
-    if (s.charsmap_len)
-        return dn_seterr(DANU_ERR_UNSUPPORTED, "%s: normalization rules (precompiled_charsmap) are not supported",
-                         what);
-
-    const char **pieces = dn_malloc(a, n_pieces * sizeof *pieces);
-    size_t *lens = dn_malloc(a, n_pieces * sizeof *lens);
-    float *scores = dn_malloc(a, n_pieces * sizeof *scores);
-    int32_t *types = dn_malloc(a, n_pieces * sizeof *types);
-    danu_status st = DANU_OK;
-    if (!pieces || !lens || !scores || !types) {
-        st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", what);
-        goto done;
-    }
-    r.i = 0;
-    size_t k = 0;
-    while (r.i < r.n) {
-        st = pb_next(&r, &f);
-        if (st) goto done;
-        if (f.num != 1) continue;
-        st = parse_piece(pb_sub(&r, &f), &pieces[k], &lens[k], &scores[k], &types[k]);
-        if (st) goto done;
-        if (types[k] == DN_TOK_BYTE && !s.byte_fallback) {
-            st = dn_seterr(DANU_ERR_FORMAT, "%s: BYTE piece %zu but byte_fallback is false", what, k);
-            goto done;
-        }
-        k++;
-    }
-    int32_t n = (int32_t)n_pieces;
-    dn_vocab_src src = {
-        .n = n, .pieces = pieces, .lens = lens, .scores = scores, .types = types,
-        .bos = s.bos >= 0 && s.bos < n ? (int32_t)s.bos : -1,
-        .eos = s.eos >= 0 && s.eos < n ? (int32_t)s.eos : -1,
-        .unk = -1,
-        .pad = s.pad >= 0 && s.pad < n ? (int32_t)s.pad : -1,
-        .add_bos = 1, .add_eos = 0,
-        .add_dummy_prefix = s.add_dummy_prefix, .byte_fallback = s.byte_fallback,
-        .remove_extra_whitespaces = s.rm_ws,
-    };
-    st = build(a, &src, s.unk_surface, s.unk_surface_len, s.escape_ws, 1, what, out);
-done:
-    dn_free(a, pieces);
-    dn_free(a, lens);
-    dn_free(a, scores);
-    dn_free(a, types);
-    return st;
-}
-
-danu_status dn_spm_truncate(const dn_alloc *a, const uint8_t *src, size_t size, int32_t n, uint8_t **out,
-                            size_t *out_len)
-{
-    if (!a || !out || !out_len || (!src && size)) return dn_seterr(DANU_ERR_INVALID_ARG, "spm_truncate: NULL argument");
-    *out = NULL;
-    *out_len = 0;
-    pb_reader r = { src, size, 0, 0, "tokenizer.model" };
-    pb_field f;
-    size_t count = 0;
-    while (r.i < r.n) {
-        DN_TRY(pb_next(&r, &f));
-        if (f.num == 1) count++;
-    }
-    if (n < 1 || (size_t)n > count)
-        return dn_seterr(DANU_ERR_INVALID_ARG, "spm_truncate: %d pieces asked, model has %zu", (int)n, count);
-    uint8_t *buf = dn_malloc(a, size);
-    if (!buf) return dn_seterr(DANU_ERR_NOMEM, "spm_truncate: out of memory");
-    size_t len = 0, seen = 0;
-    r.i = 0;
-    while (r.i < r.n) {
-        danu_status st = pb_next(&r, &f);
-        if (st) { dn_free(a, buf); return st; }   /* cannot happen: parsed above */
-        if (f.num == 1 && seen++ >= (size_t)n) continue;
-        memcpy(buf + len, src + f.start, f.end - f.start);
-        len += f.end - f.start;
-    }
-    *out = buf;
-    *out_len = len;
-    return DANU_OK;
-}
-
-/* ---- GGUF ---------------------------------------------------------- */
-
-danu_status dn_tokenizer_from_gguf(const dn_alloc *a, const struct dn_gguf *g, danu_tokenizer **out)
-{
-    if (!a || !g || !out) return dn_seterr(DANU_ERR_INVALID_ARG, "tokenizer: NULL argument");
-    *out = NULL;
-    const char *model;
-    uint64_t mlen;
-    if (!dn_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen))
-        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.model missing");
-    if (mlen != 5 || memcmp(model, "llama", 5))
-        return dn_seterr(DANU_ERR_UNSUPPORTED, "gguf: tokenizer.ggml.model '%.*s' is not 'llama'",
-                         (int)(mlen > 64 ? 64 : mlen), model);
-    int32_t et;
-    uint64_t count, c2;
-    if (!dn_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &count) || et != DN_GGUF_STRING)
-        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.tokens missing or not a string array");
-    if (count == 0 || count > (1u << 28))
-        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.tokens has %llu entries", (unsigned long long)count);
-    int have_scores = dn_gguf_get_arr(g, "tokenizer.ggml.scores", &et, &c2);
-    if (have_scores && (c2 != count || et == DN_GGUF_STRING || et == DN_GGUF_ARRAY))
-        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.scores has %llu entries for %llu tokens",
-                         (unsigned long long)c2, (unsigned long long)count);
-    int have_types = dn_gguf_get_arr(g, "tokenizer.ggml.token_type", &et, &c2);
-    if (have_types && (c2 != count || et == DN_GGUF_STRING || et == DN_GGUF_ARRAY))
-        return dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.token_type has %llu entries for %llu tokens",
-                         (unsigned long long)c2, (unsigned long long)count);
-
-    size_t n = (size_t)count;
-    const char **pieces = dn_malloc(a, n * sizeof *pieces);
-    size_t *lens = dn_malloc(a, n * sizeof *lens);
-    float *scores = dn_malloc(a, n * sizeof *scores);
-    int32_t *types = dn_malloc(a, n * sizeof *types);
-    danu_status st = DANU_OK;
-    if (!pieces || !lens || !scores || !types) {
-        st = dn_seterr(DANU_ERR_NOMEM, "gguf: out of memory for the vocabulary");
-        goto done;
-    }
-    int byte_fallback = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t l;
-        double sc = 0.0;
-        int64_t ty = DN_TOK_NORMAL;
-        if (!dn_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &pieces[i], &l) ||
-            (have_scores && !dn_gguf_arr_f64(g, "tokenizer.ggml.scores", i, &sc)) ||
-            (have_types && !dn_gguf_arr_i64(g, "tokenizer.ggml.token_type", i, &ty))) {
-            st = dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer entry %zu unreadable", i);
-            goto done;
-        }
-        if (ty < DN_TOK_NORMAL || ty > DN_TOK_BYTE) {
-            st = dn_seterr(DANU_ERR_FORMAT, "gguf: tokenizer.ggml.token_type[%zu] = %lld", i, (long long)ty);
-            goto done;
-        }
-        lens[i] = (size_t)(l > MAX_PIECE_BYTES ? (uint64_t)MAX_PIECE_BYTES + 1 : l);
-        scores[i] = (float)sc;
-        types[i] = (int32_t)ty;
-        byte_fallback |= ty == DN_TOK_BYTE;
-    }
-    int64_t ids[4] = { -1, -1, -1, -1 };
-    static const char *const id_keys[4] = { "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                                            "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id" };
-    for (int k = 0; k < 4; k++) {
-        if (dn_gguf_get_i64(g, id_keys[k], &ids[k]) && (ids[k] < 0 || ids[k] >= (int64_t)n)) {
-            st = dn_seterr(DANU_ERR_FORMAT, "gguf: %s = %lld outside the vocabulary of %zu", id_keys[k],
-                           (long long)ids[k], n);
-            goto done;
-        }
-    }
-    int add_bos = 1, add_eos = 0, add_space = 1, rm_ws = 0;
-    dn_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
-    dn_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &add_eos);
-    dn_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &add_space);
-    dn_gguf_get_bool(g, "tokenizer.ggml.remove_extra_whitespaces", &rm_ws);
-    dn_vocab_src src = {
-        .n = (int32_t)n, .pieces = pieces, .lens = lens, .scores = have_scores ? scores : NULL,
-        .types = have_types ? types : NULL,
-        .bos = (int32_t)ids[0], .eos = (int32_t)ids[1], .unk = (int32_t)ids[2], .pad = (int32_t)ids[3],
-        .add_bos = add_bos, .add_eos = add_eos, .add_dummy_prefix = add_space,
-        .byte_fallback = byte_fallback, .remove_extra_whitespaces = rm_ws,
-    };
-    st = build(a, &src, NULL, 0, 1, 0, "gguf tokenizer", out);
-done:
-    dn_free(a, pieces);
-    dn_free(a, lens);
-    dn_free(a, scores);
-    dn_free(a, types);
-    return st;
+    return build(a, src, out);
 }
 
 /* ------------------------------------------------------------------ */
