@@ -85,7 +85,7 @@ danu_status dn_tokenizer_encode_ex(const danu_tokenizer *t, const char *text, si
 danu_status dn_tokenizer_decode(const danu_tokenizer *t, const danu_token *ids, size_t n,
                                 char **out, size_t *len);
 
-/* Streaming decoder: struct danu_decoder is defined in tokenizer.c. */
+/* Streaming decoder: struct danu_decoder is defined in decode.c. */
 danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out);
 void dn_decoder_free(danu_decoder *d);
 void dn_decoder_reset(danu_decoder *d);
