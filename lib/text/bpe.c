@@ -10,7 +10,6 @@
  * contains U+2581 right after another character, no merge can cross the
  * start of a word, so the text is encoded word by word (same result, small
  * heaps that stay in cache) and repeated words come from a per-call cache. */
-#include <stdlib.h>
 #include <string.h>
 #include "text/tokenizer_internal.h"
 #include "common/bytes.h"
