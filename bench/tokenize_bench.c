@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include "text/tokenizer.h"
+#include "format/spm.h"
 #include "common/error.h"
 
 static const char *const words[] = {

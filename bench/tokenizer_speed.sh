@@ -18,8 +18,8 @@ trap 'rm -rf "$WORK"' EXIT
 MODEL="$ROOT/tests/data/llama2-tokenizer/tokenizer.model"
 
 $CC -O2 -std=gnu11 -D_GNU_SOURCE -I"$ROOT/include" -I"$ROOT/lib" -o "$WORK/tokenize_bench" \
-    "$ROOT/bench/tokenize_bench.c" "$ROOT/lib/text/tokenizer.c" "$ROOT/lib/format/gguf.c" \
-    "$ROOT/lib/quant/types.c" "$ROOT/lib/common/alloc.c" "$ROOT/lib/common/error.c" -lm
+    "$ROOT/bench/tokenize_bench.c" "$ROOT/lib/text/vocab.c" "$ROOT/lib/text/bpe.c" "$ROOT/lib/text/decode.c" \
+    "$ROOT/lib/format/spm.c" "$ROOT/lib/common/alloc.c" "$ROOT/lib/common/error.c" -lm
 "$WORK/tokenize_bench" gen "$WORK/text.txt" "$BYTES" 42
 "$WORK/tokenize_bench" run "$MODEL" "$WORK/text.txt" "$WORK/ids.danu"
 

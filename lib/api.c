@@ -11,6 +11,7 @@
 #include "model/quantize.h"
 #include "gen/context.h"
 #include "text/tokenizer.h"
+#include "format/spm.h"
 #include "quant/quant.h"
 
 #define ARG(cond, what) do { if (!(cond)) return dn_seterr(DANU_ERR_INVALID_ARG, "%s: %s", __func__, what); } while (0)

@@ -17,6 +17,7 @@
 #include "common/os.h"
 #include "format/gguf.h"
 #include "format/safetensors.h"
+#include "format/spm.h"
 #include "quant/quant.h"
 #include "text/tokenizer.h"
 

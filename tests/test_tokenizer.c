@@ -12,6 +12,8 @@
 #include "testutil.h"
 #include "text/tokenizer.h"
 #include "format/gguf.h"
+#include "format/gguf_vocab.h"
+#include "format/spm.h"
 #include "common/error.h"
 
 /* ------------------------------------------------------------------ */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include "common/json.h"
 #include "common/error.h"
+#include "common/utf8.h"
 
 #define JSON_MAX_DEPTH 64
 #define JSON_MAX_SIZE ((size_t)64 << 20)
@@ -65,31 +66,6 @@ static void skip_ws(parser *p)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid
- * (overlong forms, surrogates and values above U+10FFFF are invalid). */
-static size_t utf8_seq_len(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else return 0;
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t k = 2; k < len; k++)
-        if (s[k] < 0x80 || s[k] > 0xbf) return 0;
-    return len;
-}
-
 static int hex4(const uint8_t *s, uint32_t *out)
 {
     uint32_t v = 0;
@@ -135,11 +111,11 @@ static danu_status parse_string(parser *p, char **out, size_t *out_len)
         uint8_t c = p->s[i];
         if (c < 0x20) { st = fail_at(p, i, "control character in string (must be escaped)"); break; }
         if (c >= 0x80) {
-            size_t k = utf8_seq_len(p->s + i, end - i);
-            if (!k) { st = fail_at(p, i, "invalid UTF-8 in string"); break; }
-            memcpy(buf + o, p->s + i, k);
-            o += k;
-            i += k;
+            int k = dn_utf8_char(p->s + i, end - i);
+            if (k <= 0) { st = fail_at(p, i, "invalid UTF-8 in string"); break; }
+            memcpy(buf + o, p->s + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
             continue;
         }
         if (c != '\\') { buf[o++] = c; i++; continue; }

@@ -11,6 +11,8 @@
 #include "common/bytes.h"
 #include "quant/quant.h"
 #include "model/gguf_model.h"
+#include "format/spm.h"
+#include "format/gguf_vocab.h"
 
 static const dn_tensor_desc *find(const danu_model *m, const char *name)
 {

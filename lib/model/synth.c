@@ -21,6 +21,7 @@
 #include "common/threadpool.h"
 #include "format/gguf.h"
 #include "format/safetensors.h"
+#include "format/spm.h"
 #include "quant/quant.h"
 #include "text/tokenizer.h"
 

@@ -1,6 +1,8 @@
 /* tokenizer.h - SentencePiece BPE (Llama 2 flavour) tokenizer, the streaming
  * decoder, and the Danube chat format. Defines the public opaque types
- * danu_tokenizer and danu_decoder. */
+ * danu_tokenizer and danu_decoder. A tokenizer is built from plain arrays
+ * (dn_vocab_src); the readers of tokenizer.model and of a GGUF's
+ * tokenizer.ggml.* keys live in lib/format (spm.h, gguf_vocab.h). */
 #ifndef DN_TOKENIZER_H
 #define DN_TOKENIZER_H
 #include <stdint.h>
@@ -11,37 +13,46 @@
 /* SentencePiece piece types (GGUF tokenizer.ggml.token_type uses the same). */
 enum { DN_TOK_NORMAL = 1, DN_TOK_UNKNOWN = 2, DN_TOK_CONTROL = 3, DN_TOK_USER_DEFINED = 4,
        DN_TOK_UNUSED = 5, DN_TOK_BYTE = 6 };
+/* Longest piece accepted (lengths fit the 16 bits a hash slot keeps). */
+#define DN_TOK_MAX_PIECE_BYTES 65535u
 
-/* Everything a tokenizer is built from, whatever the source. */
+/* Everything a tokenizer is built from, whatever the source. Zero fields
+ * give the defaults. */
 typedef struct dn_vocab_src {
     int32_t n;                  /* pieces */
     const char *const *pieces;  /* UTF-8, not necessarily NUL-terminated */
     const size_t *lens;
-    const float *scores;
+    const float *scores;        /* NULL = all 0 */
     const int32_t *types;       /* DN_TOK_*; NULL = all NORMAL */
     int32_t bos, eos, unk, pad; /* -1 when absent */
-    int add_bos, add_eos;       /* defaults for the model (1, 0 for Llama 2) */
+    int add_bos;                /* default for the model (1 for Llama 2) */
     int add_dummy_prefix;       /* 1 for Llama 2 */
     int byte_fallback;          /* 1 for Llama 2 */
     int remove_extra_whitespaces; /* 0 for Llama 2 */
+    int keep_spaces;            /* 1: spaces stay " " (escape_whitespaces false); 0: U+2581 */
+    const char *unk_surface;    /* decoded text of UNKNOWN; NULL = " U+2047 " */
+    size_t unk_surface_len;
+    int strict;                 /* SentencePiece's load rules: no duplicate or empty
+                                 * pieces, exactly one UNKNOWN piece */
+    const char *what;           /* names the source in messages; NULL = "vocabulary" */
 } dn_vocab_src;
 
-/* Build from arrays (GGUF path). Validates ids, piece lengths, UTF-8 of
- * pieces, byte pieces <0xXX>. Copies everything. */
+/* The arrays a file reader fills (one entry per piece; pieces point into
+ * the file) before pointing a dn_vocab_src at them. */
+typedef struct dn_vocab_arrays {
+    const char **pieces;
+    size_t *lens;
+    float *scores;
+    int32_t *types;
+} dn_vocab_arrays;
+/* Allocate n entries of each: DANU_OK, or DANU_ERR_NOMEM with nothing kept
+ * and no message recorded (the reader names itself). */
+danu_status dn_vocab_arrays_alloc(const dn_alloc *a, size_t n, dn_vocab_arrays *v);
+void dn_vocab_arrays_free(const dn_alloc *a, dn_vocab_arrays *v);
+
+/* Build from arrays. Validates ids, piece lengths, UTF-8 of pieces, byte
+ * pieces <0xXX>. Copies everything: src need not outlive the tokenizer. */
 danu_status dn_tokenizer_from_vocab(const dn_alloc *a, const dn_vocab_src *src, danu_tokenizer **out);
-/* Build from a tokenizer.model (SentencePiece ModelProto bytes), parsing the
- * protobuf: pieces (piece, score, type), trainer_spec (model_type must be
- * BPE, unk/bos/eos/pad ids, byte_fallback), normalizer_spec
- * (add_dummy_prefix, remove_extra_whitespaces). Bounded and validated. */
-danu_status dn_tokenizer_from_spm(const dn_alloc *a, const uint8_t *data, size_t size,
-                                  const char *what, danu_tokenizer **out);
-/* Build from GGUF metadata: tokenizer.ggml.model must be "llama"; reads
- * tokens, scores, token_type, bos/eos/unknown/padding_token_id,
- * add_bos_token, add_eos_token, add_space_prefix (default true),
- * remove_extra_whitespaces (default false). Byte fallback is on when BYTE
- * pieces exist. The GGUF buffer need not outlive the tokenizer. */
-struct dn_gguf;
-danu_status dn_tokenizer_from_gguf(const dn_alloc *a, const struct dn_gguf *g, danu_tokenizer **out);
 void dn_tokenizer_free(danu_tokenizer *t);
 
 int32_t dn_tokenizer_n_vocab(const danu_tokenizer *t);
@@ -74,7 +85,7 @@ danu_status dn_tokenizer_encode_ex(const danu_tokenizer *t, const char *text, si
 danu_status dn_tokenizer_decode(const danu_tokenizer *t, const danu_token *ids, size_t n,
                                 char **out, size_t *len);
 
-/* Streaming decoder: struct danu_decoder is defined in tokenizer.c. */
+/* Streaming decoder: struct danu_decoder is defined in decode.c. */
 danu_status dn_decoder_create(const danu_tokenizer *t, danu_decoder **out);
 /* Bytes dn_decoder_create takes from the allocator. */
 size_t dn_decoder_bytes(const danu_tokenizer *t);
@@ -97,9 +108,4 @@ danu_status dn_chat_encode_ex(const danu_tokenizer *t, const char *const *roles,
 /* 1 if a Jinja chat template string is Danube's (<|prompt|>/<|answer|>). */
 int dn_chat_template_is_danube(const char *tmpl, size_t len);
 
-/* Write a tokenizer.model (ModelProto) that keeps only the first n pieces of
- * src_model (same trainer/normalizer specs). Heap result. Used by synth for
- * small-vocabulary models. */
-danu_status dn_spm_truncate(const dn_alloc *a, const uint8_t *src, size_t size, int32_t n,
-                            uint8_t **out, size_t *out_len);
 #endif

@@ -4,6 +4,7 @@
  * buffer is freed before use). */
 #include "fuzz_common.h"
 #include "format/gguf.h"
+#include "format/gguf_vocab.h"
 #include "text/tokenizer.h"
 #include "common/error.h"
 

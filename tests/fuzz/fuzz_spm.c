@@ -2,6 +2,7 @@
  * ModelProto); a tokenizer that loads must encode and decode text. */
 #include "fuzz_common.h"
 #include "text/tokenizer.h"
+#include "format/spm.h"
 #include "common/error.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -4,6 +4,7 @@
  * and streamed through a decoder with small and exact buffers. */
 #include "fuzz_common.h"
 #include "text/tokenizer.h"
+#include "format/spm.h"
 #include "common/error.h"
 
 static danu_tokenizer *tok;

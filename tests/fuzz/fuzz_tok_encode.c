@@ -4,6 +4,7 @@
  * decoder must produce the same text as the whole-sequence decode. */
 #include "fuzz_common.h"
 #include "text/tokenizer.h"
+#include "format/spm.h"
 #include "common/error.h"
 
 static danu_tokenizer *tok;
