@@ -435,6 +435,68 @@ class TestTokenizer(unittest.TestCase):
         self.assertEqual(self.tok.encode("hi", add_eos=True)[-1], 2)
 
 
+class TestBuildBackend(unittest.TestCase):
+    """The in-tree PEP 517 backend (danu_build.py): pip needs nothing else."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(HERE, ".."))
+        import danu_build
+        self.b = danu_build
+        self.out = tempfile.mkdtemp(prefix="danu-wheel-")
+
+    def tearDown(self):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def test_pyproject(self):
+        bs = self.b._read_pyproject(os.path.join(HERE, "..", "pyproject.toml"))["build-system"]
+        self.assertEqual((bs["requires"], bs["build-backend"], bs["backend-path"]), ([], "danu_build", ["."]))
+        self.assertEqual(self.b.get_requires_for_build_wheel(), [])
+        self.assertEqual(self.b.get_requires_for_build_sdist(), [])
+        self.assertEqual(self.b.get_requires_for_build_editable(), [])
+        self.assertEqual(self.b._project()["version"], danu.__version__)
+
+    def test_wheel(self):
+        import base64
+        import hashlib
+        import zipfile
+        name = self.b.build_wheel(self.out)
+        self.assertEqual(name, "danu-%s-py3-none-any.whl" % danu.__version__)
+        with zipfile.ZipFile(os.path.join(self.out, name)) as z:
+            names = z.namelist()
+            info = "danu-%s.dist-info/" % danu.__version__
+            self.assertEqual(sorted(names), sorted(["danu/__init__.py", "danu/_lib.py", info + "METADATA",
+                                                    info + "WHEEL", info + "RECORD"]))
+            rows = [r.split(",") for r in z.read(info + "RECORD").decode().splitlines()]
+            self.assertEqual(sorted(r[0] for r in rows), sorted(names))
+            for path, digest, size in rows:
+                if path == info + "RECORD":
+                    self.assertEqual((digest, size), ("", ""))
+                    continue
+                data = z.read(path)
+                want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                self.assertEqual((digest, int(size)), ("sha256=" + want, len(data)), path)
+            meta = z.read(info + "METADATA").decode()
+            self.assertIn("Name: danu\n", meta)
+            self.assertIn("Version: %s\n" % danu.__version__, meta)
+            self.assertIn("Root-Is-Purelib: true", z.read(info + "WHEEL").decode())
+            with open(os.path.join(HERE, "..", "danu", "_lib.py"), "rb") as f:
+                self.assertEqual(z.read("danu/_lib.py"), f.read())
+
+    def test_editable_and_sdist(self):
+        import tarfile
+        import zipfile
+        name = self.b.build_editable(self.out)
+        with zipfile.ZipFile(os.path.join(self.out, name)) as z:
+            pth = z.read("__editable__.danu.pth").decode().strip()
+            self.assertTrue(os.path.samefile(pth, os.path.join(HERE, "..")))
+        name = self.b.build_sdist(self.out)
+        with tarfile.open(os.path.join(self.out, name)) as t:
+            base = "danu-%s/" % danu.__version__
+            got = set(t.getnames())
+        for f in ("pyproject.toml", "README.md", "danu_build.py", "PKG-INFO", "danu/__init__.py", "danu/_lib.py"):
+            self.assertIn(base + f, got)
+
+
 class TestLibraryLookup(unittest.TestCase):
     def test_env_wins(self):
         old = os.environ.get("DANU_LIBRARY")
