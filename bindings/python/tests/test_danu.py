@@ -354,6 +354,56 @@ class TestModel(unittest.TestCase):
             self.model.tokenizer.encode(b"\xff\xfe")
         self.assertTrue(issubclass(danu.BadTokenError, danu.DanuError))
 
+    def test_exception_hierarchy(self):
+        missing = os.path.join(TMP, "missing.gguf")
+        with self.assertRaises(FileNotFoundError) as e:      # a missing model is a FileNotFoundError...
+            danu.Model(missing)
+        self.assertIsInstance(e.exception, danu.DanuIOError)  # ...and a DanuIOError, an OSError
+        self.assertIsInstance(e.exception, danu.DanuError)
+        self.assertEqual((e.exception.errno, e.exception.filename, e.exception.status), (2, missing, 3))
+        self.assertIn("missing.gguf", str(e.exception))
+        self.assertTrue(issubclass(danu.DanuIOError, OSError))
+        with self.assertRaises(FileNotFoundError):
+            danu.Tokenizer(missing)
+        with self.ctx() as c, self.assertRaises(FileNotFoundError):
+            c.load_state_file(missing)
+        with self.assertRaises(OSError) as e:                 # exists but is no file: IO, not FileNotFound
+            danu.Model(os.path.join(DATA, "llama2-tokenizer", "tokenizer.model", "x"))
+        self.assertIsInstance(e.exception, danu.DanuIOError)
+        # an unknown info key: a DanuError (and a KeyError) naming the valid keys
+        with self.assertRaises(danu.UnknownKeyError) as e:
+            self.model.info("x")
+        self.assertIsInstance(e.exception, KeyError)
+        self.assertIsInstance(e.exception, danu.DanuError)
+        self.assertIn("vocab", str(e.exception))
+        self.assertIn("rope_theta", str(e.exception))
+        with self.assertRaises(danu.UnsupportedError):
+            self.model.info(9999)
+
+    def test_argument_checks(self):
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            for bad in (-5, -1, 2 ** 31, 1.5, "3"):
+                with self.assertRaises(danu.InvalidArgumentError) as e:   # a ValueError
+                    list(c.generate(bad))
+                self.assertIn("max_tokens", str(e.exception))
+                with self.assertRaises(ValueError):
+                    c.chat([("user", "hi")], max_tokens=bad)
+            self.assertEqual(c.tokens, g["prompt"])       # the refused chat appended nothing
+            self.assertEqual(list(c.generate(0)), [])
+            self.assertEqual(c.stop_reason, "length")
+            lo, hi = danu.param_bounds("seed")
+            for seed in (2 ** 64 + 5, 2 ** 70, -1, int(hi) + 1, 2 ** 63):
+                with self.assertRaises(danu.InvalidArgumentError) as e:
+                    c.set(seed=seed)
+                self.assertIn("seed", str(e.exception))
+                with self.assertRaises(ValueError):
+                    self.ctx(seed=seed)
+            c.set(seed=int(hi))
+            with self.assertRaises(danu.InvalidArgumentError):
+                self.ctx(n_ctx=2 ** 64 + 16)
+
     def test_callbacks(self):
         messages = []
         m = danu.Model(MODEL_PATH, log=lambda level, msg: messages.append((level, msg)))
