@@ -13,6 +13,13 @@
 //     if (!model) { std::fprintf(stderr, "%s\n", model.status().message().c_str()); return 1; }
 //     auto ctx = danu::Context::create(*model);
 //
+// Generation reports how it ended as a DANU_STOP_* reason, never as an error:
+// an abort (Context::abort(), from a callback or another thread) is
+// DANU_STOP_ABORTED with an ok Result from generate() and an ok Status from
+// step(), as the Python binding reports stop_reason "aborted" (the C call
+// returns DANU_ERR_ABORTED and sets *reason = DANU_STOP_ABORTED). The context
+// is then as before the aborted token: generate() again resumes.
+//
 // Lifetimes follow danu.h: a Model must outlive its Contexts and borrowed
 // Tokenizers; a Tokenizer must outlive its Decoders.
 #ifndef DANU_HPP
@@ -162,6 +169,13 @@ inline int32_t progress_trampoline(void *user, float fraction) {
 #else
     return (*fn)(fraction) ? 1 : 0;
 #endif
+}
+
+// A generation call's status that is a stop reason rather than an error: the
+// C API returns ABORTED / CONTEXT_FULL together with reason ABORTED / FULL.
+inline bool is_stop(danu_status s, int32_t reason) noexcept {
+    return (s == DANU_ERR_ABORTED && reason == DANU_STOP_ABORTED) ||
+           (s == DANU_ERR_CONTEXT_FULL && reason == DANU_STOP_FULL);
 }
 
 // Role and content pointers for the C chat calls (the strings stay in msgs).
@@ -433,13 +447,15 @@ public:
     }
     Status clear_stops() { return Status::capture(danu_context_clear_stop_strings(h_.get())); }
 
-    // One bounded step. `out` is filled even when the step ends generation
-    // with an error (CONTEXT_FULL, ABORTED: out.reason says which).
+    // One bounded step. An abort or a full context ends generation with
+    // out.reason DANU_STOP_ABORTED / DANU_STOP_FULL and an ok status (as
+    // generate() and the Python binding report them), not an error.
     Status step(Step &out) {
         char buf[4096];
         size_t len = 0;
         danu_status s = danu_context_step(h_.get(), &out.token, buf, sizeof buf, &len, &out.reason);
         out.text.assign(buf, len);
+        if (detail::is_stop(s, out.reason)) return Status();
         return Status::capture(s);
     }
     Result<Step> step() {
@@ -465,7 +481,11 @@ public:
 
     // Generate up to max_tokens from the current state; fn(id, text) is
     // called per piece (id -1 for text flushed at the end) and returns void
-    // or danu::Flow. Returns the DANU_STOP_* reason.
+    // or danu::Flow. Returns the DANU_STOP_* reason. An abort
+    // (danu_context_abort, from the callback or another thread) is the reason
+    // DANU_STOP_ABORTED, a full context (ON_FULL error) DANU_STOP_FULL: not an
+    // error status. After an abort the context is as before the aborted
+    // token, so calling generate() again resumes.
     template <class F>
     Result<int32_t> generate(int32_t max_tokens, F &&fn) {
         struct Box {
@@ -499,7 +519,7 @@ public:
 #if DANU_HPP_EXCEPTIONS
         if (box.error) std::rethrow_exception(box.error);
 #endif
-        if (s != DANU_OK) return Status::capture(s);
+        if (s != DANU_OK && !detail::is_stop(s, reason)) return Status::capture(s);
         return reason;
     }
 

@@ -132,6 +132,33 @@ int main(int argc, char **argv) {
     });
     CHECK(reason.ok() && *reason == DANU_STOP_CALLBACK && pieces == 3);
 
+    // an abort (here from the callback after 3 tokens) ends generation with
+    // reason DANU_STOP_ABORTED and no error status, as in every binding; the
+    // context is as before the aborted token, so generation resumes: greedy,
+    // the same tokens and text as one uninterrupted run
+    CHECK(ctx->load_state(*state).ok());
+    int calls = 0;
+    std::string resumed;
+    reason = ctx->generate(24, [&](danu_token, std::string_view piece) {
+        resumed += piece;
+        if (++calls == 3) ctx->abort();
+    });
+    CHECK(reason.ok());
+    CHECK(reason.ok() && *reason == DANU_STOP_ABORTED);
+    CHECK(ctx->n_tokens() == prompt.size() + 3);
+    CHECK(ctx->logits() != nullptr);
+    reason = ctx->generate(21, [&](danu_token, std::string_view piece) { resumed += piece; });
+    CHECK(reason.ok() && *reason == DANU_STOP_LENGTH);
+    hist = ctx->tokens();
+    CHECK(std::vector<danu_token>(hist.begin() + 6, hist.end()) == greedy);
+    CHECK(resumed == generated);
+    // the step form too: ok, with the reason
+    ctx->abort();
+    auto aborted_step = ctx->step();
+    CHECK(aborted_step.ok() && aborted_step->reason == DANU_STOP_ABORTED);
+    CHECK(ctx->n_tokens() == prompt.size() + greedy.size());
+    std::printf("abort: reason aborted, resumed to the uninterrupted tokens\n");
+
     // the streaming decoder agrees with decode
     auto dec = danu::Decoder::create(tok);
     REQUIRE(dec.ok());

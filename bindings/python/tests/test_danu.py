@@ -330,6 +330,34 @@ class TestModel(unittest.TestCase):
             self.assertGreater(n, 0)
             c.eval([g["greedy"][0]])          # still usable
 
+    def test_abort_then_resume(self):
+        # an abort ends generation with stop reason "aborted" (no exception);
+        # generating again resumes: greedy, the same tokens and text as one run
+        g = golden("tiny-a.capital")
+        n = len(g["greedy"])
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            text = ""
+            for piece in c.generate(n):
+                text += piece
+                if len(c) - len(g["prompt"]) >= 3:
+                    c.abort()
+            self.assertEqual(c.stop_reason, "aborted")
+            done = len(c) - len(g["prompt"])
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"][:done])
+            self.assertIsNotNone(c.logits)           # as before the aborted token
+            text += "".join(c.generate(n - done))
+            self.assertEqual(c.stop_reason, "length")
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"])
+            with self.ctx() as d:
+                d.eval(g["prompt"])
+                self.assertEqual(text, "".join(d.generate(n)))
+            # the step form reports it the same way
+            c.abort()
+            st = c.step()
+            self.assertEqual(st.reason, "aborted")
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"])
+
     def test_errors(self):
         with self.assertRaises(danu.DanuIOError) as e:
             danu.Model(os.path.join(TMP, "missing.gguf"))
