@@ -4,13 +4,21 @@
 // Strings go in as std::string_view; callbacks are lambdas (a trampoline
 // passes them to the C callback with the lambda as `user`).
 //
-// Works with exceptions disabled: every fallible call returns a danu::Status
-// or a danu::Result<T> (value or Status, like std::expected). With exceptions
-// enabled, Result<T>::value() on an error and Status::check() throw
-// danu::Error; without them they call std::abort(), so test ok() first.
+// Errors, with or without exceptions (-fno-exceptions): no call of this
+// header throws by itself. Every fallible call returns a danu::Status or a
+// danu::Result<T> (the value or the Status that prevented it, like
+// std::expected): Model::load, Context::create, Options::create,
+// Tokenizer::load, ... are the non-throwing API.
+//   Status:    ok(), code() (danu_status), detail() (danu_last_error() at the
+//              time), message() ("input/output error: /nope.gguf: cannot open ...")
+//   Result<T>: ok(), code(), message(), status(), value() / * / ->, value_or()
+// Only using an error as a value (value(), *, -> on a failed Result,
+// Status::check()) fails: with exceptions it throws danu::Error (what() is
+// the message); without them it prints "danu: unchecked error: <message>"
+// to stderr and calls std::abort(). So test ok() first:
 //
 //     auto model = danu::Model::load("model.gguf");
-//     if (!model) { std::fprintf(stderr, "%s\n", model.status().message().c_str()); return 1; }
+//     if (!model) { std::fprintf(stderr, "%s\n", model.message().c_str()); return 1; }
 //     auto ctx = danu::Context::create(*model);
 //
 // Generation reports how it ended as a DANU_STOP_* reason, never as an error:
@@ -27,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -98,11 +107,15 @@ private:
 };
 #endif
 
+// Where a failure the caller did not test for ends up: throw danu::Error,
+// or without exceptions print "danu: <message>" to stderr and abort (the
+// only output of this header; test ok() first to decide yourself).
 [[noreturn]] inline void fail(const Status &s) {
 #if DANU_HPP_EXCEPTIONS
     throw Error(s);
 #else
-    (void)s;
+    std::fprintf(stderr, "danu: unchecked error: %s\n", s.message().c_str());
+    std::fflush(stderr);
     std::abort();
 #endif
 }
@@ -123,6 +136,8 @@ public:
     bool ok() const noexcept { return value_.has_value(); }
     explicit operator bool() const noexcept { return ok(); }
     const Status &status() const noexcept { return status_; }
+    danu_status code() const noexcept { return status_.code(); }     // DANU_OK when ok()
+    std::string message() const { return status_.message(); }       // "status text: detail"
     T &value() & { if (!ok()) fail(status_); return *value_; }
     const T &value() const & { if (!ok()) fail(status_); return *value_; }
     T &&value() && { if (!ok()) fail(status_); return std::move(*value_); }

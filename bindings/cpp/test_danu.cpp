@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "danu.hpp"
@@ -49,6 +51,33 @@ static std::string read_file(const char *path) {
     std::ostringstream s;
     s << f.rdbuf();
     return s.str();
+}
+
+// Runs fn in a child process (expected to die) and returns what it wrote to stderr.
+template <class F>
+static std::string stderr_of_child(F fn) {
+    int fd[2];
+    if (pipe(fd) != 0) return "";
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        fn();
+        _exit(0);
+    }
+    close(fd[1]);
+    std::string out;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(fd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFSIGNALED(status)) out += "\n(child did not die by a signal)";
+    return out;
 }
 
 int main(int argc, char **argv) {
@@ -181,7 +210,15 @@ int main(int argc, char **argv) {
     CHECK(!missing.ok());
     CHECK(missing.status().code() == DANU_ERR_IO);
     CHECK(missing.status().detail().find("missing.gguf") != std::string::npos);
-    std::printf("error form: %s\n", missing.status().message().c_str());
+    CHECK(missing.code() == DANU_ERR_IO);
+    CHECK(missing.message().find("missing.gguf") != std::string::npos);
+    CHECK(missing.message().find(danu_strerror(DANU_ERR_IO)) != std::string::npos);
+    std::printf("error form: %s\n", missing.message().c_str());
+    // dereferencing a failed Result ends the program with the message on stderr,
+    // in both builds (without exceptions it used to abort silently)
+    std::string died = stderr_of_child([&] { danu::Model m = *danu::Model::load(std::string(dir) + "/missing.gguf"); });
+    CHECK(died.find("missing.gguf") != std::string::npos);
+    CHECK(died.find(danu_strerror(DANU_ERR_IO)) != std::string::npos);
     danu_token bad[] = {1, 40000};
     danu::Status s = ctx->eval(bad, 2);
     CHECK(s.code() == DANU_ERR_BAD_TOKEN && !s.detail().empty());
