@@ -46,7 +46,7 @@ from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_
 from . import _lib
 
 __all__ = [
-    "Model", "Context", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
+    "Model", "Context", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
     "DanuIOError", "DanuFileNotFoundError", "UnknownKeyError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
     "BadTokenError", "BadUtf8Error", "StateError", "BufferTooSmallError", "InternalError", "synth_write",
     "version", "library_version", "param_bounds",
@@ -766,6 +766,63 @@ class Context:
 
     def load_state_file(self, path):
         _check_file(_call("danu_context_state_load_file", self._handle(), os.fsencode(path)), "state load", path)
+
+    def checkpoint(self, keep_state=True):
+        """A point to come back to: Checkpoint.restore() returns the context to
+        the tokens (and logits) it holds now, as often as needed, e.g. to score
+        several candidate replies from one prompt. Also a context manager:
+        `with ctx.checkpoint(): ...` restores on leaving.
+
+        restore() rewinds (no copy) when the sliding window still holds the
+        positions, re-evaluating the last token for fresh logits (one
+        position of work; restore(logits=False) skips that when the next call
+        evaluates anyway). Past the window rewinding is impossible, so
+        keep_state=True (default) also saves the state here (its size: the
+        KV rows of min(n, window) positions, see README) and loads it then.
+        keep_state=False skips that copy where the context cannot pass the
+        window (n_ctx <= sliding_window, or no window); restore() raises
+        StateError if it must. The sampler's random state is not rewound."""
+        return Checkpoint(self, keep_state)
+
+
+class Checkpoint:
+    """Context.checkpoint(): the tokens (and whether logits were valid) of a
+    context at one point, plus its saved state when keep_state."""
+
+    def __init__(self, ctx, keep_state=True):
+        self.context = ctx
+        self.tokens = ctx.tokens
+        self._had_logits = bool(_call("danu_context_logits", ctx._handle()))
+        self._state = ctx.save_state() if keep_state else None
+
+    def restore(self, logits=True):
+        """Return the context to the checkpoint: its tokens, and its logits
+        (re-evaluated) unless logits=False (then they are invalid until the
+        next evaluation)."""
+        c, n = self.context, len(self.tokens)
+        if c.tokens[:n] == self.tokens:
+            try:
+                if n == 0:
+                    c.clear()
+                elif logits and self._had_logits:
+                    c.rewind(n - 1)
+                    c.eval(self.tokens[-1:])
+                else:
+                    c.rewind(n)
+                return
+            except StateError:      # the sliding window no longer holds the positions
+                pass
+        if self._state is None:
+            raise StateError(11, "cannot return to the checkpoint of %d tokens by rewinding (past the sliding window "
+                                 "or the tokens changed); take it with keep_state=True" % n)
+        c.load_state(self._state)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.context._h:
+            self.restore()
 
 
 # ---- tools --------------------------------------------------------------------------

@@ -358,6 +358,47 @@ class TestModel(unittest.TestCase):
             self.assertEqual(st.reason, "aborted")
             self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"])
 
+    def test_checkpoint(self):
+        g = golden("tiny-a.capital")
+        P = len(g["prompt"])
+        with self.ctx(n_ctx=128) as c:           # tiny-a: sliding window 32
+            c.eval(g["prompt"])
+            at_prompt = c.logits
+            cp = c.checkpoint(keep_state=False)   # rewinding suffices within the window
+            for _ in range(2):                    # the same reply each time from the checkpoint
+                list(c.generate(5))
+                self.assertEqual(c.tokens[P:], g["greedy"][:5])
+                cp.restore()
+                self.assertEqual(c.tokens, g["prompt"])
+                self.assertEqual(c.logits, at_prompt)        # bit for bit
+            # scoring candidates: logits=False leaves the re-evaluation to the next eval
+            cands = [g["greedy"][:4], [450, 7483, 310], g["greedy"][:2]]
+            rows = []
+            for cand in cands:
+                rows.append(c.eval(cand, all_logits=True))
+                cp.restore(logits=False)
+                self.assertEqual(c.tokens, g["prompt"])
+            with self.ctx(n_ctx=128) as d:
+                for cand, got in zip(cands, rows):
+                    d.clear()
+                    d.eval(g["prompt"])
+                    self.assertEqual(d.eval(cand, all_logits=True), got)
+            self.assertIsNone(c.logits)
+            cp.restore()
+            self.assertEqual(c.logits, at_prompt)
+            # past the window rewinding is refused: the saved state brings it back
+            with c.checkpoint() as cp2:
+                c.eval(list(range(100, 140)))
+            self.assertEqual(c.tokens, g["prompt"])
+            self.assertEqual(c.logits, at_prompt)
+            c.eval(list(range(100, 140)))
+            with self.assertRaises(danu.StateError):
+                cp.restore()
+            cp2.restore()
+            self.assertEqual(c.tokens, g["prompt"])
+            list(c.generate(5))
+            self.assertEqual(c.tokens[P:], g["greedy"][:5])
+
     def test_errors(self):
         with self.assertRaises(danu.DanuIOError) as e:
             danu.Model(os.path.join(TMP, "missing.gguf"))
