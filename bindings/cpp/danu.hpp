@@ -33,6 +33,7 @@
 #ifndef DANU_HPP
 #define DANU_HPP
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -404,6 +405,15 @@ private:
 
 // ---- context -------------------------------------------------------------------------
 
+// Context::checkpoint(): the tokens of a context at one point, whether its
+// logits were valid, and (keep_state) its saved state. Context::restore()
+// returns to it, as often as needed.
+struct Checkpoint {
+    std::vector<danu_token> tokens;
+    bool had_logits = false;
+    std::vector<uint8_t> state;   // empty without keep_state
+};
+
 struct Step {
     danu_token token = -1;
     std::string text;
@@ -562,6 +572,45 @@ public:
     Status load_state_file(std::string_view path) {
         return Status::capture(danu_context_state_load_file(h_.get(), std::string(path).c_str()));
     }
+    // A point to come back to, e.g. to score several candidate replies from
+    // one prompt: restore() rewinds (no copy) while the sliding window still
+    // holds the positions and re-evaluates the last token for fresh logits
+    // (one position of work; logits = false skips that when the next call
+    // evaluates anyway). Past the window rewinding is impossible, so
+    // keep_state (default) also saves the state now (the KV rows of
+    // min(n, window) positions, see README) and restore() loads it then;
+    // without it restore() returns DANU_ERR_STATE there. The sampler's random
+    // state is not rewound.
+    Result<Checkpoint> checkpoint(bool keep_state = true) const {
+        Checkpoint cp;
+        cp.tokens = tokens();
+        cp.had_logits = logits() != nullptr;
+        if (keep_state) {
+            auto st = save_state();
+            if (!st) return st.status();
+            cp.state = std::move(*st);
+        }
+        return cp;
+    }
+    Status restore(const Checkpoint &cp, bool logits = true) {
+        const size_t n = cp.tokens.size();
+        const danu_token *now = danu_context_tokens(h_.get());
+        if (n_tokens() >= n && (n == 0 || std::equal(cp.tokens.begin(), cp.tokens.end(), now))) {
+            Status s;
+            if (n == 0) s = clear();
+            else if (logits && cp.had_logits) {
+                s = rewind(n - 1);
+                if (s) return eval(&cp.tokens[n - 1], 1);
+            } else
+                s = rewind(n);
+            if (s.code() != DANU_ERR_STATE) return s;   // done, or an error rewinding cannot avoid
+        }
+        if (cp.state.empty())
+            return Status::make(DANU_ERR_STATE, "cannot return to the checkpoint by rewinding (past the sliding "
+                                                "window or the tokens changed); take it with keep_state");
+        return load_state(cp.state);
+    }
+
     danu_context *get() const noexcept { return h_.get(); }
 
 private:

@@ -3,6 +3,7 @@
 // forms only) and with exceptions (throwing forms too).
 //
 // usage: test_danu TOKENIZER_MODEL GOLDEN_TXT
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -187,6 +188,32 @@ int main(int argc, char **argv) {
     CHECK(aborted_step.ok() && aborted_step->reason == DANU_STOP_ABORTED);
     CHECK(ctx->n_tokens() == prompt.size() + greedy.size());
     std::printf("abort: reason aborted, resumed to the uninterrupted tokens\n");
+
+    // a checkpoint to return to: by rewinding within the sliding window (32
+    // for tiny-a), from the saved state past it
+    CHECK(ctx->load_state(*state).ok());
+    const std::vector<float> at_prompt(ctx->logits(), ctx->logits() + ctx->vocab_size());
+    auto cp = ctx->checkpoint(false);
+    REQUIRE(cp.ok());
+    for (int round = 0; round < 2; round++) {
+        auto r5 = ctx->generate(5, [](danu_token, std::string_view) {});
+        CHECK(r5.ok() && *r5 == DANU_STOP_LENGTH);
+        hist = ctx->tokens();
+        CHECK(std::vector<danu_token>(hist.begin() + 6, hist.end()) ==
+              std::vector<danu_token>(greedy.begin(), greedy.begin() + 5));
+        CHECK(ctx->restore(*cp).ok());
+        CHECK(ctx->tokens() == prompt);
+        CHECK(ctx->logits() && std::equal(at_prompt.begin(), at_prompt.end(), ctx->logits()));
+    }
+    std::vector<danu_token> far;
+    for (int i = 0; i < 40; i++) far.push_back(100 + i);
+    auto cp_state = ctx->checkpoint();
+    REQUIRE(cp_state.ok());
+    CHECK(ctx->eval(far).ok());
+    CHECK(ctx->restore(*cp).code() == DANU_ERR_STATE);   // past the window, no state kept
+    CHECK(ctx->restore(*cp_state).ok());
+    CHECK(ctx->tokens() == prompt);
+    CHECK(ctx->logits() && std::equal(at_prompt.begin(), at_prompt.end(), ctx->logits()));
 
     // the streaming decoder agrees with decode
     auto dec = danu::Decoder::create(tok);
