@@ -21,6 +21,10 @@ have cc || need+=(gcc)
 have c++ || need+=(g++)
 have pkg-config || need+=(pkg-config)
 have python3 || need+=(python3)
+# the python_install test makes a venv with pip (Debian: python3-venv)
+venv_probe=$(mktemp -d)
+python3 -m venv "$venv_probe/v" >/dev/null 2>&1 || need+=(python3-venv)
+rm -rf "$venv_probe"
 pkg-config --exists check 2>/dev/null || need+=(check)
 if [ "$quick" != 1 ]; then
   have clang || need+=(clang libclang-rt-14-dev)

@@ -4,22 +4,39 @@
 // Strings go in as std::string_view; callbacks are lambdas (a trampoline
 // passes them to the C callback with the lambda as `user`).
 //
-// Works with exceptions disabled: every fallible call returns a danu::Status
-// or a danu::Result<T> (value or Status, like std::expected). With exceptions
-// enabled, Result<T>::value() on an error and Status::check() throw
-// danu::Error; without them they call std::abort(), so test ok() first.
+// Errors, with or without exceptions (-fno-exceptions): no call of this
+// header throws by itself. Every fallible call returns a danu::Status or a
+// danu::Result<T> (the value or the Status that prevented it, like
+// std::expected): Model::load, Context::create, Options::create,
+// Tokenizer::load, ... are the non-throwing API.
+//   Status:    ok(), code() (danu_status), detail() (danu_last_error() at the
+//              time), message() ("input/output error: /nope.gguf: cannot open ...")
+//   Result<T>: ok(), code(), message(), status(), value() / * / ->, value_or()
+// Only using an error as a value (value(), *, -> on a failed Result,
+// Status::check()) fails: with exceptions it throws danu::Error (what() is
+// the message); without them it prints "danu: unchecked error: <message>"
+// to stderr and calls std::abort(). So test ok() first:
 //
 //     auto model = danu::Model::load("model.gguf");
-//     if (!model) { std::fprintf(stderr, "%s\n", model.status().message().c_str()); return 1; }
+//     if (!model) { std::fprintf(stderr, "%s\n", model.message().c_str()); return 1; }
 //     auto ctx = danu::Context::create(*model);
+//
+// Generation reports how it ended as a DANU_STOP_* reason, never as an error:
+// an abort (Context::abort(), from a callback or another thread) is
+// DANU_STOP_ABORTED with an ok Result from generate() and an ok Status from
+// step(), as the Python binding reports stop_reason "aborted" (the C call
+// returns DANU_ERR_ABORTED and sets *reason = DANU_STOP_ABORTED). The context
+// is then as before the aborted token: generate() again resumes.
 //
 // Lifetimes follow danu.h: a Model must outlive its Contexts and borrowed
 // Tokenizers; a Tokenizer must outlive its Decoders.
 #ifndef DANU_HPP
 #define DANU_HPP
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -91,11 +108,15 @@ private:
 };
 #endif
 
+// Where a failure the caller did not test for ends up: throw danu::Error,
+// or without exceptions print "danu: <message>" to stderr and abort (the
+// only output of this header; test ok() first to decide yourself).
 [[noreturn]] inline void fail(const Status &s) {
 #if DANU_HPP_EXCEPTIONS
     throw Error(s);
 #else
-    (void)s;
+    std::fprintf(stderr, "danu: unchecked error: %s\n", s.message().c_str());
+    std::fflush(stderr);
     std::abort();
 #endif
 }
@@ -116,6 +137,8 @@ public:
     bool ok() const noexcept { return value_.has_value(); }
     explicit operator bool() const noexcept { return ok(); }
     const Status &status() const noexcept { return status_; }
+    danu_status code() const noexcept { return status_.code(); }     // DANU_OK when ok()
+    std::string message() const { return status_.message(); }       // "status text: detail"
     T &value() & { if (!ok()) fail(status_); return *value_; }
     const T &value() const & { if (!ok()) fail(status_); return *value_; }
     T &&value() && { if (!ok()) fail(status_); return std::move(*value_); }
@@ -162,6 +185,13 @@ inline int32_t progress_trampoline(void *user, float fraction) {
 #else
     return (*fn)(fraction) ? 1 : 0;
 #endif
+}
+
+// A generation call's status that is a stop reason rather than an error: the
+// C API returns ABORTED / CONTEXT_FULL together with reason ABORTED / FULL.
+inline bool is_stop(danu_status s, int32_t reason) noexcept {
+    return (s == DANU_ERR_ABORTED && reason == DANU_STOP_ABORTED) ||
+           (s == DANU_ERR_CONTEXT_FULL && reason == DANU_STOP_FULL);
 }
 
 // Role and content pointers for the C chat calls (the strings stay in msgs).
@@ -375,6 +405,15 @@ private:
 
 // ---- context -------------------------------------------------------------------------
 
+// Context::checkpoint(): the tokens of a context at one point, whether its
+// logits were valid, and (keep_state) its saved state. Context::restore()
+// returns to it, as often as needed.
+struct Checkpoint {
+    std::vector<danu_token> tokens;
+    bool had_logits = false;
+    std::vector<uint8_t> state;   // empty without keep_state
+};
+
 struct Step {
     danu_token token = -1;
     std::string text;
@@ -433,13 +472,15 @@ public:
     }
     Status clear_stops() { return Status::capture(danu_context_clear_stop_strings(h_.get())); }
 
-    // One bounded step. `out` is filled even when the step ends generation
-    // with an error (CONTEXT_FULL, ABORTED: out.reason says which).
+    // One bounded step. An abort or a full context ends generation with
+    // out.reason DANU_STOP_ABORTED / DANU_STOP_FULL and an ok status (as
+    // generate() and the Python binding report them), not an error.
     Status step(Step &out) {
         char buf[4096];
         size_t len = 0;
         danu_status s = danu_context_step(h_.get(), &out.token, buf, sizeof buf, &len, &out.reason);
         out.text.assign(buf, len);
+        if (detail::is_stop(s, out.reason)) return Status();
         return Status::capture(s);
     }
     Result<Step> step() {
@@ -465,7 +506,11 @@ public:
 
     // Generate up to max_tokens from the current state; fn(id, text) is
     // called per piece (id -1 for text flushed at the end) and returns void
-    // or danu::Flow. Returns the DANU_STOP_* reason.
+    // or danu::Flow. Returns the DANU_STOP_* reason. An abort
+    // (danu_context_abort, from the callback or another thread) is the reason
+    // DANU_STOP_ABORTED, a full context (ON_FULL error) DANU_STOP_FULL: not an
+    // error status. After an abort the context is as before the aborted
+    // token, so calling generate() again resumes.
     template <class F>
     Result<int32_t> generate(int32_t max_tokens, F &&fn) {
         struct Box {
@@ -499,7 +544,7 @@ public:
 #if DANU_HPP_EXCEPTIONS
         if (box.error) std::rethrow_exception(box.error);
 #endif
-        if (s != DANU_OK) return Status::capture(s);
+        if (s != DANU_OK && !detail::is_stop(s, reason)) return Status::capture(s);
         return reason;
     }
 
@@ -527,6 +572,45 @@ public:
     Status load_state_file(std::string_view path) {
         return Status::capture(danu_context_state_load_file(h_.get(), std::string(path).c_str()));
     }
+    // A point to come back to, e.g. to score several candidate replies from
+    // one prompt: restore() rewinds (no copy) while the sliding window still
+    // holds the positions and re-evaluates the last token for fresh logits
+    // (one position of work; logits = false skips that when the next call
+    // evaluates anyway). Past the window rewinding is impossible, so
+    // keep_state (default) also saves the state now (the KV rows of
+    // min(n, window) positions, see README) and restore() loads it then;
+    // without it restore() returns DANU_ERR_STATE there. The sampler's random
+    // state is not rewound.
+    Result<Checkpoint> checkpoint(bool keep_state = true) const {
+        Checkpoint cp;
+        cp.tokens = tokens();
+        cp.had_logits = logits() != nullptr;
+        if (keep_state) {
+            auto st = save_state();
+            if (!st) return st.status();
+            cp.state = std::move(*st);
+        }
+        return cp;
+    }
+    Status restore(const Checkpoint &cp, bool logits = true) {
+        const size_t n = cp.tokens.size();
+        const danu_token *now = danu_context_tokens(h_.get());
+        if (n_tokens() >= n && (n == 0 || std::equal(cp.tokens.begin(), cp.tokens.end(), now))) {
+            Status s;
+            if (n == 0) s = clear();
+            else if (logits && cp.had_logits) {
+                s = rewind(n - 1);
+                if (s) return eval(&cp.tokens[n - 1], 1);
+            } else
+                s = rewind(n);
+            if (s.code() != DANU_ERR_STATE) return s;   // done, or an error rewinding cannot avoid
+        }
+        if (cp.state.empty())
+            return Status::make(DANU_ERR_STATE, "cannot return to the checkpoint by rewinding (past the sliding "
+                                                "window or the tokens changed); take it with keep_state");
+        return load_state(cp.state);
+    }
+
     danu_context *get() const noexcept { return h_.get(); }
 
 private:

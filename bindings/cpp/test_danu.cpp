@@ -3,12 +3,15 @@
 // forms only) and with exceptions (throwing forms too).
 //
 // usage: test_danu TOKENIZER_MODEL GOLDEN_TXT
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "danu.hpp"
@@ -49,6 +52,33 @@ static std::string read_file(const char *path) {
     std::ostringstream s;
     s << f.rdbuf();
     return s.str();
+}
+
+// Runs fn in a child process (expected to die) and returns what it wrote to stderr.
+template <class F>
+static std::string stderr_of_child(F fn) {
+    int fd[2];
+    if (pipe(fd) != 0) return "";
+    std::fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        fn();
+        _exit(0);
+    }
+    close(fd[1]);
+    std::string out;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(fd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFSIGNALED(status)) out += "\n(child did not die by a signal)";
+    return out;
 }
 
 int main(int argc, char **argv) {
@@ -132,6 +162,59 @@ int main(int argc, char **argv) {
     });
     CHECK(reason.ok() && *reason == DANU_STOP_CALLBACK && pieces == 3);
 
+    // an abort (here from the callback after 3 tokens) ends generation with
+    // reason DANU_STOP_ABORTED and no error status, as in every binding; the
+    // context is as before the aborted token, so generation resumes: greedy,
+    // the same tokens and text as one uninterrupted run
+    CHECK(ctx->load_state(*state).ok());
+    int calls = 0;
+    std::string resumed;
+    reason = ctx->generate(24, [&](danu_token, std::string_view piece) {
+        resumed += piece;
+        if (++calls == 3) ctx->abort();
+    });
+    CHECK(reason.ok());
+    CHECK(reason.ok() && *reason == DANU_STOP_ABORTED);
+    CHECK(ctx->n_tokens() == prompt.size() + 3);
+    CHECK(ctx->logits() != nullptr);
+    reason = ctx->generate(21, [&](danu_token, std::string_view piece) { resumed += piece; });
+    CHECK(reason.ok() && *reason == DANU_STOP_LENGTH);
+    hist = ctx->tokens();
+    CHECK(std::vector<danu_token>(hist.begin() + 6, hist.end()) == greedy);
+    CHECK(resumed == generated);
+    // the step form too: ok, with the reason
+    ctx->abort();
+    auto aborted_step = ctx->step();
+    CHECK(aborted_step.ok() && aborted_step->reason == DANU_STOP_ABORTED);
+    CHECK(ctx->n_tokens() == prompt.size() + greedy.size());
+    std::printf("abort: reason aborted, resumed to the uninterrupted tokens\n");
+
+    // a checkpoint to return to: by rewinding within the sliding window (32
+    // for tiny-a), from the saved state past it
+    CHECK(ctx->load_state(*state).ok());
+    const std::vector<float> at_prompt(ctx->logits(), ctx->logits() + ctx->vocab_size());
+    auto cp = ctx->checkpoint(false);
+    REQUIRE(cp.ok());
+    for (int round = 0; round < 2; round++) {
+        auto r5 = ctx->generate(5, [](danu_token, std::string_view) {});
+        CHECK(r5.ok() && *r5 == DANU_STOP_LENGTH);
+        hist = ctx->tokens();
+        CHECK(std::vector<danu_token>(hist.begin() + 6, hist.end()) ==
+              std::vector<danu_token>(greedy.begin(), greedy.begin() + 5));
+        CHECK(ctx->restore(*cp).ok());
+        CHECK(ctx->tokens() == prompt);
+        CHECK(ctx->logits() && std::equal(at_prompt.begin(), at_prompt.end(), ctx->logits()));
+    }
+    std::vector<danu_token> far;
+    for (int i = 0; i < 40; i++) far.push_back(100 + i);
+    auto cp_state = ctx->checkpoint();
+    REQUIRE(cp_state.ok());
+    CHECK(ctx->eval(far).ok());
+    CHECK(ctx->restore(*cp).code() == DANU_ERR_STATE);   // past the window, no state kept
+    CHECK(ctx->restore(*cp_state).ok());
+    CHECK(ctx->tokens() == prompt);
+    CHECK(ctx->logits() && std::equal(at_prompt.begin(), at_prompt.end(), ctx->logits()));
+
     // the streaming decoder agrees with decode
     auto dec = danu::Decoder::create(tok);
     REQUIRE(dec.ok());
@@ -154,7 +237,15 @@ int main(int argc, char **argv) {
     CHECK(!missing.ok());
     CHECK(missing.status().code() == DANU_ERR_IO);
     CHECK(missing.status().detail().find("missing.gguf") != std::string::npos);
-    std::printf("error form: %s\n", missing.status().message().c_str());
+    CHECK(missing.code() == DANU_ERR_IO);
+    CHECK(missing.message().find("missing.gguf") != std::string::npos);
+    CHECK(missing.message().find(danu_strerror(DANU_ERR_IO)) != std::string::npos);
+    std::printf("error form: %s\n", missing.message().c_str());
+    // dereferencing a failed Result ends the program with the message on stderr,
+    // in both builds (without exceptions it used to abort silently)
+    std::string died = stderr_of_child([&] { danu::Model m = *danu::Model::load(std::string(dir) + "/missing.gguf"); });
+    CHECK(died.find("missing.gguf") != std::string::npos);
+    CHECK(died.find(danu_strerror(DANU_ERR_IO)) != std::string::npos);
     danu_token bad[] = {1, 40000};
     danu::Status s = ctx->eval(bad, 2);
     CHECK(s.code() == DANU_ERR_BAD_TOKEN && !s.detail().empty());

@@ -7,8 +7,30 @@
 
 The library is found through DANU_LIBRARY (a path), then the installed
 libdanu.so.0, then a meson build tree above this package (build*/lib).
-Every failure raises a DanuError subclass carrying .status (the danu_status
-number) and .detail (danu_last_error()).
+Errors. Every failure raises a DanuError subclass carrying .status (the
+danu_status number) and .detail (danu_last_error()); each also derives from the
+built-in exception a Python caller would expect:
+
+    DanuError(Exception)
+      InvalidArgumentError(ValueError)   bad value: max_tokens < 0, a seed or other
+                                         option outside danu.param_bounds(name)
+      OutOfMemoryError(MemoryError)
+      DanuIOError(OSError)               open/read/write failed
+        DanuFileNotFoundError(FileNotFoundError)   the file is missing (errno ENOENT,
+                                         .filename): `except FileNotFoundError` works
+      FormatError                        corrupt or foreign file
+      UnsupportedError                   unknown option, valid but unsupported input
+        UnknownKeyError(KeyError)        Model.info() with an unknown name (lists the valid ones)
+      CancelledError                     a progress callback returned True
+      AbortedError                       eval/prompt/chat_append stopped by abort()
+      ContextFullError, StateError, BufferTooSmallError, InternalError
+      BadTokenError(ValueError), BadUtf8Error(ValueError)
+
+An abort or a full context during generation (generate, chat, step) is no
+exception: generation ends with stop_reason "aborted" or "full", as every
+binding reports it (the C call returns DANU_ERR_ABORTED with reason
+DANU_STOP_ABORTED). After an abort the context is as before the aborted token,
+so generate() resumes where it stopped.
 
 Threading follows the C library: a Model may be shared by contexts on any
 threads; a Context is used by one thread at a time, except Context.abort(),
@@ -16,6 +38,7 @@ which any thread may call while another one evaluates or generates.
 """
 import array
 import ctypes
+import errno
 import os
 import weakref
 from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_void_p
@@ -23,8 +46,8 @@ from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_
 from . import _lib
 
 __all__ = [
-    "Model", "Context", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
-    "DanuIOError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
+    "Model", "Context", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
+    "DanuIOError", "DanuFileNotFoundError", "UnknownKeyError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
     "BadTokenError", "BadUtf8Error", "StateError", "BufferTooSmallError", "InternalError", "synth_write",
     "version", "library_version", "param_bounds",
 ]
@@ -74,12 +97,22 @@ class DanuError(Exception):
         self.what = what
         text = _strerror(status)
         msg = "%s: %s" % (what, text) if what else text
-        super().__init__(msg + (": " + detail if detail else ""))
+        self.message = msg + (": " + detail if detail else "")
+        super().__init__(self.message)
+
+    def __str__(self):      # not OSError's "[Errno ...]" nor KeyError's repr
+        return self.message
 
 
 class InvalidArgumentError(DanuError, ValueError): status = 1
 class OutOfMemoryError(DanuError, MemoryError): status = 2
-class DanuIOError(DanuError): status = 3
+class DanuIOError(DanuError, OSError): status = 3
+
+
+class DanuFileNotFoundError(DanuIOError, FileNotFoundError):
+    """The file to read does not exist (errno ENOENT, .filename the path)."""
+
+
 class FormatError(DanuError): status = 4
 class UnsupportedError(DanuError): status = 5
 class CancelledError(DanuError): status = 6
@@ -90,6 +123,10 @@ class BadUtf8Error(DanuError, ValueError): status = 10
 class StateError(DanuError): status = 11
 class BufferTooSmallError(DanuError): status = 12
 class InternalError(DanuError): status = 13
+
+
+class UnknownKeyError(UnsupportedError, KeyError):
+    """An unknown name for Model.info() (the message lists the valid ones)."""
 
 
 _ERRORS = {c.status: c for c in (InvalidArgumentError, OutOfMemoryError, DanuIOError, FormatError, UnsupportedError,
@@ -113,6 +150,43 @@ def _error(status, what=None, detail=None):
 def _check(status, what=None):
     if status != OK:
         raise _error(status, what)
+
+
+def _check_file(status, what, path):
+    """_check for calls that read `path`: IO on a missing file raises
+    DanuFileNotFoundError (a FileNotFoundError), else as _check."""
+    if status == DanuIOError.status:
+        detail = _lib.get().danu_last_error().decode("utf-8", "replace")
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            e = DanuFileNotFoundError(status, detail, what)
+            e.errno, e.strerror, e.filename = errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path)
+            raise e from None
+        except OSError:
+            pass
+        raise _error(status, what, detail)
+    _check(status, what)
+
+
+def _check_int_option(name, value):
+    """An int option's value must lie within danu_param_bounds (ctypes would
+    silently wrap what does not fit the C int64_t: 2**64 + 5 became 5)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return
+    key = _param(name)
+    lo, hi = c_double(), c_double()
+    if _call("danu_param_bounds", key, byref(lo), byref(hi)) != OK:
+        return
+    lo, hi = max(int(lo.value), -2 ** 63), min(int(hi.value), 2 ** 63 - 1)
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(1, "option %s must be an integer in [%d, %d], got %d" % (name, lo, hi, value))
+
+
+def _check_max_tokens(max_tokens):
+    """max_tokens as the C API takes it: an int in [0, 2**31 - 1]."""
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 0 <= max_tokens <= 2 ** 31 - 1:
+        raise InvalidArgumentError(1, "max_tokens must be an integer in [0, 2147483647], got %r" % (max_tokens,))
 
 
 def _call(name, *args):
@@ -203,6 +277,7 @@ class _Options:
         self.progress_error = None
         try:
             for name, value in options.items():
+                _check_int_option(name, value)
                 _set(self.h, "options", name, value)
             if self.log:
                 _check(_call("danu_options_set_log", self.h, self.log, None))
@@ -249,6 +324,8 @@ class Model:
         h = c_void_p()
         try:
             s = _call("danu_model_load", os.fsencode(path), opts.h, byref(h))
+            if opts.progress_error is None:
+                _check_file(s, "load %s" % os.fspath(path), path)
             opts.check(s, "load %s" % os.fspath(path))
         finally:
             opts.free()
@@ -287,6 +364,9 @@ class Model:
             v = c_double()
             _check(_call("danu_model_get_float", self._handle(), FLOAT_INFO[key], byref(v)), key)
             return v.value
+        if isinstance(key, str) and key not in INFO:
+            raise UnknownKeyError(5, "unknown model info %r; valid names: %s"
+                                  % (key, ", ".join(sorted(list(INFO) + list(FLOAT_INFO)))))
         v = c_int64()
         _check(_call("danu_model_get_int", self._handle(), INFO[key] if isinstance(key, str) else key, byref(v)),
                str(key))
@@ -329,7 +409,8 @@ class Tokenizer:
         self._h = None
         self._owner = None
         h = c_void_p()
-        _check(_call("danu_tokenizer_load", os.fsencode(path), None, byref(h)), "load %s" % os.fspath(path))
+        _check_file(_call("danu_tokenizer_load", os.fsencode(path), None, byref(h)), "load %s" % os.fspath(path),
+                    path)
         self._h = h
 
     @classmethod
@@ -520,6 +601,7 @@ class Context:
     def set(self, **options):
         """Sticky settings on the live context (sampling options, on_full, n_keep, seed)."""
         for name, value in options.items():
+            _check_int_option(name, value)
             _set(self._handle(), "context", name, value)
 
     def set_logit_bias(self, token, bias):
@@ -624,7 +706,12 @@ class Context:
     def generate(self, max_tokens=128, stop=None):
         """Iterator of text pieces generated from the current state (evaluate a
         prompt first). stop: extra stop strings for this generation. After the
-        loop, .stop_reason is "length", "eos", "stop", "full" or "aborted"."""
+        loop, .stop_reason is "length", "eos", "stop", "full" or "aborted".
+        max_tokens < 0 raises InvalidArgumentError at once."""
+        _check_max_tokens(max_tokens)
+        return self._generate(max_tokens, stop)
+
+    def _generate(self, max_tokens, stop):
         extra = list(stop or [])
         self.stop_reason = None
         if extra:
@@ -657,6 +744,7 @@ class Context:
         """Append messages, open the assistant turn and generate the reply: a str,
         or an iterator of pieces with stream=True. The context keeps the
         conversation; pass only the new messages next time."""
+        _check_max_tokens(max_tokens)         # before anything is appended
         self.chat_append(messages, True)
         pieces = self.generate(max_tokens, stop)
         return pieces if stream else "".join(pieces)
@@ -677,7 +765,64 @@ class Context:
         _check(_call("danu_context_state_save_file", self._handle(), os.fsencode(path)), "state save")
 
     def load_state_file(self, path):
-        _check(_call("danu_context_state_load_file", self._handle(), os.fsencode(path)), "state load")
+        _check_file(_call("danu_context_state_load_file", self._handle(), os.fsencode(path)), "state load", path)
+
+    def checkpoint(self, keep_state=True):
+        """A point to come back to: Checkpoint.restore() returns the context to
+        the tokens (and logits) it holds now, as often as needed, e.g. to score
+        several candidate replies from one prompt. Also a context manager:
+        `with ctx.checkpoint(): ...` restores on leaving.
+
+        restore() rewinds (no copy) when the sliding window still holds the
+        positions, re-evaluating the last token for fresh logits (one
+        position of work; restore(logits=False) skips that when the next call
+        evaluates anyway). Past the window rewinding is impossible, so
+        keep_state=True (default) also saves the state here (its size: the
+        KV rows of min(n, window) positions, see README) and loads it then.
+        keep_state=False skips that copy where the context cannot pass the
+        window (n_ctx <= sliding_window, or no window); restore() raises
+        StateError if it must. The sampler's random state is not rewound."""
+        return Checkpoint(self, keep_state)
+
+
+class Checkpoint:
+    """Context.checkpoint(): the tokens (and whether logits were valid) of a
+    context at one point, plus its saved state when keep_state."""
+
+    def __init__(self, ctx, keep_state=True):
+        self.context = ctx
+        self.tokens = ctx.tokens
+        self._had_logits = bool(_call("danu_context_logits", ctx._handle()))
+        self._state = ctx.save_state() if keep_state else None
+
+    def restore(self, logits=True):
+        """Return the context to the checkpoint: its tokens, and its logits
+        (re-evaluated) unless logits=False (then they are invalid until the
+        next evaluation)."""
+        c, n = self.context, len(self.tokens)
+        if c.tokens[:n] == self.tokens:
+            try:
+                if n == 0:
+                    c.clear()
+                elif logits and self._had_logits:
+                    c.rewind(n - 1)
+                    c.eval(self.tokens[-1:])
+                else:
+                    c.rewind(n)
+                return
+            except StateError:      # the sliding window no longer holds the positions
+                pass
+        if self._state is None:
+            raise StateError(11, "cannot return to the checkpoint of %d tokens by rewinding (past the sliding window "
+                                 "or the tokens changed); take it with keep_state=True" % n)
+        c.load_state(self._state)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.context._h:
+            self.restore()
 
 
 # ---- tools --------------------------------------------------------------------------

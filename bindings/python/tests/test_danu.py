@@ -330,6 +330,75 @@ class TestModel(unittest.TestCase):
             self.assertGreater(n, 0)
             c.eval([g["greedy"][0]])          # still usable
 
+    def test_abort_then_resume(self):
+        # an abort ends generation with stop reason "aborted" (no exception);
+        # generating again resumes: greedy, the same tokens and text as one run
+        g = golden("tiny-a.capital")
+        n = len(g["greedy"])
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            text = ""
+            for piece in c.generate(n):
+                text += piece
+                if len(c) - len(g["prompt"]) >= 3:
+                    c.abort()
+            self.assertEqual(c.stop_reason, "aborted")
+            done = len(c) - len(g["prompt"])
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"][:done])
+            self.assertIsNotNone(c.logits)           # as before the aborted token
+            text += "".join(c.generate(n - done))
+            self.assertEqual(c.stop_reason, "length")
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"])
+            with self.ctx() as d:
+                d.eval(g["prompt"])
+                self.assertEqual(text, "".join(d.generate(n)))
+            # the step form reports it the same way
+            c.abort()
+            st = c.step()
+            self.assertEqual(st.reason, "aborted")
+            self.assertEqual(c.tokens[len(g["prompt"]):], g["greedy"])
+
+    def test_checkpoint(self):
+        g = golden("tiny-a.capital")
+        P = len(g["prompt"])
+        with self.ctx(n_ctx=128) as c:           # tiny-a: sliding window 32
+            c.eval(g["prompt"])
+            at_prompt = c.logits
+            cp = c.checkpoint(keep_state=False)   # rewinding suffices within the window
+            for _ in range(2):                    # the same reply each time from the checkpoint
+                list(c.generate(5))
+                self.assertEqual(c.tokens[P:], g["greedy"][:5])
+                cp.restore()
+                self.assertEqual(c.tokens, g["prompt"])
+                self.assertEqual(c.logits, at_prompt)        # bit for bit
+            # scoring candidates: logits=False leaves the re-evaluation to the next eval
+            cands = [g["greedy"][:4], [450, 7483, 310], g["greedy"][:2]]
+            rows = []
+            for cand in cands:
+                rows.append(c.eval(cand, all_logits=True))
+                cp.restore(logits=False)
+                self.assertEqual(c.tokens, g["prompt"])
+            with self.ctx(n_ctx=128) as d:
+                for cand, got in zip(cands, rows):
+                    d.clear()
+                    d.eval(g["prompt"])
+                    self.assertEqual(d.eval(cand, all_logits=True), got)
+            self.assertIsNone(c.logits)
+            cp.restore()
+            self.assertEqual(c.logits, at_prompt)
+            # past the window rewinding is refused: the saved state brings it back
+            with c.checkpoint() as cp2:
+                c.eval(list(range(100, 140)))
+            self.assertEqual(c.tokens, g["prompt"])
+            self.assertEqual(c.logits, at_prompt)
+            c.eval(list(range(100, 140)))
+            with self.assertRaises(danu.StateError):
+                cp.restore()
+            cp2.restore()
+            self.assertEqual(c.tokens, g["prompt"])
+            list(c.generate(5))
+            self.assertEqual(c.tokens[P:], g["greedy"][:5])
+
     def test_errors(self):
         with self.assertRaises(danu.DanuIOError) as e:
             danu.Model(os.path.join(TMP, "missing.gguf"))
@@ -353,6 +422,56 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(danu.BadUtf8Error):
             self.model.tokenizer.encode(b"\xff\xfe")
         self.assertTrue(issubclass(danu.BadTokenError, danu.DanuError))
+
+    def test_exception_hierarchy(self):
+        missing = os.path.join(TMP, "missing.gguf")
+        with self.assertRaises(FileNotFoundError) as e:      # a missing model is a FileNotFoundError...
+            danu.Model(missing)
+        self.assertIsInstance(e.exception, danu.DanuIOError)  # ...and a DanuIOError, an OSError
+        self.assertIsInstance(e.exception, danu.DanuError)
+        self.assertEqual((e.exception.errno, e.exception.filename, e.exception.status), (2, missing, 3))
+        self.assertIn("missing.gguf", str(e.exception))
+        self.assertTrue(issubclass(danu.DanuIOError, OSError))
+        with self.assertRaises(FileNotFoundError):
+            danu.Tokenizer(missing)
+        with self.ctx() as c, self.assertRaises(FileNotFoundError):
+            c.load_state_file(missing)
+        with self.assertRaises(OSError) as e:                 # exists but is no file: IO, not FileNotFound
+            danu.Model(os.path.join(DATA, "llama2-tokenizer", "tokenizer.model", "x"))
+        self.assertIsInstance(e.exception, danu.DanuIOError)
+        # an unknown info key: a DanuError (and a KeyError) naming the valid keys
+        with self.assertRaises(danu.UnknownKeyError) as e:
+            self.model.info("x")
+        self.assertIsInstance(e.exception, KeyError)
+        self.assertIsInstance(e.exception, danu.DanuError)
+        self.assertIn("vocab", str(e.exception))
+        self.assertIn("rope_theta", str(e.exception))
+        with self.assertRaises(danu.UnsupportedError):
+            self.model.info(9999)
+
+    def test_argument_checks(self):
+        g = golden("tiny-a.capital")
+        with self.ctx() as c:
+            c.eval(g["prompt"])
+            for bad in (-5, -1, 2 ** 31, 1.5, "3"):
+                with self.assertRaises(danu.InvalidArgumentError) as e:   # a ValueError
+                    list(c.generate(bad))
+                self.assertIn("max_tokens", str(e.exception))
+                with self.assertRaises(ValueError):
+                    c.chat([("user", "hi")], max_tokens=bad)
+            self.assertEqual(c.tokens, g["prompt"])       # the refused chat appended nothing
+            self.assertEqual(list(c.generate(0)), [])
+            self.assertEqual(c.stop_reason, "length")
+            lo, hi = danu.param_bounds("seed")
+            for seed in (2 ** 64 + 5, 2 ** 70, -1, int(hi) + 1, 2 ** 63):
+                with self.assertRaises(danu.InvalidArgumentError) as e:
+                    c.set(seed=seed)
+                self.assertIn("seed", str(e.exception))
+                with self.assertRaises(ValueError):
+                    self.ctx(seed=seed)
+            c.set(seed=int(hi))
+            with self.assertRaises(danu.InvalidArgumentError):
+                self.ctx(n_ctx=2 ** 64 + 16)
 
     def test_callbacks(self):
         messages = []
@@ -433,6 +552,68 @@ class TestTokenizer(unittest.TestCase):
         self.assertEqual(self.tok.encode("</s>", add_bos=False, special=True), [2])
         self.assertNotEqual(self.tok.encode("</s>", add_bos=False), [2])
         self.assertEqual(self.tok.encode("hi", add_eos=True)[-1], 2)
+
+
+class TestBuildBackend(unittest.TestCase):
+    """The in-tree PEP 517 backend (danu_build.py): pip needs nothing else."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(HERE, ".."))
+        import danu_build
+        self.b = danu_build
+        self.out = tempfile.mkdtemp(prefix="danu-wheel-")
+
+    def tearDown(self):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def test_pyproject(self):
+        bs = self.b._read_pyproject(os.path.join(HERE, "..", "pyproject.toml"))["build-system"]
+        self.assertEqual((bs["requires"], bs["build-backend"], bs["backend-path"]), ([], "danu_build", ["."]))
+        self.assertEqual(self.b.get_requires_for_build_wheel(), [])
+        self.assertEqual(self.b.get_requires_for_build_sdist(), [])
+        self.assertEqual(self.b.get_requires_for_build_editable(), [])
+        self.assertEqual(self.b._project()["version"], danu.__version__)
+
+    def test_wheel(self):
+        import base64
+        import hashlib
+        import zipfile
+        name = self.b.build_wheel(self.out)
+        self.assertEqual(name, "danu-%s-py3-none-any.whl" % danu.__version__)
+        with zipfile.ZipFile(os.path.join(self.out, name)) as z:
+            names = z.namelist()
+            info = "danu-%s.dist-info/" % danu.__version__
+            self.assertEqual(sorted(names), sorted(["danu/__init__.py", "danu/_lib.py", info + "METADATA",
+                                                    info + "WHEEL", info + "RECORD"]))
+            rows = [r.split(",") for r in z.read(info + "RECORD").decode().splitlines()]
+            self.assertEqual(sorted(r[0] for r in rows), sorted(names))
+            for path, digest, size in rows:
+                if path == info + "RECORD":
+                    self.assertEqual((digest, size), ("", ""))
+                    continue
+                data = z.read(path)
+                want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                self.assertEqual((digest, int(size)), ("sha256=" + want, len(data)), path)
+            meta = z.read(info + "METADATA").decode()
+            self.assertIn("Name: danu\n", meta)
+            self.assertIn("Version: %s\n" % danu.__version__, meta)
+            self.assertIn("Root-Is-Purelib: true", z.read(info + "WHEEL").decode())
+            with open(os.path.join(HERE, "..", "danu", "_lib.py"), "rb") as f:
+                self.assertEqual(z.read("danu/_lib.py"), f.read())
+
+    def test_editable_and_sdist(self):
+        import tarfile
+        import zipfile
+        name = self.b.build_editable(self.out)
+        with zipfile.ZipFile(os.path.join(self.out, name)) as z:
+            pth = z.read("__editable__.danu.pth").decode().strip()
+            self.assertTrue(os.path.samefile(pth, os.path.join(HERE, "..")))
+        name = self.b.build_sdist(self.out)
+        with tarfile.open(os.path.join(self.out, name)) as t:
+            base = "danu-%s/" % danu.__version__
+            got = set(t.getnames())
+        for f in ("pyproject.toml", "README.md", "danu_build.py", "PKG-INFO", "danu/__init__.py", "danu/_lib.py"):
+            self.assertIn(base + f, got)
 
 
 class TestLibraryLookup(unittest.TestCase):
