@@ -158,16 +158,6 @@ enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
 
 AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
 
-AI void k_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    const uint32_t u0 = dn_ld_u32(s), u1 = dn_ld_u32(s + 4), u2 = dn_ld_u32(s + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = sc_lo | (uint64_t)sc_hi << 32;
-    *mn = mn_lo | (uint64_t)mn_hi << 32;
-}
-
 /* Sub-block j (32 elements) of a K-quant super-block as unsigned bytes;
  * its int16 scale vector goes to *scv (q6_K: two scales, 16 elements each). */
 AI __m256i k_sub(int kind, const uint8_t *w, int j, const int16_t *sc16)
@@ -214,7 +204,7 @@ AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp
             d[r] = fp16(w);
             dmin[r] = fp16(w + 2);
             uint64_t sc, mn;
-            k_unpack_scales(w + 4, &sc, &mn);
+            dn_k_unpack_scales(w + 4, &sc, &mn);
             for (int j = 0; j < 8; j++) scs[r][j] = (int16_t)((sc >> (8 * j)) & 0xFF);
             const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
             mins[r] = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));

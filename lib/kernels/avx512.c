@@ -273,17 +273,6 @@ enum { K_Q4_K, K_Q5_K, K_Q6_K };
 AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
 enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
 
-/* 8 six-bit scales and mins from the 12 packed bytes. */
-AI void k_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    const uint32_t u0 = dn_ld_u32(s), u1 = dn_ld_u32(s + 4), u2 = dn_ld_u32(s + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = sc_lo | (uint64_t)sc_hi << 32;
-    *mn = mn_lo | (uint64_t)mn_hi << 32;
-}
-
 /* Lanes 0..7 = v[2c], 8..15 = v[2c+1] (int32). */
 AI __m512i pick_pair(__m512i v, int c)
 {
@@ -346,7 +335,7 @@ AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp
             /* lanes 0..7 scale the folded sub-block sums, 8..15 the mins */
             D = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(fp16(w)), _mm512_set1_ps(-fp16(w + 2)));
             uint64_t sc, mn;
-            k_unpack_scales(w + 4, &sc, &mn);
+            dn_k_unpack_scales(w + 4, &sc, &mn);
             const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
             UNROLL for (int c = 0; c < 4; c++) scv[c] = pick_pair(sc32, c);
             /* each min covers two 16-element bsums */

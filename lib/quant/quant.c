@@ -49,37 +49,6 @@ static inline int8_t round_away_i8(float v)
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* ------------------------------------------------------------------ */
-/* K-quant scale packing (Q4_K / Q5_K): 8 six-bit scales and 8 six-bit  */
-/* mins in 12 bytes. Sub-blocks 0..3 keep their low 6 bits in bytes     */
-/* 0..3 (scale) and 4..7 (min); sub-blocks 4..7 put their low nibbles   */
-/* in bytes 8..11 and their top 2 bits in the spare bits 6..7 of bytes  */
-/* 0..7.                                                               */
-/* ------------------------------------------------------------------ */
-
-static void k_scale_min(const uint8_t *s, int j, int *sc, int *mn)
-{
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
-static void k_pack_scale_min(uint8_t *s, int j, uint8_t sc, uint8_t mn)
-{
-    if (j < 4) {
-        s[j] = sc;
-        s[j + 4] = mn;
-    } else {
-        s[j + 4] = (uint8_t)((sc & 0x0f) | ((mn & 0x0f) << 4));
-        s[j - 4] |= (uint8_t)((sc >> 4) << 6);
-        s[j] |= (uint8_t)((mn >> 4) << 6);
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* Dequantize                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -170,13 +139,12 @@ static void deq_q4_K(const uint8_t *src, float *y, int64_t nb)
         dn_block_q4_K b;
         memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
         const float d = dn_fp16_to_f32(b.d), dmin = dn_fp16_to_f32(b.dmin);
+        uint8_t sc[8], mn[8];
+        dn_k_scales_mins(b.scales, sc, mn);
         for (int c = 0; c < 4; c++) {
             const uint8_t *q = b.qs + 32 * c;
-            int sc, mn;
-            k_scale_min(b.scales, 2 * c, &sc, &mn);
-            const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k_scale_min(b.scales, 2 * c + 1, &sc, &mn);
-            const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+            const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
+            const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0x0f) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
         }
@@ -191,13 +159,12 @@ static void deq_q5_K(const uint8_t *src, float *y, int64_t nb)
         dn_block_q5_K b;
         memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
         const float d = dn_fp16_to_f32(b.d), dmin = dn_fp16_to_f32(b.dmin);
+        uint8_t sc[8], mn[8];
+        dn_k_scales_mins(b.scales, sc, mn);
         for (int c = 0; c < 4; c++) {
             const uint8_t *q = b.qs + 32 * c;
-            int sc, mn;
-            k_scale_min(b.scales, 2 * c, &sc, &mn);
-            const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k_scale_min(b.scales, 2 * c + 1, &sc, &mn);
-            const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+            const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
+            const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
             for (int l = 0; l < 32; l++) {
                 int v = (q[l] & 0x0f) | (((b.qh[l] >> (2 * c)) & 1) << 4);
                 *y++ = d1 * (float)v - m1;
@@ -520,25 +487,25 @@ static void k_fit_superblock(const float *x, int nmax, float rmin, int nstep,
     }
     const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-    memset(scales_out, 0, DN_K_SCALE_SIZE);
+    uint8_t ls[DN_QK_K / 32], lm[DN_QK_K / 32];
     for (int j = 0; j < DN_QK_K / 32; j++) {
         /* ggml stores the rounded value into a uint8_t, then caps it at 63 */
-        uint8_t ls = (uint8_t)round_even(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)round_even(inv_min * mins[j]);
-        if (ls > 63) ls = 63;
-        if (lm > 63) lm = 63;
-        k_pack_scale_min(scales_out, j, ls, lm);
+        ls[j] = (uint8_t)round_even(inv_scale * scales[j]);
+        lm[j] = (uint8_t)round_even(inv_min * mins[j]);
+        if (ls[j] > 63) ls[j] = 63;
+        if (lm[j] > 63) lm[j] = 63;
     }
+    dn_k_pack_scales(ls, lm, scales_out);
     *d_out = dn_f32_to_fp16(max_scale / 63.0f);
     *dmin_out = dn_f32_to_fp16(max_min / 63.0f);
 
     const float d_all = dn_fp16_to_f32(*d_out), dmin_all = dn_fp16_to_f32(*dmin_out);
+    uint8_t sc[DN_QK_K / 32], mn[DN_QK_K / 32];
+    dn_k_scales_mins(scales_out, sc, mn);
     for (int j = 0; j < DN_QK_K / 32; j++) {
-        int sc, mn;
-        k_scale_min(scales_out, j, &sc, &mn);
-        const float d = d_all * (float)sc;
+        const float d = d_all * (float)sc[j];
         if (d == 0.0f) continue;   /* keep the fit's own L, as ggml does */
-        const float dm = dmin_all * (float)mn;
+        const float dm = dmin_all * (float)mn[j];
         for (int l = 0; l < 32; l++)
             L[32 * j + l] = (uint8_t)clamp_int(round_even((x[32 * j + l] + dm) / d), 0, nmax);
     }

@@ -61,6 +61,50 @@ _Static_assert(sizeof(dn_block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(dn_block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(dn_block_q8_K) == 292, "q8_K block");
 
+/* The 12 packed scale bytes of a q4_K/q5_K super-block: 8 six-bit scales
+ * and 8 six-bit mins, one pair per 32-element sub-block j. Sub-blocks 0..3
+ * keep scale and min in the low 6 bits of bytes j and j + 4; sub-blocks
+ * 4..7 put their low 4 bits in byte j + 4 (scale low nibble, min high
+ * nibble) and their top 2 bits in bits 6..7 of bytes j - 4 (scale) and j
+ * (min). The one statement of this packing: every reader and writer
+ * (quant.c, repack.c, scalar.c and the ISA kernels) goes through these.
+ *
+ * Unpacked four sub-blocks at a time (a SIMD-within-a-register form the
+ * vector kernels want): byte j of *sc / *mn is the scale / min of
+ * sub-block j. */
+static inline void dn_k_unpack_scales(const uint8_t q[DN_K_SCALE_SIZE], uint64_t *sc, uint64_t *mn)
+{
+    const uint32_t u0 = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+    const uint32_t u1 = (uint32_t)q[4] | (uint32_t)q[5] << 8 | (uint32_t)q[6] << 16 | (uint32_t)q[7] << 24;
+    const uint32_t u2 = (uint32_t)q[8] | (uint32_t)q[9] << 8 | (uint32_t)q[10] << 16 | (uint32_t)q[11] << 24;
+    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc = sc_lo | (uint64_t)sc_hi << 32;
+    *mn = mn_lo | (uint64_t)mn_hi << 32;
+}
+
+/* The same as two arrays: sc[j], m[j] for sub-blocks j = 0..7. */
+static inline void dn_k_scales_mins(const uint8_t q[DN_K_SCALE_SIZE], uint8_t sc[8], uint8_t m[8])
+{
+    uint64_t s, n;
+    dn_k_unpack_scales(q, &s, &n);
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)(s >> (8 * j));
+        m[j] = (uint8_t)(n >> (8 * j));
+    }
+}
+
+/* The inverse: 8 scales and 8 mins (each < 64) into the 12 bytes. */
+static inline void dn_k_pack_scales(const uint8_t sc[8], const uint8_t m[8], uint8_t q[DN_K_SCALE_SIZE])
+{
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+    }
+}
+
 typedef struct dn_type_info {
     const char *name;      /* "q4_0", "bf16", ...                 */
     uint32_t block_size;   /* elements per block (1 for floats)   */

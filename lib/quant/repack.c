@@ -72,28 +72,6 @@ static void put_u16(uint8_t *dst, const uint8_t *const rows[16], size_t off)
     for (int r = 0; r < 16; r++) memcpy(dst + 2 * r, rows[r] + off, 2);
 }
 
-/* 6-bit scale/min j of a q4_K scales[12] (same packing as quant.c reads) */
-static void k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-/* the inverse packing: 8 scales and mins back into 12 bytes */
-static void k_pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *q)
-{
-    for (int j = 0; j < 4; j++) {
-        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-        q[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
-        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
-    }
-}
-
 int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t n)
 {
     const int32_t bt = dn_x16_base(xt);
@@ -127,8 +105,14 @@ int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t
         case DN_TYPE_Q4_K_X16:
             put_u16(o, rows, 0);
             put_u16(o + 32, rows, 2);
-            for (int r = 0; r < 16; r++)
-                for (int j = 0; j < 8; j++) k_scale_min(j, rows[r] + 4, &o[64 + 16 * j + r], &o[192 + 16 * j + r]);
+            for (int r = 0; r < 16; r++) {
+                uint8_t sc[8], m[8];
+                dn_k_scales_mins(rows[r] + 4, sc, m);
+                for (int j = 0; j < 8; j++) {
+                    o[64 + 16 * j + r] = sc[j];
+                    o[192 + 16 * j + r] = m[j];
+                }
+            }
             put_chunks(o + 320, rows, 16, 128, 0);
             break;
         case DN_TYPE_Q6_K_X16:
@@ -165,7 +149,7 @@ int dn_x16_extract_block(int32_t xt, const void *group, int64_t n, int r, int64_
         memcpy(b, o + 2 * r, 2);
         memcpy(b + 2, o + 32 + 2 * r, 2);
         for (int j = 0; j < 8; j++) { sc[j] = o[64 + 16 * j + r]; m[j] = o[192 + 16 * j + r]; }
-        k_pack_scales(sc, m, b + 4);
+        dn_k_pack_scales(sc, m, b + 4);
         get_chunks(b + 16, o + 320, r, 128, 0);
         break;
     }
