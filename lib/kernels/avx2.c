@@ -328,7 +328,7 @@ DEFINE_TYPE(f16, f32, tileF, K_F16, 3, 4, 1)
 DEFINE_TYPE(bf16, f32, tileF, K_BF16, 3, 4, 1)
 
 /* ------------------------------------------------------------------ */
-/* activation quantizers (byte-identical to scalar.c)                  */
+/* activation quantizers (byte-identical to quant.c's reference)     */
 /* ------------------------------------------------------------------ */
 
 /* roundf: half away from zero, exactly (|v| - trunc|v| is exact). */
@@ -399,7 +399,7 @@ static void dn_act_q8_K_avx2(const float *x, void *out, int64_t n)
 {
     dn_block_q8_K *y = out;
     for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
-        /* the first element of largest magnitude gives the sign (as scalar) */
+        /* the first element of largest magnitude gives the sign (as quant.c) */
         float amax = 0.0f, max = 0.0f;
         __m256 m = _mm256_setzero_ps();
         for (int j = 0; j < DN_QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(x + j)));

@@ -500,7 +500,7 @@ DEFINE_TYPE(f16, f32, tileF, K_F16, 4, 4, 1)
 DEFINE_TYPE(bf16, bf16, tileF, K_BF16, 4, 6, 1)
 
 /* ------------------------------------------------------------------ */
-/* activation quantizers (byte-identical to scalar.c)                  */
+/* activation quantizers (byte-identical to quant.c's reference)     */
 /* ------------------------------------------------------------------ */
 
 /* roundf: half away from zero, exactly (|v| - trunc|v| is exact). */
@@ -515,7 +515,7 @@ AI __m512i round_away(__m512 v)
 }
 
 /* One q8 block of 32: stores qs and fp16 d, returns d as float (q8_1's s
- * is computed from the unrounded d, as in scalar.c). */
+ * is computed from the unrounded d, as in quant.c). */
 AI float q8_block32(const float *x, int8_t *qs, uint16_t *dh, int *sum)
 {
     const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
@@ -559,7 +559,7 @@ static void dn_act_q8_K_avx512(const float *x, void *out, int64_t n)
             memset(&y[b], 0, sizeof y[b]);
             continue;
         }
-        /* the first element reaching amax gives the sign (as the scalar loop) */
+        /* the first element reaching amax gives the sign (as quant.c's loop) */
         float max = 0.0f;
         for (int j = 0; j < DN_QK_K; j += 16) {
             const __mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)),

@@ -294,7 +294,7 @@ NEON_DEFINE_TYPE(f16, f32, tileF, K_F16, 4, 4, 4)
 NEON_DEFINE_TYPE(bf16, f32, tileF, K_BF16, 4, 4, 4)
 
 /* ------------------------------------------------------------------ */
-/* activation quantizers (byte-identical to scalar.c)                  */
+/* activation quantizers (byte-identical to quant.c's reference)     */
 /* ------------------------------------------------------------------ */
 
 /* 16 int32 (four registers) to 16 int8; values are within int8 already */
@@ -344,7 +344,7 @@ static void NK(dn_act_q8_1_)(const float *x, void *out, int64_t n)
     }
 }
 
-/* q8_K: FCVTNS rounds to nearest even, as the scalar rintf */
+/* q8_K: FCVTNS rounds to nearest even, as quant.c's round_even */
 static void NK(dn_act_q8_K_)(const float *x, void *out, int64_t n)
 {
     dn_block_q8_K *y = out;

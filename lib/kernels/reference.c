@@ -1,7 +1,6 @@
 /* reference.c - the exact oracle (DN_ISA_REFERENCE): activations stay f32,
  * weight rows are dequantized with the scalar reference conversion and the
  * dot product is accumulated in double. Slow; tests and debugging only. */
-#include <string.h>
 #include "kernels/kernels_internal.h"
 
 enum { REF_CHUNK = 256 };   /* a multiple of every block size */
@@ -36,7 +35,7 @@ REF_DOT(DANU_TYPE_Q6_K, q6_K)
 
 static void dn_act_f32_reference(const float *x, void *out, int64_t n)
 {
-    memcpy(out, x, (size_t)n * sizeof(float));
+    (void)dn_quantize_row(DANU_TYPE_F32, x, out, n);
 }
 
 /* Elementwise slots are left to scalar (already exact enough). */

@@ -3,89 +3,25 @@
  * quantized activations (q4_0.q8_0, q4_1.q8_1, q4_K.q8_K, ...) and each
  * block is an exact integer dot product scaled once, as in ggml. */
 #include <math.h>
-#include <string.h>
 #include "kernels/kernels_internal.h"
 
 /* ---------------- activation quantizers ---------------- */
 
-/* Copy (F32 activations for F32/F16/BF16 weights). */
-static void dn_act_f32_scalar(const float *x, void *out, int64_t n)
-{
-    memcpy(out, x, (size_t)n * sizeof(float));
-}
-
-static void dn_act_bf16_scalar(const float *x, void *out, int64_t n)
-{
-    uint16_t *y = out;
-    for (int64_t i = 0; i < n; i++) y[i] = dn_f32_to_bf16(x[i]);
-}
-
-/* q8_0: d = max|x|/127, q = round(x/d) (half away from zero). */
-static void dn_act_q8_0_scalar(const float *x, void *out, int64_t n)
-{
-    dn_block_q8_0 *y = out;
-    for (int64_t b = 0; b < n / DN_QK8_0; b++, x += DN_QK8_0) {
-        float amax = 0.0f;
-        for (int j = 0; j < DN_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = dn_f32_to_fp16(d);
-        for (int j = 0; j < DN_QK8_0; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
-    }
-}
-
-/* q8_1: q8_0 plus s = d * sum(q), which folds the weight minimum of
- * q4_1/q5_1 into one multiply per block. */
-static void dn_act_q8_1_scalar(const float *x, void *out, int64_t n)
-{
-    dn_block_q8_1 *y = out;
-    for (int64_t b = 0; b < n / DN_QK8_1; b++, x += DN_QK8_1) {
-        float amax = 0.0f;
-        for (int j = 0; j < DN_QK8_1; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < DN_QK8_1; j++) {
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
-            sum += y[b].qs[j];
-        }
-        y[b].d = dn_f32_to_fp16(d);
-        y[b].s = dn_f32_to_fp16((float)sum * d);
-    }
-}
-
-/* Round to nearest, ties to even (what SIMD conversions do). */
-static inline int nearest_even(float v)
-{
-    return (int)rintf(v);
-}
-
-/* q8_K: float scale chosen from the signed extreme (as ggml), plus sums of
- * each 16 quants for the K-quant minimum / offset terms. */
-static void dn_act_q8_K_scalar(const float *x, void *out, int64_t n)
-{
-    dn_block_q8_K *y = out;
-    for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < DN_QK_K; j++) {
-            float ax = fabsf(x[j]);
-            if (ax > amax) { amax = ax; max = x[j]; }
-        }
-        if (amax == 0.0f) {
-            memset(&y[b], 0, sizeof y[b]);
-            continue;
-        }
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < DN_QK_K; j++) {
-            int v = nearest_even(iscale * x[j]);
-            y[b].qs[j] = (int8_t)(v > 127 ? 127 : v);
-        }
-        for (int g = 0; g < DN_QK_K / 16; g++) {
-            int s = 0;
-            for (int j = 0; j < 16; j++) s += y[b].qs[g * 16 + j];
-            y[b].bsums[g] = (int16_t)s;
-        }
-        y[b].d = 1.0f / iscale;
-    }
-}
+/* quant.c's reference quantizers (ggml's quantize_row_*_ref), the one
+ * definition of each activation format: f32 copy, bf16, q8_0 (d = max|x|
+ * / 127, q rounded half away from zero), q8_1 (q8_0 plus s = d * sum(q),
+ * which folds the q4_1/q5_1 minimum into one multiply per block), q8_K
+ * (float d from the signed extreme, q rounded to nearest even, bsums of
+ * 16). The ISA quantizers are tested byte for byte against these. */
+#define ACT_REF(NAME, TYPE) \
+    static void dn_act_##NAME##_scalar(const float *x, void *out, int64_t n) \
+    { (void)dn_quantize_row(TYPE, x, out, n); }
+ACT_REF(f32, DANU_TYPE_F32)
+ACT_REF(bf16, DANU_TYPE_BF16)
+ACT_REF(q8_0, DANU_TYPE_Q8_0)
+ACT_REF(q8_1, DN_TYPE_Q8_1)
+ACT_REF(q8_K, DN_TYPE_Q8_K)
+#undef ACT_REF
 
 /* ---------------- float weights ---------------- */
 
