@@ -4,6 +4,7 @@
 #ifndef DN_KERNELS_INTERNAL_H
 #define DN_KERNELS_INTERNAL_H
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "kernels/kernels.h"
 #include "common/bytes.h"
@@ -25,6 +26,66 @@ extern const dn_kernels dn_kernels_neon_table;
 extern const dn_kernels dn_kernels_neon_dot_table;
 
 static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* ------------------------------------------------------------------ */
+/* Block geometry for the ISA tile kernels, which walk blocks as bytes  */
+/* (rows at any offset, several block types through one tile body):    */
+/* every size and field offset comes from the structs of quant.h.      */
+/* ------------------------------------------------------------------ */
+
+/* 32-element weight types (KIND of tile32) and their activation partner:
+ * q8_1 for the types with a minimum, q8_0 for the others. */
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+AI int wbytes(int kind)
+{
+    return kind == K_Q4_0 ? (int)sizeof(dn_block_q4_0) : kind == K_Q4_1 ? (int)sizeof(dn_block_q4_1)
+         : kind == K_Q5_0 ? (int)sizeof(dn_block_q5_0) : kind == K_Q5_1 ? (int)sizeof(dn_block_q5_1)
+         : (int)sizeof(dn_block_q8_0);
+}
+AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
+AI int xbytes(int kind) { return has_min(kind) ? (int)sizeof(dn_block_q8_1) : (int)sizeof(dn_block_q8_0); }
+/* qs of a weight block; qh of the q5 kinds; qs of the activation block */
+AI int wqs(int kind)
+{
+    return kind == K_Q4_0 ? (int)offsetof(dn_block_q4_0, qs) : kind == K_Q4_1 ? (int)offsetof(dn_block_q4_1, qs)
+         : kind == K_Q5_0 ? (int)offsetof(dn_block_q5_0, qs) : kind == K_Q5_1 ? (int)offsetof(dn_block_q5_1, qs)
+         : (int)offsetof(dn_block_q8_0, qs);
+}
+AI int wqh(int kind) { return kind == K_Q5_0 ? (int)offsetof(dn_block_q5_0, qh) : (int)offsetof(dn_block_q5_1, qh); }
+AI int xqs(int kind) { return has_min(kind) ? (int)offsetof(dn_block_q8_1, qs) : (int)offsetof(dn_block_q8_0, qs); }
+/* The kernels read the fp16 d of all these blocks at byte 0 and the second
+ * fp16 field (m of q4_1/q5_1, s of q8_1) at byte 2 (DN_BLK_M); qs ends
+ * every block. */
+enum { DN_BLK_M = offsetof(dn_block_q4_1, m) };
+_Static_assert(offsetof(dn_block_q4_0, d) == 0 && offsetof(dn_block_q8_0, d) == 0 &&
+               offsetof(dn_block_q5_0, d) == 0 && offsetof(dn_block_q8_1, d) == 0, "d first");
+_Static_assert(offsetof(dn_block_q5_1, m) == DN_BLK_M && offsetof(dn_block_q8_1, s) == DN_BLK_M, "m, s second");
+_Static_assert(offsetof(dn_block_q8_0, qs) + DN_QK8_0 == sizeof(dn_block_q8_0) &&
+               offsetof(dn_block_q8_1, qs) + DN_QK8_1 == sizeof(dn_block_q8_1), "qs last");
+
+/* K-quant super-blocks (KIND of tileK) against q8_K. */
+enum { K_Q4_K, K_Q5_K, K_Q6_K };
+AI int kbytes(int kind)
+{
+    return kind == K_Q4_K ? (int)sizeof(dn_block_q4_K) : kind == K_Q5_K ? (int)sizeof(dn_block_q5_K)
+         : (int)sizeof(dn_block_q6_K);
+}
+/* q4_K/q5_K fields (d, dmin, scales lead both structs alike) */
+AI int kqs(int kind) { return kind == K_Q4_K ? (int)offsetof(dn_block_q4_K, qs) : (int)offsetof(dn_block_q5_K, qs); }
+enum {
+    KQ_DMIN = offsetof(dn_block_q4_K, dmin), KQ_SCALES = offsetof(dn_block_q4_K, scales),
+    Q5K_QH = offsetof(dn_block_q5_K, qh),
+    Q6K_QL = offsetof(dn_block_q6_K, ql), Q6K_QH = offsetof(dn_block_q6_K, qh),
+    Q6K_SCALES = offsetof(dn_block_q6_K, scales), Q6K_D = offsetof(dn_block_q6_K, d),
+    Q8K_BYTES = sizeof(dn_block_q8_K), Q8K_QS = offsetof(dn_block_q8_K, qs),
+    Q8K_BSUMS = offsetof(dn_block_q8_K, bsums),
+};
+_Static_assert(offsetof(dn_block_q5_K, dmin) == KQ_DMIN && offsetof(dn_block_q5_K, scales) == KQ_SCALES &&
+               offsetof(dn_block_q4_K, d) == 0 && offsetof(dn_block_q5_K, d) == 0 &&
+               offsetof(dn_block_q8_K, d) == 0, "K-quant heads alike");
+
+/* float weight kinds (KIND of tileF) */
+enum { K_F32, K_F16, K_BF16 };
 
 /* The two entry points of a weight type on top of an ISA's register-tile
  * function TILE(KIND, rows, tokens, n, wp, xp, out) (out[i * MT + j] =
