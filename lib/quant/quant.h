@@ -61,6 +61,28 @@ _Static_assert(sizeof(dn_block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(dn_block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(dn_block_q8_K) == 292, "q8_K block");
 
+/* One block column of a 16-row group of the x16 types (repack.c): the
+ * rows' scales, then "chunks" of 64 bytes, chunk k holding bytes
+ * 4k..4k+3 of the named array of row 0, then of row 1, ... row 15.
+ * Column c of a group starts at c * sizeof(block). */
+typedef struct { uint16_t d[16]; uint8_t qs[DN_QK4_0 / 8][64]; } dn_block_q4_0x16;
+typedef struct { uint16_t d[16]; uint8_t qs[DN_QK8_0 / 4][64]; } dn_block_q8_0x16;   /* bytes q + 128 */
+typedef struct {
+    uint16_t d[16], dmin[16];
+    uint8_t sc[8][16], m[8][16];   /* 6-bit scale / min of sub-block j, row r: unpacked */
+    uint8_t qs[DN_QK_K / 8][64];
+} dn_block_q4_Kx16;
+typedef struct {
+    uint16_t d[16];
+    int8_t scales[DN_QK_K / 16][16];   /* scale j of row r */
+    uint8_t ql[DN_QK_K / 8][64], qh[DN_QK_K / 16][64];
+} dn_block_q6_Kx16;
+
+_Static_assert(sizeof(dn_block_q4_0x16) == 288, "q4_0x16 column");
+_Static_assert(sizeof(dn_block_q8_0x16) == 544, "q8_0x16 column");
+_Static_assert(sizeof(dn_block_q4_Kx16) == 2368, "q4_Kx16 column");
+_Static_assert(sizeof(dn_block_q6_Kx16) == 3360, "q6_Kx16 column");
+
 /* The 12 packed scale bytes of a q4_K/q5_K super-block: 8 six-bit scales
  * and 8 six-bit mins, one pair per 32-element sub-block j. Sub-blocks 0..3
  * keep scale and min in the low 6 bits of bytes j and j + 4; sub-blocks
