@@ -29,10 +29,8 @@ enum { X4, X8 };   /* q4_0x16, q8_0x16 */
 enum { MAXT = 3, Q8_0_BYTES = sizeof(dn_block_q8_0), Q8_0_QS = offsetof(dn_block_q8_0, qs) };
 
 /* bytes of one block column of a row group: d[16] f16 then the chunks
- * (quant.h); the chunks of both types start at the same offset */
+ * (quant.h; they start at X_QS in both types) */
 AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : (int)sizeof(dn_block_q8_0x16); }
-enum { X_QS = offsetof(dn_block_q4_0x16, qs) };
-_Static_assert(offsetof(dn_block_q8_0x16, qs) == X_QS, "x16 qs");
 
 /* v as is, but opaque to the optimizer: GCC otherwise reassociates the
  * int16 accumulation into a tree of all a block's products and spills

@@ -22,12 +22,6 @@
 
 
 enum {
-    /* the column layouts of quant.h */
-    Q4X = sizeof(dn_block_q4_Kx16), Q4X_DMIN = offsetof(dn_block_q4_Kx16, dmin),
-    Q4X_SC = offsetof(dn_block_q4_Kx16, sc), Q4X_M = offsetof(dn_block_q4_Kx16, m),
-    Q4X_QS = offsetof(dn_block_q4_Kx16, qs),
-    Q6X = sizeof(dn_block_q6_Kx16), Q6X_SC = offsetof(dn_block_q6_Kx16, scales),
-    Q6X_QL = offsetof(dn_block_q6_Kx16, ql), Q6X_QH = offsetof(dn_block_q6_Kx16, qh),
     /* tokens per tile, measured: q4_K 3 (2 and 4 alike); q6_K one row half
      * at a time with 4 (147 GFLOP/s; both halves with 2: 117), except a
      * single token: both halves in one pass (21 instead of 12 GB/s) */

@@ -22,10 +22,8 @@ enum { X4, X8 };   /* q4_0x16, q8_0x16 */
 enum { MAXT = 8 };
 
 /* bytes of one block column of a row group: d[16] f16 then the chunks
- * (quant.h); the chunks of both types start at the same offset */
+ * (quant.h; they start at X_QS in both types) */
 AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : (int)sizeof(dn_block_q8_0x16); }
-enum { X_QS = offsetof(dn_block_q4_0x16, qs) };
-_Static_assert(offsetof(dn_block_q8_0x16, qs) == X_QS, "x16 qs");
 
 /* One row group x NT tokens (extras at xe[t]) over all nb block columns:
  * y[t * ldy + lane]. The accumulators of a block start fresh, so blocks

@@ -30,12 +30,6 @@
 
 
 enum {
-    /* the column layouts of quant.h */
-    Q4X = sizeof(dn_block_q4_Kx16), Q4X_DMIN = offsetof(dn_block_q4_Kx16, dmin),
-    Q4X_SC = offsetof(dn_block_q4_Kx16, sc), Q4X_M = offsetof(dn_block_q4_Kx16, m),
-    Q4X_QS = offsetof(dn_block_q4_Kx16, qs),
-    Q6X = sizeof(dn_block_q6_Kx16), Q6X_SC = offsetof(dn_block_q6_Kx16, scales),
-    Q6X_QL = offsetof(dn_block_q6_Kx16, ql), Q6X_QH = offsetof(dn_block_q6_Kx16, qh),
     TMAX = 8,                   /* most tokens per tile (registers: NT int + NT float accumulators) */
     TN_K4 = 6, TN_K6 = 8,       /* tokens per tile, measured (q4_K spills at 8) */
     WBLOCK = 192 * 1024         /* weights of the row groups walked per token tile (L2) */

@@ -84,6 +84,18 @@ _Static_assert(offsetof(dn_block_q5_K, dmin) == KQ_DMIN && offsetof(dn_block_q5_
                offsetof(dn_block_q4_K, d) == 0 && offsetof(dn_block_q5_K, d) == 0 &&
                offsetof(dn_block_q8_K, d) == 0, "K-quant heads alike");
 
+/* The x16 column layouts (quant.h) as the x16 kernels address them:
+ * q4_0x16 and q8_0x16 (their chunks both start at X_QS), q4_Kx16, q6_Kx16. */
+enum {
+    X_QS = offsetof(dn_block_q4_0x16, qs),
+    Q4X = sizeof(dn_block_q4_Kx16), Q4X_DMIN = offsetof(dn_block_q4_Kx16, dmin),
+    Q4X_SC = offsetof(dn_block_q4_Kx16, sc), Q4X_M = offsetof(dn_block_q4_Kx16, m),
+    Q4X_QS = offsetof(dn_block_q4_Kx16, qs),
+    Q6X = sizeof(dn_block_q6_Kx16), Q6X_SC = offsetof(dn_block_q6_Kx16, scales),
+    Q6X_QL = offsetof(dn_block_q6_Kx16, ql), Q6X_QH = offsetof(dn_block_q6_Kx16, qh),
+};
+_Static_assert(offsetof(dn_block_q8_0x16, qs) == X_QS, "x16 qs");
+
 /* float weight kinds (KIND of tileF) */
 enum { K_F32, K_F16, K_BF16 };
 
