@@ -742,40 +742,25 @@ const dn_kernels dn_kernels_avx512_table = {
     .isa = DN_ISA_AVX512,
     .name = "avx512",
     .act_type = {
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
-        [DANU_TYPE_BF16] = DANU_TYPE_BF16, [DN_TYPE_BF16_X16] = DANU_TYPE_BF16,
+        DN_WEIGHT_TYPES(DN_ACT_ENTRY, bf16) DN_X16_ACT_ENTRIES
+        [DN_TYPE_BF16_X16] = DANU_TYPE_BF16,
         [DN_TYPE_BF16_X16F] = DANU_TYPE_BF16,   /* the same rows; its gemm skips the lo row */
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
-        [DN_TYPE_Q4_0_X16] = DANU_TYPE_Q8_0, [DN_TYPE_Q8_0_X16] = DANU_TYPE_Q8_0,
-        [DN_TYPE_Q4_K_X16] = DN_TYPE_Q8_K, [DN_TYPE_Q6_K_X16] = DN_TYPE_Q8_K,
     },
     .act_prepare = {
         [DANU_TYPE_BF16] = dn_act_bf16_avx512, [DANU_TYPE_Q8_0] = dn_act_q8_0_avx512,
         [DN_TYPE_Q8_1] = dn_act_q8_1_avx512, [DN_TYPE_Q8_K] = dn_act_q8_K_avx512,
     },
-#define SLOTS(T, NAME, AT) [T] = dn_vec_dot_##NAME##_##AT##_avx512
-    .vec_dot = {
-        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, bf16),
-        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
-        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
-        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
-    },
-#undef SLOTS
-#define SLOTS(T, NAME, AT) [T] = dn_gemm_##NAME##_##AT##_avx512
+#define VEC_DOT(T, W, A) [T] = dn_vec_dot_##W##_##A##_avx512,
+#define GEMM(T, W, A) [T] = dn_gemm_##W##_##A##_avx512,
+    .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, bf16) },
     .gemm = {
-        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, bf16),
-        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
-        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
-        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
+        DN_WEIGHT_TYPES(GEMM, bf16)
         [DN_TYPE_BF16_X16] = dn_gemm_bf16x16_avx512, [DN_TYPE_BF16_X16F] = dn_gemm_bf16x16f_avx512,
         [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx512, [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx512,
         [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx512, [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx512,
     },
-#undef SLOTS
+#undef VEC_DOT
+#undef GEMM
     .repack = { [DANU_TYPE_BF16] = DN_TYPE_BF16_X16,
                 [DANU_TYPE_Q4_0] = DN_TYPE_Q4_0_X16, [DANU_TYPE_Q8_0] = DN_TYPE_Q8_0_X16,
                 [DANU_TYPE_Q4_K] = DN_TYPE_Q4_K_X16, [DANU_TYPE_Q6_K] = DN_TYPE_Q6_K_X16 },

@@ -99,6 +99,24 @@ _Static_assert(offsetof(dn_block_q8_0x16, qs) == X_QS, "x16 qs");
 /* float weight kinds (KIND of tileF) */
 enum { K_F32, K_F16, K_BF16 };
 
+/* The eleven stored weight types with their activation partner (ggml's
+ * vec_dot_type: q4_0.q8_0, q4_1.q8_1, q4_K.q8_K, ...), for the tables:
+ * X(type id, weight name, activation name). bf16 weights meet BF16_ACT
+ * (f32; avx512: bf16 as a hi + lo pair). DN_ACT_ENTRY makes the .act_type
+ * entries, each ISA file its own .vec_dot/.gemm entry from the names. */
+#define DN_WEIGHT_TYPES(X, BF16_ACT) \
+    X(DANU_TYPE_F32, f32, f32) X(DANU_TYPE_F16, f16, f32) X(DANU_TYPE_BF16, bf16, BF16_ACT) \
+    X(DANU_TYPE_Q8_0, q8_0, q8_0) X(DANU_TYPE_Q4_0, q4_0, q8_0) X(DANU_TYPE_Q4_1, q4_1, q8_1) \
+    X(DANU_TYPE_Q5_0, q5_0, q8_0) X(DANU_TYPE_Q5_1, q5_1, q8_1) X(DANU_TYPE_Q4_K, q4_K, q8_K) \
+    X(DANU_TYPE_Q5_K, q5_K, q8_K) X(DANU_TYPE_Q6_K, q6_K, q8_K)
+enum { DN_ACT_f32 = DANU_TYPE_F32, DN_ACT_bf16 = DANU_TYPE_BF16, DN_ACT_q8_0 = DANU_TYPE_Q8_0,
+       DN_ACT_q8_1 = DN_TYPE_Q8_1, DN_ACT_q8_K = DN_TYPE_Q8_K };
+#define DN_ACT_ENTRY(T, W, A) [T] = DN_ACT_##A,
+/* the x16 types meet their base types' activations */
+#define DN_X16_ACT_ENTRIES \
+    [DN_TYPE_Q4_0_X16] = DANU_TYPE_Q8_0, [DN_TYPE_Q8_0_X16] = DANU_TYPE_Q8_0, \
+    [DN_TYPE_Q4_K_X16] = DN_TYPE_Q8_K, [DN_TYPE_Q6_K_X16] = DN_TYPE_Q8_K,
+
 /* The two entry points of a weight type on top of an ISA's register-tile
  * function TILE(KIND, rows, tokens, n, wp, xp, out) (out[i * MT + j] =
  * row i . token j; MR, MT are the including file's maximum tile): the dot

@@ -753,38 +753,18 @@ static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const 
     else att_values_all(0, hd, nq, p, ps, v, vs, nk, out, os);
 }
 
+#define NEON_VEC_DOT(T, W, A) [T] = NK(dn_vec_dot_##W##_##A##_),
+#define NEON_GEMM(T, W, A) [T] = NK(dn_gemm_##W##_##A##_),
 #define NEON_TABLE(ISA, NAME) { \
     .isa = ISA, \
     .name = NAME, \
-    .act_type = { \
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32, \
-        [DANU_TYPE_BF16] = DANU_TYPE_F32, \
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0, \
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0, \
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1, \
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K, \
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K, \
-    }, \
+    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) }, \
     .act_prepare = { \
         [DANU_TYPE_BF16] = NK(dn_act_bf16_), [DANU_TYPE_Q8_0] = NK(dn_act_q8_0_), \
         [DN_TYPE_Q8_1] = NK(dn_act_q8_1_), [DN_TYPE_Q8_K] = NK(dn_act_q8_K_), \
     }, \
-    .vec_dot = { \
-        [DANU_TYPE_F32] = NK(dn_vec_dot_f32_f32_), [DANU_TYPE_F16] = NK(dn_vec_dot_f16_f32_), \
-        [DANU_TYPE_BF16] = NK(dn_vec_dot_bf16_f32_), [DANU_TYPE_Q8_0] = NK(dn_vec_dot_q8_0_q8_0_), \
-        [DANU_TYPE_Q4_0] = NK(dn_vec_dot_q4_0_q8_0_), [DANU_TYPE_Q4_1] = NK(dn_vec_dot_q4_1_q8_1_), \
-        [DANU_TYPE_Q5_0] = NK(dn_vec_dot_q5_0_q8_0_), [DANU_TYPE_Q5_1] = NK(dn_vec_dot_q5_1_q8_1_), \
-        [DANU_TYPE_Q4_K] = NK(dn_vec_dot_q4_K_q8_K_), [DANU_TYPE_Q5_K] = NK(dn_vec_dot_q5_K_q8_K_), \
-        [DANU_TYPE_Q6_K] = NK(dn_vec_dot_q6_K_q8_K_), \
-    }, \
-    .gemm = { \
-        [DANU_TYPE_F32] = NK(dn_gemm_f32_f32_), [DANU_TYPE_F16] = NK(dn_gemm_f16_f32_), \
-        [DANU_TYPE_BF16] = NK(dn_gemm_bf16_f32_), [DANU_TYPE_Q8_0] = NK(dn_gemm_q8_0_q8_0_), \
-        [DANU_TYPE_Q4_0] = NK(dn_gemm_q4_0_q8_0_), [DANU_TYPE_Q4_1] = NK(dn_gemm_q4_1_q8_1_), \
-        [DANU_TYPE_Q5_0] = NK(dn_gemm_q5_0_q8_0_), [DANU_TYPE_Q5_1] = NK(dn_gemm_q5_1_q8_1_), \
-        [DANU_TYPE_Q4_K] = NK(dn_gemm_q4_K_q8_K_), [DANU_TYPE_Q5_K] = NK(dn_gemm_q5_K_q8_K_), \
-        [DANU_TYPE_Q6_K] = NK(dn_gemm_q6_K_q8_K_), \
-    }, \
+    .vec_dot = { DN_WEIGHT_TYPES(NEON_VEC_DOT, f32) }, \
+    .gemm = { DN_WEIGHT_TYPES(NEON_GEMM, f32) }, \
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX, \
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
     .dot_f32 = NK(dn_dot_f32_), .axpy_f32 = NK(dn_axpy_f32_), .dot_f16 = NK(dn_dot_f16_), \

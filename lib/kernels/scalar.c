@@ -283,28 +283,14 @@ static void dn_softmax_scalar(float *x, int64_t n)
 const dn_kernels dn_kernels_scalar_table = {
     .isa = DN_ISA_SCALAR,
     .name = "scalar",
-    .act_type = {
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
-        [DANU_TYPE_BF16] = DANU_TYPE_F32,
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
-    },
+    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) },
     .act_prepare = {
         [DANU_TYPE_F32] = dn_act_f32_scalar, [DANU_TYPE_BF16] = dn_act_bf16_scalar,
         [DANU_TYPE_Q8_0] = dn_act_q8_0_scalar, [DN_TYPE_Q8_1] = dn_act_q8_1_scalar, [DN_TYPE_Q8_K] = dn_act_q8_K_scalar,
     },
-    .vec_dot = {
-        [DANU_TYPE_F32] = dn_vec_dot_f32_f32_scalar, [DANU_TYPE_F16] = dn_vec_dot_f16_f32_scalar,
-        [DANU_TYPE_BF16] = dn_vec_dot_bf16_f32_scalar,
-        [DANU_TYPE_Q8_0] = dn_vec_dot_q8_0_q8_0_scalar, [DANU_TYPE_Q4_0] = dn_vec_dot_q4_0_q8_0_scalar,
-        [DANU_TYPE_Q4_1] = dn_vec_dot_q4_1_q8_1_scalar, [DANU_TYPE_Q5_0] = dn_vec_dot_q5_0_q8_0_scalar,
-        [DANU_TYPE_Q5_1] = dn_vec_dot_q5_1_q8_1_scalar,
-        [DANU_TYPE_Q4_K] = dn_vec_dot_q4_K_q8_K_scalar, [DANU_TYPE_Q5_K] = dn_vec_dot_q5_K_q8_K_scalar,
-        [DANU_TYPE_Q6_K] = dn_vec_dot_q6_K_q8_K_scalar,
-    },
+#define VEC_DOT(T, W, A) [T] = dn_vec_dot_##W##_##A##_scalar,
+    .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, f32) },
+#undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
     .dot_f32 = dn_dot_f32_scalar, .axpy_f32 = dn_axpy_f32_scalar, .dot_f16 = dn_dot_f16_scalar, .axpy_f16 = dn_axpy_f16_scalar,
     .softmax = dn_softmax_scalar,
