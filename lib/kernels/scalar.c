@@ -56,140 +56,136 @@ static float dn_vec_dot_bf16_f32_scalar(int64_t n, const void *w, const void *x)
 
 /* ---------------- 32-element blocks ---------------- */
 
-static float dn_vec_dot_q8_0_q8_0_scalar(int64_t n, const void *w, const void *x)
+/* Block i of a weight row as 32 integer quants in element order (element
+ * j < 16 in the low nibble of qs[j], j + 16 in the high one, q5: the 5th
+ * bit from bit j of qh), centred for the symmetric types, with its d and
+ * m (0 for the types without a minimum). */
+static void block32(int32_t type, const void *w, int64_t i, int v[32], float *d, float *m)
 {
-    const dn_block_q8_0 *a = w, *b = x;
+    const uint8_t *qs;
+    uint32_t qh = 0;
+    int bias = 0;
+    *m = 0.0f;
+    switch (type) {
+    case DANU_TYPE_Q8_0: {
+        const dn_block_q8_0 *b = (const dn_block_q8_0 *)w + i;
+        *d = dn_fp16_to_f32(b->d);
+        for (int j = 0; j < 32; j++) v[j] = b->qs[j];
+        return;
+    }
+    case DANU_TYPE_Q4_0: {
+        const dn_block_q4_0 *b = (const dn_block_q4_0 *)w + i;
+        *d = dn_fp16_to_f32(b->d);
+        qs = b->qs, bias = 8;
+        break;
+    }
+    case DANU_TYPE_Q4_1: {
+        const dn_block_q4_1 *b = (const dn_block_q4_1 *)w + i;
+        *d = dn_fp16_to_f32(b->d), *m = dn_fp16_to_f32(b->m);
+        qs = b->qs;
+        break;
+    }
+    case DANU_TYPE_Q5_0: {
+        const dn_block_q5_0 *b = (const dn_block_q5_0 *)w + i;
+        *d = dn_fp16_to_f32(b->d);
+        qs = b->qs, qh = dn_ld_u32(b->qh), bias = 16;
+        break;
+    }
+    default: {
+        const dn_block_q5_1 *b = (const dn_block_q5_1 *)w + i;
+        *d = dn_fp16_to_f32(b->d), *m = dn_fp16_to_f32(b->m);
+        qs = b->qs, qh = dn_ld_u32(b->qh);
+        break;
+    }
+    }
+    for (int j = 0; j < 16; j++) {
+        v[j] = ((qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4)) - bias;
+        v[j + 16] = ((qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4)) - bias;
+    }
+}
+
+/* Against q8_0 (q4_0, q5_0, q8_0) or q8_1 (q4_1, q5_1: + m * s). */
+static float dot32(int32_t type, int64_t n, const void *w, const void *x)
+{
+    const int with_min = type == DANU_TYPE_Q4_1 || type == DANU_TYPE_Q5_1;
     float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK8_0; i++) {
+    for (int64_t i = 0; i < n / 32; i++) {
+        int v[32];
+        float dw, mw, dx, sx = 0.0f;
+        const int8_t *q;
+        block32(type, w, i, v, &dw, &mw);
+        if (with_min) {
+            const dn_block_q8_1 *b = (const dn_block_q8_1 *)x + i;
+            q = b->qs, dx = dn_fp16_to_f32(b->d), sx = dn_fp16_to_f32(b->s);
+        } else {
+            const dn_block_q8_0 *b = (const dn_block_q8_0 *)x + i;
+            q = b->qs, dx = dn_fp16_to_f32(b->d);
+        }
         int sum = 0;
-        for (int j = 0; j < 32; j++) sum += a[i].qs[j] * b[i].qs[j];
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
+        for (int j = 0; j < 32; j++) sum += v[j] * q[j];
+        float t = (float)sum * (dw * dx);
+        if (with_min) t += mw * sx;
+        s += t;
     }
     return s;
 }
 
-static float dn_vec_dot_q4_0_q8_0_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q4_0 *a = w;
-    const dn_block_q8_0 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK4_0; i++) {
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            sum += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
-            sum += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
-    }
-    return s;
-}
-
-static float dn_vec_dot_q4_1_q8_1_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q4_1 *a = w;
-    const dn_block_q8_1 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK4_1; i++) {
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            sum += (a[i].qs[j] & 0xF) * b[i].qs[j];
-            sum += (a[i].qs[j] >> 4) * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d))
-           + dn_fp16_to_f32(a[i].m) * dn_fp16_to_f32(b[i].s);
-    }
-    return s;
-}
-
-static float dn_vec_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q5_0 *a = w;
-    const dn_block_q8_0 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK5_0; i++) {
-        const uint32_t qh = dn_ld_u32(a[i].qh);
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            int lo = (a[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (a[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            sum += (lo - 16) * b[i].qs[j] + (hi - 16) * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
-    }
-    return s;
-}
-
-static float dn_vec_dot_q5_1_q8_1_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q5_1 *a = w;
-    const dn_block_q8_1 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK5_1; i++) {
-        const uint32_t qh = dn_ld_u32(a[i].qh);
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            int lo = (a[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (a[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            sum += lo * b[i].qs[j] + hi * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d))
-           + dn_fp16_to_f32(a[i].m) * dn_fp16_to_f32(b[i].s);
-    }
-    return s;
-}
+#define DOT32(W, A, T) \
+    static float dn_vec_dot_##W##_##A##_scalar(int64_t n, const void *w, const void *x) \
+    { return dot32(T, n, w, x); }
+DOT32(q8_0, q8_0, DANU_TYPE_Q8_0)
+DOT32(q4_0, q8_0, DANU_TYPE_Q4_0)
+DOT32(q4_1, q8_1, DANU_TYPE_Q4_1)
+DOT32(q5_0, q8_0, DANU_TYPE_Q5_0)
+DOT32(q5_1, q8_1, DANU_TYPE_Q5_1)
+#undef DOT32
 
 /* ---------------- K-quants (256-element super-blocks) ---------------- */
 
-static float dn_vec_dot_q4_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+/* q4_K and q5_K (the same head: d, dmin, packed scales; q5_K: the 5th bit
+ * of element l of chunk c is bit 2c (low nibbles) or 2c + 1 (high) of qh[l]). */
+static float dot_q45_K(int32_t type, int64_t n, const void *w, const void *x)
 {
-    const dn_block_q4_K *a = w;
     const dn_block_q8_K *b = x;
     float s = 0.0f;
     for (int64_t i = 0; i < n / DN_QK_K; i++) {
+        uint16_t d, dmin;
+        const uint8_t *scales, *q, *qh = NULL;
+        if (type == DANU_TYPE_Q4_K) {
+            const dn_block_q4_K *a = (const dn_block_q4_K *)w + i;
+            d = a->d, dmin = a->dmin, scales = a->scales, q = a->qs;
+        } else {
+            const dn_block_q5_K *a = (const dn_block_q5_K *)w + i;
+            d = a->d, dmin = a->dmin, scales = a->scales, q = a->qs, qh = a->qh;
+        }
         uint8_t sc[8], mn[8];
-        dn_k_scales_mins(a[i].scales, sc, mn);
-        const uint8_t *q = a[i].qs;
+        dn_k_scales_mins(scales, sc, mn);
         const int8_t *y = b[i].qs;
         int sumi = 0, summ = 0;
         for (int c = 0; c < 4; c++, q += 32, y += 64) {
             int s0 = 0, s1 = 0;
             for (int l = 0; l < 32; l++) {
-                s0 += (q[l] & 0xF) * y[l];
-                s1 += (q[l] >> 4) * y[l + 32];
+                const int h0 = qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0;
+                const int h1 = qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0;
+                s0 += ((q[l] & 0xF) | h0) * y[l];
+                s1 += ((q[l] >> 4) | h1) * y[l + 32];
             }
             sumi += sc[2 * c] * s0 + sc[2 * c + 1] * s1;
         }
         for (int j = 0; j < 8; j++) summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
-        s += b[i].d * (dn_fp16_to_f32(a[i].d) * (float)sumi - dn_fp16_to_f32(a[i].dmin) * (float)summ);
+        s += b[i].d * (dn_fp16_to_f32(d) * (float)sumi - dn_fp16_to_f32(dmin) * (float)summ);
     }
     return s;
+}
+
+static float dn_vec_dot_q4_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+{
+    return dot_q45_K(DANU_TYPE_Q4_K, n, w, x);
 }
 
 static float dn_vec_dot_q5_K_q8_K_scalar(int64_t n, const void *w, const void *x)
 {
-    const dn_block_q5_K *a = w;
-    const dn_block_q8_K *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        dn_k_scales_mins(a[i].scales, sc, mn);
-        const uint8_t *q = a[i].qs, *qh = a[i].qh;
-        const int8_t *y = b[i].qs;
-        int sumi = 0, summ = 0;
-        for (int c = 0; c < 4; c++, q += 32, y += 64) {
-            int s0 = 0, s1 = 0;
-            for (int l = 0; l < 32; l++) {
-                int v0 = (q[l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4);
-                int v1 = (q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);
-                s0 += v0 * y[l];
-                s1 += v1 * y[l + 32];
-            }
-            sumi += sc[2 * c] * s0 + sc[2 * c + 1] * s1;
-        }
-        for (int j = 0; j < 8; j++) summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
-        s += b[i].d * (dn_fp16_to_f32(a[i].d) * (float)sumi - dn_fp16_to_f32(a[i].dmin) * (float)summ);
-    }
-    return s;
+    return dot_q45_K(DANU_TYPE_Q5_K, n, w, x);
 }
 
 static float dn_vec_dot_q6_K_q8_K_scalar(int64_t n, const void *w, const void *x)
