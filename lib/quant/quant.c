@@ -52,61 +52,41 @@ static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > h
 /* Dequantize                                                          */
 /* ------------------------------------------------------------------ */
 
-static void deq_q4_0(const uint8_t *src, float *y, int64_t nb)
+/* q4_0, q4_1, q5_0, q5_1: element j < 16 in the low nibble of qs[j], j + 16
+ * in the high one; q5 takes the 5th bit of element j from bit j of qh.
+ * Without a minimum q is centred (q - 8, q - 16): y = (q - bias) * d; with
+ * one y = q * d + m. */
+static void deq_32(int32_t type, const uint8_t *src, float *y, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, y += DN_QK4_0) {
-        dn_block_q4_0 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        for (int j = 0; j < DN_QK4_0 / 2; j++) {
-            y[j] = (float)((b.qs[j] & 0x0f) - 8) * d;
-            y[j + DN_QK4_0 / 2] = (float)((b.qs[j] >> 4) - 8) * d;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        const uint8_t *qs;
+        uint32_t qh = 0;
+        int bias = 0, has_m = 0;
+        float d, m = 0.0f;
+        union { dn_block_q4_0 q4_0; dn_block_q4_1 q4_1; dn_block_q5_0 q5_0; dn_block_q5_1 q5_1; } b;
+        memcpy(&b, src + (size_t)i * bytes, bytes);
+        switch (type) {
+        case DANU_TYPE_Q4_0: d = dn_fp16_to_f32(b.q4_0.d), qs = b.q4_0.qs, bias = 8; break;
+        case DANU_TYPE_Q4_1:
+            d = dn_fp16_to_f32(b.q4_1.d), m = dn_fp16_to_f32(b.q4_1.m), qs = b.q4_1.qs, has_m = 1;
+            break;
+        case DANU_TYPE_Q5_0: d = dn_fp16_to_f32(b.q5_0.d), qs = b.q5_0.qs, qh = dn_rd_u32(b.q5_0.qh), bias = 16; break;
+        default:
+            d = dn_fp16_to_f32(b.q5_1.d), m = dn_fp16_to_f32(b.q5_1.m), qs = b.q5_1.qs, qh = dn_rd_u32(b.q5_1.qh);
+            has_m = 1;
+            break;
         }
-    }
-}
-
-static void deq_q4_1(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK4_1) {
-        dn_block_q4_1 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), m = dn_fp16_to_f32(b.m);
-        for (int j = 0; j < DN_QK4_1 / 2; j++) {
-            y[j] = (float)(b.qs[j] & 0x0f) * d + m;
-            y[j + DN_QK4_1 / 2] = (float)(b.qs[j] >> 4) * d + m;
-        }
-    }
-}
-
-/* Q5: element j < 16 takes its 5th bit from qh bit j, element j+16 from bit j+16. */
-static void deq_q5_0(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK5_0) {
-        dn_block_q5_0 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        const uint32_t qh = dn_rd_u32(b.qh);
-        for (int j = 0; j < DN_QK5_0 / 2; j++) {
-            int lo = (b.qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (b.qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            y[j] = (float)(lo - 16) * d;
-            y[j + DN_QK5_0 / 2] = (float)(hi - 16) * d;
-        }
-    }
-}
-
-static void deq_q5_1(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK5_1) {
-        dn_block_q5_1 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), m = dn_fp16_to_f32(b.m);
-        const uint32_t qh = dn_rd_u32(b.qh);
-        for (int j = 0; j < DN_QK5_1 / 2; j++) {
-            int lo = (b.qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (b.qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            y[j] = (float)lo * d + m;
-            y[j + DN_QK5_1 / 2] = (float)hi * d + m;
+        for (int j = 0; j < 16; j++) {
+            const int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+            const int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            if (has_m) {
+                y[j] = (float)lo * d + m;
+                y[j + 16] = (float)hi * d + m;
+            } else {
+                y[j] = (float)(lo - bias) * d;
+                y[j + 16] = (float)(hi - bias) * d;
+            }
         }
     }
 }
@@ -131,46 +111,32 @@ static void deq_q8_1(const uint8_t *src, float *y, int64_t nb)
     }
 }
 
-/* Q4_K: 4 chunks of 64 elements; chunk c uses qs[32c..32c+31], low nibbles
- * for sub-block 2c, high nibbles for sub-block 2c+1. */
-static void deq_q4_K(const uint8_t *src, float *y, int64_t nb)
+/* Q4_K, Q5_K: 4 chunks of 64 elements; chunk c uses qs[32c..32c+31], low
+ * nibbles for sub-block 2c, high nibbles for sub-block 2c+1. Q5_K adds a
+ * 5th bit: element l of chunk c gets bit 2c (low half) or 2c+1 (high half)
+ * of qh[l]. */
+static void deq_q45_K(int32_t type, const uint8_t *src, float *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++) {
-        dn_block_q4_K b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), dmin = dn_fp16_to_f32(b.dmin);
+        /* the two structs share their head: d, dmin, scales */
+        union { dn_block_q4_K q4; dn_block_q5_K q5; } b;
+        const size_t bytes = type == DANU_TYPE_Q4_K ? sizeof b.q4 : sizeof b.q5;
+        memcpy(&b, src + (size_t)i * bytes, bytes);
+        const uint8_t *qs = type == DANU_TYPE_Q4_K ? b.q4.qs : b.q5.qs;
+        const uint8_t *qh = type == DANU_TYPE_Q4_K ? NULL : b.q5.qh;
+        const float d = dn_fp16_to_f32(b.q4.d), dmin = dn_fp16_to_f32(b.q4.dmin);
         uint8_t sc[8], mn[8];
-        dn_k_scales_mins(b.scales, sc, mn);
+        dn_k_scales_mins(b.q4.scales, sc, mn);
         for (int c = 0; c < 4; c++) {
-            const uint8_t *q = b.qs + 32 * c;
-            const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
-            const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0x0f) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
-        }
-    }
-}
-
-/* Q5_K: as Q4_K plus a 5th bit: element l of chunk c gets bit 2c (low half)
- * or 2c+1 (high half) of qh[l]. */
-static void deq_q5_K(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++) {
-        dn_block_q5_K b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), dmin = dn_fp16_to_f32(b.dmin);
-        uint8_t sc[8], mn[8];
-        dn_k_scales_mins(b.scales, sc, mn);
-        for (int c = 0; c < 4; c++) {
-            const uint8_t *q = b.qs + 32 * c;
+            const uint8_t *q = qs + 32 * c;
             const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
             const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
             for (int l = 0; l < 32; l++) {
-                int v = (q[l] & 0x0f) | (((b.qh[l] >> (2 * c)) & 1) << 4);
+                const int v = (q[l] & 0x0f) | (qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0);
                 *y++ = d1 * (float)v - m1;
             }
             for (int l = 0; l < 32; l++) {
-                int v = (q[l] >> 4) | (((b.qh[l] >> (2 * c + 1)) & 1) << 4);
+                const int v = (q[l] >> 4) | (qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0);
                 *y++ = d2 * (float)v - m2;
             }
         }
@@ -231,14 +197,14 @@ int dn_dequantize_row(int32_t type, const void *src, float *dst, int64_t n)
             dst[i] = dn_bf16_to_f32(h);
         }
         return 0;
-    case DANU_TYPE_Q4_0: deq_q4_0(s, dst, nb); return 0;
-    case DANU_TYPE_Q4_1: deq_q4_1(s, dst, nb); return 0;
-    case DANU_TYPE_Q5_0: deq_q5_0(s, dst, nb); return 0;
-    case DANU_TYPE_Q5_1: deq_q5_1(s, dst, nb); return 0;
+    case DANU_TYPE_Q4_0:
+    case DANU_TYPE_Q4_1:
+    case DANU_TYPE_Q5_0:
+    case DANU_TYPE_Q5_1: deq_32(type, s, dst, nb); return 0;
     case DANU_TYPE_Q8_0: deq_q8_0(s, dst, nb); return 0;
     case DN_TYPE_Q8_1:   deq_q8_1(s, dst, nb); return 0;
-    case DANU_TYPE_Q4_K: deq_q4_K(s, dst, nb); return 0;
-    case DANU_TYPE_Q5_K: deq_q5_K(s, dst, nb); return 0;
+    case DANU_TYPE_Q4_K:
+    case DANU_TYPE_Q5_K: deq_q45_K(type, s, dst, nb); return 0;
     case DANU_TYPE_Q6_K: deq_q6_K(s, dst, nb); return 0;
     case DN_TYPE_Q8_K:   deq_q8_K(s, dst, nb); return 0;
     default: return -1;
