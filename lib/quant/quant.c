@@ -242,88 +242,60 @@ static float absmax(const float *x, int n)
     return amax;
 }
 
-/* Symmetric 4-bit: the largest-magnitude value maps to -8, so d keeps the
- * opposite sign of that value; stored q = trunc(x/d + 8.5), at most 15. */
-static void quant_q4_0(const float *x, uint8_t *dst, int64_t nb)
+/* q4_0, q4_1, q5_0, q5_1 (ggml's quantize_row_q{4,5}_{0,1}_ref).
+ * Symmetric (q4_0, q5_0): the largest-magnitude value maps to -8 / -16, so
+ * d keeps the opposite sign of that value; q = trunc(x/d + 8.5 | 16.5).
+ * With a minimum (q4_1, q5_1): d = (max - min) / 15 | 31, m = min,
+ * q = trunc((x - m)/d + 0.5). q is capped at 15 | 31, except for q5_1,
+ * which ggml stores uncapped. Element j < 16 goes to the low nibble of
+ * qs[j], j + 16 to the high one (4-bit: stored unmasked, as ggml); q5
+ * puts the 5th bit of element j in bit j of qh. */
+static void quant_32(int32_t type, const float *x, uint8_t *dst, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, x += DN_QK4_0) {
-        dn_block_q4_0 b;
-        const float d = signed_absmax(x, DN_QK4_0) / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        for (int j = 0; j < DN_QK4_0 / 2; j++) {
-            const float x0 = x[j] * id, x1 = x[j + DN_QK4_0 / 2] * id;
-            const int q0 = clamp_int(trunc_int(x0 + 8.5f), -128, 15) & 0xff;
-            const int q1 = clamp_int(trunc_int(x1 + 8.5f), -128, 15) & 0xff;
-            b.qs[j] = (uint8_t)(q0 | (q1 << 4));
+    const int five = type == DANU_TYPE_Q5_0 || type == DANU_TYPE_Q5_1;
+    const int with_min = type == DANU_TYPE_Q4_1 || type == DANU_TYPE_Q5_1;
+    const int nmax = five ? 31 : 15;
+    const float add = with_min ? 0.5f : five ? 16.5f : 8.5f;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float d, mn = 0.0f, mx;
+        if (with_min) {
+            min_max(x, 32, &mn, &mx);
+            d = (mx - mn) / (float)nmax;
+        } else {
+            d = signed_absmax(x, 32) / (five ? -16.0f : -8.0f);
         }
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q4_1(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK4_1) {
-        dn_block_q4_1 b;
-        float mn, mx;
-        min_max(x, DN_QK4_1, &mn, &mx);
-        const float d = (mx - mn) / 15.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        b.m = dn_f32_to_fp16(mn);
-        for (int j = 0; j < DN_QK4_1 / 2; j++) {
-            const float x0 = (x[j] - mn) * id, x1 = (x[j + DN_QK4_1 / 2] - mn) * id;
-            const int q0 = clamp_int(trunc_int(x0 + 0.5f), -128, 15) & 0xff;
-            const int q1 = clamp_int(trunc_int(x1 + 0.5f), -128, 15) & 0xff;
-            b.qs[j] = (uint8_t)(q0 | (q1 << 4));
-        }
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q5_0(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK5_0) {
-        dn_block_q5_0 b;
-        const float d = signed_absmax(x, DN_QK5_0) / -16.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
+        uint8_t qs[16];
         uint32_t qh = 0;
-        for (int j = 0; j < DN_QK5_0 / 2; j++) {
-            const float x0 = x[j] * id, x1 = x[j + DN_QK5_0 / 2] * id;
-            const int q0 = clamp_int(trunc_int(x0 + 16.5f), -128, 31) & 0xff;
-            const int q1 = clamp_int(trunc_int(x1 + 16.5f), -128, 31) & 0xff;
-            b.qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+        for (int j = 0; j < 16; j++) {
+            const float x0 = (with_min ? x[j] - mn : x[j]) * id;
+            const float x1 = (with_min ? x[j + 16] - mn : x[j + 16]) * id;
+            int q0 = trunc_int(x0 + add), q1 = trunc_int(x1 + add);
+            if (type != DANU_TYPE_Q5_1) {
+                q0 = clamp_int(q0, -128, nmax);
+                q1 = clamp_int(q1, -128, nmax);
+            }
+            q0 &= 0xff, q1 &= 0xff;
+            if (!five) {
+                qs[j] = (uint8_t)(q0 | (q1 << 4));
+                continue;
+            }
+            qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
             qh |= (uint32_t)((q0 >> 4) & 1) << j;
-            qh |= (uint32_t)((q1 >> 4) & 1) << (j + DN_QK5_0 / 2);
+            qh |= (uint32_t)((q1 >> 4) & 1) << (j + 16);
         }
-        dn_wr_u32(b.qh, qh);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q5_1(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK5_1) {
-        dn_block_q5_1 b;
-        float mn, mx;
-        min_max(x, DN_QK5_1, &mn, &mx);
-        const float d = (mx - mn) / 31.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        b.m = dn_f32_to_fp16(mn);
-        uint32_t qh = 0;
-        for (int j = 0; j < DN_QK5_1 / 2; j++) {
-            const float x0 = (x[j] - mn) * id, x1 = (x[j + DN_QK5_1 / 2] - mn) * id;
-            /* ggml stores (uint8_t)(v + 0.5f) here with no clamp at 31 */
-            const int q0 = trunc_int(x0 + 0.5f) & 0xff;
-            const int q1 = trunc_int(x1 + 0.5f) & 0xff;
-            b.qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-            qh |= (uint32_t)((q0 >> 4) & 1) << j;
-            qh |= (uint32_t)((q1 >> 4) & 1) << (j + DN_QK5_1 / 2);
+        union { dn_block_q4_0 q4_0; dn_block_q4_1 q4_1; dn_block_q5_0 q5_0; dn_block_q5_1 q5_1; } b;
+        const uint16_t dh = dn_f32_to_fp16(d);
+        switch (type) {
+        case DANU_TYPE_Q4_0: b.q4_0.d = dh, memcpy(b.q4_0.qs, qs, 16); break;
+        case DANU_TYPE_Q4_1: b.q4_1.d = dh, b.q4_1.m = dn_f32_to_fp16(mn), memcpy(b.q4_1.qs, qs, 16); break;
+        case DANU_TYPE_Q5_0: b.q5_0.d = dh, dn_wr_u32(b.q5_0.qh, qh), memcpy(b.q5_0.qs, qs, 16); break;
+        default:
+            b.q5_1.d = dh, b.q5_1.m = dn_f32_to_fp16(mn), dn_wr_u32(b.q5_1.qh, qh), memcpy(b.q5_1.qs, qs, 16);
+            break;
         }
-        dn_wr_u32(b.qh, qh);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+        memcpy(dst + (size_t)i * bytes, &b, bytes);
     }
 }
 
@@ -657,10 +629,10 @@ int dn_quantize_row(int32_t type, const float *src, void *dst, int64_t n)
             memcpy(d + 2 * i, &h, 2);
         }
         return 0;
-    case DANU_TYPE_Q4_0: quant_q4_0(src, d, nb); return 0;
-    case DANU_TYPE_Q4_1: quant_q4_1(src, d, nb); return 0;
-    case DANU_TYPE_Q5_0: quant_q5_0(src, d, nb); return 0;
-    case DANU_TYPE_Q5_1: quant_q5_1(src, d, nb); return 0;
+    case DANU_TYPE_Q4_0:
+    case DANU_TYPE_Q4_1:
+    case DANU_TYPE_Q5_0:
+    case DANU_TYPE_Q5_1: quant_32(type, src, d, nb); return 0;
     case DANU_TYPE_Q8_0: quant_q8_0(src, d, nb); return 0;
     case DN_TYPE_Q8_1:   quant_q8_1(src, d, nb); return 0;
     case DANU_TYPE_Q4_K: quant_q4_K(src, d, nb); return 0;
