@@ -36,23 +36,16 @@ static float dn_vec_dot_f32_f32_scalar(int64_t n, const void *w, const void *x)
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-static float dn_vec_dot_f16_f32_scalar(int64_t n, const void *w, const void *x)
+/* f16 (f16 = 1) or bf16 weights */
+static float dot_half(int f16, int64_t n, const uint16_t *a, const float *b)
 {
-    const uint16_t *a = w;
-    const float *b = x;
     float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += dn_fp16_to_f32(a[i]) * b[i];
+    for (int64_t i = 0; i < n; i++) s += (f16 ? dn_fp16_to_f32(a[i]) : dn_bf16_to_f32(a[i])) * b[i];
     return s;
 }
 
-static float dn_vec_dot_bf16_f32_scalar(int64_t n, const void *w, const void *x)
-{
-    const uint16_t *a = w;
-    const float *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += dn_bf16_to_f32(a[i]) * b[i];
-    return s;
-}
+static float dn_vec_dot_f16_f32_scalar(int64_t n, const void *w, const void *x) { return dot_half(1, n, w, x); }
+static float dn_vec_dot_bf16_f32_scalar(int64_t n, const void *w, const void *x) { return dot_half(0, n, w, x); }
 
 /* ---------------- 32-element blocks ---------------- */
 

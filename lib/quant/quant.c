@@ -91,23 +91,16 @@ static void deq_32(int32_t type, const uint8_t *src, float *y, int64_t nb)
     }
 }
 
-static void deq_q8_0(const uint8_t *src, float *y, int64_t nb)
+/* q8_0, q8_1: y = q * d (q8_1's s is not needed) */
+static void deq_q8(int32_t type, const uint8_t *src, float *y, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, y += DN_QK8_0) {
-        dn_block_q8_0 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        for (int j = 0; j < DN_QK8_0; j++) y[j] = (float)b.qs[j] * d;
-    }
-}
-
-static void deq_q8_1(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK8_1) {
-        dn_block_q8_1 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        for (int j = 0; j < DN_QK8_1; j++) y[j] = (float)b.qs[j] * d;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        union { dn_block_q8_0 q8_0; dn_block_q8_1 q8_1; } b;
+        memcpy(&b, src + (size_t)i * bytes, bytes);
+        const int8_t *qs = type == DANU_TYPE_Q8_0 ? b.q8_0.qs : b.q8_1.qs;
+        const float d = dn_fp16_to_f32(b.q8_0.d);   /* d leads both */
+        for (int j = 0; j < 32; j++) y[j] = (float)qs[j] * d;
     }
 }
 
@@ -201,8 +194,8 @@ int dn_dequantize_row(int32_t type, const void *src, float *dst, int64_t n)
     case DANU_TYPE_Q4_1:
     case DANU_TYPE_Q5_0:
     case DANU_TYPE_Q5_1: deq_32(type, s, dst, nb); return 0;
-    case DANU_TYPE_Q8_0: deq_q8_0(s, dst, nb); return 0;
-    case DN_TYPE_Q8_1:   deq_q8_1(s, dst, nb); return 0;
+    case DANU_TYPE_Q8_0:
+    case DN_TYPE_Q8_1:   deq_q8(type, s, dst, nb); return 0;
     case DANU_TYPE_Q4_K:
     case DANU_TYPE_Q5_K: deq_q45_K(type, s, dst, nb); return 0;
     case DANU_TYPE_Q6_K: deq_q6_K(s, dst, nb); return 0;
@@ -299,32 +292,30 @@ static void quant_32(int32_t type, const float *x, uint8_t *dst, int64_t nb)
     }
 }
 
-static void quant_q8_0(const float *x, uint8_t *dst, int64_t nb)
+/* q8_0: d = max|x| / 127, q = round(x / d) half away from zero; q8_1 adds
+ * s = d * sum(q), with the unrounded d. */
+static void quant_q8(int32_t type, const float *x, uint8_t *dst, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, x += DN_QK8_0) {
-        dn_block_q8_0 b;
-        const float d = absmax(x, DN_QK8_0) / 127.0f;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        const float d = absmax(x, 32) / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        for (int j = 0; j < DN_QK8_0; j++) b.qs[j] = round_away_i8(x[j] * id);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q8_1(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK8_1) {
-        dn_block_q8_1 b;
-        const float d = absmax(x, DN_QK8_1) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
+        int8_t qs[32];
         int sum = 0;
-        for (int j = 0; j < DN_QK8_1; j++) {
-            b.qs[j] = round_away_i8(x[j] * id);
-            sum += b.qs[j];
+        for (int j = 0; j < 32; j++) {
+            qs[j] = round_away_i8(x[j] * id);
+            sum += qs[j];
         }
-        b.s = dn_f32_to_fp16((float)sum * d);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+        union { dn_block_q8_0 q8_0; dn_block_q8_1 q8_1; } b;
+        if (type == DANU_TYPE_Q8_0) {
+            b.q8_0.d = dn_f32_to_fp16(d);
+            memcpy(b.q8_0.qs, qs, 32);
+        } else {
+            b.q8_1.d = dn_f32_to_fp16(d);
+            b.q8_1.s = dn_f32_to_fp16((float)sum * d);
+            memcpy(b.q8_1.qs, qs, 32);
+        }
+        memcpy(dst + (size_t)i * bytes, &b, bytes);
     }
 }
 
@@ -633,8 +624,8 @@ int dn_quantize_row(int32_t type, const float *src, void *dst, int64_t n)
     case DANU_TYPE_Q4_1:
     case DANU_TYPE_Q5_0:
     case DANU_TYPE_Q5_1: quant_32(type, src, d, nb); return 0;
-    case DANU_TYPE_Q8_0: quant_q8_0(src, d, nb); return 0;
-    case DN_TYPE_Q8_1:   quant_q8_1(src, d, nb); return 0;
+    case DANU_TYPE_Q8_0:
+    case DN_TYPE_Q8_1:   quant_q8(type, src, d, nb); return 0;
     case DANU_TYPE_Q4_K: quant_q4_K(src, d, nb); return 0;
     case DANU_TYPE_Q5_K: quant_q5_K(src, d, nb); return 0;
     case DANU_TYPE_Q6_K: quant_q6_K(src, d, nb); return 0;
