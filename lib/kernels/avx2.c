@@ -34,6 +34,14 @@ AI float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+AI float hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
 AI int hsum8i(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -65,28 +73,20 @@ AI __m256 lane(__m256 v, int j)
 /* 32-element block types                                              */
 /* ------------------------------------------------------------------ */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-AI int wbytes(int kind)
-{
-    return kind == K_Q4_0 ? 18 : kind == K_Q4_1 ? 20 : kind == K_Q5_0 ? 22 : kind == K_Q5_1 ? 24 : 34;
-}
-AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
-AI int xbytes(int kind) { return has_min(kind) ? 36 : 34; }
+/* kinds, block sizes and field offsets: kernels_internal.h */
 AI int wbias(int kind) { return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : 0; }
 
 /* One weight block as 32 unsigned bytes in element order (q8_0: |w|, the
  * sign goes onto the activations). */
 AI __m256i unpack_block(int kind, const uint8_t *a)
 {
-    if (kind == K_Q8_0) return _mm256_loadu_si256((const __m256i *)(a + 2));
-    const int qoff = kind == K_Q4_0 ? 2 : kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8;
-    const __m128i q = _mm_loadu_si128((const __m128i *)(a + qoff));
+    if (kind == K_Q8_0) return _mm256_loadu_si256((const __m256i *)(a + wqs(kind)));
+    const __m128i q = _mm_loadu_si128((const __m128i *)(a + wqs(kind)));
     __m256i z = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
     z = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
     if (kind == K_Q5_0 || kind == K_Q5_1) {
         /* bit j of qh -> byte j: spread the 4 bytes, select each bit */
-        const uint32_t qh = dn_ld_u32(a + (kind == K_Q5_0 ? 2 : 4));
+        const uint32_t qh = dn_ld_u32(a + wqh(kind));
         __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
                                         _mm256_set_epi64x(0x0303030303030303ll, 0x0202020202020202ll,
                                                           0x0101010101010101ll, 0));
@@ -108,19 +108,19 @@ AI void group32(int kind, int NR, int NT, int64_t b, int nblk,
     __m256 DX[MT], S8[MT], DW[MR], M8[MR];
     UNROLL for (int t = 0; t < NT; t++) {
         DX[t] = load_scales8(xp[t] + b * XB, XB, 0, nblk);
-        if (has_min(kind)) S8[t] = load_scales8(xp[t] + b * XB, XB, 2, nblk);
+        if (has_min(kind)) S8[t] = load_scales8(xp[t] + b * XB, XB, DN_BLK_M, nblk);
     }
     UNROLL for (int r = 0; r < NR; r++) {
         DW[r] = load_scales8(wp[r] + b * WB, WB, 0, nblk);
         if (has_min(kind)) {
-            M8[r] = load_scales8(wp[r] + b * WB, WB, 2, nblk);
+            M8[r] = load_scales8(wp[r] + b * WB, WB, DN_BLK_M, nblk);
             UNROLL for (int t = 0; t < NT; t++) F[r][t] = _mm256_fmadd_ps(M8[r], S8[t], F[r][t]);
         }
     }
     for (int j = 0; j < nblk; j++) {
         __m256i X[MT], CB[MT];
         UNROLL for (int t = 0; t < NT; t++) {
-            X[t] = _mm256_loadu_si256((const __m256i *)(xp[t] + (b + j) * XB + XB - 32));
+            X[t] = _mm256_loadu_si256((const __m256i *)(xp[t] + (b + j) * XB + xqs(kind)));
             if (wbias(kind)) CB[t] = _mm256_maddubs_epi16(_mm256_set1_epi8((char)wbias(kind)), X[t]);
         }
         UNROLL for (int r = 0; r < NR; r++) {
@@ -153,41 +153,26 @@ AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* K-quants                                                            */
 /* ------------------------------------------------------------------ */
 
-enum { K_Q4_K, K_Q5_K, K_Q6_K };
-enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
-
-AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
-
-AI void k_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    const uint32_t u0 = dn_ld_u32(s), u1 = dn_ld_u32(s + 4), u2 = dn_ld_u32(s + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = sc_lo | (uint64_t)sc_hi << 32;
-    *mn = mn_lo | (uint64_t)mn_hi << 32;
-}
-
 /* Sub-block j (32 elements) of a K-quant super-block as unsigned bytes;
  * its int16 scale vector goes to *scv (q6_K: two scales, 16 elements each). */
 AI __m256i k_sub(int kind, const uint8_t *w, int j, const int16_t *sc16)
 {
     if (kind == K_Q6_K) {
         const int h = j / 4, k = j % 4;
-        const __m256i L = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32 * (k & 1)));
+        const __m256i L = _mm256_loadu_si256((const __m256i *)(w + Q6K_QL + 64 * h + 32 * (k & 1)));
         const __m256i lo = k < 2 ? _mm256_and_si256(L, _mm256_set1_epi8(0x0F))
                                  : _mm256_and_si256(_mm256_srli_epi16(L, 4), _mm256_set1_epi8(0x0F));
-        const __m256i H = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+        const __m256i H = _mm256_loadu_si256((const __m256i *)(w + Q6K_QH + 32 * h));
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(H, 2 * k), _mm256_set1_epi8(3));
         (void)sc16;
         return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
     }
-    const uint8_t *qs = w + (kind == K_Q4_K ? 16 : 48) + 32 * (j / 2);
+    const uint8_t *qs = w + kqs(kind) + 32 * (j / 2);
     const __m256i q = _mm256_loadu_si256((const __m256i *)qs);
     __m256i z = (j & 1) ? _mm256_srli_epi16(q, 4) : q;
     z = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
     if (kind == K_Q5_K) {
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 16));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + Q5K_QH));
         const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, j), _mm256_set1_epi8(1));
         z = _mm256_or_si256(z, _mm256_slli_epi16(hb, 4));
     }
@@ -207,14 +192,14 @@ AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp
     UNROLL for (int r = 0; r < NR; r++) {
         const uint8_t *w = wp[r] + i * WB;
         if (kind == K_Q6_K) {
-            d[r] = fp16(w + 208);
-            for (int j = 0; j < 16; j++) scs[r][j] = (int8_t)w[192 + j];
+            d[r] = fp16(w + Q6K_D);
+            for (int j = 0; j < 16; j++) scs[r][j] = (int8_t)w[Q6K_SCALES + j];
             mins[r] = _mm256_mullo_epi16(_mm256_loadu_si256((const __m256i *)scs[r]), _mm256_set1_epi16(-32));
         } else {
             d[r] = fp16(w);
-            dmin[r] = fp16(w + 2);
+            dmin[r] = fp16(w + KQ_DMIN);
             uint64_t sc, mn;
-            k_unpack_scales(w + 4, &sc, &mn);
+            dn_k_unpack_scales(w + KQ_SCALES, &sc, &mn);
             for (int j = 0; j < 8; j++) scs[r][j] = (int16_t)((sc >> (8 * j)) & 0xFF);
             const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
             mins[r] = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
@@ -266,8 +251,6 @@ AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* ------------------------------------------------------------------ */
 /* float weights (f32 activations)                                     */
 /* ------------------------------------------------------------------ */
-
-enum { K_F32, K_F16, K_BF16 };
 
 AI __m256 load_w8(int kind, const uint8_t *w, int64_t j)
 {
@@ -330,7 +313,7 @@ DEFINE_TYPE(f16, f32, tileF, K_F16, 3, 4, 1)
 DEFINE_TYPE(bf16, f32, tileF, K_BF16, 3, 4, 1)
 
 /* ------------------------------------------------------------------ */
-/* activation quantizers (byte-identical to scalar.c)                  */
+/* activation quantizers (byte-identical to quant.c's reference)     */
 /* ------------------------------------------------------------------ */
 
 /* roundf: half away from zero, exactly (|v| - trunc|v| is exact). */
@@ -358,10 +341,7 @@ AI float q8_block32(const float *x, int8_t *qs, uint16_t *dh, int *sum)
         v[i] = _mm256_loadu_ps(x + 8 * i);
         m = _mm256_max_ps(m, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v[i]));
     }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const float amax = hmax8(m);
     const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     __m256i q[4];
     for (int i = 0; i < 4; i++) q[i] = round_away(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
@@ -376,8 +356,8 @@ AI float q8_block32(const float *x, int8_t *qs, uint16_t *dh, int *sum)
 static void dn_act_q8_0_avx2(const float *x, void *out, int64_t n)
 {
     dn_block_q8_0 *y = out;
-    const int64_t nb = n / 32;
-    uint8_t *e = (uint8_t *)out + ((34 * nb + 63) & ~(int64_t)63);
+    const int64_t nb = n / DN_QK8_0;
+    uint8_t *e = (uint8_t *)out + (((int64_t)sizeof *y * nb + 63) & ~(int64_t)63);
     memset(e, 0, (size_t)(nb + 7) / 8 * DN_A2_XG);
     for (int64_t b = 0; b < nb; b++) {
         int sum;
@@ -404,14 +384,11 @@ static void dn_act_q8_K_avx2(const float *x, void *out, int64_t n)
 {
     dn_block_q8_K *y = out;
     for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
-        /* the first element of largest magnitude gives the sign (as scalar) */
+        /* the first element of largest magnitude gives the sign (as quant.c) */
         float amax = 0.0f, max = 0.0f;
         __m256 m = _mm256_setzero_ps();
         for (int j = 0; j < DN_QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(x + j)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        amax = _mm_cvtss_f32(m4);
+        amax = hmax8(m);
         if (amax == 0.0f) {
             memset(&y[b], 0, sizeof y[b]);
             continue;
@@ -575,10 +552,7 @@ static void dn_softmax_avx2(float *x, int64_t n)
         mx = _mm256_max_ps(mx, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, m),
                                                 _mm256_castsi256_ps(m)));
     }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const __m256 vmax = _mm256_set1_ps(_mm_cvtss_f32(m4));
+    const __m256 vmax = _mm256_set1_ps(hmax8(mx));
     __m256 sum = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i += 8) {
         const __m256i m = tail_mask(n - i);
@@ -596,39 +570,21 @@ static void dn_softmax_avx2(float *x, int64_t n)
 const dn_kernels dn_kernels_avx2_table = {
     .isa = DN_ISA_AVX2,
     .name = "avx2",
-    .act_type = {
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
-        [DANU_TYPE_BF16] = DANU_TYPE_F32,
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
-        [DN_TYPE_Q4_0_X16] = DANU_TYPE_Q8_0, [DN_TYPE_Q8_0_X16] = DANU_TYPE_Q8_0,
-        [DN_TYPE_Q4_K_X16] = DN_TYPE_Q8_K, [DN_TYPE_Q6_K_X16] = DN_TYPE_Q8_K,
-    },
+    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) DN_X16_ACT_ENTRIES },
     .act_prepare = {
         [DANU_TYPE_Q8_0] = dn_act_q8_0_avx2, [DN_TYPE_Q8_1] = dn_act_q8_1_avx2,
         [DN_TYPE_Q8_K] = dn_act_q8_K_avx2,
     },
-#define SLOTS(T, NAME, AT) [T] = dn_vec_dot_##NAME##_##AT##_avx2
-    .vec_dot = {
-        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, f32),
-        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
-        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
-        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
-    },
-#undef SLOTS
-#define SLOTS(T, NAME, AT) [T] = dn_gemm_##NAME##_##AT##_avx2
+#define VEC_DOT(T, W, A) [T] = dn_vec_dot_##W##_##A##_avx2,
+#define GEMM(T, W, A) [T] = dn_gemm_##W##_##A##_avx2,
+    .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, f32) },
     .gemm = {
-        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, f32),
-        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
-        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
-        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
+        DN_WEIGHT_TYPES(GEMM, f32)
         [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx2, [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx2,
         [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx2, [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx2,
     },
-#undef SLOTS
+#undef VEC_DOT
+#undef GEMM
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX,
     .act_extra = { [DANU_TYPE_Q8_0] = DN_A2_XG },
     /* x16 measured faster (kernels_bench --shapes, Zen 4 forced to AVX2):

@@ -26,10 +26,11 @@ enum { X4, X8 };   /* q4_0x16, q8_0x16 */
 /* Tokens per tile: 2 halves x 3 tokens of int and float accumulators plus
  * the weights fill the 16 ymm registers (2 x 2, 1 x 4, 1 x 5, 1 x 6 and
  * 2 x 3 measured: 2 x 3 best for q4_0, all alike for q8_0). */
-enum { MAXT = 3, Q8_0_BYTES = 34 };
+enum { MAXT = 3, Q8_0_BYTES = sizeof(dn_block_q8_0), Q8_0_QS = offsetof(dn_block_q8_0, qs) };
 
-/* bytes of one block column of a row group: d[16] f16 then the chunks */
-AI int colbytes(int kind) { return kind == X4 ? 288 : 544; }
+/* bytes of one block column of a row group: d[16] f16 then the chunks
+ * (quant.h; they start at X_QS in both types) */
+AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : (int)sizeof(dn_block_q8_0x16); }
 
 /* v as is, but opaque to the optimizer: GCC otherwise reassociates the
  * int16 accumulation into a tree of all a block's products and spills
@@ -53,7 +54,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < 2; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
-        const size_t qo = (size_t)b * Q8_0_BYTES + 2;
+        const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
         const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
         __m256i A[2][MAXT];
         if (kind == X4) {
@@ -62,7 +63,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
             UNROLL for (int h = 0; h < 2; h++) UNROLL for (int t = 0; t < NT; t++) S[h][t] = _mm256_setzero_si256();
             UNROLL for (int k = 0; k < 4; k++) {
                 UNROLL for (int h = 0; h < 2; h++) {
-                    const __m256i W = _mm256_loadu_si256((const __m256i *)(w + 32 + 64 * k + 32 * h));
+                    const __m256i W = _mm256_loadu_si256((const __m256i *)(w + X_QS + 64 * k + 32 * h));
                     const __m256i lo = _mm256_and_si256(W, m4);
                     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(W, 4), m4);
                     UNROLL for (int t = 0; t < NT; t++) {
@@ -81,7 +82,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
             UNROLL for (int k = 0; k < 8; k++) {
                 UNROLL for (int h = 0; h < 2; h++) {
                     const __m256i W = _mm256_xor_si256(
-                        _mm256_loadu_si256((const __m256i *)(w + 32 + 64 * k + 32 * h)), _mm256_set1_epi8(-128));
+                        _mm256_loadu_si256((const __m256i *)(w + X_QS + 64 * k + 32 * h)), _mm256_set1_epi8(-128));
                     const __m256i aw = _mm256_abs_epi8(W);
                     UNROLL for (int t = 0; t < NT; t++) {
                         const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(xq[t] + qo + 4 * k), W));

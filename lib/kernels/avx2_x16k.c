@@ -22,9 +22,6 @@
 
 
 enum {
-    Q4X = 2368, Q4X_DMIN = 32, Q4X_SC = 64, Q4X_M = 192, Q4X_QS = 320,
-    Q6X = 3360, Q6X_SC = 32, Q6X_QL = 288, Q6X_QH = 2336,
-    Q8K = 292, Q8K_QS = 4, Q8K_BSUMS = 260,
     /* tokens per tile, measured: q4_K 3 (2 and 4 alike); q6_K one row half
      * at a time with 4 (147 GFLOP/s; both halves with 2: 117), except a
      * single token: both halves in one pass (21 instead of 12 GB/s) */
@@ -203,7 +200,7 @@ AI void tile(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, con
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
-        UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K;
+        UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
         if (kind == K6 && NT == 1 && h0 == 0) touch(g + (size_t)i * Q6X, Q6X);
         if (kind == K4) q4x_block(NT, g + (size_t)i * Q4X, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * Q6X, xb, F);

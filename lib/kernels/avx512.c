@@ -51,8 +51,9 @@ AI __m512i load_window(const uint8_t *p, int off, int len)
 #define SCIDX(S) { SCW(S, 0), SCW(S, 1), SCW(S, 2), SCW(S, 3), SCW(S, 4), SCW(S, 5), SCW(S, 6), \
     SCW(S, 7), SCW(S, 8), SCW(S, 9), SCW(S, 10), SCW(S, 11), SCW(S, 12), SCW(S, 13), SCW(S, 14), \
     SCW(S, 15), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
-static const short scidx18[32] = SCIDX(18), scidx20[32] = SCIDX(20), scidx22[32] = SCIDX(22),
-                   scidx24[32] = SCIDX(24), scidx34[32] = SCIDX(34), scidx36[32] = SCIDX(36);
+static const short scidx_q4_0[32] = SCIDX(sizeof(dn_block_q4_0)), scidx_q4_1[32] = SCIDX(sizeof(dn_block_q4_1)),
+                   scidx_q5_0[32] = SCIDX(sizeof(dn_block_q5_0)), scidx_q5_1[32] = SCIDX(sizeof(dn_block_q5_1)),
+                   scidx_q8_0[32] = SCIDX(sizeof(dn_block_q8_0)), scidx_q8_1[32] = SCIDX(sizeof(dn_block_q8_1));
 
 /* The two fp16 fields (d, and m or s) at the start of 8 blocks `stride`
  * bytes apart as floats: lanes 0..7 = d, lanes 8..15 = the second field
@@ -61,8 +62,9 @@ static const short scidx18[32] = SCIDX(18), scidx20[32] = SCIDX(20), scidx22[32]
  * more. Blocks at or past nblk read as zero. */
 AI __m512 load_scales8(const uint8_t *p, int stride, int nblk, int want_m)
 {
-    const short *tab = stride == 18 ? scidx18 : stride == 20 ? scidx20 : stride == 22 ? scidx22
-                     : stride == 24 ? scidx24 : stride == 34 ? scidx34 : scidx36;
+    const short *tab = stride == (int)sizeof(dn_block_q4_0) ? scidx_q4_0 : stride == (int)sizeof(dn_block_q4_1) ? scidx_q4_1
+                     : stride == (int)sizeof(dn_block_q5_0) ? scidx_q5_0 : stride == (int)sizeof(dn_block_q5_1) ? scidx_q5_1
+                     : stride == (int)sizeof(dn_block_q8_0) ? scidx_q8_0 : scidx_q8_1;
     const __m512i idx = _mm512_loadu_si512(tab);
     const int len = stride * nblk;
     __m512i v = _mm512_permutex2var_epi16(load_window(p, 0, len), idx, load_window(p, 64, len));
@@ -85,14 +87,7 @@ AI __m512 load_scales8(const uint8_t *p, int stride, int nblk, int want_m)
 /* 32-element block types                                              */
 /* ------------------------------------------------------------------ */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-AI int wbytes(int kind)
-{
-    return kind == K_Q4_0 ? 18 : kind == K_Q4_1 ? 20 : kind == K_Q5_0 ? 22 : kind == K_Q5_1 ? 24 : 34;
-}
-AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
-AI int xbytes(int kind) { return has_min(kind) ? 36 : 34; }
+/* kinds, block sizes and field offsets: kernels_internal.h */
 /* bias that makes weights unsigned for vpdpbusd; removed as bias*sum(x) */
 AI int wbias(int kind) { return kind == K_Q4_0 ? 8 : kind == K_Q5_0 ? 16 : kind == K_Q8_0 ? 128 : 0; }
 
@@ -112,8 +107,8 @@ AI __m512i unpack_pair(int kind, const uint8_t *a, int has_a, int has_b)
     const uint8_t *b = a + wbytes(kind);
     if (!has_a) return _mm512_setzero_si512();
     if (kind == K_Q8_0)
-        return _mm512_xor_si512(load_2x256(a + 2, b + 2, 1, has_b), _mm512_set1_epi8((char)0x80));
-    const int qoff = kind == K_Q4_0 ? 2 : kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8;
+        return _mm512_xor_si512(load_2x256(a + wqs(kind), b + wqs(kind), 1, has_b), _mm512_set1_epi8((char)0x80));
+    const int qoff = wqs(kind);
     /* 128-bit lanes [A, A, B, B] by broadcasts (load port, no shuffle);
      * lanes 1 and 3 take the high nibbles */
     __m512i z = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(a + qoff)));
@@ -122,7 +117,7 @@ AI __m512i unpack_pair(int kind, const uint8_t *a, int has_a, int has_b)
     z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
     z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
     if (kind == K_Q5_0 || kind == K_Q5_1) {
-        const int hoff = kind == K_Q5_0 ? 2 : 4;
+        const int hoff = wqh(kind);
         uint64_t h = dn_ld_u32(a + hoff);
         if (has_b) h |= (uint64_t)dn_ld_u32(b + hoff) << 32;
         z = _mm512_mask_add_epi8(z, (__mmask64)h, z, _mm512_set1_epi8(16));
@@ -230,7 +225,8 @@ AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 static void make_extras(int xb, uint8_t *row, int64_t n)
 {
     uint8_t *e = (uint8_t *)xextras(xb, row, n);
-    const int XG = xb == 36 ? XG_Q8_1 : XG_Q8_0;
+    const int XG = xb == (int)sizeof(dn_block_q8_1) ? XG_Q8_1 : XG_Q8_0;
+    const int xqs = xb - DN_QK8_0;   /* qs ends both q8_0 and q8_1 blocks */
     const int64_t nb = n / 32;
     for (int64_t g = 0; 8 * g < nb; g++, e += XG) {
         const int nblk = nb - 8 * g >= 8 ? 8 : (int)(nb - 8 * g);
@@ -238,12 +234,12 @@ static void make_extras(int xb, uint8_t *row, int64_t n)
         const __m512 XS = nblk == 8 ? load_scales8(x, xb, 8, 1) : load_scales8(x, xb, nblk, 1);
         __m512i X[4];
         for (int p = 0; p < 4; p++) {
-            X[p] = load_2x256(x + 2 * p * xb + xb - 32, x + (2 * p + 1) * xb + xb - 32,
+            X[p] = load_2x256(x + 2 * p * xb + xqs, x + (2 * p + 1) * xb + xqs,
                               2 * p < nblk, 2 * p + 1 < nblk);
             _mm512_storeu_si512(e + XE_QS + 64 * p, X[p]);
         }
         _mm512_storeu_ps((float *)(e + XE_DXR), spread_red(XS));
-        if (xb == 36) {
+        if (xb == (int)sizeof(dn_block_q8_1)) {
             _mm512_storeu_ps((float *)(e + XE_XS), XS);
             continue;
         }
@@ -267,22 +263,6 @@ static void make_extras(int xb, uint8_t *row, int64_t n)
 /* ------------------------------------------------------------------ */
 /* K-quants: 256-element super-blocks against q8_K                     */
 /* ------------------------------------------------------------------ */
-
-enum { K_Q4_K, K_Q5_K, K_Q6_K };
-
-AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
-enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
-
-/* 8 six-bit scales and mins from the 12 packed bytes. */
-AI void k_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn)
-{
-    const uint32_t u0 = dn_ld_u32(s), u1 = dn_ld_u32(s + 4), u2 = dn_ld_u32(s + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-    *sc = sc_lo | (uint64_t)sc_hi << 32;
-    *mn = mn_lo | (uint64_t)mn_hi << 32;
-}
 
 /* Lanes 0..7 = v[2c], 8..15 = v[2c+1] (int32). */
 AI __m512i pick_pair(__m512i v, int c)
@@ -320,8 +300,8 @@ AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp
         __m512i wq[4], scv[4], mcorr;
         __m512 D;
         if (kind == K_Q6_K) {
-            D = _mm512_set1_ps(fp16(w + 208));
-            const __m128i sc8 = _mm_loadu_si128((const __m128i *)(w + 192));
+            D = _mm512_set1_ps(fp16(w + Q6K_D));
+            const __m128i sc8 = _mm_loadu_si128((const __m128i *)(w + Q6K_SCALES));
             /* signed scales as int16 pairs (sc, 0): vpdpwssd multiplies both
              * halves of each dword, so the high half must be 0, not -1 */
             const __m512i sc32 = _mm512_and_si512(_mm512_cvtepi8_epi32(sc8), _mm512_set1_epi32(0xFFFF));
@@ -330,8 +310,8 @@ AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp
             mcorr = _mm512_zextsi256_si512(_mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc8), _mm256_set1_epi16(-32)));
             UNROLL for (int c = 0; c < 4; c++) {
                 const int h = c / 2;
-                const __m512i L = _mm512_loadu_si512(w + 64 * h);
-                const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h)));
+                const __m512i L = _mm512_loadu_si512(w + Q6K_QL + 64 * h);
+                const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + Q6K_QH + 32 * h)));
                 __m512i lo, hi;
                 if (c % 2 == 0) {
                     lo = _mm512_and_si512(L, _mm512_set1_epi8(0x0F));
@@ -344,18 +324,18 @@ AI void superblock(int kind, int NR, int NT, int64_t i, const uint8_t *const *wp
             }
         } else {
             /* lanes 0..7 scale the folded sub-block sums, 8..15 the mins */
-            D = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(fp16(w)), _mm512_set1_ps(-fp16(w + 2)));
+            D = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(fp16(w)), _mm512_set1_ps(-fp16(w + KQ_DMIN)));
             uint64_t sc, mn;
-            k_unpack_scales(w + 4, &sc, &mn);
+            dn_k_unpack_scales(w + KQ_SCALES, &sc, &mn);
             const __m512i sc32 = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc));
             UNROLL for (int c = 0; c < 4; c++) scv[c] = pick_pair(sc32, c);
             /* each min covers two 16-element bsums */
             const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
             mcorr = _mm512_inserti64x4(_mm512_setzero_si512(),
                                        _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16)), 1);
-            const uint8_t *qs = w + (kind == K_Q4_K ? 16 : 48);
+            const uint8_t *qs = w + kqs(kind);
             __m512i QH = _mm512_setzero_si512();
-            if (kind == K_Q5_K) QH = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + 16)));
+            if (kind == K_Q5_K) QH = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + Q5K_QH)));
             UNROLL for (int c = 0; c < 4; c++) {
                 __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
                 z = _mm512_srlv_epi64(z, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0));
@@ -402,8 +382,6 @@ AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* ------------------------------------------------------------------ */
 /* float weights                                                       */
 /* ------------------------------------------------------------------ */
-
-enum { K_F32, K_F16, K_BF16 };
 
 
 /* Float weights: per step every token's slice is loaded once into
@@ -511,7 +489,7 @@ DEFINE_TYPE(f16, f32, tileF, K_F16, 4, 4, 1)
 DEFINE_TYPE(bf16, bf16, tileF, K_BF16, 4, 6, 1)
 
 /* ------------------------------------------------------------------ */
-/* activation quantizers (byte-identical to scalar.c)                  */
+/* activation quantizers (byte-identical to quant.c's reference)     */
 /* ------------------------------------------------------------------ */
 
 /* roundf: half away from zero, exactly (|v| - trunc|v| is exact). */
@@ -526,7 +504,7 @@ AI __m512i round_away(__m512 v)
 }
 
 /* One q8 block of 32: stores qs and fp16 d, returns d as float (q8_1's s
- * is computed from the unrounded d, as in scalar.c). */
+ * is computed from the unrounded d, as in quant.c). */
 AI float q8_block32(const float *x, int8_t *qs, uint16_t *dh, int *sum)
 {
     const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
@@ -545,7 +523,7 @@ static void dn_act_q8_0_avx512(const float *x, void *out, int64_t n)
 {
     dn_block_q8_0 *y = out;
     for (int64_t b = 0; b < n / 32; b++) q8_block32(x + 32 * b, y[b].qs, &y[b].d, NULL);
-    make_extras(34, out, n);
+    make_extras((int)sizeof *y, out, n);
 }
 
 static void dn_act_q8_1_avx512(const float *x, void *out, int64_t n)
@@ -556,7 +534,7 @@ static void dn_act_q8_1_avx512(const float *x, void *out, int64_t n)
         const float d = q8_block32(x + 32 * b, y[b].qs, &y[b].d, &sum);
         y[b].s = dn_f32_to_fp16((float)sum * d);
     }
-    make_extras(36, out, n);
+    make_extras((int)sizeof *y, out, n);
 }
 
 static void dn_act_q8_K_avx512(const float *x, void *out, int64_t n)
@@ -570,7 +548,7 @@ static void dn_act_q8_K_avx512(const float *x, void *out, int64_t n)
             memset(&y[b], 0, sizeof y[b]);
             continue;
         }
-        /* the first element reaching amax gives the sign (as the scalar loop) */
+        /* the first element reaching amax gives the sign (as quant.c's loop) */
         float max = 0.0f;
         for (int j = 0; j < DN_QK_K; j += 16) {
             const __mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + j)),
@@ -764,40 +742,25 @@ const dn_kernels dn_kernels_avx512_table = {
     .isa = DN_ISA_AVX512,
     .name = "avx512",
     .act_type = {
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
-        [DANU_TYPE_BF16] = DANU_TYPE_BF16, [DN_TYPE_BF16_X16] = DANU_TYPE_BF16,
+        DN_WEIGHT_TYPES(DN_ACT_ENTRY, bf16) DN_X16_ACT_ENTRIES
+        [DN_TYPE_BF16_X16] = DANU_TYPE_BF16,
         [DN_TYPE_BF16_X16F] = DANU_TYPE_BF16,   /* the same rows; its gemm skips the lo row */
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
-        [DN_TYPE_Q4_0_X16] = DANU_TYPE_Q8_0, [DN_TYPE_Q8_0_X16] = DANU_TYPE_Q8_0,
-        [DN_TYPE_Q4_K_X16] = DN_TYPE_Q8_K, [DN_TYPE_Q6_K_X16] = DN_TYPE_Q8_K,
     },
     .act_prepare = {
         [DANU_TYPE_BF16] = dn_act_bf16_avx512, [DANU_TYPE_Q8_0] = dn_act_q8_0_avx512,
         [DN_TYPE_Q8_1] = dn_act_q8_1_avx512, [DN_TYPE_Q8_K] = dn_act_q8_K_avx512,
     },
-#define SLOTS(T, NAME, AT) [T] = dn_vec_dot_##NAME##_##AT##_avx512
-    .vec_dot = {
-        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, bf16),
-        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
-        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
-        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
-    },
-#undef SLOTS
-#define SLOTS(T, NAME, AT) [T] = dn_gemm_##NAME##_##AT##_avx512
+#define VEC_DOT(T, W, A) [T] = dn_vec_dot_##W##_##A##_avx512,
+#define GEMM(T, W, A) [T] = dn_gemm_##W##_##A##_avx512,
+    .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, bf16) },
     .gemm = {
-        SLOTS(DANU_TYPE_F32, f32, f32), SLOTS(DANU_TYPE_F16, f16, f32), SLOTS(DANU_TYPE_BF16, bf16, bf16),
-        SLOTS(DANU_TYPE_Q8_0, q8_0, q8_0), SLOTS(DANU_TYPE_Q4_0, q4_0, q8_0), SLOTS(DANU_TYPE_Q4_1, q4_1, q8_1),
-        SLOTS(DANU_TYPE_Q5_0, q5_0, q8_0), SLOTS(DANU_TYPE_Q5_1, q5_1, q8_1), SLOTS(DANU_TYPE_Q4_K, q4_K, q8_K),
-        SLOTS(DANU_TYPE_Q5_K, q5_K, q8_K), SLOTS(DANU_TYPE_Q6_K, q6_K, q8_K),
+        DN_WEIGHT_TYPES(GEMM, bf16)
         [DN_TYPE_BF16_X16] = dn_gemm_bf16x16_avx512, [DN_TYPE_BF16_X16F] = dn_gemm_bf16x16f_avx512,
         [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx512, [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx512,
         [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx512, [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx512,
     },
-#undef SLOTS
+#undef VEC_DOT
+#undef GEMM
     .repack = { [DANU_TYPE_BF16] = DN_TYPE_BF16_X16,
                 [DANU_TYPE_Q4_0] = DN_TYPE_Q4_0_X16, [DANU_TYPE_Q8_0] = DN_TYPE_Q8_0_X16,
                 [DANU_TYPE_Q4_K] = DN_TYPE_Q4_K_X16, [DANU_TYPE_Q6_K] = DN_TYPE_Q6_K_X16 },

@@ -21,8 +21,9 @@
 enum { X4, X8 };   /* q4_0x16, q8_0x16 */
 enum { MAXT = 8 };
 
-/* bytes of one block column of a row group: d[16] f16 then the chunks */
-AI int colbytes(int kind) { return kind == X4 ? 288 : 544; }
+/* bytes of one block column of a row group: d[16] f16 then the chunks
+ * (quant.h; they start at X_QS in both types) */
+AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : (int)sizeof(dn_block_q8_0x16); }
 
 /* One row group x NT tokens (extras at xe[t]) over all nb block columns:
  * y[t * ldy + lane]. The accumulators of a block start fresh, so blocks
@@ -43,7 +44,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
         if (kind == X4) {
             /* chunk k: low nibbles are elements 4k.., high ones 16 + 4k.. */
             UNROLL for (int k = 0; k < 4; k++) {
-                const __m512i W = _mm512_loadu_si512(w + 32 + 64 * k);
+                const __m512i W = _mm512_loadu_si512(w + X_QS + 64 * k);
                 const __m512i lo = _mm512_and_si512(W, m4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(W, 4), m4);
                 UNROLL for (int t = 0; t < NT; t++) {
@@ -53,7 +54,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
             }
         } else {
             UNROLL for (int k = 0; k < 8; k++) {
-                const __m512i W = _mm512_loadu_si512(w + 32 + 64 * k);
+                const __m512i W = _mm512_loadu_si512(w + X_QS + 64 * k);
                 UNROLL for (int t = 0; t < NT; t++) A[t] = dpbusd_b(A[t], W, xe[t] + qo + 4 * k);
             }
         }
@@ -78,7 +79,7 @@ AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const
                  size_t xs, int nt, float *y, size_t ldy)
 {
     const int64_t nb = n / 32;
-    const size_t eoff = (size_t)((34 * nb + 63) & ~(int64_t)63);
+    const size_t eoff = (size_t)(((int64_t)sizeof(dn_block_q8_0) * nb + 63) & ~(int64_t)63);
     const uint8_t *xe[MAXT];
     for (int g = 0; g < nr / 16; g++) {
         const uint8_t *wg = w + g * ws;

@@ -30,9 +30,6 @@
 
 
 enum {
-    Q4X = 2368, Q4X_DMIN = 32, Q4X_SC = 64, Q4X_M = 192, Q4X_QS = 320,
-    Q6X = 3360, Q6X_SC = 32, Q6X_QL = 288, Q6X_QH = 2336,
-    Q8K = 292, Q8K_QS = 4, Q8K_BSUMS = 260,
     TMAX = 8,                   /* most tokens per tile (registers: NT int + NT float accumulators) */
     TN_K4 = 6, TN_K6 = 8,       /* tokens per tile, measured (q4_K spills at 8) */
     WBLOCK = 192 * 1024         /* weights of the row groups walked per token tile (L2) */
@@ -154,7 +151,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, s
     for (int64_t i = 0; i < nb; i++) {
         if (NT == 1) touch(g + (size_t)i * CB, CB);
         const uint8_t *xb[TMAX];
-        UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K;
+        UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
         if (kind == K4) q4x_block(NT, g + (size_t)i * CB, xb, F);
         else q6x_block(NT, g + (size_t)i * CB, xb, F);
     }

@@ -4,6 +4,7 @@
 #ifndef DN_KERNELS_INTERNAL_H
 #define DN_KERNELS_INTERNAL_H
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "kernels/kernels.h"
 #include "common/bytes.h"
@@ -24,27 +25,97 @@ extern const dn_kernels dn_kernels_avx512_table;
 extern const dn_kernels dn_kernels_neon_table;
 extern const dn_kernels dn_kernels_neon_dot_table;
 
-/* 6-bit scale and min of sub-block j of a Q4_K/Q5_K super-block: the first
- * four pairs sit in the low 6 bits of bytes 0..7, the last four are split
- * between bytes 8..11 (low 4 bits) and the top 2 bits of bytes 0..7. */
-static inline void dn_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-/* All eight scales and mins at once (sc[0..7], m[0..7]). */
-static inline void dn_k_scales_mins(const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    for (int j = 0; j < 8; j++) dn_k_scale_min(j, q, &sc[j], &m[j]);
-}
-
 static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* ------------------------------------------------------------------ */
+/* Block geometry for the ISA tile kernels, which walk blocks as bytes  */
+/* (rows at any offset, several block types through one tile body):    */
+/* every size and field offset comes from the structs of quant.h.      */
+/* ------------------------------------------------------------------ */
+
+/* 32-element weight types (KIND of tile32) and their activation partner:
+ * q8_1 for the types with a minimum, q8_0 for the others. */
+enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
+AI int wbytes(int kind)
+{
+    return kind == K_Q4_0 ? (int)sizeof(dn_block_q4_0) : kind == K_Q4_1 ? (int)sizeof(dn_block_q4_1)
+         : kind == K_Q5_0 ? (int)sizeof(dn_block_q5_0) : kind == K_Q5_1 ? (int)sizeof(dn_block_q5_1)
+         : (int)sizeof(dn_block_q8_0);
+}
+AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
+AI int xbytes(int kind) { return has_min(kind) ? (int)sizeof(dn_block_q8_1) : (int)sizeof(dn_block_q8_0); }
+/* qs of a weight block; qh of the q5 kinds; qs of the activation block */
+AI int wqs(int kind)
+{
+    return kind == K_Q4_0 ? (int)offsetof(dn_block_q4_0, qs) : kind == K_Q4_1 ? (int)offsetof(dn_block_q4_1, qs)
+         : kind == K_Q5_0 ? (int)offsetof(dn_block_q5_0, qs) : kind == K_Q5_1 ? (int)offsetof(dn_block_q5_1, qs)
+         : (int)offsetof(dn_block_q8_0, qs);
+}
+AI int wqh(int kind) { return kind == K_Q5_0 ? (int)offsetof(dn_block_q5_0, qh) : (int)offsetof(dn_block_q5_1, qh); }
+AI int xqs(int kind) { return has_min(kind) ? (int)offsetof(dn_block_q8_1, qs) : (int)offsetof(dn_block_q8_0, qs); }
+/* The kernels read the fp16 d of all these blocks at byte 0 and the second
+ * fp16 field (m of q4_1/q5_1, s of q8_1) at byte 2 (DN_BLK_M); qs ends
+ * every block. */
+enum { DN_BLK_M = offsetof(dn_block_q4_1, m) };
+_Static_assert(offsetof(dn_block_q4_0, d) == 0 && offsetof(dn_block_q8_0, d) == 0 &&
+               offsetof(dn_block_q5_0, d) == 0 && offsetof(dn_block_q8_1, d) == 0, "d first");
+_Static_assert(offsetof(dn_block_q5_1, m) == DN_BLK_M && offsetof(dn_block_q8_1, s) == DN_BLK_M, "m, s second");
+_Static_assert(offsetof(dn_block_q8_0, qs) + DN_QK8_0 == sizeof(dn_block_q8_0) &&
+               offsetof(dn_block_q8_1, qs) + DN_QK8_1 == sizeof(dn_block_q8_1), "qs last");
+
+/* K-quant super-blocks (KIND of tileK) against q8_K. */
+enum { K_Q4_K, K_Q5_K, K_Q6_K };
+AI int kbytes(int kind)
+{
+    return kind == K_Q4_K ? (int)sizeof(dn_block_q4_K) : kind == K_Q5_K ? (int)sizeof(dn_block_q5_K)
+         : (int)sizeof(dn_block_q6_K);
+}
+/* q4_K/q5_K fields (d, dmin, scales lead both structs alike) */
+AI int kqs(int kind) { return kind == K_Q4_K ? (int)offsetof(dn_block_q4_K, qs) : (int)offsetof(dn_block_q5_K, qs); }
+enum {
+    KQ_DMIN = offsetof(dn_block_q4_K, dmin), KQ_SCALES = offsetof(dn_block_q4_K, scales),
+    Q5K_QH = offsetof(dn_block_q5_K, qh),
+    Q6K_QL = offsetof(dn_block_q6_K, ql), Q6K_QH = offsetof(dn_block_q6_K, qh),
+    Q6K_SCALES = offsetof(dn_block_q6_K, scales), Q6K_D = offsetof(dn_block_q6_K, d),
+    Q8K_BYTES = sizeof(dn_block_q8_K), Q8K_QS = offsetof(dn_block_q8_K, qs),
+    Q8K_BSUMS = offsetof(dn_block_q8_K, bsums),
+};
+_Static_assert(offsetof(dn_block_q5_K, dmin) == KQ_DMIN && offsetof(dn_block_q5_K, scales) == KQ_SCALES &&
+               offsetof(dn_block_q4_K, d) == 0 && offsetof(dn_block_q5_K, d) == 0 &&
+               offsetof(dn_block_q8_K, d) == 0, "K-quant heads alike");
+
+/* The x16 column layouts (quant.h) as the x16 kernels address them:
+ * q4_0x16 and q8_0x16 (their chunks both start at X_QS), q4_Kx16, q6_Kx16. */
+enum {
+    X_QS = offsetof(dn_block_q4_0x16, qs),
+    Q4X = sizeof(dn_block_q4_Kx16), Q4X_DMIN = offsetof(dn_block_q4_Kx16, dmin),
+    Q4X_SC = offsetof(dn_block_q4_Kx16, sc), Q4X_M = offsetof(dn_block_q4_Kx16, m),
+    Q4X_QS = offsetof(dn_block_q4_Kx16, qs),
+    Q6X = sizeof(dn_block_q6_Kx16), Q6X_SC = offsetof(dn_block_q6_Kx16, scales),
+    Q6X_QL = offsetof(dn_block_q6_Kx16, ql), Q6X_QH = offsetof(dn_block_q6_Kx16, qh),
+};
+_Static_assert(offsetof(dn_block_q8_0x16, qs) == X_QS, "x16 qs");
+
+/* float weight kinds (KIND of tileF) */
+enum { K_F32, K_F16, K_BF16 };
+
+/* The eleven stored weight types with their activation partner (ggml's
+ * vec_dot_type: q4_0.q8_0, q4_1.q8_1, q4_K.q8_K, ...), for the tables:
+ * X(type id, weight name, activation name). bf16 weights meet BF16_ACT
+ * (f32; avx512: bf16 as a hi + lo pair). DN_ACT_ENTRY makes the .act_type
+ * entries, each ISA file its own .vec_dot/.gemm entry from the names. */
+#define DN_WEIGHT_TYPES(X, BF16_ACT) \
+    X(DANU_TYPE_F32, f32, f32) X(DANU_TYPE_F16, f16, f32) X(DANU_TYPE_BF16, bf16, BF16_ACT) \
+    X(DANU_TYPE_Q8_0, q8_0, q8_0) X(DANU_TYPE_Q4_0, q4_0, q8_0) X(DANU_TYPE_Q4_1, q4_1, q8_1) \
+    X(DANU_TYPE_Q5_0, q5_0, q8_0) X(DANU_TYPE_Q5_1, q5_1, q8_1) X(DANU_TYPE_Q4_K, q4_K, q8_K) \
+    X(DANU_TYPE_Q5_K, q5_K, q8_K) X(DANU_TYPE_Q6_K, q6_K, q8_K)
+enum { DN_ACT_f32 = DANU_TYPE_F32, DN_ACT_bf16 = DANU_TYPE_BF16, DN_ACT_q8_0 = DANU_TYPE_Q8_0,
+       DN_ACT_q8_1 = DN_TYPE_Q8_1, DN_ACT_q8_K = DN_TYPE_Q8_K };
+#define DN_ACT_ENTRY(T, W, A) [T] = DN_ACT_##A,
+/* the x16 types meet their base types' activations */
+#define DN_X16_ACT_ENTRIES \
+    [DN_TYPE_Q4_0_X16] = DANU_TYPE_Q8_0, [DN_TYPE_Q8_0_X16] = DANU_TYPE_Q8_0, \
+    [DN_TYPE_Q4_K_X16] = DN_TYPE_Q8_K, [DN_TYPE_Q6_K_X16] = DN_TYPE_Q8_K,
 
 /* The two entry points of a weight type on top of an ISA's register-tile
  * function TILE(KIND, rows, tokens, n, wp, xp, out) (out[i * MT + j] =

@@ -47,14 +47,7 @@ AI int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b)
 /* 32-element blocks                                                   */
 /* ------------------------------------------------------------------ */
 
-enum { K_Q4_0, K_Q4_1, K_Q5_0, K_Q5_1, K_Q8_0 };
-
-AI int wbytes(int kind)
-{
-    return kind == K_Q4_0 ? 18 : kind == K_Q4_1 ? 20 : kind == K_Q5_0 ? 22 : kind == K_Q5_1 ? 24 : 34;
-}
-AI int has_min(int kind) { return kind == K_Q4_1 || kind == K_Q5_1; }
-AI int xbytes(int kind) { return has_min(kind) ? 36 : 34; }
+/* kinds, block sizes and field offsets: kernels_internal.h */
 
 /* Bits 0..15 of h as 16 bytes of 0 / 0x10 (element j gets bit j). */
 AI uint8x16_t hbits16(uint32_t h)
@@ -68,15 +61,14 @@ AI uint8x16_t hbits16(uint32_t h)
 AI void unpack_block(int kind, const uint8_t *a, int8x16_t *lo, int8x16_t *hi)
 {
     if (kind == K_Q8_0) {
-        *lo = vld1q_s8((const int8_t *)a + 2);
-        *hi = vld1q_s8((const int8_t *)a + 18);
+        *lo = vld1q_s8((const int8_t *)a + wqs(kind));
+        *hi = vld1q_s8((const int8_t *)a + wqs(kind) + 16);
         return;
     }
-    const int qoff = kind == K_Q4_0 ? 2 : kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8;
-    const uint8x16_t q = vld1q_u8(a + qoff);
+    const uint8x16_t q = vld1q_u8(a + wqs(kind));
     uint8x16_t l = vandq_u8(q, vdupq_n_u8(0x0F)), h = vshrq_n_u8(q, 4);
     if (kind == K_Q5_0 || kind == K_Q5_1) {
-        const uint32_t qh = dn_ld_u32(a + (kind == K_Q5_0 ? 2 : 4));
+        const uint32_t qh = dn_ld_u32(a + wqh(kind));
         l = vorrq_u8(l, hbits16(qh));
         h = vorrq_u8(h, hbits16(qh >> 16));
     }
@@ -100,16 +92,16 @@ AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
         float dx[MT], sx[MT];
         UNROLL for (int t = 0; t < NT; t++) {
             const uint8_t *x = xp[t] + b * XB;
-            xl[t] = vld1q_s8((const int8_t *)x + XB - 32);
-            xh[t] = vld1q_s8((const int8_t *)x + XB - 16);
+            xl[t] = vld1q_s8((const int8_t *)x + xqs(kind));
+            xh[t] = vld1q_s8((const int8_t *)x + xqs(kind) + 16);
             dx[t] = fp16v(x);
-            sx[t] = has_min(kind) ? fp16v(x + 2) : 0.0f;
+            sx[t] = has_min(kind) ? fp16v(x + DN_BLK_M) : 0.0f;
         }
         UNROLL for (int r = 0; r < NR; r++) {
             const uint8_t *w = wp[r] + b * WB;
             int8x16_t wl, wh;
             unpack_block(kind, w, &wl, &wh);
-            const float dw = fp16v(w), mw = has_min(kind) ? fp16v(w + 2) : 0.0f;
+            const float dw = fp16v(w), mw = has_min(kind) ? fp16v(w + DN_BLK_M) : 0.0f;
             UNROLL for (int t = 0; t < NT; t++) {
                 const int32x4_t s = dot16(dot16(vdupq_n_s32(0), wl, xl[t]), wh, xh[t]);
                 F[r][t] = vfmaq_n_f32(F[r][t], vcvtq_f32_s32(s), dw * dx[t]);
@@ -125,18 +117,13 @@ AI void tile32(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* K-quants                                                            */
 /* ------------------------------------------------------------------ */
 
-enum { K_Q4_K, K_Q5_K, K_Q6_K };
-enum { Q8K_BYTES = 292, Q8K_QS = 4, Q8K_BSUMS = 260 };
-
-AI int kbytes(int kind) { return kind == K_Q4_K ? 144 : kind == K_Q5_K ? 176 : 210; }
-
 /* Sub-block j (32 elements; q6_K: two 16-element scale groups) as signed
  * bytes in element order. */
 AI void k_sub(int kind, const uint8_t *w, int j, int8x16_t *lo, int8x16_t *hi)
 {
     if (kind == K_Q6_K) {
         const int h = j / 4, k = j % 4;
-        const uint8_t *ql = w + 64 * h + 32 * (k & 1), *qh = w + 128 + 32 * h;
+        const uint8_t *ql = w + Q6K_QL + 64 * h + 32 * (k & 1), *qh = w + Q6K_QH + 32 * h;
         uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
         l0 = k < 2 ? vandq_u8(l0, vdupq_n_u8(0x0F)) : vshrq_n_u8(l0, 4);
         l1 = k < 2 ? vandq_u8(l1, vdupq_n_u8(0x0F)) : vshrq_n_u8(l1, 4);
@@ -147,14 +134,14 @@ AI void k_sub(int kind, const uint8_t *w, int j, int8x16_t *lo, int8x16_t *hi)
         *hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), vdupq_n_s8(32));
         return;
     }
-    const uint8_t *qs = w + (kind == K_Q4_K ? 16 : 48) + 32 * (j / 2);
+    const uint8_t *qs = w + kqs(kind) + 32 * (j / 2);
     uint8x16_t l0 = vld1q_u8(qs), l1 = vld1q_u8(qs + 16);
     l0 = (j & 1) ? vshrq_n_u8(l0, 4) : vandq_u8(l0, vdupq_n_u8(0x0F));
     l1 = (j & 1) ? vshrq_n_u8(l1, 4) : vandq_u8(l1, vdupq_n_u8(0x0F));
     if (kind == K_Q5_K) {
         const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << j));
-        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(vld1q_u8(w + 16), bit), vdupq_n_u8(0x10)));
-        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(vld1q_u8(w + 32), bit), vdupq_n_u8(0x10)));
+        l0 = vorrq_u8(l0, vandq_u8(vtstq_u8(vld1q_u8(w + Q5K_QH), bit), vdupq_n_u8(0x10)));
+        l1 = vorrq_u8(l1, vandq_u8(vtstq_u8(vld1q_u8(w + Q5K_QH + 16), bit), vdupq_n_u8(0x10)));
     }
     *lo = vreinterpretq_s8_u8(l0);
     *hi = vreinterpretq_s8_u8(l1);
@@ -174,17 +161,17 @@ AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
         UNROLL for (int r = 0; r < NR; r++) {
             const uint8_t *w = wp[r] + i * WB;
             if (kind == K_Q6_K) {
-                d[r] = fp16v(w + 208);
+                d[r] = fp16v(w + Q6K_D);
                 dmin[r] = 0.0f;
-                for (int j = 0; j < 16; j++) sc[r][j] = (int8_t)w[192 + j];
+                for (int j = 0; j < 16; j++) sc[r][j] = (int8_t)w[Q6K_SCALES + j];
                 mins[r] = vdupq_n_s16(0);
             } else {
                 uint8_t s8[8], m8[8];
-                dn_k_scales_mins(w + 4, s8, m8);
+                dn_k_scales_mins(w + KQ_SCALES, s8, m8);
                 for (int j = 0; j < 8; j++) sc[r][j] = s8[j];
                 mins[r] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(m8)));
                 d[r] = fp16v(w);
-                dmin[r] = fp16v(w + 2);
+                dmin[r] = fp16v(w + KQ_DMIN);
             }
             UNROLL for (int t = 0; t < NT; t++) I[r][t] = vdupq_n_s32(0);
         }
@@ -234,8 +221,6 @@ AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* ------------------------------------------------------------------ */
 /* float weights (f32 activations)                                     */
 /* ------------------------------------------------------------------ */
-
-enum { K_F32, K_F16, K_BF16 };
 
 AI float32x4_t load_w4(int kind, const uint8_t *w, int64_t j)
 {
@@ -294,7 +279,7 @@ NEON_DEFINE_TYPE(f16, f32, tileF, K_F16, 4, 4, 4)
 NEON_DEFINE_TYPE(bf16, f32, tileF, K_BF16, 4, 4, 4)
 
 /* ------------------------------------------------------------------ */
-/* activation quantizers (byte-identical to scalar.c)                  */
+/* activation quantizers (byte-identical to quant.c's reference)     */
 /* ------------------------------------------------------------------ */
 
 /* 16 int32 (four registers) to 16 int8; values are within int8 already */
@@ -344,7 +329,7 @@ static void NK(dn_act_q8_1_)(const float *x, void *out, int64_t n)
     }
 }
 
-/* q8_K: FCVTNS rounds to nearest even, as the scalar rintf */
+/* q8_K: FCVTNS rounds to nearest even, as quant.c's round_even */
 static void NK(dn_act_q8_K_)(const float *x, void *out, int64_t n)
 {
     dn_block_q8_K *y = out;
@@ -768,38 +753,18 @@ static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const 
     else att_values_all(0, hd, nq, p, ps, v, vs, nk, out, os);
 }
 
+#define NEON_VEC_DOT(T, W, A) [T] = NK(dn_vec_dot_##W##_##A##_),
+#define NEON_GEMM(T, W, A) [T] = NK(dn_gemm_##W##_##A##_),
 #define NEON_TABLE(ISA, NAME) { \
     .isa = ISA, \
     .name = NAME, \
-    .act_type = { \
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32, \
-        [DANU_TYPE_BF16] = DANU_TYPE_F32, \
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0, \
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0, \
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1, \
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K, \
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K, \
-    }, \
+    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) }, \
     .act_prepare = { \
         [DANU_TYPE_BF16] = NK(dn_act_bf16_), [DANU_TYPE_Q8_0] = NK(dn_act_q8_0_), \
         [DN_TYPE_Q8_1] = NK(dn_act_q8_1_), [DN_TYPE_Q8_K] = NK(dn_act_q8_K_), \
     }, \
-    .vec_dot = { \
-        [DANU_TYPE_F32] = NK(dn_vec_dot_f32_f32_), [DANU_TYPE_F16] = NK(dn_vec_dot_f16_f32_), \
-        [DANU_TYPE_BF16] = NK(dn_vec_dot_bf16_f32_), [DANU_TYPE_Q8_0] = NK(dn_vec_dot_q8_0_q8_0_), \
-        [DANU_TYPE_Q4_0] = NK(dn_vec_dot_q4_0_q8_0_), [DANU_TYPE_Q4_1] = NK(dn_vec_dot_q4_1_q8_1_), \
-        [DANU_TYPE_Q5_0] = NK(dn_vec_dot_q5_0_q8_0_), [DANU_TYPE_Q5_1] = NK(dn_vec_dot_q5_1_q8_1_), \
-        [DANU_TYPE_Q4_K] = NK(dn_vec_dot_q4_K_q8_K_), [DANU_TYPE_Q5_K] = NK(dn_vec_dot_q5_K_q8_K_), \
-        [DANU_TYPE_Q6_K] = NK(dn_vec_dot_q6_K_q8_K_), \
-    }, \
-    .gemm = { \
-        [DANU_TYPE_F32] = NK(dn_gemm_f32_f32_), [DANU_TYPE_F16] = NK(dn_gemm_f16_f32_), \
-        [DANU_TYPE_BF16] = NK(dn_gemm_bf16_f32_), [DANU_TYPE_Q8_0] = NK(dn_gemm_q8_0_q8_0_), \
-        [DANU_TYPE_Q4_0] = NK(dn_gemm_q4_0_q8_0_), [DANU_TYPE_Q4_1] = NK(dn_gemm_q4_1_q8_1_), \
-        [DANU_TYPE_Q5_0] = NK(dn_gemm_q5_0_q8_0_), [DANU_TYPE_Q5_1] = NK(dn_gemm_q5_1_q8_1_), \
-        [DANU_TYPE_Q4_K] = NK(dn_gemm_q4_K_q8_K_), [DANU_TYPE_Q5_K] = NK(dn_gemm_q5_K_q8_K_), \
-        [DANU_TYPE_Q6_K] = NK(dn_gemm_q6_K_q8_K_), \
-    }, \
+    .vec_dot = { DN_WEIGHT_TYPES(NEON_VEC_DOT, f32) }, \
+    .gemm = { DN_WEIGHT_TYPES(NEON_GEMM, f32) }, \
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX, \
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
     .dot_f32 = NK(dn_dot_f32_), .axpy_f32 = NK(dn_axpy_f32_), .dot_f16 = NK(dn_dot_f16_), \

@@ -3,89 +3,25 @@
  * quantized activations (q4_0.q8_0, q4_1.q8_1, q4_K.q8_K, ...) and each
  * block is an exact integer dot product scaled once, as in ggml. */
 #include <math.h>
-#include <string.h>
 #include "kernels/kernels_internal.h"
 
 /* ---------------- activation quantizers ---------------- */
 
-/* Copy (F32 activations for F32/F16/BF16 weights). */
-static void dn_act_f32_scalar(const float *x, void *out, int64_t n)
-{
-    memcpy(out, x, (size_t)n * sizeof(float));
-}
-
-static void dn_act_bf16_scalar(const float *x, void *out, int64_t n)
-{
-    uint16_t *y = out;
-    for (int64_t i = 0; i < n; i++) y[i] = dn_f32_to_bf16(x[i]);
-}
-
-/* q8_0: d = max|x|/127, q = round(x/d) (half away from zero). */
-static void dn_act_q8_0_scalar(const float *x, void *out, int64_t n)
-{
-    dn_block_q8_0 *y = out;
-    for (int64_t b = 0; b < n / DN_QK8_0; b++, x += DN_QK8_0) {
-        float amax = 0.0f;
-        for (int j = 0; j < DN_QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = dn_f32_to_fp16(d);
-        for (int j = 0; j < DN_QK8_0; j++) y[b].qs[j] = (int8_t)roundf(x[j] * id);
-    }
-}
-
-/* q8_1: q8_0 plus s = d * sum(q), which folds the weight minimum of
- * q4_1/q5_1 into one multiply per block. */
-static void dn_act_q8_1_scalar(const float *x, void *out, int64_t n)
-{
-    dn_block_q8_1 *y = out;
-    for (int64_t b = 0; b < n / DN_QK8_1; b++, x += DN_QK8_1) {
-        float amax = 0.0f;
-        for (int j = 0; j < DN_QK8_1; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < DN_QK8_1; j++) {
-            y[b].qs[j] = (int8_t)roundf(x[j] * id);
-            sum += y[b].qs[j];
-        }
-        y[b].d = dn_f32_to_fp16(d);
-        y[b].s = dn_f32_to_fp16((float)sum * d);
-    }
-}
-
-/* Round to nearest, ties to even (what SIMD conversions do). */
-static inline int nearest_even(float v)
-{
-    return (int)rintf(v);
-}
-
-/* q8_K: float scale chosen from the signed extreme (as ggml), plus sums of
- * each 16 quants for the K-quant minimum / offset terms. */
-static void dn_act_q8_K_scalar(const float *x, void *out, int64_t n)
-{
-    dn_block_q8_K *y = out;
-    for (int64_t b = 0; b < n / DN_QK_K; b++, x += DN_QK_K) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < DN_QK_K; j++) {
-            float ax = fabsf(x[j]);
-            if (ax > amax) { amax = ax; max = x[j]; }
-        }
-        if (amax == 0.0f) {
-            memset(&y[b], 0, sizeof y[b]);
-            continue;
-        }
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < DN_QK_K; j++) {
-            int v = nearest_even(iscale * x[j]);
-            y[b].qs[j] = (int8_t)(v > 127 ? 127 : v);
-        }
-        for (int g = 0; g < DN_QK_K / 16; g++) {
-            int s = 0;
-            for (int j = 0; j < 16; j++) s += y[b].qs[g * 16 + j];
-            y[b].bsums[g] = (int16_t)s;
-        }
-        y[b].d = 1.0f / iscale;
-    }
-}
+/* quant.c's reference quantizers (ggml's quantize_row_*_ref), the one
+ * definition of each activation format: f32 copy, bf16, q8_0 (d = max|x|
+ * / 127, q rounded half away from zero), q8_1 (q8_0 plus s = d * sum(q),
+ * which folds the q4_1/q5_1 minimum into one multiply per block), q8_K
+ * (float d from the signed extreme, q rounded to nearest even, bsums of
+ * 16). The ISA quantizers are tested byte for byte against these. */
+#define ACT_REF(NAME, TYPE) \
+    static void dn_act_##NAME##_scalar(const float *x, void *out, int64_t n) \
+    { (void)dn_quantize_row(TYPE, x, out, n); }
+ACT_REF(f32, DANU_TYPE_F32)
+ACT_REF(bf16, DANU_TYPE_BF16)
+ACT_REF(q8_0, DANU_TYPE_Q8_0)
+ACT_REF(q8_1, DN_TYPE_Q8_1)
+ACT_REF(q8_K, DN_TYPE_Q8_K)
+#undef ACT_REF
 
 /* ---------------- float weights ---------------- */
 
@@ -100,160 +36,149 @@ static float dn_vec_dot_f32_f32_scalar(int64_t n, const void *w, const void *x)
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-static float dn_vec_dot_f16_f32_scalar(int64_t n, const void *w, const void *x)
+/* f16 (f16 = 1) or bf16 weights */
+static float dot_half(int f16, int64_t n, const uint16_t *a, const float *b)
 {
-    const uint16_t *a = w;
-    const float *b = x;
     float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += dn_fp16_to_f32(a[i]) * b[i];
+    for (int64_t i = 0; i < n; i++) s += (f16 ? dn_fp16_to_f32(a[i]) : dn_bf16_to_f32(a[i])) * b[i];
     return s;
 }
 
-static float dn_vec_dot_bf16_f32_scalar(int64_t n, const void *w, const void *x)
-{
-    const uint16_t *a = w;
-    const float *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n; i++) s += dn_bf16_to_f32(a[i]) * b[i];
-    return s;
-}
+static float dn_vec_dot_f16_f32_scalar(int64_t n, const void *w, const void *x) { return dot_half(1, n, w, x); }
+static float dn_vec_dot_bf16_f32_scalar(int64_t n, const void *w, const void *x) { return dot_half(0, n, w, x); }
 
 /* ---------------- 32-element blocks ---------------- */
 
-static float dn_vec_dot_q8_0_q8_0_scalar(int64_t n, const void *w, const void *x)
+/* Block i of a weight row as 32 integer quants in element order (element
+ * j < 16 in the low nibble of qs[j], j + 16 in the high one, q5: the 5th
+ * bit from bit j of qh), centred for the symmetric types, with its d and
+ * m (0 for the types without a minimum). */
+static void block32(int32_t type, const void *w, int64_t i, int v[32], float *d, float *m)
 {
-    const dn_block_q8_0 *a = w, *b = x;
+    const uint8_t *qs;
+    uint32_t qh = 0;
+    int bias = 0;
+    *m = 0.0f;
+    switch (type) {
+    case DANU_TYPE_Q8_0: {
+        const dn_block_q8_0 *b = (const dn_block_q8_0 *)w + i;
+        *d = dn_fp16_to_f32(b->d);
+        for (int j = 0; j < 32; j++) v[j] = b->qs[j];
+        return;
+    }
+    case DANU_TYPE_Q4_0: {
+        const dn_block_q4_0 *b = (const dn_block_q4_0 *)w + i;
+        *d = dn_fp16_to_f32(b->d);
+        qs = b->qs, bias = 8;
+        break;
+    }
+    case DANU_TYPE_Q4_1: {
+        const dn_block_q4_1 *b = (const dn_block_q4_1 *)w + i;
+        *d = dn_fp16_to_f32(b->d), *m = dn_fp16_to_f32(b->m);
+        qs = b->qs;
+        break;
+    }
+    case DANU_TYPE_Q5_0: {
+        const dn_block_q5_0 *b = (const dn_block_q5_0 *)w + i;
+        *d = dn_fp16_to_f32(b->d);
+        qs = b->qs, qh = dn_ld_u32(b->qh), bias = 16;
+        break;
+    }
+    default: {
+        const dn_block_q5_1 *b = (const dn_block_q5_1 *)w + i;
+        *d = dn_fp16_to_f32(b->d), *m = dn_fp16_to_f32(b->m);
+        qs = b->qs, qh = dn_ld_u32(b->qh);
+        break;
+    }
+    }
+    for (int j = 0; j < 16; j++) {
+        v[j] = ((qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4)) - bias;
+        v[j + 16] = ((qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4)) - bias;
+    }
+}
+
+/* Against q8_0 (q4_0, q5_0, q8_0) or q8_1 (q4_1, q5_1: + m * s). */
+static float dot32(int32_t type, int64_t n, const void *w, const void *x)
+{
+    const int with_min = type == DANU_TYPE_Q4_1 || type == DANU_TYPE_Q5_1;
     float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK8_0; i++) {
+    for (int64_t i = 0; i < n / 32; i++) {
+        int v[32];
+        float dw, mw, dx, sx = 0.0f;
+        const int8_t *q;
+        block32(type, w, i, v, &dw, &mw);
+        if (with_min) {
+            const dn_block_q8_1 *b = (const dn_block_q8_1 *)x + i;
+            q = b->qs, dx = dn_fp16_to_f32(b->d), sx = dn_fp16_to_f32(b->s);
+        } else {
+            const dn_block_q8_0 *b = (const dn_block_q8_0 *)x + i;
+            q = b->qs, dx = dn_fp16_to_f32(b->d);
+        }
         int sum = 0;
-        for (int j = 0; j < 32; j++) sum += a[i].qs[j] * b[i].qs[j];
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
+        for (int j = 0; j < 32; j++) sum += v[j] * q[j];
+        float t = (float)sum * (dw * dx);
+        if (with_min) t += mw * sx;
+        s += t;
     }
     return s;
 }
 
-static float dn_vec_dot_q4_0_q8_0_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q4_0 *a = w;
-    const dn_block_q8_0 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK4_0; i++) {
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            sum += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
-            sum += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
-    }
-    return s;
-}
-
-static float dn_vec_dot_q4_1_q8_1_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q4_1 *a = w;
-    const dn_block_q8_1 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK4_1; i++) {
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            sum += (a[i].qs[j] & 0xF) * b[i].qs[j];
-            sum += (a[i].qs[j] >> 4) * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d))
-           + dn_fp16_to_f32(a[i].m) * dn_fp16_to_f32(b[i].s);
-    }
-    return s;
-}
-
-static float dn_vec_dot_q5_0_q8_0_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q5_0 *a = w;
-    const dn_block_q8_0 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK5_0; i++) {
-        const uint32_t qh = dn_ld_u32(a[i].qh);
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            int lo = (a[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (a[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            sum += (lo - 16) * b[i].qs[j] + (hi - 16) * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d));
-    }
-    return s;
-}
-
-static float dn_vec_dot_q5_1_q8_1_scalar(int64_t n, const void *w, const void *x)
-{
-    const dn_block_q5_1 *a = w;
-    const dn_block_q8_1 *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK5_1; i++) {
-        const uint32_t qh = dn_ld_u32(a[i].qh);
-        int sum = 0;
-        for (int j = 0; j < 16; j++) {
-            int lo = (a[i].qs[j] & 0xF) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (a[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            sum += lo * b[i].qs[j] + hi * b[i].qs[j + 16];
-        }
-        s += (float)sum * (dn_fp16_to_f32(a[i].d) * dn_fp16_to_f32(b[i].d))
-           + dn_fp16_to_f32(a[i].m) * dn_fp16_to_f32(b[i].s);
-    }
-    return s;
-}
+#define DOT32(W, A, T) \
+    static float dn_vec_dot_##W##_##A##_scalar(int64_t n, const void *w, const void *x) \
+    { return dot32(T, n, w, x); }
+DOT32(q8_0, q8_0, DANU_TYPE_Q8_0)
+DOT32(q4_0, q8_0, DANU_TYPE_Q4_0)
+DOT32(q4_1, q8_1, DANU_TYPE_Q4_1)
+DOT32(q5_0, q8_0, DANU_TYPE_Q5_0)
+DOT32(q5_1, q8_1, DANU_TYPE_Q5_1)
+#undef DOT32
 
 /* ---------------- K-quants (256-element super-blocks) ---------------- */
 
-static float dn_vec_dot_q4_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+/* q4_K and q5_K (the same head: d, dmin, packed scales; q5_K: the 5th bit
+ * of element l of chunk c is bit 2c (low nibbles) or 2c + 1 (high) of qh[l]). */
+static float dot_q45_K(int32_t type, int64_t n, const void *w, const void *x)
 {
-    const dn_block_q4_K *a = w;
     const dn_block_q8_K *b = x;
     float s = 0.0f;
     for (int64_t i = 0; i < n / DN_QK_K; i++) {
+        uint16_t d, dmin;
+        const uint8_t *scales, *q, *qh = NULL;
+        if (type == DANU_TYPE_Q4_K) {
+            const dn_block_q4_K *a = (const dn_block_q4_K *)w + i;
+            d = a->d, dmin = a->dmin, scales = a->scales, q = a->qs;
+        } else {
+            const dn_block_q5_K *a = (const dn_block_q5_K *)w + i;
+            d = a->d, dmin = a->dmin, scales = a->scales, q = a->qs, qh = a->qh;
+        }
         uint8_t sc[8], mn[8];
-        dn_k_scales_mins(a[i].scales, sc, mn);
-        const uint8_t *q = a[i].qs;
+        dn_k_scales_mins(scales, sc, mn);
         const int8_t *y = b[i].qs;
         int sumi = 0, summ = 0;
         for (int c = 0; c < 4; c++, q += 32, y += 64) {
             int s0 = 0, s1 = 0;
             for (int l = 0; l < 32; l++) {
-                s0 += (q[l] & 0xF) * y[l];
-                s1 += (q[l] >> 4) * y[l + 32];
+                const int h0 = qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0;
+                const int h1 = qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0;
+                s0 += ((q[l] & 0xF) | h0) * y[l];
+                s1 += ((q[l] >> 4) | h1) * y[l + 32];
             }
             sumi += sc[2 * c] * s0 + sc[2 * c + 1] * s1;
         }
         for (int j = 0; j < 8; j++) summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
-        s += b[i].d * (dn_fp16_to_f32(a[i].d) * (float)sumi - dn_fp16_to_f32(a[i].dmin) * (float)summ);
+        s += b[i].d * (dn_fp16_to_f32(d) * (float)sumi - dn_fp16_to_f32(dmin) * (float)summ);
     }
     return s;
+}
+
+static float dn_vec_dot_q4_K_q8_K_scalar(int64_t n, const void *w, const void *x)
+{
+    return dot_q45_K(DANU_TYPE_Q4_K, n, w, x);
 }
 
 static float dn_vec_dot_q5_K_q8_K_scalar(int64_t n, const void *w, const void *x)
 {
-    const dn_block_q5_K *a = w;
-    const dn_block_q8_K *b = x;
-    float s = 0.0f;
-    for (int64_t i = 0; i < n / DN_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        dn_k_scales_mins(a[i].scales, sc, mn);
-        const uint8_t *q = a[i].qs, *qh = a[i].qh;
-        const int8_t *y = b[i].qs;
-        int sumi = 0, summ = 0;
-        for (int c = 0; c < 4; c++, q += 32, y += 64) {
-            int s0 = 0, s1 = 0;
-            for (int l = 0; l < 32; l++) {
-                int v0 = (q[l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4);
-                int v1 = (q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);
-                s0 += v0 * y[l];
-                s1 += v1 * y[l + 32];
-            }
-            sumi += sc[2 * c] * s0 + sc[2 * c + 1] * s1;
-        }
-        for (int j = 0; j < 8; j++) summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
-        s += b[i].d * (dn_fp16_to_f32(a[i].d) * (float)sumi - dn_fp16_to_f32(a[i].dmin) * (float)summ);
-    }
-    return s;
+    return dot_q45_K(DANU_TYPE_Q5_K, n, w, x);
 }
 
 static float dn_vec_dot_q6_K_q8_K_scalar(int64_t n, const void *w, const void *x)
@@ -347,28 +272,14 @@ static void dn_softmax_scalar(float *x, int64_t n)
 const dn_kernels dn_kernels_scalar_table = {
     .isa = DN_ISA_SCALAR,
     .name = "scalar",
-    .act_type = {
-        [DANU_TYPE_F32] = DANU_TYPE_F32, [DANU_TYPE_F16] = DANU_TYPE_F32,
-        [DANU_TYPE_BF16] = DANU_TYPE_F32,
-        [DANU_TYPE_Q4_0] = DANU_TYPE_Q8_0, [DANU_TYPE_Q5_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q8_0] = DANU_TYPE_Q8_0,
-        [DANU_TYPE_Q4_1] = DN_TYPE_Q8_1, [DANU_TYPE_Q5_1] = DN_TYPE_Q8_1,
-        [DANU_TYPE_Q4_K] = DN_TYPE_Q8_K, [DANU_TYPE_Q5_K] = DN_TYPE_Q8_K,
-        [DANU_TYPE_Q6_K] = DN_TYPE_Q8_K,
-    },
+    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) },
     .act_prepare = {
         [DANU_TYPE_F32] = dn_act_f32_scalar, [DANU_TYPE_BF16] = dn_act_bf16_scalar,
         [DANU_TYPE_Q8_0] = dn_act_q8_0_scalar, [DN_TYPE_Q8_1] = dn_act_q8_1_scalar, [DN_TYPE_Q8_K] = dn_act_q8_K_scalar,
     },
-    .vec_dot = {
-        [DANU_TYPE_F32] = dn_vec_dot_f32_f32_scalar, [DANU_TYPE_F16] = dn_vec_dot_f16_f32_scalar,
-        [DANU_TYPE_BF16] = dn_vec_dot_bf16_f32_scalar,
-        [DANU_TYPE_Q8_0] = dn_vec_dot_q8_0_q8_0_scalar, [DANU_TYPE_Q4_0] = dn_vec_dot_q4_0_q8_0_scalar,
-        [DANU_TYPE_Q4_1] = dn_vec_dot_q4_1_q8_1_scalar, [DANU_TYPE_Q5_0] = dn_vec_dot_q5_0_q8_0_scalar,
-        [DANU_TYPE_Q5_1] = dn_vec_dot_q5_1_q8_1_scalar,
-        [DANU_TYPE_Q4_K] = dn_vec_dot_q4_K_q8_K_scalar, [DANU_TYPE_Q5_K] = dn_vec_dot_q5_K_q8_K_scalar,
-        [DANU_TYPE_Q6_K] = dn_vec_dot_q6_K_q8_K_scalar,
-    },
+#define VEC_DOT(T, W, A) [T] = dn_vec_dot_##W##_##A##_scalar,
+    .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, f32) },
+#undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
     .dot_f32 = dn_dot_f32_scalar, .axpy_f32 = dn_axpy_f32_scalar, .dot_f16 = dn_dot_f16_scalar, .axpy_f16 = dn_axpy_f16_scalar,
     .softmax = dn_softmax_scalar,

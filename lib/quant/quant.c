@@ -49,161 +49,87 @@ static inline int8_t round_away_i8(float v)
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* ------------------------------------------------------------------ */
-/* K-quant scale packing (Q4_K / Q5_K): 8 six-bit scales and 8 six-bit  */
-/* mins in 12 bytes. Sub-blocks 0..3 keep their low 6 bits in bytes     */
-/* 0..3 (scale) and 4..7 (min); sub-blocks 4..7 put their low nibbles   */
-/* in bytes 8..11 and their top 2 bits in the spare bits 6..7 of bytes  */
-/* 0..7.                                                               */
-/* ------------------------------------------------------------------ */
-
-static void k_scale_min(const uint8_t *s, int j, int *sc, int *mn)
-{
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
-static void k_pack_scale_min(uint8_t *s, int j, uint8_t sc, uint8_t mn)
-{
-    if (j < 4) {
-        s[j] = sc;
-        s[j + 4] = mn;
-    } else {
-        s[j + 4] = (uint8_t)((sc & 0x0f) | ((mn & 0x0f) << 4));
-        s[j - 4] |= (uint8_t)((sc >> 4) << 6);
-        s[j] |= (uint8_t)((mn >> 4) << 6);
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* Dequantize                                                          */
 /* ------------------------------------------------------------------ */
 
-static void deq_q4_0(const uint8_t *src, float *y, int64_t nb)
+/* q4_0, q4_1, q5_0, q5_1: element j < 16 in the low nibble of qs[j], j + 16
+ * in the high one; q5 takes the 5th bit of element j from bit j of qh.
+ * Without a minimum q is centred (q - 8, q - 16): y = (q - bias) * d; with
+ * one y = q * d + m. */
+static void deq_32(int32_t type, const uint8_t *src, float *y, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, y += DN_QK4_0) {
-        dn_block_q4_0 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        for (int j = 0; j < DN_QK4_0 / 2; j++) {
-            y[j] = (float)((b.qs[j] & 0x0f) - 8) * d;
-            y[j + DN_QK4_0 / 2] = (float)((b.qs[j] >> 4) - 8) * d;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        const uint8_t *qs;
+        uint32_t qh = 0;
+        int bias = 0, has_m = 0;
+        float d, m = 0.0f;
+        union { dn_block_q4_0 q4_0; dn_block_q4_1 q4_1; dn_block_q5_0 q5_0; dn_block_q5_1 q5_1; } b;
+        memcpy(&b, src + (size_t)i * bytes, bytes);
+        switch (type) {
+        case DANU_TYPE_Q4_0: d = dn_fp16_to_f32(b.q4_0.d), qs = b.q4_0.qs, bias = 8; break;
+        case DANU_TYPE_Q4_1:
+            d = dn_fp16_to_f32(b.q4_1.d), m = dn_fp16_to_f32(b.q4_1.m), qs = b.q4_1.qs, has_m = 1;
+            break;
+        case DANU_TYPE_Q5_0: d = dn_fp16_to_f32(b.q5_0.d), qs = b.q5_0.qs, qh = dn_rd_u32(b.q5_0.qh), bias = 16; break;
+        default:
+            d = dn_fp16_to_f32(b.q5_1.d), m = dn_fp16_to_f32(b.q5_1.m), qs = b.q5_1.qs, qh = dn_rd_u32(b.q5_1.qh);
+            has_m = 1;
+            break;
+        }
+        for (int j = 0; j < 16; j++) {
+            const int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+            const int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+            if (has_m) {
+                y[j] = (float)lo * d + m;
+                y[j + 16] = (float)hi * d + m;
+            } else {
+                y[j] = (float)(lo - bias) * d;
+                y[j + 16] = (float)(hi - bias) * d;
+            }
         }
     }
 }
 
-static void deq_q4_1(const uint8_t *src, float *y, int64_t nb)
+/* q8_0, q8_1: y = q * d (q8_1's s is not needed) */
+static void deq_q8(int32_t type, const uint8_t *src, float *y, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, y += DN_QK4_1) {
-        dn_block_q4_1 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), m = dn_fp16_to_f32(b.m);
-        for (int j = 0; j < DN_QK4_1 / 2; j++) {
-            y[j] = (float)(b.qs[j] & 0x0f) * d + m;
-            y[j + DN_QK4_1 / 2] = (float)(b.qs[j] >> 4) * d + m;
-        }
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, y += 32) {
+        union { dn_block_q8_0 q8_0; dn_block_q8_1 q8_1; } b;
+        memcpy(&b, src + (size_t)i * bytes, bytes);
+        const int8_t *qs = type == DANU_TYPE_Q8_0 ? b.q8_0.qs : b.q8_1.qs;
+        const float d = dn_fp16_to_f32(b.q8_0.d);   /* d leads both */
+        for (int j = 0; j < 32; j++) y[j] = (float)qs[j] * d;
     }
 }
 
-/* Q5: element j < 16 takes its 5th bit from qh bit j, element j+16 from bit j+16. */
-static void deq_q5_0(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK5_0) {
-        dn_block_q5_0 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        const uint32_t qh = dn_rd_u32(b.qh);
-        for (int j = 0; j < DN_QK5_0 / 2; j++) {
-            int lo = (b.qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (b.qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            y[j] = (float)(lo - 16) * d;
-            y[j + DN_QK5_0 / 2] = (float)(hi - 16) * d;
-        }
-    }
-}
-
-static void deq_q5_1(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK5_1) {
-        dn_block_q5_1 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), m = dn_fp16_to_f32(b.m);
-        const uint32_t qh = dn_rd_u32(b.qh);
-        for (int j = 0; j < DN_QK5_1 / 2; j++) {
-            int lo = (b.qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
-            int hi = (b.qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-            y[j] = (float)lo * d + m;
-            y[j + DN_QK5_1 / 2] = (float)hi * d + m;
-        }
-    }
-}
-
-static void deq_q8_0(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK8_0) {
-        dn_block_q8_0 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        for (int j = 0; j < DN_QK8_0; j++) y[j] = (float)b.qs[j] * d;
-    }
-}
-
-static void deq_q8_1(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, y += DN_QK8_1) {
-        dn_block_q8_1 b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d);
-        for (int j = 0; j < DN_QK8_1; j++) y[j] = (float)b.qs[j] * d;
-    }
-}
-
-/* Q4_K: 4 chunks of 64 elements; chunk c uses qs[32c..32c+31], low nibbles
- * for sub-block 2c, high nibbles for sub-block 2c+1. */
-static void deq_q4_K(const uint8_t *src, float *y, int64_t nb)
+/* Q4_K, Q5_K: 4 chunks of 64 elements; chunk c uses qs[32c..32c+31], low
+ * nibbles for sub-block 2c, high nibbles for sub-block 2c+1. Q5_K adds a
+ * 5th bit: element l of chunk c gets bit 2c (low half) or 2c+1 (high half)
+ * of qh[l]. */
+static void deq_q45_K(int32_t type, const uint8_t *src, float *y, int64_t nb)
 {
     for (int64_t i = 0; i < nb; i++) {
-        dn_block_q4_K b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), dmin = dn_fp16_to_f32(b.dmin);
+        /* the two structs share their head: d, dmin, scales */
+        union { dn_block_q4_K q4; dn_block_q5_K q5; } b;
+        const size_t bytes = type == DANU_TYPE_Q4_K ? sizeof b.q4 : sizeof b.q5;
+        memcpy(&b, src + (size_t)i * bytes, bytes);
+        const uint8_t *qs = type == DANU_TYPE_Q4_K ? b.q4.qs : b.q5.qs;
+        const uint8_t *qh = type == DANU_TYPE_Q4_K ? NULL : b.q5.qh;
+        const float d = dn_fp16_to_f32(b.q4.d), dmin = dn_fp16_to_f32(b.q4.dmin);
+        uint8_t sc[8], mn[8];
+        dn_k_scales_mins(b.q4.scales, sc, mn);
         for (int c = 0; c < 4; c++) {
-            const uint8_t *q = b.qs + 32 * c;
-            int sc, mn;
-            k_scale_min(b.scales, 2 * c, &sc, &mn);
-            const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k_scale_min(b.scales, 2 * c + 1, &sc, &mn);
-            const float d2 = d * (float)sc, m2 = dmin * (float)mn;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0x0f) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
-        }
-    }
-}
-
-/* Q5_K: as Q4_K plus a 5th bit: element l of chunk c gets bit 2c (low half)
- * or 2c+1 (high half) of qh[l]. */
-static void deq_q5_K(const uint8_t *src, float *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++) {
-        dn_block_q5_K b;
-        memcpy(&b, src + i * (int64_t)sizeof b, sizeof b);
-        const float d = dn_fp16_to_f32(b.d), dmin = dn_fp16_to_f32(b.dmin);
-        for (int c = 0; c < 4; c++) {
-            const uint8_t *q = b.qs + 32 * c;
-            int sc, mn;
-            k_scale_min(b.scales, 2 * c, &sc, &mn);
-            const float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k_scale_min(b.scales, 2 * c + 1, &sc, &mn);
-            const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+            const uint8_t *q = qs + 32 * c;
+            const float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
+            const float d2 = d * (float)sc[2 * c + 1], m2 = dmin * (float)mn[2 * c + 1];
             for (int l = 0; l < 32; l++) {
-                int v = (q[l] & 0x0f) | (((b.qh[l] >> (2 * c)) & 1) << 4);
+                const int v = (q[l] & 0x0f) | (qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0);
                 *y++ = d1 * (float)v - m1;
             }
             for (int l = 0; l < 32; l++) {
-                int v = (q[l] >> 4) | (((b.qh[l] >> (2 * c + 1)) & 1) << 4);
+                const int v = (q[l] >> 4) | (qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0);
                 *y++ = d2 * (float)v - m2;
             }
         }
@@ -264,14 +190,14 @@ int dn_dequantize_row(int32_t type, const void *src, float *dst, int64_t n)
             dst[i] = dn_bf16_to_f32(h);
         }
         return 0;
-    case DANU_TYPE_Q4_0: deq_q4_0(s, dst, nb); return 0;
-    case DANU_TYPE_Q4_1: deq_q4_1(s, dst, nb); return 0;
-    case DANU_TYPE_Q5_0: deq_q5_0(s, dst, nb); return 0;
-    case DANU_TYPE_Q5_1: deq_q5_1(s, dst, nb); return 0;
-    case DANU_TYPE_Q8_0: deq_q8_0(s, dst, nb); return 0;
-    case DN_TYPE_Q8_1:   deq_q8_1(s, dst, nb); return 0;
-    case DANU_TYPE_Q4_K: deq_q4_K(s, dst, nb); return 0;
-    case DANU_TYPE_Q5_K: deq_q5_K(s, dst, nb); return 0;
+    case DANU_TYPE_Q4_0:
+    case DANU_TYPE_Q4_1:
+    case DANU_TYPE_Q5_0:
+    case DANU_TYPE_Q5_1: deq_32(type, s, dst, nb); return 0;
+    case DANU_TYPE_Q8_0:
+    case DN_TYPE_Q8_1:   deq_q8(type, s, dst, nb); return 0;
+    case DANU_TYPE_Q4_K:
+    case DANU_TYPE_Q5_K: deq_q45_K(type, s, dst, nb); return 0;
     case DANU_TYPE_Q6_K: deq_q6_K(s, dst, nb); return 0;
     case DN_TYPE_Q8_K:   deq_q8_K(s, dst, nb); return 0;
     default: return -1;
@@ -309,117 +235,87 @@ static float absmax(const float *x, int n)
     return amax;
 }
 
-/* Symmetric 4-bit: the largest-magnitude value maps to -8, so d keeps the
- * opposite sign of that value; stored q = trunc(x/d + 8.5), at most 15. */
-static void quant_q4_0(const float *x, uint8_t *dst, int64_t nb)
+/* q4_0, q4_1, q5_0, q5_1 (ggml's quantize_row_q{4,5}_{0,1}_ref).
+ * Symmetric (q4_0, q5_0): the largest-magnitude value maps to -8 / -16, so
+ * d keeps the opposite sign of that value; q = trunc(x/d + 8.5 | 16.5).
+ * With a minimum (q4_1, q5_1): d = (max - min) / 15 | 31, m = min,
+ * q = trunc((x - m)/d + 0.5). q is capped at 15 | 31, except for q5_1,
+ * which ggml stores uncapped. Element j < 16 goes to the low nibble of
+ * qs[j], j + 16 to the high one (4-bit: stored unmasked, as ggml); q5
+ * puts the 5th bit of element j in bit j of qh. */
+static void quant_32(int32_t type, const float *x, uint8_t *dst, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, x += DN_QK4_0) {
-        dn_block_q4_0 b;
-        const float d = signed_absmax(x, DN_QK4_0) / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        for (int j = 0; j < DN_QK4_0 / 2; j++) {
-            const float x0 = x[j] * id, x1 = x[j + DN_QK4_0 / 2] * id;
-            const int q0 = clamp_int(trunc_int(x0 + 8.5f), -128, 15) & 0xff;
-            const int q1 = clamp_int(trunc_int(x1 + 8.5f), -128, 15) & 0xff;
-            b.qs[j] = (uint8_t)(q0 | (q1 << 4));
+    const int five = type == DANU_TYPE_Q5_0 || type == DANU_TYPE_Q5_1;
+    const int with_min = type == DANU_TYPE_Q4_1 || type == DANU_TYPE_Q5_1;
+    const int nmax = five ? 31 : 15;
+    const float add = with_min ? 0.5f : five ? 16.5f : 8.5f;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float d, mn = 0.0f, mx;
+        if (with_min) {
+            min_max(x, 32, &mn, &mx);
+            d = (mx - mn) / (float)nmax;
+        } else {
+            d = signed_absmax(x, 32) / (five ? -16.0f : -8.0f);
         }
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q4_1(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK4_1) {
-        dn_block_q4_1 b;
-        float mn, mx;
-        min_max(x, DN_QK4_1, &mn, &mx);
-        const float d = (mx - mn) / 15.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        b.m = dn_f32_to_fp16(mn);
-        for (int j = 0; j < DN_QK4_1 / 2; j++) {
-            const float x0 = (x[j] - mn) * id, x1 = (x[j + DN_QK4_1 / 2] - mn) * id;
-            const int q0 = clamp_int(trunc_int(x0 + 0.5f), -128, 15) & 0xff;
-            const int q1 = clamp_int(trunc_int(x1 + 0.5f), -128, 15) & 0xff;
-            b.qs[j] = (uint8_t)(q0 | (q1 << 4));
-        }
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q5_0(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK5_0) {
-        dn_block_q5_0 b;
-        const float d = signed_absmax(x, DN_QK5_0) / -16.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
+        uint8_t qs[16];
         uint32_t qh = 0;
-        for (int j = 0; j < DN_QK5_0 / 2; j++) {
-            const float x0 = x[j] * id, x1 = x[j + DN_QK5_0 / 2] * id;
-            const int q0 = clamp_int(trunc_int(x0 + 16.5f), -128, 31) & 0xff;
-            const int q1 = clamp_int(trunc_int(x1 + 16.5f), -128, 31) & 0xff;
-            b.qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+        for (int j = 0; j < 16; j++) {
+            const float x0 = (with_min ? x[j] - mn : x[j]) * id;
+            const float x1 = (with_min ? x[j + 16] - mn : x[j + 16]) * id;
+            int q0 = trunc_int(x0 + add), q1 = trunc_int(x1 + add);
+            if (type != DANU_TYPE_Q5_1) {
+                q0 = clamp_int(q0, -128, nmax);
+                q1 = clamp_int(q1, -128, nmax);
+            }
+            q0 &= 0xff, q1 &= 0xff;
+            if (!five) {
+                qs[j] = (uint8_t)(q0 | (q1 << 4));
+                continue;
+            }
+            qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
             qh |= (uint32_t)((q0 >> 4) & 1) << j;
-            qh |= (uint32_t)((q1 >> 4) & 1) << (j + DN_QK5_0 / 2);
+            qh |= (uint32_t)((q1 >> 4) & 1) << (j + 16);
         }
-        dn_wr_u32(b.qh, qh);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q5_1(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK5_1) {
-        dn_block_q5_1 b;
-        float mn, mx;
-        min_max(x, DN_QK5_1, &mn, &mx);
-        const float d = (mx - mn) / 31.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        b.m = dn_f32_to_fp16(mn);
-        uint32_t qh = 0;
-        for (int j = 0; j < DN_QK5_1 / 2; j++) {
-            const float x0 = (x[j] - mn) * id, x1 = (x[j + DN_QK5_1 / 2] - mn) * id;
-            /* ggml stores (uint8_t)(v + 0.5f) here with no clamp at 31 */
-            const int q0 = trunc_int(x0 + 0.5f) & 0xff;
-            const int q1 = trunc_int(x1 + 0.5f) & 0xff;
-            b.qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
-            qh |= (uint32_t)((q0 >> 4) & 1) << j;
-            qh |= (uint32_t)((q1 >> 4) & 1) << (j + DN_QK5_1 / 2);
+        union { dn_block_q4_0 q4_0; dn_block_q4_1 q4_1; dn_block_q5_0 q5_0; dn_block_q5_1 q5_1; } b;
+        const uint16_t dh = dn_f32_to_fp16(d);
+        switch (type) {
+        case DANU_TYPE_Q4_0: b.q4_0.d = dh, memcpy(b.q4_0.qs, qs, 16); break;
+        case DANU_TYPE_Q4_1: b.q4_1.d = dh, b.q4_1.m = dn_f32_to_fp16(mn), memcpy(b.q4_1.qs, qs, 16); break;
+        case DANU_TYPE_Q5_0: b.q5_0.d = dh, dn_wr_u32(b.q5_0.qh, qh), memcpy(b.q5_0.qs, qs, 16); break;
+        default:
+            b.q5_1.d = dh, b.q5_1.m = dn_f32_to_fp16(mn), dn_wr_u32(b.q5_1.qh, qh), memcpy(b.q5_1.qs, qs, 16);
+            break;
         }
-        dn_wr_u32(b.qh, qh);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+        memcpy(dst + (size_t)i * bytes, &b, bytes);
     }
 }
 
-static void quant_q8_0(const float *x, uint8_t *dst, int64_t nb)
+/* q8_0: d = max|x| / 127, q = round(x / d) half away from zero; q8_1 adds
+ * s = d * sum(q), with the unrounded d. */
+static void quant_q8(int32_t type, const float *x, uint8_t *dst, int64_t nb)
 {
-    for (int64_t i = 0; i < nb; i++, x += DN_QK8_0) {
-        dn_block_q8_0 b;
-        const float d = absmax(x, DN_QK8_0) / 127.0f;
+    const size_t bytes = dn_type_get(type)->type_size;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        const float d = absmax(x, 32) / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
-        for (int j = 0; j < DN_QK8_0; j++) b.qs[j] = round_away_i8(x[j] * id);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
-    }
-}
-
-static void quant_q8_1(const float *x, uint8_t *dst, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++, x += DN_QK8_1) {
-        dn_block_q8_1 b;
-        const float d = absmax(x, DN_QK8_1) / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        b.d = dn_f32_to_fp16(d);
+        int8_t qs[32];
         int sum = 0;
-        for (int j = 0; j < DN_QK8_1; j++) {
-            b.qs[j] = round_away_i8(x[j] * id);
-            sum += b.qs[j];
+        for (int j = 0; j < 32; j++) {
+            qs[j] = round_away_i8(x[j] * id);
+            sum += qs[j];
         }
-        b.s = dn_f32_to_fp16((float)sum * d);
-        memcpy(dst + i * (int64_t)sizeof b, &b, sizeof b);
+        union { dn_block_q8_0 q8_0; dn_block_q8_1 q8_1; } b;
+        if (type == DANU_TYPE_Q8_0) {
+            b.q8_0.d = dn_f32_to_fp16(d);
+            memcpy(b.q8_0.qs, qs, 32);
+        } else {
+            b.q8_1.d = dn_f32_to_fp16(d);
+            b.q8_1.s = dn_f32_to_fp16((float)sum * d);
+            memcpy(b.q8_1.qs, qs, 32);
+        }
+        memcpy(dst + (size_t)i * bytes, &b, bytes);
     }
 }
 
@@ -520,25 +416,25 @@ static void k_fit_superblock(const float *x, int nmax, float rmin, int nstep,
     }
     const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-    memset(scales_out, 0, DN_K_SCALE_SIZE);
+    uint8_t ls[DN_QK_K / 32], lm[DN_QK_K / 32];
     for (int j = 0; j < DN_QK_K / 32; j++) {
         /* ggml stores the rounded value into a uint8_t, then caps it at 63 */
-        uint8_t ls = (uint8_t)round_even(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)round_even(inv_min * mins[j]);
-        if (ls > 63) ls = 63;
-        if (lm > 63) lm = 63;
-        k_pack_scale_min(scales_out, j, ls, lm);
+        ls[j] = (uint8_t)round_even(inv_scale * scales[j]);
+        lm[j] = (uint8_t)round_even(inv_min * mins[j]);
+        if (ls[j] > 63) ls[j] = 63;
+        if (lm[j] > 63) lm[j] = 63;
     }
+    dn_k_pack_scales(ls, lm, scales_out);
     *d_out = dn_f32_to_fp16(max_scale / 63.0f);
     *dmin_out = dn_f32_to_fp16(max_min / 63.0f);
 
     const float d_all = dn_fp16_to_f32(*d_out), dmin_all = dn_fp16_to_f32(*dmin_out);
+    uint8_t sc[DN_QK_K / 32], mn[DN_QK_K / 32];
+    dn_k_scales_mins(scales_out, sc, mn);
     for (int j = 0; j < DN_QK_K / 32; j++) {
-        int sc, mn;
-        k_scale_min(scales_out, j, &sc, &mn);
-        const float d = d_all * (float)sc;
+        const float d = d_all * (float)sc[j];
         if (d == 0.0f) continue;   /* keep the fit's own L, as ggml does */
-        const float dm = dmin_all * (float)mn;
+        const float dm = dmin_all * (float)mn[j];
         for (int l = 0; l < 32; l++)
             L[32 * j + l] = (uint8_t)clamp_int(round_even((x[32 * j + l] + dm) / d), 0, nmax);
     }
@@ -724,12 +620,12 @@ int dn_quantize_row(int32_t type, const float *src, void *dst, int64_t n)
             memcpy(d + 2 * i, &h, 2);
         }
         return 0;
-    case DANU_TYPE_Q4_0: quant_q4_0(src, d, nb); return 0;
-    case DANU_TYPE_Q4_1: quant_q4_1(src, d, nb); return 0;
-    case DANU_TYPE_Q5_0: quant_q5_0(src, d, nb); return 0;
-    case DANU_TYPE_Q5_1: quant_q5_1(src, d, nb); return 0;
-    case DANU_TYPE_Q8_0: quant_q8_0(src, d, nb); return 0;
-    case DN_TYPE_Q8_1:   quant_q8_1(src, d, nb); return 0;
+    case DANU_TYPE_Q4_0:
+    case DANU_TYPE_Q4_1:
+    case DANU_TYPE_Q5_0:
+    case DANU_TYPE_Q5_1: quant_32(type, src, d, nb); return 0;
+    case DANU_TYPE_Q8_0:
+    case DN_TYPE_Q8_1:   quant_q8(type, src, d, nb); return 0;
     case DANU_TYPE_Q4_K: quant_q4_K(src, d, nb); return 0;
     case DANU_TYPE_Q5_K: quant_q5_K(src, d, nb); return 0;
     case DANU_TYPE_Q6_K: quant_q6_K(src, d, nb); return 0;

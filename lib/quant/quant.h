@@ -61,6 +61,72 @@ _Static_assert(sizeof(dn_block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(dn_block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(dn_block_q8_K) == 292, "q8_K block");
 
+/* One block column of a 16-row group of the x16 types (repack.c): the
+ * rows' scales, then "chunks" of 64 bytes, chunk k holding bytes
+ * 4k..4k+3 of the named array of row 0, then of row 1, ... row 15.
+ * Column c of a group starts at c * sizeof(block). */
+typedef struct { uint16_t d[16]; uint8_t qs[DN_QK4_0 / 8][64]; } dn_block_q4_0x16;
+typedef struct { uint16_t d[16]; uint8_t qs[DN_QK8_0 / 4][64]; } dn_block_q8_0x16;   /* bytes q + 128 */
+typedef struct {
+    uint16_t d[16], dmin[16];
+    uint8_t sc[8][16], m[8][16];   /* 6-bit scale / min of sub-block j, row r: unpacked */
+    uint8_t qs[DN_QK_K / 8][64];
+} dn_block_q4_Kx16;
+typedef struct {
+    uint16_t d[16];
+    int8_t scales[DN_QK_K / 16][16];   /* scale j of row r */
+    uint8_t ql[DN_QK_K / 8][64], qh[DN_QK_K / 16][64];
+} dn_block_q6_Kx16;
+
+_Static_assert(sizeof(dn_block_q4_0x16) == 288, "q4_0x16 column");
+_Static_assert(sizeof(dn_block_q8_0x16) == 544, "q8_0x16 column");
+_Static_assert(sizeof(dn_block_q4_Kx16) == 2368, "q4_Kx16 column");
+_Static_assert(sizeof(dn_block_q6_Kx16) == 3360, "q6_Kx16 column");
+
+/* The 12 packed scale bytes of a q4_K/q5_K super-block: 8 six-bit scales
+ * and 8 six-bit mins, one pair per 32-element sub-block j. Sub-blocks 0..3
+ * keep scale and min in the low 6 bits of bytes j and j + 4; sub-blocks
+ * 4..7 put their low 4 bits in byte j + 4 (scale low nibble, min high
+ * nibble) and their top 2 bits in bits 6..7 of bytes j - 4 (scale) and j
+ * (min). The one statement of this packing: every reader and writer
+ * (quant.c, repack.c, scalar.c and the ISA kernels) goes through these.
+ *
+ * Unpacked four sub-blocks at a time (a SIMD-within-a-register form the
+ * vector kernels want): byte j of *sc / *mn is the scale / min of
+ * sub-block j. */
+static inline void dn_k_unpack_scales(const uint8_t q[DN_K_SCALE_SIZE], uint64_t *sc, uint64_t *mn)
+{
+    const uint32_t u0 = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+    const uint32_t u1 = (uint32_t)q[4] | (uint32_t)q[5] << 8 | (uint32_t)q[6] << 16 | (uint32_t)q[7] << 24;
+    const uint32_t u2 = (uint32_t)q[8] | (uint32_t)q[9] << 8 | (uint32_t)q[10] << 16 | (uint32_t)q[11] << 24;
+    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+    *sc = sc_lo | (uint64_t)sc_hi << 32;
+    *mn = mn_lo | (uint64_t)mn_hi << 32;
+}
+
+/* The same as two arrays: sc[j], m[j] for sub-blocks j = 0..7. */
+static inline void dn_k_scales_mins(const uint8_t q[DN_K_SCALE_SIZE], uint8_t sc[8], uint8_t m[8])
+{
+    uint64_t s, n;
+    dn_k_unpack_scales(q, &s, &n);
+    for (int j = 0; j < 8; j++) {
+        sc[j] = (uint8_t)(s >> (8 * j));
+        m[j] = (uint8_t)(n >> (8 * j));
+    }
+}
+
+/* The inverse: 8 scales and 8 mins (each < 64) into the 12 bytes. */
+static inline void dn_k_pack_scales(const uint8_t sc[8], const uint8_t m[8], uint8_t q[DN_K_SCALE_SIZE])
+{
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+        q[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+    }
+}
+
 typedef struct dn_type_info {
     const char *name;      /* "q4_0", "bf16", ...                 */
     uint32_t block_size;   /* elements per block (1 for floats)   */

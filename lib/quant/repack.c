@@ -8,9 +8,9 @@
  * yields 16 row sums directly, and each scale is applied once per 16 rows.
  *
  * Layouts, per block column of a 16-row group (column = 32 elements for
- * q4_0/q8_0, 256 for q4_K/q6_K, 2 for bf16); "chunk k" is 64 bytes
- * holding bytes 4k..4k+3 of row 0, then of row 1, ... row 15 of the named
- * array:
+ * q4_0/q8_0, 256 for q4_K/q6_K, 2 for bf16; structs dn_block_*x16 in
+ * quant.h); "chunk k" is 64 bytes holding bytes 4k..4k+3 of row 0, then
+ * of row 1, ... row 15 of the named array:
  *   q4_0x16 (288 B):  d[16] f16 | qs chunks 0..3 (nibbles as in q4_0)
  *   q8_0x16 (544 B):  d[16] f16 | qs chunks 0..7, each byte q + 128 (u8)
  *   q4_Kx16 (2368 B): d[16] f16 | dmin[16] f16 | sc[8][16] u8 | m[8][16] u8 |
@@ -20,8 +20,13 @@
  *                     0..15; a group is the plain sequence of its n/2 chunks
  *                     (bf16x16f: the same bytes, only other kernels)
  * Column c of a group starts at c * 16 * (block bytes per row). */
+#include <stddef.h>
 #include <string.h>
 #include "quant/quant.h"
+
+/* field offsets: OX of an x16 column, OB of a GGUF block */
+#define OX(T, f) offsetof(dn_block_##T##x16, f)
+#define OB(T, f) offsetof(dn_block_##T, f)
 
 int32_t dn_x16_base(int32_t type)
 {
@@ -72,28 +77,6 @@ static void put_u16(uint8_t *dst, const uint8_t *const rows[16], size_t off)
     for (int r = 0; r < 16; r++) memcpy(dst + 2 * r, rows[r] + off, 2);
 }
 
-/* 6-bit scale/min j of a q4_K scales[12] (same packing as quant.c reads) */
-static void k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-/* the inverse packing: 8 scales and mins back into 12 bytes */
-static void k_pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *q)
-{
-    for (int j = 0; j < 4; j++) {
-        q[j] = (uint8_t)((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-        q[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
-        q[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
-    }
-}
-
 int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t n)
 {
     const int32_t bt = dn_x16_base(xt);
@@ -117,27 +100,37 @@ int dn_x16_repack(int32_t xt, const void *src, size_t stride, void *dst, int64_t
         uint8_t *o = (uint8_t *)dst + (size_t)c * 16 * xb;
         switch (xt) {
         case DN_TYPE_Q4_0_X16:
-            put_u16(o, rows, 0);
-            put_chunks(o + 32, rows, 2, 16, 0);
+            put_u16(o + OX(q4_0, d), rows, OB(q4_0, d));
+            put_chunks(o + OX(q4_0, qs), rows, OB(q4_0, qs), DN_QK4_0 / 2, 0);
             break;
         case DN_TYPE_Q8_0_X16:
-            put_u16(o, rows, 0);
-            put_chunks(o + 32, rows, 2, 32, 0x80);
+            put_u16(o + OX(q8_0, d), rows, OB(q8_0, d));
+            put_chunks(o + OX(q8_0, qs), rows, OB(q8_0, qs), DN_QK8_0, 0x80);
             break;
-        case DN_TYPE_Q4_K_X16:
-            put_u16(o, rows, 0);
-            put_u16(o + 32, rows, 2);
+        case DN_TYPE_Q4_K_X16: {
+            dn_block_q4_Kx16 *x = (dn_block_q4_Kx16 *)o;
+            put_u16(o + OX(q4_K, d), rows, OB(q4_K, d));
+            put_u16(o + OX(q4_K, dmin), rows, OB(q4_K, dmin));
+            for (int r = 0; r < 16; r++) {
+                uint8_t sc[8], m[8];
+                dn_k_scales_mins(rows[r] + OB(q4_K, scales), sc, m);
+                for (int j = 0; j < 8; j++) {
+                    x->sc[j][r] = sc[j];
+                    x->m[j][r] = m[j];
+                }
+            }
+            put_chunks(o + OX(q4_K, qs), rows, OB(q4_K, qs), DN_QK_K / 2, 0);
+            break;
+        }
+        case DN_TYPE_Q6_K_X16: {
+            dn_block_q6_Kx16 *x = (dn_block_q6_Kx16 *)o;
+            put_u16(o + OX(q6_K, d), rows, OB(q6_K, d));
             for (int r = 0; r < 16; r++)
-                for (int j = 0; j < 8; j++) k_scale_min(j, rows[r] + 4, &o[64 + 16 * j + r], &o[192 + 16 * j + r]);
-            put_chunks(o + 320, rows, 16, 128, 0);
+                for (int j = 0; j < DN_QK_K / 16; j++) x->scales[j][r] = (int8_t)rows[r][OB(q6_K, scales) + j];
+            put_chunks(o + OX(q6_K, ql), rows, OB(q6_K, ql), DN_QK_K / 2, 0);
+            put_chunks(o + OX(q6_K, qh), rows, OB(q6_K, qh), DN_QK_K / 4, 0);
             break;
-        case DN_TYPE_Q6_K_X16:
-            put_u16(o, rows, 208);
-            for (int r = 0; r < 16; r++)
-                for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = rows[r][192 + j];
-            put_chunks(o + 288, rows, 0, 128, 0);
-            put_chunks(o + 288 + 2048, rows, 128, 64, 0);
-            break;
+        }
         }
     }
     return 0;
@@ -153,28 +146,31 @@ int dn_x16_extract_block(int32_t xt, const void *group, int64_t n, int r, int64_
     uint8_t *b = out;
     switch (xt) {
     case DN_TYPE_Q4_0_X16:
-        memcpy(b, o + 2 * r, 2);
-        get_chunks(b + 2, o + 32, r, 16, 0);
+        memcpy(b + OB(q4_0, d), o + OX(q4_0, d) + 2 * r, 2);
+        get_chunks(b + OB(q4_0, qs), o + OX(q4_0, qs), r, DN_QK4_0 / 2, 0);
         break;
     case DN_TYPE_Q8_0_X16:
-        memcpy(b, o + 2 * r, 2);
-        get_chunks(b + 2, o + 32, r, 32, 0x80);
+        memcpy(b + OB(q8_0, d), o + OX(q8_0, d) + 2 * r, 2);
+        get_chunks(b + OB(q8_0, qs), o + OX(q8_0, qs), r, DN_QK8_0, 0x80);
         break;
     case DN_TYPE_Q4_K_X16: {
+        const dn_block_q4_Kx16 *x = (const dn_block_q4_Kx16 *)o;
         uint8_t sc[8], m[8];
-        memcpy(b, o + 2 * r, 2);
-        memcpy(b + 2, o + 32 + 2 * r, 2);
-        for (int j = 0; j < 8; j++) { sc[j] = o[64 + 16 * j + r]; m[j] = o[192 + 16 * j + r]; }
-        k_pack_scales(sc, m, b + 4);
-        get_chunks(b + 16, o + 320, r, 128, 0);
+        memcpy(b + OB(q4_K, d), o + OX(q4_K, d) + 2 * r, 2);
+        memcpy(b + OB(q4_K, dmin), o + OX(q4_K, dmin) + 2 * r, 2);
+        for (int j = 0; j < 8; j++) { sc[j] = x->sc[j][r]; m[j] = x->m[j][r]; }
+        dn_k_pack_scales(sc, m, b + OB(q4_K, scales));
+        get_chunks(b + OB(q4_K, qs), o + OX(q4_K, qs), r, DN_QK_K / 2, 0);
         break;
     }
-    case DN_TYPE_Q6_K_X16:
-        memcpy(b + 208, o + 2 * r, 2);
-        for (int j = 0; j < 16; j++) b[192 + j] = o[32 + 16 * j + r];
-        get_chunks(b, o + 288, r, 128, 0);
-        get_chunks(b + 128, o + 288 + 2048, r, 64, 0);
+    case DN_TYPE_Q6_K_X16: {
+        const dn_block_q6_Kx16 *x = (const dn_block_q6_Kx16 *)o;
+        memcpy(b + OB(q6_K, d), o + OX(q6_K, d) + 2 * r, 2);
+        for (int j = 0; j < DN_QK_K / 16; j++) b[OB(q6_K, scales) + j] = (uint8_t)x->scales[j][r];
+        get_chunks(b + OB(q6_K, ql), o + OX(q6_K, ql), r, DN_QK_K / 2, 0);
+        get_chunks(b + OB(q6_K, qh), o + OX(q6_K, qh), r, DN_QK_K / 4, 0);
         break;
+    }
     case DN_TYPE_BF16_X16:
     case DN_TYPE_BF16_X16F:
         get_chunks(b, o, r, 4, 0);

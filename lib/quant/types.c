@@ -16,10 +16,10 @@ static const dn_type_info type_table[DN_TYPE_COUNT] = {
     [DANU_TYPE_Q6_K] = { "q6_K", DN_QK_K, sizeof(dn_block_q6_K), 1 },
     [DN_TYPE_Q8_K]   = { "q8_K", DN_QK_K, sizeof(dn_block_q8_K), 1 },
     /* repacked row groups (repack.c): bytes are one row's share */
-    [DN_TYPE_Q4_0_X16] = { "q4_0x16", DN_QK4_0, sizeof(dn_block_q4_0), 1 },
-    [DN_TYPE_Q8_0_X16] = { "q8_0x16", DN_QK8_0, sizeof(dn_block_q8_0), 1 },
-    [DN_TYPE_Q4_K_X16] = { "q4_Kx16", DN_QK_K, 148, 1 },
-    [DN_TYPE_Q6_K_X16] = { "q6_Kx16", DN_QK_K, sizeof(dn_block_q6_K), 1 },
+    [DN_TYPE_Q4_0_X16] = { "q4_0x16", DN_QK4_0, sizeof(dn_block_q4_0x16) / 16, 1 },
+    [DN_TYPE_Q8_0_X16] = { "q8_0x16", DN_QK8_0, sizeof(dn_block_q8_0x16) / 16, 1 },
+    [DN_TYPE_Q4_K_X16] = { "q4_Kx16", DN_QK_K, sizeof(dn_block_q4_Kx16) / 16, 1 },
+    [DN_TYPE_Q6_K_X16] = { "q6_Kx16", DN_QK_K, sizeof(dn_block_q6_Kx16) / 16, 1 },
     /* block of 2: one pair per row, the unit of vdpbf16ps (not quantized) */
     [DN_TYPE_BF16_X16] = { "bf16x16", 2, 4, 0 },
     [DN_TYPE_BF16_X16F] = { "bf16x16f", 2, 4, 0 },
