@@ -67,11 +67,11 @@ extern "C" {
 #endif
 
 #define DANU_VERSION_MAJOR 0
-#define DANU_VERSION_MINOR 1
+#define DANU_VERSION_MINOR 2
 #define DANU_VERSION_PATCH 0
 #define DANU_VERSION_NUMBER \
     (DANU_VERSION_MAJOR * 10000 + DANU_VERSION_MINOR * 100 + DANU_VERSION_PATCH)
-#define DANU_VERSION_STRING "0.1.0"
+#define DANU_VERSION_STRING "0.2.0"
 
 #if defined(_WIN32) && defined(DANU_BUILDING_DLL)
 #  define DANU_API __declspec(dllexport)
@@ -615,6 +615,19 @@ DANU_API danu_status danu_context_set_logit_bias(danu_context *ctx, danu_token i
  *  Thread: the thread using ctx.
  *  @since 0.1 */
 DANU_API size_t danu_context_memory_size(const danu_context *ctx);
+/** METHOD. Bytes a context created with these options on this model would
+ *  hold (KV cache, scratch, token history, logits, sampler), before creating
+ *  it; equals danu_context_memory_size of such a context (before stop
+ *  strings are added).
+ *  @param model the model.
+ *  @param opts  the options danu_context_create would get; NULL = defaults.
+ *  @param out   receives the byte count.
+ *  @return OK. Errors: INVALID_ARG (model or out NULL, n_ctx above the
+ *          model's), UNSUPPORTED.
+ *  Thread: any thread (the model is immutable).
+ *  @since 0.2 */
+DANU_API danu_status danu_context_memory_estimate(const danu_model *model, const danu_options *opts,
+                                                  size_t *out);
 
 /** METHOD. Append tokens to the cache and compute them as one batch (split
  *  into N_BATCH pieces). Afterwards danu_context_logits() is the last row.
@@ -817,7 +830,7 @@ DANU_API danu_status danu_context_step(danu_context *ctx, danu_token *id_out, ch
  *  @return OK. Errors: INVALID_ARG (a pointer NULL, cap 0), BUFFER_TOO_SMALL
  *          (keeps the text for a retry; *len_out = its length), NOMEM.
  *  Thread: the thread using ctx.
- *  @since 0.1 */
+ *  @since 0.2 (added after the 0.1.0 baseline) */
 DANU_API danu_status danu_context_step_finish(danu_context *ctx, char *out, size_t cap, size_t *len_out);
 
 /** METHOD. Append chat messages (Danube format, see danu_chat_encode) to the

@@ -347,6 +347,15 @@ size_t danu_context_memory_size(const danu_context *c)
     return c ? dn_kv_bytes(&c->kv) + dn_scratch_bytes(&c->s, c->model) : 0;
 }
 
+/* Placeholder so the 0.2 declaration in danu.h is exported; the
+ * implementation replaces it (gen/context.c). */
+danu_status danu_context_memory_estimate(const danu_model *m, const danu_options *opts, size_t *out)
+{
+    (void)opts;
+    ARG(m && out, "model or out is NULL");
+    return dn_seterr(DANU_ERR_UNSUPPORTED, "danu_context_memory_estimate is not implemented yet");
+}
+
 danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
 {
     ARG(c, "context is NULL");
