@@ -47,8 +47,9 @@
  *          first parameter) or FUNCTION (no object).
  *     @param name   each parameter: meaning, and whether it may be NULL (a
  *                   pointer that is not said to allow NULL must not be NULL).
- *     @return       the result; for a danu_status, every status other than OK
- *                   the call returns and why (Errors). DANU_ERR_INTERNAL (a
+ *     @return       the result (none for void functions); for a danu_status,
+ *                   every status other than OK the call returns and why
+ *                   (Errors:). DANU_ERR_INTERNAL (a
  *                   bug in libdanu) is possible from any call returning a
  *                   danu_status and is not listed.
  *     Thread:       who may call it when (see OBJECTS AND LIFETIMES).
@@ -237,7 +238,6 @@ enum {
 DANU_API danu_status danu_options_create(const danu_allocator *alloc, danu_options **out);
 /** DESTRUCTOR. Free an options bag; what was created with it is unaffected.
  *  @param opts the options, or NULL (no-op).
- *  @return nothing.
  *  Thread: the thread that owns opts.
  *  @since 0.1 */
 DANU_API void danu_options_free(danu_options *opts);
@@ -341,7 +341,6 @@ DANU_API danu_status danu_model_load(const char *path, const danu_options *opts,
 /** DESTRUCTOR. Free a model, its weights, mapping and tokenizer.
  *  @param model the model, or NULL (no-op). Every context on it must be
  *               freed first; pointers it handed out become invalid.
- *  @return nothing.
  *  Thread: any thread, once no other thread uses the model.
  *  @since 0.1 */
 DANU_API void danu_model_free(danu_model *model);
@@ -426,7 +425,6 @@ DANU_API danu_status danu_tokenizer_load(const char *path, const danu_options *o
 /** DESTRUCTOR. Free a tokenizer from danu_tokenizer_load.
  *  @param tok the tokenizer, or NULL (no-op). Never a model's tokenizer;
  *             decoders over it must be freed first.
- *  @return nothing.
  *  Thread: any thread, once no other thread uses tok.
  *  @since 0.1 */
 DANU_API void danu_tokenizer_free(danu_tokenizer *tok);
@@ -483,7 +481,7 @@ DANU_API danu_status danu_tokenizer_piece(const danu_tokenizer *tok, danu_token 
                                           const char **piece, size_t *len);
 
 /** FUNCTION. Encode chat messages in the Danube chat format: BOS, then
- *  <|system|>..</s> <|prompt|>..</s> <|answer|>..</s> per message, then
+ *  per message <|system|>, <|prompt|> or <|answer|>, its text and EOS, then
  *  <|answer|> when add_reply_prompt.
  *  @param tok              the tokenizer.
  *  @param roles            n roles: "system", "user" or "assistant"; NULL
@@ -516,7 +514,6 @@ typedef struct danu_decoder danu_decoder;
 DANU_API danu_status danu_decoder_create(const danu_tokenizer *tok, danu_decoder **out);
 /** DESTRUCTOR. Free a decoder.
  *  @param dec the decoder, or NULL (no-op).
- *  @return nothing.
  *  Thread: the thread using dec.
  *  @since 0.1 */
 DANU_API void danu_decoder_free(danu_decoder *dec);
@@ -570,7 +567,6 @@ DANU_API danu_status danu_context_create(danu_model *model, const danu_options *
 /** DESTRUCTOR. Free a context and everything it holds.
  *  @param ctx the context, or NULL (no-op). No call on it (not even
  *             danu_context_abort) may run or follow.
- *  @return nothing.
  *  Thread: the thread using ctx.
  *  @since 0.1 */
 DANU_API void danu_context_free(danu_context *ctx);
@@ -711,7 +707,6 @@ DANU_API danu_status danu_context_rewind(danu_context *ctx, size_t n);
  *  During a context shift (DANU_FULL_SHIFT) an abort leaves the cache holding
  *  the kept tokens re-evaluated so far.
  *  @param ctx the context, or NULL (no-op).
- *  @return nothing.
  *  Thread: any thread, also while another thread runs work on ctx (the only
  *          such call); not during or after danu_context_free.
  *  @since 0.1 */
