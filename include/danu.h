@@ -808,8 +808,9 @@ DANU_API danu_status danu_context_generate(danu_context *ctx, int32_t max_tokens
  *  @return OK. Errors: INVALID_ARG (a pointer NULL, cap 0), STATE (no logits),
  *          CONTEXT_FULL (reason FULL, the token is not appended), ABORTED
  *          (reason ABORTED, the token is not appended), BUFFER_TOO_SMALL
- *          (*len_out = bytes needed; the text stays held for the next step or
- *          danu_context_step_finish), NOMEM.
+ *          (*len_out = bytes needed; while generation goes on (reason -1) the
+ *          text stays held for the next step or danu_context_step_finish; on
+ *          the step that ends it, the text is dropped), NOMEM.
  *  Thread: the thread using ctx.
  *  @since 0.1 */
 DANU_API danu_status danu_context_step(danu_context *ctx, danu_token *id_out, char *out,
