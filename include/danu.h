@@ -33,10 +33,29 @@
  * VERSIONS AND STABILITY
  *   DANU_VERSION_NUMBER = MAJOR*10000 + MINOR*100 + PATCH. Everything in this
  *   header is stable ABI within a major version (see ABI.md; nothing is
- *   experimental in 0.1):
+ *   experimental yet):
  *   functions never change signature, enums only gain values, visible structs
  *   carry struct_size and only grow at the end. Changed behaviour gets a new
- *   name (_v2).
+ *   name (_v2). Each function says since which version it exists (@since);
+ *   check danu_version_number() before calling one newer than 0.1.
+ *
+ * HOW A FUNCTION IS DOCUMENTED
+ *   Every DANU_API function has a block of this shape (tests/abi/hdrcheck.py
+ *   fails the build's ABI test when a part is missing):
+ *     TAG. One-line summary. TAG is CONSTRUCTOR (makes an object the caller
+ *          frees), DESTRUCTOR (frees one), METHOD (works on the object in its
+ *          first parameter) or FUNCTION (no object).
+ *     @param name   each parameter: meaning, and whether it may be NULL (a
+ *                   pointer that is not said to allow NULL must not be NULL).
+ *     @return       the result (none for void functions); for a danu_status,
+ *                   every status other than OK the call returns and why
+ *                   (Errors:). DANU_ERR_INTERNAL (a
+ *                   bug in libdanu) is possible from any call returning a
+ *                   danu_status and is not listed.
+ *     Thread:       who may call it when (see OBJECTS AND LIFETIMES).
+ *     @since        the version that added it.
+ *   Pointers returned or written to out parameters say who owns them and how
+ *   long they stay valid; ABI.md has the same rules as one table.
  */
 #ifndef DANU_H
 #define DANU_H
@@ -49,11 +68,11 @@ extern "C" {
 #endif
 
 #define DANU_VERSION_MAJOR 0
-#define DANU_VERSION_MINOR 1
+#define DANU_VERSION_MINOR 2
 #define DANU_VERSION_PATCH 0
 #define DANU_VERSION_NUMBER \
     (DANU_VERSION_MAJOR * 10000 + DANU_VERSION_MINOR * 100 + DANU_VERSION_PATCH)
-#define DANU_VERSION_STRING "0.1.0"
+#define DANU_VERSION_STRING "0.2.0"
 
 #if defined(_WIN32) && defined(DANU_BUILDING_DLL)
 #  define DANU_API __declspec(dllexport)
@@ -67,9 +86,16 @@ extern "C" {
 /* Versions and errors                                                 */
 /* ------------------------------------------------------------------ */
 
-/** Runtime version: DANU_VERSION_NUMBER of the library actually loaded. @since 0.1 */
+/** FUNCTION. Version number of the library actually loaded.
+ *  @return DANU_VERSION_NUMBER of the library it was built from (compare with
+ *          the header's to use functions of a newer minor version).
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API uint32_t danu_version_number(void);
-/** Runtime version as "MAJOR.MINOR.PATCH"; static storage. @since 0.1 */
+/** FUNCTION. Version of the library actually loaded, as text.
+ *  @return "MAJOR.MINOR.PATCH"; static storage, never NULL, never freed.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API const char *danu_version_string(void);
 
 /** Status codes. Values are pinned and never reused. */
@@ -91,10 +117,18 @@ enum {
     DANU_ERR_INTERNAL = 13      /* a bug in libdanu                            */
 };
 
-/** Static text for a status ("invalid argument", ...). Never NULL. @since 0.1 */
+/** FUNCTION. Short description of a status ("invalid argument", ...).
+ *  @param status any value; unknown values give "unknown status".
+ *  @return static text, never NULL, never freed.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API const char *danu_strerror(danu_status status);
-/** Detail of the last failure on this thread ("" when none). Valid until the
- *  next danu call on this thread. @since 0.1 */
+/** FUNCTION. Detail of the last failure on the calling thread.
+ *  @return what failed and where (file, tensor, offset, token, key); "" when
+ *          nothing failed yet. Library-owned, never NULL; valid until the next
+ *          danu call on this thread (copy it to keep it).
+ *  Thread: any thread; each thread has its own.
+ *  @since 0.1 */
 DANU_API const char *danu_last_error(void);
 
 /* ------------------------------------------------------------------ */
@@ -113,9 +147,16 @@ typedef struct danu_allocator {
 } danu_allocator;
 
 enum { DANU_LOG_ERROR = 0, DANU_LOG_WARN = 1, DANU_LOG_INFO = 2, DANU_LOG_DEBUG = 3 };
-/** Log callback: level, NUL-terminated message (no trailing newline). */
+/** Log callback (danu_options_set_log). user: the pointer given with it;
+ *  level: DANU_LOG_*; message: NUL-terminated, no trailing newline, valid
+ *  only during the call (copy it). Called on any thread that runs library
+ *  work for the model or context, so it must be thread-safe; it must not call
+ *  into the object being worked on. */
 typedef void (*danu_log_fn)(void *user, int32_t level, const char *message);
-/** Progress callback: fraction in [0,1]. Return nonzero to cancel. */
+/** Progress callback (danu_options_set_progress) of danu_model_load,
+ *  danu_synth_write and danu_quantize, called on the thread that made that
+ *  call. fraction: in [0,1], not decreasing. Return nonzero to cancel: the
+ *  call then stops and returns DANU_ERR_CANCELLED, leaving nothing behind. */
 typedef int32_t (*danu_progress_fn)(void *user, float fraction);
 
 /* ------------------------------------------------------------------ */
@@ -184,23 +225,75 @@ enum {
     DANU_ISA_AVX512 = 3, DANU_ISA_NEON = 4
 };
 
-/** CONSTRUCTOR. Options with every default. alloc may be NULL (libc); it is
- *  copied and becomes the allocator of what is created with these options.
- *  Errors: INVALID_ARG (out NULL, bad allocator), NOMEM. @since 0.1 */
+/** CONSTRUCTOR. A new options bag holding every default.
+ *  @param alloc allocator hooks, copied; NULL = libc. They become the
+ *               allocator of everything created with these options (its
+ *               functions and user must outlive those objects).
+ *  @param out   receives the options (free with danu_options_free); set to
+ *               NULL on error.
+ *  @return OK. Errors: INVALID_ARG (out NULL; alloc->struct_size below the
+ *          0.1 size, or a hook NULL), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_status danu_options_create(const danu_allocator *alloc, danu_options **out);
-/** DESTRUCTOR. NULL is a no-op. @since 0.1 */
+/** DESTRUCTOR. Free an options bag; what was created with it is unaffected.
+ *  @param opts the options, or NULL (no-op).
+ *  Thread: the thread that owns opts.
+ *  @since 0.1 */
 DANU_API void danu_options_free(danu_options *opts);
-/** METHOD. Set an int/float key. UNSUPPORTED for an unknown key or the wrong
- *  type, INVALID_ARG for a value out of bounds. @since 0.1 */
+/** METHOD. Set an integer key (see the DANU_OPT_* list for each key's type).
+ *  @param opts  the options.
+ *  @param key   a DANU_OPT_* integer key.
+ *  @param value within danu_param_bounds(key).
+ *  @return OK. Errors: INVALID_ARG (opts NULL, value out of bounds),
+ *          UNSUPPORTED (unknown key, or a float key: never converted; the
+ *          message names the key and its type). opts is unchanged on error.
+ *  Thread: one thread at a time per options bag.
+ *  @since 0.1 */
 DANU_API danu_status danu_options_set_int(danu_options *opts, danu_param key, int64_t value);
+/** METHOD. Set a float key (see the DANU_OPT_* list for each key's type).
+ *  @param opts  the options.
+ *  @param key   a DANU_OPT_* float key.
+ *  @param value finite and within danu_param_bounds(key).
+ *  @return OK. Errors: INVALID_ARG (opts NULL, value not finite or out of
+ *          bounds), UNSUPPORTED (unknown key, or an integer key: never
+ *          converted; the message names the key and its type). opts is
+ *          unchanged on error.
+ *  Thread: one thread at a time per options bag.
+ *  @since 0.1 */
 DANU_API danu_status danu_options_set_float(danu_options *opts, danu_param key, double value);
-/** METHOD. Callbacks (fn NULL removes). The log callback may be called from
- *  any thread that runs library work for the object. @since 0.1 */
+/** METHOD. Set or remove the log callback of what is created with opts.
+ *  @param opts the options.
+ *  @param fn   the callback (danu_log_fn), or NULL to remove it (silent).
+ *  @param user passed back to fn; may be NULL. fn and user must stay valid
+ *              until the last model/context created with opts is freed.
+ *  @return OK. Errors: INVALID_ARG (opts NULL).
+ *  Thread: one thread at a time per options bag.
+ *  @since 0.1 */
 DANU_API danu_status danu_options_set_log(danu_options *opts, danu_log_fn fn, void *user);
+/** METHOD. Set or remove the progress/cancel callback (danu_progress_fn).
+ *  @param opts the options.
+ *  @param fn   the callback, or NULL to remove it.
+ *  @param user passed back to fn; may be NULL. Valid until the end of the
+ *              load, synth or quantize call that uses opts.
+ *  @return OK. Errors: INVALID_ARG (opts NULL).
+ *  Thread: one thread at a time per options bag.
+ *  @since 0.1 */
 DANU_API danu_status danu_options_set_progress(danu_options *opts, danu_progress_fn fn, void *user);
-/** Bounds of a key: min and max as doubles. UNSUPPORTED if unknown. @since 0.1 */
+/** FUNCTION. Smallest and largest value a key accepts.
+ *  @param key a DANU_OPT_* key.
+ *  @param min receives the minimum; may be NULL.
+ *  @param max receives the maximum; may be NULL.
+ *  @return OK. Errors: UNSUPPORTED (unknown key: doubles as a feature probe).
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_status danu_param_bounds(danu_param key, double *min, double *max);
-/** Key by name ("n_ctx", "temperature", ...), -1 if unknown. @since 0.1 */
+/** FUNCTION. The key of an option name.
+ *  @param name lower-case name as in the DANU_OPT_* list without the prefix
+ *              ("n_ctx", "temperature"); NULL gives -1.
+ *  @return the key, or -1 when the name is unknown.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_param danu_param_from_name(const char *name);
 
 /* ------------------------------------------------------------------ */
@@ -221,16 +314,35 @@ enum {
     DANU_TYPE_Q4_K = 12, DANU_TYPE_Q5_K = 13, DANU_TYPE_Q6_K = 14,
     DANU_TYPE_BF16 = 30
 };
-/** Name of a weight type ("q4_0"), or "unknown". @since 0.1 */
+/** FUNCTION. Name of a weight type.
+ *  @param type a DANU_TYPE_* value.
+ *  @return "q4_0", "bf16", ...; "unknown" for other values. Static, never NULL.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API const char *danu_type_name(int32_t type);
 
 /** CONSTRUCTOR. Load a model from an HF directory (config.json, safetensors,
  *  tokenizer.model) or a .gguf file. Weights are used in place from a
- *  read-only mapping where possible. opts may be NULL.
- *  Errors: INVALID_ARG, IO, FORMAT (message names file, tensor, offset),
- *  UNSUPPORTED, NOMEM, CANCELLED. *out is NULL on error. Thread-safe. @since 0.1 */
+ *  read-only mapping where possible.
+ *  @param path the directory or file; not NULL or empty.
+ *  @param opts load options (DANU_OPT_USE_MMAP, _SLIDING_WINDOW, _VALIDATE,
+ *              _REPACK, _ISA, _FAST_BF16), allocator, log and progress; NULL
+ *              = defaults. Copied: it may be freed after the call.
+ *  @param out  receives the model (free with danu_model_free after its
+ *              contexts); set to NULL on error.
+ *  @return OK. Errors: INVALID_ARG (path or out NULL, path empty), IO (cannot
+ *          open, read or map), FORMAT (corrupt or inconsistent file; the
+ *          message names file, tensor, offset), UNSUPPORTED (architecture,
+ *          tensor type or tokenizer kind not supported), NOMEM, CANCELLED
+ *          (the progress callback returned nonzero).
+ *  Thread: any thread; loads may run concurrently.
+ *  @since 0.1 */
 DANU_API danu_status danu_model_load(const char *path, const danu_options *opts, danu_model **out);
-/** DESTRUCTOR. NULL is a no-op. @since 0.1 */
+/** DESTRUCTOR. Free a model, its weights, mapping and tokenizer.
+ *  @param model the model, or NULL (no-op). Every context on it must be
+ *               freed first; pointers it handed out become invalid.
+ *  Thread: any thread, once no other thread uses the model.
+ *  @since 0.1 */
 DANU_API void danu_model_free(danu_model *model);
 
 /** Model facts (integers). */
@@ -247,15 +359,45 @@ enum {
     /* float facts, through danu_model_get_float */
     DANU_INFO_ROPE_THETA = 100, DANU_INFO_RMS_EPS = 101
 };
-/** METHOD. Read an integer / float fact. UNSUPPORTED for an unknown key. @since 0.1 */
+/** METHOD. Read an integer fact of the model.
+ *  @param model the model.
+ *  @param key   an integer DANU_INFO_* key (below 100).
+ *  @param out   receives the value.
+ *  @return OK. Errors: INVALID_ARG (model or out NULL), UNSUPPORTED (unknown
+ *          key or a float fact).
+ *  Thread: any thread (the model is immutable).
+ *  @since 0.1 */
 DANU_API danu_status danu_model_get_int(const danu_model *model, danu_info key, int64_t *out);
+/** METHOD. Read a float fact of the model (DANU_INFO_ROPE_THETA, _RMS_EPS).
+ *  @param model the model.
+ *  @param key   a float DANU_INFO_* key (100 and up).
+ *  @param out   receives the value.
+ *  @return OK. Errors: INVALID_ARG (model or out NULL), UNSUPPORTED (unknown
+ *          key or an integer fact).
+ *  Thread: any thread (the model is immutable).
+ *  @since 0.1 */
 DANU_API danu_status danu_model_get_float(const danu_model *model, danu_info key, double *out);
-/** METHOD. Tensor i (0 <= i < TENSOR_COUNT): name as stored (borrowed, lives
- *  as long as the model), type, number of dims and dims outermost first
- *  (PyTorch order; dims must hold 4). Any out pointer may be NULL. @since 0.1 */
+/** METHOD. Describe tensor i of the model file.
+ *  @param model  the model.
+ *  @param i      0 <= i < DANU_INFO_TENSOR_COUNT.
+ *  @param name   receives the name as stored: borrowed from the model, valid
+ *                until it is freed. May be NULL.
+ *  @param type   receives the DANU_TYPE_* storage type. May be NULL.
+ *  @param n_dims receives the number of dims (1..4). May be NULL.
+ *  @param dims   receives 4 dims, outermost first (PyTorch order), unused ones
+ *                1. May be NULL; else it must hold 4.
+ *  @return OK. Errors: INVALID_ARG (model NULL, i out of range).
+ *  Thread: any thread (the model is immutable).
+ *  @since 0.1 */
 DANU_API danu_status danu_model_tensor(const danu_model *model, int64_t i, const char **name,
                                        int32_t *type, int32_t *n_dims, int64_t *dims);
-/** METHOD. The model's tokenizer, borrowed (lives as long as the model). */
+/** METHOD. The model's tokenizer.
+ *  @param model the model; may be NULL.
+ *  @return borrowed from the model, valid until it is freed (never pass it to
+ *          danu_tokenizer_free); NULL when model is NULL or the files had no
+ *          tokenizer (then only token ids can be used).
+ *  Thread: any thread (the model is immutable).
+ *  @since 0.1 */
 DANU_API const danu_tokenizer *danu_model_tokenizer(const danu_model *model);
 
 /* ------------------------------------------------------------------ */
@@ -263,108 +405,321 @@ DANU_API const danu_tokenizer *danu_model_tokenizer(const danu_model *model);
 /* ------------------------------------------------------------------ */
 
 enum {
-    DANU_TOKENIZE_ADD_BOS = 1,       /* prepend BOS                          */
+    DANU_TOKENIZE_ADD_BOS = 1,       /* prepend BOS (also before a "<s>" that
+                                        PARSE_SPECIAL turned into BOS, as
+                                        SentencePiece does; the danu CLI adds
+                                        it only when the text has none)     */
     DANU_TOKENIZE_ADD_EOS = 2,       /* append EOS                           */
     DANU_TOKENIZE_PARSE_SPECIAL = 4  /* "<s>", "</s>", "<unk>" become ids    */
 };
 
-/** CONSTRUCTOR. Load a bare SentencePiece tokenizer.model. @since 0.1 */
+/** CONSTRUCTOR. Load a bare SentencePiece tokenizer.model (BPE).
+ *  @param path the file; not NULL.
+ *  @param opts only its allocator is used; NULL = libc.
+ *  @param out  receives the tokenizer (free with danu_tokenizer_free); set to
+ *              NULL on error.
+ *  @return OK. Errors: INVALID_ARG (path or out NULL), IO, FORMAT (corrupt
+ *          protobuf or vocabulary), UNSUPPORTED (not BPE, normalization rules,
+ *          whitespace as suffix), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_status danu_tokenizer_load(const char *path, const danu_options *opts,
                                          danu_tokenizer **out);
-/** DESTRUCTOR for tokenizers from danu_tokenizer_load only. NULL no-op. */
+/** DESTRUCTOR. Free a tokenizer from danu_tokenizer_load.
+ *  @param tok the tokenizer, or NULL (no-op). Never a model's tokenizer;
+ *             decoders over it must be freed first.
+ *  Thread: any thread, once no other thread uses tok.
+ *  @since 0.1 */
 DANU_API void danu_tokenizer_free(danu_tokenizer *tok);
+/** METHOD. Number of pieces in the vocabulary.
+ *  @param tok the tokenizer; may be NULL.
+ *  @return the vocabulary size; 0 when tok is NULL.
+ *  Thread: any thread (tokenizers are immutable).
+ *  @since 0.1 */
 DANU_API int32_t danu_tokenizer_vocab_size(const danu_tokenizer *tok);
 
-/** METHOD. Encode UTF-8 text (len bytes, need not be NUL-terminated).
- *  Writes up to cap ids to out and the number of ids to *n_out; returns
- *  BUFFER_TOO_SMALL when cap < *n_out (out then holds the first cap). out may
- *  be NULL when cap is 0. Errors: BAD_UTF8 (offset in message). Thread-safe. */
+/** METHOD. Encode UTF-8 text into token ids.
+ *  @param tok   the tokenizer.
+ *  @param text  len bytes of UTF-8, need not be NUL-terminated; NULL only
+ *               when len is 0.
+ *  @param len   bytes of text.
+ *  @param flags DANU_TOKENIZE_* bits; other bits are refused.
+ *  @param out   receives up to cap ids (the first cap when more); NULL only
+ *               when cap is 0 (to ask for the count).
+ *  @param cap   capacity of out in ids.
+ *  @param n_out receives the number of ids of the whole text; may be NULL.
+ *  @return OK. Errors: INVALID_ARG (tok NULL, text or out NULL with a nonzero
+ *          size, unknown flags, text too long), BAD_UTF8 (byte offset in the
+ *          message), BUFFER_TOO_SMALL (cap < *n_out), NOMEM.
+ *  Thread: any thread, concurrently on one tokenizer.
+ *  @since 0.1 */
 DANU_API danu_status danu_tokenizer_encode(const danu_tokenizer *tok, const char *text, size_t len,
                                            uint32_t flags, danu_token *out, size_t cap,
                                            size_t *n_out);
-/** METHOD. Decode ids as SentencePiece decodes a whole sequence. Writes up to
- *  cap bytes plus a NUL when room; *len_out = text length without NUL;
- *  BUFFER_TOO_SMALL when cap <= *len_out. Errors: BAD_TOKEN. Thread-safe. */
+/** METHOD. Decode ids as SentencePiece decodes a whole sequence.
+ *  @param tok     the tokenizer.
+ *  @param ids     n ids; NULL only when n is 0.
+ *  @param n       number of ids.
+ *  @param out     receives the text and a NUL; when it does not fit, its first
+ *                 cap - 1 bytes and a NUL. NULL only when cap is 0.
+ *  @param cap     capacity of out in bytes.
+ *  @param len_out receives the text length without the NUL; may be NULL.
+ *  @return OK. Errors: INVALID_ARG (tok NULL, ids or out NULL with a nonzero
+ *          size), BAD_TOKEN (an id outside the vocabulary), BUFFER_TOO_SMALL
+ *          (cap <= *len_out), NOMEM.
+ *  Thread: any thread, concurrently on one tokenizer.
+ *  @since 0.1 */
 DANU_API danu_status danu_tokenizer_decode(const danu_tokenizer *tok, const danu_token *ids, size_t n,
                                            char *out, size_t cap, size_t *len_out);
-/** METHOD. The stored piece of one id (U+2581 for spaces, "<0x0A>" bytes). */
+/** METHOD. The stored piece of one id (U+2581 for spaces, "<0x0A>" bytes).
+ *  @param tok   the tokenizer.
+ *  @param id    0 <= id < vocabulary size.
+ *  @param piece receives the piece: borrowed from the tokenizer (or its
+ *               model) until it is freed; not NUL-terminated, read len bytes.
+ *  @param len   receives the piece's length in bytes.
+ *  @return OK. Errors: INVALID_ARG (tok, piece or len NULL), BAD_TOKEN.
+ *  Thread: any thread, concurrently on one tokenizer.
+ *  @since 0.1 */
 DANU_API danu_status danu_tokenizer_piece(const danu_tokenizer *tok, danu_token id,
                                           const char **piece, size_t *len);
 
-/** Danube chat format: n messages, roles "system", "user", "assistant".
- *  BOS, then <|system|>..</s> <|prompt|>..</s> <|answer|>..</s>, then
- *  <|answer|> when add_reply_prompt. Same buffer rules as encode. */
+/** FUNCTION. Encode chat messages in the Danube chat format: BOS, then
+ *  per message <|system|>, <|prompt|> or <|answer|>, its text and EOS, then
+ *  <|answer|> when add_reply_prompt.
+ *  @param tok              the tokenizer.
+ *  @param roles            n roles: "system", "user" or "assistant"; NULL
+ *                          only when n is 0.
+ *  @param contents         n UTF-8 texts, NUL-terminated; NULL only when n
+ *                          is 0.
+ *  @param n                number of messages.
+ *  @param add_reply_prompt nonzero: open the assistant's turn at the end.
+ *  @param out              as in danu_tokenizer_encode.
+ *  @param cap              as in danu_tokenizer_encode.
+ *  @param n_out            as in danu_tokenizer_encode; may be NULL.
+ *  @return OK. Errors: INVALID_ARG (tok NULL, an array or entry NULL, unknown
+ *          role, out NULL with cap > 0), BAD_UTF8, UNSUPPORTED (the tokenizer
+ *          has no EOS piece), BUFFER_TOO_SMALL (cap < *n_out), NOMEM.
+ *  Thread: any thread, concurrently on one tokenizer.
+ *  @since 0.1 */
 DANU_API danu_status danu_chat_encode(const danu_tokenizer *tok, const char *const *roles,
                                       const char *const *contents, size_t n,
                                       int32_t add_reply_prompt, danu_token *out, size_t cap,
                                       size_t *n_out);
 
 typedef struct danu_decoder danu_decoder;
-/** CONSTRUCTOR. Streaming decoder over a tokenizer (which must outlive it). */
+/** CONSTRUCTOR. A streaming decoder: ids in, complete UTF-8 text out.
+ *  @param tok the tokenizer; borrowed, it must outlive the decoder.
+ *  @param out receives the decoder (free with danu_decoder_free); set to
+ *             NULL on error.
+ *  @return OK. Errors: INVALID_ARG (tok or out NULL), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_status danu_decoder_create(const danu_tokenizer *tok, danu_decoder **out);
+/** DESTRUCTOR. Free a decoder.
+ *  @param dec the decoder, or NULL (no-op).
+ *  Thread: the thread using dec.
+ *  @since 0.1 */
 DANU_API void danu_decoder_free(danu_decoder *dec);
-/** METHOD. Push one id; the complete UTF-8 text it finishes goes to out
- *  (NUL-terminated, *len_out bytes). cap >= 64 always suffices. */
+/** METHOD. Push one id and get the complete UTF-8 text it finishes (an
+ *  unfinished character stays pending).
+ *  @param dec     the decoder.
+ *  @param id      0 <= id < vocabulary size.
+ *  @param out     receives the text, NUL-terminated; cap >= 64 always
+ *                 suffices.
+ *  @param cap     capacity of out in bytes, > 0.
+ *  @param len_out receives the text length without the NUL.
+ *  @return OK. Errors: INVALID_ARG (dec, out or len_out NULL, cap 0),
+ *          BAD_TOKEN, BUFFER_TOO_SMALL (*len_out = bytes needed without the
+ *          NUL; the decoder is unchanged, push the id again).
+ *  Thread: one thread at a time per decoder.
+ *  @since 0.1 */
 DANU_API danu_status danu_decoder_push(danu_decoder *dec, danu_token id, char *out, size_t cap,
                                        size_t *len_out);
 /** METHOD. Emit what is pending (an incomplete UTF-8 tail becomes U+FFFD) and
- *  reset to the start-of-text state. */
+ *  reset to the start-of-text state.
+ *  @param dec     the decoder.
+ *  @param out     receives the text, NUL-terminated.
+ *  @param cap     capacity of out in bytes, > 0 (64 always suffices).
+ *  @param len_out receives the text length without the NUL.
+ *  @return OK. Errors: INVALID_ARG (dec, out or len_out NULL, cap 0),
+ *          BUFFER_TOO_SMALL (the decoder is unchanged).
+ *  Thread: one thread at a time per decoder.
+ *  @since 0.1 */
 DANU_API danu_status danu_decoder_flush(danu_decoder *dec, char *out, size_t cap, size_t *len_out);
 
 /* ------------------------------------------------------------------ */
 /* Context, evaluation, KV cache                                        */
 /* ------------------------------------------------------------------ */
 
-/** CONSTRUCTOR. A context on a model (which must outlive it). opts may be
- *  NULL. Allocates the KV cache and scratch once; evaluation allocates
- *  nothing. Errors: INVALID_ARG (n_ctx above the model's), NOMEM. */
+/** CONSTRUCTOR. A context on a model: KV cache, scratch, token history,
+ *  logits and sampler. Allocates the KV cache and scratch once; evaluation
+ *  allocates nothing.
+ *  @param model the model; borrowed, it must outlive the context.
+ *  @param opts  context, sampling and thread options (DANU_OPT_N_CTX, _KV_TYPE,
+ *               _SEED, _N_BATCH, _ON_FULL, _N_KEEP, 300s, _N_THREADS, _ISA) and
+ *               a log callback (else the model's); NULL = defaults. Copied.
+ *               The allocator is the model's, whatever opts holds.
+ *  @param out   receives the context (free with danu_context_free); set to
+ *               NULL on error.
+ *  @return OK. Errors: INVALID_ARG (model or out NULL, n_ctx above the model's
+ *          context length, n_keep >= n_ctx), NOMEM.
+ *  Thread: any thread; contexts on one model may be created concurrently.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_create(danu_model *model, const danu_options *opts,
                                          danu_context **out);
+/** DESTRUCTOR. Free a context and everything it holds.
+ *  @param ctx the context, or NULL (no-op). No call on it (not even
+ *             danu_context_abort) may run or follow.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API void danu_context_free(danu_context *ctx);
-/** METHOD. Sticky settings on a live context (sampling, threads, ON_FULL). */
+/** METHOD. Change an integer setting of a live context; it sticks for later
+ *  calls. Live keys: DANU_OPT_SEED (reseeds the sampler), _ON_FULL, _N_KEEP,
+ *  _TOP_K, _REPEAT_LAST_N, _IGNORE_EOS.
+ *  @param ctx   the context.
+ *  @param key   one of those integer keys.
+ *  @param value within danu_param_bounds(key).
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, value out of bounds, n_keep >=
+ *          n_ctx), UNSUPPORTED (unknown key, a key fixed at creation (100s,
+ *          N_CTX, KV_TYPE, N_BATCH, 400s), or a float key: never converted;
+ *          the message names the key and its type). ctx is unchanged on error.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_set_int(danu_context *ctx, danu_param key, int64_t value);
+/** METHOD. Change a float sampling setting of a live context; it sticks.
+ *  Live keys: DANU_OPT_TEMPERATURE, _TOP_P, _MIN_P, _REPEAT_PENALTY,
+ *  _FREQUENCY_PENALTY, _PRESENCE_PENALTY.
+ *  @param ctx   the context.
+ *  @param key   one of those float keys.
+ *  @param value finite and within danu_param_bounds(key).
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, value not finite or out of
+ *          bounds), UNSUPPORTED (unknown key, a key fixed at creation, or an
+ *          integer key: never converted; the message names the key and its
+ *          type). ctx is unchanged on error.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_set_float(danu_context *ctx, danu_param key, double value);
-/** METHOD. Bias added to one token's logit when sampling (0 removes). */
+/** METHOD. Bias added to one token's logit when sampling (sticky).
+ *  @param ctx  the context.
+ *  @param id   0 <= id < vocabulary size.
+ *  @param bias added to the logit; 0 removes it; not NaN.
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, bias NaN), BAD_TOKEN.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_set_logit_bias(danu_context *ctx, danu_token id, float bias);
-/** METHOD. Bytes of KV cache and scratch held by the context. */
+/** METHOD. Memory held by a context.
+ *  @param ctx the context; may be NULL.
+ *  @return every byte the context took from its allocator (KV cache,
+ *          scratch, thread pool, token history, logits, sampler, streaming
+ *          decoder, text buffer, stop strings; worker thread stacks are the
+ *          system's and not counted); 0 when ctx is NULL.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API size_t danu_context_memory_size(const danu_context *ctx);
-DANU_API danu_status danu_context_memory_estimate(const danu_model *model, const danu_options *opts, size_t *out);
+/** METHOD. Bytes a context created with these options on this model would
+ *  hold (KV cache, scratch, token history, logits, sampler), before creating
+ *  it; equals danu_context_memory_size of such a context (before stop
+ *  strings are added).
+ *  @param model the model.
+ *  @param opts  the options danu_context_create would get; NULL = defaults.
+ *  @param out   receives the byte count.
+ *  @return OK. Errors: INVALID_ARG (model or out NULL, n_ctx above the
+ *          model's, n_keep >= n_ctx).
+ *  Thread: any thread (the model is immutable).
+ *  @since 0.2 */
+DANU_API danu_status danu_context_memory_estimate(const danu_model *model, const danu_options *opts,
+                                                  size_t *out);
 
 /** METHOD. Append tokens to the cache and compute them as one batch (split
  *  into N_BATCH pieces). Afterwards danu_context_logits() is the last row.
- *  all_logits, if not NULL, receives n * vocab floats (every position).
- *  Errors: BAD_TOKEN, CONTEXT_FULL (nothing appended), ABORTED (the cache
- *  holds the tokens of the batches finished before the abort). */
+ *  @param ctx        the context.
+ *  @param tokens     n ids; NULL only when n is 0 (a no-op).
+ *  @param n          number of tokens.
+ *  @param all_logits NULL, or room for n * vocab floats: receives the logits
+ *                    of every position, row by row.
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, tokens NULL with n > 0),
+ *          BAD_TOKEN (nothing appended), CONTEXT_FULL (nothing appended;
+ *          with ON_FULL=SHIFT only when the tokens do not fit beside n_keep or
+ *          all_logits is given), ABORTED (the cache holds the batches finished
+ *          before the abort; when none had, the context is exactly as
+ *          before the call, logits included). A context shift allocates
+ *          nothing.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_eval(danu_context *ctx, const danu_token *tokens, size_t n,
                                        float *all_logits);
 /** METHOD. Make the cache hold exactly `tokens`, reusing the longest common
  *  prefix already cached and evaluating only the tail (at least the last
- *  token is evaluated so logits are fresh). *n_reused may be NULL. */
+ *  token is evaluated so logits are fresh). A prefix the sliding-window ring
+ *  cannot rewind to is recomputed from the start.
+ *  @param ctx      the context.
+ *  @param tokens   n ids.
+ *  @param n        number of tokens, > 0.
+ *  @param n_reused receives how many cached tokens were kept; may be NULL.
+ *  @return OK. Errors: INVALID_ARG (ctx or tokens NULL, n 0), BAD_TOKEN
+ *          (the cache is unchanged), CONTEXT_FULL, ABORTED (as for
+ *          danu_context_eval).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_prompt(danu_context *ctx, const danu_token *tokens, size_t n,
                                          size_t *n_reused);
-/** METHOD. Logits of the last evaluated position (vocab floats), borrowed until
- *  the next call that evaluates; NULL before any evaluation. */
+/** METHOD. Logits of the last evaluated position.
+ *  @param ctx the context; may be NULL.
+ *  @return vocab floats, borrowed from ctx until the next call that evaluates
+ *          or clears (eval, prompt, step, generate, chat_append, clear,
+ *          rewind, state_load); NULL when ctx is NULL or there are no
+ *          current logits (nothing evaluated since the last clear or rewind).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API const float *danu_context_logits(const danu_context *ctx);
-/** METHOD. Tokens in the cache, and a borrowed view of their ids. */
+/** METHOD. Number of tokens in the cache.
+ *  @param ctx the context; may be NULL.
+ *  @return the count; 0 when ctx is NULL.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API size_t danu_context_n_tokens(const danu_context *ctx);
+/** METHOD. The ids in the cache, oldest first.
+ *  @param ctx the context; may be NULL.
+ *  @return danu_context_n_tokens(ctx) ids, borrowed from ctx until the next
+ *          call that changes the cache (as for danu_context_logits); NULL when
+ *          ctx is NULL.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API const danu_token *danu_context_tokens(const danu_context *ctx);
-/** METHOD. Forget everything (keeps settings). */
+/** METHOD. Forget every cached token and a generation in progress; settings,
+ *  logit biases and stop strings stay.
+ *  @param ctx the context.
+ *  @return OK. Errors: INVALID_ARG (ctx NULL).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_clear(danu_context *ctx);
 /** METHOD. Keep the first n tokens (logits are invalid until the next
  *  evaluation). A model with a sliding window W keeps only the last W
  *  positions per layer: while at most W tokens are cached any n works; once
  *  more are cached the ring has overwritten older positions and only
- *  n >= n_tokens - 1 is possible. Otherwise STATE, and the context is
- *  unchanged. Models without a window can always rewind. */
+ *  n >= n_tokens - 1 is possible. Models without a window can always rewind.
+ *  @param ctx the context.
+ *  @param n   tokens to keep, <= danu_context_n_tokens(ctx).
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, n above the count), STATE (the
+ *          ring no longer holds what position n needs; ctx is unchanged).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_rewind(danu_context *ctx, size_t n);
-/** METHOD. Ask running work on ctx to stop; safe from any thread. The work
- *  (eval, prompt, generate, chat_append) returns ABORTED within one layer's
- *  work, the cache holding the batches finished before. An abort while the
- *  context is idle is forgotten when the next of those calls starts. For
- *  danu_context_step, which a caller runs in its own loop, an abort that
- *  arrives between two steps stops the next step (which returns ABORTED and
- *  uses the abort up). During a context shift (DANU_FULL_SHIFT) an abort
- *  leaves the cache holding the kept tokens re-evaluated so far. */
+/** METHOD. Ask running work on ctx to stop. The work (eval, prompt,
+ *  generate, chat_append) returns ABORTED within one layer's work, the cache
+ *  holding the batches finished before. An abort while the context is idle is
+ *  forgotten when the next of those calls starts. For danu_context_step,
+ *  which a caller runs in its own loop, an abort that arrives between two
+ *  steps stops the next step (which returns ABORTED and uses the abort up).
+ *  During a context shift (DANU_FULL_SHIFT) an abort leaves the cache holding
+ *  the kept tokens re-evaluated so far. An abort during generation leaves the
+ *  context as it was before the aborted token, logits included: generate or
+ *  step can go on from there (greedy decoding then gives the tokens an
+ *  uninterrupted run gives).
+ *  @param ctx the context, or NULL (no-op).
+ *  Thread: any thread, also while another thread runs work on ctx (the only
+ *          such call); not during or after danu_context_free.
+ *  @since 0.1 */
 DANU_API void danu_context_abort(danu_context *ctx);
 
 /* ------------------------------------------------------------------ */
@@ -372,11 +727,37 @@ DANU_API void danu_context_abort(danu_context *ctx);
 /* ------------------------------------------------------------------ */
 
 /** METHOD. Sample one id from the current logits with the context's sampling
- *  settings and history (does not append it). */
+ *  settings, logit biases and history (does not append it; advances the
+ *  sampler's random state).
+ *  @param ctx the context.
+ *  @param out receives the id.
+ *  @return OK. Errors: INVALID_ARG (ctx or out NULL), STATE (no logits:
+ *          evaluate first).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_sample(danu_context *ctx, danu_token *out);
 
-/** Token callback: id and the UTF-8 text it completes (may be empty).
- *  Return nonzero to stop. */
+/** Token callback of danu_context_generate. user: the pointer given to
+ *  generate. text (len bytes, also NUL-terminated) is valid only during the
+ *  call (copy it); it is complete UTF-8, and the texts of all calls
+ *  concatenate to the generated text. Calls, in order:
+ *  - one per token appended to the cache, with its id and the text that
+ *    became final (may be empty: an unfinished UTF-8 character or the start
+ *    of a possible stop string is held back);
+ *  - a stop string completed (DANU_STOP_STRING): the id of the token that
+ *    completed it, with the text before the stop string (no call when that is
+ *    empty); the rest is dropped;
+ *  - id -1 once at the end, with the final flushed text (everything held back,
+ *    an unfinished character as U+FFFD), when the generation ended by EOS
+ *    (DANU_STOP_EOS; EOS is neither appended nor shown), by max_tokens
+ *    (DANU_STOP_LENGTH) or by the callback (DANU_STOP_CALLBACK); no call
+ *    when that text is empty;
+ *  - context full (DANU_STOP_FULL): the id of the sampled token that did not
+ *    fit, with the flushed text (no call when empty);
+ *  - ABORTED: no further call (held-back text is dropped).
+ *  Return nonzero to stop after this token (DANU_STOP_CALLBACK); the return
+ *  value of the final id -1 call is ignored. Runs on the thread that called
+ *  generate; it must not call into the same context. */
 typedef int32_t (*danu_token_fn)(void *user, danu_token id, const char *text, size_t len);
 
 enum {
@@ -388,33 +769,96 @@ enum {
     DANU_STOP_FULL = 5      /* context full (ON_FULL=ERROR) */
 };
 
-/** METHOD. Add / clear stop strings (the stop string itself is not emitted). */
+/** METHOD. Add a stop string for generate and step: generation ends when the
+ *  generated text contains it; the stop string itself is not emitted.
+ *  @param ctx the context.
+ *  @param s   NUL-terminated, not empty; copied.
+ *  @return OK. Errors: INVALID_ARG (ctx or s NULL, s empty), NOMEM.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_add_stop_string(danu_context *ctx, const char *s);
+/** METHOD. Remove every stop string.
+ *  @param ctx the context.
+ *  @return OK. Errors: INVALID_ARG (ctx NULL).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_clear_stop_strings(danu_context *ctx);
 
 /** METHOD. From the current state (the last evaluated logits), sample and
- *  append up to max_tokens tokens, calling fn for each. *reason (may be NULL)
- *  says why it stopped. EOS is not appended to the cache. */
+ *  append up to max_tokens tokens, calling fn for each (see danu_token_fn).
+ *  EOS is not appended to the cache.
+ *  @param ctx        the context.
+ *  @param max_tokens >= 0; 0 returns at once (reason LENGTH).
+ *  @param fn         token callback; may be NULL.
+ *  @param user       passed to fn; may be NULL.
+ *  @param reason     receives a DANU_STOP_* (LENGTH when the call fails
+ *                    before generating); may be NULL.
+ *  @return OK when it stopped by LENGTH, EOS, STRING or CALLBACK. Errors:
+ *          INVALID_ARG (ctx NULL, max_tokens < 0), STATE (no logits: evaluate
+ *          first), CONTEXT_FULL (reason FULL), ABORTED (reason ABORTED),
+ *          BUFFER_TOO_SMALL (over 1023 bytes of text held back at once,
+ *          possible only with stop strings that long). Allocates nothing.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_generate(danu_context *ctx, int32_t max_tokens, danu_token_fn fn,
                                            void *user, int32_t *reason);
 /** METHOD. One step of generation, bounded work for game loops: sample a
- *  token, evaluate it, and write its text (NUL-terminated) to out. *id_out
- *  receives the id; *reason is set when this step ended generation (-1 when
- *  it goes on). */
+ *  token, evaluate it, and write the text that became final. The text of all
+ *  steps (and danu_context_step_finish) concatenates to what generate's
+ *  callback would receive.
+ *  @param ctx    the context.
+ *  @param id_out receives the sampled id (EOS included; -1 when the step
+ *                failed before sampling).
+ *  @param out    receives the text, NUL-terminated (may be empty).
+ *  @param cap    capacity of out in bytes, > 0.
+ *  @param len_out receives the text length without the NUL.
+ *  @param reason receives -1 while generation goes on, else the DANU_STOP_*
+ *                that ended it (EOS: not appended, out holds the flushed
+ *                text; STRING: out holds the text before the stop string).
+ *  @return OK. Errors: INVALID_ARG (a pointer NULL, cap 0), STATE (no logits),
+ *          CONTEXT_FULL (reason FULL, the token is not appended), ABORTED
+ *          (reason ABORTED, the token is not appended), BUFFER_TOO_SMALL
+ *          (*len_out = bytes needed; the text stays held for the next step
+ *          or, also on the step that ends generation, for
+ *          danu_context_step_finish; a step refuses to start, with *id_out
+ *          -1 and nothing sampled, once about 1 KiB beyond the longest stop
+ *          string is held back: take it with danu_context_step_finish).
+ *          Allocates nothing.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_step(danu_context *ctx, danu_token *id_out, char *out,
                                        size_t cap, size_t *len_out, int32_t *reason);
 /** METHOD. End a generation driven by danu_context_step before a step
  *  reported a reason (the caller stops stepping, e.g. after its own token
- *  budget): writes the text held back so far (an unfinished UTF-8 character,
- *  or the start of a possible stop string) to out, NUL-terminated, and
- *  resets the step state; *len_out = 0 when nothing is pending. Steps then
- *  and text of generate() concatenate to the same text. BUFFER_TOO_SMALL
- *  keeps the text for a retry and sets *len_out to its length. @since 0.1 */
+ *  budget), or after a step that ended it returned BUFFER_TOO_SMALL: writes
+ *  the text held back so far (an unfinished UTF-8 character, the start of a
+ *  possible stop string, text that did not fit earlier buffers) and resets
+ *  the step state.
+ *  @param ctx     the context.
+ *  @param out     receives the text, NUL-terminated.
+ *  @param cap     capacity of out in bytes, > 0.
+ *  @param len_out receives the text length (0 when nothing is pending).
+ *  @return OK. Errors: INVALID_ARG (a pointer NULL, cap 0), BUFFER_TOO_SMALL
+ *          (keeps the text for a retry; *len_out = its length).
+ *  Thread: the thread using ctx.
+ *  @since 0.2 (added after the 0.1.0 baseline) */
 DANU_API danu_status danu_context_step_finish(danu_context *ctx, char *out, size_t cap, size_t *len_out);
 
-/** METHOD. Append chat messages (Danube format) to the cache; with
- *  add_reply_prompt the assistant turn is opened. The first call on an empty
- *  context adds BOS. */
+/** METHOD. Append chat messages (Danube format, see danu_chat_encode) to the
+ *  cache and evaluate them. The first call on an empty context adds BOS; an
+ *  assistant turn left open (generation stopped before EOS) is closed with
+ *  EOS first.
+ *  @param ctx              the context.
+ *  @param roles            n roles ("system", "user", "assistant"); NULL only
+ *                          when n is 0.
+ *  @param contents         n NUL-terminated UTF-8 texts; NULL only when n is 0.
+ *  @param n                number of messages.
+ *  @param add_reply_prompt nonzero: open the assistant's turn.
+ *  @return OK. Errors: INVALID_ARG (ctx, an array or entry NULL, unknown role),
+ *          BAD_UTF8, UNSUPPORTED (the model has no tokenizer or no EOS piece),
+ *          CONTEXT_FULL, ABORTED (as for danu_context_eval), NOMEM.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_chat_append(danu_context *ctx, const char *const *roles,
                                               const char *const *contents, size_t n,
                                               int32_t add_reply_prompt);
@@ -423,30 +867,76 @@ DANU_API danu_status danu_context_chat_append(danu_context *ctx, const char *con
 /* State                                                                */
 /* ------------------------------------------------------------------ */
 
-/** METHOD. Bytes needed to save the context's state. */
+/** METHOD. Bytes danu_context_state_save needs now (it grows with the
+ *  number of cached tokens).
+ *  @param ctx the context; may be NULL.
+ *  @return the size; 0 when ctx is NULL.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API size_t danu_context_state_size(const danu_context *ctx);
-/** METHOD. Save state (versioned, tied to the model's shape) to buf. */
+/** METHOD. Save the state (tokens, cached K/V, logits, sampler random state;
+ *  versioned, tied to the model's shape and the KV type) to a buffer.
+ *  @param ctx     the context.
+ *  @param buf     receives the state; NULL only when cap is 0.
+ *  @param cap     capacity of buf in bytes.
+ *  @param written receives the state's size (also when it does not fit); may
+ *                 be NULL.
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, buf NULL with cap > 0),
+ *          BUFFER_TOO_SMALL (cap below danu_context_state_size).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_state_save(const danu_context *ctx, void *buf, size_t cap,
                                              size_t *written);
-/** METHOD. Restore state; FORMAT for corrupt data or another model's state
- *  (the context is left unchanged on failure). */
+/** METHOD. Restore a state saved by danu_context_state_save.
+ *  @param ctx the context: on the same model shape, with the same KV type and
+ *             an n_ctx that holds the saved tokens.
+ *  @param buf len bytes of state.
+ *  @param len its size.
+ *  @return OK. Errors: INVALID_ARG (ctx or buf NULL), FORMAT (corrupt data,
+ *          another model's or KV type's state, too many tokens; ctx is left
+ *          unchanged).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_state_load(danu_context *ctx, const void *buf, size_t len);
+/** METHOD. Save the state to a file (created or replaced).
+ *  @param ctx  the context.
+ *  @param path the file.
+ *  @return OK. Errors: INVALID_ARG (ctx or path NULL), NOMEM, IO.
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_state_save_file(const danu_context *ctx, const char *path);
+/** METHOD. Restore the state from a file written by
+ *  danu_context_state_save_file.
+ *  @param ctx  the context (as for danu_context_state_load).
+ *  @param path the file.
+ *  @return OK. Errors: INVALID_ARG (ctx or path NULL), IO, NOMEM, FORMAT (ctx
+ *          is left unchanged).
+ *  Thread: the thread using ctx.
+ *  @since 0.1 */
 DANU_API danu_status danu_context_state_load_file(danu_context *ctx, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* Tools: synthetic models                                              */
 /* ------------------------------------------------------------------ */
 
-/** Write a synthetic-weight model whose every weight is a formula of
- *  (seed, tensor, element) (see the project's synthetic-model spec).
- *  config: "danube-1.8b", "tiny-a", "tiny-b" or "tiny-q". format:
- *  DANU_FORMAT_HF (out_path is a new directory) or DANU_FORMAT_GGUF (a new
- *  file). type: storage type of the matrices (bf16, f16, f32; GGUF also the
- *  quantized types). tokenizer_model: the bytes of a Llama 2 tokenizer.model.
- *  opts may be NULL (progress callback and allocator are used). Errors:
- *  INVALID_ARG (unknown config), IO (out_path exists, disk full: free
- *  space is checked first), CANCELLED. Thread-safe. @since 0.1 */
+/** FUNCTION. Write a synthetic-weight model whose every weight is a formula
+ *  of (seed, tensor, element) (see the project's synthetic-model spec).
+ *  @param config          "danube-1.8b", "tiny-a", "tiny-b" or "tiny-q".
+ *  @param seed            seed of the formulas.
+ *  @param format          DANU_FORMAT_HF (out_path is a new directory) or
+ *                         DANU_FORMAT_GGUF (a new file).
+ *  @param type            storage type of the matrices (bf16, f16, f32; GGUF
+ *                         also the quantized types).
+ *  @param tokenizer_model the bytes of a Llama 2 tokenizer.model; read
+ *                         during the call only.
+ *  @param tokenizer_len   its size, > 0.
+ *  @param out_path        where to write; must not exist.
+ *  @param opts            progress callback and allocator; NULL = defaults.
+ *  @return OK. Errors: INVALID_ARG (a pointer NULL, unknown config or format),
+ *          UNSUPPORTED (type not possible in that format), IO (out_path
+ *          exists, disk full: free space is checked first), NOMEM, CANCELLED.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_status danu_synth_write(const char *config, uint64_t seed, int32_t format, int32_t type,
                                       const void *tokenizer_model, size_t tokenizer_len,
                                       const char *out_path, const danu_options *opts);
@@ -455,14 +945,20 @@ DANU_API danu_status danu_synth_write(const char *config, uint64_t seed, int32_t
 /* Tools: conversion and quantization                                   */
 /* ------------------------------------------------------------------ */
 
-/** Convert a model (HF directory or GGUF) into a GGUF v3 file as llama.cpp's
- *  converter and quantizer write it. type: "f16", "bf16", "q8_0", "q4_0",
- *  "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "q4_k_m" or "q5_k_m"
- *  (the _m mixes follow llama.cpp's choice of higher types for some tensors).
- *  Streams tensor by tensor, uses DANU_OPT_N_THREADS threads, reports
- *  progress through the options' callback (nonzero cancels), writes
- *  OUTPUT.tmp and renames it at the end. Errors: INVALID_ARG (unknown type,
- *  output exists), IO, FORMAT, UNSUPPORTED, CANCELLED. Thread-safe. @since 0.1 */
+/** FUNCTION. Convert a model (HF directory or GGUF) into a GGUF v3 file as
+ *  llama.cpp's converter and quantizer write it. Streams tensor by tensor,
+ *  writes OUTPUT.tmp and renames it at the end.
+ *  @param input  HF directory or .gguf file; not NULL or empty.
+ *  @param output the new file; must not exist.
+ *  @param type   "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
+ *                "q4_k", "q5_k", "q6_k", "q4_k_m" or "q5_k_m" (the _m mixes
+ *                follow llama.cpp's choice of higher types for some tensors).
+ *  @param opts   DANU_OPT_N_THREADS, _USE_MMAP, allocator, log and progress
+ *                (nonzero cancels); NULL = defaults.
+ *  @return OK. Errors: INVALID_ARG (a pointer NULL or empty, unknown type,
+ *          output exists), IO, FORMAT, UNSUPPORTED, NOMEM, CANCELLED.
+ *  Thread: any thread.
+ *  @since 0.1 */
 DANU_API danu_status danu_quantize(const char *input, const char *output, const char *type,
                                    const danu_options *opts);
 

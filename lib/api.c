@@ -329,9 +329,10 @@ danu_status danu_context_set_int(danu_context *c, danu_param key, int64_t v)
 danu_status danu_context_set_float(danu_context *c, danu_param key, double v)
 {
     ARG(c, "context is NULL");
-    DN_CHECK(key >= 300 && key < 400, DANU_ERR_UNSUPPORTED, "option %d is not a sampling option", key);
+    DN_CHECK((key >= 300 && key < 400) || key == DANU_OPT_ON_FULL || key == DANU_OPT_N_KEEP || key == DANU_OPT_SEED,
+             DANU_ERR_UNSUPPORTED, "option %d cannot change on a live context", key);
     struct danu_options o = c->opt;
-    DN_TRY(dn_options_set_float(&o, key, v));
+    DN_TRY(dn_options_set_float(&o, key, v));   /* refuses the int keys by name (no conversion) */
     c->opt = o;
     return dn_context_apply_settings(c);
 }

@@ -1,4 +1,6 @@
-/* options.c - defaults, bounds and names of every option key. */
+/* options.c - defaults, bounds, names and types of every option key. A key
+ * set through the setter of the other type is refused with UNSUPPORTED
+ * (danu.h), for option bags and live contexts alike. */
 #include <string.h>
 #include <math.h>
 #include "options.h"
@@ -80,7 +82,9 @@ danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v
 {
     const param_def *p = find_param(key);
     DN_CHECK(p, DANU_ERR_UNSUPPORTED, "unknown option key %d", key);
-    if (p->is_float) return dn_options_set_float(o, key, (double)v);
+    /* each key has one type; the other setter is refused, never converted */
+    DN_CHECK(!p->is_float, DANU_ERR_UNSUPPORTED, "option %s (%d) is a float key: set it with the _set_float call",
+             p->name, key);
     DN_CHECK((double)v >= p->min && (double)v <= p->max, DANU_ERR_INVALID_ARG, "option %s = %lld is outside %g..%g",
              p->name, (long long)v, p->min, p->max);
     int32_t i = (int32_t)v;
@@ -110,13 +114,8 @@ danu_status dn_options_set_float(struct danu_options *o, danu_param key, double 
 {
     const param_def *p = find_param(key);
     DN_CHECK(p, DANU_ERR_UNSUPPORTED, "unknown option key %d", key);
-    if (!p->is_float) {
-        DN_CHECK(isfinite(v) && v == floor(v), DANU_ERR_INVALID_ARG, "option %s takes an integer", p->name);
-        /* range first: converting a double outside int64 is undefined */
-        DN_CHECK(v >= p->min && v <= p->max, DANU_ERR_INVALID_ARG, "option %s = %g is outside %g..%g", p->name, v,
-                 p->min, p->max);
-        return dn_options_set_int(o, key, (int64_t)v);
-    }
+    DN_CHECK(p->is_float, DANU_ERR_UNSUPPORTED, "option %s (%d) is an integer key: set it with the _set_int call",
+             p->name, key);
     DN_CHECK(isfinite(v) && v >= p->min && v <= p->max, DANU_ERR_INVALID_ARG, "option %s = %g is outside %g..%g",
              p->name, v, p->min, p->max);
     float f = (float)v;

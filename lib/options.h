@@ -28,7 +28,9 @@ struct danu_options {
 };
 
 void dn_options_defaults(struct danu_options *o);
-/* Set a key on the option bag (shared by options and live contexts). */
+/* Set a key on the option bag (shared by options and live contexts). Each key
+ * has one type: the setter of the other type returns DANU_ERR_UNSUPPORTED
+ * naming the key, and never converts. */
 danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v);
 danu_status dn_options_set_float(struct danu_options *o, danu_param key, double v);
 danu_status dn_param_bounds(danu_param key, double *min, double *max);

@@ -220,13 +220,27 @@ public:
     Status set_float(danu_param key, double value) {
         return Status::capture(danu_options_set_float(h_.get(), key, value));
     }
-    // By name ("temperature", "n_ctx", ...); the C++ type picks the setter.
+    // By name ("temperature", "n_ctx", ...). Each key has one type and the
+    // library refuses the setter of the other (UNSUPPORTED, no conversion), so
+    // the key picks the setter: the float keys of danu.h take the value as a
+    // double, the others as an integer (a non-integral value is refused).
     template <class T, class = std::enable_if_t<std::is_arithmetic_v<T>>>
     Status set(std::string_view name, T value) {
         danu_param key = danu_param_from_name(std::string(name).c_str());
         if (key < 0) return Status::make(DANU_ERR_UNSUPPORTED, "unknown option " + std::string(name));
-        if constexpr (std::is_floating_point_v<T>) return set_float(key, static_cast<double>(value));
-        else return set_int(key, static_cast<int64_t>(value));
+        if (is_float_key(key)) return set_float(key, static_cast<double>(value));
+        if constexpr (std::is_floating_point_v<T>) {
+            double d = static_cast<double>(value);   // range first: the cast is undefined outside int64
+            bool integral = d >= -9.2e18 && d <= 9.2e18 && d == static_cast<double>(static_cast<int64_t>(d));
+            if (!integral)
+                return Status::make(DANU_ERR_INVALID_ARG, "option " + std::string(name) + " takes an integer");
+        }
+        return set_int(key, static_cast<int64_t>(value));
+    }
+    // The float keys of danu.h; every other key is an integer.
+    static constexpr bool is_float_key(danu_param key) noexcept {
+        return key == DANU_OPT_TEMPERATURE || key == DANU_OPT_TOP_P || key == DANU_OPT_MIN_P ||
+               key == DANU_OPT_REPEAT_PENALTY || key == DANU_OPT_FREQUENCY_PENALTY || key == DANU_OPT_PRESENCE_PENALTY;
     }
     // The callback lives as long as the models/contexts created with these options.
     Status set_log(detail::LogFn fn) {

@@ -13,6 +13,10 @@
 #            compiled against the current danu.h: signatures, typedefs, enum
 #            values, struct members (only appended), DANU_VERSION_MAJOR
 #   doc      ABI.md lists exactly the DANU_API functions
+#   docs     every DANU_API function of danu.h has its own doc block with a
+#            summary (CONSTRUCTOR/DESTRUCTOR/METHOD/FUNCTION), @param for each
+#            parameter, @return (not for void), Errors: (danu_status results),
+#            Thread:, @since; with clang installed, also clang -Wdocumentation clean
 #   abidiff  libabigail's abidiff against baseline/libdanu.abi (abidw XML) when
 #            abigail-tools is installed (installed by apt when root; skipped with a
 #            message otherwise: the header check covers the same promises)
@@ -32,7 +36,7 @@ while [ $# -gt 0 ]; do
         --baseline) baseline=$2; shift 2 ;;
         --update) update=1; shift ;;
         --no-abidiff) use_abidiff=0; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "check.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -160,6 +164,19 @@ if "$py" "$here/hdrcheck.py" doc "$header" "$src/ABI.md" 2>"$tmp/doc.err"; then
 else
     fail "doc: ABI.md is out of date:"
     sed 's/^/  /' "$tmp/doc.err"
+fi
+
+# ---- function docs in danu.h ----------------------------------------------
+if command -v clang >/dev/null 2>&1; then
+    printf '#include "danu.h"\n' >"$tmp/docs.c"
+    clang -std=c11 -fsyntax-only -Wdocumentation -Wdocumentation-unknown-command -I "$src/include" "$tmp/docs.c" \
+        >>"$tmp/docs.err" 2>&1
+fi
+if "$py" "$here/hdrcheck.py" docs "$header" >"$tmp/docs.out" 2>>"$tmp/docs.err" && ! grep -qE 'warning|error' "$tmp/docs.err"; then
+    pass "docs: $(cat "$tmp/docs.out")"
+else
+    fail "docs: a DANU_API function lacks part of its doc block ($(cat "$tmp/docs.out")):"
+    sed 's/^/  /' "$tmp/docs.err"
 fi
 
 # ---- abidiff ----------------------------------------------------------------

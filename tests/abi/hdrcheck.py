@@ -9,6 +9,9 @@
   hdrcheck.py funcs HEADER       the DANU_API function names, one a line.
   hdrcheck.py doc HEADER ABI.md  fails unless ABI.md's function list names
                                  exactly the header's DANU_API functions.
+  hdrcheck.py docs HEADER        fails unless every DANU_API function has its
+                                 own doc block right before it with all parts
+                                 (see check_docs); prints per-part counts.
 
 The parser understands the subset of C that danu.h is allowed to use
 (docs/style: no unions, bitfields, varargs or nested structs) and stops with
@@ -226,16 +229,119 @@ def doc_check(header, md_text):
     return errs
 
 
+DOC_TAGS = ("CONSTRUCTOR", "DESTRUCTOR", "METHOD", "FUNCTION")
+DOC_PARTS = ("block", "summary", "params", "return", "errors", "thread", "since")
+
+
+def split_params(decl):
+    """Parameter names of a prototype (no names for `(void)`)."""
+    inner = decl[decl.index("(") + 1:decl.rindex(")")].strip()
+    if inner in ("", "void"):
+        return []
+    return [member_name(p.strip()) for p in inner.split(",")]
+
+
+def doc_blocks(text):
+    """(name, return type, parameter names, doc text or None) for each DANU_API
+    prototype, in header order. The doc is the /** ... */ block that ends
+    right before the prototype (only whitespace between), its leading '*'s
+    removed; a block shared by two prototypes belongs to the first only."""
+    out = []
+    for m in re.finditer(r"^DANU_API\s+([^;]*);", text, re.M):
+        decl = " ".join(m.group(1).split())
+        nm = re.search(r"(danu_\w+)\s*\(", decl)
+        if not nm:
+            raise HeaderError("cannot read prototype: " + decl[:80])
+        before = text[:m.start()].rstrip()
+        doc = None
+        if before.endswith("*/"):
+            start = before.rfind("/*")
+            if before.startswith("/**", start):
+                body = before[start + 3:-2]
+                doc = "\n".join(re.sub(r"^\s*\*?", "", line).strip() for line in body.split("\n")).strip()
+        out.append((nm.group(1), decl[:nm.start(1)].strip(), split_params(decl[nm.start(1):]), doc))
+    return out
+
+
+def check_docs(text):
+    """Errors (list of str) and per-part counts of the function docs. A block
+    must have: a summary ("TAG. text", TAG one of DOC_TAGS); "@param NAME" for
+    each parameter and none for a name the prototype lacks; "@return" unless
+    the function returns void (then none: clang -Wdocumentation); an
+    "Errors:" list when the function returns a danu_status; "Thread:"; and
+    "@since MAJOR.MINOR" not newer than the header's version."""
+    _, macros = preprocess(text)
+    try:
+        version = (int(macros["DANU_VERSION_MAJOR"]), int(macros["DANU_VERSION_MINOR"]))
+    except (KeyError, ValueError):
+        raise HeaderError("no DANU_VERSION_MAJOR / DANU_VERSION_MINOR")
+    errs, counts, blocks = [], dict.fromkeys(DOC_PARTS, 0), doc_blocks(text)
+    for name, ret, params, doc in blocks:
+        if doc is None:
+            errs.append("%s: no /** ... */ block right before its prototype" % name)
+            continue
+        counts["block"] += 1
+        missing = []
+        if re.match(r"(%s)\.\s+\S.{8,}" % "|".join(DOC_TAGS), doc):
+            counts["summary"] += 1
+        else:
+            missing.append("a summary line 'TAG. text' (TAG: %s)" % ", ".join(DOC_TAGS))
+        documented = re.findall(r"@param\s+(\w+)", doc)
+        lacking = [p for p in params if p not in documented]
+        extra = [p for p in documented if p not in params]
+        if lacking:
+            missing.append("@param " + ", @param ".join(lacking))
+        if extra:
+            errs.append("%s: @param %s is not a parameter" % (name, ", ".join(extra)))
+        if not lacking and not extra:
+            counts["params"] += 1
+        has_return = re.search(r"@return\b", doc) is not None
+        if ret == "void" and has_return:   # clang -Wdocumentation refuses it
+            errs.append("%s: @return on a function returning void" % name)
+        elif ret == "void" or has_return:
+            counts["return"] += 1
+        else:
+            missing.append("@return")
+        if ret != "danu_status" or re.search(r"\bErrors:", doc):
+            counts["errors"] += 1
+        else:
+            missing.append("an 'Errors:' list (it returns a danu_status)")
+        if re.search(r"\bThread:\s*\S", doc):
+            counts["thread"] += 1
+        else:
+            missing.append("a 'Thread:' rule")
+        since = re.search(r"@since\s+(\d+)\.(\d+)\b", doc)
+        if not since:
+            missing.append("@since MAJOR.MINOR")
+        elif (int(since.group(1)), int(since.group(2))) > version:
+            errs.append("%s: @since %s.%s is newer than the header's version %d.%d"
+                        % (name, since.group(1), since.group(2), version[0], version[1]))
+        else:
+            counts["since"] += 1
+        if missing:
+            errs.append("%s: doc lacks %s" % (name, "; ".join(missing)))
+    return errs, counts, len(blocks)
+
+
 def main(argv):
-    if len(argv) < 3 or argv[1] not in ("gen", "funcs", "doc"):
+    if len(argv) < 3 or argv[1] not in ("gen", "funcs", "doc", "docs"):
         sys.stderr.write(__doc__)
         return 2
     try:
         with open(argv[2], encoding="utf-8") as f:
-            h = parse(f.read())
+            text = f.read()
+        h = parse(text)
+        if argv[1] == "docs":
+            errs, counts, n = check_docs(text)
     except (OSError, HeaderError) as e:
         sys.stderr.write("hdrcheck: %s: %s\n" % (argv[2], e))
         return 1
+    if argv[1] == "docs":
+        for e in errs:
+            sys.stderr.write("hdrcheck: %s\n" % e)
+        sys.stdout.write("%d functions; documented parts: %s\n"
+                         % (n, ", ".join("%s %d" % (k, counts[k]) for k in DOC_PARTS)))
+        return 1 if errs else 0
     if argv[1] == "gen":
         try:
             with open(argv[3], encoding="utf-8") as f:

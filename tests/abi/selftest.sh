@@ -92,12 +92,20 @@ run_case change_enum header "sed -i 's/DANU_ERR_STATE = 11,/DANU_ERR_STATE = 15,
 run_case undocumented doc \
     "sed -i 's/^DANU_API danu_status danu_context_clear(/DANU_API danu_status danu_selftest_added(void);\n&/' $H &&
      printf 'danu_status danu_selftest_added(void) { return DANU_OK; }\n' >>lib/api.c"
-# 7. Compatible: a new documented function.
+# 7. Compatible: a new function, documented in danu.h (its own doc block) and ABI.md.
 run_case add_function pass \
-    "sed -i 's/^DANU_API danu_status danu_context_clear(/DANU_API danu_status danu_selftest_added(void);\n&/' $H &&
+    "sed -i 's|^/\*\* METHOD. Forget every cached token|/** FUNCTION. Self-test addition.\n *  @return OK. Errors: none.\n *  Thread: any thread.\n *  @since 0.1 */\nDANU_API danu_status danu_selftest_added(void);\n&|' $H &&
+     grep -q 'danu_selftest_added(void);' $H &&
      printf 'danu_status danu_selftest_added(void) { return DANU_OK; }\n' >>lib/api.c &&
      sed -i 's/^- \`danu_context_clear\` - /- \`danu_selftest_added\` - self-test addition.\n&/' ABI.md"
-# 8. Compatible: a member appended to danu_allocator (struct_size tells old callers apart).
+# 8. and 9. A doc block that lacks a part: the thread rule of
+#    danu_context_clear, the @param of danu_context_set_logit_bias's bias.
+run_case doc_without_thread docs \
+    "sed -i '/METHOD. Forget every cached token/,/Thread:/{/Thread:/d}' $H &&
+     ! sed -n '/METHOD. Forget every cached token/,/danu_context_clear(/p' $H | grep -q Thread:"
+run_case doc_without_param docs \
+    "sed -i '/@param bias added to the logit/d' $H && ! grep -q '@param bias' $H"
+# 10. Compatible: a member appended to danu_allocator (struct_size tells old callers apart).
 run_case append_member pass \
     "sed -i 's/^    void \*user;\$/    void *user;\n    uint64_t selftest_reserved;/' $H && grep -q selftest_reserved $H"
 

@@ -82,6 +82,11 @@ _OPTION_WORDS = {
     "repack": {"auto": REPACK_AUTO, "off": REPACK_OFF, "on": REPACK_ON},
 }
 _OPTION_ALIASES = {"threads": "n_threads", "temp": "temperature", "batch": "n_batch"}
+# The float keys of danu.h (DANU_OPT_*); every other key is an int. The library
+# refuses a key set through the setter of the other type (UNSUPPORTED), so the
+# setter is picked by the key, not by the Python type of the value.
+_FLOAT_OPTIONS = frozenset(("temperature", "top_p", "min_p", "repeat_penalty", "frequency_penalty",
+                            "presence_penalty"))
 
 _STEP_BUFFER = 8192   # one step's text: a piece plus text held back for stop strings
 
@@ -228,26 +233,44 @@ def _param(name):
 
 def _set(handle, prefix, name, value):
     """Set option `name` through danu_<prefix>_set_int/_float. Each key has one
-    type; the library refuses the other with UNSUPPORTED, so try the natural
-    one first."""
+    type and the library refuses the other setter (UNSUPPORTED, no conversion),
+    so the setter follows the key: _FLOAT_OPTIONS take floats (an int value is
+    converted here), the others ints (a float value must be integral). A key
+    this module does not know (from a newer library) gets the setter of the
+    value's type first and the other one when that is refused as the wrong
+    type."""
     key = _param(name)
-    words = _OPTION_WORDS.get(_OPTION_ALIASES.get(name, name))
+    canon = _OPTION_ALIASES.get(name, name)
+    words = _OPTION_WORDS.get(canon)
     if isinstance(value, str) and words:
         if value not in words:
             raise InvalidArgumentError(1, "%s must be one of %s" % (name, ", ".join(words)))
         value = words[value]
+    if not isinstance(value, (bool, int, float)):
+        raise InvalidArgumentError(1, "option %s: expected a number, got %r" % (name, value))
     set_int, set_float = "danu_%s_set_int" % prefix, "danu_%s_set_float" % prefix
-    if isinstance(value, (bool, int)):
+    if canon in _FLOAT_OPTIONS:
+        s = _call(set_float, handle, key, float(value))
+    elif canon in _KNOWN_INT_OPTIONS:
+        if isinstance(value, float) and not (value.is_integer() and abs(value) < 2.0 ** 63):
+            raise InvalidArgumentError(1, "option %s takes an integer, got %r" % (name, value))
+        s = _call(set_int, handle, key, int(value))
+    elif isinstance(value, float) and not value.is_integer():
+        s = _call(set_float, handle, key, value)
+    elif isinstance(value, float):
+        s = _call(set_float, handle, key, value)
+        if s == _ERRORS_UNSUPPORTED:
+            s = _call(set_int, handle, key, int(value))
+    else:
         s = _call(set_int, handle, key, int(value))
         if s == _ERRORS_UNSUPPORTED:
             s = _call(set_float, handle, key, float(value))
-    elif isinstance(value, float):
-        s = _call(set_float, handle, key, value)
-        if s == _ERRORS_UNSUPPORTED and value.is_integer():
-            s = _call(set_int, handle, key, int(value))
-    else:
-        raise InvalidArgumentError(1, "option %s: expected a number, got %r" % (name, value))
     _check(s, "option " + name)
+
+
+_KNOWN_INT_OPTIONS = frozenset(("use_mmap", "sliding_window", "validate", "repack", "n_ctx", "kv_type", "seed",
+                                "n_batch", "on_full", "n_keep", "top_k", "repeat_last_n", "ignore_eos",
+                                "n_threads", "isa", "fast_bf16"))
 
 
 _ERRORS_UNSUPPORTED = 5

@@ -76,7 +76,7 @@ PROTOTYPES = {
     "danu_context_set_float": (S, (HANDLE, danu_param, c_double)),
     "danu_context_set_logit_bias": (S, (HANDLE, danu_token, c_float)),
     "danu_context_memory_size": (c_size_t, (HANDLE,)),
-    "danu_context_memory_estimate": (S, (HANDLE, HANDLE, P(c_size_t))),
+    "danu_context_memory_estimate": (S, (HANDLE, HANDLE, P(c_size_t))),   # 0.2
     "danu_context_eval": (S, (HANDLE, P(danu_token), c_size_t, P(c_float))),
     "danu_context_prompt": (S, (HANDLE, P(danu_token), c_size_t, P(c_size_t))),
     "danu_context_logits": (P(c_float), (HANDLE,)),
