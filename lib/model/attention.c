@@ -64,7 +64,9 @@ static void rotate(float *x, int n_heads, int hd, const float *cs, int interleav
 
 /* Work units are (token, KV head) pairs, token-major, in contiguous runs
  * per thread: the group's query heads and the key head are rotated, the key
- * and value head stored. One token splits by heads, a batch by tokens. */
+ * and value head stored. A batch is split over the pool; a few tokens stay
+ * on the caller (one token is ~5 us of work for Danube, and a hand-off to a
+ * worker on a loaded machine cost more than it saved, 2026-12-05). */
 static void stage_task(void *arg, int ith, int nth)
 {
     const rope_job *j = arg;
@@ -85,7 +87,8 @@ static void stage_task(void *arg, int ith, int nth)
 void dn_rope_stage(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, int layer, int n)
 {
     rope_job j = { .m = m, .kv = kv, .s = s, .layer = layer, .n = n };
-    dn_pool_run(pool, stage_task, &j);
+    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, stage_task, &j);
+    else stage_task(&j, 0, 1);
 }
 
 /* ---- attention tiles ---------------------------------------------------------- */
