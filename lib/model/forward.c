@@ -3,6 +3,8 @@
  *   per layer: x += Wo . attn(rope(Wq.rms(x)), rope(Wk.rms(x)), Wv.rms(x))
  *              x += Wdown . (silu(Wgate.rms(x)) * Wup.rms(x))
  *   logits = Wout . rms(x)
+ * Shapes: n tokens in the batch, H = hidden, qd = heads * hd, kvd = kv_heads
+ * * hd (hd = head_dim), F = ffn; every buffer is row-major, a row per token.
  * Matrix products, norms and SwiGLU go through the kernel table, which
  * splits them over the thread pool (kernels/matmul.c, kernels/rows.c);
  * RoPE, the K/V cache rows and attention live in attention.c. */
