@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include "danu.h"
 #include "quant/quant.h"
+#include "common/threadpool.h"
 
 enum {
     DN_ISA_REFERENCE = 0,  /* exact oracle: weights dequantized to f32, f32 dot */
@@ -104,10 +105,33 @@ size_t dn_act_row_bytes(const dn_kernels *k, int32_t wtype, int64_t cols);
 size_t dn_act_bytes(const dn_kernels *k, int32_t atype, int64_t cols);
 /* Y[t*ldy + r] = W[r,:] . X[t,:] for t < n_tok, r0 <= r < r1, where Xq holds
  * n_tok prepared rows (dn_act_row_bytes apart). Threads call this on
- * disjoint row ranges. */
-void dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int64_t n_tok,
-                    float *Y, int64_t ldy, int64_t r0, int64_t r1);
-/* Prepare n_tok activation rows (rows of X are cols floats apart). */
-void dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, int64_t n_tok,
-                     int64_t cols, void *Xq);
+ * disjoint row ranges. DANU_ERR_INTERNAL (message recorded on the calling
+ * thread, Y untouched or partly written) when the table has no kernel for
+ * W's type. */
+danu_status dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *Xq, int64_t n_tok,
+                           float *Y, int64_t ldy, int64_t r0, int64_t r1);
+/* Prepare n_tok activation rows (rows of X are cols floats apart).
+ * DANU_ERR_INTERNAL when the table cannot prepare wtype's activations. */
+danu_status dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, int64_t n_tok,
+                            int64_t cols, void *Xq);
+
+/* Batches of at least this many rows are split over the pool by rows;
+ * smaller ones stay on the calling thread (the results are the same bits). */
+enum { DN_SPLIT_MIN_ROWS = 8 };
+
+/* The threaded matrix product: Y[i][t][r] = W[i][r,:] . X[t,:] for up to
+ * three matrices of the same width sharing the input X (n_tok rows of
+ * W[0]->cols floats), Y[i] rows W[i]->rows floats apart. act[0..2] are
+ * work buffers of n_tok prepared rows each (the widest dn_act_row_bytes of
+ * any type in use); X is prepared once per distinct activation type. Rows
+ * are split over the pool (NULL: the calling thread) in whole groups of 16;
+ * the bits do not depend on the thread count. A failure on any thread
+ * returns DANU_ERR_INTERNAL with its message on the calling thread. */
+danu_status dn_matmul(const dn_kernels *k, dn_pool *pool, int n_mats, const dn_matrix *const *W, const float *X,
+                      int64_t n_tok, float *const *Y, void *const act[3]);
+/* out[t] = rmsnorm(x[t]) * w for n rows of width floats (rows.c). */
+void dn_rmsnorm_rows(const dn_kernels *k, dn_pool *pool, float *out, const float *x, const float *w, int64_t n,
+                     int64_t width, float eps);
+/* gate[t] = silu(gate[t]) * up[t] for n rows of width floats (rows.c). */
+void dn_swiglu_rows(const dn_kernels *k, dn_pool *pool, float *gate, const float *up, int64_t n, int64_t width);
 #endif

@@ -17,10 +17,11 @@ typedef struct dn_scratch {
     float *hb, *hb2; /* [n_batch][ffn]         gate / up              */
     float *scores;   /* [n_threads][att_floats] attention work space  */
     float *inv_freq; /* [head_dim/2]           RoPE frequencies       */
+    float *rope;     /* [n_batch][head_dim]    cos | sin per position of the batch */
     void *act[3];    /* prepared activations, one per activation type in flight */
     size_t act_bytes;
     int32_t score_len;  /* cap + n_batch: longest row of scores */
-    size_t att_floats;  /* per thread (forward.c att_item) */
+    size_t att_floats;  /* per thread (dn_attention_floats) */
 } dn_scratch;
 
 danu_status dn_scratch_init(dn_scratch *s, const dn_alloc *a, const danu_model *m, int32_t n_batch,
@@ -34,7 +35,8 @@ size_t dn_scratch_plan_bytes(const danu_model *m, int32_t n_batch, int32_t n_thr
  * the cached positions before pos0 (the window's worth). On success the
  * batch's K/V are committed to the cache. logits: NULL, or the last row only
  * (all_rows 0: vocab floats) or every row (all_rows 1: n * vocab floats).
- * Returns ABORTED (cache untouched) when *abort becomes nonzero. */
+ * Returns ABORTED (cache untouched) when *abort becomes nonzero, INTERNAL
+ * (cache untouched) when a kernel is missing for a matrix. */
 danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
                        int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort);
 #endif

@@ -51,14 +51,14 @@ size_t dn_kv_bytes(const dn_kvcache *kv)
     return (size_t)2 * kv->n_layers * kv->kv_dim * kv->elem * ((size_t)kv->cap + (size_t)kv->n_batch);
 }
 
-void dn_kv_store(const dn_kvcache *kv, uint8_t *dst, const float *src)
+void dn_kv_store(const dn_kvcache *kv, uint8_t *dst, const float *src, int n)
 {
     if (kv->type == DANU_KV_F32) {
-        memcpy(dst, src, (size_t)kv->kv_dim * 4);
+        memcpy(dst, src, (size_t)n * 4);
         return;
     }
     uint16_t *h = (uint16_t *)(void *)dst;
-    for (int i = 0; i < kv->kv_dim; i++) h[i] = dn_f32_to_fp16(src[i]);
+    for (int i = 0; i < n; i++) h[i] = dn_f32_to_fp16(src[i]);
 }
 
 void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n)

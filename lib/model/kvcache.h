@@ -37,8 +37,8 @@ static inline uint8_t *dn_kv_sk(const dn_kvcache *kv, int layer, int row)
 static inline uint8_t *dn_kv_sv(const dn_kvcache *kv, int layer, int row)
 { return kv->sv + (((size_t)layer * (size_t)kv->n_batch + (size_t)row) * (size_t)kv->kv_dim) * kv->elem; }
 
-/* Store n f32 values into a K/V row of the cache's type. */
-void dn_kv_store(const dn_kvcache *kv, uint8_t *dst, const float *src);
+/* Store n f32 values into (part of) a K/V row, in the cache's type. */
+void dn_kv_store(const dn_kvcache *kv, uint8_t *dst, const float *src, int n);
 /* Copy staged rows 0..n-1 (positions pos0..pos0+n-1) into the rings. */
 void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n);
 #endif

@@ -1,0 +1,223 @@
+/* attention.c - from the projected q, k, v of a batch to the attention
+ * output: RoPE through a cos/sin table built once per batch, the batch's
+ * K/V staged in the cache, then attention in tiles of query rows that share
+ * a KV head, split over the thread pool. */
+#include <math.h>
+#include <string.h>
+#include "model/attention.h"
+
+enum { ATT_ROWS = 16 };   /* query rows per attention work item (see att_item) */
+
+size_t dn_attention_floats(const dn_config *c, int32_t score_len)
+{
+    /* ATT_ROWS query rows, their outputs, 16 transposed keys, ATT_ROWS score rows */
+    return ((size_t)(2 * ATT_ROWS + 16) * c->head_dim + (size_t)ATT_ROWS * score_len + 15) / 16 * 16;
+}
+
+/* ---- RoPE ------------------------------------------------------------------ */
+
+typedef struct rope_job {
+    const danu_model *m;
+    dn_kvcache *kv;
+    dn_scratch *s;
+    int layer, n;
+    int64_t pos0;
+} rope_job;
+
+static void table_task(void *arg, int ith, int nth)
+{
+    const rope_job *j = arg;
+    const int hd = j->m->cfg.head_dim, half = hd / 2;
+    for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
+        float *cs = j->s->rope + (size_t)t * hd;
+        for (int i = 0; i < half; i++) {
+            double ang = (double)(j->pos0 + t) * (double)j->s->inv_freq[i];
+            cs[i] = (float)cos(ang);
+            cs[half + i] = (float)sin(ang);
+        }
+    }
+}
+
+void dn_rope_table(const danu_model *m, dn_scratch *s, dn_pool *pool, int n, int64_t pos0)
+{
+    rope_job j = { .m = m, .s = s, .n = n, .pos0 = pos0 };
+    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, table_task, &j);
+    else table_task(&j, 0, 1);
+}
+
+/* Rotate n_heads heads of x by one table row. HF layout pairs (j, j + d/2);
+ * the llama.cpp GGUF layout pairs (2j, 2j + 1). */
+static void rotate(float *x, int n_heads, int hd, const float *cs, int interleaved)
+{
+    const int half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * hd;
+        for (int j = 0; j < half; j++) {
+            const float c = cs[j], sn = cs[half + j];
+            const int i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
+            const float a = v[i0], b = v[i1];
+            v[i0] = a * c - b * sn;
+            v[i1] = a * sn + b * c;
+        }
+    }
+}
+
+/* Work units are (token, KV head) pairs, token-major, in contiguous runs
+ * per thread: the group's query heads and the key head are rotated, the key
+ * and value head stored. A batch is split over the pool; a few tokens stay
+ * on the caller (one token is ~5 us of work for Danube, and a hand-off to a
+ * worker on a loaded machine cost more than it saved, 2026-12-05). */
+static void stage_task(void *arg, int ith, int nth)
+{
+    const rope_job *j = arg;
+    const dn_config *c = &j->m->cfg;
+    const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    const int units = j->n * c->n_kv_heads;
+    for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
+        const int t = u / c->n_kv_heads, g = u % c->n_kv_heads;
+        const float *cs = j->s->rope + (size_t)t * hd;
+        const size_t ko = (size_t)t * kvd + (size_t)g * hd, eo = (size_t)g * hd * j->kv->elem;
+        rotate(j->s->q + (size_t)t * qd + (size_t)g * group * hd, group, hd, cs, c->rope_interleaved);
+        rotate(j->s->k + ko, 1, hd, cs, c->rope_interleaved);
+        dn_kv_store(j->kv, dn_kv_sk(j->kv, j->layer, t) + eo, j->s->k + ko, hd);
+        dn_kv_store(j->kv, dn_kv_sv(j->kv, j->layer, t) + eo, j->s->v + ko, hd);
+    }
+}
+
+void dn_rope_stage(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, int layer, int n)
+{
+    rope_job j = { .m = m, .kv = kv, .s = s, .layer = layer, .n = n };
+    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, stage_task, &j);
+    else stage_task(&j, 0, 1);
+}
+
+/* ---- attention tiles ---------------------------------------------------------- */
+
+/* A work item is up to ATT_ROWS query rows sharing one KV head: the heads
+ * of a group (all of them up to 16) for a tile of consecutive tokens, so
+ * each cached K/V row is read once for all of them. Scores cover the union
+ * of the tile's key ranges; keys outside a row's own causal/window range
+ * get probability 0, which adds exactly nothing to its output. */
+typedef struct att_job {
+    const danu_model *m;
+    const dn_kvcache *kv;
+    dn_scratch *s;
+    int layer, n;
+    int64_t pos0;
+} att_job;
+
+/* A run of positions whose K/V rows are consecutive in memory. */
+typedef struct kv_run { int64_t p; int n; const uint8_t *k, *v; } kv_run;
+
+/* Positions lo..hi as at most 3 runs: the ring (split where it wraps),
+ * then this batch's staging rows (positions >= pos0). off: the KV head. */
+static int kv_runs(const dn_kvcache *kv, int layer, int64_t lo, int64_t hi, int64_t pos0, size_t off, kv_run r[3])
+{
+    int nr = 0;
+    int64_t p = lo;
+    while (p <= hi && p < pos0) {
+        const int64_t end = hi < pos0 - 1 ? hi : pos0 - 1, to_wrap = kv->cap - p % kv->cap;
+        const int64_t len = end - p + 1 < to_wrap ? end - p + 1 : to_wrap;
+        r[nr++] = (kv_run){ p, (int)len, dn_kv_k(kv, layer, p) + off, dn_kv_v(kv, layer, p) + off };
+        p += len;
+    }
+    if (p <= hi)
+        r[nr++] = (kv_run){ p, (int)(hi - p + 1), dn_kv_sk(kv, layer, (int)(p - pos0)) + off,
+                            dn_kv_sv(kv, layer, (int)(p - pos0)) + off };
+    return nr;
+}
+
+/* Fallbacks for tables without attention slots: a dot / axpy per pair. */
+static void scores_pairs(const dn_kernels *k, int hd, int nq, const float *q, const uint8_t *kr, size_t ks, int nk,
+                         int f16, float *s, size_t ss)
+{
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < nk; j++) {
+            const void *row = kr + (size_t)j * ks;
+            s[(size_t)i * ss + j] = f16 ? k->dot_f16(hd, row, q + (size_t)i * hd) : k->dot_f32(hd, row, q + (size_t)i * hd);
+        }
+}
+
+static void values_pairs(const dn_kernels *k, int hd, int nq, const float *p, size_t ps, const uint8_t *vr, size_t vs,
+                         int nk, int f16, float *out)
+{
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < nk; j++) {
+            const void *row = vr + (size_t)j * vs;
+            if (f16) k->axpy_f16(hd, p[(size_t)i * ps + j], row, out + (size_t)i * hd);
+            else k->axpy_f32(hd, p[(size_t)i * ps + j], row, out + (size_t)i * hd);
+        }
+}
+
+/* First position a query at pos attends to (sliding window, if any). */
+static int64_t window_start(const dn_config *c, int64_t pos)
+{
+    return c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
+}
+
+/* Heads h0..h0+nh-1 of KV head g for tokens t0..t0+tn-1 (nh * tn <= ATT_ROWS). */
+static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0, int tn)
+{
+    const dn_config *c = &j->m->cfg;
+    const dn_kernels *k = j->m->kern;
+    const dn_kvcache *kv = j->kv;
+    const int hd = c->head_dim, qd = c->n_heads * hd, f16 = kv->type == DANU_KV_F16, nq = nh * tn;
+    const size_t ss = (size_t)j->s->score_len, stride = (size_t)c->n_kv_heads * hd * kv->elem;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *qb = buf, *ob = qb + ATT_ROWS * hd, *tmp = ob + ATT_ROWS * hd, *sc = tmp + 16 * hd;
+    for (int r = 0; r < nq; r++)   /* row r: token t0 + r / nh, head h0 + r % nh */
+        memcpy(qb + (size_t)r * hd, j->s->q + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, sizeof(float) * hd);
+    const int64_t first = j->pos0 + t0, last = first + tn - 1;
+    const int64_t lo = window_start(c, first);
+    const int nk = (int)(last - lo + 1);
+    kv_run runs[3];
+    const int nr = kv_runs(kv, j->layer, lo, last, j->pos0, (size_t)g * hd * kv->elem, runs);
+    for (int i = 0; i < nr; i++) {
+        float *s = sc + (runs[i].p - lo);
+        if (k->att_scores) k->att_scores(hd, nq, qb, hd, runs[i].k, stride, runs[i].n, f16, s, ss, tmp);
+        else scores_pairs(k, hd, nq, qb, runs[i].k, stride, runs[i].n, f16, s, ss);
+    }
+    for (int r = 0; r < nq; r++) {   /* this row's own keys: causal, inside its window */
+        const int64_t pos = first + r / nh;
+        const int64_t own = window_start(c, pos);
+        float *row = sc + (size_t)r * ss;
+        const int a = (int)(own - lo), b = (int)(pos - lo + 1);
+        for (int x = a; x < b; x++) row[x] *= scale;
+        k->softmax(row + a, b - a);
+        memset(row, 0, sizeof(float) * (size_t)a);
+        memset(row + b, 0, sizeof(float) * (size_t)(nk - b));
+    }
+    memset(ob, 0, sizeof(float) * (size_t)nq * hd);
+    for (int i = 0; i < nr; i++) {
+        const float *p = sc + (runs[i].p - lo);
+        if (k->att_values) k->att_values(hd, nq, p, ss, runs[i].v, stride, runs[i].n, f16, ob, hd);
+        else values_pairs(k, hd, nq, p, ss, runs[i].v, stride, runs[i].n, f16, ob);
+    }
+    for (int r = 0; r < nq; r++)
+        memcpy(j->s->xb + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, ob + (size_t)r * hd, sizeof(float) * hd);
+}
+
+/* Items in token-tile-major order, dealt round-robin: later tiles attend to
+ * more keys, so neighbours cost about the same. */
+static void att_task(void *arg, int ith, int nth)
+{
+    const att_job *j = arg;
+    const dn_config *c = &j->m->cfg;
+    const int group = c->n_heads / c->n_kv_heads, nh = group < ATT_ROWS ? group : ATT_ROWS;
+    const int subs = (group + nh - 1) / nh, tn = ATT_ROWS / nh, tiles = (j->n + tn - 1) / tn;
+    const int per_tile = c->n_kv_heads * subs;
+    float *buf = j->s->scores + (size_t)ith * j->s->att_floats;
+    for (int w = ith; w < tiles * per_tile; w += nth) {
+        const int tile = w / per_tile, g = w % per_tile / subs, sub = w % subs;
+        const int h0 = g * group + sub * nh, heads = group - sub * nh < nh ? group - sub * nh : nh;
+        const int t0 = tile * tn, tokens = j->n - t0 < tn ? j->n - t0 : tn;
+        att_item(j, buf, g, h0, heads, t0, tokens);
+    }
+}
+
+void dn_attention(const danu_model *m, const dn_kvcache *kv, dn_scratch *s, dn_pool *pool, int layer, int n,
+                  int64_t pos0)
+{
+    att_job j = { m, kv, s, layer, n, pos0 };
+    dn_pool_run(pool, att_task, &j);
+}

@@ -1,0 +1,411 @@
+/* test_forward_parts.c - the pieces under forward.c, each on its own:
+ *  - the RoPE cos/sin table against a double-precision oracle, the rotation
+ *    and K/V staging against a plain oracle, at 1 and 2 threads;
+ *  - rmsnorm rows and SwiGLU rows below and above the thread threshold
+ *    give the same bits as the single-thread path;
+ *  - dn_matmul through pools of 1 and 2 threads gives the same bits as on
+ *    the calling thread, for every weight type (x16 too) and table;
+ *  - a missing kernel surfaces as DANU_ERR_INTERNAL with a message on the
+ *    calling thread (from a worker too), through dn_forward to the API, and
+ *    leaves the cache as it was. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "danu.h"
+#include "testutil.h"
+#include "golden.h"
+#include "common/bytes.h"
+#include "common/error.h"
+#include "model/model.h"
+#include "model/forward.h"
+#include "model/attention.h"
+#include "kernels/kernels.h"
+
+static char *tmp;
+#define N(a) (int)(sizeof a / sizeof a[0])
+
+/* A model with a config and a kernel table only: enough for the scratch,
+ * RoPE and attention staging. */
+static danu_model fake_model(int interleaved)
+{
+    danu_model m;
+    memset(&m, 0, sizeof m);
+    m.cfg = (dn_config){ .vocab = 64, .hidden = 64, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
+                         .ffn = 96, .max_ctx = 256, .rope_theta = 10000.0f, .rms_eps = 1e-5f,
+                         .rope_interleaved = interleaved };
+    m.kern = dn_kernels_get(DANU_ISA_AUTO);
+    return m;
+}
+
+static dn_pool *pool_of(int n)
+{
+    dn_pool *p = NULL;
+    ck_assert_int_eq(dn_pool_create(dn_alloc_libc(), n, &p), DANU_OK);
+    return p;
+}
+
+START_TEST(test_forward_parts_rope_table)
+{
+    danu_model m = fake_model(0);
+    const dn_config *c = &m.cfg;
+    const int hd = c->head_dim, half = hd / 2, nb = 24;
+    dn_scratch s;
+    ck_assert_int_eq(dn_scratch_init(&s, dn_alloc_libc(), &m, nb, 2, 64), DANU_OK);
+    dn_pool *pool = pool_of(2);
+    float *one = malloc(sizeof(float) * nb * hd);
+    static const int64_t pos0s[] = { 0, 7, 4093, 100000 };
+    static const int ns[] = { 1, 3, 8, 24 };
+    for (int a = 0; a < N(pos0s); a++)
+        for (int b = 0; b < N(ns); b++) {
+            const int64_t pos0 = pos0s[a];
+            const int n = ns[b];
+            dn_rope_table(&m, &s, NULL, n, pos0);
+            memcpy(one, s.rope, sizeof(float) * n * hd);
+            dn_rope_table(&m, &s, pool, n, pos0);
+            ck_assert_msg(!memcmp(one, s.rope, sizeof(float) * n * hd), "pos0 %lld n %d: 1 and 2 threads differ",
+                          (long long)pos0, n);
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < half; j++) {
+                    const double inv = pow((double)c->rope_theta, -2.0 * j / hd), p = (double)(pos0 + t);
+                    /* exactly the definition: angle in double from the float frequency */
+                    const double ang = p * (double)(float)inv;
+                    const float cf = s.rope[(size_t)t * hd + j], sf = s.rope[(size_t)t * hd + half + j];
+                    ck_assert(cf == (float)cos(ang) && sf == (float)sin(ang));
+                    /* and near the float64 oracle: rounding the frequency to
+                     * float moves the angle by at most p * inv * 2^-24 */
+                    const double tol = 0x1p-24 + p * inv * 0x1p-24 * 1.01;
+                    ck_assert_msg(fabs(cf - cos(p * inv)) <= tol && fabs(sf - sin(p * inv)) <= tol,
+                                  "pos %lld j %d: %.9g %.9g vs %.9g %.9g", (long long)(pos0 + t), j, cf, sf,
+                                  cos(p * inv), sin(p * inv));
+                }
+        }
+    free(one);
+    dn_pool_free(pool);
+    dn_scratch_free(&s);
+}
+END_TEST
+
+/* q and k rotated by the table (both pair layouts), k and v staged in the
+ * cache's type; one and two threads, one token and a batch. */
+START_TEST(test_forward_parts_rope_stage)
+{
+    dn_pool *pool = pool_of(2);
+    uint64_t rng = 99;
+    for (int inter = 0; inter < 2; inter++)
+        for (int kvt = 0; kvt < 2; kvt++) {
+            const int32_t kv_type = kvt ? DANU_KV_F32 : DANU_KV_F16;
+            danu_model m = fake_model(inter);
+            const dn_config *c = &m.cfg;
+            const int hd = c->head_dim, half = hd / 2, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, nb = 20;
+            dn_scratch s;
+            dn_kvcache kv;
+            ck_assert_int_eq(dn_scratch_init(&s, dn_alloc_libc(), &m, nb, 2, 64), DANU_OK);
+            ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 1, kvd, 64, nb, kv_type), DANU_OK);
+            float *q0 = malloc(sizeof(float) * nb * qd), *k0 = malloc(sizeof(float) * nb * kvd);
+            float *q1 = malloc(sizeof(float) * nb * qd), *k1 = malloc(sizeof(float) * nb * kvd);
+            const size_t stage = (size_t)nb * kvd * kv.elem;
+            uint8_t *sk1 = malloc(stage), *sv1 = malloc(stage);
+            static const int ns[] = { 1, 5, 20 };
+            for (int b = 0; b < N(ns); b++) {
+                const int n = ns[b];
+                const int64_t pos0 = 37 * b;
+                for (int i = 0; i < nb * qd; i++) q0[i] = tu_rand_act(&rng);
+                for (int i = 0; i < nb * kvd; i++) k0[i] = tu_rand_act(&rng), s.v[i] = tu_rand_act(&rng);
+                dn_rope_table(&m, &s, pool, n, pos0);
+                for (int th = 0; th < 2; th++) {
+                    memcpy(s.q, q0, sizeof(float) * nb * qd);
+                    memcpy(s.k, k0, sizeof(float) * nb * kvd);
+                    dn_rope_stage(&m, &kv, &s, th ? pool : NULL, 0, n);
+                    if (th == 0) {
+                        memcpy(q1, s.q, sizeof(float) * nb * qd);
+                        memcpy(k1, s.k, sizeof(float) * nb * kvd);
+                        memcpy(sk1, kv.sk, stage);
+                        memcpy(sv1, kv.sv, stage);
+                        continue;
+                    }
+                    ck_assert(!memcmp(q1, s.q, sizeof(float) * nb * qd) && !memcmp(k1, s.k, sizeof(float) * nb * kvd));
+                    ck_assert(!memcmp(sk1, kv.sk, (size_t)n * kvd * kv.elem) &&
+                              !memcmp(sv1, kv.sv, (size_t)n * kvd * kv.elem));
+                }
+                for (int t = 0; t < n; t++) {
+                    const float *cs = s.rope + (size_t)t * hd;
+                    for (int which = 0; which < 2; which++) {
+                        const int heads = which ? c->n_kv_heads : c->n_heads, w = heads * hd;
+                        const float *in = (which ? k0 : q0) + (size_t)t * w, *out = (which ? s.k : s.q) + (size_t)t * w;
+                        for (int h = 0; h < heads; h++)
+                            for (int j = 0; j < half; j++) {
+                                const int i0 = h * hd + (inter ? 2 * j : j), i1 = h * hd + (inter ? 2 * j + 1 : j + half);
+                                const double ca = cs[j], sa = cs[half + j], a = in[i0], bb = in[i1];
+                                const double e0 = a * ca - bb * sa, e1 = a * sa + bb * ca;
+                                const double tol = 2e-7 * (fabs(a) + fabs(bb));
+                                ck_assert_msg(fabs(out[i0] - e0) <= tol && fabs(out[i1] - e1) <= tol,
+                                              "inter %d t %d h %d j %d", inter, t, h, j);
+                                /* the rotation as float operations, bit for bit */
+                                ck_assert(out[i0] == in[i0] * cs[j] - in[i1] * cs[half + j]);
+                                ck_assert(out[i1] == in[i0] * cs[half + j] + in[i1] * cs[j]);
+                            }
+                    }
+                    for (int i = 0; i < kvd; i++) {
+                        const float kk = s.k[(size_t)t * kvd + i], vv = s.v[(size_t)t * kvd + i];
+                        if (kv_type == DANU_KV_F32) {
+                            ck_assert(((const float *)(const void *)dn_kv_sk(&kv, 0, t))[i] == kk);
+                            ck_assert(((const float *)(const void *)dn_kv_sv(&kv, 0, t))[i] == vv);
+                        } else {
+                            ck_assert(((const uint16_t *)(const void *)dn_kv_sk(&kv, 0, t))[i] == dn_f32_to_fp16(kk));
+                            ck_assert(((const uint16_t *)(const void *)dn_kv_sv(&kv, 0, t))[i] == dn_f32_to_fp16(vv));
+                        }
+                    }
+                }
+            }
+            free(q0); free(k0); free(q1); free(k1); free(sk1); free(sv1);
+            dn_kv_free(&kv);
+            dn_scratch_free(&s);
+        }
+    dn_pool_free(pool);
+}
+END_TEST
+
+START_TEST(test_forward_parts_rows)
+{
+    const dn_kernels *ks[8];
+    const int nk = dn_kernels_all(ks, 1);
+    dn_pool *pool = pool_of(2);
+    enum { NB = 24, W = 72 };
+    static const int ns[] = { 1, DN_SPLIT_MIN_ROWS - 1, DN_SPLIT_MIN_ROWS, NB };
+    uint64_t rng = 5;
+    float *x = malloc(sizeof(float) * NB * W), *up = malloc(sizeof(float) * NB * W), w[W];
+    float *a = malloc(sizeof(float) * NB * W), *b = malloc(sizeof(float) * NB * W), *r = malloc(sizeof(float) * NB * W);
+    for (int i = 0; i < NB * W; i++) x[i] = tu_rand_act(&rng), up[i] = tu_rand_act(&rng);
+    for (int i = 0; i < W; i++) w[i] = 1.0f + 0.25f * tu_rand_unit(&rng);
+    for (int i = 0; i < nk; i++)
+        for (int q = 0; q < N(ns); q++) {
+            const int n = ns[q];
+            for (int t = 0; t < n; t++) ks[i]->rmsnorm(r + t * W, x + t * W, w, W, 1e-5f);
+            dn_rmsnorm_rows(ks[i], NULL, a, x, w, n, W, 1e-5f);
+            dn_rmsnorm_rows(ks[i], pool, b, x, w, n, W, 1e-5f);
+            ck_assert_msg(!memcmp(a, r, sizeof(float) * n * W) && !memcmp(b, r, sizeof(float) * n * W),
+                          "%s rmsnorm rows n %d", ks[i]->name, n);
+            memcpy(r, x, sizeof(float) * NB * W);
+            for (int t = 0; t < n; t++) ks[i]->silu_mul(r + t * W, up + t * W, W);
+            memcpy(a, x, sizeof(float) * NB * W);
+            memcpy(b, x, sizeof(float) * NB * W);
+            dn_swiglu_rows(ks[i], NULL, a, up, n, W);
+            dn_swiglu_rows(ks[i], pool, b, up, n, W);
+            ck_assert_msg(!memcmp(a, r, sizeof(float) * NB * W) && !memcmp(b, r, sizeof(float) * NB * W),
+                          "%s swiglu rows n %d", ks[i]->name, n);
+        }
+    free(x); free(up); free(a); free(b); free(r);
+    dn_pool_free(pool);
+}
+END_TEST
+
+/* A random matrix of `type` (x16 types: repacked from their base type). */
+static void *make_matrix(dn_matrix *W, int32_t type, int64_t rows, int64_t cols, uint64_t *rng)
+{
+    const int32_t base = dn_x16_base(type) >= 0 ? dn_x16_base(type) : type;
+    const uint64_t rb = dn_type_row_bytes(base, (uint64_t)cols);
+    uint8_t *plain = malloc(rb * rows);
+    float *row = malloc(sizeof(float) * cols);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) row[i] = tu_rand_unit(rng) * 0.1f;
+        ck_assert_int_eq(dn_quantize_row(base, row, plain + r * rb, cols), 0);
+    }
+    free(row);
+    *W = (dn_matrix){ .data = plain, .type = type, .rows = rows, .cols = cols, .row_bytes = rb };
+    if (type == base) return plain;
+    const uint64_t xrb = dn_type_row_bytes(type, (uint64_t)cols);
+    uint8_t *x = dn_malloc_aligned(dn_alloc_libc(), xrb * rows);
+    for (int64_t g = 0; g < rows / 16; g++)
+        ck_assert_int_eq(dn_x16_repack(type, plain + g * 16 * rb, rb, x + g * 16 * xrb, cols), 0);
+    free(plain);
+    W->data = x;
+    W->row_bytes = xrb;
+    return x;
+}
+
+static void free_matrix(const dn_matrix *W)
+{
+    if (dn_x16_base(W->type) >= 0) dn_free_aligned(dn_alloc_libc(), (void *)W->data);
+    else free((void *)W->data);
+}
+
+START_TEST(test_forward_parts_matmul_threads)
+{
+    static const int32_t types[] = { DANU_TYPE_F32, DANU_TYPE_F16, DANU_TYPE_BF16, DANU_TYPE_Q8_0, DANU_TYPE_Q4_0,
+                                     DANU_TYPE_Q4_K, DANU_TYPE_Q6_K, DN_TYPE_Q4_0_X16, DN_TYPE_Q8_0_X16,
+                                     DN_TYPE_Q4_K_X16, DN_TYPE_Q6_K_X16, DN_TYPE_BF16_X16 };
+    static const int ntoks[] = { 1, 5, 13 };
+    enum { COLS = 256, NT = 13 };
+    const dn_kernels *ks[8];
+    const int nk = dn_kernels_all(ks, 0);
+    dn_pool *p1 = pool_of(1), *p2 = pool_of(2);
+    uint64_t rng = 17;
+    float *X = malloc(sizeof(float) * NT * COLS);
+    for (int i = 0; i < NT * COLS; i++) X[i] = tu_rand_act(&rng);
+    for (int ti = 0; ti < N(types); ti++) {
+        const int32_t type = types[ti];
+        const int x16 = dn_x16_base(type) >= 0;
+        /* three matrices sharing X; the middle one mixes in another type */
+        const int64_t rows[3] = { 48, x16 ? 32 : 40, 16 };
+        dn_matrix W[3];
+        make_matrix(&W[0], type, rows[0], COLS, &rng);
+        make_matrix(&W[1], x16 ? type : DANU_TYPE_Q8_0, rows[1], COLS, &rng);
+        make_matrix(&W[2], type, rows[2], COLS, &rng);
+        const dn_matrix *Wp[3] = { &W[0], &W[1], &W[2] };
+        for (int i = 0; i < nk; i++) {
+            size_t most = 0;
+            for (int m = 0; m < 3; m++) {
+                size_t b = dn_act_row_bytes(ks[i], W[m].type, COLS);
+                if (b > most) most = b;
+            }
+            void *act[3];
+            for (int a = 0; a < 3; a++) act[a] = dn_malloc_aligned(dn_alloc_libc(), most * NT);
+            float *Y[3][3];   /* [pool][matrix] */
+            for (int pi = 0; pi < 3; pi++)
+                for (int m = 0; m < 3; m++) Y[pi][m] = malloc(sizeof(float) * NT * rows[m]);
+            for (int q = 0; q < N(ntoks); q++) {
+                dn_pool *pools[3] = { NULL, p1, p2 };
+                for (int pi = 0; pi < 3; pi++) {
+                    for (int m = 0; m < 3; m++) memset(Y[pi][m], 0xff, sizeof(float) * NT * rows[m]);
+                    ck_assert_int_eq(dn_matmul(ks[i], pools[pi], 3, Wp, X, ntoks[q], Y[pi], act), DANU_OK);
+                }
+                for (int m = 0; m < 3; m++)
+                    ck_assert_msg(!memcmp(Y[0][m], Y[1][m], sizeof(float) * ntoks[q] * rows[m]) &&
+                                  !memcmp(Y[0][m], Y[2][m], sizeof(float) * ntoks[q] * rows[m]),
+                                  "%s type %d matrix %d n_tok %d: bits differ across thread counts", ks[i]->name,
+                                  (int)type, m, ntoks[q]);
+                /* and the single matrix on its own is the same product */
+                ck_assert_int_eq(dn_matmul(ks[i], p2, 1, Wp + 2, X, ntoks[q], Y[1] + 2, act), DANU_OK);
+                ck_assert(!memcmp(Y[0][2], Y[1][2], sizeof(float) * ntoks[q] * rows[2]));
+            }
+            for (int pi = 0; pi < 3; pi++)
+                for (int m = 0; m < 3; m++) free(Y[pi][m]);
+            for (int a = 0; a < 3; a++) dn_free_aligned(dn_alloc_libc(), act[a]);
+        }
+        for (int m = 0; m < 3; m++) free_matrix(&W[m]);
+    }
+    free(X);
+    dn_pool_free(p1);
+    dn_pool_free(p2);
+}
+END_TEST
+
+/* A table with a slot emptied: the failure is returned, with a message on
+ * the calling thread, whichever thread hit it. */
+START_TEST(test_forward_parts_matmul_missing_kernel)
+{
+    enum { COLS = 64, NT = 20 };
+    dn_kernels bad = *dn_kernels_get(DANU_ISA_AUTO);
+    bad.vec_dot[DANU_TYPE_Q8_0] = NULL;
+    bad.gemm[DANU_TYPE_Q8_0] = NULL;
+    dn_pool *p2 = pool_of(2);
+    uint64_t rng = 3;
+    dn_matrix W[2];
+    make_matrix(&W[0], DANU_TYPE_F32, 32, COLS, &rng);   /* thread 0's rows */
+    make_matrix(&W[1], DANU_TYPE_Q8_0, 32, COLS, &rng);  /* thread 1's rows: no kernel */
+    const dn_matrix *Wp[2] = { &W[0], &W[1] };
+    float *X = calloc(NT * COLS, sizeof(float)), *Y0 = malloc(sizeof(float) * NT * 32),
+          *Y1 = malloc(sizeof(float) * NT * 32);
+    float *Y[2] = { Y0, Y1 };
+    void *act[3];
+    for (int a = 0; a < 3; a++) act[a] = dn_malloc_aligned(dn_alloc_libc(), 4096 * NT);
+    for (int nt = 1; nt <= NT; nt += NT - 1) {
+        dn_clearerr();
+        ck_assert_int_eq(dn_matmul(&bad, p2, 2, Wp, X, nt, Y, act), DANU_ERR_INTERNAL);
+        ck_assert_msg(strstr(dn_lasterr(), "worker thread 1") && strstr(dn_lasterr(), "weight type 8"), "message: %s",
+                      dn_lasterr());
+        dn_clearerr();
+        ck_assert_int_eq(dn_matmul(&bad, NULL, 2, Wp, X, nt, Y, act), DANU_ERR_INTERNAL);
+        ck_assert_msg(strstr(dn_lasterr(), "no dot product for weight type 8"), "message: %s", dn_lasterr());
+        ck_assert_int_eq(dn_matmul_rows(&bad, &W[1], act[0], nt, Y1, 32, 0, 32), DANU_ERR_INTERNAL);
+    }
+    /* activation preparation missing (split over the pool for a batch) */
+    dn_kernels noprep = *dn_kernels_get(DANU_ISA_AUTO);
+    noprep.act_prepare[noprep.act_type[DANU_TYPE_Q8_0]] = NULL;
+    dn_clearerr();
+    ck_assert_int_eq(dn_matmul(&noprep, p2, 1, Wp + 1, X, NT, Y, act), DANU_ERR_INTERNAL);
+    ck_assert(dn_lasterr()[0] != '\0');
+    ck_assert_int_eq(dn_prepare_acts(&noprep, DANU_TYPE_Q8_0, X, 1, COLS, act[0]), DANU_ERR_INTERNAL);
+    /* a type number outside the table */
+    dn_matrix odd = W[0];
+    odd.type = DN_TYPE_COUNT;
+    const dn_matrix *Wo[1] = { &odd };
+    ck_assert_int_eq(dn_matmul(&bad, p2, 1, Wo, X, 1, Y, act), DANU_ERR_INTERNAL);
+    ck_assert_int_eq(dn_matmul(&bad, p2, 4, Wp, X, 1, Y, act), DANU_ERR_INTERNAL);
+    for (int a = 0; a < 3; a++) dn_free_aligned(dn_alloc_libc(), act[a]);
+    free(X); free(Y0); free(Y1);
+    free_matrix(&W[0]);
+    free_matrix(&W[1]);
+    dn_pool_free(p2);
+}
+END_TEST
+
+/* Through dn_forward to danu_context_eval: INTERNAL with a message, nothing
+ * appended; with the table restored the same tokens give the bits of an
+ * untouched context. */
+START_TEST(test_forward_parts_internal_error_api)
+{
+    const char *p = gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_Q8_0);
+    ck_assert_ptr_nonnull(p);
+    danu_model *m = NULL;
+    ck_assert_int_eq(danu_model_load(p, NULL, &m), DANU_OK);
+    const int vocab = m->cfg.vocab;
+    for (int threads = 1; threads <= 2; threads++) {
+        danu_options *o;
+        ck_assert_int_eq(danu_options_create(NULL, &o), DANU_OK);
+        danu_options_set_int(o, DANU_OPT_N_THREADS, threads);
+        danu_options_set_int(o, DANU_OPT_N_CTX, 64);
+        danu_context *a = NULL, *b = NULL;
+        ck_assert_int_eq(danu_context_create(m, o, &a), DANU_OK);
+        ck_assert_int_eq(danu_context_create(m, o, &b), DANU_OK);
+        danu_options_free(o);
+        static const danu_token first[] = { 1, 450, 700, 12, 99 }, next[] = { 5, 6, 7, 8, 9, 10, 11, 12, 13 };
+        ck_assert_int_eq(danu_context_eval(a, first, N(first), NULL), DANU_OK);
+        ck_assert_int_eq(danu_context_eval(b, first, N(first), NULL), DANU_OK);
+
+        const dn_kernels *good = m->kern;
+        dn_kernels bad = *good;
+        memset(bad.vec_dot, 0, sizeof bad.vec_dot);
+        memset(bad.gemm, 0, sizeof bad.gemm);
+        m->kern = &bad;
+        for (int n = 1; n <= N(next); n += N(next) - 1) {
+            ck_assert_int_eq(danu_context_eval(a, next, (size_t)n, NULL), DANU_ERR_INTERNAL);
+            ck_assert_msg(strlen(danu_last_error()) > 0, "no message");
+            ck_assert_uint_eq(danu_context_n_tokens(a), N(first));
+        }
+        m->kern = good;
+
+        float *la = malloc(sizeof(float) * vocab * N(next)), *lb = malloc(sizeof(float) * vocab * N(next));
+        ck_assert_int_eq(danu_context_eval(a, next, N(next), la), DANU_OK);
+        ck_assert_int_eq(danu_context_eval(b, next, N(next), lb), DANU_OK);
+        ck_assert_msg(!memcmp(la, lb, sizeof(float) * vocab * N(next)), "threads %d: the failed pass changed the cache",
+                      threads);
+        free(la);
+        free(lb);
+        danu_context_free(a);
+        danu_context_free(b);
+    }
+    danu_model_free(m);
+}
+END_TEST
+
+int main(void)
+{
+    tmp = tu_tmpdir("forward_parts");
+    Suite *s = suite_create("forward_parts");
+    TCase *tc = tcase_create("parts");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_forward_parts_rope_table);
+    tcase_add_test(tc, test_forward_parts_rope_stage);
+    tcase_add_test(tc, test_forward_parts_rows);
+    tcase_add_test(tc, test_forward_parts_matmul_threads);
+    tcase_add_test(tc, test_forward_parts_matmul_missing_kernel);
+    tcase_add_test(tc, test_forward_parts_internal_error_api);
+    suite_add_tcase(s, tc);
+    int failed = tu_run(s);
+    tu_rmtree(tmp);
+    free(tmp);
+    return failed ? 1 : 0;
+}
