@@ -144,11 +144,7 @@ static uint64_t index_probe(const name_index *ix, const char *name, size_t len,
     return h;
 }
 
-static const char *kv_name(const dn_gguf *g, int64_t i) { return g->kv[i].key; }
-static const char *t_name(const dn_gguf *g, int64_t i) { return g->t[i].name; }
-
-/* Bytes of one element of a fixed-size value type; 0 for string/array/unknown. */
-static uint32_t scalar_size(int32_t type)
+uint32_t dn_gguf_value_size(int32_t type)
 {
     switch (type) {
     case DN_GGUF_U8: case DN_GGUF_I8: case DN_GGUF_BOOL: return 1;
@@ -158,6 +154,9 @@ static uint32_t scalar_size(int32_t type)
     default: return 0;
     }
 }
+
+static const char *kv_name(const dn_gguf *g, int64_t i) { return g->kv[i].key; }
+static const char *t_name(const dn_gguf *g, int64_t i) { return g->t[i].name; }
 
 static danu_status parse_value(dn_gguf *g, parser *ps, kv_entry *e)
 {
@@ -169,7 +168,7 @@ static danu_status parse_value(dn_gguf *g, parser *ps, kv_entry *e)
         return rd_str(ps, "string value", VALUE_MAX_LEN, &s, &len);
     }
     if (e->type != DN_GGUF_ARRAY) {
-        uint32_t sz = scalar_size(e->type);
+        uint32_t sz = dn_gguf_value_size(e->type);
         if (!sz) return perr(ps, DANU_ERR_FORMAT, at - 4, "unknown value type %d", (int)e->type);
         DN_TRY(need(ps, sz, "scalar value"));
         e->val_off = ps->off;
@@ -199,7 +198,7 @@ static danu_status parse_value(dn_gguf *g, parser *ps, kv_entry *e)
         }
         return DANU_OK;
     }
-    uint32_t sz = scalar_size((int32_t)et);
+    uint32_t sz = dn_gguf_value_size((int32_t)et);
     if (!sz || et > INT32_MAX) return perr(ps, DANU_ERR_FORMAT, at, "unknown array element type %u", et);
     uint64_t bytes;
     if (dn_mul_overflow_u64(e->count, sz, &bytes) || bytes > left(ps))
@@ -568,7 +567,7 @@ static int arr_num(const dn_gguf *g, const char *key, uint64_t i, num *n)
 {
     const kv_entry *e = lookup(g, key);
     if (!e || e->type != DN_GGUF_ARRAY || i >= e->count) return 0;
-    uint32_t sz = scalar_size(e->elem_type);
+    uint32_t sz = dn_gguf_value_size(e->elem_type);
     return sz && load_num(e->elem_type, g->data + e->val_off + i * sz, n);
 }
 

@@ -15,6 +15,10 @@ enum {
     DN_GGUF_ARRAY = 9, DN_GGUF_U64 = 10, DN_GGUF_I64 = 11, DN_GGUF_F64 = 12
 };
 
+/* Bytes of one element of a fixed-size value type; 0 for string, array or
+ * an unknown type (for the reader and the writer). */
+uint32_t dn_gguf_value_size(int32_t type);
+
 typedef struct dn_gguf dn_gguf;
 
 /* Parse header, metadata and tensor table of a GGUF held in data[0..size)

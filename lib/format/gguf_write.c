@@ -213,17 +213,6 @@ danu_status dn_gguf_w_str(dn_gguf_writer *w, const char *key, const char *s, siz
     return st == DANU_OK ? st : undo_key(w, mark, st);
 }
 
-static uint32_t elem_size(int32_t type)
-{
-    switch (type) {
-    case DN_GGUF_U8: case DN_GGUF_I8: case DN_GGUF_BOOL: return 1;
-    case DN_GGUF_U16: case DN_GGUF_I16: return 2;
-    case DN_GGUF_U32: case DN_GGUF_I32: case DN_GGUF_F32: return 4;
-    case DN_GGUF_U64: case DN_GGUF_I64: case DN_GGUF_F64: return 8;
-    default: return 0;
-    }
-}
-
 /* Host-order elements to little-endian. */
 static danu_status put_elems(dn_gguf_writer *w, const uint8_t *src, uint32_t sz, uint64_t count)
 {
@@ -241,7 +230,7 @@ static danu_status put_elems(dn_gguf_writer *w, const uint8_t *src, uint32_t sz,
 danu_status dn_gguf_w_arr(dn_gguf_writer *w, const char *key, int32_t elem_type, const void *data, uint64_t count)
 {
     if (!w || (!data && count)) return dn_seterr(DANU_ERR_INVALID_ARG, "gguf writer: NULL argument");
-    uint32_t sz = elem_size(elem_type);
+    uint32_t sz = dn_gguf_value_size(elem_type);
     if (!sz)
         return dn_seterr(DANU_ERR_INVALID_ARG, "gguf writer: key '%s': array element type %d is not numeric",
                          key ? key : "", (int)elem_type);

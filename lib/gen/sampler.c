@@ -266,102 +266,108 @@ static size_t heap_select(const float *v, int32_t n, int32_t *x, size_t k)
 
 /* ---- sampling ---- */
 
-danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const danu_token *history, size_t n_history)
+/* The sampling pipeline, stage by stage. The candidates are x[0..m) (ids
+ * into v); sorted: highest first; v holds logits, then weights. */
+typedef struct cands { size_t m; int sorted; double sum; float pmax; } cands;
+
+/* Greedy: strict > keeps the lowest id on ties and 0 when all are -inf. */
+static int32_t argmax(const float *v, int32_t n)
 {
-    if (!s || !s->work || !logits) return 0;
-    const dn_sampler_params *p = &s->params;
-    float *v = s->work;
-    int32_t *x = s->idx;
-    int32_t n = s->n_vocab;
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
 
-    for (int32_t i = 0; i < n; i++) v[i] = isnan(logits[i]) ? -INFINITY : logits[i];
-    dn_sampler_apply_penalties(s, v, history, n_history);
-
-    if (!(p->temperature > 0.0f)) {
-        /* strict > keeps the lowest id on ties and 0 when all are -inf */
-        int32_t best = 0;
-        for (int32_t i = 1; i < n; i++)
-            if (v[i] > v[best]) best = i;
-        return best;
-    }
-
-    /* candidates in ascending id order; -inf has probability zero */
-    size_t m = 0;
-    int sorted = 0;
-    size_t k = p->top_k > 0 ? (size_t)p->top_k : 0;
+/* Candidates in ascending id order, or the top k sorted; -inf has
+ * probability zero and is left out. */
+static cands top_k(const float *v, int32_t n, int32_t *x, int32_t top)
+{
+    cands c = { 0, 0, 0.0, 0.0f };
+    size_t k = top > 0 ? (size_t)top : 0;
     if (k > 0 && k <= HEAP_SELECT_MAX) {
-        m = heap_select(v, n, x, k);
-        if (m == k) { sort_range(v, x, 0, m, depth_budget(m)); sorted = 1; }
+        c.m = heap_select(v, n, x, k);
+        if (c.m == k) { sort_range(v, x, 0, c.m, depth_budget(c.m)); c.sorted = 1; }
     } else {
         for (int32_t i = 0; i < n; i++)
-            if (v[i] > -INFINITY) x[m++] = i;
-        if (k > 0 && k < m) {
-            select_top(v, x, m, k);
-            m = k;
-            sort_range(v, x, 0, m, depth_budget(m));
-            sorted = 1;
+            if (v[i] > -INFINITY) x[c.m++] = i;
+        if (k > 0 && k < c.m) {
+            select_top(v, x, c.m, k);
+            c.m = k;
+            sort_range(v, x, 0, c.m, depth_budget(c.m));
+            c.sorted = 1;
         }
     }
-    if (m == 0) return 0;
+    return c;
+}
 
-    /* softmax at temperature into v (as unnormalised weights) */
+/* Softmax at temperature into v as unnormalised weights; sum and largest. */
+static void weights(float *v, const int32_t *x, cands *c, float temperature)
+{
     float vmax = v[x[0]];
-    for (size_t i = 1; i < m; i++) if (v[x[i]] > vmax) vmax = v[x[i]];
-    float pmax = 0.0f;
-    double sum = 0.0;
-    for (size_t i = 0; i < m; i++) {
+    for (size_t i = 1; i < c->m; i++) if (v[x[i]] > vmax) vmax = v[x[i]];
+    c->pmax = 0.0f;
+    c->sum = 0.0;
+    for (size_t i = 0; i < c->m; i++) {
         float l = v[x[i]], e;
         if (vmax == INFINITY) e = l == INFINITY ? 1.0f : 0.0f;  /* inf - inf would be NaN */
         else {
             /* below -104 expf is 0 anyway; skipping it avoids libm's slow
              * underflow path */
-            float d = (l - vmax) / p->temperature;
+            float d = (l - vmax) / temperature;
             e = d < -104.0f ? 0.0f : expf(d);
         }
         v[x[i]] = e;
-        sum += e;
-        if (e > pmax) pmax = e;
+        c->sum += e;
+        if (e > c->pmax) c->pmax = e;
     }
+}
 
-    if (p->top_p < 1.0f) {
-        double target = (double)p->top_p * sum;
-        if (!sorted) {
-            /* Tokens below (1 - top_p) * sum / m hold less than 1 - top_p of
-             * the mass together, so the kept prefix never reaches them: drop
-             * them before sorting (half the bound absorbs rounding). The
-             * prefix sums below are unchanged, as they all sort after. */
-            double tp = p->top_p > 0.0f ? (double)p->top_p : 0.0;
-            double eps = 0.5 * (1.0 - tp) * sum / (double)m;  /* < mean <= max */
-            size_t j = 0;
-            for (size_t i = 0; i < m; i++)
-                if (v[x[i]] >= eps) x[j++] = x[i];
-            m = j;
-            sort_range(v, x, 0, m, depth_budget(m));
-        }
-        /* smallest prefix (highest first) whose mass reaches top_p, at least 1 */
-        double cum = 0.0;
-        for (size_t i = 0; i < m; i++) {
-            cum += v[x[i]];
-            if (cum >= target) { m = i + 1; break; }
-        }
-        sum = 0.0;
-        for (size_t i = 0; i < m; i++) sum += v[x[i]];
-    }
-
-    if (p->min_p > 0.0f) {
-        /* compacting keeps the current order; the max token always survives */
-        float thr = p->min_p * pmax;
-        if (thr > pmax) thr = pmax;
+/* Nucleus: the smallest prefix (highest first) whose mass reaches top_p. */
+static void top_p_cut(float *v, int32_t *x, cands *c, float top_p)
+{
+    double target = (double)top_p * c->sum;
+    if (!c->sorted) {
+        /* Tokens below (1 - top_p) * sum / m hold less than 1 - top_p of
+         * the mass together, so the kept prefix never reaches them: drop
+         * them before sorting (half the bound absorbs rounding). The
+         * prefix sums below are unchanged, as they all sort after. */
+        double tp = top_p > 0.0f ? (double)top_p : 0.0;
+        double eps = 0.5 * (1.0 - tp) * c->sum / (double)c->m;  /* < mean <= max */
         size_t j = 0;
-        sum = 0.0;
-        for (size_t i = 0; i < m; i++)
-            if (v[x[i]] >= thr) { x[j++] = x[i]; sum += v[x[i]]; }
-        m = j;
+        for (size_t i = 0; i < c->m; i++)
+            if (v[x[i]] >= eps) x[j++] = x[i];
+        c->m = j;
+        sort_range(v, x, 0, c->m, depth_budget(c->m));
     }
+    double cum = 0.0;   /* at least one token stays */
+    for (size_t i = 0; i < c->m; i++) {
+        cum += v[x[i]];
+        if (cum >= target) { c->m = i + 1; break; }
+    }
+    c->sum = 0.0;
+    for (size_t i = 0; i < c->m; i++) c->sum += v[x[i]];
+}
 
-    double r = next_unit(s->rng) * sum, cum = 0.0;
+/* Min-p: drop weights below min_p of the largest; compacting keeps the
+ * current order and the largest always survives. */
+static void min_p_cut(const float *v, int32_t *x, cands *c, float min_p)
+{
+    float thr = min_p * c->pmax;
+    if (thr > c->pmax) thr = c->pmax;
+    size_t j = 0;
+    c->sum = 0.0;
+    for (size_t i = 0; i < c->m; i++)
+        if (v[x[i]] >= thr) { x[j++] = x[i]; c->sum += v[x[i]]; }
+    c->m = j;
+}
+
+/* One draw in proportion to the weights. */
+static int32_t draw(const float *v, const int32_t *x, const cands *c, uint64_t rng[4])
+{
+    double r = next_unit(rng) * c->sum, cum = 0.0;
     int32_t last = x[0];
-    for (size_t i = 0; i < m; i++) {
+    for (size_t i = 0; i < c->m; i++) {
         float e = v[x[i]];
         if (e <= 0.0f) continue;
         cum += e;
@@ -370,4 +376,21 @@ danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const danu_toke
     }
     /* rounding left r at or past the total: the last token with weight */
     return last;
+}
+
+danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const danu_token *history, size_t n_history)
+{
+    if (!s || !s->work || !logits) return 0;
+    const dn_sampler_params *p = &s->params;
+    float *v = s->work;
+    int32_t *x = s->idx;
+    for (int32_t i = 0; i < s->n_vocab; i++) v[i] = isnan(logits[i]) ? -INFINITY : logits[i];
+    dn_sampler_apply_penalties(s, v, history, n_history);
+    if (!(p->temperature > 0.0f)) return argmax(v, s->n_vocab);
+    cands c = top_k(v, s->n_vocab, x, p->top_k);
+    if (c.m == 0) return 0;
+    weights(v, x, &c, p->temperature);
+    if (p->top_p < 1.0f) top_p_cut(v, x, &c, p->top_p);
+    if (p->min_p > 0.0f) min_p_cut(v, x, &c, p->min_p);
+    return draw(v, x, &c, s->rng);
 }

@@ -461,30 +461,6 @@ static danu_status gen_convert(job *j, const synth_tensor *d, int64_t r, int64_t
     return DANU_OK;
 }
 
-static danu_status check_space(const job *j, uint64_t need)
-{
-    char *dir = dn_strdup(j->a, j->final_path);
-    if (!dir) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", j->req->out_path);
-    char *slash = strrchr(dir, '/');
-    const char *parent = ".";
-    if (slash == dir) { dir[1] = 0; parent = dir; }
-    else if (slash) { *slash = 0; parent = dir; }
-    struct statvfs vfs;
-    int rc = statvfs(parent, &vfs);
-    int err = errno;
-    danu_status s = DANU_OK;
-    if (rc != 0) {
-        s = dn_seterr(DANU_ERR_IO, "%s: cannot check free space in %s: %s", j->req->out_path, parent, strerror(err));
-    } else {
-        uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
-        if (avail < need)
-            s = dn_seterr(DANU_ERR_IO, "%s: not enough disk space: %.1f MB needed, %.1f MB free in %s",
-                          j->req->out_path, (double)need / 1e6, (double)avail / 1e6, parent);
-    }
-    dn_free(j->a, dir);
-    return s;
-}
-
 /* --- HF directory --- */
 
 static const char *const hf_files[] = {
@@ -803,7 +779,7 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     if (s == DANU_OK && lstat(j.tmp_path, &st) == 0)
         s = dn_seterr(DANU_ERR_IO, "%s: exists (left by an interrupted run?); remove it first", j.tmp_path);
     /* Header, vocabulary and small files: a generous few MB on top. */
-    if (s == DANU_OK) s = check_space(&j, j.total + req->spm_len + ((uint64_t)c->vocab * 64) + (4u << 20));
+    if (s == DANU_OK) s = dn_check_free_space(a, j.final_path, j.total + req->spm_len + ((uint64_t)c->vocab * 64) + (4u << 20));
     if (s == DANU_OK) s = req->format == DN_SYNTH_HF ? write_hf(&j) : write_gguf(&j);
     job_free(&j);
     return s;
