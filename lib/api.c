@@ -202,9 +202,8 @@ void danu_tokenizer_free(danu_tokenizer *t) { if (t) dn_tokenizer_free(t); }
 int32_t danu_tokenizer_vocab_size(const danu_tokenizer *t) { return t ? dn_tokenizer_n_vocab(t) : 0; }
 
 /* Copy a heap id array into the caller's buffer with the size protocol. */
-static danu_status give_ids(const danu_tokenizer *t, danu_token *ids, size_t n, danu_token *out, size_t cap, size_t *n_out)
+static danu_status give_ids(danu_token *ids, size_t n, danu_token *out, size_t cap, size_t *n_out)
 {
-    (void)t;
     if (n_out) *n_out = n;
     size_t k = n < cap ? n : cap;
     if (k && out) memcpy(out, ids, k * sizeof *ids);
@@ -221,7 +220,7 @@ danu_status danu_tokenizer_encode(const danu_tokenizer *t, const char *text, siz
     danu_token *ids = NULL;
     size_t n = 0;
     DN_TRY(dn_tokenizer_encode(t, text ? text : "", len, flags, &ids, &n));
-    danu_status s = give_ids(t, ids, n, out, cap, n_out);
+    danu_status s = give_ids(ids, n, out, cap, n_out);
     dn_free(dn_tokenizer_alloc(t), ids);
     return s;
 }
@@ -267,7 +266,7 @@ danu_status danu_chat_encode(const danu_tokenizer *t, const char *const *roles, 
     danu_token *ids = NULL;
     size_t k = 0;
     DN_TRY(dn_chat_encode(t, roles, contents, n, 1, add_reply_prompt != 0, &ids, &k));
-    danu_status s = give_ids(t, ids, k, out, cap, n_out);
+    danu_status s = give_ids(ids, k, out, cap, n_out);
     dn_free(dn_tokenizer_alloc(t), ids);
     return s;
 }

@@ -56,9 +56,8 @@ static danu_status bind_norm(danu_model *m, const char *name, int64_t n, float *
 }
 
 /* Full-matrix NaN/Inf scan (optional: it reads every weight once). */
-static danu_status scan_matrix(const danu_model *m, const dn_matrix *w, const char *name, float *row)
+static danu_status scan_matrix(const dn_matrix *w, const char *name, float *row)
 {
-    (void)m;
     for (int64_t r = 0; r < w->rows; r++) {
         dn_dequantize_row(w->type, (const uint8_t *)w->data + (uint64_t)r * w->row_bytes, row, w->cols);
         for (int64_t i = 0; i < w->cols; i++)
@@ -115,16 +114,16 @@ static danu_status bind_all(danu_model *m, int validate)
         if (Q > maxc) maxc = Q;
         float *row = dn_malloc(&m->alloc, (size_t)maxc * sizeof(float));
         DN_CHECK(row, DANU_ERR_NOMEM, "cannot allocate a validation row");
-        danu_status s = scan_matrix(m, &m->tok_embd, tname(m, DN_LLAMA_TOKEN_EMBD, 0, name, sizeof name), row);
+        danu_status s = scan_matrix(&m->tok_embd, tname(m, DN_LLAMA_TOKEN_EMBD, 0, name, sizeof name), row);
         for (int l = 0; s == DANU_OK && l < c->n_layers; l++) {
             const dn_layer *L = &m->layers[l];
             const dn_matrix *mats[7] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
             static const int k_of[7] = { 1, 2, 3, 4, 6, 7, 8 };
             for (int k = 0; s == DANU_OK && k < 7; k++) {
-                s = scan_matrix(m, mats[k], tname(m, k_of[k], l, name, sizeof name), row);
+                s = scan_matrix(mats[k], tname(m, k_of[k], l, name, sizeof name), row);
             }
         }
-        if (s == DANU_OK && !c->tied) s = scan_matrix(m, &m->output, tname(m, DN_LLAMA_OUTPUT, 0, name, sizeof name), row);
+        if (s == DANU_OK && !c->tied) s = scan_matrix(&m->output, tname(m, DN_LLAMA_OUTPUT, 0, name, sizeof name), row);
         dn_free(&m->alloc, row);
         DN_TRY(s);
     }
