@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/statvfs.h>
 #include "model/gguf_model.h"
+#include "model/model.h"
 #include "quant/quant.h"
 #include "common/error.h"
 
@@ -70,6 +72,20 @@ int dn_llama_gguf_name(const char *hf, char *out, size_t cap, int *layer, int *w
         }
     }
     return 0;
+}
+
+int dn_llama_is_danube(const dn_gguf *g, const dn_config *c)
+{
+    static const char *keys[] = { "general.name", "general.basename", "general.finetune" };
+    for (int i = 0; i < 3; i++) {
+        const char *s;
+        uint64_t n;
+        if (dn_gguf_get_str(g, keys[i], &s, &n))
+            for (uint64_t k = 0; k + 6 <= n; k++)
+                if (!strncasecmp(s + k, "danube", 6)) return 1;
+    }
+    return c->vocab == 32000 && c->hidden == 2560 && c->n_layers == 24 && c->n_heads == 32 && c->n_kv_heads == 8 &&
+           c->ffn == 6912 && c->max_ctx == 16384;
 }
 
 int32_t dn_llama_fallback_type(int32_t type, int64_t cols)
@@ -205,16 +221,6 @@ dn_meta dn_meta_str(const char *key, const char *s, size_t len)
     return kv;
 }
 
-static uint32_t gguf_elem_size(int32_t t)
-{
-    switch (t) {
-    case DN_GGUF_U8: case DN_GGUF_I8: case DN_GGUF_BOOL: return 1;
-    case DN_GGUF_U16: case DN_GGUF_I16: return 2;
-    case DN_GGUF_U32: case DN_GGUF_I32: case DN_GGUF_F32: return 4;
-    case DN_GGUF_U64: case DN_GGUF_I64: case DN_GGUF_F64: return 8;
-    default: return 0;
-    }
-}
 
 /* Store v as one element of type t (host layout) at p. */
 static void store_elem(uint8_t *p, int32_t t, int64_t iv, double fv)
@@ -253,7 +259,7 @@ static danu_status copy_array(const dn_meta *kv, dn_gguf_writer *w, const dn_all
         dn_free(a, lens);
         return st;
     }
-    uint32_t sz = gguf_elem_size(et);
+    uint32_t sz = dn_gguf_value_size(et);
     if (!sz || et == DN_GGUF_BOOL) { *skipped = 1; return DANU_OK; }
     if (n > SIZE_MAX / sz) return dn_seterr(DANU_ERR_NOMEM, "gguf metadata: %s too large", kv->key);
     uint8_t *buf = dn_malloc(a, (size_t)n * sz);

@@ -56,6 +56,12 @@ static inline int64_t dn_llama_permuted_row(int64_t g, int64_t rows_per_head)
  * and the synthetic writer handle any shape. Returns type itself when its
  * blocks fit. */
 int32_t dn_llama_fallback_type(int32_t type, int64_t cols);
+/* A first-generation H2O-Danube GGUF carries no sliding-window key (the
+ * converter never wrote one; llama.cpp never applied the window to it):
+ * recognise it by name (general.name/basename/finetune) or by its exact
+ * shape. */
+struct dn_config;
+int dn_llama_is_danube(const dn_gguf *g, const struct dn_config *c);
 uint32_t dn_llama_ftype(int32_t type);
 
 /* ---- an ordered metadata list ---- */

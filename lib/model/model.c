@@ -130,23 +130,6 @@ static danu_status bind_all(danu_model *m, int validate)
     return DANU_OK;
 }
 
-/* A first-generation H2O-Danube GGUF carries no sliding-window key; llama.cpp
- * never applied the window to it. Recognise it by name or by its exact shape. */
-static int looks_like_danube(const danu_model *m)
-{
-    static const char *keys[] = { "general.name", "general.basename", "general.finetune" };
-    for (int i = 0; i < 3; i++) {
-        const char *s;
-        uint64_t n;
-        if (dn_gguf_get_str(m->gguf, keys[i], &s, &n))
-            for (uint64_t k = 0; k + 6 <= n; k++)
-                if (!strncasecmp(s + k, "danube", 6)) return 1;
-    }
-    const dn_config *c = &m->cfg;
-    return c->vocab == 32000 && c->hidden == 2560 && c->n_layers == 24 && c->n_heads == 32 && c->n_kv_heads == 8 &&
-           c->ffn == 6912 && c->max_ctx == 16384;
-}
-
 /* The source's own progress fills [0, hi]; a repack may follow. */
 typedef struct progress_span { danu_progress_fn fn; void *user; float hi; } progress_span;
 
@@ -201,7 +184,7 @@ static danu_status load_gguf(danu_model *m, const char *path, const struct danu_
     } else {
         dn_log(&m->log, DANU_LOG_WARN, "%s: no tokenizer.ggml.tokens; only token ids can be used", path);
     }
-    if (m->cfg.window == 0 && o->sliding_window < 0 && looks_like_danube(m)) {
+    if (m->cfg.window == 0 && o->sliding_window < 0 && dn_llama_is_danube(m->gguf, &m->cfg)) {
         m->cfg.window = 4096;
         dn_log(&m->log, DANU_LOG_INFO,
                "%s: H2O-Danube file without llama.attention.sliding_window: using its window of 4096 "

@@ -509,23 +509,6 @@ static danu_status hf_metadata(job *j)
     return DANU_OK;
 }
 
-/* A first-generation H2O-Danube GGUF carries no sliding-window key (the
- * converter never wrote one): recognise it by name or by its exact shape. */
-static int looks_like_danube(const job *j)
-{
-    static const char *keys[] = { "general.name", "general.basename", "general.finetune" };
-    for (int i = 0; i < 3; i++) {
-        const char *s;
-        uint64_t n;
-        if (dn_gguf_get_str(j->g, keys[i], &s, &n))
-            for (uint64_t k = 0; k + 6 <= n; k++)
-                if (!strncasecmp(s + k, "danube", 6)) return 1;
-    }
-    const dn_config *c = &j->cfg;
-    return c->vocab == 32000 && c->hidden == 2560 && c->n_layers == 24 && c->n_heads == 32 && c->n_kv_heads == 8 &&
-           c->ffn == 6912 && c->max_ctx == 16384;
-}
-
 static danu_status gguf_metadata(job *j)
 {
     DN_TRY(dn_meta_from_gguf(&j->kv, j->g));
@@ -540,7 +523,7 @@ static danu_status gguf_metadata(job *j)
         if (at < 0) at = dn_meta_find(&j->kv, "general.architecture");
         DN_TRY(dn_meta_insert(&j->kv, at + 1, &kv));
     }
-    if (dn_meta_find(&j->kv, "llama.attention.sliding_window") < 0 && looks_like_danube(j)) {
+    if (dn_meta_find(&j->kv, "llama.attention.sliding_window") < 0 && dn_llama_is_danube(j->g, &j->cfg)) {
         kv = dn_meta_u32("llama.attention.sliding_window", 4096);
         int64_t at = dn_meta_find(&j->kv, "llama.attention.value_length");
         if (at < 0) at = dn_meta_find(&j->kv, "llama.attention.layer_norm_rms_epsilon");
