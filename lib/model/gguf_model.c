@@ -24,9 +24,11 @@ const char *const dn_llama_layer_gguf[9] = {
     "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"
 };
 
-/* HF and GGUF names of token_embd, output_norm and output. */
-static const char *const whole_hf[3] = { "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight" };
-static const char *const whole_gguf[3] = { "token_embd.weight", "output_norm.weight", "output.weight" };
+/* GGUF [0] and HF [1] names of token_embd, output_norm and output. */
+static const char *const whole_names[2][3] = {
+    { "token_embd.weight", "output_norm.weight", "output.weight" },
+    { "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight" },
+};
 
 static int put_name(char *out, size_t cap, const char *s)
 {
@@ -40,7 +42,7 @@ int dn_llama_tensor_name(int32_t format, int which, int layer, char *out, size_t
 {
     int hf = format == DANU_FORMAT_HF;
     if (which >= DN_LLAMA_TOKEN_EMBD && which <= DN_LLAMA_OUTPUT)
-        return put_name(out, cap, (hf ? whole_hf : whole_gguf)[which - DN_LLAMA_TOKEN_EMBD]);
+        return put_name(out, cap, whole_names[hf][which - DN_LLAMA_TOKEN_EMBD]);
     if (which < 0 || which > DN_LLAMA_FFN_DOWN) return 0;
     int k = hf ? snprintf(out, cap, "model.layers.%d.%s.weight", layer, dn_llama_layer_hf[which])
                : snprintf(out, cap, "blk.%d.%s.weight", layer, dn_llama_layer_gguf[which]);
@@ -52,7 +54,7 @@ int dn_llama_gguf_name(const char *hf, char *out, size_t cap, int *layer, int *w
     *layer = -1;
     *which = -1;
     for (int i = 0; i < 3; i++)
-        if (!strcmp(hf, whole_hf[i])) return put_name(out, cap, whole_gguf[i]);
+        if (!strcmp(hf, whole_names[1][i])) return put_name(out, cap, whole_names[0][i]);
     static const char prefix[] = "model.layers.";
     if (strncmp(hf, prefix, sizeof prefix - 1) != 0) return 0;
     const char *p = hf + sizeof prefix - 1;
