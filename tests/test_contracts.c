@@ -81,6 +81,19 @@ static danu_token *prompt_of(danu_model *m, const char *text, size_t *n)
     return ids;
 }
 
+/* Two greedy contexts of m with options o, each holding the same prompt:
+ * one to exercise, one as the uninterrupted reference. */
+static void greedy_pair(danu_model *m, danu_options *o, const char *text, danu_context **c, danu_context **ref,
+                        size_t *n)
+{
+    CHECK_OK(danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0));
+    CHECK_OK(danu_context_create(m, o, c));
+    CHECK_OK(danu_context_create(m, o, ref));
+    danu_token *ids = prompt_of(m, text, n);
+    CHECK_OK(danu_context_eval(*c, ids, *n, NULL));
+    CHECK_OK(danu_context_eval(*ref, ids, *n, NULL));
+}
+
 /* A whole generation that shifts the context several times and checks stop
  * strings on every token makes no allocation call, through generate() and
  * through steps with step_finish. */
@@ -142,15 +155,10 @@ START_TEST(test_generation_resumes_after_abort)
     ck_assert_int_eq(danu_model_load(tiny_a_path, NULL, &m), DANU_OK);
     danu_options *o = NULL;
     danu_options_create(NULL, &o);
-    danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0);
     danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1);
     danu_context *c = NULL, *ref = NULL;
-    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
-    ck_assert_int_eq(danu_context_create(m, o, &ref), DANU_OK);
     size_t n;
-    danu_token *ids = prompt_of(m, "The capital of France is", &n);
-    ck_assert_int_eq(danu_context_eval(c, ids, n, NULL), DANU_OK);
-    ck_assert_int_eq(danu_context_eval(ref, ids, n, NULL), DANU_OK);
+    greedy_pair(m, o, "The capital of France is", &c, &ref, &n);
     abort_at whole = { ref, 0, -1, { 0 } }, cut = { c, 0, 3, { 0 } };
     int32_t why;
     ck_assert_int_eq(danu_context_generate(ref, 10, abort_cb, &whole, &why), DANU_OK);
@@ -180,14 +188,9 @@ START_TEST(test_held_text_is_bounded)
     danu_options *o;
     danu_model *m = load_counted(&bc, &o);
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1), DANU_OK);
-    ck_assert_int_eq(danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0), DANU_OK);
     danu_context *c = NULL, *ref = NULL;
-    ck_assert_int_eq(danu_context_create(m, o, &c), DANU_OK);
-    ck_assert_int_eq(danu_context_create(m, o, &ref), DANU_OK);
     size_t n;
-    danu_token *ids = prompt_of(m, "Once upon a time", &n);
-    ck_assert_int_eq(danu_context_eval(c, ids, n, NULL), DANU_OK);
-    ck_assert_int_eq(danu_context_eval(ref, ids, n, NULL), DANU_OK);
+    greedy_pair(m, o, "Once upon a time", &c, &ref, &n);
     char expect[8192] = "", one[512], tiny[1];
     size_t len, total = 0;
     danu_token id;
@@ -241,14 +244,9 @@ START_TEST(test_final_step_keeps_text_that_did_not_fit)
     CHECK_OK(danu_model_load(tiny_a_path, NULL, &m));
     danu_options *o = NULL;
     danu_options_create(NULL, &o);
-    danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0);
     danu_context *c = NULL, *ref = NULL;
-    CHECK_OK(danu_context_create(m, o, &c));
-    CHECK_OK(danu_context_create(m, o, &ref));
     size_t n;
-    danu_token *ids = prompt_of(m, "Once upon a time", &n);
-    CHECK_OK(danu_context_eval(c, ids, n, NULL));
-    CHECK_OK(danu_context_eval(ref, ids, n, NULL));
+    greedy_pair(m, o, "Once upon a time", &c, &ref, &n);
     char expect[4096], got[4096], one[512], tiny[1];
     size_t len, total = 0;
     danu_token id;

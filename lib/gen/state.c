@@ -94,10 +94,18 @@ danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t ca
     return DANU_OK;
 }
 
+/* What a checked state holds: its header, its token count, the cached
+ * positions it carries per layer and how many of them this context keeps. */
+typedef struct state_view {
+    uint32_t hdr[HEADER_WORDS];
+    uint64_t n;
+    size_t saved_rows, need_rows;
+} state_view;
+
 /* Everything a load checks before it touches the context. */
-static danu_status check_state(const danu_context *c, const uint8_t *buf, size_t len, uint32_t hdr[HEADER_WORDS],
-                               uint64_t *n_out)
+static danu_status check_state(const danu_context *c, const uint8_t *buf, size_t len, state_view *v)
 {
+    uint32_t *hdr = v->hdr;
     const dn_config *cfg = &c->model->cfg;
     DN_CHECK(len >= state_bytes(0, 0, 0, 0, 0, 0), DANU_ERR_FORMAT, "state: %zu bytes is too short", len);
     DN_CHECK(!memcmp(buf, STATE_MAGIC, 8), DANU_ERR_FORMAT, "state: bad magic");
@@ -113,11 +121,11 @@ static danu_status check_state(const danu_context *c, const uint8_t *buf, size_t
     DN_CHECK(hdr[6] == (uint32_t)c->kv.type, DANU_ERR_FORMAT, "state: KV type %u differs from this context's %d", hdr[6],
              c->kv.type);
     DN_CHECK(hdr[7] <= 1, DANU_ERR_FORMAT, "state: bad logits flag");
-    uint64_t n = dn_rd_u64(buf + OFF_N_TOKENS);
+    const uint64_t n = v->n = dn_rd_u64(buf + OFF_N_TOKENS);
     DN_CHECK(n <= (uint64_t)c->n_ctx, DANU_ERR_FORMAT, "state: %llu tokens exceed n_ctx %d", (unsigned long long)n,
              c->n_ctx);
-    size_t saved_rows = n < hdr[5] ? (size_t)n : (size_t)hdr[5];
-    size_t need_rows = n < (uint64_t)c->cap ? (size_t)n : (size_t)c->cap;
+    const size_t saved_rows = v->saved_rows = n < hdr[5] ? (size_t)n : (size_t)hdr[5];
+    const size_t need_rows = v->need_rows = n < (uint64_t)c->cap ? (size_t)n : (size_t)c->cap;
     DN_CHECK(saved_rows >= need_rows, DANU_ERR_FORMAT, "state: holds %zu cached positions, this context needs %zu",
              saved_rows, need_rows);
     size_t expect = state_bytes(n, (int)hdr[7], cfg->vocab, cfg->n_layers, saved_rows,
@@ -127,24 +135,22 @@ static danu_status check_state(const danu_context *c, const uint8_t *buf, size_t
         int32_t t = (int32_t)dn_rd_u32(buf + OFF_TOKENS + 4 * i);
         DN_CHECK(t >= 0 && t < cfg->vocab, DANU_ERR_FORMAT, "state: token %llu has bad id %d", (unsigned long long)i, t);
     }
-    *n_out = n;
     return DANU_OK;
 }
 
 danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t len)
 {
     const dn_config *cfg = &c->model->cfg;
-    uint32_t hdr[HEADER_WORDS] = { 0 };
-    uint64_t n = 0;
-    DN_TRY(check_state(c, buf, len, hdr, &n));
+    state_view v = { { 0 }, 0, 0, 0 };
+    DN_TRY(check_state(c, buf, len, &v));
+    const uint64_t n = v.n;
+    const size_t saved_rows = v.saved_rows, need_rows = v.need_rows;
     dn_context_clear(c);   /* everything checked: from here on the load cannot fail */
     const uint8_t *p = buf + OFF_TOKENS;
     for (uint64_t i = 0; i < n; i++) { c->tokens[i] = (int32_t)dn_rd_u32(p); p += 4; }
-    if (hdr[7]) for (int32_t i = 0; i < cfg->vocab; i++) { c->logits[i] = dn_rd_f32(p); p += 4; }
+    if (v.hdr[7]) for (int32_t i = 0; i < cfg->vocab; i++) { c->logits[i] = dn_rd_f32(p); p += 4; }
     for (int i = 0; i < 4; i++) { c->sampler.rng[i] = dn_rd_u64(p); p += 8; }
     size_t row = (size_t)c->kv.kv_dim * c->kv.elem;
-    size_t saved_rows = n < hdr[5] ? (size_t)n : (size_t)hdr[5];
-    size_t need_rows = n < (uint64_t)c->cap ? (size_t)n : (size_t)c->cap;
     for (int l = 0; l < cfg->n_layers; l++)
         for (size_t r = 0; r < saved_rows; r++) {
             int64_t pos = (int64_t)(n - saved_rows + r);
@@ -155,7 +161,7 @@ danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t le
             p += 2 * row;
         }
     c->n_tokens = (size_t)n;
-    c->has_logits = (int)hdr[7];
+    c->has_logits = (int)v.hdr[7];
     return DANU_OK;
 }
 

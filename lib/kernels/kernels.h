@@ -118,6 +118,12 @@ danu_status dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, 
 /* Batches of at least this many rows are split over the pool by rows;
  * smaller ones stay on the calling thread (the results are the same bits). */
 enum { DN_SPLIT_MIN_ROWS = 8 };
+/* fn over the pool when n rows are worth splitting, else on the caller. */
+static inline void dn_run_rows(dn_pool *pool, dn_task_fn fn, void *arg, int64_t n)
+{
+    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, fn, arg);
+    else fn(arg, 0, 1);
+}
 
 /* The threaded matrix product: Y[i][t][r] = W[i][r,:] . X[t,:] for up to
  * three matrices of the same width sharing the input X (n_tok rows of

@@ -266,8 +266,7 @@ danu_status dn_matmul(const dn_kernels *k, dn_pool *pool, int n_mats, const dn_m
         }
         j.Xq[i] = act[slot];
     }
-    if (n_tok >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, prep_task, &p);
-    else prep_task(&p, 0, 1);
+    dn_run_rows(pool, prep_task, &p, n_tok);
     danu_status st = failed(&f, k, W);
     if (st != DANU_OK) return st;
     dn_pool_run(pool, mm_task, &j);

@@ -26,21 +26,15 @@ static void swiglu_task(void *arg, int ith, int nth)
         j->k->silu_mul(j->out + t * j->width, j->in + t * j->width, j->width);
 }
 
-static void run(dn_pool *pool, dn_task_fn fn, rows_job *j)
-{
-    if (j->n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, fn, j);
-    else fn(j, 0, 1);
-}
-
 void dn_rmsnorm_rows(const dn_kernels *k, dn_pool *pool, float *out, const float *x, const float *w, int64_t n,
                      int64_t width, float eps)
 {
     rows_job j = { k, out, x, w, n, width, eps };
-    run(pool, rmsnorm_task, &j);
+    dn_run_rows(pool, rmsnorm_task, &j, n);
 }
 
 void dn_swiglu_rows(const dn_kernels *k, dn_pool *pool, float *gate, const float *up, int64_t n, int64_t width)
 {
     rows_job j = { k, gate, up, NULL, n, width, 0.0f };
-    run(pool, swiglu_task, &j);
+    dn_run_rows(pool, swiglu_task, &j, n);
 }

@@ -41,8 +41,7 @@ static void table_task(void *arg, int ith, int nth)
 void dn_rope_table(const danu_model *m, dn_scratch *s, dn_pool *pool, int n, int64_t pos0)
 {
     rope_job j = { .m = m, .s = s, .n = n, .pos0 = pos0 };
-    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, table_task, &j);
-    else table_task(&j, 0, 1);
+    dn_run_rows(pool, table_task, &j, n);
 }
 
 /* Rotate n_heads heads of x by one table row. HF layout pairs (j, j + d/2);
@@ -87,8 +86,7 @@ static void stage_task(void *arg, int ith, int nth)
 void dn_rope_stage(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, int layer, int n)
 {
     rope_job j = { .m = m, .kv = kv, .s = s, .layer = layer, .n = n };
-    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, stage_task, &j);
-    else stage_task(&j, 0, 1);
+    dn_run_rows(pool, stage_task, &j, n);
 }
 
 /* ---- attention tiles ---------------------------------------------------------- */
