@@ -114,7 +114,8 @@ enum {
     DANU_ERR_BAD_UTF8 = 10,     /* text is not valid UTF-8                     */
     DANU_ERR_STATE = 11,        /* not possible in the object's current state  */
     DANU_ERR_BUFFER_TOO_SMALL = 12, /* caller buffer too small; size reported  */
-    DANU_ERR_INTERNAL = 13      /* a bug in libdanu                            */
+    DANU_ERR_INTERNAL = 13,     /* a bug in libdanu                            */
+    DANU_IN_PROGRESS = 14       /* not an error: sliced work remains (0.2)     */
 };
 
 /** FUNCTION. Short description of a status ("invalid argument", ...).
@@ -280,6 +281,81 @@ DANU_API danu_status danu_options_set_log(danu_options *opts, danu_log_fn fn, vo
  *  Thread: one thread at a time per options bag.
  *  @since 0.1 */
 DANU_API danu_status danu_options_set_progress(danu_options *opts, danu_progress_fn fn, void *user);
+/** Thread pools (0.2). A pool runs the parallel parts of evaluation:
+ *  matrix products, attention, norms. Every model has one of its own,
+ *  started on its first context and shared by all its contexts (so eight
+ *  contexts on a 2-core machine still run on 2 threads, not 16); an
+ *  application can instead create one pool and hand it to several models
+ *  with danu_options_set_pool, or hand libdanu its own job system
+ *  (danu_pool_create_host) so that libdanu starts no thread at all.
+ *  Work is cut into many small chunks that any participating thread takes
+ *  as it gets there, the calling thread included, so a worker the system
+ *  has descheduled delays a call by at most the chunk it holds. Idle
+ *  workers spin a few microseconds, then yield, then sleep. */
+typedef struct danu_pool danu_pool;
+/** One work item of a host job system: run item `item` of the batch `data`
+ *  (passed through unchanged from the danu_parallel_for_fn call). */
+typedef void (*danu_job_fn)(void *data, int32_t item);
+/** The host's parallel-for: call job(data, i) exactly once for each i in
+ *  0..n_items-1, on any threads, in any order, concurrently or one after
+ *  the other (the calling thread may run them all), and return only after
+ *  every call has returned. Items never wait for one another, so running
+ *  them in sequence cannot deadlock. Running an item twice or not at all
+ *  is a caller bug libdanu cannot detect (results are then wrong). n_items
+ *  is at most the pool's DANU_OPT_N_THREADS. The callback may be entered
+ *  by several threads at once when several contexts evaluate at once. */
+typedef void (*danu_parallel_for_fn)(void *user, danu_job_fn job, void *data, int32_t n_items);
+
+/** CONSTRUCTOR. A pool of worker threads that models and contexts share
+ *  (see danu_options_set_pool). Workers start when first needed.
+ *  @param opts DANU_OPT_N_THREADS (threads including the caller's; 0 =
+ *              the cores this process may run on), the allocator and the
+ *              log callback; NULL = defaults.
+ *  @param out  receives the pool (release with danu_pool_free); NULL on
+ *              error.
+ *  @return OK. Errors: INVALID_ARG (out NULL), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_pool_create(const danu_options *opts, danu_pool **out);
+/** CONSTRUCTOR. A pool that runs on the host application's job system:
+ *  each parallel step of evaluation becomes one call of fn with up to
+ *  DANU_OPT_N_THREADS items; libdanu starts no thread.
+ *  @param opts DANU_OPT_N_THREADS (most items per call, the workers the
+ *              host lends; 0 = the cores this process may run on), the
+ *              allocator; NULL = defaults.
+ *  @param fn   the host's parallel-for (danu_parallel_for_fn contract).
+ *  @param user passed back to fn; fn and user must stay valid until the
+ *              pool is destroyed.
+ *  @param out  receives the pool (release with danu_pool_free).
+ *  @return OK. Errors: INVALID_ARG (fn or out NULL), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_pool_create_host(const danu_options *opts, danu_parallel_for_fn fn, void *user,
+                                           danu_pool **out);
+/** DESTRUCTOR. Release the caller's reference: the pool (and its threads,
+ *  joined) goes when it and every model and context using it are freed.
+ *  @param pool the pool, or NULL (no-op).
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API void danu_pool_free(danu_pool *pool);
+/** FUNCTION. Threads a pool runs work on (host pools: the items per call).
+ *  @param pool the pool.
+ *  @return the count, or 0 when pool is NULL.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API int32_t danu_pool_size(const danu_pool *pool);
+/** METHOD. Run what is created with opts on pool instead of the model's
+ *  own pool: a model loaded with it repacks on it and gives it to its
+ *  contexts; a context created with it uses it. A context uses at most
+ *  DANU_OPT_N_THREADS of the pool's threads (0: all of them).
+ *  @param opts the options.
+ *  @param pool the pool (each object created keeps a reference), or NULL
+ *              for the default.
+ *  @return OK. Errors: INVALID_ARG (opts NULL).
+ *  Thread: one thread at a time per options bag.
+ *  @since 0.2 */
+DANU_API danu_status danu_options_set_pool(danu_options *opts, danu_pool *pool);
+
 /** FUNCTION. Smallest and largest value a key accepts.
  *  @param key a DANU_OPT_* key.
  *  @param min receives the minimum; may be NULL.
@@ -862,6 +938,95 @@ DANU_API danu_status danu_context_step_finish(danu_context *ctx, char *out, size
 DANU_API danu_status danu_context_chat_append(danu_context *ctx, const char *const *roles,
                                               const char *const *contents, size_t n,
                                               int32_t add_reply_prompt);
+
+/* ------------------------------------------------------------------ */
+/* Work in slices (0.2)                                                 */
+/* ------------------------------------------------------------------ */
+
+/** Evaluation split into frame-sized slices, for game loops and job
+ *  systems that cannot block for a whole prompt: a *_begin call checks its
+ *  input and queues the evaluation without running it; danu_context_work
+ *  then advances it for about a time budget per call, stopping at a layer
+ *  boundary. Results are bit-identical to the blocking calls. While work
+ *  is pending, the other calls that evaluate, sample or change the cache
+ *  (eval, prompt, step, generate, chat_append, rewind, state save/load,
+ *  another *_begin) return DANU_ERR_STATE; danu_context_clear and
+ *  danu_context_free drop the pending work, danu_context_abort cancels it
+ *  at the next slice. */
+
+/** METHOD. Queue the evaluation of tokens (danu_context_eval without
+ *  all_logits, run by danu_context_work).
+ *  @param ctx    the context; no work pending.
+ *  @param tokens n ids, copied; NULL only when n is 0.
+ *  @param n      number of tokens (0: nothing is queued).
+ *  @return OK (queued). Errors: INVALID_ARG, BAD_TOKEN, CONTEXT_FULL (as
+ *          danu_context_eval; under DANU_FULL_SHIFT the shift is queued
+ *          too), STATE (work pending). Nothing is queued on error.
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_eval_begin(danu_context *ctx, const danu_token *tokens, size_t n);
+/** METHOD. Queue danu_context_prompt: the cached prefix shared with
+ *  tokens is kept, the rest is queued.
+ *  @param ctx      the context; no work pending.
+ *  @param tokens   n ids, copied.
+ *  @param n        number of tokens, > 0.
+ *  @param n_reused receives the prefix kept; may be NULL.
+ *  @return OK (queued). Errors: as danu_context_prompt, STATE (work pending).
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_prompt_begin(danu_context *ctx, const danu_token *tokens, size_t n,
+                                               size_t *n_reused);
+/** METHOD. Queue danu_context_chat_append: the messages are encoded now,
+ *  their evaluation is queued.
+ *  @param ctx, roles, contents, n, add_reply_prompt as danu_context_chat_append.
+ *  @return OK (queued). Errors: as danu_context_chat_append, STATE (work
+ *          pending).
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_chat_append_begin(danu_context *ctx, const char *const *roles,
+                                                    const char *const *contents, size_t n,
+                                                    int32_t add_reply_prompt);
+/** METHOD. Advance the pending evaluation for about budget_us
+ *  microseconds. Each call runs at least one unit (one decoder layer of
+ *  the current batch, or a part of the output layer), then starts another
+ *  only while the time spent plus the last unit's time fits the budget, so
+ *  a call overruns by at most one unit. Prompts are cut into batches small
+ *  enough for the budget (never above DANU_OPT_N_BATCH).
+ *  @param ctx       the context.
+ *  @param budget_us time to spend, >= 0 (0: exactly one unit).
+ *  @return IN_PROGRESS (work remains: call again), OK (finished, or
+ *          nothing was pending). Errors: INVALID_ARG (ctx NULL, budget
+ *          negative), ABORTED (danu_context_abort since the *_begin call:
+ *          the pending work is dropped; tokens of batches finished before
+ *          stay cached), NOMEM, INTERNAL. After an error nothing is pending.
+ *  Thread: the thread using ctx (any thread, one at a time: a job system
+ *          may run successive slices on different threads).
+ *  @since 0.2 */
+DANU_API danu_status danu_context_work(danu_context *ctx, int64_t budget_us);
+/** FUNCTION. Tokens of the pending work not evaluated yet.
+ *  @param ctx the context.
+ *  @return the count (a step in flight counts 1); 0 when nothing is
+ *          pending or ctx is NULL.
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API size_t danu_context_pending(const danu_context *ctx);
+/** METHOD. danu_context_step in slices: the first call samples the next
+ *  token and queues its evaluation; each call advances the pending work as
+ *  danu_context_work(ctx, budget_us) does (finishing first any work queued
+ *  before by a *_begin call), and returns IN_PROGRESS until the token is
+ *  evaluated. The call that finishes returns what danu_context_step
+ *  returns, with the same outputs.
+ *  @param ctx, id_out, out, cap, len_out, reason as danu_context_step
+ *                (outputs are written by the finishing call; IN_PROGRESS
+ *                leaves *reason -1, *len_out 0 and *id_out the sampled
+ *                id or -1).
+ *  @param budget_us as danu_context_work.
+ *  @return IN_PROGRESS, OK, or the errors of danu_context_step and
+ *          danu_context_work.
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_step_sliced(danu_context *ctx, int64_t budget_us, danu_token *id_out,
+                                              char *out, size_t cap, size_t *len_out, int32_t *reason);
 
 /* ------------------------------------------------------------------ */
 /* State                                                                */
