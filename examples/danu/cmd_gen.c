@@ -191,6 +191,7 @@ static int32_t stream_cb(void *user, danu_token id, const char *text, size_t len
 /* --slice-us: how many calls of sliced work ran and the longest. */
 typedef struct slice_stats { int64_t calls; double total_ms, max_ms; } slice_stats;
 
+/* Call with t0 taken before the call it times (arguments have no order). */
 static danu_status timed(slice_stats *st, double t0, danu_status s)
 {
     double ms = (cli_now() - t0) * 1e3;
@@ -214,7 +215,8 @@ static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n,
         size_t last = 0;
         s = danu_context_eval_begin(c, ids, n);
         while (s == DANU_OK) {
-            s = timed(st, cli_now(), danu_context_work(c, slice_us));
+            double t0 = cli_now();
+            s = timed(st, t0, danu_context_work(c, slice_us));
             done = n - danu_context_pending(c);
             if (show && (done != last || s != DANU_IN_PROGRESS)) fprintf(stderr, "\rdanu run: prompt %zu/%zu tokens", done, n);
             last = done;
@@ -244,8 +246,10 @@ static danu_status generate_sliced(danu_context *c, int64_t max_tokens, int64_t 
     danu_status s = DANU_OK;
     for (int64_t i = 0; i < max_tokens && why < 0 && s == DANU_OK; i++) {
         danu_token t;
-        do s = timed(st, cli_now(), danu_context_step_sliced(c, slice_us, &t, text, sizeof text, &len, &why));
-        while (s == DANU_IN_PROGRESS);
+        do {
+            double t0 = cli_now();
+            s = timed(st, t0, danu_context_step_sliced(c, slice_us, &t, text, sizeof text, &len, &why));
+        } while (s == DANU_IN_PROGRESS);
         if (s == DANU_OK) { fwrite(text, 1, len, stdout); fflush(stdout); }
     }
     if (s == DANU_OK && why < 0) {   /* stopped by -n: the text held back, as generate flushes it */

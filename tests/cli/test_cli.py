@@ -264,6 +264,8 @@ def test_run_slice_us_prints_the_same_text():
             check(rc == 0, "--slice-us %s: rc %d %s" % (us, rc, err))
             check(sliced == plain, "--slice-us %s prints the same text: %r vs %r" % (us, sliced, plain))
             check("calls of sliced work with a budget of %s us" % us in err, err)
+            longest = float(err.split("longest ")[1].split(" ms")[0])
+            check(0 < longest < 60000, "the calls are timed: %s" % err)
     rc, sliced, err = danu("run", "-m", GGUF, "--temp", "0", "-n", "0", "--slice-us", "1000")
     check(rc == 0 and sliced.strip() == "The capital of France is", "-n 0: the prompt only: %r %s" % (sliced, err))
 
