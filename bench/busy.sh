@@ -69,7 +69,11 @@ bench() {   # label, then danu bench flags: prints the table, keeps it in $OUT
 }
 
 t0=$(date +%s)
-echo "busy.sh: $(nproc) cores; $MODEL and $TINY; -p $PP -n $TG -r $REPS"
+load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+echo "busy.sh: $(nproc) cores, load average $load; $MODEL and $TINY; -p $PP -n $TG -r $REPS"
+if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+  echo "busy.sh: warning: other programs are running (load $load): \"idle\" is not idle, the ratios are noisy"
+fi
 echo
 
 # 1. idle and busy at -t 1,2,4
@@ -106,7 +110,8 @@ slices=$(echo "$out" | awk -F'|' -v us="$SLICE_US" '$3 ~ /(pp|tg)[0-9]/ && NF >=
   n = $3; gsub(/^ +| +$/, "", n)
   printf "  %-6s %6d calls: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f ms (budget %.2f ms)\n", n, $9, $10, $11, $12, $13, us / 1000 }')
 
-echo "== summary (issue 16 targets; $(nproc) cores, $(( $(date +%s) - t0 )) s) =="
+echo "== summary (issue 16 targets; $(nproc) cores, load average $load at the start," \
+  "$(cut -d' ' -f1 /proc/loadavg 2>/dev/null) at the end, $(( $(date +%s) - t0 )) s) =="
 printf "| %-34s | %8s | %-7s | %-4s |\n" "ratio" "value" "target" ""
 printf "|%s|%s|%s|%s|\n" "------------------------------------" "----------" "---------" "------"
 printf "%s\n" "${SUMMARY[@]}"
