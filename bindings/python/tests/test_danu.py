@@ -773,7 +773,7 @@ class TestSlicesAndPools(unittest.TestCase):
     def test_host_pool_items_run_once_on_host_threads(self):
         # a host job system in the plainest form: submit every item, wait for all
         from concurrent.futures import ThreadPoolExecutor, wait
-        want_tokens, want_logits = self.reference(self.long)
+        want_tokens, want_logits = self.reference(self.long, threads=3)
         ran = {}
         lock = threading.Lock()
         main = threading.get_ident()
