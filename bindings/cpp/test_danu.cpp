@@ -420,28 +420,28 @@ static int test_pools_and_slices(const std::string &model_path, const std::vecto
             m.emplace(std::move(*mp));
         }   // the Pool object goes; the model keeps the std::function alive
         {
-        auto c = danu::Context::create(*m, &opts);
-        REQUIRE(c.ok());
-        const int64_t calls0 = workers.calls;
-        CHECK(c->eval(all).ok());
-        CHECK(workers.calls > calls0);        // the evaluation ran on the host pool
-        CHECK(c->tokens() == want_tokens);
-        CHECK(same_bits(logits_of(*c), want));
-        CHECK(c->clear().ok());
-        CHECK(c->eval_begin(all).ok());       // sliced work on it too
-        CHECK(drive(*c, 0) >= 0);
-        CHECK(same_bits(logits_of(*c), want));
-        // two contexts evaluating at once on two threads enter the callback concurrently
-        auto d = danu::Context::create(*m, &opts);
-        REQUIRE(d.ok());
-        CHECK(c->clear().ok());
-        std::vector<float> got_c, got_d;
-        std::thread tc([&] { if (c->eval(all).ok()) got_c = logits_of(*c); });
-        std::thread td([&] { if (d->eval(all).ok()) got_d = logits_of(*d); });
-        tc.join();
-        td.join();
-        CHECK(same_bits(got_c, want));
-        CHECK(same_bits(got_d, want));
+            auto c = danu::Context::create(*m, &opts);
+            REQUIRE(c.ok());
+            const int64_t calls0 = workers.calls;
+            CHECK(c->eval(all).ok());
+            CHECK(workers.calls > calls0);        // the evaluation ran on the host pool
+            CHECK(c->tokens() == want_tokens);
+            CHECK(same_bits(logits_of(*c), want));
+            CHECK(c->clear().ok());
+            CHECK(c->eval_begin(all).ok());       // sliced work on it too
+            CHECK(drive(*c, 0) >= 0);
+            CHECK(same_bits(logits_of(*c), want));
+            // two contexts evaluating at once on two threads enter the callback concurrently
+            auto d = danu::Context::create(*m, &opts);
+            REQUIRE(d.ok());
+            CHECK(c->clear().ok());
+            std::vector<float> got_c, got_d;
+            std::thread tc([&] { if (c->eval(all).ok()) got_c = logits_of(*c); });
+            std::thread td([&] { if (d->eval(all).ok()) got_d = logits_of(*d); });
+            tc.join();
+            td.join();
+            CHECK(same_bits(got_c, want));
+            CHECK(same_bits(got_d, want));
         }   // the contexts go, then the model, and with it the last reference to the pool
         m.reset();
         CHECK(workers.items == workers.ran);  // each item ran, once, on a worker

@@ -612,6 +612,7 @@ class TestSlicesAndPools(unittest.TestCase):
             r.eval(self.g["prompt"])
             want = [r.step() for _ in range(n)]
             want_tail = r.step_finish()
+            want_tokens, want_logits = r.tokens, r.logits.tobytes()
         for budget in (0, 500):
             with self.subTest(budget_us=budget), self.ctx() as c:
                 c.eval(self.g["prompt"])
@@ -626,8 +627,8 @@ class TestSlicesAndPools(unittest.TestCase):
                     got.append(st)
                 self.assertEqual(got, want)          # tokens, texts and reasons
                 self.assertEqual(c.step_finish(), want_tail)
-                self.assertEqual(c.tokens, r.tokens)
-                self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+                self.assertEqual(c.tokens, want_tokens)
+                self.assertEqual(c.logits.tobytes(), want_logits)
                 if budget == 0:                      # each step took slices of one unit
                     self.assertGreaterEqual(in_progress, n)
 
@@ -811,7 +812,7 @@ class TestSlicesAndPools(unittest.TestCase):
             seen.append(n_items)
             job(0)
             job(0)                          # twice: the second is a no-op
-            if len(seen) % 3 == 0:
+            if len(seen) % 2 == 1:
                 raise RuntimeError("host job system failed")
             # the other items are left to the binding
 
@@ -819,7 +820,7 @@ class TestSlicesAndPools(unittest.TestCase):
         with self.ctx(pool=pool) as c:
             c.eval(self.long)
             self.assertEqual(c.logits.tobytes(), want_logits)
-        self.assertGreaterEqual(len(seen), 3)
+        self.assertTrue(seen)
         self.assertIsInstance(pool.error, RuntimeError)
         with self.assertRaises(danu.InvalidArgumentError):
             danu.Pool.host(None, 2)
