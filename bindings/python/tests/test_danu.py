@@ -767,6 +767,20 @@ class TestSlicesAndPools(unittest.TestCase):
                 with self.ctx() as r:
                     r.eval(self.long + self.g["greedy"][:5])
                     self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+                # two contexts evaluating at once enter the parallel-for from two threads
+                with self.ctx(m) as d:
+                    c.clear()
+                    got = {}
+
+                    def run(ctx, key):
+                        ctx.eval(self.long)
+                        got[key] = ctx.logits.tobytes()
+                    threads = [threading.Thread(target=run, args=(x, k)) for k, x in (("c", c), ("d", d))]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    self.assertEqual(got, {"c": want_logits, "d": want_logits})
             self.assertIsNone(pool.error)
             m.close()
             pool.close()
