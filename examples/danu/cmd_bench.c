@@ -409,8 +409,8 @@ static int bench_seqs(const seqs_cfg *C)
             size_t ctx_bytes = danu_context_memory_size(c0) * (size_t)S;   /* the forks are c0's size */
             if (S == 1) tg1 = mean;
             char x1[16] = "-", xpp[16] = "-", pps[32];
-            if (tg1 > 0 && C->tg > 0) snprintf(x1, sizeof x1, "%.2f", mean / tg1);
-            if (s_pp > 0 && C->tg > 0) snprintf(xpp, sizeof xpp, "%.2f", mean / s_pp);
+            if (tg1 > 0 && C->tg > 0) snprintf(x1, sizeof x1, "%.3g", mean / tg1);
+            if (s_pp > 0 && C->tg > 0) snprintf(xpp, sizeof xpp, "%.3g", mean / s_pp);
             snprintf(pps, sizeof pps, "%lld%s", (long long)C->pp, at);
             printf("| %7d | %6s | %5lld | %4d | %6lld | %8.3f | %9.2f | %8.2f | %8.3f | %9.2f ± %6.2f | %8.3f | %9.2f | "
                    "%6lld | %8.0f | %8.1f | %8.1f | %6s | %5s |\n", C->threads[ti], pps, (long long)C->tg, S,
