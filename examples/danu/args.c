@@ -42,6 +42,28 @@ int cli_parse_int(const char *flag, const char *v, double min, double max, int64
     return -1;
 }
 
+int cli_parse_int_list(const char *flag, const char *v, double min, double max, int64_t *out, int cap)
+{
+    int n = 0;
+    for (const char *s = v ? v : "";;) {
+        size_t len = strcspn(s, ",");
+        char one[32];
+        snprintf(one, sizeof one, "%.*s", (int)(len < 31 ? len : 31), s);
+        if (n == cap) {
+            cli_err("%s takes at most %d comma-separated values", flag, cap);
+            return -1;
+        }
+        if (len > 30) {
+            cli_err("%s takes integers in %.0f..%.0f, not \"%.30s...\"", flag, min, max, s);
+            return -1;
+        }
+        if (cli_parse_int(flag, one, min, max, &out[n])) return -1;
+        n++;
+        if (!s[len]) return n;
+        s += len + 1;
+    }
+}
+
 int cli_parse_float(const char *flag, const char *v, double min, double max, double *out)
 {
     char *end = NULL, range[64];

@@ -20,6 +20,9 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Strict numbers: the whole string, within min..max, else "danu CMD: FLAG
  * takes ..." is printed and -1 returned. */
 int cli_parse_int(const char *flag, const char *v, double min, double max, int64_t *out);
+/* "1,2,4": each value an integer within min..max (as cli_parse_int), at most
+ * cap of them; returns how many, or -1 (printed, naming flag). */
+int cli_parse_int_list(const char *flag, const char *v, double min, double max, int64_t *out, int cap);
 int cli_parse_float(const char *flag, const char *v, double min, double max, double *out);
 /* The value of an option key, checked against danu_param_bounds. */
 int cli_parse_opt(const char *flag, const char *v, danu_param key, double *out);

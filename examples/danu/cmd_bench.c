@@ -264,17 +264,185 @@ static void print_phase(bench_ctx *bc, int n_ctx, int threads, int reps, const c
     free(all.v);
 }
 
+/* ---- --seqs S1,S2,...: many sequences in one batch (issue 17) ---- */
+
+/* As llama.cpp's llama-batched-bench with a shared prompt: one context
+ * evaluates the -p prompt (after -d tokens of depth, restored untimed), S-1
+ * forks copy it, then all S generate -n tokens each through danu_batch_step,
+ * one forward pass per token of every sequence. */
+typedef struct seqs_cfg {
+    danu_model *m;
+    const int *threads;
+    int nt;
+    const int64_t *seqs;
+    int ns;
+    int64_t pp, tg, depth, reps;
+    int own_pool;
+    const danu_token *prompt;
+} seqs_cfg;
+
+typedef struct seqs_rep { double t_pp, t_fork, t_tg; int64_t made; } seqs_rep;
+
+/* One repetition with S sequences: c0 reset, prompt, forks, generation. */
+static int seqs_once(const seqs_cfg *C, danu_context *c0, const void *state, size_t state_len, danu_batch *b,
+                     int S, danu_context **ctxs, danu_batch_item *items, char (*text)[256], seqs_rep *out,
+                     double *rss_mb)
+{
+    int rc = 0, forked = 0;
+    danu_status s = state ? danu_context_state_load(c0, state, state_len) : danu_context_clear(c0);
+    if (s) return cli_fail("reset", s);
+    double t0 = cli_now();
+    if (C->pp > 0) s = danu_context_eval(c0, C->prompt, (size_t)C->pp, NULL);
+    double t1 = cli_now();
+    danu_token bos = 1;
+    if (!s && C->pp == 0 && !state) s = danu_context_eval(c0, &bos, 1, NULL);   /* logits to sample from */
+    if (s) return cli_fail("eval", s);
+    ctxs[0] = c0;
+    double t2 = cli_now();
+    for (forked = 1; forked < S && !s; forked++) s = danu_context_fork(c0, &ctxs[forked]);
+    double t3 = cli_now();
+    if (s) { rc = cli_fail("fork", s); forked--; }
+    int64_t made = 0;
+    double t4 = cli_now();
+    for (int64_t step = 0; step < C->tg && !rc; step++) {
+        for (int k = 0; k < S; k++)
+            items[k] = (danu_batch_item){ .struct_size = sizeof(danu_batch_item), .ctx = ctxs[k], .text = text[k],
+                                          .cap = sizeof text[k] };
+        s = danu_batch_step(b, items, (size_t)S);
+        if (s) { rc = cli_fail("batch step", s); break; }
+        for (int k = 0; k < S && !rc; k++) {
+            if (items[k].status == DANU_OK && items[k].id >= 0) made++;
+            else if (items[k].status != DANU_IN_PROGRESS) {
+                char what[64];
+                snprintf(what, sizeof what, "batch step (sequence %d)", k);
+                rc = cli_fail(what, items[k].status == DANU_OK ? DANU_ERR_INTERNAL : items[k].status);
+            }
+        }
+    }
+    double t5 = cli_now();
+    double rss = cli_current_rss() / 1e6;   /* every sequence's cache still held */
+    if (rss > *rss_mb) *rss_mb = rss;
+    for (int k = 1; k < forked; k++) danu_context_free(ctxs[k]);
+    *out = (seqs_rep){ t1 - t0, t3 - t2, t5 - t4, made };
+    return rc;
+}
+
+static int bench_seqs(const seqs_cfg *C)
+{
+    int max_s = 1, rc = 0;
+    for (int i = 0; i < C->ns; i++) if (C->seqs[i] > max_s) max_s = (int)C->seqs[i];
+    /* room for depth + prompt + generation (+ BOS), rounded up: the caches stay small */
+    int64_t n_ctx = (C->depth + C->pp + C->tg + 1 + 63) / 64 * 64;
+    danu_context **ctxs = calloc((size_t)max_s, sizeof *ctxs);
+    danu_batch_item *items = calloc((size_t)max_s, sizeof *items);
+    char (*text)[256] = calloc((size_t)max_s, sizeof *text);
+    seqs_rep *reps = calloc((size_t)C->reps, sizeof *reps);
+    if (!ctxs || !items || !text || !reps) rc = cli_fail("bench", DANU_ERR_NOMEM);
+    char at[32] = "";
+    if (C->depth) snprintf(at, sizeof at, " @ d%lld", (long long)C->depth);
+    if (!rc) {
+        printf("seqs: one context evaluates the %lld-token prompt (PP)%s, S-1 forks copy it (danu_context_fork), then "
+               "the S sequences generate %lld tokens each together (danu_batch_step, EOS ignored); n_ctx %lld, "
+               "%lld repetition%s\n", (long long)C->pp, C->depth ? " after the depth (restored, untimed)" : "",
+               (long long)C->tg, (long long)n_ctx, (long long)C->reps, C->reps == 1 ? "" : "s");
+        printf("  N_KV = PP + S*TG (as llama-batched-bench with a shared prompt); T = T_PP + T_TG (fork separate); "
+               "S_TG = S*TG / T_TG, mean ± sd over repetitions; gen = tokens the batch steps returned; "
+               "xS1 = S_TG / S_TG of S=1; xPP = S_TG / S_PP\n");
+        printf("| %-7s | %6s | %5s | %4s | %6s | %8s | %9s | %8s | %8s | %18s | %8s | %9s | %6s | %8s | %8s | %8s | "
+               "%6s | %5s |\n", "threads", "PP", "TG", "S", "N_KV", "T_PP s", "S_PP t/s", "fork ms", "T_TG s",
+               "S_TG t/s", "T s", "S t/s", "gen", "RSS MB", "ctx MB", "batch MB", "xS1", "xPP");
+        printf("|---------|--------|-------|------|--------|----------|-----------|----------|----------|"
+               "--------------------|----------|-----------|--------|----------|----------|----------|--------|"
+               "-------|\n");
+        fflush(stdout);
+    }
+    for (int ti = 0; ti < C->nt && !rc; ti++) {
+        danu_options *co = cli_options(0);
+        danu_pool *pool = NULL;
+        danu_context *c0 = NULL;
+        danu_batch *b = NULL;
+        void *state = NULL;
+        size_t state_len = 0;
+        danu_status s = co ? DANU_OK : DANU_ERR_NOMEM;
+        if (!s) s = danu_options_set_int(co, DANU_OPT_N_THREADS, C->threads[ti]);
+        if (!s && C->own_pool) s = danu_pool_create(co, &pool);
+        if (!s && C->own_pool) s = danu_options_set_pool(co, pool);
+        if (!s) s = danu_batch_create(C->m, max_s, co, &b);
+        if (s) rc = cli_fail("batch", s);
+        if (!s) s = danu_options_set_int(co, DANU_OPT_N_CTX, n_ctx);
+        if (!s) s = danu_options_set_float(co, DANU_OPT_TEMPERATURE, 0.0);
+        if (!s) s = danu_options_set_int(co, DANU_OPT_IGNORE_EOS, 1);
+        if (!s) s = danu_context_create(C->m, co, &c0);
+        danu_pool_free(pool);   /* the batch and the contexts hold their own references */
+        danu_options_free(co);
+        if (s && !rc) rc = cli_fail("context", s);
+        /* -d: fill the context once, keep its state, restore it before each run */
+        if (!rc && C->depth > 0) {
+            s = danu_context_eval(c0, C->prompt, (size_t)C->depth, NULL);
+            state_len = s ? 0 : danu_context_state_size(c0);
+            state = s ? NULL : malloc(state_len);
+            if (!s && !state) s = DANU_ERR_NOMEM;
+            if (!s) s = danu_context_state_save(c0, state, state_len, &state_len);
+            if (s) rc = cli_fail("depth", s);
+        }
+        /* warm-up: page in the weights */
+        if (!rc && C->pp > 0 && !C->depth) danu_context_eval(c0, C->prompt, (size_t)(C->pp < 16 ? C->pp : 16), NULL);
+        double tg1 = 0;   /* S_TG of S=1 with these threads, once measured */
+        for (int si = 0; si < C->ns && !rc; si++) {
+            int S = (int)C->seqs[si];
+            double rss_mb = 0, tg_rate[64], sum_pp = 0, sum_fork = 0, sum_tg = 0, mean, sd;
+            int64_t made = -1;
+            for (int r = 0; r < C->reps && !rc; r++) {
+                rc = seqs_once(C, c0, state, state_len, b, S, ctxs, items, text, &reps[r], &rss_mb);
+                sum_pp += reps[r].t_pp;
+                sum_fork += reps[r].t_fork;
+                sum_tg += reps[r].t_tg;
+                tg_rate[r] = reps[r].t_tg > 0 ? (double)reps[r].made / reps[r].t_tg : 0;
+                if (made < 0 || reps[r].made < made) made = reps[r].made;   /* the fewest of any repetition */
+            }
+            if (rc) break;
+            double n = (double)C->reps, t_pp = sum_pp / n, t_fork = sum_fork / n, t_tg = sum_tg / n;
+            stats(tg_rate, (int)C->reps, &mean, &sd);
+            double s_pp = t_pp > 0 && C->pp > 0 ? (double)C->pp / t_pp : 0;
+            int64_t n_kv = C->pp + (int64_t)S * C->tg;
+            double t_all = t_pp + t_tg;
+            size_t ctx_bytes = danu_context_memory_size(c0) * (size_t)S;   /* the forks are c0's size */
+            if (S == 1) tg1 = mean;
+            char x1[16] = "-", xpp[16] = "-", pps[32];
+            if (tg1 > 0 && C->tg > 0) snprintf(x1, sizeof x1, "%.3g", mean / tg1);
+            if (s_pp > 0 && C->tg > 0) snprintf(xpp, sizeof xpp, "%.3g", mean / s_pp);
+            snprintf(pps, sizeof pps, "%lld%s", (long long)C->pp, at);
+            printf("| %7d | %6s | %5lld | %4d | %6lld | %8.3f | %9.2f | %8.2f | %8.3f | %9.2f ± %6.2f | %8.3f | %9.2f | "
+                   "%6lld | %8.0f | %8.1f | %8.1f | %6s | %5s |\n", C->threads[ti], pps, (long long)C->tg, S,
+                   (long long)n_kv, t_pp, s_pp, t_fork * 1e3, t_tg, mean, sd, t_all,
+                   t_all > 0 ? (double)n_kv / t_all : 0, (long long)made, rss_mb, ctx_bytes / 1e6,
+                   danu_batch_memory_size(b) / 1e6, x1, xpp);
+            fflush(stdout);
+        }
+        free(state);
+        danu_context_free(c0);
+        danu_batch_free(b);
+    }
+    free(ctxs);
+    free(items);
+    free(text);
+    free(reps);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *threads_s = "1,2";
     int64_t pp = 512, tg = 128, reps = 3, depth = 0, busy = 0, n_ctx = 1, slice_us = -1;
-    int own_pool = 0;
+    int own_pool = 0, n_seqs = 0;
+    int64_t seqs[16];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int lf, bad = 0;
         if (cli_is_flag(a, "-h", "--help")) {
             printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--busy N]\n"
-                   "                  [--contexts N] [--pool shared|own] [--slice-us U] [load options]\n"
+                   "                  [--contexts N] [--pool shared|own] [--slice-us U] [--seqs 1,2,4,8]\n"
+           "                  [load options]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
                    "  tokens one at a time; -d D runs both after D tokens already in the context (\"@ dD\",\n"
                    "  as llama-bench -d: attention over a long context). Also prints peak RSS and, for\n"
@@ -292,6 +460,15 @@ int cmd_bench(int argc, char **argv)
                    "                     generation through danu_context_step_sliced, U microseconds per\n"
                    "                     call; adds the calls and the p50/p90/p99/max of their wall time\n"
                    "                     in ms; 0..60000000 (0: one unit, a layer, per call)\n"
+                   "  --seqs LIST        as llama-batched-bench: for each S (1..4096, comma-separated) one\n"
+                   "                     context evaluates the -p prompt (after -d), S-1 forks copy it\n"
+                   "                     (danu_context_fork, timed apart), then the S sequences generate -n\n"
+                   "                     tokens each in one batch (danu_batch_step, EOS ignored). Columns:\n"
+                   "                     PP, TG, S, N_KV = PP + S*TG, T_PP, S_PP, fork ms, T_TG, S_TG (all\n"
+                   "                     S*TG tokens / T_TG), T = T_PP + T_TG, S = N_KV / T, gen (tokens\n"
+                   "                     returned), RSS, the contexts' and the batch's memory, and S_TG\n"
+                   "                     against S=1's (xS1) and against S_PP (xPP). Not with --contexts\n"
+                   "                     or --slice-us\n"
                    CLI_LOAD_HELP);
             return 0;
         } else if (cli_is_flag(a, "-m", "--model") && v) model = argv[++i];
@@ -303,6 +480,11 @@ int cmd_bench(int argc, char **argv)
         else if (cli_is_flag(a, NULL, "--busy")) { bad = cli_parse_int(a, v, 0, 256, &busy); i++; }
         else if (cli_is_flag(a, NULL, "--contexts")) { bad = cli_parse_int(a, v, 1, 64, &n_ctx); i++; }
         else if (cli_is_flag(a, NULL, "--slice-us")) { bad = cli_parse_int(a, v, 0, 60e6, &slice_us); i++; }
+        else if (cli_is_flag(a, NULL, "--seqs")) {
+            n_seqs = cli_parse_int_list(a, v, 1, 4096, seqs, 16);
+            bad = n_seqs < 0;
+            i++;
+        }
         else if (cli_is_flag(a, NULL, "--pool")) {
             own_pool = v && !strcmp(v, "own");
             if (!v || (!own_pool && strcmp(v, "shared"))) {
@@ -317,20 +499,16 @@ int cmd_bench(int argc, char **argv)
         if (bad) return EXIT_USAGE;
     }
     if (!model) { cli_err("need -m MODEL"); return EXIT_USAGE; }
+    if (n_seqs > 0 && (n_ctx > 1 || slice_us >= 0)) {
+        cli_err("--seqs cannot be combined with %s", n_ctx > 1 ? "--contexts" : "--slice-us");
+        return EXIT_USAGE;
+    }
     /* -t 1,2,4: each count 1..64 (the bandwidth probe runs one reader per thread) */
     int threads[16], nt = 0;
-    for (const char *s = threads_s;;) {
-        size_t len = strcspn(s, ",");
-        char one[32];
-        int64_t t;
-        snprintf(one, sizeof one, "%.*s", (int)(len < 31 ? len : 31), s);
-        if (nt == 16 || len > 30 || cli_parse_int("-t", one, 1, 64, &t)) {
-            if (nt == 16) cli_err("-t takes at most 16 thread counts");
-            return EXIT_USAGE;
-        }
-        threads[nt++] = (int)t;
-        if (!s[len]) break;
-        s += len + 1;
+    {
+        int64_t t[16];
+        if ((nt = cli_parse_int_list("-t", threads_s, 1, 64, t, 16)) < 0) return EXIT_USAGE;
+        for (int k = 0; k < nt; k++) threads[k] = (int)t[k];
     }
     danu_options *o = cli_options(1);
     danu_model *m = cli_load(model, o);
@@ -369,10 +547,10 @@ int cmd_bench(int argc, char **argv)
     }
     static const char *isa_names[] = { "reference", "scalar", "avx2", "avx512", "neon" };
     /* the bandwidth probe's buffer is resident too: RSS figures subtract it */
-    size_t bw_size = (size_t)1 << 30;
+    size_t bw_size = n_seqs ? 0 : (size_t)1 << 30;   /* --seqs: no bandwidth column */
     /* on huge pages where the kernel allows them, as the repacked weights
      * are: the ceiling is the best this machine reads, not a TLB-bound one */
-    uint8_t *bw_buf = aligned_alloc((size_t)2 << 20, bw_size);
+    uint8_t *bw_buf = bw_size ? aligned_alloc((size_t)2 << 20, bw_size) : NULL;
 #ifdef MADV_HUGEPAGE
     if (bw_buf) (void)madvise(bw_buf, bw_size, MADV_HUGEPAGE);
 #endif
@@ -386,19 +564,23 @@ int cmd_bench(int argc, char **argv)
     if (busy)
         printf("busy: %lld spinning thread%s of this program run from the first measurement to the last (pure CPU)\n",
                (long long)busy, busy == 1 ? "" : "s");
-    if (n_ctx > 1 || own_pool)
+    if (n_seqs && own_pool)
+        printf("pool: one per thread count for the batch and its contexts (danu_pool_create with that -t)\n");
+    else if (n_ctx > 1 || own_pool)
         printf("contexts: %lld on the model at once, each driven by its own thread; pool: %s; rows per context "
                "and their sum (threads CxT)\n", (long long)n_ctx,
                own_pool ? "one per context (danu_pool_create with its -t)" : "the model's shared pool");
     if (slice_us >= 0)
         printf("slices: prompts through danu_context_eval_begin + danu_context_work, generation through "
                "danu_context_step_sliced, %lld us per call; wall time per call in ms\n", (long long)slice_us);
-    const char *slice_head = slice_us >= 0 ? " slices | p50 ms | p90 ms | p99 ms | max ms |" : "";
-    const char *slice_rule = slice_us >= 0 ? "--------|--------|--------|--------|--------|" : "";
-    printf("| %-7s | %-13s | %18s | %9s | %10s | %8s | %6s |%s\n", "threads", "test", "t/s", "RSS MB", "GB/s eff",
-           "ceil GB/s", "ratio", slice_head);
-    printf("|---------|---------------|--------------------|-----------|------------|----------|--------|%s\n",
-           slice_rule);
+    if (!n_seqs) {
+        const char *slice_head = slice_us >= 0 ? " slices | p50 ms | p90 ms | p99 ms | max ms |" : "";
+        const char *slice_rule = slice_us >= 0 ? "--------|--------|--------|--------|--------|" : "";
+        printf("| %-7s | %-13s | %18s | %9s | %10s | %8s | %6s |%s\n", "threads", "test", "t/s", "RSS MB", "GB/s eff",
+               "ceil GB/s", "ratio", slice_head);
+        printf("|---------|---------------|--------------------|-----------|------------|----------|--------|%s\n",
+               slice_rule);
+    }
     fflush(stdout);
     const int np = pp > depth ? pp : depth;
     danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(np > 0 ? np : 1));
@@ -415,6 +597,12 @@ int cmd_bench(int argc, char **argv)
     atomic_store(&busy_stop, 0);
     while (n_busy < busy && !pthread_create(&busy_th[n_busy], NULL, busy_main, NULL)) n_busy++;
     if (n_busy < busy) { cli_err("cannot start %lld busy threads", (long long)busy); rc = EXIT_FAIL; nt = 0; }
+    if (n_seqs && !rc) {
+        seqs_cfg sc = { .m = m, .threads = threads, .nt = nt, .seqs = seqs, .ns = n_seqs, .pp = pp, .tg = tg,
+                        .depth = depth, .reps = reps, .own_pool = own_pool, .prompt = prompt };
+        rc = bench_seqs(&sc);
+        nt = 0;   /* not the ppN/tgN table */
+    }
     for (int ti = 0; ti < nt && !rc; ti++) {
         int made = 0;
         danu_status s = DANU_OK;

@@ -46,6 +46,11 @@ BAD_NUMBERS = [
     (["bench", "-m", "@GGUF", "--slice-us", "-5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
     (["bench", "-m", "@GGUF", "--slice-us", "1.5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
     (["bench", "-m", "@GGUF", "--pool", "mine", "-p", "8", "-n", "4", "-r", "1"], "--pool"),
+    (["bench", "-m", "@GGUF", "--seqs", "0", "-p", "8", "-n", "4", "-r", "1"], "--seqs"),
+    (["bench", "-m", "@GGUF", "--seqs", "x", "-p", "8", "-n", "4", "-r", "1"], "--seqs"),
+    (["bench", "-m", "@GGUF", "--seqs", "5000", "-p", "8", "-n", "4", "-r", "1"], "--seqs"),
+    (["bench", "-m", "@GGUF", "--seqs", "1,,2", "-p", "8", "-n", "4", "-r", "1"], "--seqs"),
+    (["bench", "-m", "@GGUF", "-p", "8", "-n", "4", "-r", "1", "--seqs"], "--seqs"),
     (["run", "-m", "@GGUF", "-n", "4", "--slice-us", "-5"], "--slice-us"),
     (["run", "-m", "@GGUF", "-n", "4", "--slice-us"], "--slice-us"),
     (["run", "-m", "@GGUF", "-n", "4", "--top-p", "5"], "--top-p"),
@@ -312,6 +317,49 @@ def test_bench_slice_us_prints_the_distribution():
         check(dist == sorted(dist) and dist[0] >= 0, "p50 <= p90 <= p99 <= max: %r" % r)
     rc, out, err = danu("bench", "-m", GGUF, "-p", "8", "-n", "4", "-r", "1", "-t", "1")
     check(rc == 0 and "p50" not in out and all(len(r) == 7 for r in bench_rows(out)), "no slice columns without it: " + out)
+
+
+# ---- issue 17: many sequences in one batch ----
+
+SEQS_COLUMNS = ["threads", "PP", "TG", "S", "N_KV", "T_PP s", "S_PP t/s", "fork ms", "T_TG s", "S_TG t/s", "T s",
+                "S t/s", "gen", "RSS MB", "ctx MB", "batch MB", "xS1", "xPP"]
+
+
+def seqs_table(out):
+    """The --seqs table: a dict per row, keyed by the header's column names."""
+    head = [ln for ln in out.splitlines() if ln.startswith("| threads")]
+    check(len(head) == 1, "one header: %s" % out)
+    names = [c.strip() for c in head[0].strip().strip("|").split("|")]
+    check(names == SEQS_COLUMNS, "the columns: %r" % names)
+    return [dict(zip(names, r)) for r in bench_rows(out)]
+
+
+def test_bench_seqs_prints_a_row_per_sequence_count():
+    rc, out, err = danu("bench", "-m", GGUF, "--seqs", "1,3", "-p", "8", "-n", "4", "-r", "1")
+    check(rc == 0, "rc %d %s" % (rc, err))
+    rows = seqs_table(out)
+    check([(r["threads"], r["S"]) for r in rows] == [("1", "1"), ("1", "3"), ("2", "1"), ("2", "3")],
+          "a row per S and thread count (-t 1,2 by default): %s" % out)
+    for r in rows:
+        S = int(r["S"])
+        check(r["PP"] == "8" and r["TG"] == "4", "PP and TG: %r" % r)
+        check(int(r["gen"]) == S * 4, "every sequence generated -n tokens: %r" % r)
+        check(int(r["N_KV"]) == 8 + S * 4, "N_KV = PP + S*TG: %r" % r)
+        check(float(r["S_TG t/s"].split()[0]) > 0 and float(r["S_PP t/s"]) > 0, "rates: %r" % r)
+        check(float(r["batch MB"]) > 0 and float(r["ctx MB"]) > 0 and float(r["RSS MB"]) > 0, "memory: %r" % r)
+        check(float(r["fork ms"]) >= 0 and (S > 1 or float(r["fork ms"]) < 1), "fork time: %r" % r)
+        check((S > 1 or r["xS1"] == "1") and float(r["xS1"]) > 0 and float(r["xPP"]) > 0,
+              "ratios: %r" % r)
+    # depth, no prompt, repetitions, spinning threads and a pool of its own
+    rc, out, err = danu("bench", "-m", GGUF, "--seqs", "2", "-p", "0", "-d", "6", "-n", "3", "-r", "2", "-t", "1",
+                        "--busy", "1", "--pool", "own")
+    check(rc == 0, "rc %d %s" % (rc, err))
+    check("busy: 1 spinning thread of this program" in out, out)
+    rows = seqs_table(out)
+    check(len(rows) == 1 and rows[0]["PP"] == "0 @ d6" and rows[0]["gen"] == "6" and rows[0]["xPP"] == "-",
+          "-d 6 -p 0: %s" % out)
+    rc, out, err = danu("bench", "-m", GGUF, "--seqs", "2", "--contexts", "2", "-p", "8", "-n", "4")
+    check(rc == 2 and "--seqs" in err and "--contexts" in err, "not with --contexts: %s" % err)
 
 
 # ---- BOS once with --special ----
