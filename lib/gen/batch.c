@@ -14,7 +14,7 @@
 enum { MAX_CONTEXTS = 4096, GEN_TEXT = 1024 };
 
 /* What a context does in a step. */
-enum { ROLE_NONE, ROLE_GEN, ROLE_PROMPT };
+enum { ROLE_NONE, ROLE_WORK };
 
 static size_t batch_bytes(const danu_model *m, int32_t max_ctx, int32_t n_batch, int32_t lanes, int32_t cap)
 {
@@ -106,51 +106,60 @@ static danu_status check_items(const danu_batch *b, danu_batch_item *items, size
     return DANU_OK;
 }
 
-/* Each context's part: a token to generate, or its queued work. */
-static void start_items(danu_batch *b, danu_batch_item *items, size_t n, int *n_gen, int *n_prompt)
+/* Each context's part of the pass: its queued work (a prompt, or the
+ * token of a step in flight, after a context shift maybe many tokens), or
+ * a new step: sample, queue the token. A step stays in flight
+ * (pend.step) until its token went in. */
+static int start_items(danu_batch *b, danu_batch_item *items, size_t n)
 {
-    *n_gen = *n_prompt = 0;
+    int k = 0;
     for (size_t i = 0; i < n; i++) {
         danu_batch_item *it = item_at(items, i);
         danu_context *c = it->ctx;
         it->len = 0;
-        it->id = -1;
+        it->id = c->pend.step ? c->pend.step_tok : -1;
         it->reason = -1;
         it->text[0] = 0;
+        it->status = DANU_IN_PROGRESS;
         b->role[i] = ROLE_NONE;
-        if (c->pend.step)
+        if (c->pend.step && !c->gen_by_batch)
             it->status = dn_seterr(DANU_ERR_STATE, "a sliced step is in flight on item %zu's context", i);
-        else if (c->pend.active) {
-            b->role[i] = ROLE_PROMPT;
-            it->status = DANU_IN_PROGRESS;
-            ++*n_prompt;
-        } else if (c->gen_active && !c->gen_by_batch)
+        else if (!c->pend.active && c->gen_active && !c->gen_by_batch)
             it->status = dn_seterr(DANU_ERR_STATE, "item %zu's context is in a generation driven by danu_context_step: "
                                    "end it with danu_context_step_finish", i);
-        else {
+        else if (!c->pend.active) {
             it->status = dn_context_step_start(c, &it->id, it->text, it->cap, &it->len, &it->reason);
             if (it->status == DANU_OK && it->reason < 0) {
-                b->role[i] = ROLE_GEN;
                 c->gen_by_batch = 1;
-                ++*n_gen;
+                c->pend.step = 1;
+                c->pend.step_tok = it->id;
             }
         }
+        if (c->pend.active && (c->pend.step ? c->gen_by_batch : 1)) {
+            b->role[i] = ROLE_WORK;
+            k++;
+        }
     }
+    return k;
 }
 
 danu_status dn_batch_step(danu_batch *b, danu_batch_item *items, size_t n)
 {
     DN_TRY(check_items(b, items, n));
-    int n_gen, n_prompt;
-    start_items(b, items, n, &n_gen, &n_prompt);
-    /* prompts share what generation leaves of the pass */
-    const int share = n_prompt ? (b->n_batch - n_gen) / n_prompt : 0;
+    if (!start_items(b, items, n)) return DANU_OK;
+    /* one token for each step whose token is all that is queued; the
+     * prompts (and shifts) share what is left of the pass */
+    int singles = 0, many = 0;
+    for (size_t i = 0; i < n; i++)
+        if (b->role[i] == ROLE_WORK) {
+            const dn_pending *p = &item_at(items, i)->ctx->pend;
+            if (p->end - item_at(items, i)->ctx->n_tokens == 1) singles++;
+            else many++;
+        }
+    const int share = many ? (b->n_batch - singles) / many : 0;
     int k = 0;
     for (size_t i = 0; i < n; i++)
-        if (b->role[i] != ROLE_NONE)
-            dn_context_chunk_begin(item_at(items, i)->ctx, b->role[i] == ROLE_GEN ? 1 : (share > 0 ? share : 1),
-                                   &b->seq[k++]);
-    if (!k) return DANU_OK;
+        if (b->role[i] == ROLE_WORK) dn_context_chunk_begin(item_at(items, i)->ctx, share > 0 ? share : 1, &b->seq[k++]);
     dn_pass pass;
     dn_pass_begin(&pass, b->model, b->seq, k, 0, b->out);
     danu_status st = DANU_OK;
@@ -164,12 +173,15 @@ danu_status dn_batch_step(danu_batch *b, danu_batch_item *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         danu_batch_item *it = item_at(items, i);
         if (b->role[i] == ROLE_NONE) continue;
-        danu_status r = dn_context_chunk_end(it->ctx, common, &b->seq[k++]);
+        danu_context *c = it->ctx;
+        danu_status r = dn_context_chunk_end(c, common, &b->seq[k++]);
         /* an abort is used up by the step it stopped */
-        if (r == DANU_ERR_ABORTED) atomic_store(&it->ctx->abort_flag, 0);
-        if (b->role[i] == ROLE_GEN)
-            it->status = dn_context_step_end(it->ctx, r, it->id, it->text, it->cap, &it->len, &it->reason);
-        else
+        if (r == DANU_ERR_ABORTED) atomic_store(&c->abort_flag, 0);
+        if (c->pend.active && r == DANU_OK) continue;    /* more to do: IN_PROGRESS */
+        if (c->pend.step) {                              /* the step's token went in (or failed) */
+            c->pend.step = 0;
+            it->status = dn_context_step_end(c, r, it->id, it->text, it->cap, &it->len, &it->reason);
+        } else
             it->status = r == DANU_OK ? DANU_IN_PROGRESS : r;
     }
     return common;
@@ -188,7 +200,8 @@ danu_status dn_batch_generate(danu_batch *b, danu_context *const *ctxs, size_t n
             DN_CHECK(ctxs[j] != ctxs[i], DANU_ERR_INVALID_ARG, "contexts %zu and %zu are the same", j, i);
         DN_CHECK(ctxs[i]->has_logits || ctxs[i]->pend.active, DANU_ERR_STATE,
                  "context %zu has no logits and no queued work: evaluate a prompt first", i);
-        DN_TRY(ctxs[i]->pend.step ? dn_seterr(DANU_ERR_STATE, "a sliced step is in flight on context %zu", i) : DANU_OK);
+        DN_TRY(ctxs[i]->pend.step && !ctxs[i]->gen_by_batch ?
+               dn_seterr(DANU_ERR_STATE, "a sliced step is in flight on context %zu", i) : DANU_OK);
     }
     for (size_t i = 0; i < n; i++) {
         b->live[i] = i;

@@ -53,7 +53,7 @@ static size_t plan_bytes(const danu_model *m, const ctx_plan *p)
     return sizeof(danu_context) +
            dn_kv_alloc_bytes(cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, p->cap, p->n_batch, p->kv_type) +
            dn_scratch_plan_bytes(m, p->n_batch, p->n_threads, p->cap) + (size_t)p->n_ctx * sizeof(danu_token) +
-           dn_aligned_bytes((size_t)cfg->vocab * sizeof(float)) + dn_sampler_bytes(cfg->vocab) +
+           2 * dn_aligned_bytes((size_t)cfg->vocab * sizeof(float)) + dn_sampler_bytes(cfg->vocab) +
            (m->tok ? dn_decoder_bytes(m->tok) : 0) + dn_hold_bytes(0);
 }
 
@@ -98,7 +98,9 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     if (s == DANU_OK) {
         c->tokens = dn_malloc(&c->alloc, (size_t)p.n_ctx * sizeof(danu_token));
         c->logits = dn_malloc_aligned(&c->alloc, (size_t)cfg->vocab * sizeof(float));
-        if (!c->tokens || !c->logits) s = dn_seterr(DANU_ERR_NOMEM, "cannot allocate the context history");
+        c->logits_next = dn_malloc_aligned(&c->alloc, (size_t)cfg->vocab * sizeof(float));
+        if (!c->tokens || !c->logits || !c->logits_next)
+            s = dn_seterr(DANU_ERR_NOMEM, "cannot allocate the context history");
     }
     if (s == DANU_OK) s = dn_sampler_init(&c->sampler, &c->alloc, cfg->vocab, o->seed);
     if (s == DANU_OK) c->sampler.params = o->sampling;
@@ -125,6 +127,7 @@ void dn_context_free(danu_context *c)
     dn_scratch_free(&c->s);
     dn_free(&c->alloc, c->tokens);
     dn_free_aligned(&c->alloc, c->logits);
+    dn_free_aligned(&c->alloc, c->logits_next);
     if (c->sampler.a) dn_sampler_free(&c->sampler);
     if (c->dec) dn_decoder_free(c->dec);
     dn_context_clear_stops(c);
@@ -275,7 +278,8 @@ void dn_context_chunk_begin(danu_context *c, int max, dn_seq *q)
     const int last = c->n_tokens + (size_t)chunk == p->end;
     *q = (dn_seq){ .kv = &c->kv, .tokens = c->tokens + c->n_tokens, .n = chunk, .pos0 = (int64_t)c->n_tokens,
                    .abort = &c->abort_flag };
-    q->logits = p->all_logits ? p->all_logits + (c->n_tokens - p->first) * (size_t)vocab : (last ? c->logits : NULL);
+    /* the last batch's logits go to the spare buffer: an abort midway leaves the current ones whole */
+    q->logits = p->all_logits ? p->all_logits + (c->n_tokens - p->first) * (size_t)vocab : (last ? c->logits_next : NULL);
     p->chunk = chunk;
 }
 
@@ -296,6 +300,11 @@ danu_status dn_context_chunk_end(danu_context *c, danu_status st, const dn_seq *
     if (c->n_tokens == p->end) {
         if (p->all_logits)
             memcpy(c->logits, p->all_logits + (p->end - 1 - p->first) * (size_t)vocab, (size_t)vocab * sizeof(float));
+        else {
+            float *t = c->logits;
+            c->logits = c->logits_next;
+            c->logits_next = t;
+        }
         c->has_logits = 1;
         p->active = 0;
     }

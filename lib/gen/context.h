@@ -52,6 +52,7 @@ struct danu_context {
     danu_token *tokens;          /* [n_ctx] history; position i = tokens[i] */
     size_t n_tokens;
     float *logits;               /* [vocab] of the last evaluated position */
+    float *logits_next;          /* [vocab] the next ones, swapped in when their batch went in */
     int has_logits;
     dn_sampler sampler;
     danu_decoder *dec;           /* NULL without a tokenizer */

@@ -234,13 +234,13 @@ static danu_status check_aborts(dn_pass *p, int unit, int n_layers)
 
 /* Unit u < n_layers is decoder layer u (layer 0 embeds first); the rest
  * are parts of the output layer. The last unit commits each sequence's K/V
- * (an aborted sequence's are dropped). Aborts are looked at up to the
- * output layer's first part: its later parts write logits already begun. */
+ * (an aborted sequence's are dropped, its logits buffer is then partly
+ * written: callers give the pass a spare one). */
 danu_status dn_pass_step(const danu_model *m, dn_scratch *s, const dn_team *team, dn_pass *p)
 {
     const int L = m->cfg.n_layers, u = p->unit;
     if (u >= p->n_units) return DANU_OK;
-    if (u <= L) DN_TRY(check_aborts(p, u, L));
+    DN_TRY(check_aborts(p, u, L));
     if (u == 0) embed(m, s, team, p);
     if (u < L) {
         DN_TRY(layer(m, s, team, u, p));
