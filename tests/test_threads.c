@@ -822,7 +822,8 @@ START_TEST(test_work_statuses)
     char text[64];
     size_t len;
     int32_t why;
-    ck_assert_int_eq(danu_context_step_sliced(c, 0, &id, text, sizeof text, &len, &why), DANU_ERR_STATE);  /* no logits */
+    /* no logits yet */
+    ck_assert_int_eq(danu_context_step_sliced(c, 0, &id, text, sizeof text, &len, &why), DANU_ERR_STATE);
 
     /* a few tokens cached, then work queued and one slice run */
     CHECK_OK(danu_context_eval(c, ids, 4, NULL));
