@@ -519,6 +519,50 @@ START_TEST(test_model_pool_shared_by_contexts)
 }
 END_TEST
 
+/* Contexts on a host pool may enter the host's parallel-for from several
+ * threads at once: three contexts driven concurrently on the test's job
+ * system give what each gives alone, and no thread is started. */
+START_TEST(test_host_pool_concurrent_contexts)
+{
+    jobsys js;
+    js_start(&js, JS_WORKERS, 2);
+    const int base = threads_settled(3);
+    danu_pool *pool = host_pool(&js, 3);
+    danu_model *m = load_model(tiny_a_path, pool, NULL);
+    danu_pool_free(pool);
+    static const char *prompts[3] = { "The capital of France is", "Once upon a time", "Water boils at" };
+    danu_token ids[3][MAX_IDS];
+    runner alone[3], together[3];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 3);
+    for (int i = 0; i < 3; i++) {
+        const size_t n = encode(m, prompts[i], ids[i]);
+        alone[i] = (runner){ m, NULL, NULL, ids[i], n, { { 0 }, 0, "", 0 }, 0 };
+        together[i] = alone[i];
+        together[i].start = &bar;
+        runner_main(&alone[i]);
+        CHECK(alone[i].st == DANU_OK && alone[i].gen.n == 16, "alone %d: status %d", i, alone[i].st);
+    }
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, runner_main, &together[i]), 0);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&bar);
+    for (int i = 0; i < 3; i++) {
+        CHECK(together[i].st == DANU_OK, "context %d: status %d", i, together[i].st);
+        ck_assert_mem_eq(together[i].gen.ids, alone[i].gen.ids, sizeof alone[i].gen.ids);
+    }
+    danu_model_free(m);
+    ck_assert_int_eq(threads_settled(base), base);
+    pthread_mutex_lock(&js.mu);
+    CHECK(js.calls > 0 && js.min_items >= 1 && js.max_items <= 3, "%ld calls, items %d..%d", js.calls,
+          js.min_items, js.max_items);
+    CHECK(js.max_threads <= base + 3, "threads during the callback up to %d: baseline %d + 3 runners",
+          js.max_threads, base);
+    pthread_mutex_unlock(&js.mu);
+    js_stop(&js);
+}
+END_TEST
+
 /* One explicit pool shared by two models (tiny-a and tiny-b), released by
  * the caller before the contexts run: contexts of both models run on it at
  * once and give the results of their models' own pools; the process gains
@@ -1051,6 +1095,7 @@ int main(void)
     tcase_add_test(tc, test_host_pool_starts_no_thread);
     tcase_add_test(tc, test_host_pool_serial_and_reverse);
     tcase_add_test(tc, test_model_pool_shared_by_contexts);
+    tcase_add_test(tc, test_host_pool_concurrent_contexts);
     tcase_add_test(tc, test_explicit_pool_shared_by_models);
     tcase_add_test(tc, test_sliced_eval_equals_eval);
     tcase_add_test(tc, test_sliced_prompt_equals_prompt);
