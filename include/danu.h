@@ -193,7 +193,7 @@ enum {
     DANU_OPT_PRESENCE_PENALTY = 307,  /* float, default 0                        */
     DANU_OPT_IGNORE_EOS = 308,      /* int 0/1, default 0                        */
     /* threads and kernels */
-    DANU_OPT_N_THREADS = 400,       /* int, default: online cores (max 64)       */
+    DANU_OPT_N_THREADS = 400,       /* int: threads (lanes of the pool), 0 = cores */
     DANU_OPT_ISA = 401,             /* int: DANU_ISA_* cap, default AUTO          */
     DANU_OPT_FAST_BF16 = 402        /* int 0/1: faster, less exact bf16 (0)      */
 };
@@ -978,7 +978,11 @@ DANU_API danu_status danu_context_prompt_begin(danu_context *ctx, const danu_tok
                                                size_t *n_reused);
 /** METHOD. Queue danu_context_chat_append: the messages are encoded now,
  *  their evaluation is queued.
- *  @param ctx, roles, contents, n, add_reply_prompt as danu_context_chat_append.
+ *  @param ctx              the context; no work pending.
+ *  @param roles            n roles, as danu_context_chat_append.
+ *  @param contents         n NUL-terminated UTF-8 texts.
+ *  @param n                number of messages.
+ *  @param add_reply_prompt nonzero: open the assistant's turn.
  *  @return OK (queued). Errors: as danu_context_chat_append, STATE (work
  *          pending).
  *  Thread: the thread using ctx.
@@ -1016,13 +1020,19 @@ DANU_API size_t danu_context_pending(const danu_context *ctx);
  *  before by a *_begin call), and returns IN_PROGRESS until the token is
  *  evaluated. The call that finishes returns what danu_context_step
  *  returns, with the same outputs.
- *  @param ctx, id_out, out, cap, len_out, reason as danu_context_step
- *                (outputs are written by the finishing call; IN_PROGRESS
- *                leaves *reason -1, *len_out 0 and *id_out the sampled
- *                id or -1).
+ *  Outputs are written by the finishing call; IN_PROGRESS leaves *reason
+ *  -1, *len_out 0 and *id_out the sampled id (or -1 before sampling).
+ *  @param ctx       the context.
  *  @param budget_us as danu_context_work.
- *  @return IN_PROGRESS, OK, or the errors of danu_context_step and
- *          danu_context_work.
+ *  @param id_out    receives the sampled id, as danu_context_step.
+ *  @param out       receives the text, NUL-terminated.
+ *  @param cap       capacity of out in bytes, > 0.
+ *  @param len_out   receives the text length without the NUL.
+ *  @param reason    receives -1, or the DANU_STOP_* that ended generation.
+ *  @return IN_PROGRESS, OK. Errors: those of danu_context_step (the
+ *          token's evaluation aborted: ABORTED with reason ABORTED) and
+ *          INVALID_ARG (budget negative); work queued before that fails
+ *          returns its error.
  *  Thread: the thread using ctx.
  *  @since 0.2 */
 DANU_API danu_status danu_context_step_sliced(danu_context *ctx, int64_t budget_us, danu_token *id_out,

@@ -38,6 +38,7 @@ const char *danu_strerror(danu_status s)
     case DANU_ERR_STATE: return "not possible in the current state";
     case DANU_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case DANU_ERR_INTERNAL: return "internal error";
+    case DANU_IN_PROGRESS: return "in progress";
     default: return "unknown status";
     }
 }
@@ -63,8 +64,18 @@ danu_status danu_options_create(const danu_allocator *alloc, danu_options **out)
 void danu_options_free(danu_options *o)
 {
     if (!o) return;
+    dn_pool_free(o->pool);
     dn_alloc a = o->alloc;
     dn_free(&a, o);
+}
+
+danu_status danu_options_set_pool(danu_options *o, danu_pool *pool)
+{
+    ARG(o, "options is NULL");
+    dn_pool_ref(pool);
+    dn_pool_free(o->pool);
+    o->pool = pool;
+    return DANU_OK;
 }
 
 danu_status danu_options_set_int(danu_options *o, danu_param key, int64_t v)
@@ -104,6 +115,36 @@ static const struct danu_options *opts_or_default(const danu_options *o, struct 
     dn_options_defaults(tmp);
     return tmp;
 }
+
+/* ---- pools ---- */
+
+static int threads_or_cores(const struct danu_options *o)
+{
+    return o->n_threads > 0 ? o->n_threads : dn_cpu_count();
+}
+
+danu_status danu_pool_create(const danu_options *opts, danu_pool **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    struct danu_options tmp;
+    const struct danu_options *o = opts_or_default(opts, &tmp);
+    return dn_pool_create(&o->alloc, threads_or_cores(o), out);
+}
+
+danu_status danu_pool_create_host(const danu_options *opts, danu_parallel_for_fn fn, void *user, danu_pool **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    ARG(fn, "the parallel-for callback is NULL");
+    struct danu_options tmp;
+    const struct danu_options *o = opts_or_default(opts, &tmp);
+    return dn_pool_create_host(&o->alloc, threads_or_cores(o), fn, user, out);
+}
+
+void danu_pool_free(danu_pool *pool) { dn_pool_free(pool); }
+
+int32_t danu_pool_size(const danu_pool *pool) { return pool ? dn_pool_size(pool) : 0; }
 
 /* ---- model ---- */
 
@@ -357,6 +398,7 @@ danu_status danu_context_memory_estimate(const danu_model *m, const danu_options
 danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
 {
     ARG(c, "context is NULL");
+    DN_TRY(dn_context_idle(c));
     atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     ARG(t || n == 0, "tokens is NULL");
     c->gen_active = 0;
@@ -367,6 +409,7 @@ danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, fl
 danu_status danu_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
 {
     ARG(c && t, "context or tokens is NULL");
+    DN_TRY(dn_context_idle(c));
     atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     for (size_t i = 0; i < n; i++)
         DN_CHECK(t[i] >= 0 && t[i] < c->model->cfg.vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i,
@@ -389,6 +432,7 @@ danu_status danu_context_clear(danu_context *c)
 danu_status danu_context_rewind(danu_context *c, size_t n)
 {
     ARG(c, "context is NULL");
+    DN_TRY(dn_context_idle(c));
     return dn_context_rewind(c, n);
 }
 
@@ -400,6 +444,7 @@ void danu_context_abort(danu_context *c)
 danu_status danu_context_sample(danu_context *c, danu_token *out)
 {
     ARG(c && out, "context or out is NULL");
+    DN_TRY(dn_context_idle(c));
     return dn_context_sample(c, out);
 }
 
@@ -422,6 +467,7 @@ danu_status danu_context_generate(danu_context *c, int32_t max_tokens, danu_toke
     ARG(c, "context is NULL");
     atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     ARG(max_tokens >= 0, "max_tokens is negative");
+    DN_TRY(dn_context_idle(c));
     call_starts(c);
     return dn_context_generate(c, max_tokens, fn, user, reason);
 }
@@ -430,6 +476,10 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
                               int32_t *reason)
 {
     ARG(c && id_out && out && len_out && reason && cap > 0, "NULL argument or zero capacity");
+    *id_out = -1;
+    *reason = -1;
+    *len_out = 0;
+    DN_TRY(dn_context_idle(c));
     /* A step is one piece of a generation the caller drives: an abort that
      * arrives between two steps (the caller's loop, a binding's iterator)
      * stops the next step instead of being forgotten, and is used up then. */
@@ -441,6 +491,7 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
 danu_status danu_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len_out)
 {
     ARG(c && out && len_out && cap > 0, "NULL argument or zero capacity");
+    DN_TRY(dn_context_idle(c));
     return dn_context_step_finish(c, out, cap, len_out);
 }
 
@@ -451,8 +502,65 @@ danu_status danu_context_chat_append(danu_context *c, const char *const *roles, 
     atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
     ARG((roles && contents) || n == 0, "roles or contents is NULL");
     for (size_t i = 0; i < n; i++) ARG(roles[i] && contents[i], "a role or content is NULL");
+    DN_TRY(dn_context_idle(c));
     call_starts(c);
     return dn_context_chat_append(c, roles, contents, n, add_reply_prompt != 0);
+}
+
+/* ---- work in slices ---- */
+
+danu_status danu_context_eval_begin(danu_context *c, const danu_token *t, size_t n)
+{
+    ARG(c, "context is NULL");
+    ARG(t || n == 0, "tokens is NULL");
+    call_starts(c);
+    return dn_context_eval_begin(c, t, n);
+}
+
+danu_status danu_context_prompt_begin(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
+{
+    if (n_reused) *n_reused = 0;
+    ARG(c && t, "context or tokens is NULL");
+    DN_TRY(dn_context_idle(c));
+    for (size_t i = 0; i < n; i++)
+        DN_CHECK(t[i] >= 0 && t[i] < c->model->cfg.vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i,
+                 t[i], c->model->cfg.vocab - 1);
+    call_starts(c);
+    return dn_context_prompt_begin(c, t, n, n_reused);
+}
+
+danu_status danu_context_chat_append_begin(danu_context *c, const char *const *roles, const char *const *contents,
+                                           size_t n, int32_t add_reply_prompt)
+{
+    ARG(c, "context is NULL");
+    ARG((roles && contents) || n == 0, "roles or contents is NULL");
+    for (size_t i = 0; i < n; i++) ARG(roles[i] && contents[i], "a role or content is NULL");
+    call_starts(c);
+    return dn_context_chat_append_begin(c, roles, contents, n, add_reply_prompt != 0);
+}
+
+/* The abort flag is not cleared here: an abort between two slices stops
+ * the next one; it is used up by the call it stopped. */
+danu_status danu_context_work(danu_context *c, int64_t budget_us)
+{
+    ARG(c, "context is NULL");
+    danu_status s = dn_context_work(c, budget_us);
+    if (s == DANU_ERR_ABORTED) call_starts(c);
+    return s;
+}
+
+size_t danu_context_pending(const danu_context *c)
+{
+    return c && c->pend.active ? c->pend.end - c->n_tokens : 0;
+}
+
+danu_status danu_context_step_sliced(danu_context *c, int64_t budget_us, danu_token *id_out, char *out, size_t cap,
+                                     size_t *len_out, int32_t *reason)
+{
+    ARG(c && id_out && out && len_out && reason && cap > 0, "NULL argument or zero capacity");
+    danu_status s = dn_context_step_sliced(c, budget_us, id_out, out, cap, len_out, reason);
+    if (s == DANU_ERR_ABORTED) call_starts(c);
+    return s;
 }
 
 /* ---- state ---- */
@@ -462,24 +570,28 @@ size_t danu_context_state_size(const danu_context *c) { return c ? dn_context_st
 danu_status danu_context_state_save(const danu_context *c, void *buf, size_t cap, size_t *written)
 {
     ARG(c && (buf || cap == 0), "context or buffer is NULL");
+    DN_TRY(dn_context_idle(c));
     return dn_context_state_save(c, buf, cap, written);
 }
 
 danu_status danu_context_state_load(danu_context *c, const void *buf, size_t len)
 {
     ARG(c && buf, "context or buffer is NULL");
+    DN_TRY(dn_context_idle(c));
     return dn_context_state_load(c, buf, len);
 }
 
 danu_status danu_context_state_save_file(const danu_context *c, const char *path)
 {
     ARG(c && path, "context or path is NULL");
+    DN_TRY(dn_context_idle(c));
     return dn_context_state_save_file(c, path);
 }
 
 danu_status danu_context_state_load_file(danu_context *c, const char *path)
 {
     ARG(c && path, "context or path is NULL");
+    DN_TRY(dn_context_idle(c));
     return dn_context_state_load_file(c, path);
 }
 

@@ -74,6 +74,7 @@ void dn_options_defaults(struct danu_options *o)
     o->on_full = DANU_FULL_ERROR;
     dn_sampler_params_default(&o->sampling);
     o->n_threads = 0;
+    o->pool = NULL;
     o->isa = DANU_ISA_AUTO;
     o->fast_bf16 = 0;
 }

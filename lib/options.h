@@ -25,6 +25,7 @@ struct danu_options {
     /* threads and kernels */
     int32_t n_threads, isa;
     int fast_bf16;           /* DANU_OPT_FAST_BF16: bf16 weights x bf16-rounded activations */
+    danu_pool *pool;         /* danu_options_set_pool: a reference of the bag's own; copies borrow it */
 };
 
 void dn_options_defaults(struct danu_options *o);

@@ -74,15 +74,15 @@ END_TEST
  * is never NULL. */
 START_TEST(test_api_strerror)
 {
-    const char *seen[14];
-    for (danu_status s = 0; s <= DANU_ERR_INTERNAL; s++) {
+    const char *seen[DANU_IN_PROGRESS + 1];
+    for (danu_status s = 0; s <= DANU_IN_PROGRESS; s++) {
         const char *m = danu_strerror(s);
         ck_assert_ptr_nonnull(m);
         ck_assert_msg(m[0] && strcmp(m, "unknown status") != 0, "status %d has no text", s);
         for (int k = 0; k < s; k++) ck_assert_msg(strcmp(seen[k], m) != 0, "statuses %d and %d share '%s'", k, s, m);
         seen[s] = m;
     }
-    static const danu_status unknown[] = { -1, 14, 99, 100000, INT32_MIN, INT32_MAX };
+    static const danu_status unknown[] = { -1, 15, 99, 100000, INT32_MIN, INT32_MAX };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *m = danu_strerror(unknown[i]);
         ck_assert_ptr_nonnull(m);

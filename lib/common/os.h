@@ -38,5 +38,5 @@ danu_status dn_publish(const char *tmp, const char *path, int replace);
  * on failure). */
 danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void *data, size_t n);
 uint64_t dn_time_ns(void);   /* monotonic */
-int dn_cpu_count(void);      /* online cores, >= 1 */
+int dn_cpu_count(void);      /* cores this process may run on, >= 1 */
 #endif

@@ -1,4 +1,5 @@
 /* os_posix.c - files, mappings, clocks and cores on POSIX systems. */
+#include <sched.h>
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
@@ -137,9 +138,15 @@ uint64_t dn_time_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The cores this process may run on (taskset, cgroup cpusets), not all
+ * the machine's: more threads than that only take turns. */
 int dn_cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 && CPU_COUNT(&set) < n) n = CPU_COUNT(&set);
+#endif
     return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
 }
 

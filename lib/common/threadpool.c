@@ -1,164 +1,317 @@
-/* threadpool.c - persistent workers driven by a generation counter.
+/* threadpool.c - worker threads shared by many callers, or the host's
+ * parallel-for, behind one dn_pool_for.
  *
- * Fast path without locks: the caller publishes a job by bumping
- * `generation`; spinning workers see it, run their slice and count
- * `pending` down while the caller spins on it. The mutex and condition
- * variables are only touched when somebody actually sleeps: a worker that
- * gave up spinning registers in `sleepers` before its last look at the
- * generation, the caller in `caller_sleeping` before its last look at
- * `pending`; both sides use sequentially consistent atomics for the
- * "announce, then re-check" pair, so one of them always sees the other
- * (no lost wake-up), and the wake-up itself happens under the mutex the
- * sleeper holds until pthread_cond_wait releases it.
+ * A job lives in one of the pool's slots while its caller runs it. The
+ * slot's `state` word packs OPEN (the job takes helpers), the number of
+ * participants that ever joined (their lane numbers) and the number still
+ * inside. A caller claims a free slot (closed, nobody inside), fills it,
+ * opens it and bumps `generation`; workers that see the bump scan the
+ * slots and join open ones with a compare-and-swap, then take chunks from
+ * `next` until none are left and leave. The caller takes chunks too, waits
+ * for `done` to reach the count, closes the slot and leaves; the slot is
+ * free again once its last participant left, so a worker that lingers
+ * (descheduled after its last chunk) never sees the next job's fields
+ * change under it. Job fields are read only after a successful join,
+ * which orders them after the owner's writes.
  *
- * Spinning: while the pool is held (a forward pass), workers wait for the
- * next job without sleeping; otherwise they spin about 20 k iterations and
- * sleep, so an idle library uses no CPU. The spin loops use no PAUSE:
- * under a hypervisor with pause-loop exiting it can deschedule the vCPU. */
+ * Waiting backs off: spin (no PAUSE: under a hypervisor with pause-loop
+ * exiting it can deschedule the vCPU), then sched_yield (the core goes to
+ * whoever else is runnable: a game's threads, or the descheduled peer we
+ * wait for), then sleep on a condition variable. Sleepers announce
+ * themselves before their last look (sequentially consistent atomics on
+ * both sides), so no wake-up is lost. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 #include "common/threadpool.h"
 #include "common/error.h"
 
-struct dn_pool {
-    const dn_alloc *a;
-    int n;                      /* threads including the caller */
-    pthread_t *threads;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    dn_task_fn fn;              /* written before generation is bumped */
-    void *arg;
-    atomic_uint generation;     /* bumped per job */
-    atomic_int pending;         /* workers still running the job */
-    atomic_int sleepers;        /* workers in (or entering) cond_wait */
-    atomic_int caller_sleeping; /* the caller is in (or entering) cond_wait on done */
-    atomic_int hold;            /* workers spin without sleeping */
-    atomic_int stop;
+#define ST_OPEN (1ull << 63)
+#define ST_JOIN (1ull << 32)          /* one more participant ever joined */
+#define ST_INSIDE 0xffffffffull       /* participants inside now */
+
+enum {
+    SLOTS = 32,             /* concurrent jobs that get helpers; more run alone */
+    SPIN = 2000,            /* polls before yielding */
+    YIELD_IDLE = 64,        /* yields before an idle worker sleeps */
+    YIELD_HELD = 4096,      /* ... while a forward pass holds the pool */
+    YIELD_WAIT = 256,       /* yields before a caller sleeps on a slow chunk */
 };
 
-typedef struct { dn_pool *p; int ith; } worker_arg;
+typedef struct slot {
+    _Atomic uint64_t state;
+    atomic_llong next, done;
+    atomic_int waiting;             /* the owner sleeps on `finished` */
+    dn_chunk_fn fn;                 /* written while closed, read after a join */
+    void *arg;
+    int64_t n;
+    int lanes;
+} slot;
 
-#define SPIN_IDLE 20000         /* iterations before an idle worker sleeps */
-#define SPIN_WAIT 200000        /* iterations before the caller sleeps on a slow job */
+/* padded so that busy slots do not share cache lines */
+typedef union { slot s; char pad[(sizeof(slot) + 63) / 64 * 64]; } slot_line;
 
-static inline void spin_relax(void)
+struct danu_pool {
+    dn_alloc a;
+    atomic_int refs;
+    atomic_int size;                /* lanes a job may use */
+    danu_parallel_for_fn host_fn;   /* host pools: no threads below */
+    void *host_user;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, finished;
+    atomic_int started;             /* workers running (grown under mu) */
+    atomic_uint generation;         /* bumped per opened job */
+    atomic_int sleepers, holders, stop;
+    slot_line *slots;
+    pthread_t threads[DN_POOL_MAX_THREADS];
+};
+
+static inline void relax(void) { __asm__ volatile("" ::: "memory"); }
+
+/* One step of a back-off ladder: spin, then yield. Returns 0 once the
+ * caller should sleep instead. */
+static int back_off(int i, int yields)
 {
-    __asm__ volatile("" ::: "memory");
+    if (i < SPIN) { relax(); return 1; }
+    if (i < SPIN + yields) { sched_yield(); return 1; }
+    return 0;
+}
+
+static void chunk_done(dn_pool *p, slot *s)
+{
+    if (atomic_fetch_add(&s->done, 1) + 1 == s->n && atomic_load(&s->waiting)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->finished);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Join s if it is open, run chunks, leave. */
+static void help(dn_pool *p, slot *s)
+{
+    uint64_t v = atomic_load(&s->state);
+    do {
+        if (!(v & ST_OPEN)) return;
+    } while (!atomic_compare_exchange_weak(&s->state, &v, v + ST_JOIN + 1));
+    const int lane = (int)((v >> 32) & 0x7fffffff);
+    if (lane < s->lanes) {
+        int64_t c;
+        while ((c = atomic_fetch_add(&s->next, 1)) < s->n) {
+            s->fn(s->arg, c, lane);
+            chunk_done(p, s);
+        }
+    }
+    atomic_fetch_sub(&s->state, 1);
 }
 
 static void *worker_main(void *v)
 {
-    dn_pool *p = ((worker_arg *)v)->p;
-    const int ith = ((worker_arg *)v)->ith;
+    dn_pool *p = v;
     unsigned seen = 0;
-    for (;;) {
-        unsigned g;
-        int i = 0;
-        while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
-               !atomic_load_explicit(&p->stop, memory_order_relaxed)) {
-            if (atomic_load_explicit(&p->hold, memory_order_relaxed)) i = 0;
-            else if (++i >= SPIN_IDLE) break;
-            spin_relax();
+    for (int i = 0;; i++) {
+        const unsigned g = atomic_load(&p->generation);
+        if (g != seen) {
+            seen = g;
+            for (int k = 0; k < SLOTS; k++) help(p, &p->slots[k].s);
+            i = 0;
+            continue;
         }
-        if (g == seen) {
-            pthread_mutex_lock(&p->mu);
-            atomic_fetch_add(&p->sleepers, 1);   /* announce, then re-check (seq_cst) */
-            while (!atomic_load(&p->stop) && (g = atomic_load(&p->generation)) == seen)
-                pthread_cond_wait(&p->wake, &p->mu);
-            atomic_fetch_sub(&p->sleepers, 1);
-            pthread_mutex_unlock(&p->mu);
-        }
-        if (atomic_load(&p->stop)) break;
-        seen = g;
-        p->fn(p->arg, ith, p->n);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        if (atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
+        if (back_off(i, atomic_load_explicit(&p->holders, memory_order_relaxed) > 0 ? YIELD_HELD : YIELD_IDLE))
+            continue;
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add(&p->sleepers, 1);   /* announce, then re-check */
+        while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->mu);
+        atomic_fetch_sub(&p->sleepers, 1);
+        pthread_mutex_unlock(&p->mu);
+        i = 0;
     }
     return NULL;
 }
 
-size_t dn_pool_bytes(int n_threads)
-{
-    return sizeof(dn_pool) + (n_threads > 1 ? (size_t)n_threads * (sizeof(pthread_t) + sizeof(worker_arg)) : 0);
-}
-
-danu_status dn_pool_create(const dn_alloc *a, int n_threads, dn_pool **out)
+static danu_status pool_new(const dn_alloc *a, int n, dn_pool **out)
 {
     *out = NULL;
-    if (n_threads < 1 || n_threads > 256) return dn_seterr(DANU_ERR_INVALID_ARG, "thread count %d is outside 1..256", n_threads);
+    if (n < 1 || n > DN_POOL_MAX_THREADS)
+        return dn_seterr(DANU_ERR_INVALID_ARG, "thread count %d is outside 1..%d", n, DN_POOL_MAX_THREADS);
     dn_pool *p = dn_calloc(a, 1, sizeof *p);
     if (!p) return dn_seterr(DANU_ERR_NOMEM, "cannot allocate the thread pool");
-    p->a = a;
-    p->n = n_threads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
-    if (n_threads > 1) {
-        /* thread ids and their args in one block: args live as long as the pool */
-        p->threads = dn_calloc(a, (size_t)n_threads, sizeof(pthread_t) + sizeof(worker_arg));
-        if (!p->threads) { dn_pool_free(p); return dn_seterr(DANU_ERR_NOMEM, "cannot allocate the thread pool"); }
-        worker_arg *args = (worker_arg *)(p->threads + n_threads);
-        for (int i = 1; i < n_threads; i++) {
-            args[i].p = p;
-            args[i].ith = i;
-            if (pthread_create(&p->threads[i], NULL, worker_main, &args[i]) != 0) {
-                p->n = i; /* only threads 1..i-1 exist */
-                dn_pool_free(p);
-                return dn_seterr(DANU_ERR_NOMEM, "cannot start worker thread %d", i);
-            }
-        }
-    }
+    p->a = *a;
+    atomic_init(&p->refs, 1);
+    atomic_init(&p->size, n);
     *out = p;
     return DANU_OK;
 }
 
+danu_status dn_pool_create(const dn_alloc *a, int n_threads, dn_pool **out)
+{
+    dn_pool *p;
+    DN_TRY(pool_new(a, n_threads, &p));
+    p->slots = dn_malloc_aligned(a, SLOTS * sizeof *p->slots);
+    if (!p->slots) { dn_free(a, p); return dn_seterr(DANU_ERR_NOMEM, "cannot allocate the thread pool"); }
+    memset(p->slots, 0, SLOTS * sizeof *p->slots);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->finished, NULL);
+    *out = p;
+    return DANU_OK;
+}
+
+danu_status dn_pool_create_host(const dn_alloc *a, int n_lanes, danu_parallel_for_fn fn, void *user, dn_pool **out)
+{
+    if (!fn) { *out = NULL; return dn_seterr(DANU_ERR_INVALID_ARG, "the host parallel-for is NULL"); }
+    dn_pool *p;
+    DN_TRY(pool_new(a, n_lanes, &p));
+    p->host_fn = fn;
+    p->host_user = user;
+    *out = p;
+    return DANU_OK;
+}
+
+dn_pool *dn_pool_ref(dn_pool *p)
+{
+    if (p) atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
 void dn_pool_free(dn_pool *p)
 {
-    if (!p) return;
-    if (p->threads) {
+    if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
+    dn_alloc a = p->a;
+    if (!p->host_fn) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->stop, 1);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
-        for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
-        dn_free(p->a, p->threads);
+        for (int i = 0; i < atomic_load(&p->started); i++) pthread_join(p->threads[i], NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->wake);
+        pthread_cond_destroy(&p->finished);
+        dn_free_aligned(&a, p->slots);
     }
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
-    dn_free(p->a, p);
+    dn_free(&a, p);
 }
 
-int dn_pool_size(const dn_pool *p) { return p ? p->n : 1; }
+int dn_pool_size(const dn_pool *p) { return p ? atomic_load(&((dn_pool *)p)->size) : 1; }
+
+void dn_pool_grow(dn_pool *p, int n)
+{
+    if (!p || p->host_fn) return;
+    if (n > DN_POOL_MAX_THREADS) n = DN_POOL_MAX_THREADS;
+    int cur = atomic_load(&p->size);
+    while (cur < n && !atomic_compare_exchange_weak(&p->size, &cur, n)) {}
+}
 
 void dn_pool_hold(dn_pool *p, int on)
 {
-    if (p && p->n > 1) atomic_store_explicit(&p->hold, on != 0, memory_order_relaxed);
+    if (p && !p->host_fn) atomic_fetch_add_explicit(&p->holders, on ? 1 : -1, memory_order_relaxed);
 }
 
-void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg)
+/* Workers start on first need; one that cannot start only means fewer helpers. */
+static void start_workers(dn_pool *p, int want)
 {
-    if (!p || p->n == 1) { fn(arg, 0, 1); return; }
-    /* every worker finished the previous job (pending reached 0), so none reads fn/arg now */
-    p->fn = fn;
-    p->arg = arg;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    atomic_fetch_add(&p->generation, 1);        /* publish (seq_cst), then look for sleepers */
+    if (atomic_load(&p->started) >= want) return;
+    pthread_mutex_lock(&p->mu);
+    int n = atomic_load(&p->started);
+    while (n < want && pthread_create(&p->threads[n], NULL, worker_main, p) == 0) n++;
+    atomic_store(&p->started, n);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static slot *claim(dn_pool *p)
+{
+    for (int k = 0; k < SLOTS; k++) {
+        slot *s = &p->slots[k].s;
+        uint64_t v = atomic_load(&s->state);
+        if (!(v & ST_OPEN) && !(v & ST_INSIDE) && atomic_compare_exchange_strong(&s->state, &v, ST_JOIN + 1))
+            return s;
+    }
+    return NULL;
+}
+
+typedef struct host_job {
+    dn_chunk_fn fn;
+    void *arg;
+    int64_t n;
+    atomic_llong next;
+} host_job;
+
+/* One host item is one lane: it takes chunks until none are left, so items
+ * run one after another (or twice) still cover every chunk once. */
+static void host_item(void *data, int32_t item)
+{
+    host_job *j = data;
+    int64_t c;
+    while ((c = atomic_fetch_add(&j->next, 1)) < j->n) j->fn(j->arg, c, item);
+}
+
+void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg)
+{
+    if (n <= 0) return;
+    const int size = dn_pool_size(p);
+    if (lanes > size) lanes = size;
+    if (lanes > n) lanes = (int)n;
+    int64_t c;
+    if (lanes <= 1) {
+        for (c = 0; c < n; c++) fn(arg, c, 0);
+        return;
+    }
+    if (p->host_fn) {
+        host_job j = { fn, arg, n, 0 };
+        p->host_fn(p->host_user, host_item, &j, lanes);
+        host_item(&j, 0);   /* a host that skipped items: the rest runs here */
+        return;
+    }
+    start_workers(p, lanes - 1);
+    slot *s = claim(p);
+    if (!s) {   /* every slot busy: this job runs alone */
+        for (c = 0; c < n; c++) fn(arg, c, 0);
+        return;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    s->n = n;
+    s->lanes = lanes;
+    atomic_store(&s->next, 0);
+    atomic_store(&s->done, 0);
+    atomic_store(&s->waiting, 0);
+    atomic_fetch_or(&s->state, ST_OPEN);
+    atomic_fetch_add(&p->generation, 1);   /* publish, then look for sleepers */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
     }
-    fn(arg, 0, p->n);
-    for (int i = 0; i < SPIN_WAIT && atomic_load_explicit(&p->pending, memory_order_acquire) != 0; i++) spin_relax();
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) {
-        pthread_mutex_lock(&p->mu);
-        atomic_store(&p->caller_sleeping, 1);   /* announce, then re-check (seq_cst) */
-        while (atomic_load(&p->pending) != 0) pthread_cond_wait(&p->done, &p->mu);
-        atomic_store(&p->caller_sleeping, 0);
-        pthread_mutex_unlock(&p->mu);
+    while ((c = atomic_fetch_add(&s->next, 1)) < n) {
+        fn(arg, c, 0);
+        atomic_fetch_add(&s->done, 1);
     }
+    for (int i = 0; atomic_load(&s->done) != n; i++) {
+        if (back_off(i, YIELD_WAIT)) continue;
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&s->waiting, 1);   /* announce, then re-check */
+        while (atomic_load(&s->done) != n) pthread_cond_wait(&p->finished, &p->mu);
+        atomic_store(&s->waiting, 0);
+        pthread_mutex_unlock(&p->mu);
+        break;
+    }
+    /* close and leave; the last participant out frees the slot */
+    uint64_t v = atomic_load(&s->state);
+    while (!atomic_compare_exchange_weak(&s->state, &v, (v & ~ST_OPEN) - 1)) {}
+}
+
+typedef struct run_job { dn_task_fn fn; void *arg; int nth; } run_job;
+
+static void run_chunk(void *a, int64_t c, int lane)
+{
+    (void)lane;
+    const run_job *r = a;
+    r->fn(r->arg, (int)c, r->nth);
+}
+
+void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg)
+{
+    run_job r = { fn, arg, dn_pool_size(p) };
+    dn_pool_for(p, r.nth, r.nth, run_chunk, &r);
 }

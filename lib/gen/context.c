@@ -13,6 +13,22 @@
  * n_ctx 0, the window, n_batch and the thread count into sizes. */
 typedef struct ctx_plan { int32_t n_ctx, cap, n_batch, n_threads, kv_type; } ctx_plan;
 
+/* The pool a context runs on, and how many of its lanes: n_threads, or by
+ * default the cores (the model's own pool grows to that) or the whole of
+ * a pool the caller made. */
+static dn_pool *pool_of(const danu_model *m, const struct danu_options *o)
+{
+    return o->pool ? o->pool : m->pool;
+}
+
+static int32_t lanes_of(const danu_model *m, const struct danu_options *o)
+{
+    const dn_pool *p = pool_of(m, o);
+    const int grows = p == m->pool && m->pool_owned;
+    const int32_t want = o->n_threads > 0 ? o->n_threads : grows ? dn_cpu_count() : dn_pool_size(p);
+    return grows || want <= dn_pool_size(p) ? want : dn_pool_size(p);
+}
+
 static danu_status plan(const danu_model *m, const struct danu_options *o, ctx_plan *p)
 {
     const dn_config *cfg = &m->cfg;
@@ -24,7 +40,7 @@ static danu_status plan(const danu_model *m, const struct danu_options *o, ctx_p
     /* a window W needs only the last W positions of each layer */
     p->cap = cfg->window > 0 && cfg->window < p->n_ctx ? cfg->window : p->n_ctx;
     p->n_batch = o->n_batch < p->n_ctx ? o->n_batch : p->n_ctx;
-    p->n_threads = o->n_threads > 0 ? o->n_threads : dn_cpu_count();
+    p->n_threads = lanes_of(m, o);
     p->kv_type = o->kv_type;
     return DANU_OK;
 }
@@ -34,7 +50,7 @@ static danu_status plan(const danu_model *m, const struct danu_options *o, ctx_p
 static size_t plan_bytes(const danu_model *m, const ctx_plan *p)
 {
     const dn_config *cfg = &m->cfg;
-    return sizeof(danu_context) + dn_pool_bytes(p->n_threads) +
+    return sizeof(danu_context) +
            dn_kv_alloc_bytes(cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, p->cap, p->n_batch, p->kv_type) +
            dn_scratch_plan_bytes(m, p->n_batch, p->n_threads, p->cap) + (size_t)p->n_ctx * sizeof(danu_token) +
            dn_aligned_bytes((size_t)cfg->vocab * sizeof(float)) + dn_sampler_bytes(cfg->vocab) +
@@ -73,9 +89,11 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     c->cap = p.cap;
     c->opt.n_batch = p.n_batch;
     c->opt.n_threads = p.n_threads;
-    danu_status s = dn_pool_create(&c->alloc, p.n_threads, &c->pool);
-    if (s == DANU_OK)
-        s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, p.n_batch, p.kv_type);
+    c->opt.pool = NULL;          /* the bag's reference is not the context's */
+    c->pool = dn_pool_ref(pool_of(m, o));
+    if (c->pool == m->pool && m->pool_owned) dn_pool_grow(c->pool, p.n_threads);
+    c->team = (dn_team){ c->pool, p.n_threads, 0 };
+    danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, p.n_batch, p.kv_type);
     if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, p.n_batch, p.n_threads, c->cap);
     if (s == DANU_OK) {
         c->tokens = dn_malloc(&c->alloc, (size_t)p.n_ctx * sizeof(danu_token));
@@ -92,8 +110,9 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     }
     if (s != DANU_OK) { dn_context_free(c); return s; }
     atomic_init(&c->abort_flag, 0);
-    dn_log(&c->log, DANU_LOG_INFO, "context: n_ctx %d, %d cached positions per layer, %zu bytes in all, %d threads",
-           p.n_ctx, c->cap, dn_context_memory_size(c), p.n_threads);
+    dn_log(&c->log, DANU_LOG_INFO, "context: n_ctx %d, %d cached positions per layer, %zu bytes in all, %d of a pool "
+           "of %d threads%s", p.n_ctx, c->cap, dn_context_memory_size(c), p.n_threads, dn_pool_size(c->pool),
+           o->pool ? "" : " (the model's)");
     *out = c;
     return DANU_OK;
 }
@@ -123,39 +142,17 @@ danu_status dn_context_apply_settings(danu_context *c)
 
 /* ---- evaluation --------------------------------------------------------------- */
 
-static danu_status eval_chunks(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+danu_status dn_context_idle(const danu_context *c)
 {
-    int32_t vocab = c->model->cfg.vocab;
-    size_t done = 0;
-    while (done < n) {
-        int chunk = (int)(n - done < (size_t)c->opt.n_batch ? n - done : (size_t)c->opt.n_batch);
-        int last = done + (size_t)chunk == n;
-        float *lg = all_logits ? all_logits + done * (size_t)vocab : (last ? c->logits : NULL);
-        const int had_logits = c->has_logits;
-        c->has_logits = 0;
-        danu_status s = dn_forward(c->model, &c->kv, &c->s, c->pool, t + done, chunk, (int64_t)c->n_tokens, lg,
-                                   all_logits != NULL, &c->abort_flag);
-        /* an abort stops a pass before it commits its K/V or writes logits:
-         * if no earlier chunk of this call went in, the context is exactly
-         * as before the call, logits included, and generation can go on */
-        if (s == DANU_ERR_ABORTED && done == 0) c->has_logits = had_logits;
-        if (s != DANU_OK) return s;
-        if (t + done != c->tokens + c->n_tokens)   /* a shift re-evaluates the history in place */
-            memcpy(c->tokens + c->n_tokens, t + done, (size_t)chunk * sizeof *t);
-        c->n_tokens += (size_t)chunk;
-        done += (size_t)chunk;
-        if (last) {
-            if (all_logits) memcpy(c->logits, all_logits + (n - 1) * (size_t)vocab, (size_t)vocab * sizeof(float));
-            c->has_logits = 1;
-        }
-    }
+    DN_CHECK(!c->pend.active, DANU_ERR_STATE, "sliced work is pending (%zu tokens): finish it with "
+             "danu_context_work or drop it with danu_context_clear", c->pend.end - c->n_tokens);
     return DANU_OK;
 }
 
 /* Context full under DANU_FULL_SHIFT: keep the first n_keep tokens, drop the
- * older half of the rest, and recompute the cache for what remains (exact:
- * the kept tokens get the positions they now have). The kept tokens move
- * down inside the history itself, so a shift allocates nothing. */
+ * older half of the rest, and queue the cache's recomputation for what
+ * remains (exact: the kept tokens get the positions they now have). The
+ * kept tokens move down inside the history itself: nothing is allocated. */
 static danu_status shift(danu_context *c, size_t need)
 {
     size_t keep = (size_t)c->opt.n_keep, rest = c->n_tokens - keep;
@@ -167,18 +164,20 @@ static danu_status shift(danu_context *c, size_t need)
     dn_log(&c->log, DANU_LOG_INFO, "context full: keeping %zu + %zu tokens, dropping %zu", keep, n - keep, drop);
     c->n_tokens = 0;
     c->has_logits = 0;
-    return eval_chunks(c, c->tokens, n, NULL);
+    c->pend.end = n;
+    return DANU_OK;
 }
 
-danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+/* Queue n tokens after the history (and a shift first, when full). Runs
+ * nothing; on error nothing is queued. */
+static danu_status queue(danu_context *c, const danu_token *t, size_t n, float *all_logits)
 {
-    /* the abort flag is cleared by the public entry points (api.c), not here:
-     * generate/step call this per token, and clearing here lost an abort
-     * that arrived between two tokens */
-    int32_t vocab = c->model->cfg.vocab;
+    const int32_t vocab = c->model->cfg.vocab;
     for (size_t i = 0; i < n; i++)
         DN_CHECK(t[i] >= 0 && t[i] < vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i, t[i], vocab - 1);
     if (n == 0) return DANU_OK;
+    c->pend.end = c->n_tokens;
+    c->pend.had_logits = c->has_logits;
     if (c->n_tokens + n > (size_t)c->n_ctx) {
         if (c->opt.on_full != DANU_FULL_SHIFT || all_logits)
             return dn_seterr(DANU_ERR_CONTEXT_FULL, "context full: %zu cached + %zu new tokens exceed n_ctx %d",
@@ -186,8 +185,105 @@ danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, floa
         DN_CHECK(n <= (size_t)c->n_ctx - (size_t)c->opt.n_keep, DANU_ERR_CONTEXT_FULL,
                  "%zu tokens do not fit in n_ctx %d with n_keep %d", n, c->n_ctx, c->opt.n_keep);
         DN_TRY(shift(c, n));
+        c->pend.had_logits = 0;
     }
-    return eval_chunks(c, t, n, all_logits);
+    memmove(c->tokens + c->pend.end, t, n * sizeof *t);   /* t may be the caller's copy of the history */
+    c->pend.end += n;
+    c->pend.first = c->n_tokens;
+    c->pend.all_logits = all_logits;
+    c->pend.committed = 0;
+    c->pend.chunk = 0;
+    c->pend.active = 1;
+    c->has_logits = 0;
+    return DANU_OK;
+}
+
+/* Tokens for the next batch of sliced work: a layer of it should take
+ * about half the budget, so that a slice runs one or more whole layers. */
+static int slice_batch(danu_context *c, uint64_t budget_ns, uint64_t unit_ns, int chunk)
+{
+    if (unit_ns && chunk) {
+        double fit = (double)chunk * (double)budget_ns / 2.0 / (double)unit_ns;
+        c->slice_tokens = fit < 1.0 ? 1 : fit > (double)c->opt.n_batch ? c->opt.n_batch : (int)fit;
+    }
+    return c->slice_tokens > 0 ? c->slice_tokens : 4;
+}
+
+/* Run the queued work: all of it (sliced 0), or units while the time spent
+ * plus the last unit's time fits budget_ns (at least one unit). Returns
+ * DANU_IN_PROGRESS when work remains. On error nothing stays queued;
+ * batches finished before stay cached, and an abort before the first
+ * leaves the logits as they were. */
+static danu_status advance(danu_context *c, int sliced, uint64_t budget_ns)
+{
+    dn_pending *p = &c->pend;
+    const int32_t vocab = c->model->cfg.vocab;
+    const uint64_t t0 = dn_time_ns();
+    uint64_t unit_ns = 0;
+    danu_status s = DANU_OK;
+    dn_pool_hold(c->pool, 1);
+    while (p->active) {
+        if (!p->chunk) {   /* the next batch */
+            size_t left = p->end - c->n_tokens;
+            int chunk = left < (size_t)c->opt.n_batch ? (int)left : c->opt.n_batch;
+            if (sliced) {
+                const int fit = slice_batch(c, budget_ns, unit_ns, p->pass.n);
+                chunk = chunk < fit ? chunk : fit;
+            }
+            const int last = c->n_tokens + (size_t)chunk == p->end;
+            float *lg = p->all_logits ? p->all_logits + (c->n_tokens - p->first) * (size_t)vocab
+                                      : (last ? c->logits : NULL);
+            dn_pass_begin(&p->pass, c->model, c->tokens + c->n_tokens, chunk, (int64_t)c->n_tokens, lg,
+                          p->all_logits != NULL);
+            p->chunk = chunk;
+        }
+        if (sliced && unit_ns && dn_time_ns() - t0 + unit_ns > budget_ns) { s = DANU_IN_PROGRESS; break; }
+        const uint64_t u0 = dn_time_ns();
+        s = dn_pass_step(c->model, &c->kv, &c->s, &c->team, &p->pass, &c->abort_flag);
+        if (s != DANU_OK) {
+            if (s == DANU_ERR_ABORTED && !p->committed) c->has_logits = p->had_logits;
+            p->active = 0;
+            p->chunk = 0;
+            break;
+        }
+        unit_ns = dn_time_ns() - u0;
+        if (p->pass.unit < p->pass.n_units) continue;
+        c->n_tokens += (size_t)p->chunk;   /* the batch went in */
+        p->committed = 1;
+        p->chunk = 0;
+        if (c->n_tokens == p->end) {
+            if (p->all_logits)
+                memcpy(c->logits, p->all_logits + (p->end - 1 - p->first) * (size_t)vocab, (size_t)vocab * sizeof(float));
+            c->has_logits = 1;
+            p->active = 0;
+        }
+    }
+    dn_pool_hold(c->pool, 0);
+    return s;
+}
+
+danu_status dn_context_eval(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+{
+    /* the abort flag is cleared by the public entry points (api.c), not here:
+     * generate/step call this per token, and clearing here lost an abort
+     * that arrived between two tokens */
+    DN_TRY(queue(c, t, n, all_logits));
+    return advance(c, 0, 0);
+}
+
+danu_status dn_context_eval_begin(danu_context *c, const danu_token *t, size_t n)
+{
+    DN_TRY(dn_context_idle(c));
+    c->gen_active = 0;
+    return queue(c, t, n, NULL);
+}
+
+danu_status dn_context_work(danu_context *c, int64_t budget_us)
+{
+    DN_CHECK(budget_us >= 0, DANU_ERR_INVALID_ARG, "budget %lld us is negative", (long long)budget_us);
+    if (!c->pend.active) return DANU_OK;
+    const uint64_t ns = (uint64_t)budget_us > UINT64_MAX / 1000 ? UINT64_MAX : (uint64_t)budget_us * 1000;
+    return advance(c, 1, ns);
 }
 
 /* Rewinding needs the positions the next token will attend to; a ring that
@@ -212,25 +308,49 @@ danu_status dn_context_rewind(danu_context *c, size_t n)
 
 void dn_context_clear(danu_context *c)
 {
+    c->pend.active = 0;   /* pending work is dropped */
+    c->pend.chunk = 0;
+    c->pend.step = 0;
     c->n_tokens = 0;
     c->has_logits = 0;
     c->gen_active = 0;
     c->hold_len = 0;
 }
 
-danu_status dn_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
+/* Keep the cached prefix shared with t, queue the rest; *kept = its length. */
+static danu_status prompt_queue(danu_context *c, const danu_token *t, size_t n, size_t *kept)
 {
-    if (n_reused) *n_reused = 0;
+    *kept = 0;
     DN_CHECK(n > 0, DANU_ERR_INVALID_ARG, "empty prompt");
     size_t p = 0;
     while (p < n && p < c->n_tokens && c->tokens[p] == t[p]) p++;
     if (p == n) p = n - 1;      /* evaluate at least the last token for fresh logits */
     if (dn_context_rewind(c, p) != DANU_OK) { dn_context_clear(c); p = 0; }
     dn_clearerr();
-    danu_status s = dn_context_eval(c, t + p, n - p, NULL);
-    if (s == DANU_OK && n_reused) *n_reused = p;
     c->gen_active = 0;
-    return s;
+    DN_TRY(queue(c, t + p, n - p, NULL));
+    *kept = p;
+    return DANU_OK;
+}
+
+danu_status dn_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
+{
+    size_t kept;
+    if (n_reused) *n_reused = 0;
+    DN_TRY(prompt_queue(c, t, n, &kept));
+    DN_TRY(advance(c, 0, 0));
+    if (n_reused) *n_reused = kept;
+    return DANU_OK;
+}
+
+danu_status dn_context_prompt_begin(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
+{
+    size_t kept;
+    if (n_reused) *n_reused = 0;
+    DN_TRY(dn_context_idle(c));
+    DN_TRY(prompt_queue(c, t, n, &kept));
+    if (n_reused) *n_reused = kept;
+    return DANU_OK;
 }
 
 /* ---- sampling and generation ---------------------------------------------------- */
@@ -358,7 +478,9 @@ static danu_status gen_finish(danu_context *c, int drop_hold, char *out, size_t 
     return s;
 }
 
-danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
+/* A step's first half: sample, stop on EOS or a full context (*reason set,
+ * the step is over), else queue the token's evaluation (*reason -1). */
+static danu_status step_start(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
 {
     *reason = -1;
     *len = 0;
@@ -378,7 +500,14 @@ danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t c
         gen_finish(c, 0, out, cap, len);
         return dn_seterr(DANU_ERR_CONTEXT_FULL, "context full: n_ctx %d reached during generation", c->n_ctx);
     }
-    danu_status s = dn_context_eval(c, &t, 1, NULL);
+    return queue(c, &t, 1, NULL);
+}
+
+/* A step's second half, once its token was evaluated (s: how that went):
+ * the token's text, held back while it may start a stop string. */
+static danu_status step_end(danu_context *c, danu_status s, danu_token t, char *out, size_t cap, size_t *len,
+                            int32_t *reason)
+{
     if (s == DANU_ERR_ABORTED) { *reason = DANU_STOP_ABORTED; c->gen_active = 0; return s; }
     DN_TRY(s);
     if (c->dec) {
@@ -398,6 +527,38 @@ danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t c
         return DANU_OK;
     }
     return emit(c, safe, out, cap, len);
+}
+
+danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
+{
+    DN_TRY(step_start(c, id, out, cap, len, reason));
+    if (*reason >= 0) return DANU_OK;
+    return step_end(c, advance(c, 0, 0), *id, out, cap, len, reason);
+}
+
+danu_status dn_context_step_sliced(danu_context *c, int64_t budget_us, danu_token *id, char *out, size_t cap,
+                                   size_t *len, int32_t *reason)
+{
+    *reason = -1;
+    *len = 0;
+    if (cap) out[0] = 0;
+    *id = c->pend.step ? c->pend.step_tok : -1;
+    DN_CHECK(budget_us >= 0, DANU_ERR_INVALID_ARG, "budget %lld us is negative", (long long)budget_us);
+    if (!c->pend.step) {
+        /* work queued before by a *_begin call goes first; the step starts on the next call */
+        if (c->pend.active) {
+            danu_status s = dn_context_work(c, budget_us);
+            return s == DANU_OK ? DANU_IN_PROGRESS : s;
+        }
+        DN_TRY(step_start(c, id, out, cap, len, reason));
+        if (*reason >= 0) return DANU_OK;
+        c->pend.step = 1;
+        c->pend.step_tok = *id;
+    }
+    danu_status s = dn_context_work(c, budget_us);
+    if (s == DANU_IN_PROGRESS) return s;
+    c->pend.step = 0;
+    return step_end(c, s, *id, out, cap, len, reason);
 }
 
 danu_status dn_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len)
@@ -445,21 +606,47 @@ danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_
     return s;
 }
 
-danu_status dn_context_chat_append(danu_context *c, const char *const *roles, const char *const *contents, size_t n,
-                                   int add_reply)
+/* Encode the messages (after an EOS closing an open assistant turn) and
+ * queue them. */
+static danu_status chat_queue(danu_context *c, const char *const *roles, const char *const *contents, size_t n,
+                              int add_reply)
 {
     const danu_tokenizer *tok = c->model->tok;
     DN_CHECK(tok, DANU_ERR_UNSUPPORTED, "the model has no tokenizer");
-    int32_t eos = c->model->cfg.eos;
+    const int32_t eos = c->model->cfg.eos;
     danu_token *ids = NULL;
     size_t n_ids = 0;
-    int fresh = c->n_tokens == 0;
+    const int fresh = c->n_tokens == 0;
+    /* an open assistant turn (generation stopped before EOS was cached) is closed first */
+    const int close = !fresh && c->tokens[c->n_tokens - 1] != eos;
     DN_TRY(dn_chat_encode_ex(tok, roles, contents, n, fresh, add_reply, fresh, &ids, &n_ids));
     danu_status s = DANU_OK;
-    /* an open assistant turn (generation stopped before EOS was cached) is closed first */
-    if (!fresh && c->tokens[c->n_tokens - 1] != eos) s = dn_context_eval(c, &eos, 1, NULL);
-    if (s == DANU_OK) s = dn_context_eval(c, ids, n_ids, NULL);
+    if (close) {
+        danu_token *all = dn_realloc(&c->alloc, ids, (n_ids + 1) * sizeof *ids);
+        if (!all) s = dn_seterr(DANU_ERR_NOMEM, "cannot allocate %zu chat tokens", n_ids + 1);
+        else {
+            ids = all;
+            memmove(ids + 1, ids, n_ids * sizeof *ids);
+            ids[0] = eos;
+            n_ids++;
+        }
+    }
+    if (s == DANU_OK) s = queue(c, ids, n_ids, NULL);
     dn_free(&c->alloc, ids);
     c->gen_active = 0;
     return s;
+}
+
+danu_status dn_context_chat_append(danu_context *c, const char *const *roles, const char *const *contents, size_t n,
+                                   int add_reply)
+{
+    DN_TRY(chat_queue(c, roles, contents, n, add_reply));
+    return advance(c, 0, 0);
+}
+
+danu_status dn_context_chat_append_begin(danu_context *c, const char *const *roles, const char *const *contents,
+                                         size_t n, int add_reply)
+{
+    DN_TRY(dn_context_idle(c));
+    return chat_queue(c, roles, contents, n, add_reply);
 }

@@ -22,13 +22,30 @@ static inline size_t dn_hold_bytes(size_t longest_stop)
     return DN_HOLD_BASE + 2 * longest_stop + DN_PIECE_MAX + DN_TAIL_MAX + 1;
 }
 
+/* Evaluation queued on the context: history tokens [n_tokens, end) still
+ * to evaluate. Blocking calls queue and run it at once; *_begin calls
+ * queue it and danu_context_work runs it in slices. */
+typedef struct dn_pending {
+    int active;
+    size_t end;
+    size_t first;            /* n_tokens when queued: all_logits row 0 */
+    float *all_logits;       /* every row's logits (blocking eval only) */
+    int had_logits;          /* restored by an abort before any batch went in */
+    int committed;           /* a batch of this work went in */
+    int chunk;               /* tokens of the batch under way, 0 between batches */
+    dn_pass pass;
+    int step;                /* danu_context_step_sliced: its token is queued */
+    danu_token step_tok;
+} dn_pending;
+
 struct danu_context {
     danu_model *model;
     dn_alloc alloc;
     dn_logger log;
     struct danu_options opt;     /* sticky settings (sampling, on_full, threads) */
     int32_t n_ctx, cap;
-    dn_pool *pool;
+    dn_pool *pool;               /* a reference: the options' pool or the model's */
+    dn_team team;                /* the lanes of it this context uses (opt.n_threads) */
     dn_kvcache kv;
     dn_scratch s;
     danu_token *tokens;          /* [n_ctx] history; position i = tokens[i] */
@@ -43,6 +60,8 @@ struct danu_context {
     size_t hold_len, hold_cap;
     int gen_active;              /* a generation is under way (decoder primed) */
     atomic_int abort_flag;       /* set by danu_context_abort; cleared as each API call starts */
+    dn_pending pend;
+    int slice_tokens;            /* batch size sliced work last found to fit half its budget per layer */
 };
 
 danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out);
@@ -67,4 +86,14 @@ danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t le
 danu_status dn_context_state_save_file(const danu_context *c, const char *path);
 danu_status dn_context_state_load_file(danu_context *c, const char *path);
 danu_status dn_context_apply_settings(danu_context *c);   /* after a sticky set */
+/* Work in slices: queue (nothing runs), then advance for a budget. */
+danu_status dn_context_eval_begin(danu_context *c, const danu_token *t, size_t n);
+danu_status dn_context_prompt_begin(danu_context *c, const danu_token *t, size_t n, size_t *n_reused);
+danu_status dn_context_chat_append_begin(danu_context *c, const char *const *roles, const char *const *contents,
+                                         size_t n, int add_reply);
+danu_status dn_context_work(danu_context *c, int64_t budget_us);
+danu_status dn_context_step_sliced(danu_context *c, int64_t budget_us, danu_token *id, char *out, size_t cap,
+                                   size_t *len, int32_t *reason);
+/* DANU_ERR_STATE while sliced work is pending. */
+danu_status dn_context_idle(const danu_context *c);
 #endif

@@ -118,12 +118,12 @@ danu_status dn_prepare_acts(const dn_kernels *k, int32_t wtype, const float *X, 
 /* Batches of at least this many rows are split over the pool by rows;
  * smaller ones stay on the calling thread (the results are the same bits). */
 enum { DN_SPLIT_MIN_ROWS = 8 };
-/* fn over the pool when n rows are worth splitting, else on the caller. */
-static inline void dn_run_rows(dn_pool *pool, dn_task_fn fn, void *arg, int64_t n)
-{
-    if (n >= DN_SPLIT_MIN_ROWS) dn_pool_run(pool, fn, arg);
-    else fn(arg, 0, 1);
-}
+/* Matrix products streaming fewer weight bytes x tokens stay on the caller. */
+enum { DN_SPLIT_MIN_BYTES = 256 * 1024 };
+/* fn(arg, r0, r1, lane) over rows 0..n-1 in chunks on the team when n rows
+ * are worth splitting, else fn(arg, 0, n, 0) on the caller. */
+typedef void (*dn_rows_fn)(void *arg, int64_t r0, int64_t r1, int lane);
+void dn_run_rows(const dn_team *team, dn_rows_fn fn, void *arg, int64_t n);
 
 /* The threaded matrix product: Y[i][t][r] = W[i][r,:] . X[t,:] for up to
  * three matrices of the same width sharing the input X (n_tok rows of
@@ -133,11 +133,11 @@ static inline void dn_run_rows(dn_pool *pool, dn_task_fn fn, void *arg, int64_t 
  * are split over the pool (NULL: the calling thread) in whole groups of 16;
  * the bits do not depend on the thread count. A failure on any thread
  * returns DANU_ERR_INTERNAL with its message on the calling thread. */
-danu_status dn_matmul(const dn_kernels *k, dn_pool *pool, int n_mats, const dn_matrix *const *W, const float *X,
+danu_status dn_matmul(const dn_kernels *k, const dn_team *team, int n_mats, const dn_matrix *const *W, const float *X,
                       int64_t n_tok, float *const *Y, void *const act[3]);
 /* out[t] = rmsnorm(x[t]) * w for n rows of width floats (rows.c). */
-void dn_rmsnorm_rows(const dn_kernels *k, dn_pool *pool, float *out, const float *x, const float *w, int64_t n,
+void dn_rmsnorm_rows(const dn_kernels *k, const dn_team *team, float *out, const float *x, const float *w, int64_t n,
                      int64_t width, float eps);
 /* gate[t] = silu(gate[t]) * up[t] for n rows of width floats (rows.c). */
-void dn_swiglu_rows(const dn_kernels *k, dn_pool *pool, float *gate, const float *up, int64_t n, int64_t width);
+void dn_swiglu_rows(const dn_kernels *k, const dn_team *team, float *gate, const float *up, int64_t n, int64_t width);
 #endif

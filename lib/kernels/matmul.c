@@ -1,7 +1,7 @@
 /* matmul.c - matrix x activations on top of the dispatch table: prepares
  * activation rows once, then walks row tiles x token tiles so that each
  * weight tile is reused across a block of tokens held in L2; dn_matmul
- * splits that over the thread pool. */
+ * splits that over the team's pool in chunks. */
 #include <stdatomic.h>
 #include <string.h>
 #include "kernels/kernels_internal.h"
@@ -161,7 +161,7 @@ danu_status dn_matmul_rows(const dn_kernels *k, const dn_matrix *W, const void *
  * the thread that hit it (its message is recorded on that thread). */
 typedef struct mm_fail {
     atomic_int status;
-    int mat, ith;
+    int mat, ith;   /* ith: the lane (0: the caller) */
 } mm_fail;
 
 static void fail(mm_fail *f, danu_status st, int mat, int ith)
@@ -180,27 +180,26 @@ typedef struct mm_job {
     const void *Xq[3];
     float *const *Y;
     int64_t n_tok;
+    int64_t groups, chunks;      /* 16-row groups of all matrices, chunks they are cut into */
     mm_fail *fail;
 } mm_job;
 
-/* The matrices' rows, cut into chunks of 16 counted from the start of each
- * matrix (a matrix's last chunk may be short), form one range of chunks
- * split evenly over threads: tiles stay whole and every split point is a
- * multiple of 16 within its matrix, as the repacked x16 row groups need. */
-static void mm_task(void *arg, int ith, int nth)
+/* The matrices' rows, cut into groups of 16 counted from the start of each
+ * matrix (a matrix's last group may be short), form one range of groups
+ * cut into chunks: tiles stay whole and every cut is a multiple of 16
+ * within its matrix, as the repacked x16 row groups need. */
+static void mm_chunk(void *arg, int64_t chunk, int lane)
 {
     const mm_job *j = arg;
-    int64_t chunks = 0;
-    for (int i = 0; i < j->n; i++) chunks += (j->W[i]->rows + 15) / 16;
-    const int64_t c0 = chunks * ith / nth, c1 = chunks * (ith + 1) / nth;
-    int64_t base = 0;   /* first chunk of matrix i */
+    const int64_t c0 = j->groups * chunk / j->chunks, c1 = j->groups * (chunk + 1) / j->chunks;
+    int64_t base = 0;   /* first group of matrix i */
     for (int i = 0; i < j->n && base < c1; i++) {
         const int64_t rows = j->W[i]->rows, n = (rows + 15) / 16;
         const int64_t a = c0 > base ? c0 - base : 0, b = c1 - base < n ? c1 - base : n;
         if (a < b) {
             danu_status st = dn_matmul_rows(j->k, j->W[i], j->Xq[i], j->n_tok, j->Y[i], rows, 16 * a,
                                             16 * b < rows ? 16 * b : rows);
-            if (st != DANU_OK) fail(j->fail, st, i, ith);
+            if (st != DANU_OK) fail(j->fail, st, i, lane);
         }
         base += n;
     }
@@ -215,19 +214,17 @@ typedef struct prep_job {
     int64_t cols;
     const float *X;
     void *dst[3];
-    int64_t n_tok;
     mm_fail *fail;
 } prep_job;
 
-static void prep_task(void *arg, int ith, int nth)
+static void prep_rows(void *arg, int64_t t0, int64_t t1, int lane)
 {
     const prep_job *j = arg;
-    int64_t t0 = j->n_tok * ith / nth, t1 = j->n_tok * (ith + 1) / nth;
     for (int i = 0; i < j->n && t0 < t1; i++) {
         size_t rb = dn_act_row_bytes(j->k, j->wtype[i], j->cols);
         danu_status st = dn_prepare_acts(j->k, j->wtype[i], j->X + t0 * j->cols, t1 - t0, j->cols,
                                          (uint8_t *)j->dst[i] + (size_t)t0 * rb);
-        if (st != DANU_OK) fail(j->fail, st, -1, ith);
+        if (st != DANU_OK) fail(j->fail, st, -1, lane);
     }
 }
 
@@ -242,14 +239,15 @@ static danu_status failed(const mm_fail *f, const dn_kernels *k, const dn_matrix
                      f->ith, k->name);
 }
 
-danu_status dn_matmul(const dn_kernels *k, dn_pool *pool, int n_mats, const dn_matrix *const *W, const float *X,
+danu_status dn_matmul(const dn_kernels *k, const dn_team *team, int n_mats, const dn_matrix *const *W, const float *X,
                       int64_t n_tok, float *const *Y, void *const act[3])
 {
     if (n_mats < 1 || n_mats > 3)
         return dn_seterr(DANU_ERR_INTERNAL, "dn_matmul: %d matrices (1 to 3 share an input)", n_mats);
     mm_fail f = { .status = DANU_OK };
     mm_job j = { .k = k, .n = n_mats, .W = W, .Y = Y, .n_tok = n_tok, .fail = &f };
-    prep_job p = { .k = k, .cols = W[0]->cols, .X = X, .n_tok = n_tok, .fail = &f };
+    prep_job p = { .k = k, .cols = W[0]->cols, .X = X, .fail = &f };
+    uint64_t bytes = 0;   /* weight bytes streamed */
     int32_t prepared[3] = { -1, -1, -1 };
     for (int i = 0; i < n_mats; i++) {
         const int32_t wt = W[i]->type;
@@ -265,10 +263,15 @@ danu_status dn_matmul(const dn_kernels *k, dn_pool *pool, int n_mats, const dn_m
             p.dst[p.n++] = act[slot];
         }
         j.Xq[i] = act[slot];
+        j.groups += (W[i]->rows + 15) / 16;
+        bytes += (uint64_t)W[i]->rows * W[i]->row_bytes;
     }
-    dn_run_rows(pool, prep_task, &p, n_tok);
+    /* small products stay on the caller: a hand-off costs more than they do */
+    if (team && !team->split_small && bytes * (uint64_t)n_tok < DN_SPLIT_MIN_BYTES) team = NULL;
+    dn_run_rows(team, prep_rows, &p, n_tok);
     danu_status st = failed(&f, k, W);
     if (st != DANU_OK) return st;
-    dn_pool_run(pool, mm_task, &j);
+    j.chunks = dn_team_chunks(team, j.groups);
+    dn_team_for(team, j.chunks, mm_chunk, &j);
     return failed(&f, k, W);
 }

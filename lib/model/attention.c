@@ -24,11 +24,12 @@ typedef struct rope_job {
     int64_t pos0;
 } rope_job;
 
-static void table_task(void *arg, int ith, int nth)
+static void table_rows(void *arg, int64_t t0, int64_t t1, int lane)
 {
+    (void)lane;
     const rope_job *j = arg;
     const int hd = j->m->cfg.head_dim, half = hd / 2;
-    for (int t = j->n * ith / nth; t < j->n * (ith + 1) / nth; t++) {
+    for (int64_t t = t0; t < t1; t++) {
         float *cs = j->s->rope + (size_t)t * hd;
         for (int i = 0; i < half; i++) {
             double ang = (double)(j->pos0 + t) * (double)j->s->inv_freq[i];
@@ -38,10 +39,10 @@ static void table_task(void *arg, int ith, int nth)
     }
 }
 
-void dn_rope_table(const danu_model *m, dn_scratch *s, dn_pool *pool, int n, int64_t pos0)
+void dn_rope_table(const danu_model *m, dn_scratch *s, const dn_team *team, int n, int64_t pos0)
 {
     rope_job j = { .m = m, .s = s, .n = n, .pos0 = pos0 };
-    dn_run_rows(pool, table_task, &j, n);
+    dn_run_rows(team, table_rows, &j, n);
 }
 
 /* Rotate n_heads heads of x by one table row. HF layout pairs (j, j + d/2);
@@ -61,18 +62,18 @@ static void rotate(float *x, int n_heads, int hd, const float *cs, int interleav
     }
 }
 
-/* Work units are (token, KV head) pairs, token-major, in contiguous runs
- * per thread: the group's query heads and the key head are rotated, the key
- * and value head stored. A batch is split over the pool; a few tokens stay
+/* Work units are (token, KV head) pairs, token-major, in runs of whole
+ * tokens: the group's query heads and the key head are rotated, the key
+ * and value head stored. A batch is split over the team; a few tokens stay
  * on the caller (one token is ~5 us of work for Danube, and a hand-off to a
  * worker on a loaded machine cost more than it saved, 2026-12-05). */
-static void stage_task(void *arg, int ith, int nth)
+static void stage_rows(void *arg, int64_t t0, int64_t t1, int lane)
 {
+    (void)lane;
     const rope_job *j = arg;
     const dn_config *c = &j->m->cfg;
     const int hd = c->head_dim, group = c->n_heads / c->n_kv_heads, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
-    const int units = j->n * c->n_kv_heads;
-    for (int u = units * ith / nth; u < units * (ith + 1) / nth; u++) {
+    for (int u = (int)t0 * c->n_kv_heads; u < (int)t1 * c->n_kv_heads; u++) {
         const int t = u / c->n_kv_heads, g = u % c->n_kv_heads;
         const float *cs = j->s->rope + (size_t)t * hd;
         const size_t ko = (size_t)t * kvd + (size_t)g * hd, eo = (size_t)g * hd * j->kv->elem;
@@ -83,10 +84,10 @@ static void stage_task(void *arg, int ith, int nth)
     }
 }
 
-void dn_rope_stage(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, int layer, int n)
+void dn_rope_stage(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, int layer, int n)
 {
     rope_job j = { .m = m, .kv = kv, .s = s, .layer = layer, .n = n };
-    dn_run_rows(pool, stage_task, &j, n);
+    dn_run_rows(team, stage_rows, &j, n);
 }
 
 /* ---- attention tiles ---------------------------------------------------------- */
@@ -195,27 +196,35 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
         memcpy(j->s->xb + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, ob + (size_t)r * hd, sizeof(float) * hd);
 }
 
-/* Items in token-tile-major order, dealt round-robin: later tiles attend to
- * more keys, so neighbours cost about the same. */
-static void att_task(void *arg, int ith, int nth)
+/* Items in token-tile-major order (later tiles attend to more keys);
+ * a chunk is one item, its buffer the lane's. */
+typedef struct att_split { const att_job *j; int nh, subs, tn, per_tile; } att_split;
+
+static void att_chunk(void *arg, int64_t w, int lane)
 {
-    const att_job *j = arg;
-    const dn_config *c = &j->m->cfg;
-    const int group = c->n_heads / c->n_kv_heads, nh = group < ATT_ROWS ? group : ATT_ROWS;
-    const int subs = (group + nh - 1) / nh, tn = ATT_ROWS / nh, tiles = (j->n + tn - 1) / tn;
-    const int per_tile = c->n_kv_heads * subs;
-    float *buf = j->s->scores + (size_t)ith * j->s->att_floats;
-    for (int w = ith; w < tiles * per_tile; w += nth) {
-        const int tile = w / per_tile, g = w % per_tile / subs, sub = w % subs;
-        const int h0 = g * group + sub * nh, heads = group - sub * nh < nh ? group - sub * nh : nh;
-        const int t0 = tile * tn, tokens = j->n - t0 < tn ? j->n - t0 : tn;
-        att_item(j, buf, g, h0, heads, t0, tokens);
-    }
+    const att_split *a = arg;
+    const att_job *j = a->j;
+    const int group = j->m->cfg.n_heads / j->m->cfg.n_kv_heads;
+    const int tile = (int)(w / a->per_tile), g = (int)(w % a->per_tile) / a->subs, sub = (int)(w % a->subs);
+    const int h0 = g * group + sub * a->nh, heads = group - sub * a->nh < a->nh ? group - sub * a->nh : a->nh;
+    const int t0 = tile * a->tn, tokens = j->n - t0 < a->tn ? j->n - t0 : a->tn;
+    att_item(j, j->s->scores + (size_t)lane * j->s->att_floats, g, h0, heads, t0, tokens);
 }
 
-void dn_attention(const danu_model *m, const dn_kvcache *kv, dn_scratch *s, dn_pool *pool, int layer, int n,
+/* Below this many multiply-adds (queries x keys x head_dim) attention
+ * stays on the caller. */
+enum { ATT_SPLIT_MIN_MACS = 1 << 18 };
+
+void dn_attention(const danu_model *m, const dn_kvcache *kv, dn_scratch *s, const dn_team *team, int layer, int n,
                   int64_t pos0)
 {
+    const dn_config *c = &m->cfg;
     att_job j = { m, kv, s, layer, n, pos0 };
-    dn_pool_run(pool, att_task, &j);
+    const int group = c->n_heads / c->n_kv_heads, nh = group < ATT_ROWS ? group : ATT_ROWS;
+    att_split a = { &j, nh, (group + nh - 1) / nh, ATT_ROWS / nh, 0 };
+    a.per_tile = c->n_kv_heads * a.subs;
+    const int64_t items = (int64_t)((n + a.tn - 1) / a.tn) * a.per_tile;
+    const int64_t keys = pos0 + n - window_start(c, pos0);
+    if (team && !team->split_small && (int64_t)n * c->n_heads * keys * c->head_dim < ATT_SPLIT_MIN_MACS) team = NULL;
+    dn_team_for(team, items, att_chunk, &a);
 }

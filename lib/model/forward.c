@@ -6,8 +6,10 @@
  * Shapes: n tokens in the batch, H = hidden, qd = heads * hd, kvd = kv_heads
  * * hd (hd = head_dim), F = ffn; every buffer is row-major, a row per token.
  * Matrix products, norms and SwiGLU go through the kernel table, which
- * splits them over the thread pool (kernels/matmul.c, kernels/rows.c);
- * RoPE, the K/V cache rows and attention live in attention.c. */
+ * splits them over the team's pool (kernels/matmul.c, kernels/rows.c);
+ * RoPE, the K/V cache rows and attention live in attention.c. A pass runs
+ * as units (the layers, then the output layer in parts) so that sliced
+ * work can stop between any two of them. */
 #include <math.h>
 #include <string.h>
 #include "model/forward.h"
@@ -93,63 +95,120 @@ size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m)
 
 /* ---- the forward pass -------------------------------------------------------- */
 
+static void embed(const danu_model *m, dn_scratch *s, const dn_team *team, const danu_token *tokens, int n,
+                  int64_t pos0)
+{
+    const int H = m->cfg.hidden;
+    for (int t = 0; t < n; t++)   /* x [n][H] = embedding rows (any storage type) */
+        dn_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
+                          s->x + (size_t)t * H, H);
+    dn_rope_table(m, s, team, n, pos0);   /* rope [n][hd]: cos | sin of each position's angles */
+}
+
+static danu_status layer(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, int l, int n,
+                         int64_t pos0)
+{
+    const dn_config *c = &m->cfg;
+    const dn_kernels *k = m->kern;
+    const dn_layer *L = &m->layers[l];
+    const int H = c->hidden, F = c->ffn;
+    const float eps = c->rms_eps;
+    /* attention block */
+    dn_rmsnorm_rows(k, team, s->xb, s->x, L->attn_norm, n, H, eps);              /* xb [n][H] */
+    DN_TRY(dn_matmul(k, team, 3, (const dn_matrix *[]){ &L->wq, &L->wk, &L->wv }, s->xb, n,
+                     (float *[]){ s->q, s->k, s->v }, s->act));                   /* q [n][qd], k, v [n][kvd] */
+    dn_rope_stage(m, kv, s, team, l, n);          /* q, k rotated; k, v -> the cache's staging rows */
+    dn_attention(m, kv, s, team, l, n, pos0);     /* xb [n][qd] = softmax(q.K / sqrt(hd)) . V */
+    DN_TRY(dn_matmul(k, team, 1, &(const dn_matrix *){ &L->wo }, s->xb, n, &s->q, s->act));   /* q [n][H] */
+    k->add(s->x, s->q, (int64_t)n * H);                                           /* x += Wo . attn */
+
+    /* feed-forward block */
+    dn_rmsnorm_rows(k, team, s->xb, s->x, L->ffn_norm, n, H, eps);               /* xb [n][H] */
+    DN_TRY(dn_matmul(k, team, 2, (const dn_matrix *[]){ &L->w_gate, &L->w_up }, s->xb, n,
+                     (float *[]){ s->hb, s->hb2 }, s->act));                      /* hb, hb2 [n][F] */
+    dn_swiglu_rows(k, team, s->hb, s->hb2, n, F);                                 /* hb = silu(hb) * hb2 */
+    DN_TRY(dn_matmul(k, team, 1, &(const dn_matrix *){ &L->w_down }, s->hb, n, &s->xb, s->act)); /* xb [n][H] */
+    k->add(s->x, s->xb, (int64_t)n * H);                                          /* x += Wdown . hb */
+    return DANU_OK;
+}
+
+/* Output rows [r0, r1) of the last row's logits, or of every row's. The
+ * normed rows are made with the first part and kept in xb. */
+static danu_status classify(const danu_model *m, dn_scratch *s, const dn_team *team, const dn_pass *p, int64_t r0,
+                            int64_t r1)
+{
+    const int H = m->cfg.hidden;
+    const int first = p->all_rows ? 0 : p->n - 1, rows = p->n - first;
+    if (r0 == 0) dn_rmsnorm_rows(m->kern, team, s->xb, s->x + (size_t)first * H, m->out_norm, rows, H, m->cfg.rms_eps);
+    dn_matrix part = m->output;   /* rows r0.. (a multiple of 16: x16 groups stay whole) */
+    part.data = (const uint8_t *)m->output.data + (size_t)r0 * m->output.row_bytes;
+    part.rows = r1 - r0;
+    float *y = p->logits + r0;
+    return dn_matmul(m->kern, team, 1, &(const dn_matrix *){ &part }, s->xb, rows, &y, s->act); /* [rows][vocab] */
+}
+
+/* The output layer in parts of about one layer's weight bytes, so that a
+ * slice of work overruns its budget by at most about one layer. Every row's
+ * logits at once (one product: rows are vocab apart) stay one part. */
+static int out_parts(const danu_model *m, const dn_pass *p)
+{
+    if (!p->logits) return 0;
+    if (p->all_rows && p->n > 1) return 1;
+    const dn_layer *L = &m->layers[0];
+    const dn_matrix *w[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+    uint64_t layer_bytes = 0;
+    for (int i = 0; i < 7; i++) layer_bytes += (uint64_t)w[i]->rows * w[i]->row_bytes;
+    const uint64_t out = (uint64_t)m->output.rows * m->output.row_bytes, groups = (uint64_t)(m->output.rows + 15) / 16;
+    uint64_t parts = layer_bytes ? (out + layer_bytes - 1) / layer_bytes : 1;
+    return (int)(parts < 1 ? 1 : parts > groups ? groups : parts);
+}
+
+void dn_pass_begin(dn_pass *p, const danu_model *m, const danu_token *tokens, int n, int64_t pos0, float *logits,
+                   int all_rows)
+{
+    *p = (dn_pass){ .tokens = tokens, .n = n, .pos0 = pos0, .logits = logits, .all_rows = all_rows };
+    p->n_units = m->cfg.n_layers + out_parts(m, p);
+}
+
 static int aborted(atomic_int *abort)
 {
     return abort && atomic_load_explicit(abort, memory_order_relaxed);
 }
 
-static danu_status forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
-                           int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
+/* Unit u < n_layers is decoder layer u (layer 0 embeds first); the rest
+ * are parts of the output layer. The last unit commits the batch's K/V. */
+danu_status dn_pass_step(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, dn_pass *p,
+                         atomic_int *abort)
 {
-    const dn_config *c = &m->cfg;
-    const dn_kernels *k = m->kern;
-    const int H = c->hidden, F = c->ffn;
-    const float eps = c->rms_eps;
-
-    for (int t = 0; t < n; t++)   /* x [n][H] = embedding rows (any storage type) */
-        dn_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
-                          s->x + (size_t)t * H, H);
-    dn_rope_table(m, s, pool, n, pos0);   /* rope [n][hd]: cos | sin of each position's angles */
-
-    for (int l = 0; l < c->n_layers; l++) {
-        if (aborted(abort)) return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted at layer %d", l);
-        const dn_layer *L = &m->layers[l];
-        /* attention block */
-        dn_rmsnorm_rows(k, pool, s->xb, s->x, L->attn_norm, n, H, eps);              /* xb [n][H] */
-        DN_TRY(dn_matmul(k, pool, 3, (const dn_matrix *[]){ &L->wq, &L->wk, &L->wv }, s->xb, n,
-                         (float *[]){ s->q, s->k, s->v }, s->act));                   /* q [n][qd], k, v [n][kvd] */
-        dn_rope_stage(m, kv, s, pool, l, n);          /* q, k rotated; k, v -> the cache's staging rows */
-        dn_attention(m, kv, s, pool, l, n, pos0);     /* xb [n][qd] = softmax(q.K / sqrt(hd)) . V */
-        DN_TRY(dn_matmul(k, pool, 1, &(const dn_matrix *){ &L->wo }, s->xb, n, &s->q, s->act));   /* q [n][H] */
-        k->add(s->x, s->q, (int64_t)n * H);                                           /* x += Wo . attn */
-
-        /* feed-forward block */
-        dn_rmsnorm_rows(k, pool, s->xb, s->x, L->ffn_norm, n, H, eps);               /* xb [n][H] */
-        DN_TRY(dn_matmul(k, pool, 2, (const dn_matrix *[]){ &L->w_gate, &L->w_up }, s->xb, n,
-                         (float *[]){ s->hb, s->hb2 }, s->act));                      /* hb, hb2 [n][F] */
-        dn_swiglu_rows(k, pool, s->hb, s->hb2, n, F);                                 /* hb = silu(hb) * hb2 */
-        DN_TRY(dn_matmul(k, pool, 1, &(const dn_matrix *){ &L->w_down }, s->hb, n, &s->xb, s->act)); /* xb [n][H] */
-        k->add(s->x, s->xb, (int64_t)n * H);                                          /* x += Wdown . hb */
+    const int L = m->cfg.n_layers, u = p->unit;
+    if (u >= p->n_units) return DANU_OK;
+    if (aborted(abort)) {
+        if (u < L) return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted at layer %d", u);
+        return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted before the output layer");
     }
-    if (aborted(abort)) return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted before the output layer");
-
-    if (logits) {   /* the last row, or every row */
-        const int first = all_rows ? 0 : n - 1, rows = n - first;
-        dn_rmsnorm_rows(k, pool, s->xb, s->x + (size_t)first * H, m->out_norm, rows, H, eps);  /* xb [rows][H] */
-        DN_TRY(dn_matmul(k, pool, 1, &(const dn_matrix *){ &m->output }, s->xb, rows, &logits,
-                         s->act));                                                    /* logits [rows][vocab] */
+    if (u == 0) embed(m, s, team, p->tokens, p->n, p->pos0);
+    if (u < L) {
+        DN_TRY(layer(m, kv, s, team, u, p->n, p->pos0));
+    } else {
+        const int parts = p->n_units - L, i = u - L;
+        const int64_t groups = (m->output.rows + 15) / 16;
+        const int64_t r0 = groups * i / parts * 16, r1 = i + 1 == parts ? m->output.rows : groups * (i + 1) / parts * 16;
+        DN_TRY(classify(m, s, team, p, r0, r1));
     }
-    dn_kv_commit(kv, pos0, n);
+    if (++p->unit == p->n_units) dn_kv_commit(kv, p->pos0, p->n);
     return DANU_OK;
 }
 
-/* The workers stay awake for the whole pass: it is ~120 jobs per token with
+/* The workers poll for the whole pass: it is ~170 jobs per token with
  * short serial gaps that a sleeping worker would miss. */
-danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
-                       int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
+danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team,
+                       const danu_token *tokens, int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
 {
-    dn_pool_hold(pool, 1);
-    danu_status st = forward(m, kv, s, pool, tokens, n, pos0, logits, all_rows, abort);
-    dn_pool_hold(pool, 0);
+    dn_pass p;
+    dn_pass_begin(&p, m, tokens, n, pos0, logits, all_rows);
+    danu_status st = DANU_OK;
+    dn_pool_hold(team ? team->pool : NULL, 1);
+    while (st == DANU_OK && p.unit < p.n_units) st = dn_pass_step(m, kv, s, team, &p, abort);
+    dn_pool_hold(team ? team->pool : NULL, 0);
     return st;
 }

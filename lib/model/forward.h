@@ -37,6 +37,23 @@ size_t dn_scratch_plan_bytes(const danu_model *m, int32_t n_batch, int32_t n_thr
  * (all_rows 0: vocab floats) or every row (all_rows 1: n * vocab floats).
  * Returns ABORTED (cache untouched) when *abort becomes nonzero, INTERNAL
  * (cache untouched) when a kernel is missing for a matrix. */
-danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, dn_pool *pool, const danu_token *tokens,
-                       int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort);
+danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team,
+                       const danu_token *tokens, int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort);
+
+/* The same pass one unit at a time (a decoder layer, or a part of the
+ * output layer), for work in slices. tokens and logits must stay valid
+ * and the scratch untouched between the steps. */
+typedef struct dn_pass {
+    const danu_token *tokens;
+    int n, all_rows;
+    int64_t pos0;
+    float *logits;
+    int unit, n_units;       /* next unit, all of them */
+} dn_pass;
+void dn_pass_begin(dn_pass *p, const danu_model *m, const danu_token *tokens, int n, int64_t pos0, float *logits,
+                   int all_rows);
+/* Run the next unit; the pass is complete (K/V committed) when p->unit
+ * reaches p->n_units. Errors as dn_forward; the cache is then untouched. */
+danu_status dn_pass_step(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, dn_pass *p,
+                         atomic_int *abort);
 #endif

@@ -210,6 +210,14 @@ danu_status dn_model_load(const char *path, const struct danu_options *o, danu_m
     if (s == DANU_OK) {
         m->isa_cap = o->isa;
         m->kern = dn_kernels_get(o->isa);
+        /* the model's pool: the caller's, or one of its own whose workers start when first needed */
+        if (o->pool) m->pool = dn_pool_ref(o->pool);
+        else {
+            s = dn_pool_create(&m->alloc, o->n_threads > 0 ? o->n_threads : dn_cpu_count(), &m->pool);
+            m->pool_owned = s == DANU_OK;
+        }
+    }
+    if (s == DANU_OK) {
         s = dn_model_repack(m, o, m->format == DANU_FORMAT_HF ? 0.5f : 0.05f);
     }
     /* 1.0 once the model is complete (an HF load without repack had it from its shards) */
@@ -232,6 +240,7 @@ void dn_model_free(danu_model *m)
     if (m->gguf) dn_gguf_close(m->gguf);
     dn_unmap_file(&a, &m->gguf_map);
     dn_free_aligned(&a, m->repack_buf);
+    dn_pool_free(m->pool);
     dn_free(&a, m->norms);
     dn_free(&a, m->layers);
     dn_free(&a, m);

@@ -8,6 +8,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/os.h"
+#include "common/threadpool.h"
 #include "common/json.h"
 #include "format/tensor.h"
 #include "format/gguf.h"
@@ -73,6 +74,8 @@ struct danu_model {
     danu_tokenizer *tok;
     const dn_kernels *kern;
     int isa_cap;
+    dn_pool *pool;                /* contexts' default pool (a reference) */
+    int pool_owned;               /* created for this model: grows to its contexts' thread counts */
 };
 
 danu_status dn_config_from_hf(const dn_json *cfg, const char *what, dn_config *c);

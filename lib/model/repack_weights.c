@@ -108,12 +108,9 @@ danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p
     m->repack_buf = buf;
     dn_mem_hugepages(buf, (size_t)total);
 
-    /* threads as the contexts will use them; a pool that cannot be made
-     * only makes the copy slower */
-    int nth = o->n_threads > 0 ? o->n_threads : dn_cpu_count();
-    dn_pool *pool = NULL;
-    if (nth > 1 && total >= PARALLEL_BYTES && dn_pool_create(&m->alloc, nth, &pool) != DANU_OK) pool = NULL;
-    const int used = pool ? nth : 1;
+    /* on the model's pool (the caller's, or its own whose workers start here) */
+    dn_pool *pool = total >= PARALLEL_BYTES ? m->pool : NULL;
+    const int used = dn_pool_size(pool);
 
     danu_status s = DANU_OK;
     uint64_t off = 0;
@@ -139,7 +136,6 @@ danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p
         if (o->progress && o->progress(o->progress_user, p0 + (0.99f - p0) * (float)((double)off / (double)total)))
             s = dn_seterr(DANU_ERR_CANCELLED, "load cancelled");
     }
-    dn_pool_free(pool);
     if (s == DANU_OK)
         dn_log(&m->log, DANU_LOG_INFO, "repacked %d weight matrices (%.1f MB) for the %s kernels%s in %.2f s (%d threads)",
                m->repacked_matrices, (double)m->repacked_bytes / 1e6, m->kern->name,
