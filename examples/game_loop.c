@@ -148,22 +148,22 @@ static int by_value(const void *a, const void *b)
 
 enum { PROMPT, REPLY, RESTORE, DONE };   /* what the model is doing */
 
-/* Cancel: drop the slice in flight and forget the half reply (or the half
- * evaluated prompt). A sliding-window model may have overwritten what a
- * rewind needs: the prompt is then evaluated again, in the next frames. */
+/* Cancel: forget the half evaluated prompt (clear drops pending work), or
+ * drop the token in flight and the half reply. A sliding-window model may
+ * have overwritten what the rewind needs: the prompt is then evaluated
+ * again, in the next frames. */
 static danu_status cancel(danu_context *ctx, int *phase, const danu_token *prompt, size_t n_prompt)
 {
     danu_token id;
     char text[512];
     size_t len;
     int32_t why;
+    if (*phase == PROMPT) { *phase = DONE; return danu_context_clear(ctx); }
     if (danu_context_pending(ctx) > 0) {
-        danu_context_abort(ctx);   /* the next slice returns DANU_ERR_ABORTED and drops the work */
-        if (*phase == REPLY) (void)danu_context_step_sliced(ctx, 0, &id, text, sizeof text, &len, &why);
-        else (void)danu_context_work(ctx, 0);
+        danu_context_abort(ctx);   /* the next slice returns DANU_ERR_ABORTED, dropping the token */
+        (void)danu_context_step_sliced(ctx, 0, &id, text, sizeof text, &len, &why);
     }
     (void)danu_context_step_finish(ctx, text, sizeof text, &len);   /* text held back goes too */
-    if (*phase == PROMPT) { *phase = DONE; return danu_context_clear(ctx); }
     if (danu_context_rewind(ctx, n_prompt) == DANU_OK) { *phase = DONE; return DANU_OK; }
     *phase = RESTORE;
     return danu_context_prompt_begin(ctx, prompt, n_prompt, NULL);
