@@ -1039,6 +1039,137 @@ DANU_API danu_status danu_context_step_sliced(danu_context *ctx, int64_t budget_
                                               char *out, size_t cap, size_t *len_out, int32_t *reason);
 
 /* ------------------------------------------------------------------ */
+/* Many contexts at once (0.2)                                          */
+/* ------------------------------------------------------------------ */
+
+/** A batch advances many contexts of one model in one forward pass: the
+ *  weights are read once for all of them (generation is bound by memory
+ *  bandwidth, so 8 contexts decode several times faster together than one
+ *  after another), while each context keeps its own cache, history,
+ *  sampler and stop strings, and produces exactly the tokens it would
+ *  produce alone. The batch holds the pass's scratch, sized once at
+ *  creation for the most contexts and tokens it will carry. */
+typedef struct danu_batch danu_batch;
+
+/** CONSTRUCTOR. A batch for up to max_contexts contexts of model.
+ *  @param model        the model; borrowed, it must outlive the batch.
+ *  @param max_contexts most contexts per call, >= 1.
+ *  @param opts         DANU_OPT_N_BATCH (most tokens per pass, default
+ *                      512; raised to max_contexts), DANU_OPT_N_THREADS,
+ *                      a pool (danu_options_set_pool; default the
+ *                      model's), a log callback; NULL = defaults.
+ *  @param out          receives the batch (free with danu_batch_free);
+ *                      NULL on error.
+ *  @return OK. Errors: INVALID_ARG (model or out NULL, max_contexts < 1
+ *          or above 4096), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_batch_create(danu_model *model, int32_t max_contexts, const danu_options *opts,
+                                       danu_batch **out);
+/** DESTRUCTOR. Free a batch; its contexts are unaffected.
+ *  @param batch the batch, or NULL (no-op).
+ *  Thread: the thread using batch.
+ *  @since 0.2 */
+DANU_API void danu_batch_free(danu_batch *batch);
+/** FUNCTION. Bytes the batch holds (its scratch and per-context slots).
+ *  @param batch the batch.
+ *  @return the byte count, 0 when batch is NULL.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API size_t danu_batch_memory_size(const danu_batch *batch);
+
+/** One context's part of a danu_batch_step call. The caller sets
+ *  struct_size, ctx, text and cap; the call sets the rest. Arrays of items
+ *  are walked with a stride of items[0].struct_size, so a caller built
+ *  against an older header keeps working. */
+typedef struct danu_batch_item {
+    size_t struct_size;     /* sizeof(danu_batch_item) of the caller's header */
+    danu_context *ctx;      /* in: the context                               */
+    char *text;             /* in: buffer for the step's text (NUL-terminated) */
+    size_t cap;             /* in: its capacity in bytes, > 0                */
+    size_t len;             /* out: text length without the NUL              */
+    danu_token id;          /* out: the sampled id, -1 when none             */
+    int32_t reason;         /* out: -1, or the DANU_STOP_* that ended it     */
+    danu_status status;     /* out: this context's outcome (see danu_batch_step) */
+} danu_batch_item;
+
+/** METHOD. One step of every listed context in one forward pass: a context
+ *  with queued work (a danu_context_*_begin call) evaluates its next part
+ *  of it (the pass carries at most DANU_OPT_N_BATCH tokens; each generating
+ *  context 1, the rest shared evenly by the prompts); every other context
+ *  samples a token and evaluates it, as danu_context_step does.
+ *  @param batch the batch.
+ *  @param items n items (see danu_batch_item), each with a different
+ *               context of the batch's model.
+ *  @param n     1..max_contexts.
+ *  @return OK: the pass ran; each item's status tells its outcome: OK (a
+ *          step as danu_context_step: id, text, reason), IN_PROGRESS
+ *          (queued work advanced; no token yet), or that step's error for
+ *          this context alone: STATE (no logits; a sliced step in flight;
+ *          a generation driven by danu_context_step), CONTEXT_FULL (reason
+ *          FULL), ABORTED (danu_context_abort on that context: its token
+ *          is not appended, reason ABORTED; the others finish the pass),
+ *          BUFFER_TOO_SMALL. Errors: (of the call itself; every context is
+ *          left as it was) INVALID_ARG (batch or items NULL, n 0 or above
+ *          max_contexts, struct_size too small, a context NULL, of another
+ *          model, or listed twice), INTERNAL.
+ *  Thread: the thread using batch and its contexts; one call at a time per
+ *          batch, and a context in one batch call at a time.
+ *  @since 0.2 */
+DANU_API danu_status danu_batch_step(danu_batch *batch, danu_batch_item *items, size_t n);
+
+/** Callback of danu_batch_generate: text of context `index` (its position
+ *  in the ctxs array) became final. id is the token that produced it, or
+ *  -1 for text flushed at the end. Return nonzero to stop that context
+ *  (DANU_STOP_CALLBACK). Runs on the calling thread. */
+typedef int32_t (*danu_batch_token_fn)(void *user, size_t index, danu_token id, const char *text, size_t len);
+
+/** METHOD. Generate with many contexts together until each has stopped:
+ *  queued work first (in the same passes), then up to max_tokens tokens
+ *  each, as danu_context_generate does for one context.
+ *  @param batch      the batch.
+ *  @param ctxs       n different contexts of the batch's model.
+ *  @param n          1..max_contexts.
+ *  @param max_tokens most tokens per context, >= 0.
+ *  @param fn         receives text as it becomes final; may be NULL.
+ *  @param user       passed to fn.
+ *  @param reasons    receives n DANU_STOP_* values (LENGTH, EOS, STRING,
+ *                    CALLBACK, ABORTED, FULL); may be NULL.
+ *  @return OK (each context's ending is in reasons). Errors: INVALID_ARG
+ *          (as danu_batch_step, max_tokens negative), STATE (a context has
+ *          no logits and no queued work; nothing is generated then),
+ *          INTERNAL.
+ *  Thread: as danu_batch_step.
+ *  @since 0.2 */
+DANU_API danu_status danu_batch_generate(danu_batch *batch, danu_context *const *ctxs, size_t n, int32_t max_tokens,
+                                         danu_batch_token_fn fn, void *user, int32_t *reasons);
+
+/** METHOD. Make dst a copy of src: the cached tokens and their K/V rows,
+ *  the logits, sampling settings and sampler state (stop strings and
+ *  logit biases stay dst's). A long shared prompt is evaluated once and
+ *  copied to many contexts; the copy costs a memory copy of the used
+ *  cache rows.
+ *  @param dst a context of src's model, different from src, with n_ctx >=
+ *             src's token count, the same KV type and (once src's ring
+ *             wrapped) the same number of cached positions.
+ *  @param src the context copied; unchanged.
+ *  @return OK. Errors: INVALID_ARG (NULL, dst == src, another model, KV
+ *          type or ring size differ, n_ctx too small), STATE (work pending
+ *          on either). dst is unchanged on error.
+ *  Thread: the threads using dst and src, neither running anything else.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_copy(danu_context *dst, const danu_context *src);
+/** CONSTRUCTOR. A new context with src's options (n_ctx, KV type, batch,
+ *  threads, pool) holding a copy of src (danu_context_copy).
+ *  @param src the context; unchanged.
+ *  @param out receives the new context; NULL on error.
+ *  @return OK. Errors: INVALID_ARG (NULL), STATE (work pending on src),
+ *          NOMEM.
+ *  Thread: the thread using src.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_fork(const danu_context *src, danu_context **out);
+
+/* ------------------------------------------------------------------ */
 /* State                                                                */
 /* ------------------------------------------------------------------ */
 

@@ -10,6 +10,7 @@
 #include "model/synth.h"
 #include "model/quantize.h"
 #include "gen/context.h"
+#include "gen/batch.h"
 #include "text/tokenizer.h"
 #include "format/spm.h"
 #include "quant/quant.h"
@@ -561,6 +562,48 @@ danu_status danu_context_step_sliced(danu_context *c, int64_t budget_us, danu_to
     danu_status s = dn_context_step_sliced(c, budget_us, id_out, out, cap, len_out, reason);
     if (s == DANU_ERR_ABORTED) call_starts(c);
     return s;
+}
+
+/* ---- many contexts at once ---- */
+
+danu_status danu_batch_create(danu_model *m, int32_t max_contexts, const danu_options *opts, danu_batch **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    ARG(m, "model is NULL");
+    struct danu_options tmp;
+    return dn_batch_create(m, max_contexts, opts_or_default(opts, &tmp), out);
+}
+
+void danu_batch_free(danu_batch *b) { dn_batch_free(b); }
+
+size_t danu_batch_memory_size(const danu_batch *b) { return b ? dn_batch_memory_size(b) : 0; }
+
+danu_status danu_batch_step(danu_batch *b, danu_batch_item *items, size_t n)
+{
+    ARG(b && items, "batch or items is NULL");
+    return dn_batch_step(b, items, n);
+}
+
+danu_status danu_batch_generate(danu_batch *b, danu_context *const *ctxs, size_t n, int32_t max_tokens,
+                                danu_batch_token_fn fn, void *user, int32_t *reasons)
+{
+    ARG(b && ctxs, "batch or contexts is NULL");
+    return dn_batch_generate(b, ctxs, n, max_tokens, fn, user, reasons);
+}
+
+danu_status danu_context_copy(danu_context *dst, const danu_context *src)
+{
+    ARG(dst && src, "dst or src is NULL");
+    return dn_context_copy(dst, src);
+}
+
+danu_status danu_context_fork(const danu_context *src, danu_context **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    ARG(src, "src is NULL");
+    return dn_context_fork(src, out);
 }
 
 /* ---- state ---- */

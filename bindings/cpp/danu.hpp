@@ -1,6 +1,6 @@
 // danu.hpp - header-only C++17 wrapper of libdanu (danu.h).
 //
-// RAII, move-only handles: Options, Model, Tokenizer, Decoder, Context.
+// RAII, move-only handles: Options, Pool, Model, Tokenizer, Decoder, Context.
 // Strings go in as std::string_view; callbacks are lambdas (a trampoline
 // passes them to the C callback with the lambda as `user`).
 //
@@ -30,6 +30,17 @@
 //
 // Lifetimes follow danu.h: a Model must outlive its Contexts and borrowed
 // Tokenizers; a Tokenizer must outlive its Decoders.
+//
+// Thread pools (libdanu 0.2): danu::Pool::create(n) is a pool models and
+// contexts can share (Options::set_pool, or Model::load / Context::create
+// with a Pool); danu::Pool::host(fn, n) runs libdanu's parallel work on the
+// application's job system. A Pool may be destroyed before the models and
+// contexts created with it: they keep it (and its parallel-for) alive.
+//
+// Work in slices (libdanu 0.2): Context::eval_begin / prompt_begin /
+// chat_append_begin queue an evaluation, Context::work(budget_us) advances it
+// and returns true when it is finished (false: call again; DANU_IN_PROGRESS
+// is not an error), Context::step_sliced(budget_us) is step() in slices.
 #ifndef DANU_HPP
 #define DANU_HPP
 
@@ -194,6 +205,30 @@ inline bool is_stop(danu_status s, int32_t reason) noexcept {
            (s == DANU_ERR_CONTEXT_FULL && reason == DANU_STOP_FULL);
 }
 
+// The host's parallel-for of a Pool::host pool (danu_parallel_for_fn
+// without the user pointer).
+using ParallelFor = std::function<void(danu_job_fn job, void *data, int32_t n_items)>;
+
+// A pool reference shared by the Pool and every Options, Model and Context
+// created with it: the C pool is released, and the host's parallel-for
+// freed, when the last of them goes (libdanu ends the pool itself once its
+// own models and contexts are freed too, which they are before this).
+struct PoolRef {
+    danu_pool *pool = nullptr;
+    std::unique_ptr<ParallelFor> fn;      // heap: its address is the C `user`, stable across moves
+    PoolRef() = default;
+    PoolRef(const PoolRef &) = delete;
+    PoolRef &operator=(const PoolRef &) = delete;
+    ~PoolRef() { danu_pool_free(pool); }
+};
+
+// Called from C frames: an exception cannot unwind through them, and items
+// left unrun would make the results wrong, so one escaping the host's
+// parallel-for ends the program (std::terminate, as noexcept does).
+inline void parallel_for_trampoline(void *user, danu_job_fn job, void *data, int32_t n_items) noexcept {
+    (*static_cast<ParallelFor *>(user))(job, data, n_items);
+}
+
 // Role and content pointers for the C chat calls (the strings stay in msgs).
 struct ChatArrays {
     std::vector<const char *> roles, contents;
@@ -207,6 +242,8 @@ struct ChatArrays {
 }  // namespace detail
 
 // ---- options -------------------------------------------------------------------------
+
+class Pool;
 
 class Options {
 public:
@@ -253,16 +290,82 @@ public:
         return Status::capture(danu_options_set_progress(h_.get(), progress_ ? detail::progress_trampoline : nullptr,
                                                          progress_.get()));
     }
+    // Run what is created with these options on pool (each Model / Context
+    // keeps it alive); reset_pool() returns to the default (the model's own).
+    inline Status set_pool(const Pool &pool);
+    Status reset_pool() {
+        pool_.reset();
+        return Status::capture(danu_options_set_pool(h_.get(), nullptr));
+    }
     danu_options *get() const noexcept { return h_.get(); }
 
 private:
     explicit Options(danu_options *o) : h_(o) {}
+    std::shared_ptr<detail::PoolRef> pool_;    // before h_: outlives the bag that points at it
     std::unique_ptr<danu_options, detail::Deleter<danu_options, danu_options_free>> h_;
     std::shared_ptr<detail::LogFn> log_;
     std::shared_ptr<detail::ProgressFn> progress_;
     friend class Model;
     friend class Context;
 };
+
+// ---- thread pools (0.2) --------------------------------------------------------------
+
+// A thread pool for models and contexts. Move-only; what was created with it
+// keeps it alive, so it may go first.
+class Pool {
+public:
+    // Worker threads libdanu starts when first needed: n_threads including
+    // the caller's (0: the cores this process may run on).
+    static Result<Pool> create(int32_t n_threads = 0) {
+        auto opts = Options::create();
+        if (!opts) return opts.status();
+        Status st = opts->set_int(DANU_OPT_N_THREADS, n_threads);
+        if (!st) return st;
+        auto ref = std::make_shared<detail::PoolRef>();
+        danu_status s = danu_pool_create(opts->get(), &ref->pool);
+        if (s != DANU_OK) return Status::capture(s);
+        return Pool(std::move(ref));
+    }
+    // A pool on the host's job system; libdanu starts no thread. Each parallel
+    // step of an evaluation calls fn(job, data, n_items) (n_items <= n_threads;
+    // 0: the cores this process may run on), which must call job(data, i)
+    // exactly once for each i in [0, n_items), on any threads, and return when
+    // all have returned; several threads may call it at once. It must not
+    // throw (an exception escaping it calls std::terminate). fn is kept on the
+    // heap until the pool and everything created with it are gone.
+    static Result<Pool> host(detail::ParallelFor fn, int32_t n_threads = 0) {
+        if (!fn) return Status::make(DANU_ERR_INVALID_ARG, "Pool::host: no parallel-for function");
+        auto opts = Options::create();
+        if (!opts) return opts.status();
+        Status st = opts->set_int(DANU_OPT_N_THREADS, n_threads);
+        if (!st) return st;
+        auto ref = std::make_shared<detail::PoolRef>();
+        ref->fn = std::make_unique<detail::ParallelFor>(std::move(fn));
+        danu_status s = danu_pool_create_host(opts->get(), detail::parallel_for_trampoline, ref->fn.get(), &ref->pool);
+        if (s != DANU_OK) return Status::capture(s);
+        return Pool(std::move(ref));
+    }
+    Pool(Pool &&) noexcept = default;
+    Pool &operator=(Pool &&) noexcept = default;
+    Pool(const Pool &) = delete;
+    Pool &operator=(const Pool &) = delete;
+
+    // Threads the pool runs work on (host pools: the most items per call).
+    int32_t size() const noexcept { return danu_pool_size(get()); }
+    danu_pool *get() const noexcept { return ref_ ? ref_->pool : nullptr; }
+
+private:
+    explicit Pool(std::shared_ptr<detail::PoolRef> ref) : ref_(std::move(ref)) {}
+    std::shared_ptr<detail::PoolRef> ref_;
+    friend class Options;
+};
+
+inline Status Options::set_pool(const Pool &pool) {
+    danu_status s = danu_options_set_pool(h_.get(), pool.get());
+    if (s == DANU_OK) pool_ = pool.ref_;
+    return Status::capture(s);
+}
 
 // ---- tokenizer -----------------------------------------------------------------------
 
@@ -390,8 +493,19 @@ public:
         danu_status s = danu_model_load(std::string(path).c_str(), opts ? opts->get() : nullptr, &m);
         if (s != DANU_OK) return Status::capture(s);
         Model model(m);
-        if (opts) model.log_ = opts->log_;   // the model calls it for its lifetime
+        if (opts) {
+            model.log_ = opts->log_;    // the model calls it for its lifetime
+            model.pool_ = opts->pool_;  // and runs on that pool
+        }
         return model;
+    }
+    // Load with default options on pool (repacking on it; contexts use it).
+    static Result<Model> load(std::string_view path, const Pool &pool) {
+        auto opts = Options::create();
+        if (!opts) return opts.status();
+        Status s = opts->set_pool(pool);
+        if (!s) return s;
+        return load(path, &*opts);
     }
     Result<int64_t> info(danu_info key) const {
         int64_t v = 0;
@@ -412,6 +526,7 @@ public:
 
 private:
     explicit Model(danu_model *m) : h_(m) {}
+    std::shared_ptr<detail::PoolRef> pool_;   // before h_: released after the model is freed
     std::unique_ptr<danu_model, detail::Deleter<danu_model, danu_model_free>> h_;
     std::shared_ptr<detail::LogFn> log_;
     friend class Context;
@@ -443,7 +558,16 @@ public:
         if (s != DANU_OK) return Status::capture(s);
         Context ctx(c, model.vocab_size());
         ctx.log_ = opts && opts->log_ ? opts->log_ : model.log_;
+        if (opts) ctx.pool_ = opts->pool_;
         return ctx;
+    }
+    // Create with default options on pool instead of the model's.
+    static Result<Context> create(Model &model, const Pool &pool) {
+        auto opts = Options::create();
+        if (!opts) return opts.status();
+        Status s = opts->set_pool(pool);
+        if (!s) return s;
+        return create(model, &*opts);
     }
     Status set_int(danu_param key, int64_t v) { return Status::capture(danu_context_set_int(h_.get(), key, v)); }
     Status set_float(danu_param key, double v) { return Status::capture(danu_context_set_float(h_.get(), key, v)); }
@@ -568,6 +692,60 @@ public:
             danu_context_chat_append(h_.get(), a.roles.data(), a.contents.data(), msgs.size(), add_reply_prompt));
     }
 
+    // ---- work in slices (0.2) ----
+    // Queue eval(ids) (tokens copied); work() runs it. Refused with
+    // DANU_ERR_STATE while work is pending, as are the calls that evaluate,
+    // sample or change the cache; clear() drops pending work.
+    Status eval_begin(const danu_token *ids, size_t n) {
+        return Status::capture(danu_context_eval_begin(h_.get(), ids, n));
+    }
+    Status eval_begin(const std::vector<danu_token> &ids) { return eval_begin(ids.data(), ids.size()); }
+    // Queue prompt(ids): the cached prefix is kept now; returns its length.
+    Result<size_t> prompt_begin(const std::vector<danu_token> &ids) {
+        size_t reused = 0;
+        danu_status s = danu_context_prompt_begin(h_.get(), ids.data(), ids.size(), &reused);
+        if (s != DANU_OK) return Status::capture(s);
+        return reused;
+    }
+    // Queue chat_append(msgs): encoded now, evaluated by work().
+    Status chat_append_begin(const std::vector<Message> &msgs, bool add_reply_prompt = true) {
+        detail::ChatArrays a(msgs);
+        return Status::capture(danu_context_chat_append_begin(h_.get(), a.roles.data(), a.contents.data(),
+                                                              msgs.size(), add_reply_prompt));
+    }
+    // Advance the queued work for about budget_us microseconds (0: one unit):
+    // true when finished (or nothing was pending), false while work remains.
+    // After abort() it fails with DANU_ERR_ABORTED; after any error nothing
+    // is pending.
+    Result<bool> work(int64_t budget_us) {
+        danu_status s = danu_context_work(h_.get(), budget_us);
+        if (s == DANU_IN_PROGRESS) return false;
+        if (s != DANU_OK) return Status::capture(s);
+        return true;
+    }
+    // Tokens of the queued work not evaluated yet (a step in flight counts 1).
+    size_t pending() const noexcept { return danu_context_pending(h_.get()); }
+    // step() in slices: false while the token is being evaluated (call
+    // again), true when out holds what step() gives (an abort or a full
+    // context is out.reason, not an error, as for step()).
+    Result<bool> step_sliced(int64_t budget_us, Step &out) {
+        char buf[4096];
+        size_t len = 0;
+        danu_status s = danu_context_step_sliced(h_.get(), budget_us, &out.token, buf, sizeof buf, &len, &out.reason);
+        out.text.assign(buf, len);
+        if (s == DANU_IN_PROGRESS) return false;
+        if (s != DANU_OK && !detail::is_stop(s, out.reason)) return Status::capture(s);
+        return true;
+    }
+    // The same, as an optional: empty while in progress.
+    Result<std::optional<Step>> step_sliced(int64_t budget_us) {
+        Step st;
+        auto done = step_sliced(budget_us, st);
+        if (!done) return done.status();
+        if (!*done) return std::optional<Step>();
+        return std::optional<Step>(std::move(st));
+    }
+
     Result<std::vector<uint8_t>> save_state() const {
         std::vector<uint8_t> buf(danu_context_state_size(h_.get()));
         size_t written = 0;
@@ -629,6 +807,7 @@ public:
 
 private:
     Context(danu_context *c, int32_t vocab) : h_(c), vocab_(vocab) {}
+    std::shared_ptr<detail::PoolRef> pool_;   // before h_: released after the context is freed
     std::unique_ptr<danu_context, detail::Deleter<danu_context, danu_context_free>> h_;
     std::shared_ptr<detail::LogFn> log_;
     int32_t vocab_ = 0;

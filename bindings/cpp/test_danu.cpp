@@ -4,11 +4,15 @@
 //
 // usage: test_danu TOKENIZER_MODEL GOLDEN_TXT
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -79,6 +83,373 @@ static std::string stderr_of_child(F fn) {
     waitpid(pid, &status, 0);
     if (!WIFSIGNALED(status)) out += "\n(child did not die by a signal)";
     return out;
+}
+
+
+// ---- thread pools and work in slices (0.2) -------------------------------------------
+
+// A host job system of the plainest kind: a set of std::thread workers that
+// take the items of one batch at a time; the calling thread only waits, so
+// every item runs on a worker. Counts what it ran.
+class Workers {
+public:
+    explicit Workers(int n) {
+        for (int i = 0; i < n; i++) threads_.emplace_back([this] { loop(); });
+    }
+    ~Workers() {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            stop_ = true;
+        }
+        work_cv_.notify_all();
+        for (std::thread &t : threads_) t.join();
+    }
+    // danu_parallel_for_fn: every item once, return when all are done. Several
+    // contexts may call it at once: their batches take turns.
+    void parallel_for(danu_job_fn job, void *data, int32_t n) {
+        std::lock_guard<std::mutex> turn(batch_m_);
+        calls++;
+        items += n;
+        max_items = std::max(max_items.load(), n);
+        std::unique_lock<std::mutex> lk(m_);
+        job_ = job;
+        data_ = data;
+        n_ = n;
+        next_ = done_ = 0;
+        gen_++;
+        work_cv_.notify_all();
+        done_cv_.wait(lk, [&] { return done_ == n_; });
+        n_ = next_ = done_ = 0;
+    }
+    std::atomic<int64_t> calls{0}, items{0}, ran{0};
+    std::atomic<int32_t> max_items{0};
+
+private:
+    void loop() {
+        uint64_t seen = 0;
+        for (;;) {
+            std::unique_lock<std::mutex> lk(m_);
+            work_cv_.wait(lk, [&] { return stop_ || gen_ != seen; });
+            if (stop_) return;
+            seen = gen_;
+            while (next_ < n_) {
+                int32_t i = next_++;
+                danu_job_fn job = job_;
+                void *data = data_;
+                lk.unlock();
+                job(data, i);
+                ran++;
+                lk.lock();
+                if (++done_ == n_) done_cv_.notify_all();
+            }
+        }
+    }
+    std::vector<std::thread> threads_;
+    std::mutex batch_m_, m_;
+    std::condition_variable work_cv_, done_cv_;
+    danu_job_fn job_ = nullptr;
+    void *data_ = nullptr;
+    int32_t n_ = 0, next_ = 0, done_ = 0;
+    uint64_t gen_ = 0;
+    bool stop_ = false;
+};
+
+static std::vector<float> logits_of(const danu::Context &c) {
+    const float *p = c.logits();
+    return p ? std::vector<float>(p, p + c.vocab_size()) : std::vector<float>();
+}
+
+static bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
+    return !a.empty() && a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// work(budget) until finished: the calls that returned in progress, or -1 on an error.
+static long drive(danu::Context &c, int64_t budget_us, danu_status *error = nullptr) {
+    long slices = 0;
+    size_t last = c.pending();
+    for (;;) {
+        auto r = c.work(budget_us);
+        if (!r.ok()) {
+            if (error) *error = r.code();
+            return -1;
+        }
+        if (*r) break;
+        slices++;
+        CHECK(c.pending() <= last);
+        last = c.pending();
+        if (slices > 100000) return -1;
+    }
+    CHECK(c.pending() == 0);
+    return slices;
+}
+
+static danu::Options greedy_opts(const danu::Pool *pool = nullptr) {
+    auto o = danu::Options::create();
+    if (!o.ok()) std::abort();
+    CHECK(o->set("temperature", 0.0).ok());
+    CHECK(o->set("n_ctx", 128).ok());
+    CHECK(o->set_int(DANU_OPT_N_THREADS, 2).ok());
+    if (pool) CHECK(o->set_pool(*pool).ok());
+    return std::move(*o);
+}
+
+static int test_pools_and_slices(const std::string &model_path, const std::vector<danu_token> &prompt,
+                                 const std::vector<danu_token> &greedy) {
+    auto model = danu::Model::load(model_path);
+    REQUIRE(model.ok());
+    const int64_t layers = model->info(DANU_INFO_LAYERS).value_or(0);
+    REQUIRE(layers > 0);
+    std::vector<danu_token> all = prompt;   // 30 tokens: several slices even with large budgets
+    all.insert(all.end(), greedy.begin(), greedy.end());
+    danu::Options opts = greedy_opts();
+
+    // the reference: blocking calls on the model's own pool
+    auto ref = danu::Context::create(*model, &opts);
+    REQUIRE(ref.ok());
+    REQUIRE(ref->eval(all).ok());
+    const std::vector<float> want = logits_of(*ref);
+    const std::vector<danu_token> want_tokens = ref->tokens();
+
+    // eval_begin + work: bit-identical to eval, with budgets of 500 us and of one unit
+    for (int64_t budget : {int64_t(500), int64_t(0)}) {
+        auto c = danu::Context::create(*model, &opts);
+        REQUIRE(c.ok());
+        CHECK(c->eval_begin(all).ok());
+        CHECK(c->pending() == all.size());
+        CHECK(c->logits() == nullptr);     // queued, not run
+        long slices = drive(*c, budget);
+        CHECK(slices >= 0);
+        if (budget == 0) CHECK(slices >= layers);
+        CHECK(c->tokens() == want_tokens);
+        CHECK(same_bits(logits_of(*c), want));
+    }
+    std::printf("slices: eval_begin + work equals eval bit for bit\n");
+
+    // prompt_begin: the same prefix kept, the same logits as prompt
+    {
+        std::vector<danu_token> second(prompt);
+        second.insert(second.end(), greedy.begin(), greedy.begin() + 10);
+        auto r = danu::Context::create(*model, &opts), c = danu::Context::create(*model, &opts);
+        REQUIRE(r.ok() && c.ok());
+        CHECK(r->prompt(all).ok());
+        auto want_reused = r->prompt(second);
+        CHECK(want_reused.ok());
+        auto reused = c->prompt_begin(all);
+        CHECK(reused.ok() && *reused == 0);
+        CHECK(drive(*c, 0) >= 0);
+        reused = c->prompt_begin(second);
+        CHECK(reused.ok() && want_reused.ok() && *reused == *want_reused);
+        CHECK(drive(*c, 500) >= 0);
+        CHECK(c->tokens() == r->tokens());
+        CHECK(same_bits(logits_of(*c), logits_of(*r)));
+    }
+
+    // chat_append_begin == chat_append
+    {
+        const std::vector<danu::Message> msgs = {{"system", "Be brief."}, {"user", "Why is the sky blue?"}};
+        auto r = danu::Context::create(*model, &opts), c = danu::Context::create(*model, &opts);
+        REQUIRE(r.ok() && c.ok());
+        CHECK(r->chat_append(msgs).ok());
+        CHECK(c->chat_append_begin(msgs).ok());
+        CHECK(c->pending() > 0);
+        CHECK(drive(*c, 500) >= 0);
+        CHECK(c->tokens() == r->tokens());
+        CHECK(same_bits(logits_of(*c), logits_of(*r)));
+        CHECK(c->chat_append_begin({{"wizard", "hi"}}).code() == DANU_ERR_INVALID_ARG);   // nothing queued
+        CHECK(c->pending() == 0);
+    }
+
+    // step_sliced: the tokens, texts and reasons of step, at temperature 0
+    {
+        CHECK(ref->clear().ok());
+        CHECK(ref->eval(prompt).ok());
+        std::vector<danu::Step> want_steps;
+        for (size_t i = 0; i < greedy.size(); i++) {
+            auto st = ref->step();
+            CHECK(st.ok());
+            if (st.ok()) want_steps.push_back(*st);
+        }
+        auto want_tail = ref->step_finish();
+        CHECK(want_tail.ok());
+        for (int64_t budget : {int64_t(0), int64_t(500)}) {
+            auto c = danu::Context::create(*model, &opts);
+            REQUIRE(c.ok());
+            CHECK(c->eval(prompt).ok());
+            size_t in_progress = 0, done = 0;
+            bool same = true;
+            while (done < want_steps.size()) {
+                auto st = c->step_sliced(budget);
+                REQUIRE(st.ok());
+                if (!st->has_value()) {
+                    in_progress++;
+                    continue;
+                }
+                const danu::Step &got = **st, &w = want_steps[done++];
+                same = same && got.token == w.token && got.text == w.text && got.reason == w.reason;
+            }
+            CHECK(same);
+            auto tail = c->step_finish();
+            CHECK(tail.ok() && want_tail.ok() && *tail == *want_tail);
+            CHECK(c->tokens() == ref->tokens());
+            CHECK(same_bits(logits_of(*c), logits_of(*ref)));
+            if (budget == 0) CHECK(in_progress >= want_steps.size());
+        }
+        // the Step& form reports in progress as false
+        auto c = danu::Context::create(*model, &opts);
+        REQUIRE(c.ok());
+        CHECK(c->eval(prompt).ok());
+        danu::Step st;
+        auto r = c->step_sliced(0, st);
+        CHECK(r.ok() && !*r && st.reason == -1 && st.text.empty());
+        while (r.ok() && !*r) r = c->step_sliced(0, st);
+        CHECK(r.ok() && st.token == want_steps[0].token && st.text == want_steps[0].text && !st.done());
+    }
+    std::printf("slices: step_sliced equals step\n");
+
+    // work with nothing pending finishes at once; a negative budget is refused
+    {
+        auto c = danu::Context::create(*model, &opts);
+        REQUIRE(c.ok());
+        auto r = c->work(500);
+        CHECK(r.ok() && *r);
+        r = c->work(0);
+        CHECK(r.ok() && *r);
+        CHECK(c->eval_begin(nullptr, 0).ok() && c->pending() == 0);
+        CHECK(c->work(-1).code() == DANU_ERR_INVALID_ARG);
+        CHECK(c->logits() == nullptr);
+    }
+
+    // while work is pending the calls that evaluate or change the cache are refused
+    {
+        auto c = danu::Context::create(*model, &opts);
+        REQUIRE(c.ok());
+        CHECK(c->eval_begin(all).ok());
+        auto r = c->work(0);
+        CHECK(r.ok() && !*r);
+        const size_t pending = c->pending();
+        const std::vector<danu_token> one = {5};
+        CHECK(c->eval(one).code() == DANU_ERR_STATE);
+        CHECK(c->prompt(one).code() == DANU_ERR_STATE);
+        CHECK(c->eval_begin(one).code() == DANU_ERR_STATE);
+        CHECK(c->prompt_begin(one).code() == DANU_ERR_STATE);
+        CHECK(c->chat_append({{"user", "x"}}).code() == DANU_ERR_STATE);
+        CHECK(c->chat_append_begin({{"user", "x"}}).code() == DANU_ERR_STATE);
+        CHECK(c->step().code() == DANU_ERR_STATE);
+        CHECK(c->rewind(0).code() == DANU_ERR_STATE);
+        CHECK(c->save_state().code() == DANU_ERR_STATE);
+        CHECK(c->pending() == pending);
+        CHECK(drive(*c, 500) >= 0);
+        CHECK(c->tokens() == want_tokens);
+        CHECK(same_bits(logits_of(*c), want));
+        CHECK(c->eval(one).ok());
+    }
+
+    // an abort between slices: work fails with ABORTED, nothing stays pending,
+    // the finished batches stay cached, and the context works on
+    {
+        auto c = danu::Context::create(*model, &opts);
+        REQUIRE(c.ok());
+        CHECK(c->eval_begin(all).ok());
+        auto r = c->work(0);
+        CHECK(r.ok() && !*r);
+        c->abort();
+        danu_status err = DANU_OK;
+        CHECK(drive(*c, 500, &err) == -1);
+        CHECK(err == DANU_ERR_ABORTED);
+        CHECK(c->pending() == 0);
+        const std::vector<danu_token> kept = c->tokens();
+        CHECK(kept.size() <= all.size() && std::equal(kept.begin(), kept.end(), all.begin()));
+        r = c->work(0);
+        CHECK(r.ok() && *r);
+        CHECK(c->clear().ok());
+        CHECK(c->eval_begin(all).ok());
+        CHECK(drive(*c, 500) >= 0);
+        CHECK(same_bits(logits_of(*c), want));
+        // clear() drops pending work
+        CHECK(c->clear().ok());
+        CHECK(c->eval_begin(all).ok());
+        r = c->work(0);
+        CHECK(r.ok() && !*r);
+        CHECK(c->clear().ok());
+        CHECK(c->pending() == 0 && c->n_tokens() == 0);
+        CHECK(c->eval(all).ok());
+        CHECK(same_bits(logits_of(*c), want));
+    }
+    std::printf("slices: refused calls, abort and clear behave\n");
+
+    // a shared pool: two models and their contexts on it, which keep it
+    // running after the Pool object is gone
+    {
+        std::optional<danu::Model> m;
+        std::optional<danu::Context> c1, c2;
+        {
+            auto pool = danu::Pool::create(2);
+            REQUIRE(pool.ok());
+            CHECK(pool->size() == 2);
+            auto mp = danu::Model::load(model_path, *pool);
+            REQUIRE(mp.ok());
+            m.emplace(std::move(*mp));
+            danu::Options po = greedy_opts(&*pool);
+            auto a = danu::Context::create(*m, &opts);      // the model's pool: the shared one
+            auto b = danu::Context::create(*model, &po);    // another model's context on it
+            REQUIRE(a.ok() && b.ok());
+            c1.emplace(std::move(*a));
+            c2.emplace(std::move(*b));
+        }
+        for (danu::Context *c : {&*c1, &*c2}) {
+            CHECK(c->eval_begin(all).ok());
+            CHECK(drive(*c, 500) >= 0);
+            CHECK(c->tokens() == want_tokens);
+            CHECK(same_bits(logits_of(*c), want));
+        }
+        CHECK(danu::Pool::host(nullptr).code() == DANU_ERR_INVALID_ARG);
+    }
+    std::printf("pools: a shared pool gives the same logits\n");
+
+    // a host pool on std::thread workers: the same logits, every item on a worker
+    {
+        Workers workers(2);
+        std::optional<danu::Model> m;
+        {
+            auto pool = danu::Pool::host(
+                [&workers](danu_job_fn job, void *data, int32_t n) { workers.parallel_for(job, data, n); }, 2);
+            REQUIRE(pool.ok());
+            CHECK(pool->size() == 2);
+            auto mp = danu::Model::load(model_path, *pool);   // repacks on the host pool
+            REQUIRE(mp.ok());
+            m.emplace(std::move(*mp));
+        }   // the Pool object goes; the model keeps the std::function alive
+        {
+            auto c = danu::Context::create(*m, &opts);
+            REQUIRE(c.ok());
+            const int64_t calls0 = workers.calls;
+            CHECK(c->eval(all).ok());
+            CHECK(workers.calls > calls0);        // the evaluation ran on the host pool
+            CHECK(c->tokens() == want_tokens);
+            CHECK(same_bits(logits_of(*c), want));
+            CHECK(c->clear().ok());
+            CHECK(c->eval_begin(all).ok());       // sliced work on it too
+            CHECK(drive(*c, 0) >= 0);
+            CHECK(same_bits(logits_of(*c), want));
+            // two contexts evaluating at once on two threads enter the callback concurrently
+            auto d = danu::Context::create(*m, &opts);
+            REQUIRE(d.ok());
+            CHECK(c->clear().ok());
+            std::vector<float> got_c, got_d;
+            std::thread tc([&] { if (c->eval(all).ok()) got_c = logits_of(*c); });
+            std::thread td([&] { if (d->eval(all).ok()) got_d = logits_of(*d); });
+            tc.join();
+            td.join();
+            CHECK(same_bits(got_c, want));
+            CHECK(same_bits(got_d, want));
+        }   // the contexts go, then the model, and with it the last reference to the pool
+        m.reset();
+        CHECK(workers.items == workers.ran);  // each item ran, once, on a worker
+        CHECK(workers.max_items >= 1 && workers.max_items <= 2);
+        std::printf("pools: a host pool on std::thread workers gives the same logits (%lld calls)\n",
+                    static_cast<long long>(workers.calls.load()));
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -281,6 +652,8 @@ int main(int argc, char **argv) {
 #else
     std::printf("exceptions: disabled (error codes only)\n");
 #endif
+
+    if (test_pools_and_slices(model_path, prompt, greedy) != 0) failures++;
 
     std::remove(model_path.c_str());
     std::remove(state_path.c_str());

@@ -2,9 +2,14 @@
  * speed like llama-bench, plus resident memory and the share of the memory
  * bandwidth ceiling that generation reaches. The ceiling is measured in the
  * same run, right next to each generation test, because on a shared host it
- * moves from minute to minute. */
+ * moves from minute to minute. On a busy machine (issue 16): --busy N
+ * spinning threads of its own, --contexts N contexts measuring at once on
+ * one model (the shared pool, or --pool own), and --slice-us U the wall
+ * time of every call of sliced work. */
 #include <pthread.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <stdlib.h>
@@ -79,15 +84,197 @@ static void stats(const double *v, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* ---- --busy N: spinning threads of this program, as a game's own ---- */
+
+static atomic_int busy_stop;
+
+static void *busy_main(void *arg)
+{
+    (void)arg;
+    volatile uint64_t spins = 0;   /* pure CPU: no memory traffic beyond one line */
+    while (!atomic_load_explicit(&busy_stop, memory_order_relaxed)) spins++;
+    return NULL;
+}
+
+/* ---- --slice-us U: the wall time of every slice call, in ms ---- */
+
+typedef struct timings { double *v; size_t n, cap; } timings;
+
+static int timings_add(timings *t, double ms)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 256;
+        double *v = realloc(t->v, cap * sizeof *v);
+        if (!v) return -1;
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n++] = ms;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v. */
+static double pct(const double *v, size_t n, double q)
+{
+    size_t k = (size_t)ceil(q * (double)n);
+    return n ? v[k ? k - 1 : 0] : 0;
+}
+
+/* ---- one application thread per context (--contexts N) ---- */
+
+enum { PHASE_QUIT = -1, PHASE_PP = 0, PHASE_TG = 1 };
+
+typedef struct bench_run bench_run;
+typedef struct bench_ctx {
+    danu_context *c;
+    void *state;          /* -d: the filled context, restored before each run */
+    size_t state_len;
+    double v[64];         /* tokens/s of each repetition of the phase */
+    timings slices;       /* --slice-us: per-call ms of the phase */
+    danu_status s;        /* first error, and what failed */
+    const char *what;
+    pthread_t th;
+    bench_run *run;
+} bench_ctx;
+
+struct bench_run {
+    pthread_barrier_t start, end;
+    int phase, rep;
+    int64_t pp, tg, depth, slice_us;
+    const danu_token *prompt;
+};
+
+static danu_status work_all(bench_ctx *b, int64_t us)
+{
+    for (;;) {
+        double t0 = cli_now();
+        danu_status s = danu_context_work(b->c, us);
+        if (timings_add(&b->slices, (cli_now() - t0) * 1e3)) return DANU_ERR_NOMEM;
+        if (s != DANU_IN_PROGRESS) return s;
+    }
+}
+
+/* One repetition of a phase on one context. */
+static void run_rep(bench_ctx *b, int phase, int rep)
+{
+    const bench_run *R = b->run;
+    danu_context *c = b->c;
+    danu_status s = R->depth > 0 ? danu_context_state_load(c, b->state, b->state_len) : danu_context_clear(c);
+    if (s) { b->s = s; b->what = "reset"; return; }
+    if (phase == PHASE_PP) {
+        double t0 = cli_now();
+        if (R->slice_us < 0) s = danu_context_eval(c, R->prompt, (size_t)R->pp, NULL);
+        else {
+            s = danu_context_eval_begin(c, R->prompt, (size_t)R->pp);
+            if (!s) s = work_all(b, R->slice_us);
+        }
+        b->v[rep] = (double)R->pp / (cli_now() - t0);
+        if (s) { b->s = s; b->what = "eval"; }
+        return;
+    }
+    danu_token bos = 1;
+    if (!R->depth && (s = danu_context_eval(c, &bos, 1, NULL)) != DANU_OK) { b->s = s; b->what = "eval"; return; }
+    double t0 = cli_now();
+    int64_t made = 0;
+    for (int32_t why = -1; made < R->tg && !s && why < 0; made++) {
+        danu_token t;
+        if (R->slice_us < 0) {
+            s = danu_context_sample(c, &t);
+            if (!s) s = danu_context_eval(c, &t, 1, NULL);
+            continue;
+        }
+        char text[256];
+        size_t len;
+        do {
+            double t1 = cli_now();
+            s = danu_context_step_sliced(c, R->slice_us, &t, text, sizeof text, &len, &why);
+            if (timings_add(&b->slices, (cli_now() - t1) * 1e3)) s = DANU_ERR_NOMEM;
+        } while (s == DANU_IN_PROGRESS);
+    }
+    b->v[rep] = (double)made / (cli_now() - t0);
+    if (R->slice_us >= 0 && !s) {
+        char rest[2048];
+        size_t len;
+        s = danu_context_step_finish(c, rest, sizeof rest, &len);
+    }
+    if (s) { b->s = s; b->what = "generate"; }
+}
+
+static void *ctx_main(void *arg)
+{
+    bench_ctx *b = arg;
+    bench_run *R = b->run;
+    for (;;) {
+        pthread_barrier_wait(&R->start);
+        if (R->phase == PHASE_QUIT) return NULL;
+        if (!b->s) run_rep(b, R->phase, R->rep);
+        pthread_barrier_wait(&R->end);
+    }
+}
+
+/* One table row; slices (NULL: none) adds the slice columns. */
+static void print_row(const char *thr, const char *name, double mean, double sd, double rss_mb, const char *bw,
+                      const timings *slices)
+{
+    printf("| %7s | %-13s | %9.2f ± %6.2f | %9.0f | %s |", thr, name, mean, sd, rss_mb, bw);
+    if (slices) {
+        qsort(slices->v, slices->n, sizeof *slices->v, cmp_double);
+        const double *v = slices->v;
+        size_t n = slices->n;
+        printf(" %6zu | %6.3f | %6.3f | %6.3f | %6.3f |", n, pct(v, n, 0.5), pct(v, n, 0.9), pct(v, n, 0.99),
+               n ? v[n - 1] : 0.0);
+    }
+    printf("\n");
+}
+
+/* The rows of a phase: one per context and their sum when there are several. */
+static void print_phase(bench_ctx *bc, int n_ctx, int threads, int reps, const char *test, double rss_mb,
+                        const char *bw_sum, const char *bw_blank, int slicing)
+{
+    double sums[64], mean, sd;
+    char thr[32], name[64];
+    timings all = { 0 };
+    for (int r = 0; r < reps; r++) {
+        sums[r] = 0;
+        for (int k = 0; k < n_ctx; k++) sums[r] += bc[k].v[r];
+    }
+    if (n_ctx == 1) {
+        stats(bc[0].v, reps, &mean, &sd);
+        snprintf(thr, sizeof thr, "%d", threads);
+        print_row(thr, test, mean, sd, rss_mb, bw_sum, slicing ? &bc[0].slices : NULL);
+        return;
+    }
+    for (int k = 0; k < n_ctx; k++) {
+        stats(bc[k].v, reps, &mean, &sd);
+        snprintf(thr, sizeof thr, "%d", threads);
+        snprintf(name, sizeof name, "%s ctx%d", test, k);
+        print_row(thr, name, mean, sd, rss_mb, bw_blank, slicing ? &bc[k].slices : NULL);
+        for (size_t i = 0; slicing && i < bc[k].slices.n; i++) timings_add(&all, bc[k].slices.v[i]);
+    }
+    stats(sums, reps, &mean, &sd);
+    snprintf(thr, sizeof thr, "%dx%d", n_ctx, threads);
+    snprintf(name, sizeof name, "%s sum", test);
+    print_row(thr, name, mean, sd, rss_mb, bw_sum, slicing ? &all : NULL);
+    free(all.v);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *threads_s = "1,2";
-    int64_t pp = 512, tg = 128, reps = 3, depth = 0;
+    int64_t pp = 512, tg = 128, reps = 3, depth = 0, busy = 0, n_ctx = 1, slice_us = -1;
+    int own_pool = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int lf, bad = 0;
         if (cli_is_flag(a, "-h", "--help")) {
-            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [load options]\n"
+            printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--busy N]\n"
+                   "                  [--contexts N] [--pool shared|own] [--slice-us U] [load options]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
                    "  tokens one at a time; -d D runs both after D tokens already in the context (\"@ dD\",\n"
                    "  as llama-bench -d: attention over a long context). Also prints peak RSS and, for\n"
@@ -95,6 +282,16 @@ int cmd_bench(int argc, char **argv)
                    "  read bandwidth measured in the same run.\n"
                    "  -p N, -n N, -d N   0..1048576;  -r N   repetitions, 1..64\n"
                    "  -t LIST            thread counts, each 1..64, comma-separated\n"
+                   "  --busy N           N threads of this program spin (pure CPU) from the first\n"
+                   "                     measurement to the last, as a game's threads would; 0..256\n"
+                   "  --contexts N       N contexts on the model, each driven by its own thread, all\n"
+                   "                     measuring at once: a row per context and their sum; 1..64\n"
+                   "  --pool shared|own  shared: the model's one pool (the default); own: a pool per\n"
+                   "                     context (danu_pool_create with that -t)\n"
+                   "  --slice-us U       prompts through danu_context_eval_begin + danu_context_work and\n"
+                   "                     generation through danu_context_step_sliced, U microseconds per\n"
+                   "                     call; adds the calls and the p50/p90/p99/max of their wall time\n"
+                   "                     in ms; 0..60000000 (0: one unit, a layer, per call)\n"
                    CLI_LOAD_HELP);
             return 0;
         } else if (cli_is_flag(a, "-m", "--model") && v) model = argv[++i];
@@ -103,6 +300,17 @@ int cmd_bench(int argc, char **argv)
         else if (cli_is_flag(a, "-d", "--depth")) { bad = cli_parse_int(a, v, 0, 1 << 20, &depth); i++; }
         else if (cli_is_flag(a, "-r", "--reps")) { bad = cli_parse_int(a, v, 1, 64, &reps); i++; }
         else if (cli_is_flag(a, "-t", "--threads")) { threads_s = v ? v : ""; i++; }
+        else if (cli_is_flag(a, NULL, "--busy")) { bad = cli_parse_int(a, v, 0, 256, &busy); i++; }
+        else if (cli_is_flag(a, NULL, "--contexts")) { bad = cli_parse_int(a, v, 1, 64, &n_ctx); i++; }
+        else if (cli_is_flag(a, NULL, "--slice-us")) { bad = cli_parse_int(a, v, 0, 60e6, &slice_us); i++; }
+        else if (cli_is_flag(a, NULL, "--pool")) {
+            own_pool = v && !strcmp(v, "own");
+            if (!v || (!own_pool && strcmp(v, "shared"))) {
+                cli_err("--pool takes one of: shared own, not \"%s\"", v ? v : "");
+                return EXIT_USAGE;
+            }
+            i++;
+        }
         else if (cli_is_flag(a, "-v", "--verbose")) continue;
         else if ((lf = cli_flag(argc, argv, &i, CLI_LOAD)) != 0) bad = lf < 0;
         else { cli_err("unexpected argument %s", a); return EXIT_USAGE; }
@@ -175,87 +383,136 @@ int cmd_bench(int argc, char **argv)
     printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s)\n",
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1],
            (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "");
-    printf("| %-7s | %-13s | %18s | %9s | %10s | %8s | %6s |\n", "threads", "test", "t/s", "RSS MB", "GB/s eff", "ceil GB/s", "ratio");
-    printf("|---------|---------------|--------------------|-----------|------------|----------|--------|\n");
+    if (busy)
+        printf("busy: %lld spinning thread%s of this program run from the first measurement to the last (pure CPU)\n",
+               (long long)busy, busy == 1 ? "" : "s");
+    if (n_ctx > 1 || own_pool)
+        printf("contexts: %lld on the model at once, each driven by its own thread; pool: %s; rows per context "
+               "and their sum (threads CxT)\n", (long long)n_ctx,
+               own_pool ? "one per context (danu_pool_create with its -t)" : "the model's shared pool");
+    if (slice_us >= 0)
+        printf("slices: prompts through danu_context_eval_begin + danu_context_work, generation through "
+               "danu_context_step_sliced, %lld us per call; wall time per call in ms\n", (long long)slice_us);
+    const char *slice_head = slice_us >= 0 ? " slices | p50 ms | p90 ms | p99 ms | max ms |" : "";
+    const char *slice_rule = slice_us >= 0 ? "--------|--------|--------|--------|--------|" : "";
+    printf("| %-7s | %-13s | %18s | %9s | %10s | %8s | %6s |%s\n", "threads", "test", "t/s", "RSS MB", "GB/s eff",
+           "ceil GB/s", "ratio", slice_head);
+    printf("|---------|---------------|--------------------|-----------|------------|----------|--------|%s\n",
+           slice_rule);
+    fflush(stdout);
     const int np = pp > depth ? pp : depth;
     danu_token *prompt = malloc(sizeof(danu_token) * (size_t)(np > 0 ? np : 1));
     for (int i = 0; i < np; i++) prompt[i] = (danu_token)(1 + (i * 7919 + 17) % (vocab - 1));
     char at[32] = "";
     if (depth) snprintf(at, sizeof at, " @ d%lld", (long long)depth);
+    bench_ctx *bc = calloc((size_t)n_ctx, sizeof *bc);
+    bench_run run = { .pp = pp, .tg = tg, .depth = depth, .slice_us = slice_us, .prompt = prompt };
     int rc = 0;
-    for (int ti = 0; ti < nt; ti++) {
-        danu_options *co = cli_options(0);
-        danu_context *c = NULL;
-        danu_status s = co ? DANU_OK : DANU_ERR_NOMEM;
-        if (!s) s = danu_options_set_int(co, DANU_OPT_N_THREADS, threads[ti]);
-        if (!s) s = danu_options_set_int(co, DANU_OPT_N_CTX, depth + pp + tg + 8);
-        if (!s) s = danu_options_set_float(co, DANU_OPT_TEMPERATURE, 0.0);
-        if (!s) s = danu_options_set_int(co, DANU_OPT_IGNORE_EOS, 1);
-        if (!s) s = danu_context_create(m, co, &c);
-        danu_options_free(co);
-        if (s) { rc = cli_fail("context", s); break; }
-        double v[64];
-        /* -d: fill the context once, keep its state, restore it before each run */
-        void *state = NULL;
-        size_t state_len = 0;
-        if (depth > 0) {
-            s = danu_context_eval(c, prompt, (size_t)depth, NULL);
-            state_len = danu_context_state_size(c);
-            state = s ? NULL : malloc(state_len);
-            if (!s && !state) s = DANU_ERR_NOMEM;
-            if (!s) s = danu_context_state_save(c, state, state_len, &state_len);
-            if (s) { rc = cli_fail("depth", s); danu_context_free(c); break; }
-        }
-#define RESET() (depth > 0 ? danu_context_state_load(c, state, state_len) : danu_context_clear(c))
-        if (pp > 0) {
-            if (!depth) danu_context_eval(c, prompt, (size_t)(pp < 16 ? pp : 16), NULL);   /* warm-up: page in the weights */
-            for (int r = 0; r < reps && r < 64; r++) {
-                RESET();
-                double t0 = cli_now();
-                s = danu_context_eval(c, prompt, (size_t)pp, NULL);
-                v[r] = pp / (cli_now() - t0);
-                if (s) { rc = cli_fail("eval", s); break; }
+    if (!prompt || !bc) { rc = cli_fail("bench", DANU_ERR_NOMEM); nt = 0; }
+    /* --busy: started before the first measurement, joined after the last */
+    pthread_t busy_th[256];
+    int n_busy = 0;
+    atomic_store(&busy_stop, 0);
+    while (n_busy < busy && !pthread_create(&busy_th[n_busy], NULL, busy_main, NULL)) n_busy++;
+    if (n_busy < busy) { cli_err("cannot start %lld busy threads", (long long)busy); rc = EXIT_FAIL; nt = 0; }
+    for (int ti = 0; ti < nt && !rc; ti++) {
+        int made = 0;
+        danu_status s = DANU_OK;
+        for (; made < n_ctx && !s; made++) {
+            bench_ctx *b = &bc[made];
+            memset(b, 0, sizeof *b);
+            b->run = &run;
+            danu_options *co = cli_options(0);
+            danu_pool *pool = NULL;
+            s = co ? DANU_OK : DANU_ERR_NOMEM;
+            if (!s) s = danu_options_set_int(co, DANU_OPT_N_THREADS, threads[ti]);
+            if (!s && own_pool) s = danu_pool_create(co, &pool);
+            if (!s && own_pool) s = danu_options_set_pool(co, pool);
+            if (!s) s = danu_options_set_int(co, DANU_OPT_N_CTX, depth + pp + tg + 8);
+            if (!s) s = danu_options_set_float(co, DANU_OPT_TEMPERATURE, 0.0);
+            if (!s) s = danu_options_set_int(co, DANU_OPT_IGNORE_EOS, 1);
+            if (!s) s = danu_context_create(m, co, &b->c);
+            danu_pool_free(pool);   /* the context holds its own reference */
+            danu_options_free(co);
+            if (s) { rc = cli_fail("context", s); break; }
+            /* -d: fill the context once, keep its state, restore it before each run */
+            if (depth > 0) {
+                s = danu_context_eval(b->c, prompt, (size_t)depth, NULL);
+                b->state_len = danu_context_state_size(b->c);
+                b->state = s ? NULL : malloc(b->state_len);
+                if (!s && !b->state) s = DANU_ERR_NOMEM;
+                if (!s) s = danu_context_state_save(b->c, b->state, b->state_len, &b->state_len);
+                if (s) { rc = cli_fail("depth", s); made++; break; }
             }
-            double mean, sd;
-            stats(v, reps, &mean, &sd);
-            char name[48];
-            snprintf(name, sizeof name, "pp%lld%s", (long long)pp, at);
-            printf("| %7d | %-13s | %9.2f ± %6.2f | %9.0f | %10s | %8s | %6s |\n", threads[ti], name, mean, sd,
-                   cli_current_rss() / 1e6 - probe_mb, "", "", "");
-            fflush(stdout);
+            /* warm-up: page in the weights */
+            if (pp > 0 && !depth) danu_context_eval(b->c, prompt, (size_t)(pp < 16 ? pp : 16), NULL);
         }
-        if (tg > 0 && !rc) {
+        int started = 0;
+        if (!rc) {
+            if (pthread_barrier_init(&run.start, NULL, (unsigned)n_ctx + 1) ||
+                pthread_barrier_init(&run.end, NULL, (unsigned)n_ctx + 1)) {
+                cli_err("cannot create the barriers of %lld context threads", (long long)n_ctx);
+                exit(EXIT_FAIL);
+            }
+            while (started < n_ctx && !pthread_create(&bc[started].th, NULL, ctx_main, &bc[started])) started++;
+            if (started < n_ctx) {   /* the started ones wait at a barrier that can never fill */
+                cli_err("cannot start %lld context threads", (long long)n_ctx);
+                exit(EXIT_FAIL);
+            }
+        }
+        for (int phase = PHASE_PP; phase <= PHASE_TG && !rc && started; phase++) {
+            if ((phase == PHASE_PP ? pp : tg) <= 0) continue;
             double ceil_sum = 0;
-            for (int r = 0; r < reps && r < 64; r++) {
-                if (bw_buf) ceil_sum += measure_bandwidth(bw_buf, bw_size, threads[ti]);
-                RESET();
-                danu_token bos = 1;
-                if (!depth) danu_context_eval(c, &bos, 1, NULL);
-                double t0 = cli_now();
-                for (int i = 0; i < tg && !s; i++) {
-                    danu_token t;
-                    s = danu_context_sample(c, &t);
-                    if (!s) s = danu_context_eval(c, &t, 1, NULL);
-                }
-                v[r] = tg / (cli_now() - t0);
-                if (s) { rc = cli_fail("generate", s); break; }
+            int readers = threads[ti] * (int)n_ctx < 64 ? threads[ti] * (int)n_ctx : 64;
+            for (int r = 0; r < reps; r++) {
+                if (phase == PHASE_TG && bw_buf) ceil_sum += measure_bandwidth(bw_buf, bw_size, readers);
+                run.phase = phase;
+                run.rep = r;
+                pthread_barrier_wait(&run.start);   /* every context runs repetition r */
+                pthread_barrier_wait(&run.end);
+                for (int k = 0; k < n_ctx && !rc; k++)
+                    if (bc[k].s) rc = cli_fail(bc[k].what, bc[k].s);
+                if (rc) break;
             }
-            double mean, sd, ceil = ceil_sum / reps;
-            stats(v, reps, &mean, &sd);
-            /* KV read per token (f16 K and V of the positions in the window) */
-            const double ctx_mid = depth + tg / 2.0;
-            double kv = 2.0 * layers * kvh * hd * 2 * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
-            double eff = mean * (per_token + kv) / 1e9;
-            char name[48];
-            snprintf(name, sizeof name, "tg%lld%s", (long long)tg, at);
-            printf("| %7d | %-13s | %9.2f ± %6.2f | %9.0f | %10.1f | %8.1f | %5.0f%% |\n", threads[ti], name, mean, sd,
-                   cli_current_rss() / 1e6 - probe_mb, eff, ceil, ceil > 0 ? 100 * eff / ceil : 0);
+            if (rc) break;
+            char name[48], bw[64];
+            snprintf(name, sizeof name, "%s%lld%s", phase == PHASE_PP ? "pp" : "tg",
+                     (long long)(phase == PHASE_PP ? pp : tg), at);
+            char blank[64];
+            snprintf(blank, sizeof blank, "%10s | %8s | %6s", "", "", "");
+            if (phase == PHASE_PP) snprintf(bw, sizeof bw, "%s", blank);
+            else {
+                double sums = 0, ceil = ceil_sum / reps;
+                for (int r = 0; r < reps; r++)
+                    for (int k = 0; k < n_ctx; k++) sums += bc[k].v[r];
+                /* KV read per token (f16 K and V of the positions in the window) */
+                const double ctx_mid = depth + tg / 2.0;
+                double kv = 2.0 * layers * kvh * hd * 2 * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
+                double eff = sums / reps * (per_token + kv) / 1e9;
+                snprintf(bw, sizeof bw, "%10.1f | %8.1f | %5.0f%%", eff, ceil, ceil > 0 ? 100 * eff / ceil : 0);
+            }
+            print_phase(bc, (int)n_ctx, threads[ti], (int)reps, name, cli_current_rss() / 1e6 - probe_mb, bw, blank,
+                        slice_us >= 0);
             fflush(stdout);
+            for (int k = 0; k < n_ctx; k++) bc[k].slices.n = 0;
         }
-#undef RESET
-        free(state);
-        danu_context_free(c);
+        if (started) {
+            run.phase = PHASE_QUIT;
+            pthread_barrier_wait(&run.start);
+            for (int k = 0; k < started; k++) pthread_join(bc[k].th, NULL);
+            pthread_barrier_destroy(&run.start);
+            pthread_barrier_destroy(&run.end);
+        }
+        for (int k = 0; k < made; k++) {
+            free(bc[k].state);
+            free(bc[k].slices.v);
+            danu_context_free(bc[k].c);
+            memset(&bc[k], 0, sizeof bc[k]);
+        }
     }
+    atomic_store(&busy_stop, 1);
+    for (int k = 0; k < n_busy; k++) pthread_join(busy_th[k], NULL);
+    free(bc);
     free(prompt);
     free(bw_buf);
     danu_model_free(m);

@@ -11,7 +11,7 @@
  * sampling options go through cli_flag). */
 typedef struct gen_args {
     const char *model, *prompt, *file, *tokens, *out, *system;
-    int64_t n;
+    int64_t n, slice_us;   /* slice_us -1: not sliced (run --slice-us) */
     int print_ids, all, special;
 } gen_args;
 
@@ -19,6 +19,7 @@ static int parse_gen(int argc, char **argv, gen_args *a, const char *help, int g
 {
     memset(a, 0, sizeof *a);
     a->n = 128;
+    a->slice_us = -1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         int more = i + 1 < argc, lf;
@@ -31,6 +32,9 @@ static int parse_gen(int argc, char **argv, gen_args *a, const char *help, int g
         else if (cli_is_flag(s, NULL, "--system") && more) a->system = argv[++i];
         else if (cli_is_flag(s, "-n", "--n-predict") && (groups & CLI_SAMPLE)) {
             if (cli_parse_int(s, more ? argv[++i] : NULL, 0, INT32_MAX, &a->n)) return -1;
+        }
+        else if (cli_is_flag(s, NULL, "--slice-us") && !strcmp(cli_cmd, "run")) {
+            if (cli_parse_int(s, more ? argv[++i] : NULL, 0, 60e6, &a->slice_us)) return -1;
         }
         else if (cli_is_flag(s, NULL, "--special")) a->special = 1;
         else if (cli_is_flag(s, NULL, "--print-ids")) a->print_ids = 1;
@@ -184,14 +188,44 @@ static int32_t stream_cb(void *user, danu_token id, const char *text, size_t len
     return 0;
 }
 
-/* The prompt in batches of -b tokens, a progress line per batch on a terminal. */
-static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n)
+/* --slice-us: how many calls of sliced work ran and the longest. */
+typedef struct slice_stats { int64_t calls; double total_ms, max_ms; } slice_stats;
+
+/* Call with t0 taken before the call it times (arguments have no order). */
+static danu_status timed(slice_stats *st, double t0, danu_status s)
+{
+    double ms = (cli_now() - t0) * 1e3;
+    st->calls++;
+    st->total_ms += ms;
+    if (ms > st->max_ms) st->max_ms = ms;
+    return s;
+}
+
+/* The prompt in batches of -b tokens, a progress line per batch on a terminal;
+ * with --slice-us queued whole (danu_context_eval_begin) and run in slices of
+ * that many microseconds (danu_context_work). */
+static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n, int64_t slice_us, slice_stats *st)
 {
     double b = 512;
     cli_opt_given(DANU_OPT_N_BATCH, &b);
     size_t batch = (size_t)b, done = 0;
     int show = n > batch && isatty(2);
     danu_status s = DANU_OK;
+    if (slice_us >= 0) {
+        size_t last = 0;
+        s = danu_context_eval_begin(c, ids, n);
+        while (s == DANU_OK) {
+            double t0 = cli_now();
+            s = timed(st, t0, danu_context_work(c, slice_us));
+            done = n - danu_context_pending(c);
+            if (show && (done != last || s != DANU_IN_PROGRESS)) fprintf(stderr, "\rdanu run: prompt %zu/%zu tokens", done, n);
+            last = done;
+            if (s == DANU_IN_PROGRESS) s = DANU_OK;
+            else break;
+        }
+        if (show) fprintf(stderr, "\n");
+        return s;
+    }
     while (done < n && s == DANU_OK) {
         size_t k = n - done < batch ? n - done : batch;
         s = danu_context_eval(c, ids + done, k, NULL);
@@ -199,6 +233,29 @@ static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n)
         if (show) fprintf(stderr, "\rdanu run: prompt %zu/%zu tokens", done, n);
     }
     if (show) fprintf(stderr, "\n");
+    return s;
+}
+
+/* danu_context_generate through danu_context_step_sliced: the same tokens
+ * and text, in calls of about slice_us microseconds. */
+static danu_status generate_sliced(danu_context *c, int64_t max_tokens, int64_t slice_us, slice_stats *st)
+{
+    char text[4096];
+    size_t len = 0;
+    int32_t why = -1;
+    danu_status s = DANU_OK;
+    for (int64_t i = 0; i < max_tokens && why < 0 && s == DANU_OK; i++) {
+        danu_token t;
+        do {
+            double t0 = cli_now();
+            s = timed(st, t0, danu_context_step_sliced(c, slice_us, &t, text, sizeof text, &len, &why));
+        } while (s == DANU_IN_PROGRESS);
+        if (s == DANU_OK) { fwrite(text, 1, len, stdout); fflush(stdout); }
+    }
+    if (s == DANU_OK && why < 0) {   /* stopped by -n: the text held back, as generate flushes it */
+        s = danu_context_step_finish(c, text, sizeof text, &len);
+        if (s == DANU_OK) fwrite(text, 1, len, stdout);
+    }
     return s;
 }
 
@@ -212,6 +269,10 @@ int cmd_run(int argc, char **argv)
         "  -f FILE           read the prompt from FILE (- for stdin); on a terminal, a long\n"
         "                    prompt shows its progress batch by batch\n"
         "  --special         <s>, </s>, <unk> in the prompt become their ids\n"
+        "  --slice-us U      evaluate the prompt and generate in calls of about U microseconds\n"
+        "                    (danu_context_eval_begin + danu_context_work, danu_context_step_sliced,\n"
+        "                    as a game loop would): the same text; also prints the calls and the\n"
+        "                    longest. 0..60000000 (0: one unit, a layer, per call)\n"
         COMMON_HELP SAMPLING_HELP, CLI_LOAD | CLI_CTX | CLI_SAMPLE);
     if (r) return r > 0 ? 0 : EXIT_USAGE;
     if (a.prompt && a.file) { cli_err("give -p or -f, not both"); return EXIT_USAGE; }
@@ -237,8 +298,9 @@ int cmd_run(int argc, char **argv)
         danu_token *ids = NULL;
         uint32_t flags = a.special ? DANU_TOKENIZE_PARSE_SPECIAL : 0;
         danu_status s = cli_encode(tok, text, len, flags, 1, &ids, &n);
+        slice_stats st = { 0, 0, 0 };
         double t0 = cli_now();
-        if (s == DANU_OK) s = eval_prompt(c, ids, n);
+        if (s == DANU_OK) s = eval_prompt(c, ids, n, a.slice_us, &st);
         double t1 = cli_now();
         if (s != DANU_OK) cli_fail("prompt", s);
         else {
@@ -246,7 +308,8 @@ int cmd_run(int argc, char **argv)
             fflush(stdout);
             int32_t why;
             size_t before = danu_context_n_tokens(c);
-            s = danu_context_generate(c, (int32_t)a.n, stream_cb, NULL, &why);
+            if (a.slice_us >= 0) s = generate_sliced(c, a.n, a.slice_us, &st);
+            else s = danu_context_generate(c, (int32_t)a.n, stream_cb, NULL, &why);
             double t2 = cli_now();
             printf("\n");
             fflush(stdout);
@@ -256,6 +319,9 @@ int cmd_run(int argc, char **argv)
             cli_err("prompt %zu tokens in %.2f s (%.1f tok/s), generated %zu tokens in %.2f s (%.1f tok/s), "
                     "peak RSS %.0f MB", n, t1 - t0, n / (t1 - t0 + 1e-9), made, t2 - t1, made / (t2 - t1 + 1e-9),
                     cli_peak_rss() / 1e6);
+            if (a.slice_us >= 0)
+                cli_err("%lld calls of sliced work with a budget of %lld us: mean %.3f ms, longest %.3f ms",
+                        (long long)st.calls, (long long)a.slice_us, st.calls ? st.total_ms / st.calls : 0, st.max_ms);
         }
         free(ids);
     }

@@ -134,6 +134,62 @@ void dn_context_free(danu_context *c)
     dn_free(&a, c);
 }
 
+/* ---- copies ------------------------------------------------------------------ */
+
+danu_status dn_context_copy(danu_context *dst, const danu_context *src)
+{
+    DN_CHECK(dst != src, DANU_ERR_INVALID_ARG, "a context cannot be copied onto itself");
+    DN_CHECK(dst->model == src->model, DANU_ERR_INVALID_ARG, "the contexts belong to different models");
+    DN_TRY(dn_context_idle(src));
+    DN_TRY(dn_context_idle(dst));
+    DN_CHECK(dst->kv.type == src->kv.type, DANU_ERR_INVALID_ARG, "the contexts' KV caches have different types");
+    const size_t n = src->n_tokens;
+    DN_CHECK(n <= (size_t)dst->n_ctx, DANU_ERR_INVALID_ARG, "%zu tokens do not fit n_ctx %d", n, dst->n_ctx);
+    /* the positions src still holds; a wrapped ring is only copied onto one of its size */
+    const size_t lo = n > (size_t)src->cap ? n - (size_t)src->cap : 0;
+    DN_CHECK(lo == 0 || dst->cap == src->cap, DANU_ERR_INVALID_ARG, "src's ring of %d positions wrapped; dst keeps %d",
+             src->cap, dst->cap);
+    const dn_kvcache *a = &src->kv;
+    const size_t row = (size_t)a->kv_dim * a->elem;
+    for (int l = 0; l < a->n_layers; l++) {
+        if (lo == 0 && n <= (size_t)dst->cap) {   /* positions 0..n-1 are slots 0..n-1 in both */
+            memcpy(dn_kv_k(&dst->kv, l, 0), dn_kv_k(a, l, 0), n * row);
+            memcpy(dn_kv_v(&dst->kv, l, 0), dn_kv_v(a, l, 0), n * row);
+        } else {                                   /* same ring size: the same slots */
+            memcpy(dn_kv_k(&dst->kv, l, 0), dn_kv_k(a, l, 0), (size_t)a->cap * row);
+            memcpy(dn_kv_v(&dst->kv, l, 0), dn_kv_v(a, l, 0), (size_t)a->cap * row);
+        }
+    }
+    memcpy(dst->tokens, src->tokens, n * sizeof *src->tokens);
+    dst->n_tokens = n;
+    memcpy(dst->logits, src->logits, (size_t)src->model->cfg.vocab * sizeof(float));
+    dst->has_logits = src->has_logits;
+    dst->opt.sampling = src->opt.sampling;
+    dst->opt.on_full = src->opt.on_full;
+    dst->opt.n_keep = src->opt.n_keep < dst->n_ctx ? src->opt.n_keep : 0;
+    dst->opt.ignore_eos = src->opt.ignore_eos;
+    dst->sampler.params = src->sampler.params;
+    memcpy(dst->sampler.rng, src->sampler.rng, sizeof dst->sampler.rng);
+    dst->gen_active = 0;
+    dst->hold_len = 0;
+    return DANU_OK;
+}
+
+danu_status dn_context_fork(const danu_context *src, danu_context **out)
+{
+    *out = NULL;
+    DN_TRY(dn_context_idle(src));
+    struct danu_options o = src->opt;
+    o.pool = src->pool;   /* borrowed: the new context takes its own reference */
+    o.log = src->log;
+    danu_context *c;
+    DN_TRY(dn_context_create(src->model, &o, &c));
+    danu_status s = dn_context_copy(c, src);
+    if (s != DANU_OK) { dn_context_free(c); return s; }
+    *out = c;
+    return DANU_OK;
+}
+
 danu_status dn_context_apply_settings(danu_context *c)
 {
     c->sampler.params = c->opt.sampling;
@@ -209,6 +265,43 @@ static int slice_batch(danu_context *c, uint64_t budget_ns, uint64_t unit_ns, in
     return c->slice_tokens > 0 ? c->slice_tokens : 4;
 }
 
+void dn_context_chunk_begin(danu_context *c, int max, dn_seq *q)
+{
+    dn_pending *p = &c->pend;
+    const int32_t vocab = c->model->cfg.vocab;
+    const size_t left = p->end - c->n_tokens;
+    int chunk = left < (size_t)c->opt.n_batch ? (int)left : c->opt.n_batch;
+    if (max > 0 && chunk > max) chunk = max;
+    const int last = c->n_tokens + (size_t)chunk == p->end;
+    *q = (dn_seq){ .kv = &c->kv, .tokens = c->tokens + c->n_tokens, .n = chunk, .pos0 = (int64_t)c->n_tokens,
+                   .abort = &c->abort_flag };
+    q->logits = p->all_logits ? p->all_logits + (c->n_tokens - p->first) * (size_t)vocab : (last ? c->logits : NULL);
+    p->chunk = chunk;
+}
+
+danu_status dn_context_chunk_end(danu_context *c, danu_status st, const dn_seq *q)
+{
+    dn_pending *p = &c->pend;
+    const int32_t vocab = c->model->cfg.vocab;
+    if (st == DANU_OK && q->aborted) st = dn_seterr(DANU_ERR_ABORTED, "evaluation aborted");
+    if (st != DANU_OK) {
+        if (st == DANU_ERR_ABORTED && !p->committed) c->has_logits = p->had_logits;
+        p->active = 0;
+        p->chunk = 0;
+        return st;
+    }
+    c->n_tokens += (size_t)p->chunk;   /* the batch went in */
+    p->committed = 1;
+    p->chunk = 0;
+    if (c->n_tokens == p->end) {
+        if (p->all_logits)
+            memcpy(c->logits, p->all_logits + (p->end - 1 - p->first) * (size_t)vocab, (size_t)vocab * sizeof(float));
+        c->has_logits = 1;
+        p->active = 0;
+    }
+    return DANU_OK;
+}
+
 /* Run the queued work: all of it (sliced 0), or units while the time spent
  * plus the last unit's time fits budget_ns (at least one unit). Returns
  * DANU_IN_PROGRESS when work remains. On error nothing stays queued;
@@ -217,46 +310,21 @@ static int slice_batch(danu_context *c, uint64_t budget_ns, uint64_t unit_ns, in
 static danu_status advance(danu_context *c, int sliced, uint64_t budget_ns)
 {
     dn_pending *p = &c->pend;
-    const int32_t vocab = c->model->cfg.vocab;
     const uint64_t t0 = dn_time_ns();
     uint64_t unit_ns = 0;
     danu_status s = DANU_OK;
     dn_pool_hold(c->pool, 1);
     while (p->active) {
         if (!p->chunk) {   /* the next batch */
-            size_t left = p->end - c->n_tokens;
-            int chunk = left < (size_t)c->opt.n_batch ? (int)left : c->opt.n_batch;
-            if (sliced) {
-                const int fit = slice_batch(c, budget_ns, unit_ns, p->pass.n);
-                chunk = chunk < fit ? chunk : fit;
-            }
-            const int last = c->n_tokens + (size_t)chunk == p->end;
-            float *lg = p->all_logits ? p->all_logits + (c->n_tokens - p->first) * (size_t)vocab
-                                      : (last ? c->logits : NULL);
-            dn_pass_begin(&p->pass, c->model, c->tokens + c->n_tokens, chunk, (int64_t)c->n_tokens, lg,
-                          p->all_logits != NULL);
-            p->chunk = chunk;
+            dn_context_chunk_begin(c, sliced ? slice_batch(c, budget_ns, unit_ns, p->seq.n) : 0, &p->seq);
+            dn_pass_begin(&p->pass, c->model, &p->seq, 1, p->all_logits != NULL, NULL);
         }
         if (sliced && unit_ns && dn_time_ns() - t0 + unit_ns > budget_ns) { s = DANU_IN_PROGRESS; break; }
         const uint64_t u0 = dn_time_ns();
-        s = dn_pass_step(c->model, &c->kv, &c->s, &c->team, &p->pass, &c->abort_flag);
-        if (s != DANU_OK) {
-            if (s == DANU_ERR_ABORTED && !p->committed) c->has_logits = p->had_logits;
-            p->active = 0;
-            p->chunk = 0;
-            break;
-        }
+        s = dn_pass_step(c->model, &c->s, &c->team, &p->pass);
         unit_ns = dn_time_ns() - u0;
-        if (p->pass.unit < p->pass.n_units) continue;
-        c->n_tokens += (size_t)p->chunk;   /* the batch went in */
-        p->committed = 1;
-        p->chunk = 0;
-        if (c->n_tokens == p->end) {
-            if (p->all_logits)
-                memcpy(c->logits, p->all_logits + (p->end - 1 - p->first) * (size_t)vocab, (size_t)vocab * sizeof(float));
-            c->has_logits = 1;
-            p->active = 0;
-        }
+        if (s == DANU_OK && p->pass.unit < p->pass.n_units) continue;
+        if ((s = dn_context_chunk_end(c, s, &p->seq)) != DANU_OK) break;
     }
     dn_pool_hold(c->pool, 0);
     return s;
@@ -461,11 +529,12 @@ static danu_status gen_start(danu_context *c)
         }
     }
     c->gen_active = 1;
+    c->gen_by_batch = 0;
     return DANU_OK;
 }
 
 /* Finish a generation: the rest of the held text and the decoder's tail. */
-static danu_status gen_finish(danu_context *c, int drop_hold, char *out, size_t cap, size_t *len)
+danu_status dn_context_gen_finish(danu_context *c, int drop_hold, char *out, size_t cap, size_t *len)
 {
     char tail[DN_TAIL_MAX];
     size_t tl = 0;
@@ -480,7 +549,7 @@ static danu_status gen_finish(danu_context *c, int drop_hold, char *out, size_t 
 
 /* A step's first half: sample, stop on EOS or a full context (*reason set,
  * the step is over), else queue the token's evaluation (*reason -1). */
-static danu_status step_start(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
+danu_status dn_context_step_start(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
 {
     *reason = -1;
     *len = 0;
@@ -493,11 +562,11 @@ static danu_status step_start(danu_context *c, danu_token *id, char *out, size_t
     *id = t;
     if (t == c->model->cfg.eos && !c->opt.ignore_eos) {
         *reason = DANU_STOP_EOS;
-        return gen_finish(c, 0, out, cap, len);
+        return dn_context_gen_finish(c, 0, out, cap, len);
     }
     if (c->n_tokens + 1 > (size_t)c->n_ctx && c->opt.on_full != DANU_FULL_SHIFT) {
         *reason = DANU_STOP_FULL;
-        gen_finish(c, 0, out, cap, len);
+        dn_context_gen_finish(c, 0, out, cap, len);
         return dn_seterr(DANU_ERR_CONTEXT_FULL, "context full: n_ctx %d reached during generation", c->n_ctx);
     }
     return queue(c, &t, 1, NULL);
@@ -505,7 +574,7 @@ static danu_status step_start(danu_context *c, danu_token *id, char *out, size_t
 
 /* A step's second half, once its token was evaluated (s: how that went):
  * the token's text, held back while it may start a stop string. */
-static danu_status step_end(danu_context *c, danu_status s, danu_token t, char *out, size_t cap, size_t *len,
+danu_status dn_context_step_end(danu_context *c, danu_status s, danu_token t, char *out, size_t cap, size_t *len,
                             int32_t *reason)
 {
     if (s == DANU_ERR_ABORTED) { *reason = DANU_STOP_ABORTED; c->gen_active = 0; return s; }
@@ -531,9 +600,9 @@ static danu_status step_end(danu_context *c, danu_status s, danu_token t, char *
 
 danu_status dn_context_step(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len, int32_t *reason)
 {
-    DN_TRY(step_start(c, id, out, cap, len, reason));
+    DN_TRY(dn_context_step_start(c, id, out, cap, len, reason));
     if (*reason >= 0) return DANU_OK;
-    return step_end(c, advance(c, 0, 0), *id, out, cap, len, reason);
+    return dn_context_step_end(c, advance(c, 0, 0), *id, out, cap, len, reason);
 }
 
 danu_status dn_context_step_sliced(danu_context *c, int64_t budget_us, danu_token *id, char *out, size_t cap,
@@ -550,7 +619,7 @@ danu_status dn_context_step_sliced(danu_context *c, int64_t budget_us, danu_toke
             danu_status s = dn_context_work(c, budget_us);
             return s == DANU_OK ? DANU_IN_PROGRESS : s;
         }
-        DN_TRY(step_start(c, id, out, cap, len, reason));
+        DN_TRY(dn_context_step_start(c, id, out, cap, len, reason));
         if (*reason >= 0) return DANU_OK;
         c->pend.step = 1;
         c->pend.step_tok = *id;
@@ -558,7 +627,7 @@ danu_status dn_context_step_sliced(danu_context *c, int64_t budget_us, danu_toke
     danu_status s = dn_context_work(c, budget_us);
     if (s == DANU_IN_PROGRESS) return s;
     c->pend.step = 0;
-    return step_end(c, s, *id, out, cap, len, reason);
+    return dn_context_step_end(c, s, *id, out, cap, len, reason);
 }
 
 danu_status dn_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len)
@@ -578,7 +647,7 @@ danu_status dn_context_step_finish(danu_context *c, char *out, size_t cap, size_
         return dn_seterr(DANU_ERR_BUFFER_TOO_SMALL, "held text of %zu bytes does not fit a buffer of %zu",
                          c->hold_len, cap);
     }
-    return gen_finish(c, 0, out, cap, len);
+    return dn_context_gen_finish(c, 0, out, cap, len);
 }
 
 danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_fn fn, void *user, int32_t *reason)
@@ -599,7 +668,7 @@ danu_status dn_context_generate(danu_context *c, int32_t max_tokens, danu_token_
         if (stop_cb) { why = DANU_STOP_CALLBACK; break; }
     }
     if (c->gen_active) {  /* ended by length or callback: deliver what was held back */
-        danu_status fs = gen_finish(c, 0, text, sizeof text, &len);
+        danu_status fs = dn_context_gen_finish(c, 0, text, sizeof text, &len);
         if (fs == DANU_OK && len > 0 && fn) fn(user, -1, text, len);
     }
     if (reason) *reason = why;

@@ -33,7 +33,8 @@ typedef struct dn_pending {
     int had_logits;          /* restored by an abort before any batch went in */
     int committed;           /* a batch of this work went in */
     int chunk;               /* tokens of the batch under way, 0 between batches */
-    dn_pass pass;
+    dn_seq seq;              /* that batch, as a sequence of a pass */
+    dn_pass pass;            /* its pass (when the context runs it alone) */
     int step;                /* danu_context_step_sliced: its token is queued */
     danu_token step_tok;
 } dn_pending;
@@ -62,6 +63,7 @@ struct danu_context {
     atomic_int abort_flag;       /* set by danu_context_abort; cleared as each API call starts */
     dn_pending pend;
     int slice_tokens;            /* batch size sliced work last found to fit half its budget per layer */
+    int gen_by_batch;            /* the generation under way is driven by danu_batch_step */
 };
 
 danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out);
@@ -94,6 +96,22 @@ danu_status dn_context_chat_append_begin(danu_context *c, const char *const *rol
 danu_status dn_context_work(danu_context *c, int64_t budget_us);
 danu_status dn_context_step_sliced(danu_context *c, int64_t budget_us, danu_token *id, char *out, size_t cap,
                                    size_t *len, int32_t *reason);
+/* The next batch of queued work (at most max tokens) as a sequence of a
+ * pass, and its outcome once the pass ran (st: the pass's status; the
+ * sequence may have been aborted alone). On error nothing stays queued. */
+void dn_context_chunk_begin(danu_context *c, int max, dn_seq *q);
+danu_status dn_context_chunk_end(danu_context *c, danu_status st, const dn_seq *q);
+/* danu_context_step in halves, for batches: sample and queue the token
+ * (*reason >= 0: the step ended without one), then, once it was evaluated
+ * (st), its text. */
+danu_status dn_context_step_start(danu_context *c, danu_token *id, char *out, size_t cap, size_t *len,
+                                  int32_t *reason);
+danu_status dn_context_step_end(danu_context *c, danu_status st, danu_token t, char *out, size_t cap, size_t *len,
+                                int32_t *reason);
+/* End a generation: held text and the decoder's tail into out. */
+danu_status dn_context_gen_finish(danu_context *c, int drop_hold, char *out, size_t cap, size_t *len);
+danu_status dn_context_copy(danu_context *dst, const danu_context *src);
+danu_status dn_context_fork(const danu_context *src, danu_context **out);
 /* DANU_ERR_STATE while sliced work is pending. */
 danu_status dn_context_idle(const danu_context *c);
 #endif

@@ -9,7 +9,9 @@
  * splits them over the team's pool (kernels/matmul.c, kernels/rows.c);
  * RoPE, the K/V cache rows and attention live in attention.c. A pass runs
  * as units (the layers, then the output layer in parts) so that sliced
- * work can stop between any two of them. */
+ * work can stop between any two of them, and may carry several sequences
+ * (contexts) at once: their rows share every matrix product, and each
+ * attends to its own cache. */
 #include <math.h>
 #include <string.h>
 #include "model/forward.h"
@@ -95,30 +97,51 @@ size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m)
 
 /* ---- the forward pass -------------------------------------------------------- */
 
-static void embed(const danu_model *m, dn_scratch *s, const dn_team *team, const danu_token *tokens, int n,
-                  int64_t pos0)
+/* Sequence i's rows start at row off (the pass's rows are its sequences'
+ * tokens one after another): the scratch as attention, RoPE and staging
+ * see it for that sequence alone. */
+static dn_scratch seq_view(const dn_scratch *s, const dn_config *c, int off)
 {
-    const int H = m->cfg.hidden;
-    for (int t = 0; t < n; t++)   /* x [n][H] = embedding rows (any storage type) */
-        dn_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (uint64_t)tokens[t] * m->tok_embd.row_bytes,
-                          s->x + (size_t)t * H, H);
-    dn_rope_table(m, s, team, n, pos0);   /* rope [n][hd]: cos | sin of each position's angles */
+    dn_scratch v = *s;
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    v.q += off * qd;
+    v.xb += off * qd;
+    v.k += off * kvd;
+    v.v += off * kvd;
+    v.rope += (size_t)off * c->head_dim;
+    return v;
 }
 
-static danu_status layer(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, int l, int n,
-                         int64_t pos0)
+static void embed(const danu_model *m, dn_scratch *s, const dn_team *team, const dn_pass *p)
+{
+    const int H = m->cfg.hidden;
+    for (int i = 0, off = 0; i < p->n_seq; off += p->seq[i++].n) {
+        const dn_seq *q = &p->seq[i];
+        for (int t = 0; t < q->n; t++)   /* x [n][H] = embedding rows (any storage type) */
+            dn_dequantize_row(m->tok_embd.type, (const uint8_t *)m->tok_embd.data +
+                              (uint64_t)q->tokens[t] * m->tok_embd.row_bytes, s->x + (size_t)(off + t) * H, H);
+        dn_scratch v = seq_view(s, &m->cfg, off);
+        dn_rope_table(m, &v, team, q->n, q->pos0);   /* rope [n][hd]: cos | sin of each position's angles */
+    }
+}
+
+static danu_status layer(const danu_model *m, dn_scratch *s, const dn_team *team, int l, const dn_pass *p)
 {
     const dn_config *c = &m->cfg;
     const dn_kernels *k = m->kern;
     const dn_layer *L = &m->layers[l];
-    const int H = c->hidden, F = c->ffn;
+    const int H = c->hidden, F = c->ffn, n = p->n;
     const float eps = c->rms_eps;
     /* attention block */
     dn_rmsnorm_rows(k, team, s->xb, s->x, L->attn_norm, n, H, eps);              /* xb [n][H] */
     DN_TRY(dn_matmul(k, team, 3, (const dn_matrix *[]){ &L->wq, &L->wk, &L->wv }, s->xb, n,
                      (float *[]){ s->q, s->k, s->v }, s->act));                   /* q [n][qd], k, v [n][kvd] */
-    dn_rope_stage(m, kv, s, team, l, n);          /* q, k rotated; k, v -> the cache's staging rows */
-    dn_attention(m, kv, s, team, l, n, pos0);     /* xb [n][qd] = softmax(q.K / sqrt(hd)) . V */
+    for (int i = 0, off = 0; i < p->n_seq; off += p->seq[i++].n) {   /* each sequence on its own cache */
+        const dn_seq *q = &p->seq[i];
+        dn_scratch v = seq_view(s, c, off);
+        dn_rope_stage(m, q->kv, &v, team, l, q->n);          /* q, k rotated; k, v -> the cache's staging rows */
+        dn_attention(m, q->kv, &v, team, l, q->n, q->pos0);  /* xb [n][qd] = softmax(q.K / sqrt(hd)) . V */
+    }
     DN_TRY(dn_matmul(k, team, 1, &(const dn_matrix *){ &L->wo }, s->xb, n, &s->q, s->act));   /* q [n][H] */
     k->add(s->x, s->q, (int64_t)n * H);                                           /* x += Wo . attn */
 
@@ -132,28 +155,50 @@ static danu_status layer(const danu_model *m, dn_kvcache *kv, dn_scratch *s, con
     return DANU_OK;
 }
 
-/* Output rows [r0, r1) of the last row's logits, or of every row's. The
- * normed rows are made with the first part and kept in xb. */
+/* Output rows [r0, r1) of the logits: one sequence's last row (or every
+ * row) straight into its buffer, normed with the first part and kept in
+ * xb; several sequences' last rows gathered into p->out, then copied out. */
 static danu_status classify(const danu_model *m, dn_scratch *s, const dn_team *team, const dn_pass *p, int64_t r0,
                             int64_t r1)
 {
     const int H = m->cfg.hidden;
-    const int first = p->all_rows ? 0 : p->n - 1, rows = p->n - first;
-    if (r0 == 0) dn_rmsnorm_rows(m->kern, team, s->xb, s->x + (size_t)first * H, m->out_norm, rows, H, m->cfg.rms_eps);
-    dn_matrix part = m->output;   /* rows r0.. (a multiple of 16: x16 groups stay whole) */
-    part.data = (const uint8_t *)m->output.data + (size_t)r0 * m->output.row_bytes;
-    part.rows = r1 - r0;
-    float *y = p->logits + r0;
-    return dn_matmul(m->kern, team, 1, &(const dn_matrix *){ &part }, s->xb, rows, &y, s->act); /* [rows][vocab] */
+    const float eps = m->cfg.rms_eps;
+    if (p->n_seq == 1) {
+        const int first = p->all_rows ? 0 : p->n - 1, rows = p->n - first;
+        if (r0 == 0) dn_rmsnorm_rows(m->kern, team, s->xb, s->x + (size_t)first * H, m->out_norm, rows, H, eps);
+        dn_matrix part = m->output;   /* rows r0.. (a multiple of 16: x16 groups stay whole) */
+        part.data = (const uint8_t *)m->output.data + (size_t)r0 * m->output.row_bytes;
+        part.rows = r1 - r0;
+        float *y = p->seq[0].logits + r0;
+        return dn_matmul(m->kern, team, 1, &(const dn_matrix *){ &part }, s->xb, rows, &y, s->act);
+    }
+    int rows = 0;
+    for (int i = 0, off = 0; i < p->n_seq; off += p->seq[i++].n)
+        if (p->seq[i].logits)
+            dn_rmsnorm_rows(m->kern, team, s->xb + (size_t)rows++ * H, s->x + (size_t)(off + p->seq[i].n - 1) * H,
+                            m->out_norm, 1, H, eps);
+    float *y = p->out;
+    DN_TRY(dn_matmul(m->kern, team, 1, &(const dn_matrix *){ &m->output }, s->xb, rows, &y, s->act));
+    rows = 0;
+    for (int i = 0; i < p->n_seq; i++)
+        if (p->seq[i].logits) {
+            if (!p->seq[i].aborted)
+                memcpy(p->seq[i].logits, p->out + (size_t)rows * m->cfg.vocab, sizeof(float) * m->cfg.vocab);
+            rows++;
+        }
+    return DANU_OK;
 }
 
 /* The output layer in parts of about one layer's weight bytes, so that a
  * slice of work overruns its budget by at most about one layer. Every row's
- * logits at once (one product: rows are vocab apart) stay one part. */
+ * logits at once (one product: rows are vocab apart) or several sequences'
+ * stay one part. */
 static int out_parts(const danu_model *m, const dn_pass *p)
 {
-    if (!p->logits) return 0;
-    if (p->all_rows && p->n > 1) return 1;
+    int wanted = 0;
+    for (int i = 0; i < p->n_seq; i++) wanted += p->seq[i].logits != NULL;
+    if (!wanted) return 0;
+    if (p->n_seq > 1 || (p->all_rows && p->n > 1)) return 1;
     const dn_layer *L = &m->layers[0];
     const dn_matrix *w[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
     uint64_t layer_bytes = 0;
@@ -163,39 +208,51 @@ static int out_parts(const danu_model *m, const dn_pass *p)
     return (int)(parts < 1 ? 1 : parts > groups ? groups : parts);
 }
 
-void dn_pass_begin(dn_pass *p, const danu_model *m, const danu_token *tokens, int n, int64_t pos0, float *logits,
-                   int all_rows)
+void dn_pass_begin(dn_pass *p, const danu_model *m, dn_seq *seq, int n_seq, int all_rows, float *out)
 {
-    *p = (dn_pass){ .tokens = tokens, .n = n, .pos0 = pos0, .logits = logits, .all_rows = all_rows };
+    *p = (dn_pass){ .seq = seq, .n_seq = n_seq, .all_rows = all_rows, .out = out };
+    for (int i = 0; i < n_seq; i++) {
+        seq[i].aborted = 0;
+        p->n += seq[i].n;
+    }
     p->n_units = m->cfg.n_layers + out_parts(m, p);
 }
 
-static int aborted(atomic_int *abort)
+/* Mark the sequences whose abort flag is up; ABORTED once none is left. */
+static danu_status check_aborts(dn_pass *p, int unit, int n_layers)
 {
-    return abort && atomic_load_explicit(abort, memory_order_relaxed);
+    int left = 0;
+    for (int i = 0; i < p->n_seq; i++) {
+        dn_seq *q = &p->seq[i];
+        if (!q->aborted && q->abort && atomic_load_explicit(q->abort, memory_order_relaxed)) q->aborted = 1;
+        left += !q->aborted;
+    }
+    if (left) return DANU_OK;
+    if (unit < n_layers) return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted at layer %d", unit);
+    return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted before the output layer");
 }
 
 /* Unit u < n_layers is decoder layer u (layer 0 embeds first); the rest
- * are parts of the output layer. The last unit commits the batch's K/V. */
-danu_status dn_pass_step(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, dn_pass *p,
-                         atomic_int *abort)
+ * are parts of the output layer. The last unit commits each sequence's K/V
+ * (an aborted sequence's are dropped). Aborts are looked at up to the
+ * output layer's first part: its later parts write logits already begun. */
+danu_status dn_pass_step(const danu_model *m, dn_scratch *s, const dn_team *team, dn_pass *p)
 {
     const int L = m->cfg.n_layers, u = p->unit;
     if (u >= p->n_units) return DANU_OK;
-    if (aborted(abort)) {
-        if (u < L) return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted at layer %d", u);
-        return dn_seterr(DANU_ERR_ABORTED, "evaluation aborted before the output layer");
-    }
-    if (u == 0) embed(m, s, team, p->tokens, p->n, p->pos0);
+    if (u <= L) DN_TRY(check_aborts(p, u, L));
+    if (u == 0) embed(m, s, team, p);
     if (u < L) {
-        DN_TRY(layer(m, kv, s, team, u, p->n, p->pos0));
+        DN_TRY(layer(m, s, team, u, p));
     } else {
         const int parts = p->n_units - L, i = u - L;
         const int64_t groups = (m->output.rows + 15) / 16;
         const int64_t r0 = groups * i / parts * 16, r1 = i + 1 == parts ? m->output.rows : groups * (i + 1) / parts * 16;
         DN_TRY(classify(m, s, team, p, r0, r1));
     }
-    if (++p->unit == p->n_units) dn_kv_commit(kv, p->pos0, p->n);
+    if (++p->unit == p->n_units)
+        for (int i = 0; i < p->n_seq; i++)
+            if (!p->seq[i].aborted) dn_kv_commit(p->seq[i].kv, p->seq[i].pos0, p->seq[i].n);
     return DANU_OK;
 }
 
@@ -204,11 +261,12 @@ danu_status dn_pass_step(const danu_model *m, dn_kvcache *kv, dn_scratch *s, con
 danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team,
                        const danu_token *tokens, int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
 {
+    dn_seq q = { .kv = kv, .tokens = tokens, .n = n, .pos0 = pos0, .logits = logits, .abort = abort };
     dn_pass p;
-    dn_pass_begin(&p, m, tokens, n, pos0, logits, all_rows);
+    dn_pass_begin(&p, m, &q, 1, all_rows, NULL);
     danu_status st = DANU_OK;
     dn_pool_hold(team ? team->pool : NULL, 1);
-    while (st == DANU_OK && p.unit < p.n_units) st = dn_pass_step(m, kv, s, team, &p, abort);
+    while (st == DANU_OK && p.unit < p.n_units) st = dn_pass_step(m, s, team, &p);
     dn_pool_hold(team ? team->pool : NULL, 0);
     return st;
 }

@@ -40,20 +40,30 @@ size_t dn_scratch_plan_bytes(const danu_model *m, int32_t n_batch, int32_t n_thr
 danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team,
                        const danu_token *tokens, int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort);
 
-/* The same pass one unit at a time (a decoder layer, or a part of the
- * output layer), for work in slices. tokens and logits must stay valid
- * and the scratch untouched between the steps. */
-typedef struct dn_pass {
+/* The pass one unit at a time (a decoder layer, or a part of the output
+ * layer), for work in slices, over one or more sequences: each its own
+ * cache, positions and tokens; their rows go through the matrix products
+ * together. tokens, logits and the scratch must stay untouched between
+ * steps. */
+typedef struct dn_seq {
+    dn_kvcache *kv;
     const danu_token *tokens;
-    int n, all_rows;
+    int n;                   /* tokens in this pass */
     int64_t pos0;
-    float *logits;
+    float *logits;           /* NULL, or the last row's (all_rows: every row's) */
+    atomic_int *abort;       /* NULL, or the flag that stops this sequence */
+    int aborted;             /* set by the pass: stopped, nothing committed or written */
+} dn_seq;
+typedef struct dn_pass {
+    dn_seq *seq;
+    int n_seq, n;            /* sequences, their rows in all (<= the scratch's n_batch) */
+    int all_rows;            /* one sequence: logits of every row */
+    float *out;              /* several sequences' logits: [sequences][vocab] work rows */
     int unit, n_units;       /* next unit, all of them */
 } dn_pass;
-void dn_pass_begin(dn_pass *p, const danu_model *m, const danu_token *tokens, int n, int64_t pos0, float *logits,
-                   int all_rows);
+void dn_pass_begin(dn_pass *p, const danu_model *m, dn_seq *seq, int n_seq, int all_rows, float *out);
 /* Run the next unit; the pass is complete (K/V committed) when p->unit
- * reaches p->n_units. Errors as dn_forward; the cache is then untouched. */
-danu_status dn_pass_step(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team, dn_pass *p,
-                         atomic_int *abort);
+ * reaches p->n_units. Errors as dn_forward (ABORTED once every sequence
+ * is aborted); the caches are then untouched. */
+danu_status dn_pass_step(const danu_model *m, dn_scratch *s, const dn_team *team, dn_pass *p);
 #endif

@@ -39,6 +39,15 @@ BAD_NUMBERS = [
     (["bench", "-m", "@GGUF", "-t", "1,0", "-p", "8", "-n", "4", "-r", "1"], "-t"),
     (["bench", "-m", "@GGUF", "-r", "0", "-p", "8", "-n", "4"], "-r"),
     (["bench", "-m", "@GGUF", "-p", "8x"], "-p"),
+    (["bench", "-m", "@GGUF", "--busy", "-1", "-p", "8", "-n", "4", "-r", "1"], "--busy"),
+    (["bench", "-m", "@GGUF", "--busy", "x", "-p", "8", "-n", "4", "-r", "1"], "--busy"),
+    (["bench", "-m", "@GGUF", "--contexts", "0", "-p", "8", "-n", "4", "-r", "1"], "--contexts"),
+    (["bench", "-m", "@GGUF", "--contexts", "65", "-p", "8", "-n", "4", "-r", "1"], "--contexts"),
+    (["bench", "-m", "@GGUF", "--slice-us", "-5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
+    (["bench", "-m", "@GGUF", "--slice-us", "1.5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
+    (["bench", "-m", "@GGUF", "--pool", "mine", "-p", "8", "-n", "4", "-r", "1"], "--pool"),
+    (["run", "-m", "@GGUF", "-n", "4", "--slice-us", "-5"], "--slice-us"),
+    (["run", "-m", "@GGUF", "-n", "4", "--slice-us"], "--slice-us"),
     (["run", "-m", "@GGUF", "-n", "4", "--top-p", "5"], "--top-p"),
     (["run", "-m", "@GGUF", "-n", "4", "--temp", "-1"], "--temp"),
     (["run", "-m", "@GGUF", "-n", "4", "--top-k", "-3"], "--top-k"),
@@ -238,6 +247,71 @@ def test_long_prompt_progress_on_a_terminal():
     check("prompt 8/" in err and "prompt 16/" in err, "progress per batch: %r" % err)
     rc, out, err = danu("run", "-m", GGUF, "-f", prompt, "-b", "8", "-n", "2")
     check(rc == 0 and "prompt 8/" not in err, "no progress when stderr is not a terminal: %r" % err)
+
+
+# ---- issue 16: a busy machine, several contexts, work in slices ----
+
+def test_run_slice_us_prints_the_same_text():
+    prompt = os.path.join(TMP, "slice-prompt.txt")
+    with open(prompt, "w") as f:
+        f.write("one two three four five six seven eight nine ten " * 3)
+    for src in (["-p", "The capital of France is"], ["-f", prompt]):
+        common = ["run", "-m", GGUF, "--temp", "0", "-n", "40", "-t", "2"] + src
+        rc, plain, err = danu(*common)
+        check(rc == 0 and plain.strip(), "rc %d: %s" % (rc, err))
+        for us in ("1000", "0"):
+            rc, sliced, err = danu(*common, "--slice-us", us)
+            check(rc == 0, "--slice-us %s: rc %d %s" % (us, rc, err))
+            check(sliced == plain, "--slice-us %s prints the same text: %r vs %r" % (us, sliced, plain))
+            check("calls of sliced work with a budget of %s us" % us in err, err)
+            longest = float(err.split("longest ")[1].split(" ms")[0])
+            check(0 < longest < 60000, "the calls are timed: %s" % err)
+    rc, sliced, err = danu("run", "-m", GGUF, "--temp", "0", "-n", "0", "--slice-us", "1000")
+    check(rc == 0 and sliced.strip() == "The capital of France is", "-n 0: the prompt only: %r %s" % (sliced, err))
+
+
+def bench_rows(out):
+    """The table rows of danu bench: lists of cells."""
+    return [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in out.splitlines()
+            if ln.startswith("|") and not ln.startswith("|--") and "threads" not in ln]
+
+
+def test_bench_busy_and_contexts_print_rows_per_context():
+    for pool in ("shared", "own"):
+        args = ["bench", "-m", GGUF, "--busy", "1", "--contexts", "2", "-p", "8", "-n", "4", "-r", "1", "-t", "1,2",
+                "--pool", pool]
+        rc, out, err = danu(*args)
+        check(rc == 0, "%s: rc %d %s" % (" ".join(args), rc, err))
+        check("busy: 1 spinning thread of this program" in out, out)
+        check("contexts: 2 on the model at once" in out, out)
+        check(("one per context" if pool == "own" else "shared pool") in out, out)
+        rows = {(r[0], r[1]): r for r in bench_rows(out)}
+        for t in ("1", "2"):
+            for test in ("pp8", "tg4"):
+                per = [rows.get((t, "%s ctx%d" % (test, k))) for k in range(2)]
+                total = rows.get(("2x" + t, test + " sum"))
+                check(all(per) and total, "-t %s %s: rows per context and the sum: %s" % (t, test, out))
+                rate = lambda r: float(r[2].split()[0])
+                check(all(rate(r) > 0 for r in per) and abs(rate(total) - sum(rate(r) for r in per)) <= 0.02 * rate(total),
+                      "the sum row adds the contexts: %s" % out)
+        check(len(bench_rows(out)) == 12, "no other rows: %s" % out)
+
+
+def test_bench_slice_us_prints_the_distribution():
+    rc, out, err = danu("bench", "-m", GGUF, "--slice-us", "1000", "-p", "8", "-n", "4", "-r", "1", "-t", "1")
+    check(rc == 0, "rc %d %s" % (rc, err))
+    check("slices: " in out and "1000 us per call" in out, out)
+    head = [ln for ln in out.splitlines() if ln.startswith("| threads")]
+    check(head and all(c in head[0] for c in ("slices", "p50 ms", "p90 ms", "p99 ms", "max ms")), out)
+    rows = bench_rows(out)
+    check([r[1] for r in rows] == ["pp8", "tg4"], out)
+    for r in rows:
+        check(len(r) == 12, "the slice columns: %r" % r)
+        calls, dist = int(r[7]), [float(x) for x in r[8:12]]
+        check(calls >= (1 if r[1] == "pp8" else 4), "at least one call per token generated: %r" % r)
+        check(dist == sorted(dist) and dist[0] >= 0, "p50 <= p90 <= p99 <= max: %r" % r)
+    rc, out, err = danu("bench", "-m", GGUF, "-p", "8", "-n", "4", "-r", "1", "-t", "1")
+    check(rc == 0 and "p50" not in out and all(len(r) == 7 for r in bench_rows(out)), "no slice columns without it: " + out)
 
 
 # ---- BOS once with --special ----

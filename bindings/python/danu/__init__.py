@@ -22,7 +22,8 @@ built-in exception a Python caller would expect:
       UnsupportedError                   unknown option, valid but unsupported input
         UnknownKeyError(KeyError)        Model.info() with an unknown name (lists the valid ones)
       CancelledError                     a progress callback returned True
-      AbortedError                       eval/prompt/chat_append stopped by abort()
+      AbortedError                       eval/prompt/chat_append (or work() on their
+                                         *_begin forms) stopped by abort()
       ContextFullError, StateError, BufferTooSmallError, InternalError
       BadTokenError(ValueError), BadUtf8Error(ValueError)
 
@@ -35,18 +36,34 @@ so generate() resumes where it stopped.
 Threading follows the C library: a Model may be shared by contexts on any
 threads; a Context is used by one thread at a time, except Context.abort(),
 which any thread may call while another one evaluates or generates.
+
+Thread pools (libdanu 0.2). Every model runs on a pool of its own unless it
+is given one: Pool(n_threads) is a pool several models and contexts can
+share (Model(path, pool=p), Context(model, pool=p)); Pool.host(parallel_for)
+runs libdanu's parallel work on the application's own job system, e.g.
+Pool.from_executor(concurrent.futures.ThreadPoolExecutor(4), 4).
+
+Work in slices (libdanu 0.2), for loops that cannot block for a whole prompt:
+ctx.eval_begin(ids) / prompt_begin(ids) / chat_append_begin(messages) queue the
+evaluation; ctx.work(budget_us) advances it for about that many microseconds
+and returns True once it is finished (False: call again; DANU_IN_PROGRESS
+is no error); ctx.step_sliced(budget_us) is step() in slices (None until the
+token is evaluated). Results are bit-identical to the blocking calls. While
+work is pending, calls that evaluate or change the cache raise StateError;
+ctx.abort() makes the next work() raise AbortedError (nothing stays pending).
 """
 import array
 import ctypes
 import errno
 import os
+import threading
 import weakref
 from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_void_p
 
 from . import _lib
 
 __all__ = [
-    "Model", "Context", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
+    "Model", "Context", "Pool", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
     "DanuIOError", "DanuFileNotFoundError", "UnknownKeyError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
     "BadTokenError", "BadUtf8Error", "StateError", "BufferTooSmallError", "InternalError", "synth_write",
     "version", "library_version", "param_bounds",
@@ -56,6 +73,7 @@ __version__ = "0.1.0"
 
 # ---- constants of danu.h ------------------------------------------------------------
 OK = 0
+IN_PROGRESS = 14          # not an error: sliced work remains (Context.work, step_sliced)
 FORMAT_HF, FORMAT_GGUF = 1, 2
 TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0 = 0, 1, 2, 3, 6, 7, 8
 TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K, TYPE_BF16 = 12, 13, 14, 30
@@ -194,6 +212,12 @@ def _check_max_tokens(max_tokens):
         raise InvalidArgumentError(1, "max_tokens must be an integer in [0, 2147483647], got %r" % (max_tokens,))
 
 
+def _check_budget(budget_us):
+    """A time budget as the C API takes it: an int64_t >= 0 (microseconds)."""
+    if isinstance(budget_us, bool) or not isinstance(budget_us, int) or not 0 <= budget_us <= 2 ** 63 - 1:
+        raise InvalidArgumentError(1, "budget_us must be an integer in [0, 2**63 - 1], got %r" % (budget_us,))
+
+
 def _call(name, *args):
     lib = _lib.get()
     if name in lib.danu_missing:
@@ -292,7 +316,7 @@ class _Options:
     """A danu_options bag for one constructor call. The callbacks are kept by
     the object that was created with it (the library stores the pointers)."""
 
-    def __init__(self, options, log=None, progress=None):
+    def __init__(self, options, log=None, progress=None, pool=None):
         self.h = c_void_p()
         _check(_call("danu_options_create", None, byref(self.h)), "options")
         self.log = _log_callback(log)
@@ -304,6 +328,10 @@ class _Options:
                 _set(self.h, "options", name, value)
             if self.log:
                 _check(_call("danu_options_set_log", self.h, self.log, None))
+            if pool is not None:
+                if not isinstance(pool, Pool):
+                    raise InvalidArgumentError(1, "pool must be a danu.Pool, got %r" % (pool,))
+                _check(_call("danu_options_set_pool", self.h, pool._handle()), "pool")
             if progress is not None:
                 def pcb(user, fraction):
                     try:
@@ -328,22 +356,191 @@ class _Options:
         _check(status, what)
 
 
+# ---- thread pools (0.2) -------------------------------------------------------------
+class _HostBatch:
+    """One danu_parallel_for_fn call: the C job, its data and n_items, and
+    which items were claimed. run(i) runs item i unless it was claimed
+    already, so each item runs exactly once however the host's parallel-for
+    behaves; finish() runs the items nobody claimed on the calling thread
+    and waits for those still running elsewhere."""
+
+    __slots__ = ("job", "data", "n", "claimed", "running", "cond")
+
+    def __init__(self, job, data, n):
+        self.job, self.data, self.n = job, data, n
+        self.claimed = bytearray(n)
+        self.running = 0
+        self.cond = threading.Condition(threading.Lock())
+
+    def run(self, i):
+        with self.cond:
+            if not 0 <= i < self.n or self.claimed[i]:
+                return
+            self.claimed[i] = 1
+            self.running += 1
+        try:
+            self.job(self.data, i)      # C code, without the GIL
+        finally:
+            with self.cond:
+                self.running -= 1
+                if self.running == 0:
+                    self.cond.notify_all()
+
+    def finish(self):
+        for i in reversed(range(self.n)):   # from the end: workers take the items from the start
+            self.run(i)
+        with self.cond:
+            while self.running:
+                self.cond.wait()
+
+
+class Pool:
+    """A thread pool for models and contexts (libdanu 0.2).
+
+    Pool(n_threads=0)  worker threads libdanu starts when first needed
+                       (threads including the caller's; 0: the cores this
+                       process may use). Share it: Model(path, pool=p),
+                       Context(model, pool=p).
+    Pool.host(parallel_for, n_threads)
+                       libdanu starts no thread: each parallel step of an
+                       evaluation calls parallel_for(job, n_items), which
+                       runs job(i) for every i in range(n_items), on any
+                       threads, and returns when they are done.
+    Pool.from_executor(executor, n_threads)
+                       Pool.host over a concurrent.futures executor.
+
+    job(i) calls libdanu's C code through ctypes, which releases the GIL, so
+    items really run in parallel on the host's threads. The binding claims
+    each item once: an item parallel_for runs twice runs once, and items it
+    has not run when it returns (or raises) are run on the calling thread,
+    which also waits for items still running elsewhere. So the results are
+    always right; an exception parallel_for raised is kept in .error (the
+    first one) and the evaluation goes on.
+
+    The Pool keeps the callback alive for as long as it exists; models and
+    contexts created with it keep the Pool. close() releases the pool's own
+    reference only: libdanu ends it when its last model and context are freed.
+    """
+
+    def __init__(self, n_threads=0, *, log=None):
+        self._h = None
+        self._cb = None
+        self._parallel_for = None
+        self.error = None
+        self.calls = self.items = 0     # host pools only
+        opts = _Options({"n_threads": n_threads}, log)
+        h = c_void_p()
+        try:
+            _check(_call("danu_pool_create", opts.h, byref(h)), "pool")
+        finally:
+            opts.free()
+        self._h = h
+        self._log = opts.log
+
+    @classmethod
+    def host(cls, parallel_for, n_threads=0):
+        """A pool on the host's job system: parallel_for(job, n_items) runs
+        job(i) for each i in range(n_items) (n_items <= n_threads; 0 = the
+        cores this process may use) and returns when all are done. It may be
+        called by several threads at once (several contexts evaluating)."""
+        if not callable(parallel_for):
+            raise InvalidArgumentError(1, "parallel_for must be callable, got %r" % (parallel_for,))
+        self = cls.__new__(cls)
+        self._h = None
+        self._log = None
+        self._parallel_for = parallel_for
+        self.error = None
+        self.calls = 0              # parallel_for calls so far
+        self.items = 0              # items they covered
+        counts = threading.Lock()   # several contexts may evaluate at once
+
+        def trampoline(user, job, data, n_items):
+            batch = _HostBatch(job, data, n_items)
+            try:
+                with counts:
+                    self.calls += 1
+                    self.items += n_items
+                parallel_for(batch.run, n_items)
+            except BaseException as e:  # never unwind into C: keep it, run what is left here
+                if self.error is None:
+                    self.error = e
+            finally:
+                batch.finish()
+        self._cb = _lib.PARALLEL_FOR_FN(trampoline)
+        opts = _Options({"n_threads": n_threads})
+        h = c_void_p()
+        try:
+            _check(_call("danu_pool_create_host", opts.h, self._cb, None, byref(h)), "pool")
+        finally:
+            opts.free()
+        self._h = h
+        return self
+
+    @classmethod
+    def from_executor(cls, executor, n_threads):
+        """Pool.host over a concurrent.futures executor (ThreadPoolExecutor):
+        each parallel step submits its n_items items to the executor, and the
+        calling thread takes those no worker has started yet (as libdanu's
+        own pools do), so a step never waits for a busy executor, even when
+        it runs on one of the executor's own threads."""
+        def parallel_for(job, n_items):
+            for i in range(n_items):
+                executor.submit(job, i)
+            # returning at once: Pool.host's finish() runs the items no worker
+            # claimed yet and waits for the ones that are running
+        return cls.host(parallel_for, n_threads)
+
+    def _handle(self):
+        if not self._h:
+            raise StateError(11, "the pool is closed")
+        return self._h
+
+    @property
+    def size(self):
+        """Threads the pool runs work on (host pools: the most items per call)."""
+        return _call("danu_pool_size", self._handle())
+
+    def close(self):
+        """Release this reference; models and contexts using the pool keep it
+        (and this object, with its callback) alive."""
+        if self._h:
+            _call("danu_pool_free", self._h)
+            self._h = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 # ---- model --------------------------------------------------------------------------
 class Model:
     """Weights and tokenizer of an HF directory or a GGUF file.
 
     Model(path, use_mmap=True, sliding_window=-1, validate=False, repack="auto", n_threads=...,
-          fast_bf16=False, log=callable(level, message), progress=callable(fraction) -> cancel?)
+          fast_bf16=False, log=callable(level, message), progress=callable(fraction) -> cancel?,
+          pool=danu.Pool)
+
+    pool: run the model (its repacking at load and, by default, its contexts)
+    on that pool instead of a pool of its own; the model keeps it alive.
 
     fast_bf16=True: bf16 weights multiply bf16-rounded activations on the
     AVX-512 repacked kernels (faster prompts, less exact logits; DANU_OPT_FAST_BF16).
     """
 
-    def __init__(self, path, *, log=None, progress=None, **options):
+    def __init__(self, path, *, log=None, progress=None, pool=None, **options):
         self._h = None
         self._contexts = weakref.WeakSet()
         self._tokenizer = None
-        opts = _Options(options, log, progress)
+        self._pool = pool             # its parallel-for must outlive the model
+        opts = _Options(options, log, progress, pool)
         h = c_void_p()
         try:
             s = _call("danu_model_load", os.fsencode(path), opts.h, byref(h))
@@ -578,16 +775,19 @@ class Context:
 
     Context(model, n_ctx=0, n_threads=..., temperature=0.8, top_k=40, top_p=0.95,
             min_p=0.05, repeat_penalty=1.0, seed=0, kv_type="f16", on_full="error", ...,
-            log=callable(level, message))
+            log=callable(level, message), pool=danu.Pool)
     Any option of danu.h by its name (danu_param_from_name), `threads` for n_threads.
+    pool: evaluate on that pool (using at most n_threads of its threads) instead
+    of the model's.
     """
 
-    def __init__(self, model, *, log=None, **options):
+    def __init__(self, model, *, log=None, pool=None, **options):
         self._h = None
         self.model = model           # keeps the model (and its log callback) alive
+        self._pool = pool            # and the pool's parallel-for
         self._stops = []
         self.stop_reason = None
-        opts = _Options(options, log)
+        opts = _Options(options, log, None, pool)
         h = c_void_p()
         try:
             _check(_call("danu_context_create", model._handle(), opts.h, byref(h)), "context")
@@ -710,9 +910,12 @@ class Context:
         "aborted" (the last two end the generation without raising)."""
         tid, ln, why = c_int32(), c_size_t(), c_int32()
         s = _call("danu_context_step", self._handle(), byref(tid), self._buf, len(self._buf), byref(ln), byref(why))
+        return self._step_result(s, tid, ln, why, "step")
+
+    def _step_result(self, s, tid, ln, why, what):
         reason = STOP_NAMES.get(why.value) if why.value >= 0 else None
         if s != OK and not (reason in ("full", "aborted") and s in (ContextFullError.status, AbortedError.status)):
-            raise _error(s, "step")
+            raise _error(s, what)
         return Step(tid.value, self._buf.raw[:ln.value].decode("utf-8", "replace"), reason)
 
     def step_finish(self):
@@ -771,6 +974,56 @@ class Context:
         self.chat_append(messages, True)
         pieces = self.generate(max_tokens, stop)
         return pieces if stream else "".join(pieces)
+
+    # work in slices (libdanu 0.2)
+    def eval_begin(self, tokens):
+        """Queue eval(tokens) (no all_logits) for work(); [] queues nothing."""
+        arr, n = _ids(tokens)
+        _check(_call("danu_context_eval_begin", self._handle(), arr, n), "eval_begin")
+
+    def prompt_begin(self, tokens):
+        """Queue prompt(tokens) for work(): the cached prefix is kept now;
+        returns how many tokens it holds (as prompt() does)."""
+        arr, n = _ids(tokens)
+        reused = c_size_t()
+        _check(_call("danu_context_prompt_begin", self._handle(), arr, n, byref(reused)), "prompt_begin")
+        return reused.value
+
+    def chat_append_begin(self, messages, add_reply_prompt=True):
+        """Queue chat_append(messages, add_reply_prompt) for work(): the
+        messages are encoded now (errors in them raise here)."""
+        roles, contents, n = _messages(messages)
+        _check(_call("danu_context_chat_append_begin", self._handle(), roles, contents, n, int(add_reply_prompt)),
+               "chat_append_begin")
+
+    def work(self, budget_us):
+        """Advance the queued evaluation for about budget_us microseconds (0:
+        one unit of work). True when it is finished (or nothing was pending),
+        False while work remains. AbortedError after abort(); after any error
+        nothing is pending."""
+        _check_budget(budget_us)
+        s = _call("danu_context_work", self._handle(), budget_us)
+        if s == IN_PROGRESS:
+            return False
+        _check(s, "work")
+        return True
+
+    @property
+    def pending(self):
+        """Tokens of the queued work not evaluated yet (0 when nothing is pending)."""
+        return _call("danu_context_pending", self._handle())
+
+    def step_sliced(self, budget_us):
+        """step() in slices: None while the token is being evaluated (call
+        again), then the Step that step() returns. Finishes first any work
+        queued by a *_begin call."""
+        _check_budget(budget_us)
+        tid, ln, why = c_int32(), c_size_t(), c_int32()
+        s = _call("danu_context_step_sliced", self._handle(), budget_us, byref(tid), self._buf, len(self._buf),
+                  byref(ln), byref(why))
+        if s == IN_PROGRESS:
+            return None
+        return self._step_result(s, tid, ln, why, "step_sliced")
 
     # state
     def save_state(self):

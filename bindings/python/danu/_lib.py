@@ -16,11 +16,16 @@ danu_status = c_int32
 danu_param = c_int32
 danu_info = c_int32
 danu_token = c_int32
-HANDLE = c_void_p          # every opaque object: options, model, tokenizer, context, decoder
+HANDLE = c_void_p          # every opaque object: options, pool, model, tokenizer, context, decoder
 
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_float)
 TOKEN_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_char_p, c_size_t)
+# Host job systems (0.2). A JOB_FN that libdanu passes to a PARALLEL_FOR_FN
+# arrives as a callable ctypes function pointer; calling it releases the GIL
+# (a CFUNCTYPE pointer, not PYFUNCTYPE), so items run in parallel on threads.
+JOB_FN = CFUNCTYPE(None, c_void_p, c_int32)
+PARALLEL_FOR_FN = CFUNCTYPE(None, c_void_p, JOB_FN, c_void_p, c_int32)
 
 MALLOC_FN = CFUNCTYPE(c_void_p, c_void_p, c_size_t)
 REALLOC_FN = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_size_t)
@@ -33,7 +38,8 @@ class Allocator(Structure):
                 ("free_fn", FREE_FN), ("user", c_void_p)]
 
 
-CALLBACK_TYPES = {"danu_log_fn": LOG_FN, "danu_progress_fn": PROGRESS_FN, "danu_token_fn": TOKEN_FN}
+CALLBACK_TYPES = {"danu_log_fn": LOG_FN, "danu_progress_fn": PROGRESS_FN, "danu_token_fn": TOKEN_FN,
+                  "danu_job_fn": JOB_FN, "danu_parallel_for_fn": PARALLEL_FOR_FN}
 
 P = POINTER
 S = danu_status
@@ -49,6 +55,11 @@ PROTOTYPES = {
     "danu_options_set_float": (S, (HANDLE, danu_param, c_double)),
     "danu_options_set_log": (S, (HANDLE, LOG_FN, c_void_p)),
     "danu_options_set_progress": (S, (HANDLE, PROGRESS_FN, c_void_p)),
+    "danu_pool_create": (S, (HANDLE, P(HANDLE))),                                   # 0.2
+    "danu_pool_create_host": (S, (HANDLE, PARALLEL_FOR_FN, c_void_p, P(HANDLE))),   # 0.2
+    "danu_pool_free": (None, (HANDLE,)),                                            # 0.2
+    "danu_pool_size": (c_int32, (HANDLE,)),                                         # 0.2
+    "danu_options_set_pool": (S, (HANDLE, HANDLE)),                                 # 0.2
     "danu_param_bounds": (S, (danu_param, P(c_double), P(c_double))),
     "danu_param_from_name": (danu_param, (c_char_p,)),
     "danu_type_name": (c_char_p, (c_int32,)),
@@ -92,6 +103,13 @@ PROTOTYPES = {
     "danu_context_step": (S, (HANDLE, P(danu_token), P(c_char), c_size_t, P(c_size_t), P(c_int32))),
     "danu_context_step_finish": (S, (HANDLE, P(c_char), c_size_t, P(c_size_t))),
     "danu_context_chat_append": (S, (HANDLE, P(c_char_p), P(c_char_p), c_size_t, c_int32)),
+    "danu_context_eval_begin": (S, (HANDLE, P(danu_token), c_size_t)),                          # 0.2
+    "danu_context_prompt_begin": (S, (HANDLE, P(danu_token), c_size_t, P(c_size_t))),           # 0.2
+    "danu_context_chat_append_begin": (S, (HANDLE, P(c_char_p), P(c_char_p), c_size_t, c_int32)),  # 0.2
+    "danu_context_work": (S, (HANDLE, c_int64)),                                                # 0.2
+    "danu_context_pending": (c_size_t, (HANDLE,)),                                              # 0.2
+    "danu_context_step_sliced": (S, (HANDLE, c_int64, P(danu_token), P(c_char), c_size_t, P(c_size_t),
+                                     P(c_int32))),                                              # 0.2
     "danu_context_state_size": (c_size_t, (HANDLE,)),
     "danu_context_state_save": (S, (HANDLE, c_void_p, c_size_t, P(c_size_t))),
     "danu_context_state_load": (S, (HANDLE, c_void_p, c_size_t)),

@@ -93,7 +93,7 @@ SCALARS = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ct
            "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
            "double": ctypes.c_double, "danu_status": ctypes.c_int32, "danu_param": ctypes.c_int32,
            "danu_info": ctypes.c_int32, "danu_token": ctypes.c_int32}
-OPAQUE = {"danu_options", "danu_model", "danu_tokenizer", "danu_context", "danu_decoder"}
+OPAQUE = {"danu_options", "danu_pool", "danu_model", "danu_tokenizer", "danu_context", "danu_decoder"}
 
 
 def expected_ctype(decl):
@@ -514,6 +514,330 @@ class TestModel(unittest.TestCase):
                 c.eval([1, 50, 60])
         with self.assertRaises(danu.InvalidArgumentError):
             danu.Model(MODEL_PATH, fast_bf16=2)
+
+
+class TestSlicesAndPools(unittest.TestCase):
+    """libdanu 0.2: work in slices and thread pools, each checked against the
+    blocking call on the default pool (its results are the reference)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = danu.Model(MODEL_PATH)
+        cls.g = golden("tiny-a.capital")
+        cls.long = cls.g["prompt"] + cls.g["greedy"]      # 30 tokens: several batches when budgets are small
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+
+    def ctx(self, model=None, **kw):
+        kw.setdefault("temperature", 0)
+        kw.setdefault("n_ctx", 128)
+        kw.setdefault("threads", 2)
+        return danu.Context(model or self.model, **kw)
+
+    def reference(self, tokens, model=None, **kw):
+        """(tokens, logits bytes) of the blocking eval."""
+        with self.ctx(model, **kw) as c:
+            c.eval(tokens)
+            return c.tokens, c.logits.tobytes()
+
+    def drive(self, c, budget_us):
+        """work(budget_us) until finished; the number of calls that returned False."""
+        slices = 0
+        last = c.pending
+        while not c.work(budget_us):
+            slices += 1
+            self.assertLessEqual(c.pending, last)     # never goes back
+            last = c.pending
+            self.assertLess(slices, 100000)
+        self.assertEqual(c.pending, 0)
+        return slices
+
+    def test_eval_begin_bit_identical(self):
+        want_tokens, want_logits = self.reference(self.long)
+        layers = self.model.info("layers")
+        for budget in (500, 0):
+            with self.subTest(budget_us=budget), self.ctx() as c:
+                c.eval_begin(self.long)
+                self.assertEqual(c.pending, len(self.long))
+                self.assertIsNone(c.logits)              # queued, not run
+                slices = self.drive(c, budget)
+                if budget == 0:                          # one unit per call: at least a call per layer
+                    self.assertGreaterEqual(slices, layers)
+                self.assertEqual(c.tokens, want_tokens)
+                self.assertEqual(c.logits.tobytes(), want_logits)
+                # and a second batch on top, sliced again, equals the blocking pair
+                c.eval_begin(self.g["greedy"][:5])
+                self.drive(c, budget)
+                with self.ctx() as r:
+                    r.eval(self.long)
+                    r.eval(self.g["greedy"][:5])
+                    self.assertEqual(c.tokens, r.tokens)
+                    self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+
+    def test_prompt_begin(self):
+        second = self.g["prompt"] + self.g["greedy"][:10]
+        with self.ctx() as r, self.ctx() as c:
+            r.prompt(self.long)
+            want_reused = r.prompt(second)
+            self.assertEqual(c.prompt_begin(self.long), 0)
+            self.drive(c, 0)
+            self.assertEqual(c.prompt_begin(second), want_reused)
+            self.drive(c, 500)
+            self.assertEqual(c.tokens, r.tokens)
+            self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+
+    def test_chat_append_begin(self):
+        msgs = [{"role": "system", "content": "Be brief."}, ("user", "Why is the sky blue?")]
+        with self.ctx() as r, self.ctx() as c:
+            r.chat_append(msgs)
+            c.chat_append_begin(msgs)
+            self.assertGreater(c.pending, 0)
+            self.drive(c, 500)
+            self.assertEqual(c.tokens, r.tokens)
+            self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+            r.chat_append([("user", "And at night?")], add_reply_prompt=False)
+            c.chat_append_begin([("user", "And at night?")], add_reply_prompt=False)
+            self.drive(c, 0)
+            self.assertEqual(c.tokens, r.tokens)
+            self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+            with self.assertRaises(danu.InvalidArgumentError):   # checked at once, nothing queued
+                c.chat_append_begin([("wizard", "hi")])
+            self.assertEqual(c.pending, 0)
+
+    def test_step_sliced_equals_step(self):
+        n = len(self.g["greedy"])
+        with self.ctx() as r:
+            r.eval(self.g["prompt"])
+            want = [r.step() for _ in range(n)]
+            want_tail = r.step_finish()
+            want_tokens, want_logits = r.tokens, r.logits.tobytes()
+        for budget in (0, 500):
+            with self.subTest(budget_us=budget), self.ctx() as c:
+                c.eval(self.g["prompt"])
+                got = []
+                in_progress = 0
+                while len(got) < n:
+                    st = c.step_sliced(budget)
+                    if st is None:
+                        in_progress += 1
+                        continue
+                    self.assertIsInstance(st, danu.Step)
+                    got.append(st)
+                self.assertEqual(got, want)          # tokens, texts and reasons
+                self.assertEqual(c.step_finish(), want_tail)
+                self.assertEqual(c.tokens, want_tokens)
+                self.assertEqual(c.logits.tobytes(), want_logits)
+                if budget == 0:                      # each step took slices of one unit
+                    self.assertGreaterEqual(in_progress, n)
+
+    def test_step_sliced_finishes_queued_work_first(self):
+        with self.ctx() as r, self.ctx() as c:
+            r.eval(self.g["prompt"])
+            want = r.step()
+            c.eval_begin(self.g["prompt"])
+            st = None
+            while st is None:
+                st = c.step_sliced(0)
+            self.assertEqual(st, want)
+            self.assertEqual(c.tokens, r.tokens)
+
+    def test_work_with_nothing_pending(self):
+        with self.ctx() as c:
+            self.assertEqual(c.pending, 0)
+            self.assertIs(c.work(500), True)
+            self.assertIs(c.work(0), True)
+            c.eval_begin([])                          # n = 0 queues nothing
+            self.assertEqual(c.pending, 0)
+            self.assertIs(c.work(0), True)
+            self.assertIsNone(c.logits)
+            for bad in (-1, 1.5, "5", 2 ** 63):
+                with self.assertRaises(danu.InvalidArgumentError):
+                    c.work(bad)
+                with self.assertRaises(ValueError):
+                    c.step_sliced(bad)
+
+    def test_calls_while_pending_raise_state(self):
+        want_tokens, want_logits = self.reference(self.long)
+        with self.ctx() as c:
+            c.eval_begin(self.long)
+            self.assertFalse(c.work(0))               # started, not finished
+            pending = c.pending
+            for call in (lambda: c.eval([5]), lambda: c.prompt([1, 5]), lambda: c.eval_begin([5]),
+                         lambda: c.prompt_begin([1, 5]), lambda: c.chat_append([("user", "x")]),
+                         lambda: c.chat_append_begin([("user", "x")]), c.step, lambda: c.rewind(0),
+                         c.save_state, lambda: list(c.generate(3))):
+                with self.assertRaises(danu.StateError) as e:
+                    call()
+                self.assertEqual(e.exception.status, 11)
+                self.assertEqual(c.pending, pending)   # the refused call changed nothing
+            self.drive(c, 500)
+            self.assertEqual(c.tokens, want_tokens)
+            self.assertEqual(c.logits.tobytes(), want_logits)
+            c.eval([5])                                # nothing pending: allowed again
+
+    def test_abort_between_slices(self):
+        want_tokens, want_logits = self.reference(self.long)
+        with self.ctx() as c:
+            c.eval_begin(self.long)
+            self.assertFalse(c.work(0))
+            c.abort()
+            with self.assertRaises(danu.AbortedError) as e:
+                self.drive(c, 500)
+            self.assertEqual(e.exception.status, 7)
+            self.assertEqual(c.pending, 0)             # dropped
+            kept = c.tokens
+            self.assertEqual(kept, self.long[:len(kept)])   # finished batches stay cached
+            self.assertTrue(c.work(0))                 # nothing pending now
+            c.clear()                                  # usable: the same result as never aborted
+            c.eval_begin(self.long)
+            self.drive(c, 500)
+            self.assertEqual(c.tokens, want_tokens)
+            self.assertEqual(c.logits.tobytes(), want_logits)
+            # clear drops pending work too
+            c.clear()
+            c.eval_begin(self.long)
+            self.assertFalse(c.work(0))
+            c.clear()
+            self.assertEqual((c.pending, len(c)), (0, 0))
+            self.assertTrue(c.work(0))
+            c.eval(self.long)
+            self.assertEqual(c.logits.tobytes(), want_logits)
+
+    def test_abort_during_step_sliced(self):
+        with self.ctx() as r, self.ctx() as c:
+            r.eval(self.g["prompt"])
+            want = [r.step() for _ in range(3)]
+            c.eval(self.g["prompt"])
+            got = [c.step()]
+            self.assertIsNone(c.step_sliced(0))        # the next token is in flight
+            c.abort()
+            st = None
+            while st is None:
+                st = c.step_sliced(0)
+            self.assertEqual(st.reason, "aborted")     # as step() reports it: no exception
+            self.assertEqual(c.tokens, self.g["prompt"] + [want[0].token])   # not appended
+            self.assertEqual(c.pending, 0)
+            for _ in range(2):                         # resumes: the tokens of the uninterrupted run
+                st = None
+                while st is None:
+                    st = c.step_sliced(500)
+                got.append(st)
+            self.assertEqual([s.token for s in got], [s.token for s in want])
+
+    def test_shared_pool(self):
+        want_tokens, want_logits = self.reference(self.long)
+        with danu.Pool(2) as pool:
+            self.assertEqual(pool.size, 2)
+            m = danu.Model(MODEL_PATH, pool=pool)
+            c1 = self.ctx(m)                            # the model's pool: the shared one
+            c2 = self.ctx(pool=pool)                    # a context on another model, same pool
+            for c in (c1, c2):
+                c.eval(self.long)
+                self.assertEqual(c.tokens, want_tokens)
+                self.assertEqual(c.logits.tobytes(), want_logits)
+        # the pool's own reference is gone; the model and contexts keep it running
+        c1.clear()
+        c1.eval_begin(self.long)
+        self.drive(c1, 500)
+        self.assertEqual(c1.logits.tobytes(), want_logits)
+        c2.close()
+        m.close()
+        with self.assertRaises(danu.StateError):
+            pool.size
+        with self.assertRaises(danu.InvalidArgumentError):
+            self.ctx(pool="two threads")
+
+    def test_host_pool_from_executor(self):
+        from concurrent.futures import ThreadPoolExecutor
+        want_tokens, want_logits = self.reference(self.long)
+        with ThreadPoolExecutor(2) as ex:
+            pool = danu.Pool.from_executor(ex, 2)
+            self.assertEqual(pool.size, 2)
+            m = danu.Model(MODEL_PATH, pool=pool)        # repacks on the host pool too
+            with self.ctx(m) as c:
+                calls = pool.calls
+                c.eval(self.long)
+                self.assertGreater(pool.calls, calls)  # the evaluation ran on the executor pool
+                self.assertEqual(c.tokens, want_tokens)
+                self.assertEqual(c.logits.tobytes(), want_logits)
+                c.eval_begin(self.g["greedy"][:5])     # sliced work on it too
+                self.drive(c, 0)
+                with self.ctx() as r:
+                    r.eval(self.long + self.g["greedy"][:5])
+                    self.assertEqual(c.logits.tobytes(), r.logits.tobytes())
+                # two contexts evaluating at once enter the parallel-for from two threads
+                with self.ctx(m) as d:
+                    c.clear()
+                    got = {}
+
+                    def run(ctx, key):
+                        ctx.eval(self.long)
+                        got[key] = ctx.logits.tobytes()
+                    threads = [threading.Thread(target=run, args=(x, k)) for k, x in (("c", c), ("d", d))]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    self.assertEqual(got, {"c": want_logits, "d": want_logits})
+            self.assertIsNone(pool.error)
+            m.close()
+            pool.close()
+
+    def test_host_pool_items_run_once_on_host_threads(self):
+        # a host job system in the plainest form: submit every item, wait for all
+        from concurrent.futures import ThreadPoolExecutor, wait
+        want_tokens, want_logits = self.reference(self.long, threads=3)
+        ran = {}
+        lock = threading.Lock()
+        main = threading.get_ident()
+        calls = []
+
+        with ThreadPoolExecutor(3) as ex:
+            def parallel_for(job, n_items):
+                calls.append(n_items)
+
+                def item(i):
+                    with lock:
+                        ran[threading.get_ident()] = ran.get(threading.get_ident(), 0) + 1
+                    job(i)
+                wait([ex.submit(item, i) for i in range(n_items)])
+
+            pool = danu.Pool.host(parallel_for, 3)
+            with self.ctx(pool=pool, threads=3) as c:
+                c.eval(self.long)
+                self.assertEqual(c.logits.tobytes(), want_logits)
+        self.assertTrue(calls)
+        self.assertTrue(all(1 <= n <= 3 for n in calls), calls)
+        self.assertEqual(sum(ran.values()), sum(calls))     # every item through the executor
+        self.assertNotIn(main, ran)
+        self.assertEqual((pool.calls, pool.items), (len(calls), sum(calls)))
+        self.assertIsNone(pool.error)
+
+    def test_host_pool_sloppy_parallel_for(self):
+        # a parallel-for that raises, skips items or runs them twice: the
+        # binding still runs each item once (the results stay exact) and
+        # keeps the first exception
+        want_tokens, want_logits = self.reference(self.long)
+        seen = []
+
+        def sloppy(job, n_items):
+            seen.append(n_items)
+            job(0)
+            job(0)                          # twice: the second is a no-op
+            if len(seen) % 2 == 1:
+                raise RuntimeError("host job system failed")
+            # the other items are left to the binding
+
+        pool = danu.Pool.host(sloppy, 2)
+        with self.ctx(pool=pool) as c:
+            c.eval(self.long)
+            self.assertEqual(c.logits.tobytes(), want_logits)
+        self.assertTrue(seen)
+        self.assertIsInstance(pool.error, RuntimeError)
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Pool.host(None, 2)
 
 
 class TestTokenizer(unittest.TestCase):
