@@ -160,8 +160,8 @@ static danu_status cancel(danu_context *ctx, int *phase, const danu_token *promp
     int32_t why;
     if (*phase == PROMPT) { *phase = DONE; return danu_context_clear(ctx); }
     if (danu_context_pending(ctx) > 0) {
-        danu_context_abort(ctx);   /* the next slice returns DANU_ERR_ABORTED, dropping the token */
-        (void)danu_context_step_sliced(ctx, 0, &id, text, sizeof text, &len, &why);
+        danu_context_abort(ctx);   /* the token in flight stops at the next slice (DANU_ERR_ABORTED) */
+        while (danu_context_step_sliced(ctx, 0, &id, text, sizeof text, &len, &why) == DANU_IN_PROGRESS) {}
     }
     (void)danu_context_step_finish(ctx, text, sizeof text, &len);   /* text held back goes too */
     if (danu_context_rewind(ctx, n_prompt) == DANU_OK) { *phase = DONE; return DANU_OK; }

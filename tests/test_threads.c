@@ -978,6 +978,62 @@ START_TEST(test_abort_between_slices)
 }
 END_TEST
 
+/* An abort stops the pending work at the next slice wherever it arrives:
+ * after each unit of a sliced eval (the layers of every batch and the parts
+ * of the output layer) and of a sliced step. */
+START_TEST(test_abort_at_every_slice)
+{
+    danu_model *m = load_model(tiny_a_path, NULL, NULL);
+    const size_t vocab = vocab_of(m);
+    danu_token ids[MAX_IDS];
+    const size_t n = encode(m, "The blacksmith mended the sword", ids);
+    danu_context *c = make_ctx(m, NULL, 2, 0), *ref = make_ctx(m, NULL, 2, 0);
+    CHECK_OK(danu_context_eval(ref, ids, n, NULL));
+    stepped want;
+    run_steps(ref, 1, -1, &want);
+    int units = 0;
+    for (int k = 1;; k++) {   /* the eval: abort after k slices */
+        CHECK_OK(danu_context_clear(c));
+        CHECK_OK(danu_context_eval_begin(c, ids, n));
+        danu_status st = DANU_IN_PROGRESS;
+        for (int i = 0; i < k && st == DANU_IN_PROGRESS; i++) st = danu_context_work(c, 0);
+        if (st == DANU_OK) break;   /* k slices finished it */
+        ck_assert_int_eq(st, DANU_IN_PROGRESS);
+        danu_context_abort(c);
+        st = danu_context_work(c, 0);
+        CHECK(st == DANU_ERR_ABORTED, "eval aborted after %d slices: work returns %d, %zu pending", k, st,
+              danu_context_pending(c));
+        ck_assert_uint_eq(danu_context_pending(c), 0);
+        units = k;
+    }
+    ck_assert_int_gt(units, 0);
+    CHECK_OK(danu_context_clear(c));
+    CHECK_OK(danu_context_eval(c, ids, n, NULL));
+    check_same(c, ref, vocab, "eval after the aborted ones");
+    danu_token id;
+    char text[512];
+    size_t len;
+    int32_t why;
+    for (int k = 1;; k++) {   /* a step: abort after k slices */
+        danu_status st = DANU_IN_PROGRESS;
+        for (int i = 0; i < k && st == DANU_IN_PROGRESS; i++)
+            st = danu_context_step_sliced(c, 0, &id, text, sizeof text, &len, &why);
+        if (st == DANU_OK) break;
+        ck_assert_int_eq(st, DANU_IN_PROGRESS);
+        danu_context_abort(c);
+        st = danu_context_step_sliced(c, 0, &id, text, sizeof text, &len, &why);
+        CHECK(st == DANU_ERR_ABORTED && why == DANU_STOP_ABORTED, "step aborted after %d slices: %d, reason %d, "
+              "%zu pending", k, st, why, danu_context_pending(c));
+        ck_assert_uint_eq(danu_context_pending(c), 0);
+        ck_assert_uint_eq(danu_context_n_tokens(c), n);
+    }
+    ck_assert_int_eq(id, want.ids[0]);   /* the uninterrupted step's token */
+    danu_context_free(c);
+    danu_context_free(ref);
+    danu_model_free(m);
+}
+END_TEST
+
 /* clear drops the pending work; the context then evaluates correctly. */
 START_TEST(test_clear_drops_pending)
 {
@@ -1103,6 +1159,7 @@ int main(void)
     tcase_add_test(tc, test_step_sliced_equals_step);
     tcase_add_test(tc, test_work_statuses);
     tcase_add_test(tc, test_abort_between_slices);
+    tcase_add_test(tc, test_abort_at_every_slice);
     tcase_add_test(tc, test_clear_drops_pending);
     tcase_add_test(tc, test_free_with_pending);
     tcase_add_test(tc, test_slices_on_different_threads);
