@@ -6,7 +6,9 @@ check what it prints (registered by examples/meson.build, suite "examples").
 
 CASE: simple | simple_cpp (greedy text = the transformers golden, decoded by
 `danu detokenize`), chat (piped stdin, C), chat_py (piped stdin, Python),
-game_loop (cancels mid-reply, exits 0, took steps, context rewound).
+game_loop (on its own job system: no thread started by libdanu, the reply
+equals `danu chat --greedy`, the frame-time distribution is printed; then
+cancelled mid-reply, context rewound).
 """
 import argparse
 import os
@@ -79,16 +81,44 @@ def main():
             replies = re.findall(r"^assistant: (.*)$", out, re.M)
             check(len(replies) == 1 and replies[0].strip(), "one non-empty reply")
         elif a.case == "game_loop":
-            rc, out, _ = run([a.exe, model, "--cancel-after", "20"], stdin=b"")
+            # The whole reply: on the program's own job system (libdanu starts no
+            # thread), the text equals `danu chat`'s greedy reply to the same chat.
+            rc, ref, _ = run([a.danu, "chat", "-m", model, "--greedy", "-n", "64", "--system",
+                              "You are Brom, the village blacksmith. Answer in one sentence.",
+                              "-p", "Can you mend my sword?"])
+            check(rc == 0 and ref.endswith("\n"), "danu chat replied")
+            rc, out, _ = run([a.exe, model, "--max-frames", "3000"], stdin=b"")
             check(rc == 0, "exit status 0")
-            m = re.search(r"frames (\d+), steps (\d+), late frames (\d+), cancelled (\w+), context (\d+) tokens "
+            m = re.search(r"^Brom: (.*?)\nframe \d+: reply finished", out, re.S | re.M)
+            check(m is not None, "the reply was printed and finished")
+            check(m.group(1) == ref[:-1], "the reply equals danu chat's greedy reply")
+            check(re.search(r"^model time per frame \((\d+) frames\): p50 [\d.]+ ms, p90 [\d.]+ ms, "
+                            r"p99 [\d.]+ ms, max [\d.]+ ms$", out, re.M) is not None, "frame-time distribution printed")
+            check(re.search(r"^over the 4\.00 ms budget: \d+ frames, by up to [\d.]+ ms \(mean [\d.]+ ms\)$", out,
+                            re.M) is not None, "budget overruns printed")
+            t = re.search(r"^threads: (\d+) before the model \(main \+ 2 workers\), (\d+) after: libdanu started "
+                          r"(-?\d+)$", out, re.M)
+            check(t is not None and t.group(1) == t.group(2) and t.group(3) == "0", "libdanu started no thread")
+            m = re.search(r"frames (\d+), tokens (\d+), late frames (\d+), cancelled (\w+), context (\d+) tokens "
                           r"\(prompt (\d+)\)", out)
             check(m is not None, "summary line printed")
-            frames, steps, _, cancelled, n_ctx, n_prompt = m.groups()
+            frames, tokens, _, cancelled, n_ctx, n_prompt = m.groups()
+            check(cancelled == "no" and 0 < int(tokens) <= 64, "%s tokens in %s frames" % (tokens, frames))
+            check(int(n_ctx) == int(n_prompt) + int(tokens), "the context holds the prompt and the reply")
+
+            # Cancelled 75 frames into the reply, one slice per frame (budget 0,
+            # so the point of the cancel does not depend on the machine's speed;
+            # a tiny-a token is about 25 slices, most of them the output layer).
+            rc, out, _ = run([a.exe, model, "--budget-us", "0", "--cancel-after", "75", "--workers", "1"], stdin=b"")
+            check(rc == 0, "exit status 0")
+            m = re.search(r"frames (\d+), tokens (\d+), late frames (\d+), cancelled (\w+), context (\d+) tokens "
+                          r"\(prompt (\d+)\)", out)
+            check(m is not None, "summary line printed")
+            frames, tokens, _, cancelled, n_ctx, n_prompt = m.groups()
             check(cancelled == "yes" and "reply cancelled" in out, "the reply was cancelled mid-way")
-            check(int(steps) > 0, "steps were taken (%s in %s frames)" % (steps, frames))
-            check(int(steps) <= int(frames), "at most one step per frame")
+            check(0 < int(tokens) < 64, "tokens were generated before (%s in %s frames)" % (tokens, frames))
             check(n_ctx == n_prompt, "the half reply was removed from the context")
+            check(re.search(r"libdanu started 0$", out, re.M) is not None, "libdanu started no thread")
         else:
             check(False, "unknown case " + a.case)
     finally:
