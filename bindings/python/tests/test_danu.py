@@ -952,40 +952,53 @@ class TestBatch(unittest.TestCase):
 
     def test_generate_matches_alone(self):
         n = 12
-        want_text, want_tokens, want_reasons = [], [], []
-        for k in range(5):
-            with self.make(k, 2, blocking=True) as c:
-                if k == 2:
-                    c.add_stop(self.stop_of(k, n))
-                want_text.append("".join(c.generate(n)))
-                want_tokens.append(c.tokens)
-                want_reasons.append(c.stop_reason)
-        self.assertIn("stop", want_reasons)          # one context ends on its stop string
-        self.assertIn("length", want_reasons)
-        with danu.Batch(self.model, 5, n_batch=8, n_threads=2) as batch:
-            for stream in (True, False):
-                with self.subTest(stream=stream):
-                    ctxs = [self.make(k, 2) for k in range(5)]
-                    ctxs[2].add_stop(self.stop_of(2, n))
-                    texts = [""] * 5
-                    if stream:
-                        order = []
-                        for c, piece in batch.generate(ctxs, n):
-                            self.assertIsInstance(piece, str)
-                            k = ctxs.index(c)
-                            texts[k] += piece
-                            order.append(k)
-                        # the pieces arrive pass by pass: the contexts that generate from the
-                        # first pass interleave, the queued ones come in later
-                        self.assertLess(order.index(0), order.index(1))
-                        self.assertIn(2, order[:order.index(1)])
-                    else:
-                        texts = batch.generate(ctxs, n, stream=False)
-                    self.assertEqual(texts, want_text)
-                    self.assertEqual([c.tokens for c in ctxs], want_tokens)
-                    self.assertEqual(batch.stop_reasons, want_reasons)
-                    for c in ctxs:
-                        c.close()
+        for threads in (1, 2):
+            want_text, want_tokens, want_reasons = [], [], []
+            for k in range(5):
+                with self.make(k, threads, blocking=True) as c:
+                    if k == 2:
+                        c.add_stop(self.stop_of(k, n))
+                    want_text.append("".join(c.generate(n)))
+                    want_tokens.append(c.tokens)
+                    want_reasons.append(c.stop_reason)
+            self.assertIn("stop", want_reasons)          # one context ends on its stop string
+            self.assertIn("length", want_reasons)
+            with danu.Batch(self.model, 5, n_batch=8, n_threads=threads) as batch:
+                for stream in (True, False):
+                    with self.subTest(threads=threads, stream=stream):
+                        ctxs = [self.make(k, threads) for k in range(5)]
+                        ctxs[2].add_stop(self.stop_of(2, n))
+                        texts = [""] * 5
+                        if stream:
+                            order = []
+                            for c, piece in batch.generate(ctxs, n):
+                                self.assertIsInstance(piece, str)
+                                k = ctxs.index(c)
+                                texts[k] += piece
+                                order.append(k)
+                            # pieces arrive pass by pass: the contexts that generate from the
+                            # first pass come before those whose prompts were queued
+                            self.assertLess(order.index(0), order.index(1))
+                            self.assertIn(2, order[:order.index(1)])
+                        else:
+                            texts = batch.generate(ctxs, n, stream=False)
+                        self.assertEqual(texts, want_text)
+                        self.assertEqual([c.tokens for c in ctxs], want_tokens)
+                        self.assertEqual(batch.stop_reasons, want_reasons)
+                        for c in ctxs:
+                            c.close()
+
+    def test_on_a_pool(self):
+        refs = [self.alone(k, 2, n=4) for k in (0, 2)]
+        with danu.Pool(2) as pool:
+            batch = danu.Batch(self.model, 2, pool=pool, n_threads=2)
+        # the pool's own reference is gone; the batch keeps it running
+        ctxs = [self.make(k, 2, blocking=True) for k in (0, 2)]
+        got = [batch.step(ctxs) for _ in range(4)]
+        self.assertEqual([[r[j] for r in got] for j in (0, 1)], [refs[0][0], refs[1][0]])
+        batch.close()
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Batch(self.model, 2, pool="two threads")
 
     def stop_of(self, k, n):
         """A stop string from the middle of context k's text alone."""
