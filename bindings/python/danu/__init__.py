@@ -531,6 +531,44 @@ class Pool:
 
 
 # ---- model --------------------------------------------------------------------------
+class _Children:
+    """What libdanu must free before a model: its contexts and batches.
+    Model.close() closes those it can reach (objs). One the garbage collector
+    finalizes together with its model (a cycle; weak references are cleared
+    before finalizers run, in any order) is out of reach, so the model's own
+    free waits until the last of them is closed: libdanu never sees a
+    context freed after its model."""
+
+    __slots__ = ("objs", "open", "model_h", "lock")
+
+    def __init__(self):
+        self.objs = weakref.WeakSet()
+        self.open = 0               # created and not freed yet
+        self.model_h = None         # the model's handle while its free waits
+        self.lock = threading.Lock()
+
+    def add(self, obj):
+        with self.lock:
+            self.open += 1
+        self.objs.add(obj)
+
+    def closed(self):
+        with self.lock:
+            self.open -= 1
+            h = self.model_h if self.open == 0 else None
+            if h is not None:
+                self.model_h = None
+        if h is not None:
+            _call("danu_model_free", h)
+
+    def free_model(self, h):
+        with self.lock:
+            if self.open > 0:
+                self.model_h = h
+                return
+        _call("danu_model_free", h)
+
+
 class Model:
     """Weights and tokenizer of an HF directory or a GGUF file.
 
@@ -547,7 +585,8 @@ class Model:
 
     def __init__(self, path, *, log=None, progress=None, pool=None, **options):
         self._h = None
-        self._contexts = weakref.WeakSet()
+        self._children = _Children()
+        self._contexts = self._children.objs     # contexts and batches open on the model
         self._tokenizer = None
         self._pool = pool             # its parallel-for must outlive the model
         opts = _Options(options, log, progress, pool)
@@ -573,8 +612,8 @@ class Model:
         for c in list(self._contexts):
             c.close()
         if self._h:
-            _call("danu_model_free", self._h)
-            self._h = None
+            h, self._h = self._h, None
+            self._children.free_model(h)    # now, or once the last context being finalized is freed
 
     def __enter__(self):
         return self
@@ -806,7 +845,8 @@ class Context:
         self._h = h
         self._log = opts.log
         self._buf = ctypes.create_string_buffer(_STEP_BUFFER)
-        model._contexts.add(self)
+        self._children = model._children
+        model._children.add(self)
 
     def _handle(self):
         if not self._h:
@@ -815,8 +855,9 @@ class Context:
 
     def close(self):
         if self._h:
-            _call("danu_context_free", self._h)
-            self._h = None
+            h, self._h = self._h, None
+            _call("danu_context_free", h)
+            self._children.closed()
 
     def __enter__(self):
         return self
@@ -1062,7 +1103,8 @@ class Context:
         c.stop_reason = None
         c._log = self._log          # the fork calls the same log callback
         c._buf = ctypes.create_string_buffer(_STEP_BUFFER)
-        self.model._contexts.add(c)
+        c._children = self.model._children
+        self.model._children.add(c)
         return c
 
     # state
@@ -1183,7 +1225,8 @@ class Batch:
             opts.free()
         self._h = h
         self._log = opts.log
-        model._contexts.add(self)       # closed with the model, before it is freed
+        self._children = model._children
+        model._children.add(self)       # closed with the model, before it is freed
 
     def _handle(self):
         if not self._h:
@@ -1193,8 +1236,9 @@ class Batch:
     def close(self):
         """Free the batch; its contexts are unaffected."""
         if self._h:
-            _call("danu_batch_free", self._h)
-            self._h = None
+            h, self._h = self._h, None
+            _call("danu_batch_free", h)
+            self._children.closed()
 
     def __enter__(self):
         return self

@@ -501,6 +501,35 @@ class TestModel(unittest.TestCase):
             danu.Model(MODEL_PATH, progress=lambda f: fractions.append(f) or True)
         self.assertTrue(fractions)
 
+    def test_model_freed_after_its_contexts(self):
+        # the garbage collector finalizes a model and its context in any order
+        # when both are in cycles (model <-> its tokenizer); the context was
+        # freed after its model (a use after free in danu_context_free)
+        import gc
+        for _ in range(5):
+            m = danu.Model(MODEL_PATH)
+            m.tokenizer
+            c = danu.Context(m, n_ctx=32, threads=1)
+            c.eval([1, 5, 6])
+            c.step()
+            b = danu.Batch(m, 2)
+            c.me = c
+            b.me = b
+            del m, c, b
+            gc.collect()
+        # what happens there, step by step: a context the model cannot reach
+        # (its weak reference cleared) delays the model's free until it is closed
+        m = danu.Model(MODEL_PATH)
+        c = danu.Context(m, n_ctx=32, threads=1)
+        m._contexts.discard(c)
+        m.close()
+        self.assertIsNone(m._h)
+        self.assertIsNotNone(m._children.model_h)      # waiting for c
+        c.eval([1, 5])                                 # the model is still there for it
+        c.close()
+        self.assertIsNone(m._children.model_h)         # freed with the last context
+        self.assertEqual(m._children.open, 0)
+
     def test_options(self):
         lo, hi = danu.param_bounds("temperature")
         self.assertEqual((lo, hi), (0.0, 100.0))
