@@ -629,6 +629,12 @@ static int test_batch(const std::string &model_path, const std::vector<danu_toke
         CHECK(batch->step({&a, &*empty}, out).ok() && out.size() == 2);
         CHECK(out.size() == 2 && out[0].ok() && out[0].token == want[0][0].token && out[0].text == want[0][0].text);
         CHECK(out.size() == 2 && out[1].status == DANU_ERR_STATE);
+        // an abort is that context's stop reason (an ok status, as Context::step); the others go on
+        const std::vector<danu_token> before = a.tokens();
+        a.abort();
+        CHECK(batch->step({&a, &x}, out).ok() && out.size() == 2);
+        CHECK(out.size() == 2 && out[0].ok() && out[0].reason == DANU_STOP_ABORTED && a.tokens() == before);
+        CHECK(out.size() == 2 && out[1].ok() && !out[1].done() && out[1].token == x.tokens().back());
         CHECK(danu::Batch::create(*model, 0).code() == DANU_ERR_INVALID_ARG);
     }
     std::printf("batch: bad input refused\n");
