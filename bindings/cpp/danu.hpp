@@ -1,6 +1,7 @@
 // danu.hpp - header-only C++17 wrapper of libdanu (danu.h).
 //
-// RAII, move-only handles: Options, Pool, Model, Tokenizer, Decoder, Context.
+// RAII, move-only handles: Options, Pool, Model, Tokenizer, Decoder, Context,
+// Batch.
 // Strings go in as std::string_view; callbacks are lambdas (a trampoline
 // passes them to the C callback with the lambda as `user`).
 //
@@ -41,6 +42,16 @@
 // chat_append_begin queue an evaluation, Context::work(budget_us) advances it
 // and returns true when it is finished (false: call again; DANU_IN_PROGRESS
 // is not an error), Context::step_sliced(budget_us) is step() in slices.
+//
+// Many contexts at once (libdanu 0.2): danu::Batch::create(model, n) runs
+// one forward pass for up to n contexts of a model (the weights read once
+// for all), each producing exactly the tokens it would produce alone:
+// Batch::step({&a, &b}) is one Context::step() of each (in_progress() for a
+// context whose queued *_begin work advanced instead), Batch::generate(ctxs,
+// max_tokens, fn) calls fn(index, id, text) as text arrives and returns each
+// context's stop reason. Context::fork() is a new context holding a copy of
+// one, Context::copy_from(src) makes an existing one a copy. A Batch must be
+// destroyed before its Model.
 #ifndef DANU_HPP
 #define DANU_HPP
 
@@ -307,6 +318,7 @@ private:
     std::shared_ptr<detail::ProgressFn> progress_;
     friend class Model;
     friend class Context;
+    friend class Batch;
 };
 
 // ---- thread pools (0.2) --------------------------------------------------------------
@@ -530,6 +542,7 @@ private:
     std::unique_ptr<danu_model, detail::Deleter<danu_model, danu_model_free>> h_;
     std::shared_ptr<detail::LogFn> log_;
     friend class Context;
+    friend class Batch;
 };
 
 // ---- context -------------------------------------------------------------------------
@@ -803,6 +816,27 @@ public:
         return load_state(cp.state);
     }
 
+    // ---- copies (0.2) ----
+    // Make this context a copy of src (same model): the cached tokens and
+    // their K/V rows, the logits, sampling settings and sampler state; this
+    // context's stop strings and logit biases stay. DANU_ERR_INVALID_ARG:
+    // src is this context, of another model, or does not fit (n_ctx too
+    // small, another KV type, a wrapped ring of another size);
+    // DANU_ERR_STATE: work pending on either. Unchanged on error.
+    Status copy_from(const Context &src) { return Status::capture(danu_context_copy(h_.get(), src.h_.get())); }
+    // A new context with this one's options (n_ctx, KV type, batch, threads,
+    // pool) holding a copy of it: it continues exactly as this one would.
+    // No stop strings or logit biases. DANU_ERR_STATE while work is pending.
+    Result<Context> fork() const {
+        danu_context *c = nullptr;
+        danu_status s = danu_context_fork(h_.get(), &c);
+        if (s != DANU_OK) return Status::capture(s);
+        Context ctx(c, vocab_);
+        ctx.log_ = log_;     // the fork calls the same log callback
+        ctx.pool_ = pool_;   // and runs on the same pool
+        return ctx;
+    }
+
     danu_context *get() const noexcept { return h_.get(); }
 
 private:
@@ -811,6 +845,152 @@ private:
     std::unique_ptr<danu_context, detail::Deleter<danu_context, danu_context_free>> h_;
     std::shared_ptr<detail::LogFn> log_;
     int32_t vocab_ = 0;
+};
+
+// ---- many contexts at once (0.2) -----------------------------------------------------
+
+// One context's outcome of Batch::step. status is DANU_OK for a step (token,
+// text, reason as Context::step gives them: an abort or a full context is
+// reason DANU_STOP_ABORTED / DANU_STOP_FULL with an ok status),
+// DANU_IN_PROGRESS when the context's queued work advanced instead (no
+// token yet), or that context's own error (DANU_ERR_STATE: no logits, a
+// sliced step in flight, a generation driven by Context::step;
+// DANU_ERR_BUFFER_TOO_SMALL), which does not stop the others.
+struct BatchStep : Step {
+    danu_status status = DANU_OK;
+    bool ok() const noexcept { return status == DANU_OK; }
+    bool in_progress() const noexcept { return status == DANU_IN_PROGRESS; }
+};
+
+// Many contexts of one model advanced together. Move-only; must be
+// destroyed before its Model. One call at a time per batch, and a context in
+// one batch call at a time.
+class Batch {
+public:
+    // Up to max_contexts contexts per call. opts: DANU_OPT_N_BATCH (most
+    // tokens per pass, default 512, at least max_contexts),
+    // DANU_OPT_N_THREADS, a pool, a log callback; nullptr = defaults.
+    static Result<Batch> create(Model &model, int32_t max_contexts, const Options *opts = nullptr) {
+        danu_batch *b = nullptr;
+        danu_status s = danu_batch_create(model.get(), max_contexts, opts ? opts->get() : nullptr, &b);
+        if (s != DANU_OK) return Status::capture(s);
+        Batch batch(b, max_contexts);
+        batch.log_ = opts && opts->log_ ? opts->log_ : model.log_;
+        if (opts) batch.pool_ = opts->pool_;
+        return batch;
+    }
+    // Bytes the batch holds (its scratch and per-context slots).
+    size_t memory_size() const noexcept { return danu_batch_memory_size(h_.get()); }
+    int32_t max_contexts() const noexcept { return max_; }
+
+    // One step of every context in one forward pass; out[i] is ctxs[i]'s
+    // outcome (see BatchStep). The returned Status is the call's own: an
+    // error there (DANU_ERR_INVALID_ARG: a context null, listed twice, of
+    // another model, n outside 1..max_contexts) leaves every context as it
+    // was and out empty.
+    Status step(Context *const *ctxs, size_t n, std::vector<BatchStep> &out) {
+        out.clear();
+        std::vector<danu_batch_item> items(n);
+        if (text_.size() < n * kText) text_.resize(n * kText);   // n above max_contexts: refused by the call
+        for (size_t i = 0; i < n; i++) {
+            items[i].struct_size = sizeof(danu_batch_item);
+            items[i].ctx = ctxs[i] ? ctxs[i]->get() : nullptr;
+            items[i].text = text_.data() + i * kText;
+            items[i].cap = kText;
+        }
+        danu_status s = danu_batch_step(h_.get(), n ? items.data() : nullptr, n);
+        if (s != DANU_OK) return Status::capture(s);
+        out.resize(n);
+        for (size_t i = 0; i < n; i++) {
+            const danu_batch_item &it = items[i];
+            BatchStep &r = out[i];
+            r.token = it.id;
+            r.reason = it.reason;
+            r.text.assign(it.text, it.len);
+            r.status = detail::is_stop(it.status, it.reason) ? DANU_OK : it.status;
+        }
+        return Status();
+    }
+    Status step(const std::vector<Context *> &ctxs, std::vector<BatchStep> &out) {
+        return step(ctxs.data(), ctxs.size(), out);
+    }
+    Result<std::vector<BatchStep>> step(const std::vector<Context *> &ctxs) {
+        std::vector<BatchStep> out;
+        Status s = step(ctxs, out);
+        if (!s) return s;
+        return out;
+    }
+
+    // Generate with every context until each has stopped: their queued work
+    // first (in the same passes), then up to max_tokens tokens each, as
+    // Context::generate does for one. fn(index, id, text) is called as text
+    // of ctxs[index] becomes final (id -1 for text flushed at the end); it
+    // returns bool (true stops that context: DANU_STOP_CALLBACK), danu::Flow,
+    // or void. Returns each context's DANU_STOP_* reason. Errors (nothing
+    // generated): DANU_ERR_INVALID_ARG (as step, max_tokens negative),
+    // DANU_ERR_STATE (a context has no logits and no queued work). With
+    // exceptions, one thrown by fn stops every context and is rethrown here.
+    template <class F>
+    Result<std::vector<int32_t>> generate(const std::vector<Context *> &ctxs, int32_t max_tokens, F &&fn) {
+        using Fn = std::remove_reference_t<F>;
+        struct Box {
+            Fn *fn = nullptr;
+            bool stop_all = false;
+#if DANU_HPP_EXCEPTIONS
+            std::exception_ptr error{};
+#endif
+        } box;
+        box.fn = &fn;
+        auto tramp = [](void *user, size_t index, danu_token id, const char *text, size_t len) -> int32_t {
+            Box *b = static_cast<Box *>(user);
+            if (b->stop_all) return 1;
+#if DANU_HPP_EXCEPTIONS
+            try {
+#endif
+                using R = std::invoke_result_t<Fn &, size_t, danu_token, std::string_view>;
+                std::string_view piece(text ? text : "", len);
+                if constexpr (std::is_void_v<R>) {
+                    (*b->fn)(index, id, piece);
+                    return 0;
+                } else if constexpr (std::is_same_v<R, Flow>) {
+                    return (*b->fn)(index, id, piece) == Flow::Stop ? 1 : 0;
+                } else {
+                    return (*b->fn)(index, id, piece) ? 1 : 0;
+                }
+#if DANU_HPP_EXCEPTIONS
+            } catch (...) {   // stop everything, then rethrow on this side of the C frames
+                b->error = std::current_exception();
+                b->stop_all = true;
+                return 1;
+            }
+#endif
+        };
+        std::vector<danu_context *> hs(ctxs.size());
+        for (size_t i = 0; i < ctxs.size(); i++) hs[i] = ctxs[i] ? ctxs[i]->get() : nullptr;
+        std::vector<int32_t> reasons(ctxs.size(), DANU_STOP_LENGTH);
+        danu_status s = danu_batch_generate(h_.get(), hs.empty() ? nullptr : hs.data(), hs.size(), max_tokens, tramp,
+                                            &box, reasons.data());
+#if DANU_HPP_EXCEPTIONS
+        if (box.error) std::rethrow_exception(box.error);
+#endif
+        if (s != DANU_OK) return Status::capture(s);
+        return reasons;
+    }
+    // Without a callback: each context's text is left to its tokens.
+    Result<std::vector<int32_t>> generate(const std::vector<Context *> &ctxs, int32_t max_tokens) {
+        return generate(ctxs, max_tokens, [](size_t, danu_token, std::string_view) {});
+    }
+
+    danu_batch *get() const noexcept { return h_.get(); }
+
+private:
+    static constexpr size_t kText = 4096;   // one step's text, as Context::step
+    Batch(danu_batch *b, int32_t max) : h_(b), max_(max) {}
+    std::shared_ptr<detail::PoolRef> pool_;   // before h_: released after the batch is freed
+    std::unique_ptr<danu_batch, detail::Deleter<danu_batch, danu_batch_free>> h_;
+    std::shared_ptr<detail::LogFn> log_;
+    int32_t max_ = 0;
+    std::vector<char> text_;                 // the items' text buffers, kText bytes each
 };
 
 // ---- tools ---------------------------------------------------------------------------

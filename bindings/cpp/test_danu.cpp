@@ -452,6 +452,211 @@ static int test_pools_and_slices(const std::string &model_path, const std::vecto
     return 0;
 }
 
+// ---- many contexts at once (0.2) ------------------------------------------------------
+
+static danu::Options sampling_opts(double temperature, int64_t seed) {
+    danu::Options o = greedy_opts();
+    CHECK(o.set("temperature", temperature).ok());
+    CHECK(o.set("seed", seed).ok());
+    return o;
+}
+
+// Every result is checked against the same context stepped or generating alone.
+static int test_batch(const std::string &model_path, const std::vector<danu_token> &prompt,
+                      const std::vector<danu_token> &greedy) {
+    auto model = danu::Model::load(model_path);
+    REQUIRE(model.ok());
+    std::vector<danu_token> all = prompt;   // 30 tokens: several passes when queued with n_batch 8
+    all.insert(all.end(), greedy.begin(), greedy.end());
+    const size_t N = 10;
+    // context k: its options, its prompt, and whether the prompt is queued (eval_begin)
+    std::vector<danu::Options> opts;
+    opts.push_back(greedy_opts());
+    opts.push_back(sampling_opts(0.9, 5));
+    opts.push_back(sampling_opts(0.9, 6));
+    const std::vector<danu_token> *prompts[3] = {&prompt, &all, &prompt};
+    const bool queued[3] = {false, true, false};
+    auto make = [&](size_t k, bool blocking) -> danu::Context {
+        auto c = danu::Context::create(*model, &opts[k]);
+        if (!c.ok()) std::abort();
+        if (blocking || !queued[k]) CHECK(c->eval(*prompts[k]).ok());
+        else CHECK(c->eval_begin(*prompts[k]).ok());
+        return std::move(*c);
+    };
+    // alone: N steps each
+    std::vector<std::vector<danu::Step>> want(3);
+    std::vector<std::vector<danu_token>> want_tokens(3);
+    std::vector<std::vector<float>> want_logits(3);
+    for (size_t k = 0; k < 3; k++) {
+        danu::Context c = make(k, true);
+        for (size_t i = 0; i < N; i++) {
+            auto st = c.step();
+            CHECK(st.ok());
+            if (st.ok()) want[k].push_back(*st);
+        }
+        want_tokens[k] = c.tokens();
+        want_logits[k] = logits_of(c);
+    }
+    bool differ = false;   // the seeded contexts really sample: their tokens differ
+    for (size_t i = 0; i < N; i++) differ = differ || want[1][i].token != want[2][i].token;
+    CHECK(differ);
+
+    auto bo = danu::Options::create();
+    REQUIRE(bo.ok());
+    CHECK(bo->set_int(DANU_OPT_N_BATCH, 8).ok());
+    CHECK(bo->set_int(DANU_OPT_N_THREADS, 2).ok());
+    auto batch = danu::Batch::create(*model, 3, &*bo);
+    REQUIRE(batch.ok());
+    CHECK(batch->max_contexts() == 3);
+    CHECK(batch->memory_size() > 0);
+
+    // step: the same tokens, texts and reasons as alone; a queued prompt is in progress first
+    {
+        std::vector<danu::Context> ctxs;
+        for (size_t k = 0; k < 3; k++) ctxs.push_back(make(k, false));
+        std::vector<danu::Context *> ptrs = {&ctxs[0], &ctxs[1], &ctxs[2]};
+        std::vector<std::vector<danu::Step>> got(3);
+        size_t in_progress[3] = {0, 0, 0};
+        for (int pass = 0; pass < 100 && (got[0].size() < N || got[1].size() < N || got[2].size() < N); pass++) {
+            std::vector<danu::Context *> live;
+            std::vector<size_t> which;
+            for (size_t k = 0; k < 3; k++)
+                if (got[k].size() < N) { live.push_back(ptrs[k]); which.push_back(k); }
+            auto res = batch->step(live);
+            REQUIRE(res.ok() && res->size() == live.size());
+            for (size_t j = 0; j < live.size(); j++) {
+                const danu::BatchStep &r = (*res)[j];
+                if (r.in_progress()) { in_progress[which[j]]++; continue; }
+                CHECK(r.ok());
+                got[which[j]].push_back(r);
+            }
+        }
+        for (size_t k = 0; k < 3; k++) {
+            bool same = got[k].size() == N;
+            for (size_t i = 0; same && i < N; i++)
+                same = got[k][i].token == want[k][i].token && got[k][i].text == want[k][i].text &&
+                       got[k][i].reason == want[k][i].reason;
+            CHECK(same);
+            CHECK(ctxs[k].tokens() == want_tokens[k]);
+            CHECK(same_bits(logits_of(ctxs[k]), want_logits[k]));
+            CHECK((in_progress[k] > 1) == queued[k]);
+        }
+    }
+    std::printf("batch: step gives each context's tokens alone\n");
+
+    // generate: the text and reasons of each context alone; a bool callback stops one
+    {
+        std::vector<std::string> want_text(3);
+        std::vector<int32_t> want_reason(3);
+        for (size_t k = 0; k < 3; k++) {
+            danu::Context c = make(k, true);
+            auto r = c.generate(12, [&](danu_token, std::string_view piece) { want_text[k] += piece; });
+            CHECK(r.ok());
+            want_reason[k] = r.value_or(-1);
+        }
+        std::vector<danu::Context> ctxs;
+        for (size_t k = 0; k < 3; k++) ctxs.push_back(make(k, false));
+        std::vector<std::string> text(3);
+        auto reasons = batch->generate({&ctxs[0], &ctxs[1], &ctxs[2]}, 12,
+                                       [&](size_t i, danu_token, std::string_view piece) -> bool {
+                                           text.at(i) += piece;
+                                           return false;
+                                       });
+        CHECK(reasons.ok() && *reasons == want_reason);
+        CHECK(text == want_text);
+        // context 1 stops itself after its second piece; the others run on
+        std::vector<danu::Context> again;
+        for (size_t k = 0; k < 3; k++) again.push_back(make(k, false));
+        std::vector<int> pieces(3);
+        auto r2 = batch->generate({&again[0], &again[1], &again[2]}, 12,
+                                  [&](size_t i, danu_token, std::string_view) { return ++pieces.at(i) == 2 && i == 1; });
+        CHECK(r2.ok() && (*r2)[0] == want_reason[0] && (*r2)[1] == DANU_STOP_CALLBACK && (*r2)[2] == want_reason[2]);
+        CHECK(again[0].tokens() == ctxs[0].tokens());
+        CHECK(again[2].tokens() == ctxs[2].tokens());
+    }
+    std::printf("batch: generate gives each context's text alone\n");
+
+    // fork and copy_from: the same logits and the same continuation
+    {
+        danu::Context c = make(1, true);
+        CHECK(c.step().ok());
+        auto f = c.fork();
+        REQUIRE(f.ok());
+        danu::Context d = make(0, true);
+        CHECK(d.copy_from(c).ok());
+        CHECK(f->tokens() == c.tokens() && d.tokens() == c.tokens());
+        CHECK(same_bits(logits_of(*f), logits_of(c)) && same_bits(logits_of(d), logits_of(c)));
+        std::string tc, tf, td;
+        CHECK(c.generate(8, [&](danu_token, std::string_view p) { tc += p; }).ok());
+        CHECK(f->generate(8, [&](danu_token, std::string_view p) { tf += p; }).ok());
+        CHECK(d.generate(8, [&](danu_token, std::string_view p) { td += p; }).ok());
+        CHECK(tf == tc && td == tc && !tc.empty());
+        CHECK(f->tokens() == c.tokens() && d.tokens() == c.tokens());
+    }
+    std::printf("batch: fork and copy_from continue as the original\n");
+
+    // bad input: refused as a whole (contexts unchanged), or one context's own error
+    {
+        danu::Context a = make(0, true), b = make(1, false);
+        const std::vector<danu_token> ta = a.tokens();
+        const std::vector<float> la = logits_of(a);
+        const size_t pb = b.pending();
+        std::vector<danu::BatchStep> out;
+        CHECK(batch->step({&a, &b, &a}, out).code() == DANU_ERR_INVALID_ARG && out.empty());
+        CHECK(batch->step({&a, nullptr}, out).code() == DANU_ERR_INVALID_ARG);
+        CHECK(batch->step(std::vector<danu::Context *>{}, out).code() == DANU_ERR_INVALID_ARG);
+        danu::Context x = make(2, true), y = make(2, true);
+        CHECK(batch->step({&a, &b, &x, &y}, out).code() == DANU_ERR_INVALID_ARG);   // above max_contexts
+        CHECK(batch->generate({&b, &b}, 4).code() == DANU_ERR_INVALID_ARG);
+        CHECK(batch->generate({&a}, -1).code() == DANU_ERR_INVALID_ARG);
+        CHECK(a.tokens() == ta && b.pending() == pb && same_bits(logits_of(a), la));
+        auto other = danu::Model::load(model_path);
+        REQUIRE(other.ok());
+        auto o = danu::Context::create(*other, &opts[0]);
+        REQUIRE(o.ok());
+        CHECK(o->eval(prompt).ok());
+        CHECK(batch->step({&a, &*o}, out).code() == DANU_ERR_INVALID_ARG);
+        CHECK(a.copy_from(*o).code() == DANU_ERR_INVALID_ARG);   // another model
+        CHECK(a.copy_from(a).code() == DANU_ERR_INVALID_ARG);    // itself
+        CHECK(a.copy_from(b).code() == DANU_ERR_STATE);          // work pending on src
+        CHECK(b.fork().code() == DANU_ERR_STATE);
+        CHECK(a.tokens() == ta && same_bits(logits_of(a), la));
+        auto empty = danu::Context::create(*model, &opts[0]);
+        REQUIRE(empty.ok());
+        CHECK(batch->generate({&a, &*empty}, 4).code() == DANU_ERR_STATE);   // no logits: nothing generated
+        CHECK(a.tokens() == ta);
+        // a context without logits fails alone; the pass goes on for the others
+        CHECK(batch->step({&a, &*empty}, out).ok() && out.size() == 2);
+        CHECK(out.size() == 2 && out[0].ok() && out[0].token == want[0][0].token && out[0].text == want[0][0].text);
+        CHECK(out.size() == 2 && out[1].status == DANU_ERR_STATE);
+        // an abort is that context's stop reason (an ok status, as Context::step); the others go on
+        const std::vector<danu_token> before = a.tokens();
+        a.abort();
+        CHECK(batch->step({&a, &x}, out).ok() && out.size() == 2);
+        CHECK(out.size() == 2 && out[0].ok() && out[0].reason == DANU_STOP_ABORTED && a.tokens() == before);
+        CHECK(out.size() == 2 && out[1].ok() && !out[1].done() && out[1].token == x.tokens().back());
+        CHECK(danu::Batch::create(*model, 0).code() == DANU_ERR_INVALID_ARG);
+    }
+    std::printf("batch: bad input refused\n");
+
+#if DANU_HPP_EXCEPTIONS
+    {
+        std::vector<danu::Context> ctxs;
+        for (size_t k = 0; k < 3; k++) ctxs.push_back(make(k, true));
+        bool thrown = false;
+        try {
+            batch->generate({&ctxs[0], &ctxs[1], &ctxs[2]}, 12,
+                            [](size_t, danu_token, std::string_view) -> bool { throw std::runtime_error("from batch"); });
+        } catch (const std::runtime_error &e) {
+            thrown = std::string(e.what()) == "from batch";
+        }
+        CHECK(thrown);
+        for (danu::Context &c : ctxs) CHECK(c.step().ok());    // still usable
+    }
+#endif
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         std::fprintf(stderr, "usage: test_danu TOKENIZER_MODEL GOLDEN_TXT\n");
@@ -654,6 +859,7 @@ int main(int argc, char **argv) {
 #endif
 
     if (test_pools_and_slices(model_path, prompt, greedy) != 0) failures++;
+    if (test_batch(model_path, prompt, greedy) != 0) failures++;
 
     std::remove(model_path.c_str());
     std::remove(state_path.c_str());

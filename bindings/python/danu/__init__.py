@@ -51,6 +51,16 @@ is no error); ctx.step_sliced(budget_us) is step() in slices (None until the
 token is evaluated). Results are bit-identical to the blocking calls. While
 work is pending, calls that evaluate or change the cache raise StateError;
 ctx.abort() makes the next work() raise AbortedError (nothing stays pending).
+
+Many contexts at once (libdanu 0.2): Batch(model, max_contexts) advances
+several contexts of one model in one forward pass (the weights are read once
+for all), each producing exactly the tokens it would produce alone:
+batch.step(contexts) is one Context.step() of each (None for a context whose
+queued *_begin work advanced instead), batch.generate(contexts, max_tokens)
+yields (context, piece) events in the order they arrive, then
+batch.stop_reasons holds each context's reason. ctx.fork() is a new context
+holding a copy of ctx (cache, logits, sampler), ctx.copy_from(src) makes an
+existing one a copy: a long prompt evaluated once serves many contexts.
 """
 import array
 import ctypes
@@ -63,7 +73,7 @@ from ctypes import byref, c_char_p, c_double, c_float, c_int32, c_int64, c_size_
 from . import _lib
 
 __all__ = [
-    "Model", "Context", "Pool", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
+    "Model", "Context", "Pool", "Batch", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
     "DanuIOError", "DanuFileNotFoundError", "UnknownKeyError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
     "BadTokenError", "BadUtf8Error", "StateError", "BufferTooSmallError", "InternalError", "synth_write",
     "version", "library_version", "param_bounds",
@@ -73,7 +83,7 @@ __version__ = "0.1.0"
 
 # ---- constants of danu.h ------------------------------------------------------------
 OK = 0
-IN_PROGRESS = 14          # not an error: sliced work remains (Context.work, step_sliced)
+IN_PROGRESS = 14          # not an error: sliced work remains (Context.work, step_sliced, Batch.step)
 FORMAT_HF, FORMAT_GGUF = 1, 2
 TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0 = 0, 1, 2, 3, 6, 7, 8
 TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K, TYPE_BF16 = 12, 13, 14, 30
@@ -521,6 +531,44 @@ class Pool:
 
 
 # ---- model --------------------------------------------------------------------------
+class _Children:
+    """What libdanu must free before a model: its contexts and batches.
+    Model.close() closes those it can reach (objs). One the garbage collector
+    finalizes together with its model (a cycle; weak references are cleared
+    before finalizers run, in any order) is out of reach, so the model's own
+    free waits until the last of them is closed: libdanu never sees a
+    context freed after its model."""
+
+    __slots__ = ("objs", "open", "model_h", "lock")
+
+    def __init__(self):
+        self.objs = weakref.WeakSet()
+        self.open = 0               # created and not freed yet
+        self.model_h = None         # the model's handle while its free waits
+        self.lock = threading.Lock()
+
+    def add(self, obj):
+        with self.lock:
+            self.open += 1
+        self.objs.add(obj)
+
+    def closed(self):
+        with self.lock:
+            self.open -= 1
+            h = self.model_h if self.open == 0 else None
+            if h is not None:
+                self.model_h = None
+        if h is not None:
+            _call("danu_model_free", h)
+
+    def free_model(self, h):
+        with self.lock:
+            if self.open > 0:
+                self.model_h = h
+                return
+        _call("danu_model_free", h)
+
+
 class Model:
     """Weights and tokenizer of an HF directory or a GGUF file.
 
@@ -537,7 +585,8 @@ class Model:
 
     def __init__(self, path, *, log=None, progress=None, pool=None, **options):
         self._h = None
-        self._contexts = weakref.WeakSet()
+        self._children = _Children()
+        self._contexts = self._children.objs     # contexts and batches open on the model
         self._tokenizer = None
         self._pool = pool             # its parallel-for must outlive the model
         opts = _Options(options, log, progress, pool)
@@ -563,8 +612,8 @@ class Model:
         for c in list(self._contexts):
             c.close()
         if self._h:
-            _call("danu_model_free", self._h)
-            self._h = None
+            h, self._h = self._h, None
+            self._children.free_model(h)    # now, or once the last context being finalized is freed
 
     def __enter__(self):
         return self
@@ -796,7 +845,8 @@ class Context:
         self._h = h
         self._log = opts.log
         self._buf = ctypes.create_string_buffer(_STEP_BUFFER)
-        model._contexts.add(self)
+        self._children = model._children
+        model._children.add(self)
 
     def _handle(self):
         if not self._h:
@@ -805,8 +855,9 @@ class Context:
 
     def close(self):
         if self._h:
-            _call("danu_context_free", self._h)
-            self._h = None
+            h, self._h = self._h, None
+            _call("danu_context_free", h)
+            self._children.closed()
 
     def __enter__(self):
         return self
@@ -1025,6 +1076,37 @@ class Context:
             return None
         return self._step_result(s, tid, ln, why, "step_sliced")
 
+    # copies (libdanu 0.2)
+    def copy_from(self, src):
+        """Make this context a copy of src (same model): its cached tokens and
+        K/V rows, logits, sampling settings and sampler state; this
+        context's stop strings and logit biases stay. src is unchanged.
+        InvalidArgumentError: src is this context, another model's, or does
+        not fit (n_ctx too small, another kv_type; a wrapped ring of another
+        size); StateError: work is pending on either. Unchanged on error."""
+        if not isinstance(src, Context):
+            raise InvalidArgumentError(1, "copy_from takes a danu.Context, got %r" % (src,))
+        _check(_call("danu_context_copy", self._handle(), src._handle()), "copy")
+
+    def fork(self):
+        """A new Context with this one's options (n_ctx, kv_type, n_batch,
+        threads, pool) holding a copy of it (see copy_from): it continues
+        exactly as this one would. No stop strings or logit biases.
+        StateError while work is pending."""
+        h = c_void_p()
+        _check(_call("danu_context_fork", self._handle(), byref(h)), "fork")
+        c = Context.__new__(Context)
+        c._h = h
+        c.model = self.model
+        c._pool = self._pool
+        c._stops = []
+        c.stop_reason = None
+        c._log = self._log          # the fork calls the same log callback
+        c._buf = ctypes.create_string_buffer(_STEP_BUFFER)
+        c._children = self.model._children
+        self.model._children.add(c)
+        return c
+
     # state
     def save_state(self):
         """The context's state as bytes (tied to the model's shape)."""
@@ -1099,6 +1181,244 @@ class Checkpoint:
     def __exit__(self, *exc):
         if self.context._h:
             self.restore()
+
+
+# ---- many contexts at once (0.2) ----------------------------------------------------
+class Batch:
+    """Many contexts of one model advanced together (libdanu 0.2).
+
+    Batch(model, max_contexts, n_batch=None, n_threads=None, pool=None, log=None)
+
+    Each call runs one forward pass for up to max_contexts contexts: the
+    weights are read once for all of them, while each context keeps its own
+    cache, history, sampler and stop strings and produces exactly the tokens
+    and text it would produce alone. n_batch: most tokens per pass (default
+    512, at least max_contexts); n_threads and pool as for Context. The
+    batch holds its pass's scratch (memory_size bytes); the model must
+    outlive it (Model.close() closes it).
+
+    step(contexts)      one step of each context (list of Step, or None)
+    generate(contexts, max_tokens, stream=True)
+                        (context, piece) events, then .stop_reasons
+    """
+
+    def __init__(self, model, max_contexts, *, n_batch=None, n_threads=None, pool=None, log=None):
+        self._h = None
+        if not isinstance(model, Model):
+            raise InvalidArgumentError(1, "Batch takes a danu.Model, got %r" % (model,))
+        if isinstance(max_contexts, bool) or not isinstance(max_contexts, int) or not 1 <= max_contexts <= 2 ** 31 - 1:
+            raise InvalidArgumentError(1, "max_contexts must be an integer >= 1, got %r" % (max_contexts,))
+        self.model = model              # borrowed by the C batch: kept alive here
+        self._pool = pool
+        self.max_contexts = max_contexts
+        self.stop_reasons = None
+        options = {}
+        if n_batch is not None:
+            options["n_batch"] = n_batch
+        if n_threads is not None:
+            options["n_threads"] = n_threads
+        opts = _Options(options, log, None, pool)
+        h = c_void_p()
+        try:
+            _check(_call("danu_batch_create", model._handle(), max_contexts, opts.h, byref(h)), "batch")
+        finally:
+            opts.free()
+        self._h = h
+        self._log = opts.log
+        self._children = model._children
+        model._children.add(self)       # closed with the model, before it is freed
+
+    def _handle(self):
+        if not self._h:
+            raise StateError(11, "the batch is closed")
+        return self._h
+
+    def close(self):
+        """Free the batch; its contexts are unaffected."""
+        if self._h:
+            h, self._h = self._h, None
+            _call("danu_batch_free", h)
+            self._children.closed()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def memory_size(self):
+        """Bytes the batch holds (its scratch and per-context slots)."""
+        return _call("danu_batch_memory_size", self._handle())
+
+    def _contexts_arg(self, contexts):
+        contexts = list(contexts)
+        for c in contexts:
+            if not isinstance(c, Context):
+                raise InvalidArgumentError(1, "a batch takes danu.Context objects, got %r" % (c,))
+        if not 1 <= len(contexts) <= self.max_contexts:
+            raise InvalidArgumentError(1, "%d contexts: the batch takes 1..%d" % (len(contexts), self.max_contexts))
+        return contexts
+
+    def step(self, contexts):
+        """One step of every context in one forward pass, in their order.
+
+        Returns a list with one entry per context: the Step that
+        Context.step() would return (token, text, reason; an abort or a full
+        context is the reason "aborted" / "full", as for step()), or None for
+        a context with work queued by eval_begin/prompt_begin/
+        chat_append_begin, whose evaluation advanced instead (a token comes
+        once it is finished, as with step_sliced()).
+
+        The call's own errors leave every context as it was: a context listed
+        twice, of another model, or more contexts than max_contexts raise
+        InvalidArgumentError. A context's own error (StateError: no logits,
+        a sliced step in flight, a generation driven by Context.step();
+        BufferTooSmallError) does not stop the others: the first one is
+        raised after the pass, with .results holding the whole list (the
+        exception object in the failed contexts' places)."""
+        self._handle()
+        contexts = self._contexts_arg(contexts)
+        n = len(contexts)
+        items = (_lib.BatchItem * n)()
+        for it, c in zip(items, contexts):
+            it.struct_size = ctypes.sizeof(_lib.BatchItem)
+            it.ctx = c._handle().value
+            it.text = ctypes.cast(c._buf, ctypes.POINTER(ctypes.c_char))
+            it.cap = len(c._buf)
+        _check(_call("danu_batch_step", self._handle(), items, n), "batch step")
+        results, first = [], None
+        for it, c in zip(items, contexts):
+            r = self._item_result(it, c)
+            if isinstance(r, DanuError) and first is None:
+                first = r
+            results.append(r)
+        if first is not None:
+            first.results = results
+            raise first
+        return results
+
+    @staticmethod
+    def _item_result(it, c):
+        """An item's outcome: a Step, None (queued work advanced) or the DanuError."""
+        s, why = it.status, it.reason
+        if s == IN_PROGRESS:
+            return None
+        reason = STOP_NAMES.get(why) if why >= 0 else None
+        if s != OK and not (reason in ("full", "aborted") and s in (ContextFullError.status, AbortedError.status)):
+            return _ERRORS.get(s, DanuError)(s, "", "batch step")
+        return Step(it.id, c._buf.raw[:it.len].decode("utf-8", "replace"), reason)
+
+    def generate(self, contexts, max_tokens=128, stream=True):
+        """Generate with every context until each has stopped: their queued
+        work first (in the same passes), then up to max_tokens tokens each,
+        as Context.generate does for one (evaluate a prompt, or queue one
+        with eval_begin/prompt_begin, before).
+
+        stream=True: an iterator of (context, piece) events in the order the
+        text arrives (several contexts' pieces interleave; text held back for
+        a stop string arrives when it is final). stream=False: runs
+        danu_batch_generate and returns the list of each context's whole
+        text. Either way .stop_reasons is then one reason per context:
+        "length", "eos", "stop", "full" or "aborted" (None for contexts not
+        finished when a stream is left early).
+
+        Raises at once, generating nothing: InvalidArgumentError (max_tokens,
+        a context listed twice or of another model), StateError (a context
+        has no logits and no queued work)."""
+        contexts = self._contexts_arg(contexts)
+        _check_max_tokens(max_tokens)
+        self._handle()
+        for i, c in enumerate(contexts):
+            if c in contexts[:i]:
+                raise InvalidArgumentError(1, "contexts %d and %d are the same" % (contexts.index(c), i))
+            if c.model is not self.model:
+                raise InvalidArgumentError(1, "context %d belongs to another model" % i)
+            if not _call("danu_context_logits", c._handle()) and not _call("danu_context_pending", c._handle()):
+                raise StateError(11, "context %d has no logits and no queued work: evaluate a prompt first" % i)
+        self.stop_reasons = [None] * len(contexts)
+        if not stream:
+            return self._generate_all(contexts, max_tokens)
+        return self._generate_stream(contexts, max_tokens)
+
+    def _generate_all(self, contexts, max_tokens):
+        n = len(contexts)
+        pieces = [[] for _ in range(n)]
+        errors = []
+
+        def cb(user, index, token, text, length):
+            try:
+                pieces[index].append(text[:length] if length else b"")
+            except BaseException as e:      # never unwind into C: stop, re-raise after
+                errors.append(e)
+                return 1
+            return 0
+        fn = _lib.BATCH_TOKEN_FN(cb)
+        handles = (c_void_p * n)(*[c._handle().value for c in contexts])
+        reasons = (c_int32 * n)()
+        _check(_call("danu_batch_generate", self._handle(), handles, n, max_tokens, fn, None, reasons),
+               "batch generate")
+        self.stop_reasons = [STOP_NAMES.get(r) for r in reasons]
+        if errors:
+            raise errors[0]
+        return [b"".join(p).decode("utf-8", "replace") for p in pieces]
+
+    def _generate_stream(self, contexts, max_tokens):
+        # danu_batch_generate's loop, one danu_batch_step per pass, so that
+        # the events can be yielded as they come
+        n = len(contexts)
+        for c in contexts:            # a new generation, as danu_batch_generate starts one
+            if not c.pending:         # (queued work already ended the last one)
+                c.step_finish()
+        live = list(range(n)) if max_tokens > 0 else []
+        if not live:
+            self.stop_reasons = ["length"] * n
+            return
+        count = [0] * n
+        try:
+            while live:
+                items = (_lib.BatchItem * len(live))()
+                for it, i in zip(items, live):
+                    c = contexts[i]
+                    it.struct_size = ctypes.sizeof(_lib.BatchItem)
+                    it.ctx = c._handle().value
+                    it.text = ctypes.cast(c._buf, ctypes.POINTER(ctypes.c_char))
+                    it.cap = len(c._buf)
+                _check(_call("danu_batch_step", self._handle(), items, len(live)), "batch generate")
+                still = []
+                for it, i in zip(items, live):
+                    c = contexts[i]
+                    if it.status == IN_PROGRESS:
+                        still.append(i)
+                        continue
+                    token = it.reason < 0 and it.status in (OK, BufferTooSmallError.status)
+                    if it.len:
+                        yield c, c._buf.raw[:it.len].decode("utf-8", "replace")
+                    stop = STOP_NAMES.get(it.reason) if it.reason >= 0 else None
+                    if stop is None and not token:
+                        stop = "aborted"      # an error without a reason ends this context (as in C)
+                    if stop is None:
+                        count[i] += 1
+                        if count[i] >= max_tokens:
+                            stop = "length"
+                    if stop is None:
+                        still.append(i)
+                        continue
+                    self.stop_reasons[i] = stop
+                    tail = c.step_finish()    # ended by length: the text held back for a stop string
+                    if tail:
+                        yield c, tail
+                live = still
+        finally:
+            for i in live:                    # left early: end their generations
+                if contexts[i]._h and not contexts[i].pending:
+                    contexts[i].step_finish()
 
 
 # ---- tools --------------------------------------------------------------------------

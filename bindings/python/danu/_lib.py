@@ -16,7 +16,7 @@ danu_status = c_int32
 danu_param = c_int32
 danu_info = c_int32
 danu_token = c_int32
-HANDLE = c_void_p          # every opaque object: options, pool, model, tokenizer, context, decoder
+HANDLE = c_void_p          # every opaque object: options, pool, model, tokenizer, context, decoder, batch
 
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_float)
@@ -26,6 +26,8 @@ TOKEN_FN = CFUNCTYPE(c_int32, c_void_p, c_int32, c_char_p, c_size_t)
 # (a CFUNCTYPE pointer, not PYFUNCTYPE), so items run in parallel on threads.
 JOB_FN = CFUNCTYPE(None, c_void_p, c_int32)
 PARALLEL_FOR_FN = CFUNCTYPE(None, c_void_p, JOB_FN, c_void_p, c_int32)
+# Many contexts at once (0.2): danu_batch_generate's callback (user, index, id, text, len).
+BATCH_TOKEN_FN = CFUNCTYPE(c_int32, c_void_p, c_size_t, c_int32, c_char_p, c_size_t)
 
 MALLOC_FN = CFUNCTYPE(c_void_p, c_void_p, c_size_t)
 REALLOC_FN = CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_size_t)
@@ -38,8 +40,16 @@ class Allocator(Structure):
                 ("free_fn", FREE_FN), ("user", c_void_p)]
 
 
+class BatchItem(Structure):
+    """danu_batch_item (0.2; struct_size first, members only appended: the
+    library walks an array with a stride of items[0].struct_size)."""
+    _fields_ = [("struct_size", c_size_t), ("ctx", c_void_p), ("text", POINTER(c_char)), ("cap", c_size_t),
+                ("len", c_size_t), ("id", c_int32), ("reason", c_int32), ("status", c_int32)]
+
+
 CALLBACK_TYPES = {"danu_log_fn": LOG_FN, "danu_progress_fn": PROGRESS_FN, "danu_token_fn": TOKEN_FN,
-                  "danu_job_fn": JOB_FN, "danu_parallel_for_fn": PARALLEL_FOR_FN}
+                  "danu_job_fn": JOB_FN, "danu_parallel_for_fn": PARALLEL_FOR_FN,
+                  "danu_batch_token_fn": BATCH_TOKEN_FN}
 
 P = POINTER
 S = danu_status
@@ -110,6 +120,14 @@ PROTOTYPES = {
     "danu_context_pending": (c_size_t, (HANDLE,)),                                              # 0.2
     "danu_context_step_sliced": (S, (HANDLE, c_int64, P(danu_token), P(c_char), c_size_t, P(c_size_t),
                                      P(c_int32))),                                              # 0.2
+    "danu_batch_create": (S, (HANDLE, c_int32, HANDLE, P(HANDLE))),                             # 0.2
+    "danu_batch_free": (None, (HANDLE,)),                                                       # 0.2
+    "danu_batch_memory_size": (c_size_t, (HANDLE,)),                                            # 0.2
+    "danu_batch_step": (S, (HANDLE, P(BatchItem), c_size_t)),                                   # 0.2
+    "danu_batch_generate": (S, (HANDLE, P(HANDLE), c_size_t, c_int32, BATCH_TOKEN_FN, c_void_p,
+                                P(c_int32))),                                                   # 0.2
+    "danu_context_copy": (S, (HANDLE, HANDLE)),                                                 # 0.2
+    "danu_context_fork": (S, (HANDLE, P(HANDLE))),                                              # 0.2
     "danu_context_state_size": (c_size_t, (HANDLE,)),
     "danu_context_state_save": (S, (HANDLE, c_void_p, c_size_t, P(c_size_t))),
     "danu_context_state_load": (S, (HANDLE, c_void_p, c_size_t)),

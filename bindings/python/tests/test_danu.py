@@ -93,7 +93,7 @@ SCALARS = {"int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32, "int64_t": ct
            "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
            "double": ctypes.c_double, "danu_status": ctypes.c_int32, "danu_param": ctypes.c_int32,
            "danu_info": ctypes.c_int32, "danu_token": ctypes.c_int32}
-OPAQUE = {"danu_options", "danu_pool", "danu_model", "danu_tokenizer", "danu_context", "danu_decoder"}
+OPAQUE = {"danu_options", "danu_pool", "danu_model", "danu_tokenizer", "danu_context", "danu_decoder", "danu_batch"}
 
 
 def expected_ctype(decl):
@@ -122,6 +122,8 @@ def expected_ctype(decl):
             return ctypes.c_char_p if const_base else ctypes.POINTER(ctypes.c_char)
         if base == "danu_allocator":
             return ctypes.POINTER(_lib.Allocator)
+        if base == "danu_batch_item":
+            return ctypes.POINTER(_lib.BatchItem)
         return ctypes.POINTER(SCALARS[base])
     if stars == 2:
         if base in OPAQUE:
@@ -168,6 +170,19 @@ class TestDeclarations(unittest.TestCase):
 
     def test_allocator_struct(self):
         self.assertEqual([f[0] for f in _lib.Allocator._fields_], self.structs["danu_allocator"])
+
+    def test_batch_item_struct(self):
+        self.assertEqual([f[0] for f in _lib.BatchItem._fields_], self.structs["danu_batch_item"])
+        # the member types, from the header's declarations
+        with open(os.path.join(ROOT, "include", "danu.h")) as f:
+            body = re.search(r"typedef struct danu_batch_item \{(.*?)\}", f.read(), re.S).group(1)
+        decls = [d.strip() for d in re.sub(r"/\*.*?\*/", " ", body, flags=re.S).split(";") if d.strip()]
+        for (name, ctype), decl in zip(_lib.BatchItem._fields_, decls):
+            base = decl.rsplit(None, 1)[0] if "*" not in decl else decl[:decl.rindex("*") + 1]
+            want = {"size_t": ctypes.c_size_t, "danu_context *": ctypes.c_void_p,
+                    "char *": ctypes.POINTER(ctypes.c_char), "danu_token": ctypes.c_int32,
+                    "int32_t": ctypes.c_int32, "danu_status": ctypes.c_int32}[" ".join(base.split())]
+            self.assertIs(ctype, want, name)
 
     def test_constants(self):
         checked = 0
@@ -485,6 +500,35 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(danu.CancelledError):
             danu.Model(MODEL_PATH, progress=lambda f: fractions.append(f) or True)
         self.assertTrue(fractions)
+
+    def test_model_freed_after_its_contexts(self):
+        # the garbage collector finalizes a model and its context in any order
+        # when both are in cycles (model <-> its tokenizer); the context was
+        # freed after its model (a use after free in danu_context_free)
+        import gc
+        for _ in range(5):
+            m = danu.Model(MODEL_PATH)
+            m.tokenizer
+            c = danu.Context(m, n_ctx=32, threads=1)
+            c.eval([1, 5, 6])
+            c.step()
+            b = danu.Batch(m, 2)
+            c.me = c
+            b.me = b
+            del m, c, b
+            gc.collect()
+        # what happens there, step by step: a context the model cannot reach
+        # (its weak reference cleared) delays the model's free until it is closed
+        m = danu.Model(MODEL_PATH)
+        c = danu.Context(m, n_ctx=32, threads=1)
+        m._contexts.discard(c)
+        m.close()
+        self.assertIsNone(m._h)
+        self.assertIsNotNone(m._children.model_h)      # waiting for c
+        c.eval([1, 5])                                 # the model is still there for it
+        c.close()
+        self.assertIsNone(m._children.model_h)         # freed with the last context
+        self.assertEqual(m._children.open, 0)
 
     def test_options(self):
         lo, hi = danu.param_bounds("temperature")
@@ -838,6 +882,312 @@ class TestSlicesAndPools(unittest.TestCase):
         self.assertIsInstance(pool.error, RuntimeError)
         with self.assertRaises(danu.InvalidArgumentError):
             danu.Pool.host(None, 2)
+
+
+class TestBatch(unittest.TestCase):
+    """libdanu 0.2: many contexts in one pass. The reference of every check is
+    the same context stepped or generating alone (danu_context_step)."""
+
+    N = 10      # steps per context
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = danu.Model(MODEL_PATH)
+        cls.g = golden("tiny-a.capital")
+        tok = cls.model.tokenizer
+        cls.long = cls.g["prompt"] + cls.g["greedy"]       # 30 tokens: several passes when queued
+        cls.prompts = [cls.g["prompt"], cls.long, tok.encode("Once upon a time"),
+                       tok.encode("A long prompt that is queued with prompt_begin and evaluated in parts"),
+                       tok.encode("Once upon a time")]
+        # (sampling, how the prompt goes in): greedy and seeded sampling, some
+        # prompts evaluated before the batch, some queued (evaluated by the batch's passes)
+        cls.setups = [(dict(temperature=0), "eval"),
+                      (dict(temperature=0.9, seed=11), "eval_begin"),
+                      (dict(temperature=0.9, seed=12), "eval"),
+                      (dict(temperature=0), "prompt_begin"),
+                      (dict(temperature=0.9, seed=13), "eval_begin")]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+
+    def ctx(self, model=None, **kw):
+        kw.setdefault("temperature", 0)
+        kw.setdefault("n_ctx", 128)
+        kw.setdefault("threads", 2)
+        return danu.Context(model or self.model, **kw)
+
+    def make(self, k, threads, blocking=False):
+        """Context k of the setups with its prompt evaluated (blocking) or as the setup says."""
+        sampling, how = self.setups[k]
+        c = self.ctx(threads=threads, **sampling)
+        p = self.prompts[k]
+        if blocking or how == "eval":
+            c.eval(p)
+        elif how == "eval_begin":
+            c.eval_begin(p)
+        else:
+            self.assertEqual(c.prompt_begin(p), 0)
+        return c
+
+    def alone(self, k, threads, n=None):
+        """(steps, held-back tail, tokens, logits) of context k stepped alone."""
+        with self.make(k, threads, blocking=True) as c:
+            steps = [c.step() for _ in range(n or self.N)]
+            return steps, c.step_finish(), c.tokens, c.logits.tobytes()
+
+    def test_step_matches_alone(self):
+        refs = {t: [self.alone(k, t) for k in range(5)] for t in (1, 2)}
+        # the references really sample: the seeded contexts differ from greedy and from each other
+        self.assertNotEqual([s.token for s in refs[2][2][0]], [s.token for s in refs[2][4][0]])
+        with self.ctx(temperature=0) as greedy:
+            greedy.eval(self.prompts[1])
+            self.assertNotEqual(refs[2][1][0], [greedy.step() for _ in range(self.N)])
+        for threads in (1, 2):
+            for size in (1, 3, 5):
+                with self.subTest(threads=threads, size=size):
+                    batch = danu.Batch(self.model, size, n_batch=8, n_threads=threads)
+                    self.assertGreater(batch.memory_size, 0)
+                    ctxs = [self.make(k, threads) for k in range(size)]
+                    got = [[] for _ in range(size)]
+                    in_progress = [0] * size
+                    passes = 0
+                    while any(len(s) < self.N for s in got):
+                        live = [k for k in range(size) if len(got[k]) < self.N]
+                        res = batch.step([ctxs[k] for k in live])
+                        passes += 1
+                        self.assertEqual(len(res), len(live))
+                        for k, r in zip(live, res):
+                            if r is None:
+                                in_progress[k] += 1
+                            else:
+                                self.assertIsInstance(r, danu.Step)
+                                got[k].append(r)
+                        self.assertLess(passes, 200)
+                    for k in range(size):
+                        steps, tail, tokens, logits = refs[threads][k]
+                        self.assertEqual(got[k], steps, "context %d" % k)     # tokens, texts, reasons
+                        self.assertEqual(ctxs[k].step_finish(), tail)
+                        self.assertEqual(ctxs[k].tokens, tokens)
+                        self.assertEqual(ctxs[k].logits.tobytes(), logits)
+                        # queued prompts took passes of their own (n_batch 8: the long ones several)
+                        self.assertEqual(in_progress[k] > 0, self.setups[k][1] != "eval")
+                        ctxs[k].close()
+                    if size >= 2:
+                        self.assertGreater(in_progress[1], 1)
+                    batch.close()
+                    with self.assertRaises(danu.StateError):
+                        batch.memory_size
+
+    def test_generate_matches_alone(self):
+        n = 12
+        for threads in (1, 2):
+            want_text, want_tokens, want_reasons = [], [], []
+            for k in range(5):
+                with self.make(k, threads, blocking=True) as c:
+                    if k == 2:
+                        c.add_stop(self.stop_of(k, n))
+                    want_text.append("".join(c.generate(n)))
+                    want_tokens.append(c.tokens)
+                    want_reasons.append(c.stop_reason)
+            self.assertIn("stop", want_reasons)          # one context ends on its stop string
+            self.assertIn("length", want_reasons)
+            with danu.Batch(self.model, 5, n_batch=8, n_threads=threads) as batch:
+                for stream in (True, False):
+                    with self.subTest(threads=threads, stream=stream):
+                        ctxs = [self.make(k, threads) for k in range(5)]
+                        ctxs[2].add_stop(self.stop_of(2, n))
+                        texts = [""] * 5
+                        if stream:
+                            order = []
+                            for c, piece in batch.generate(ctxs, n):
+                                self.assertIsInstance(piece, str)
+                                k = ctxs.index(c)
+                                texts[k] += piece
+                                order.append(k)
+                            # pieces arrive pass by pass: the contexts that generate from the
+                            # first pass come before those whose prompts were queued
+                            self.assertLess(order.index(0), order.index(1))
+                            self.assertIn(2, order[:order.index(1)])
+                        else:
+                            texts = batch.generate(ctxs, n, stream=False)
+                        self.assertEqual(texts, want_text)
+                        self.assertEqual([c.tokens for c in ctxs], want_tokens)
+                        self.assertEqual(batch.stop_reasons, want_reasons)
+                        for c in ctxs:
+                            c.close()
+
+    def test_on_a_pool(self):
+        refs = [self.alone(k, 2, n=4) for k in (0, 2)]
+        with danu.Pool(2) as pool:
+            batch = danu.Batch(self.model, 2, pool=pool, n_threads=2)
+        # the pool's own reference is gone; the batch keeps it running
+        ctxs = [self.make(k, 2, blocking=True) for k in (0, 2)]
+        got = [batch.step(ctxs) for _ in range(4)]
+        self.assertEqual([[r[j] for r in got] for j in (0, 1)], [refs[0][0], refs[1][0]])
+        batch.close()
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Batch(self.model, 2, pool="two threads")
+
+    def stop_of(self, k, n):
+        """A stop string from the middle of context k's text alone."""
+        with self.make(k, 2, blocking=True) as c:
+            text = "".join(c.generate(n))
+        self.assertGreater(len(text), 12)
+        return text[6:10]
+
+    def test_generate_left_early_and_zero(self):
+        with danu.Batch(self.model, 2) as batch, self.make(0, 2) as a, self.make(2, 2) as b:
+            self.assertEqual(list(batch.generate([a, b], 0)), [])
+            self.assertEqual(batch.stop_reasons, ["length", "length"])
+            it = batch.generate([a, b], 5)
+            next(it)
+            it.close()                                  # left early: no reasons for them
+            self.assertEqual(batch.stop_reasons, [None, None])
+            a.step()                                    # both usable on their own again
+            b.step()
+
+    def test_abort_one_context(self):
+        refs = [self.alone(k, 2, n=4) for k in (0, 2, 4)]
+        with danu.Batch(self.model, 3) as batch:
+            ctxs = [self.make(k, 2, blocking=True) for k in (0, 2, 4)]
+            first = batch.step(ctxs)
+            before = ctxs[1].tokens
+            ctxs[1].abort()
+            second = batch.step(ctxs)
+            self.assertEqual(second[1].reason, "aborted")                      # as Context.step reports it
+            self.assertEqual(ctxs[1].tokens, before)                           # its token is not appended
+            for k in (0, 2):                                                   # the others go on
+                self.assertEqual([first[k], second[k]], refs[k][0][:2])
+            rest = [batch.step(ctxs) for _ in range(2)]
+            self.assertEqual([r[0] for r in rest], refs[0][0][2:4])
+            self.assertEqual([r[2] for r in rest], refs[2][0][2:4])
+            # the aborted one goes on as the same context aborted alone does
+            with self.make(2, 2, blocking=True) as r:
+                want = [r.step()]
+                r.abort()
+                self.assertEqual(r.step().reason, "aborted")
+                want += [r.step(), r.step()]
+                self.assertEqual(first[1:2] + [x[1] for x in rest], want)
+                self.assertEqual(ctxs[1].tokens, r.tokens)
+            for c in ctxs:
+                c.close()
+            # from inside a generation: context 0's first piece aborts context 1
+            want = []
+            for k in (0, 2, 4):
+                with self.make(k, 2, blocking=True) as c:
+                    want.append("".join(c.generate(6)))
+            ctxs = [self.make(k, 2, blocking=True) for k in (0, 2, 4)]
+            texts = ["", "", ""]
+            for c, piece in batch.generate(ctxs, 6):
+                texts[ctxs.index(c)] += piece
+                if c is ctxs[0] and batch.stop_reasons[1] is None:
+                    ctxs[1].abort()
+            self.assertEqual(batch.stop_reasons, ["length", "aborted", "length"])
+            self.assertEqual([texts[0], texts[2]], [want[0], want[2]])
+            self.assertTrue(want[1].startswith(texts[1]))
+            for c in ctxs:
+                c.close()
+
+    def test_bad_input(self):
+        with danu.Batch(self.model, 3) as batch, self.make(0, 2) as a, self.make(1, 2) as b:
+            self.assertGreater(b.pending, 0)
+            state = [(c.tokens, c.pending, c.logits and c.logits.tobytes()) for c in (a, b)]
+            for bad in ([a, b, a], [b, b]):
+                with self.assertRaises(danu.InvalidArgumentError):      # the C call refuses it
+                    batch.step(bad)
+                with self.assertRaises(danu.InvalidArgumentError):
+                    list(batch.generate(bad, 3))
+                with self.assertRaises(danu.InvalidArgumentError):
+                    batch.generate(bad, 3, stream=False)
+            with self.assertRaises(danu.InvalidArgumentError):
+                batch.step([a, b, self.make(2, 2), self.make(4, 2)])       # above max_contexts
+            with self.assertRaises(danu.InvalidArgumentError):
+                batch.step([])
+            with self.assertRaises(danu.InvalidArgumentError):
+                batch.step([a, "b"])
+            with danu.Model(MODEL_PATH) as other, self.ctx(other) as o:
+                o.eval([1, 5])
+                with self.assertRaises(danu.InvalidArgumentError):
+                    batch.step([a, o])
+                with self.assertRaises(danu.InvalidArgumentError):
+                    batch.generate([o], 3, stream=False)
+            self.assertEqual([(c.tokens, c.pending, c.logits and c.logits.tobytes()) for c in (a, b)], state)
+            # one context's own error: raised after the pass, the others' results kept
+            with self.ctx() as empty:
+                with self.assertRaises(danu.StateError) as e:
+                    batch.step([a, empty])                      # nothing evaluated: no logits
+                self.assertIsInstance(e.exception.results[0], danu.Step)
+                self.assertIsInstance(e.exception.results[1], danu.StateError)
+                with self.alone_ctx(0) as r:
+                    self.assertEqual(e.exception.results[0], r.step())
+                with self.assertRaises(danu.StateError):
+                    list(batch.generate([a, empty], 3))
+                with self.assertRaises(danu.InvalidArgumentError):
+                    list(batch.generate([a], -1))
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Batch(self.model, 0)
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Batch(self.model, 5000)
+        m = danu.Model(MODEL_PATH)
+        batch = danu.Batch(m, 2)
+        m.close()                                        # closes its batches too
+        with self.assertRaises(danu.StateError):
+            batch.step([])
+
+    def alone_ctx(self, k):
+        return self.make(k, 2, blocking=True)
+
+    def test_fork_and_copy(self):
+        for sampling in (dict(temperature=0), dict(temperature=0.9, seed=21)):
+            with self.subTest(**sampling), self.ctx(**sampling) as c:
+                c.eval(self.long)
+                c.step()                        # a generation under way, sampler advanced
+                f = c.fork()
+                self.assertEqual(f.tokens, c.tokens)
+                self.assertEqual(f.logits.tobytes(), c.logits.tobytes())
+                with self.ctx(temperature=0.5, seed=99) as d:
+                    d.eval([1, 7, 8, 9])
+                    d.copy_from(c)
+                    self.assertEqual(d.tokens, c.tokens)
+                    self.assertEqual(d.logits.tobytes(), c.logits.tobytes())
+                    want = "".join(c.generate(10))
+                    self.assertEqual("".join(f.generate(10)), want)     # the same continuation
+                    self.assertEqual("".join(d.generate(10)), want)
+                    self.assertEqual(f.tokens, c.tokens)
+                    self.assertEqual(d.tokens, c.tokens)
+                    self.assertEqual(f.logits.tobytes(), c.logits.tobytes())
+                f.close()
+
+    def test_copy_errors(self):
+        with self.ctx() as c, self.ctx() as d:
+            c.eval(self.long)
+            d.eval([1, 5, 6])
+            keep = d.tokens, d.logits.tobytes()
+            with self.assertRaises(danu.InvalidArgumentError):
+                c.copy_from(c)                              # onto itself
+            with danu.Model(MODEL_PATH) as other, self.ctx(other) as o:
+                with self.assertRaises(danu.InvalidArgumentError):
+                    d.copy_from(o)                          # another model
+                with self.assertRaises(danu.InvalidArgumentError):
+                    o.copy_from(d)
+            with self.ctx(n_ctx=16) as small:
+                with self.assertRaises(danu.InvalidArgumentError):
+                    small.copy_from(c)                      # 30 tokens do not fit
+            with self.ctx(kv_type="f32") as f32:
+                with self.assertRaises(danu.InvalidArgumentError):
+                    f32.copy_from(c)
+            with self.assertRaises(danu.InvalidArgumentError):
+                d.copy_from("c")
+            with self.ctx() as p:
+                p.eval_begin(self.long)
+                with self.assertRaises(danu.StateError):
+                    d.copy_from(p)                          # work pending on src
+                with self.assertRaises(danu.StateError):
+                    p.copy_from(c)                          # on dst
+                with self.assertRaises(danu.StateError):
+                    p.fork()
+            self.assertEqual((d.tokens, d.logits.tobytes()), keep)   # unchanged by every refusal
 
 
 class TestTokenizer(unittest.TestCase):
