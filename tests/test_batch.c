@@ -21,7 +21,7 @@ enum { MAXC = 8, MAX_IDS = 256, TEXT_CAP = 8192 };
 
 /* ---- what a context is given and how it generates ------------------------- */
 
-enum { PROMPT_EVAL, PROMPT_EVAL_BEGIN, PROMPT_CHAT_BEGIN };
+enum { PROMPT_EVAL, PROMPT_EVAL_BEGIN, PROMPT_CHAT_BEGIN, PROMPT_PROMPT_BEGIN };
 
 typedef struct spec {
     const char *prompt;     /* text (a user message for PROMPT_CHAT_BEGIN) */
@@ -102,6 +102,13 @@ static void give_prompt(danu_model *m, danu_context *c, const spec *s, int queue
     }
     danu_token ids[512];
     const size_t n = encode(m, s->prompt, ids, 512);
+    if (s->kind == PROMPT_PROMPT_BEGIN) {
+        size_t reused = 99;
+        if (queued) CHECK_OK(danu_context_prompt_begin(c, ids, n, &reused));
+        else CHECK_OK(danu_context_prompt(c, ids, n, &reused));
+        ck_assert_uint_eq(reused, 0);
+        return;
+    }
     if (queued) CHECK_OK(danu_context_eval_begin(c, ids, n));
     else CHECK_OK(danu_context_eval(c, ids, n, NULL));
 }
@@ -229,7 +236,7 @@ static const spec mix[MAXC] = {
     { "The capital of France is",     0.0,  0,  24, 0, PROMPT_EVAL,       0,    NULL },
     { "Once upon a time",             0.9,  11, 30, 0, PROMPT_EVAL,       0,    NULL },
     { "In the beginning there was a", 0.9,  12, 40, 0, PROMPT_EVAL_BEGIN, 0,    NULL },
-    { "Tell me a story about a cat",  0.0,  0,  18, 3, PROMPT_EVAL_BEGIN, 0,    NULL },
+    { "Tell me a story about a cat",  0.0,  0,  18, 3, PROMPT_PROMPT_BEGIN, 0,  NULL },
     { "Hello",                        0.9,  13, 60, 1, PROMPT_EVAL,       9.0f, NULL },
     { "What is the answer?",          0.9,  14, 20, 5, PROMPT_CHAT_BEGIN, 0,    NULL },
     { "A long, long time ago, in a galaxy far away, there lived a", 0.0, 0, 12, 2, PROMPT_EVAL_BEGIN, 0, NULL },
@@ -757,7 +764,7 @@ START_TEST(test_per_context_errors)
     trio_make(m, &t);
     danu_batch *b = NULL;
     CHECK_OK(danu_batch_create(m, 4, NULL, &b));
-    danu_context *x[3];
+    danu_context *x[4];
     spec g = { "Hi", 0.0, 0, 0, 0, PROMPT_EVAL, 0, NULL };
     x[0] = make_ctx(m, &g, 1, 0);   /* no logits */
     danu_token ids[64];
@@ -771,12 +778,17 @@ START_TEST(test_per_context_errors)
     size_t len;
     int32_t why;
     CHECK_OK(danu_context_step(x[2], &id, tx, sizeof tx, &len, &why));
-    const danu_status want_status[3] = { DANU_ERR_STATE, DANU_ERR_CONTEXT_FULL, DANU_ERR_STATE };
-    const int32_t want_reason[3] = { -1, DANU_STOP_FULL, -1 };
-    for (int k = 0; k < 3; k++) {
+    x[3] = make_ctx(m, &g, 1, 0);   /* a sliced step in flight */
+    CHECK_OK(danu_context_eval(x[3], ids, n, NULL));
+    const danu_status sl = danu_context_step_sliced(x[3], 0, &id, tx, sizeof tx, &len, &why);
+    const int n_bad = sl == DANU_IN_PROGRESS ? 4 : 3;   /* a step that fits one slice has nothing in flight */
+    const danu_status want_status[4] = { DANU_ERR_STATE, DANU_ERR_CONTEXT_FULL, DANU_ERR_STATE, DANU_ERR_STATE };
+    const int32_t want_reason[4] = { -1, DANU_STOP_FULL, -1, -1 };
+    for (int k = 0; k < n_bad; k++) {
         snap sx;
         take_snap(x[k], vocab, &sx);
-        for (int pos = 0; pos < 4; pos++) {   /* the bad one first, between, last */
+        for (int pi = 0; pi < 3; pi++) {
+            const int pos = pi == 2 ? 3 : pi;   /* the bad one first, between, last */
             danu_batch_item it[4];
             int j = 0;
             for (int i = 0; i < 3; i++) {
@@ -802,13 +814,13 @@ START_TEST(test_per_context_errors)
         }
         free_snap(&sx);
     }
-    trio_end(&t, 12 - 12);
+    trio_end(&t, 12 - 3 * n_bad);
     /* the step-driven generation, ended, steps in a batch again */
     CHECK_OK(danu_context_step_finish(x[2], tx, sizeof tx, &len));
     danu_batch_item one = { sizeof one, x[2], tx, sizeof tx, 0, 0, 0, 0 };
     CHECK_OK(danu_batch_step(b, &one, 1));
     ck_assert_int_eq(one.status, DANU_OK);
-    for (int k = 0; k < 3; k++) danu_context_free(x[k]);
+    for (int k = 0; k < 4; k++) danu_context_free(x[k]);
     danu_batch_free(b);
     danu_model_free(m);
 }
