@@ -32,6 +32,7 @@ typedef struct spec {
     int kind;               /* PROMPT_*: how its prompt is given */
     float eos_bias;         /* added to EOS's logit (0: none): stops it at EOS */
     const char *stop;       /* a stop string, or NULL */
+    int n_ctx, shift;       /* 0 = the model's; DANU_FULL_SHIFT with n_keep 4 when shift */
 } spec;
 
 /* What a context produced: every id a step returned (EOS included), the
@@ -80,7 +81,12 @@ static danu_context *make_ctx(danu_model *m, const spec *s, int threads, int n_c
     CHECK_OK(danu_options_set_float(o, DANU_OPT_TEMPERATURE, s->temp));
     CHECK_OK(danu_options_set_int(o, DANU_OPT_SEED, s->seed));
     CHECK_OK(danu_options_set_int(o, DANU_OPT_N_THREADS, threads));
-    CHECK_OK(danu_options_set_int(o, DANU_OPT_N_CTX, n_ctx));
+    CHECK_OK(danu_options_set_int(o, DANU_OPT_N_CTX, s->n_ctx ? s->n_ctx : n_ctx));
+    if (s->shift) {
+        CHECK_OK(danu_options_set_int(o, DANU_OPT_ON_FULL, DANU_FULL_SHIFT));
+        CHECK_OK(danu_options_set_int(o, DANU_OPT_N_KEEP, 4));
+        CHECK_OK(danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1));
+    }
     danu_context *c = NULL;
     CHECK_OK(danu_context_create(m, o, &c));
     danu_options_free(o);
@@ -232,15 +238,15 @@ static int run_batch(danu_model *m, const spec *sp, int n, int threads, int n_ba
 /* ---- determinism ------------------------------------------------------------ */
 
 static const spec mix[MAXC] = {
-    /* prompt                         temp  seed max join kind             eos   stop */
-    { "The capital of France is",     0.0,  0,  24, 0, PROMPT_EVAL,       0,    NULL },
-    { "Once upon a time",             0.9,  11, 30, 0, PROMPT_EVAL,       0,    NULL },
-    { "In the beginning there was a", 0.9,  12, 40, 0, PROMPT_EVAL_BEGIN, 0,    NULL },
-    { "Tell me a story about a cat",  0.0,  0,  18, 3, PROMPT_PROMPT_BEGIN, 0,  NULL },
-    { "Hello",                        0.9,  13, 60, 1, PROMPT_EVAL,       9.0f, NULL },
-    { "What is the answer?",          0.9,  14, 20, 5, PROMPT_CHAT_BEGIN, 0,    NULL },
-    { "A long, long time ago, in a galaxy far away, there lived a", 0.0, 0, 12, 2, PROMPT_EVAL_BEGIN, 0, NULL },
-    { "Numbers: one two three four",  0.9,  15, 50, 7, PROMPT_EVAL,       8.0f, NULL },
+    /* prompt                         temp  seed max join kind             eos   stop  n_ctx shift */
+    { "The capital of France is",     0.0,  0,  24, 0, PROMPT_EVAL,       0,    NULL, 0, 0 },
+    { "Once upon a time",             0.9,  11, 30, 0, PROMPT_EVAL,       0,    NULL, 0, 0 },
+    { "In the beginning there was a", 0.9,  12, 40, 0, PROMPT_EVAL_BEGIN, 0,    NULL, 0, 0 },
+    { "Tell me a story about a cat",  0.0,  0,  18, 3, PROMPT_PROMPT_BEGIN, 0,  NULL, 0, 0 },
+    { "Hello",                        0.9,  13, 60, 1, PROMPT_EVAL,       9.0f, NULL, 0, 0 },
+    { "What is the answer?",          0.9,  14, 20, 5, PROMPT_CHAT_BEGIN, 0,    NULL, 0, 0 },
+    { "A long, long time ago, in a galaxy far away, there lived a", 0.0, 0, 12, 2, PROMPT_EVAL_BEGIN, 0, NULL, 0, 0 },
+    { "Numbers: one two three four",  0.9,  15, 50, 7, PROMPT_EVAL,       8.0f, NULL, 0, 0 },
 };
 
 /* A context inside batches of 1..8 with any mix of others (generating,
@@ -310,6 +316,32 @@ START_TEST(test_batch_stop_string)
     run_batch(m, s, 2, 1, 512, got);
     check_same(&got[0], &want[0], "stop string", 0);
     check_same(&got[1], &want[1], "stop string", 1);
+    danu_model_free(m);
+}
+END_TEST
+
+/* A context that fills up under DANU_FULL_SHIFT (the cache is shifted and
+ * re-evaluated inside a step) makes in a batch the ids and text it makes
+ * alone, beside contexts that do not shift. */
+START_TEST(test_batch_context_shift)
+{
+    danu_model *m = load_a();
+    spec s[3] = { mix[0], mix[1], mix[2] };
+    s[0].n_ctx = 40;
+    s[0].shift = 1;
+    s[0].max = 90;
+    s[1].n_ctx = 48;
+    s[1].shift = 1;
+    s[1].max = 100;
+    s[1].eos_bias = 0;
+    run want[3], got[3];
+    for (int i = 0; i < 3; i++) reference(m, &s[i], 1, &want[i]);
+    ck_assert_int_eq(want[0].n_appended, 90);
+    const int n_batches[] = { 512, 7 };
+    for (int nb = 0; nb < 2; nb++) {
+        run_batch(m, s, 3, 1, n_batches[nb], got);
+        for (int i = 0; i < 3; i++) check_same(&got[i], &want[i], n_batches[nb] > 8 ? "shift" : "shift, n_batch 7", i);
+    }
     danu_model_free(m);
 }
 END_TEST
@@ -503,7 +535,7 @@ START_TEST(test_fork_continues_as_original)
     const size_t n = encode(m, long_text, ids, 512);
     CHECK(n > 100, "the long prompt has only %zu tokens", n);
     for (int seeded = 0; seeded <= 1; seeded++) {
-        spec s = { NULL, seeded ? 0.9 : 0.0, 77, 0, 0, 0, 0, NULL };
+        spec s = { NULL, seeded ? 0.9 : 0.0, 77, 0, 0, 0, 0, NULL, 0, 0 };
         danu_context *orig = make_ctx(m, &s, 2, 0);
         CHECK_OK(danu_context_eval(orig, ids, n, NULL));
         danu_context *f = NULL;
@@ -552,10 +584,10 @@ START_TEST(test_copy)
     danu_token ids[512], other[64];
     const size_t n = encode(m, long_text, ids, 512);
     const size_t n_other = encode(m, "Something else entirely", other, 64);
-    spec s = { NULL, 0.9, 5, 0, 0, 0, 0, NULL };
+    spec s = { NULL, 0.9, 5, 0, 0, 0, 0, NULL, 0, 0 };
     danu_context *src = make_ctx(m, &s, 1, 0);
     CHECK_OK(danu_context_eval(src, ids, n, NULL));
-    spec sd = { NULL, 0.0, 99, 0, 0, 0, 0, NULL };
+    spec sd = { NULL, 0.0, 99, 0, 0, 0, 0, NULL, 0, 0 };
     danu_context *dst = make_ctx(m, &sd, 2, 300);
     CHECK_OK(danu_context_eval(dst, other, n_other, NULL));
     /* refused: dst unchanged */
@@ -642,9 +674,9 @@ typedef struct trio {
 } trio;
 
 static const spec trio_spec[3] = {
-    { "The capital of France is", 0.9, 21, 12, 0, PROMPT_EVAL, 0, NULL },
-    { "Once upon a time", 0.0, 0, 12, 0, PROMPT_EVAL, 0, NULL },
-    { "Hello there", 0.9, 23, 12, 0, PROMPT_EVAL, 0, NULL },
+    { "The capital of France is", 0.9, 21, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0 },
+    { "Once upon a time", 0.0, 0, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0 },
+    { "Hello there", 0.9, 23, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0 },
 };
 
 static void trio_make(danu_model *m, trio *t)
@@ -765,7 +797,7 @@ START_TEST(test_per_context_errors)
     danu_batch *b = NULL;
     CHECK_OK(danu_batch_create(m, 4, NULL, &b));
     danu_context *x[4];
-    spec g = { "Hi", 0.0, 0, 0, 0, PROMPT_EVAL, 0, NULL };
+    spec g = { "Hi", 0.0, 0, 0, 0, PROMPT_EVAL, 0, NULL, 0, 0 };
     x[0] = make_ctx(m, &g, 1, 0);   /* no logits */
     danu_token ids[64];
     const size_t n = encode(m, "Four or five tokens", ids, 64);
@@ -1051,6 +1083,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_batch_equals_alone);
     tcase_add_test(tc, test_batch_stop_string);
+    tcase_add_test(tc, test_batch_context_shift);
     tcase_add_test(tc, test_batch_generate_equals_generate);
     tcase_add_test(tc, test_fork_continues_as_original);
     tcase_add_test(tc, test_copy);
