@@ -954,13 +954,56 @@ END_TEST
 
 /* ---- memory -------------------------------------------------------------------------- */
 
-/* A batch holds memory (danu_batch_memory_size > 0, and the allocator's
- * bytes for it) and its steps and danu_batch_generate allocate nothing:
- * generation and queued prompt work alike. */
+/* An allocator that counts calls and the bytes it has handed out (a
+ * 16-byte header keeps each block's size and malloc's alignment). */
+typedef struct bytes_counter { long long live, calls, blocks; } bytes_counter;
+
+static void *bc_malloc(void *user, size_t n)
+{
+    bytes_counter *c = user;
+    c->calls++;
+    unsigned char *p = malloc(n + 16);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    c->live += (long long)n;
+    c->blocks++;
+    return p + 16;
+}
+
+static void bc_free(void *user, void *q)
+{
+    if (!q) return;
+    bytes_counter *c = user;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    c->live -= (long long)n;
+    c->blocks--;
+    free(p);
+}
+
+static void *bc_realloc(void *user, void *q, size_t n)
+{
+    bytes_counter *c = user;
+    if (!q) return bc_malloc(user, n);
+    c->calls++;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t old;
+    memcpy(&old, p, sizeof old);
+    unsigned char *r = realloc(p, n + 16);
+    if (!r) return NULL;
+    memcpy(r, &n, sizeof n);
+    c->live += (long long)n - (long long)old;
+    return r + 16;
+}
+
+/* danu_batch_memory_size is every byte a batch takes from the allocator
+ * (several shapes), and its steps and danu_batch_generate allocate
+ * nothing: generation and queued prompt work alike. */
 START_TEST(test_batch_step_allocates_nothing)
 {
-    tu_counter cnt = { 0, 0, 0 };
-    danu_allocator al = { sizeof al, tu_count_malloc, tu_count_realloc, tu_count_free, &cnt };
+    bytes_counter cnt = { 0, 0, 0 };
+    danu_allocator al = { sizeof al, bc_malloc, bc_realloc, bc_free, &cnt };
     danu_options *o = NULL;
     CHECK_OK(danu_options_create(&al, &o));
     danu_model *m = NULL;
@@ -971,18 +1014,31 @@ START_TEST(test_batch_step_allocates_nothing)
     danu_context *c[4];
     for (int i = 0; i < 4; i++) CHECK_OK(danu_context_create(m, o, &c[i]));
     CHECK_OK(danu_context_add_stop_string(c[1], "\x01never"));
+    static const int shapes[][3] = { { 1, 512, 1 }, { 4, 6, 2 }, { 8, 512, 2 }, { 64, 16, 1 } };   /* max, n_batch, threads */
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        danu_options *bo = NULL;
+        CHECK_OK(danu_options_create(NULL, &bo));
+        CHECK_OK(danu_options_set_int(bo, DANU_OPT_N_BATCH, shapes[k][1]));
+        CHECK_OK(danu_options_set_int(bo, DANU_OPT_N_THREADS, shapes[k][2]));
+        const long long live = cnt.live;
+        danu_batch *bk = NULL;
+        CHECK_OK(danu_batch_create(m, shapes[k][0], bo, &bk));
+        ck_assert_uint_gt(danu_batch_memory_size(bk), 0);
+        CHECK((long long)danu_batch_memory_size(bk) == cnt.live - live, "shape %zu: memory_size %zu, allocator %lld", k,
+              danu_batch_memory_size(bk), cnt.live - live);
+        danu_batch_free(bk);
+        ck_assert_int_eq(cnt.live, live);
+        danu_options_free(bo);
+    }
     danu_batch *b = NULL;
-    const long before = cnt.calls;
     CHECK_OK(danu_batch_create(m, 4, o, &b));
-    ck_assert_int_gt(cnt.calls, before);
-    ck_assert_uint_gt(danu_batch_memory_size(b), 0);
     danu_token ids[256];
     const size_t n = encode(m, long_text, ids, 256);
     CHECK_OK(danu_context_eval(c[0], ids, 10, NULL));
     CHECK_OK(danu_context_eval(c[1], ids, 20, NULL));
     CHECK_OK(danu_context_eval_begin(c[2], ids, n));
     CHECK_OK(danu_context_eval_begin(c[3], ids + 5, 30));
-    const long calls = cnt.calls;
+    const long long calls = cnt.calls;
     char text[4][256];
     int progressed = 0, tokens = 0;
     for (int s = 0; s < 40; s++) {
@@ -1000,12 +1056,13 @@ START_TEST(test_batch_step_allocates_nothing)
     ck_assert_int_gt(tokens, 100);
     int32_t reasons[4];
     CHECK_OK(danu_batch_generate(b, c, 4, 30, NULL, NULL, reasons));
-    CHECK(cnt.calls == calls, "steps made %ld allocation calls", cnt.calls - calls);
+    CHECK(cnt.calls == calls, "steps made %lld allocation calls", cnt.calls - calls);
     danu_batch_free(b);
     for (int i = 0; i < 4; i++) danu_context_free(c[i]);
     danu_model_free(m);
     danu_options_free(o);
     ck_assert_int_eq(cnt.live, 0);
+    ck_assert_int_eq(cnt.blocks, 0);
 }
 END_TEST
 
