@@ -101,9 +101,14 @@ int main(int argc, char **argv)
     danu_options_set_int(o, DANU_OPT_N_THREADS, 2);   /* leave cores to the game */
     danu_model *model = NULL;
     if ((s = danu_model_load(path, o, &model)) != DANU_OK) return fail("load", s);
+    /* Every character holds its own KV cache: size it for one conversation
+     * (scene, persona, reply) rather than the model's whole window. A small
+     * N_BATCH keeps each context's own scratch small too: the batch has its
+     * own, and the characters' work all goes through it. */
     int64_t train_ctx = 0;
     danu_model_get_int(model, DANU_INFO_CONTEXT_LENGTH, &train_ctx);
-    danu_options_set_int(o, DANU_OPT_N_CTX, train_ctx < 1024 ? train_ctx : 1024);
+    danu_options_set_int(o, DANU_OPT_N_CTX, train_ctx < 512 ? train_ctx : 512);
+    danu_options_set_int(o, DANU_OPT_N_BATCH, 64);
     danu_context *shared = NULL;
     danu_batch *batch = NULL;
     if ((s = danu_context_create(model, o, &shared)) != DANU_OK) return fail("context", s);
@@ -205,7 +210,8 @@ int main(int argc, char **argv)
         putchar('\n');
     }
     printf("shared prompt: %zu tokens evaluated in %.2f ms\n", danu_context_n_tokens(shared), scene_ms);
-    printf("fork: %d characters in %.3f ms\n", N_NPCS, fork_ms);
+    printf("fork: %d characters in %.3f ms (%.1f MB each)\n", N_NPCS, fork_ms,
+           (double)danu_context_memory_size(npcs[0].ctx) / 1e6);
     printf("generation: %ld tokens in %.2f s, %ld frames (%ld late), %ld batch steps: %.1f tokens/s in the loop, "
            "%.1f tokens/s of step time\n", total_tokens, gen_s, frames, late, batch_steps,
            gen_s > 0 ? (double)total_tokens / gen_s : 0.0, busy_ns > 0 ? (double)total_tokens / (busy_ns / 1e9) : 0.0);
