@@ -33,6 +33,7 @@ typedef struct spec {
     float eos_bias;         /* added to EOS's logit (0: none): stops it at EOS */
     const char *stop;       /* a stop string, or NULL */
     int n_ctx, shift;       /* 0 = the model's; DANU_FULL_SHIFT with n_keep 4 when shift */
+    int kv_f32;             /* DANU_KV_F32 instead of the default f16 */
 } spec;
 
 /* What a context produced: every id a step returned (EOS included), the
@@ -82,6 +83,7 @@ static danu_context *make_ctx(danu_model *m, const spec *s, int threads, int n_c
     CHECK_OK(danu_options_set_int(o, DANU_OPT_SEED, s->seed));
     CHECK_OK(danu_options_set_int(o, DANU_OPT_N_THREADS, threads));
     CHECK_OK(danu_options_set_int(o, DANU_OPT_N_CTX, s->n_ctx ? s->n_ctx : n_ctx));
+    if (s->kv_f32) CHECK_OK(danu_options_set_int(o, DANU_OPT_KV_TYPE, DANU_KV_F32));
     if (s->shift) {
         CHECK_OK(danu_options_set_int(o, DANU_OPT_ON_FULL, DANU_FULL_SHIFT));
         CHECK_OK(danu_options_set_int(o, DANU_OPT_N_KEEP, 4));
@@ -238,15 +240,15 @@ static int run_batch(danu_model *m, const spec *sp, int n, int threads, int n_ba
 /* ---- determinism ------------------------------------------------------------ */
 
 static const spec mix[MAXC] = {
-    /* prompt                         temp  seed max join kind             eos   stop  n_ctx shift */
-    { "The capital of France is",     0.0,  0,  24, 0, PROMPT_EVAL,       0,    NULL, 0, 0 },
-    { "Once upon a time",             0.9,  11, 30, 0, PROMPT_EVAL,       0,    NULL, 0, 0 },
-    { "In the beginning there was a", 0.9,  12, 40, 0, PROMPT_EVAL_BEGIN, 0,    NULL, 0, 0 },
-    { "Tell me a story about a cat",  0.0,  0,  18, 3, PROMPT_PROMPT_BEGIN, 0,  NULL, 0, 0 },
-    { "Hello",                        0.9,  13, 60, 1, PROMPT_EVAL,       9.0f, NULL, 0, 0 },
-    { "What is the answer?",          0.9,  14, 20, 5, PROMPT_CHAT_BEGIN, 0,    NULL, 0, 0 },
-    { "A long, long time ago, in a galaxy far away, there lived a", 0.0, 0, 12, 2, PROMPT_EVAL_BEGIN, 0, NULL, 0, 0 },
-    { "Numbers: one two three four",  0.9,  15, 50, 7, PROMPT_EVAL,       8.0f, NULL, 0, 0 },
+    /* prompt                         temp  seed max join kind             eos   stop  n_ctx shift f32 */
+    { "The capital of France is",     0.0,  0,  24, 0, PROMPT_EVAL,       0,    NULL, 0, 0, 0 },
+    { "Once upon a time",             0.9,  11, 30, 0, PROMPT_EVAL,       0,    NULL, 0, 0, 0 },
+    { "In the beginning there was a", 0.9,  12, 40, 0, PROMPT_EVAL_BEGIN, 0,    NULL, 0, 0, 0 },
+    { "Tell me a story about a cat",  0.0,  0,  18, 3, PROMPT_PROMPT_BEGIN, 0,  NULL, 0, 0, 0 },
+    { "Hello",                        0.9,  13, 60, 1, PROMPT_EVAL,       9.0f, NULL, 0, 0, 0 },
+    { "What is the answer?",          0.9,  14, 20, 5, PROMPT_CHAT_BEGIN, 0,    NULL, 0, 0, 0 },
+    { "A long, long time ago, in a galaxy far away, there lived a", 0.0, 0, 12, 2, PROMPT_EVAL_BEGIN, 0, NULL, 0, 0, 0 },
+    { "Numbers: one two three four",  0.9,  15, 50, 7, PROMPT_EVAL,       8.0f, NULL, 0, 0, 0 },
 };
 
 /* A context inside batches of 1..8 with any mix of others (generating,
@@ -342,6 +344,86 @@ START_TEST(test_batch_context_shift)
         run_batch(m, s, 3, 1, n_batches[nb], got);
         for (int i = 0; i < 3; i++) check_same(&got[i], &want[i], n_batches[nb] > 8 ? "shift" : "shift, n_batch 7", i);
     }
+    danu_model_free(m);
+}
+END_TEST
+
+/* Contexts with different KV cache types and sizes share a pass: each
+ * makes what it makes alone. */
+START_TEST(test_batch_mixed_contexts)
+{
+    danu_model *m = load_a();
+    spec s[4] = { mix[0], mix[1], mix[2], mix[6] };
+    s[0].kv_f32 = 1;
+    s[1].kv_f32 = 1;
+    s[2].n_ctx = 64;
+    s[3].n_ctx = 20;   /* below the window: a ring of 20 */
+    s[3].max = 30;     /* ends full */
+    s[3].join = 0;
+    run want[4], got[4];
+    for (int i = 0; i < 3; i++) reference(m, &s[i], 2, &want[i]);
+    /* the full one, alone: steps until CONTEXT_FULL */
+    {
+        memset(&want[3], 0, sizeof want[3]);
+        danu_context *c = make_ctx(m, &s[3], 2, 0);
+        give_prompt(m, c, &s[3], 0);
+        char text[1024];
+        for (;;) {
+            danu_token id;
+            size_t len;
+            int32_t why;
+            const danu_status st = danu_context_step(c, &id, text, sizeof text, &len, &why);
+            if (st == DANU_ERR_CONTEXT_FULL) { want[3].reason = why; break; }
+            CHECK(!take_step(&want[3], st, id, text, len, why, s[3].max), "the small context did not fill up");
+        }
+        ck_assert_int_eq(want[3].reason, DANU_STOP_FULL);
+        ck_assert_uint_eq(danu_context_n_tokens(c), 20);
+        danu_context_free(c);
+    }
+    danu_options *o = NULL;
+    CHECK_OK(danu_options_create(NULL, &o));
+    CHECK_OK(danu_options_set_int(o, DANU_OPT_N_THREADS, 2));
+    danu_batch *b = NULL;
+    CHECK_OK(danu_batch_create(m, 4, o, &b));
+    danu_options_free(o);
+    danu_context *c[4];
+    static char text[4][1024];
+    int done[4] = { 0 }, left = 4;
+    for (int i = 0; i < 4; i++) {
+        memset(&got[i], 0, sizeof got[i]);
+        c[i] = make_ctx(m, &s[i], 2, 0);
+        give_prompt(m, c[i], &s[i], 0);
+    }
+    while (left > 0) {
+        danu_batch_item it[4];
+        int who[4], k = 0;
+        for (int i = 0; i < 4; i++)
+            if (!done[i]) {
+                who[k] = i;
+                it[k++] = (danu_batch_item){ .struct_size = sizeof it[0], .ctx = c[i], .text = text[i], .cap = 1024 };
+            }
+        CHECK_OK(danu_batch_step(b, it, (size_t)k));
+        for (int j = 0; j < k; j++) {
+            const int i = who[j];
+            if (it[j].status == DANU_ERR_CONTEXT_FULL) {
+                ck_assert_int_eq(i, 3);
+                got[i].reason = it[j].reason;
+                done[i] = 1;
+                left--;
+                continue;
+            }
+            if (take_step(&got[i], it[j].status, it[j].id, it[j].text, it[j].len, it[j].reason, s[i].max)) {
+                if (got[i].reason < 0) finish(c[i], &got[i]);
+                done[i] = 1;
+                left--;
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        check_same(&got[i], &want[i], "mixed KV types and sizes", i);
+        danu_context_free(c[i]);
+    }
+    danu_batch_free(b);
     danu_model_free(m);
 }
 END_TEST
@@ -568,7 +650,7 @@ START_TEST(test_fork_continues_as_original)
     const size_t n = encode(m, long_text, ids, 512);
     CHECK(n > 100, "the long prompt has only %zu tokens", n);
     for (int seeded = 0; seeded <= 1; seeded++) {
-        spec s = { NULL, seeded ? 0.9 : 0.0, 77, 0, 0, 0, 0, NULL, 0, 0 };
+        spec s = { NULL, seeded ? 0.9 : 0.0, 77, 0, 0, 0, 0, NULL, 0, 0, 0 };
         danu_context *orig = make_ctx(m, &s, 2, 0);
         CHECK_OK(danu_context_eval(orig, ids, n, NULL));
         danu_context *f = NULL;
@@ -617,10 +699,10 @@ START_TEST(test_copy)
     danu_token ids[512], other[64];
     const size_t n = encode(m, long_text, ids, 512);
     const size_t n_other = encode(m, "Something else entirely", other, 64);
-    spec s = { NULL, 0.9, 5, 0, 0, 0, 0, NULL, 0, 0 };
+    spec s = { NULL, 0.9, 5, 0, 0, 0, 0, NULL, 0, 0, 0 };
     danu_context *src = make_ctx(m, &s, 1, 0);
     CHECK_OK(danu_context_eval(src, ids, n, NULL));
-    spec sd = { NULL, 0.0, 99, 0, 0, 0, 0, NULL, 0, 0 };
+    spec sd = { NULL, 0.0, 99, 0, 0, 0, 0, NULL, 0, 0, 0 };
     danu_context *dst = make_ctx(m, &sd, 2, 300);
     CHECK_OK(danu_context_eval(dst, other, n_other, NULL));
     /* refused: dst unchanged */
@@ -707,9 +789,9 @@ typedef struct trio {
 } trio;
 
 static const spec trio_spec[3] = {
-    { "The capital of France is", 0.9, 21, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0 },
-    { "Once upon a time", 0.0, 0, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0 },
-    { "Hello there", 0.9, 23, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0 },
+    { "The capital of France is", 0.9, 21, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0, 0 },
+    { "Once upon a time", 0.0, 0, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0, 0 },
+    { "Hello there", 0.9, 23, 12, 0, PROMPT_EVAL, 0, NULL, 0, 0, 0 },
 };
 
 static void trio_make(danu_model *m, trio *t)
@@ -830,7 +912,7 @@ START_TEST(test_per_context_errors)
     danu_batch *b = NULL;
     CHECK_OK(danu_batch_create(m, 4, NULL, &b));
     danu_context *x[4];
-    spec g = { "Hi", 0.0, 0, 0, 0, PROMPT_EVAL, 0, NULL, 0, 0 };
+    spec g = { "Hi", 0.0, 0, 0, 0, PROMPT_EVAL, 0, NULL, 0, 0, 0 };
     x[0] = make_ctx(m, &g, 1, 0);   /* no logits */
     danu_token ids[64];
     const size_t n = encode(m, "Four or five tokens", ids, 64);
@@ -1233,6 +1315,7 @@ int main(void)
     tcase_add_test(tc, test_batch_equals_alone);
     tcase_add_test(tc, test_batch_stop_string);
     tcase_add_test(tc, test_batch_context_shift);
+    tcase_add_test(tc, test_batch_mixed_contexts);
     tcase_add_test(tc, test_batch_generate_equals_generate);
     tcase_add_test(tc, test_fork_continues_as_original);
     tcase_add_test(tc, test_copy);
