@@ -8,7 +8,8 @@ CASE: simple | simple_cpp (greedy text = the transformers golden, decoded by
 `danu detokenize`), chat (piped stdin, C), chat_py (piped stdin, Python),
 game_loop (on its own job system: no thread started by libdanu, the reply
 equals `danu chat --greedy`, the frame-time distribution is printed; then
-cancelled mid-reply, context rewound).
+cancelled mid-reply, context rewound), npcs (8
+forked characters in one batch: each greedy reply equals `danu chat` alone).
 """
 import argparse
 import os
@@ -119,6 +120,50 @@ def main():
             check(0 < int(tokens) < 64, "tokens were generated before (%s in %s frames)" % (tokens, frames))
             check(n_ctx == n_prompt, "the half reply was removed from the context")
             check(re.search(r"libdanu started 0$", out, re.M) is not None, "libdanu started no thread")
+        elif a.case == "npcs":
+            n = 16
+            p = subprocess.run([a.exe, model, "--max-tokens", str(n), "--temp", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=120)
+            out = p.stdout
+            print("$ npcs\n--- stdout\n%s\n--- stderr\n%s" % (out.decode("utf-8", "replace"),
+                                                               p.stderr.decode("utf-8", "replace")))
+            check(p.returncode == 0, "exit status 0")
+            lines = out.split(b"\n")
+            scene = [l[len(b"scene: "):] for l in lines if l.startswith(b"scene: ")]
+            check(len(scene) == 1, "the scene is printed")
+            replies = [re.match(rb"^(\w+) said \(([a-z ]+), (\d+) tokens\): (.*)$", l) for l in lines]
+            replies = [m.groups() for m in replies if m]
+            check(len(replies) == 8, "8 replies printed")
+            personas = {}
+            for l in lines:
+                m = re.match(rb"^(\w+): (You are .*)$", l)
+                if m:
+                    personas[m.group(1)] = m.group(2)
+            check(len(personas) == 8, "8 personas printed")
+            for key in (b"shared prompt: ", b"fork: 8 characters in ", b"generation: "):
+                check(any(l.startswith(key) for l in lines), "summary line " + key.decode())
+            check(all(int(t) > 0 and r for _, _, t, r in replies), "every character said something")
+            streamed = {}
+            for l in lines:
+                m = re.match(rb"^\[(\w+)\] (.*)$", l)
+                if m:
+                    streamed[m.group(1)] = streamed.get(m.group(1), b"") + m.group(2)
+            for name, ending, tokens, reply in replies:
+                who = name.decode()
+                check(streamed.get(name, b"") == reply, who + ": the streamed pieces make the reply")
+                check(ending in (b"token limit", b"end of text"), who + ": ended by the limit or EOS")
+                check(ending != b"token limit" or int(tokens) == n, who + ": %d tokens at the limit" % n)
+                # the same character alone: `danu chat` with the scene as system prompt
+                ref = subprocess.run([a.danu, "chat", "-m", model, "--system", scene[0].decode(), "-p",
+                                      personas[name].decode(), "-n", str(n), "--greedy", "-t", "2"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+                check(ref.returncode == 0, who + ": danu chat ran")
+                text = ref.stdout[:-1] if ref.stdout.endswith(b"\n") else ref.stdout
+                esc = b"".join(b"\\\\" if c == 0x5c else b"\\n" if c == 0x0a else
+                               (b"\\x%02x" % c) if c < 0x20 or c == 0x7f else bytes([c]) for c in text)
+                if esc != reply:
+                    print("npcs printed %r\ndanu chat    %r" % (reply, esc))
+                check(esc == reply, who + ": the reply equals danu chat's alone")
         else:
             check(False, "unknown case " + a.case)
     finally:
