@@ -428,14 +428,10 @@ START_TEST(test_batch_mixed_contexts)
 }
 END_TEST
 
-/* KNOWN BUG (run with DN_TEST_KNOWN_BUGS=1): an item reported OK is a
- * finished step, as danu_context_step's: no work left pending, so
- * step_finish, state_save and copy work right after it. Under
- * DANU_FULL_SHIFT the step that shifts reports OK having evaluated 1 of
- * the re-queued tokens (dn_batch_step gives a generating context a chunk
- * of 1); the rest stays pending (danu_context_pending 22, n_tokens 1, no
- * logits) and step_finish returns STATE until the next batch step
- * (IN_PROGRESS) finishes it. Not registered by default. */
+/* An item reported OK is a finished step, as danu_context_step's: no work
+ * left pending, so step_finish, state_save and copy work right after it.
+ * Under DANU_FULL_SHIFT the step that shifts re-queues the kept tokens;
+ * the step stays in flight (IN_PROGRESS) until all of them went in. */
 START_TEST(test_shift_step_is_finished)
 {
     danu_model *m = load_a();
@@ -1326,7 +1322,7 @@ int main(void)
     tcase_add_test(tc, test_batch_step_allocates_nothing);
     tcase_add_test(tc, test_items_walked_with_struct_size);
     tcase_add_test(tc, test_batch_create_args);
-    if (getenv("DN_TEST_KNOWN_BUGS")) tcase_add_test(tc, test_shift_step_is_finished);
+    tcase_add_test(tc, test_shift_step_is_finished);
     suite_add_tcase(s, tc);
     int failed = tu_run(s);
     tu_rmtree(tmp);

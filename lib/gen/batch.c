@@ -177,7 +177,11 @@ danu_status dn_batch_step(danu_batch *b, danu_batch_item *items, size_t n)
         danu_status r = dn_context_chunk_end(c, common, &b->seq[k++]);
         /* an abort is used up by the step it stopped */
         if (r == DANU_ERR_ABORTED) atomic_store(&c->abort_flag, 0);
-        if (c->pend.active && r == DANU_OK) continue;    /* more to do: IN_PROGRESS */
+        if (c->pend.active && r == DANU_OK) {            /* more to do: no token yet */
+            it->status = DANU_IN_PROGRESS;
+            it->id = -1;
+            continue;
+        }
         if (c->pend.step) {                              /* the step's token went in (or failed) */
             c->pend.step = 0;
             it->status = dn_context_step_end(c, r, it->id, it->text, it->cap, &it->len, &it->reason);
