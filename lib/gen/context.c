@@ -565,9 +565,9 @@ danu_status dn_context_step_start(danu_context *c, danu_token *id, char *out, si
     if (cap) out[0] = 0;
     *id = -1;
     DN_TRY(hold_room(c));
-    DN_TRY(gen_start(c));
     danu_token t;
-    DN_TRY(dn_context_sample(c, &t));
+    DN_TRY(dn_context_sample(c, &t));   /* first: a step that cannot sample starts no generation */
+    DN_TRY(gen_start(c));
     *id = t;
     if (t == c->model->cfg.eos && !c->opt.ignore_eos) {
         *reason = DANU_STOP_EOS;
