@@ -46,6 +46,7 @@ static dn_team *pool_of(int n)
     ck_assert_ptr_nonnull(t);
     t->lanes = n;
     t->split_small = 1;   /* the test's shapes are small: split them anyway */
+    t->adapt = NULL;
     ck_assert_int_eq(dn_pool_create(dn_alloc_libc(), n, &t->pool), DANU_OK);
     return t;
 }

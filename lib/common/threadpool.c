@@ -26,6 +26,7 @@
 #include <string.h>
 #include "common/threadpool.h"
 #include "common/error.h"
+#include "common/os.h"
 
 #define ST_OPEN (1ull << 63)
 #define ST_JOIN (1ull << 32)          /* one more participant ever joined */
@@ -246,8 +247,9 @@ static void host_item(void *data, int32_t item)
     while ((c = atomic_fetch_add(&j->next, 1)) < j->n) j->fn(j->arg, c, item);
 }
 
-void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg)
+void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, uint64_t *waited)
 {
+    if (waited) *waited = 0;
     if (n <= 0) return;
     const int size = dn_pool_size(p);
     if (lanes > size) lanes = size;
@@ -287,6 +289,7 @@ void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg)
         fn(arg, c, 0);
         atomic_fetch_add(&s->done, 1);
     }
+    const uint64_t w0 = waited && atomic_load(&s->done) != n ? dn_time_ns() : 0;
     for (int i = 0; atomic_load(&s->done) != n; i++) {
         if (back_off(i, YIELD_WAIT)) continue;
         pthread_mutex_lock(&p->mu);
@@ -296,9 +299,39 @@ void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg)
         pthread_mutex_unlock(&p->mu);
         break;
     }
+    if (w0) *waited = dn_time_ns() - w0;
     /* close and leave; the last participant out frees the slot */
     uint64_t v = atomic_load(&s->state);
     while (!atomic_compare_exchange_weak(&s->state, &v, (v & ~ST_OPEN) - 1)) {}
+}
+
+/* A job "stalls" when the caller waited for others longer than the whole
+ * job took it to run its own chunks, and for more than STALL_NS; a few
+ * stalls in a row send the team's next SOLO_JOBS jobs (a few tokens'
+ * worth) to the caller alone. An idle machine never stalls: a helper's
+ * last chunk ends within a chunk's time. */
+enum { STALL_NS = 100000, STRIKES = 3, SOLO_JOBS = 512 };
+
+void dn_team_for(const dn_team *t, int64_t n, dn_chunk_fn fn, void *arg)
+{
+    dn_adapt *a = t ? t->adapt : NULL;
+    if (a && a->solo > 0) {
+        a->solo--;
+        dn_pool_for(NULL, 1, n, fn, arg, NULL);
+        return;
+    }
+    const uint64_t t0 = a ? dn_time_ns() : 0;
+    uint64_t waited = 0;
+    dn_pool_for(t ? t->pool : NULL, dn_team_lanes(t), n, fn, arg, a ? &waited : NULL);
+    if (!a) return;
+    const uint64_t ran = dn_time_ns() - t0 - waited;
+    if (waited > STALL_NS && waited > ran) {
+        if (++a->strikes >= STRIKES) {
+            a->strikes = 0;
+            a->solo = SOLO_JOBS;
+        }
+    } else if (a->strikes > 0)
+        a->strikes--;
 }
 
 typedef struct run_job { dn_task_fn fn; void *arg; int nth; } run_job;
@@ -313,5 +346,5 @@ static void run_chunk(void *a, int64_t c, int lane)
 void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg)
 {
     run_job r = { fn, arg, dn_pool_size(p) };
-    dn_pool_for(p, r.nth, r.nth, run_chunk, &r);
+    dn_pool_for(p, r.nth, r.nth, run_chunk, &r, NULL);
 }

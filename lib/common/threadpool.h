@@ -34,14 +34,25 @@ int dn_pool_size(const dn_pool *p);
 /* Let an own pool offer up to n lanes (never shrinks; host pools keep theirs). */
 void dn_pool_grow(dn_pool *p, int n);
 /* Run chunks 0..n_chunks-1 of fn on up to `lanes` lanes and return when all
- * finished. NULL pool, one lane or one chunk: on the calling thread. */
-void dn_pool_for(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg);
+ * finished. NULL pool, one lane or one chunk: on the calling thread.
+ * *waited (may be NULL) gets the ns the caller spent waiting for other
+ * participants' chunks after it ran out of chunks to take. */
+void dn_pool_for(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg, uint64_t *waited);
 /* fn(arg, ith, nth) for every ith < nth = dn_pool_size(p). */
 void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg);
+/* When helpers keep the caller waiting (the machine is busy and a worker
+ * holding a chunk was descheduled), the caller's jobs run alone for a
+ * while, then try the helpers again: a busy machine costs at most what
+ * the calling thread alone would take, plus the probes. */
+typedef struct dn_adapt {
+    int solo;       /* jobs left to run on the caller alone */
+    int strikes;    /* recent jobs that waited longer than they worked */
+} dn_adapt;
 /* A caller's share of a pool: the lanes its scratch was sized for. NULL
  * or one lane: the calling thread alone. Work too small to gain from
- * threads stays on the caller unless split_small (tests of the split). */
-typedef struct dn_team { dn_pool *pool; int lanes, split_small; } dn_team;
+ * threads stays on the caller unless split_small (tests of the split).
+ * adapt: NULL, or the caller's own record (one caller at a time). */
+typedef struct dn_team { dn_pool *pool; int lanes, split_small; dn_adapt *adapt; } dn_team;
 static inline int dn_team_lanes(const dn_team *t) { return t && t->pool ? t->lanes : 1; }
 /* Chunks for n units on a team: several per lane, so a late or
  * descheduled thread holds up little of the job. */
@@ -50,10 +61,7 @@ static inline int64_t dn_team_chunks(const dn_team *t, int64_t n)
     const int64_t c = (int64_t)dn_team_lanes(t) * 8;
     return c < n ? c : n;
 }
-static inline void dn_team_for(const dn_team *t, int64_t n_chunks, dn_chunk_fn fn, void *arg)
-{
-    dn_pool_for(t ? t->pool : NULL, dn_team_lanes(t), n_chunks, fn, arg);
-}
+void dn_team_for(const dn_team *t, int64_t n_chunks, dn_chunk_fn fn, void *arg);
 /* While some caller holds the pool (a forward pass runs), idle workers
  * poll longer before sleeping: a pass is ~170 jobs per token with short
  * serial gaps, and a futex wake-up costs as much as a small job. Polling

@@ -43,7 +43,7 @@ danu_status dn_batch_create(danu_model *m, int32_t max_ctx, const struct danu_op
     int32_t lanes = o->n_threads > 0 ? o->n_threads : grows ? dn_cpu_count() : dn_pool_size(b->pool);
     if (!grows && lanes > dn_pool_size(b->pool)) lanes = dn_pool_size(b->pool);
     if (grows) dn_pool_grow(b->pool, lanes);
-    b->team = (dn_team){ b->pool, lanes, 0 };
+    b->team = (dn_team){ b->pool, lanes, 0, &b->adapt };
     danu_status s = dn_scratch_init(&b->s, &b->alloc, m, b->n_batch, lanes, b->cap);
     if (s == DANU_OK) {
         b->out = dn_malloc_aligned(&b->alloc, (size_t)max_ctx * (size_t)cfg->vocab * sizeof(float));

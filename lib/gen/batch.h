@@ -10,6 +10,7 @@ struct danu_batch {
     int32_t max_ctx, n_batch, cap;   /* contexts and tokens per pass; longest ring */
     dn_pool *pool;                   /* a reference */
     dn_team team;
+    dn_adapt adapt;
     dn_scratch s;
     float *out;                      /* [max_ctx][vocab] logits of a pass's sequences */
     dn_seq *seq;                     /* [max_ctx] a pass's sequences */

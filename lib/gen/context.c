@@ -92,7 +92,7 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     c->opt.pool = NULL;          /* the bag's reference is not the context's */
     c->pool = dn_pool_ref(pool_of(m, o));
     if (c->pool == m->pool && m->pool_owned) dn_pool_grow(c->pool, p.n_threads);
-    c->team = (dn_team){ c->pool, p.n_threads, 0 };
+    c->team = (dn_team){ c->pool, p.n_threads, 0, &c->adapt };
     danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, p.n_batch, p.kv_type);
     if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, p.n_batch, p.n_threads, c->cap);
     if (s == DANU_OK) {

@@ -47,6 +47,7 @@ struct danu_context {
     int32_t n_ctx, cap;
     dn_pool *pool;               /* a reference: the options' pool or the model's */
     dn_team team;                /* the lanes of it this context uses (opt.n_threads) */
+    dn_adapt adapt;              /* its jobs' record of waiting for helpers */
     dn_kvcache kv;
     dn_scratch s;
     danu_token *tokens;          /* [n_ctx] history; position i = tokens[i] */
