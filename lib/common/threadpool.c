@@ -249,6 +249,13 @@ static void host_item(void *data, int32_t item)
 
 void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, uint64_t *waited)
 {
+    dn_pool_for_counted(p, lanes, n, fn, arg, waited, NULL);
+}
+
+void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, uint64_t *waited, int64_t *mine)
+{
+    int64_t own = 0;
+    if (mine) *mine = n;
     if (waited) *waited = 0;
     if (n <= 0) return;
     const int size = dn_pool_size(p);
@@ -288,7 +295,9 @@ void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, ui
     while ((c = atomic_fetch_add(&s->next, 1)) < n) {
         fn(arg, c, 0);
         atomic_fetch_add(&s->done, 1);
+        own++;
     }
+    if (mine) *mine = own;
     const uint64_t w0 = waited && atomic_load(&s->done) != n ? dn_time_ns() : 0;
     for (int i = 0; atomic_load(&s->done) != n; i++) {
         if (back_off(i, YIELD_WAIT)) continue;
@@ -305,16 +314,17 @@ void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, ui
     while (!atomic_compare_exchange_weak(&s->state, &v, (v & ~ST_OPEN) - 1)) {}
 }
 
-/* A job "stalls" when the caller waited for others longer than the whole
- * job took it to run its own chunks, and for more than STALL_NS; a few
- * stalls in a row send the team's next SOLO_JOBS jobs (a few tokens'
- * worth) to the caller alone. An idle machine never stalls: a helper's
- * last chunk ends within a chunk's time. */
-enum { STALL_NS = 100000, STRIKES = 3, SOLO_JOBS = 512 };
+/* A job is a strike when the helpers took under an eighth of its chunks
+ * (on an idle machine they take about their share: (lanes-1)/lanes), or
+ * when the caller waited for them longer than it worked and more than
+ * STALL_NS. STRIKES more strikes than good jobs send the team's next
+ * SOLO_JOBS jobs (a few tokens' worth) to the caller alone. */
+enum { STALL_NS = 100000, STRIKES = 16, SOLO_JOBS = 1024 };
 
 void dn_team_for(const dn_team *t, int64_t n, dn_chunk_fn fn, void *arg)
 {
     dn_adapt *a = t ? t->adapt : NULL;
+    const int lanes = dn_team_lanes(t);
     if (a && a->solo > 0) {
         a->solo--;
         dn_pool_for(NULL, 1, n, fn, arg, NULL);
@@ -322,16 +332,27 @@ void dn_team_for(const dn_team *t, int64_t n, dn_chunk_fn fn, void *arg)
     }
     const uint64_t t0 = a ? dn_time_ns() : 0;
     uint64_t waited = 0;
-    dn_pool_for(t ? t->pool : NULL, dn_team_lanes(t), n, fn, arg, a ? &waited : NULL);
-    if (!a) return;
+    int64_t mine = n;
+    dn_pool_for_counted(t ? t->pool : NULL, lanes, n, fn, arg, a ? &waited : NULL, &mine);
+    if (!a || lanes < 2 || n < 4 || t->pool->host_fn) return;
     const uint64_t ran = dn_time_ns() - t0 - waited;
-    if (waited > STALL_NS && waited > ran) {
+    if (8 * (n - mine) < n || (waited > STALL_NS && waited > ran)) {
         if (++a->strikes >= STRIKES) {
             a->strikes = 0;
             a->solo = SOLO_JOBS;
+            if (a->held) { dn_pool_hold(t->pool, 0); a->held = 0; }   /* let the workers sleep */
         }
     } else if (a->strikes > 0)
         a->strikes--;
+}
+
+void dn_team_hold(const dn_team *t, int on)
+{
+    if (!t || !t->pool) return;
+    dn_adapt *a = t->adapt;
+    if (!a) { dn_pool_hold(t->pool, on); return; }
+    if (on && !a->held && a->solo == 0) { dn_pool_hold(t->pool, 1); a->held = 1; }
+    if (!on && a->held) { dn_pool_hold(t->pool, 0); a->held = 0; }
 }
 
 typedef struct run_job { dn_task_fn fn; void *arg; int nth; } run_job;

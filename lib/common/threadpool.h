@@ -38,15 +38,20 @@ void dn_pool_grow(dn_pool *p, int n);
  * *waited (may be NULL) gets the ns the caller spent waiting for other
  * participants' chunks after it ran out of chunks to take. */
 void dn_pool_for(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg, uint64_t *waited);
+/* As dn_pool_for, also counting the chunks the caller ran itself. */
+void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg, uint64_t *waited,
+                         int64_t *mine);
 /* fn(arg, ith, nth) for every ith < nth = dn_pool_size(p). */
 void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg);
-/* When helpers keep the caller waiting (the machine is busy and a worker
- * holding a chunk was descheduled), the caller's jobs run alone for a
- * while, then try the helpers again: a busy machine costs at most what
- * the calling thread alone would take, plus the probes. */
+/* When helpers do not help (the machine is busy: they rarely get a core,
+ * or keep the caller waiting on a chunk they hold while descheduled), the
+ * caller's jobs run alone for a while, its workers asleep, then try the
+ * helpers again: on a busy machine more threads cost little more than
+ * the calling thread alone, plus the probes. */
 typedef struct dn_adapt {
     int solo;       /* jobs left to run on the caller alone */
-    int strikes;    /* recent jobs that waited longer than they worked */
+    int strikes;    /* recent jobs the helpers did not help */
+    int held;       /* this caller holds the pool (dn_team_hold) */
 } dn_adapt;
 /* A caller's share of a pool: the lanes its scratch was sized for. NULL
  * or one lane: the calling thread alone. Work too small to gain from
@@ -62,6 +67,9 @@ static inline int64_t dn_team_chunks(const dn_team *t, int64_t n)
     return c < n ? c : n;
 }
 void dn_team_for(const dn_team *t, int64_t n_chunks, dn_chunk_fn fn, void *arg);
+/* dn_pool_hold for a team's burst of jobs; a team running alone does not
+ * hold (its workers may sleep). */
+void dn_team_hold(const dn_team *t, int on);
 /* While some caller holds the pool (a forward pass runs), idle workers
  * poll longer before sleeping: a pass is ~170 jobs per token with short
  * serial gaps, and a futex wake-up costs as much as a small job. Polling

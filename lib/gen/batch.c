@@ -163,9 +163,9 @@ danu_status dn_batch_step(danu_batch *b, danu_batch_item *items, size_t n)
     dn_pass pass;
     dn_pass_begin(&pass, b->model, b->seq, k, 0, b->out);
     danu_status st = DANU_OK;
-    dn_pool_hold(b->pool, 1);
+    dn_team_hold(&b->team, 1);
     while (st == DANU_OK && pass.unit < pass.n_units) st = dn_pass_step(b->model, &b->s, &b->team, &pass);
-    dn_pool_hold(b->pool, 0);
+    dn_team_hold(&b->team, 0);
     /* every sequence aborted: each one's own outcome says so; another
      * failure (a kernel) is every context's, caches untouched */
     const danu_status common = st == DANU_ERR_ABORTED ? DANU_OK : st;

@@ -322,7 +322,7 @@ static danu_status advance(danu_context *c, int sliced, uint64_t budget_ns)
     const uint64_t t0 = dn_time_ns();
     uint64_t unit_ns = 0;
     danu_status s = DANU_OK;
-    dn_pool_hold(c->pool, 1);
+    dn_team_hold(&c->team, 1);
     while (p->active) {
         if (!p->chunk) {   /* the next batch */
             dn_context_chunk_begin(c, sliced ? slice_batch(c, budget_ns, unit_ns, p->seq.n) : 0, &p->seq);
@@ -335,7 +335,7 @@ static danu_status advance(danu_context *c, int sliced, uint64_t budget_ns)
         if (s == DANU_OK && p->pass.unit < p->pass.n_units) continue;
         if ((s = dn_context_chunk_end(c, s, &p->seq)) != DANU_OK) break;
     }
-    dn_pool_hold(c->pool, 0);
+    dn_team_hold(&c->team, 0);
     return s;
 }
 

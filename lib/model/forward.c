@@ -265,8 +265,8 @@ danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const
     dn_pass p;
     dn_pass_begin(&p, m, &q, 1, all_rows, NULL);
     danu_status st = DANU_OK;
-    dn_pool_hold(team ? team->pool : NULL, 1);
+    dn_team_hold(team, 1);
     while (st == DANU_OK && p.unit < p.n_units) st = dn_pass_step(m, s, team, &p);
-    dn_pool_hold(team ? team->pool : NULL, 0);
+    dn_team_hold(team, 0);
     return st;
 }
