@@ -19,7 +19,7 @@
 
 
 enum { X4, X8 };   /* q4_0x16, q8_0x16 */
-enum { MAXT = 8 };
+enum { MAXT = 8, PF_MIN_TOKENS = 2, PF_BLOCKS = 16 };
 
 /* bytes of one block column of a row group: d[16] f16 then the chunks
  * (quant.h; they start at X_QS in both types) */
@@ -36,6 +36,11 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
     __m512 F[MAXT];
     UNROLL for (int t = 0; t < NT; t++) F[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
+        /* several tokens make the tile compute-bound: fetch the weights
+         * PF_BLOCKS ahead so the DRAM stream overlaps the int8 work (one
+         * token streams faster without it) */
+        if (NT >= PF_MIN_TOKENS)
+            for (int l = 0; l < CB; l += 64) _mm_prefetch((const char *)w + PF_BLOCKS * CB + l, _MM_HINT_T0);
         /* this block's activation extras: qs at qo, sums and d_x at so */
         const size_t qo = (size_t)(b >> 3) * DN_XG_Q8_0 + 32 * (size_t)(b & 7);
         const size_t so = (size_t)(b >> 3) * DN_XG_Q8_0 + 4 * (size_t)(b & 7);
