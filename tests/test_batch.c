@@ -1154,56 +1154,13 @@ END_TEST
 
 /* ---- memory -------------------------------------------------------------------------- */
 
-/* An allocator that counts calls and the bytes it has handed out (a
- * 16-byte header keeps each block's size and malloc's alignment). */
-typedef struct bytes_counter { long long live, calls, blocks; } bytes_counter;
-
-static void *bc_malloc(void *user, size_t n)
-{
-    bytes_counter *c = user;
-    c->calls++;
-    unsigned char *p = malloc(n + 16);
-    if (!p) return NULL;
-    memcpy(p, &n, sizeof n);
-    c->live += (long long)n;
-    c->blocks++;
-    return p + 16;
-}
-
-static void bc_free(void *user, void *q)
-{
-    if (!q) return;
-    bytes_counter *c = user;
-    unsigned char *p = (unsigned char *)q - 16;
-    size_t n;
-    memcpy(&n, p, sizeof n);
-    c->live -= (long long)n;
-    c->blocks--;
-    free(p);
-}
-
-static void *bc_realloc(void *user, void *q, size_t n)
-{
-    bytes_counter *c = user;
-    if (!q) return bc_malloc(user, n);
-    c->calls++;
-    unsigned char *p = (unsigned char *)q - 16;
-    size_t old;
-    memcpy(&old, p, sizeof old);
-    unsigned char *r = realloc(p, n + 16);
-    if (!r) return NULL;
-    memcpy(r, &n, sizeof n);
-    c->live += (long long)n - (long long)old;
-    return r + 16;
-}
-
 /* danu_batch_memory_size is every byte a batch takes from the allocator
  * (several shapes), and its steps and danu_batch_generate allocate
  * nothing: generation and queued prompt work alike. */
 START_TEST(test_batch_step_allocates_nothing)
 {
-    bytes_counter cnt = { 0, 0, 0 };
-    danu_allocator al = { sizeof al, bc_malloc, bc_realloc, bc_free, &cnt };
+    tu_bytes cnt = { 0, 0, 0 };
+    danu_allocator al = { sizeof al, tu_bytes_malloc, tu_bytes_realloc, tu_bytes_free, &cnt };
     danu_options *o = NULL;
     CHECK_OK(danu_options_create(&al, &o));
     danu_model *m = NULL;

@@ -15,56 +15,15 @@
 static char *tmp;
 static const char *tiny_a_path;
 
-/* Allocator that knows the bytes it has handed out: a 16-byte header keeps
- * each block's size (16 keeps malloc's alignment for what follows). */
-typedef struct bytes_counter { long long live, calls; } bytes_counter;
-
-static void *bc_malloc(void *user, size_t n)
+static danu_options *counted_options(tu_bytes *bc)
 {
-    bytes_counter *c = user;
-    c->calls++;
-    unsigned char *p = malloc(n + 16);
-    if (!p) return NULL;
-    memcpy(p, &n, sizeof n);
-    c->live += (long long)n;
-    return p + 16;
-}
-
-static void bc_free(void *user, void *q)
-{
-    if (!q) return;
-    bytes_counter *c = user;
-    unsigned char *p = (unsigned char *)q - 16;
-    size_t n;
-    memcpy(&n, p, sizeof n);
-    c->live -= (long long)n;
-    free(p);
-}
-
-static void *bc_realloc(void *user, void *q, size_t n)
-{
-    bytes_counter *c = user;
-    if (!q) return bc_malloc(user, n);
-    c->calls++;
-    unsigned char *p = (unsigned char *)q - 16;
-    size_t old;
-    memcpy(&old, p, sizeof old);
-    unsigned char *r = realloc(p, n + 16);
-    if (!r) return NULL;
-    memcpy(r, &n, sizeof n);
-    c->live += (long long)n - (long long)old;
-    return r + 16;
-}
-
-static danu_options *counted_options(bytes_counter *bc)
-{
-    danu_allocator al = { sizeof al, bc_malloc, bc_realloc, bc_free, bc };
+    danu_allocator al = { sizeof al, tu_bytes_malloc, tu_bytes_realloc, tu_bytes_free, bc };
     danu_options *o = NULL;
     ck_assert_int_eq(danu_options_create(&al, &o), DANU_OK);
     return o;
 }
 
-static danu_model *load_counted(bytes_counter *bc, danu_options **o_out)
+static danu_model *load_counted(tu_bytes *bc, danu_options **o_out)
 {
     danu_options *o = counted_options(bc);
     danu_model *m = NULL;
@@ -99,7 +58,7 @@ static void greedy_pair(danu_model *m, danu_options *o, const char *text, danu_c
  * through steps with step_finish. */
 START_TEST(test_generation_allocates_nothing)
 {
-    bytes_counter bc = { 0, 0 };
+    tu_bytes bc = { 0, 0, 0 };
     danu_options *o;
     danu_model *m = load_counted(&bc, &o);
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_N_CTX, 48), DANU_OK);
@@ -184,7 +143,7 @@ END_TEST
  * with a larger buffer; steps never grow the hold buffer. */
 START_TEST(test_held_text_is_bounded)
 {
-    bytes_counter bc = { 0, 0 };
+    tu_bytes bc = { 0, 0, 0 };
     danu_options *o;
     danu_model *m = load_counted(&bc, &o);
     ck_assert_int_eq(danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1), DANU_OK);
@@ -287,7 +246,7 @@ START_TEST(test_memory_size_counts_everything)
     static const int64_t cases[][4] = {   /* n_ctx, n_batch, threads, kv type */
         { 0, 512, 1, DANU_KV_F16 }, { 64, 16, 2, DANU_KV_F32 }, { 300, 512, 2, DANU_KV_F16 }, { 7, 1, 3, DANU_KV_F16 },
     };
-    bytes_counter bc = { 0, 0 };
+    tu_bytes bc = { 0, 0, 0 };
     danu_options *o;
     danu_model *m = load_counted(&bc, &o);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -161,6 +161,45 @@ void tu_count_free(void *user, void *p)
     if (p) { c->live--; free(p); }
 }
 
+void *tu_bytes_malloc(void *user, size_t n)
+{
+    tu_bytes *c = user;
+    c->calls++;
+    unsigned char *p = malloc(n + 16);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    c->live += (long long)n;
+    c->blocks++;
+    return p + 16;
+}
+
+void tu_bytes_free(void *user, void *q)
+{
+    if (!q) return;
+    tu_bytes *c = user;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    c->live -= (long long)n;
+    c->blocks--;
+    free(p);
+}
+
+void *tu_bytes_realloc(void *user, void *q, size_t n)
+{
+    tu_bytes *c = user;
+    if (!q) return tu_bytes_malloc(user, n);
+    c->calls++;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t old;
+    memcpy(&old, p, sizeof old);
+    unsigned char *r = realloc(p, n + 16);
+    if (!r) return NULL;
+    memcpy(r, &n, sizeof n);
+    c->live += (long long)n - (long long)old;
+    return r + 16;
+}
+
 uint32_t tu_rand_u32(uint64_t *s)
 {
     *s ^= *s << 13;

@@ -71,4 +71,12 @@ typedef struct tu_counter { long live, calls, fail_at; } tu_counter;
 void *tu_count_malloc(void *user, size_t n);
 void *tu_count_realloc(void *user, void *p, size_t n);
 void tu_count_free(void *user, void *p);
+/* Allocator that knows the bytes it has handed out (live), its calls and
+ * the blocks still out: pass a tu_bytes as the user pointer of an
+ * allocator made of these three (a 16-byte header keeps each block's size
+ * and malloc's alignment). */
+typedef struct tu_bytes { long long live, calls, blocks; } tu_bytes;
+void *tu_bytes_malloc(void *user, size_t n);
+void *tu_bytes_realloc(void *user, void *p, size_t n);
+void tu_bytes_free(void *user, void *p);
 #endif
