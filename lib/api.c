@@ -119,18 +119,13 @@ static const struct danu_options *opts_or_default(const danu_options *o, struct 
 
 /* ---- pools ---- */
 
-static int threads_or_cores(const struct danu_options *o)
-{
-    return o->n_threads > 0 ? o->n_threads : dn_cpu_count();
-}
-
 danu_status danu_pool_create(const danu_options *opts, danu_pool **out)
 {
     ARG(out, "out is NULL");
     *out = NULL;
     struct danu_options tmp;
     const struct danu_options *o = opts_or_default(opts, &tmp);
-    return dn_pool_create(&o->alloc, threads_or_cores(o), out);
+    return dn_pool_create(&o->alloc, dn_options_threads(o), out);
 }
 
 danu_status danu_pool_create_host(const danu_options *opts, danu_parallel_for_fn fn, void *user, danu_pool **out)
@@ -140,7 +135,7 @@ danu_status danu_pool_create_host(const danu_options *opts, danu_parallel_for_fn
     ARG(fn, "the parallel-for callback is NULL");
     struct danu_options tmp;
     const struct danu_options *o = opts_or_default(opts, &tmp);
-    return dn_pool_create_host(&o->alloc, threads_or_cores(o), fn, user, out);
+    return dn_pool_create_host(&o->alloc, dn_options_threads(o), fn, user, out);
 }
 
 void danu_pool_free(danu_pool *pool) { dn_pool_free(pool); }
@@ -411,12 +406,8 @@ danu_status danu_context_prompt(danu_context *c, const danu_token *t, size_t n, 
 {
     ARG(c && t, "context or tokens is NULL");
     DN_TRY(dn_context_idle(c));
-    atomic_store(&c->abort_flag, 0);   /* an abort stops running work only */
-    for (size_t i = 0; i < n; i++)
-        DN_CHECK(t[i] >= 0 && t[i] < c->model->cfg.vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i,
-                 t[i], c->model->cfg.vocab - 1);
     call_starts(c);
-    return dn_context_prompt(c, t, n, n_reused);
+    return dn_context_prompt(c, t, n, n_reused);   /* checks the ids before touching the cache */
 }
 
 const float *danu_context_logits(const danu_context *c) { return c && c->has_logits ? c->logits : NULL; }
@@ -522,10 +513,6 @@ danu_status danu_context_prompt_begin(danu_context *c, const danu_token *t, size
 {
     if (n_reused) *n_reused = 0;
     ARG(c && t, "context or tokens is NULL");
-    DN_TRY(dn_context_idle(c));
-    for (size_t i = 0; i < n; i++)
-        DN_CHECK(t[i] >= 0 && t[i] < c->model->cfg.vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i,
-                 t[i], c->model->cfg.vocab - 1);
     call_starts(c);
     return dn_context_prompt_begin(c, t, n, n_reused);
 }

@@ -4,6 +4,7 @@
 #include "danu.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/os.h"
 #include "gen/sampler.h"
 
 struct danu_options {
@@ -29,6 +30,11 @@ struct danu_options {
 };
 
 void dn_options_defaults(struct danu_options *o);
+/* DANU_OPT_N_THREADS, 0 meaning the cores this process may run on. */
+static inline int32_t dn_options_threads(const struct danu_options *o)
+{
+    return o->n_threads > 0 ? o->n_threads : dn_cpu_count();
+}
 /* Set a key on the option bag (shared by options and live contexts). Each key
  * has one type: the setter of the other type returns DANU_ERR_UNSUPPORTED
  * naming the key, and never converts. */

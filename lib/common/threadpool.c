@@ -247,9 +247,9 @@ static void host_item(void *data, int32_t item)
     while ((c = atomic_fetch_add(&j->next, 1)) < j->n) j->fn(j->arg, c, item);
 }
 
-void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, uint64_t *waited)
+void dn_pool_for(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg)
 {
-    dn_pool_for_counted(p, lanes, n, fn, arg, waited, NULL);
+    dn_pool_for_counted(p, lanes, n, fn, arg, NULL, NULL);
 }
 
 void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void *arg, uint64_t *waited, int64_t *mine)
@@ -327,7 +327,7 @@ void dn_team_for(const dn_team *t, int64_t n, dn_chunk_fn fn, void *arg)
     const int lanes = dn_team_lanes(t);
     if (a && a->solo > 0) {
         a->solo--;
-        dn_pool_for(NULL, 1, n, fn, arg, NULL);
+        dn_pool_for(NULL, 1, n, fn, arg);
         return;
     }
     const uint64_t t0 = a ? dn_time_ns() : 0;
@@ -367,5 +367,5 @@ static void run_chunk(void *a, int64_t c, int lane)
 void dn_pool_run(dn_pool *p, dn_task_fn fn, void *arg)
 {
     run_job r = { fn, arg, dn_pool_size(p) };
-    dn_pool_for(p, r.nth, r.nth, run_chunk, &r, NULL);
+    dn_pool_for(p, r.nth, r.nth, run_chunk, &r);
 }

@@ -34,11 +34,11 @@ int dn_pool_size(const dn_pool *p);
 /* Let an own pool offer up to n lanes (never shrinks; host pools keep theirs). */
 void dn_pool_grow(dn_pool *p, int n);
 /* Run chunks 0..n_chunks-1 of fn on up to `lanes` lanes and return when all
- * finished. NULL pool, one lane or one chunk: on the calling thread.
- * *waited (may be NULL) gets the ns the caller spent waiting for other
- * participants' chunks after it ran out of chunks to take. */
-void dn_pool_for(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg, uint64_t *waited);
-/* As dn_pool_for, also counting the chunks the caller ran itself. */
+ * finished. NULL pool, one lane or one chunk: on the calling thread. */
+void dn_pool_for(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg);
+/* As dn_pool_for; *waited (may be NULL) gets the ns the caller spent
+ * waiting for other participants' chunks after it ran out of chunks to
+ * take, *mine (may be NULL) the chunks it ran itself. */
 void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n_chunks, dn_chunk_fn fn, void *arg, uint64_t *waited,
                          int64_t *mine);
 /* fn(arg, ith, nth) for every ith < nth = dn_pool_size(p). */

@@ -38,13 +38,9 @@ danu_status dn_batch_create(danu_model *m, int32_t max_ctx, const struct danu_op
     b->n_batch = o->n_batch > max_ctx ? o->n_batch : max_ctx;
     /* scores for the longest ring any context of the model can have */
     b->cap = cfg->window > 0 && cfg->window < cfg->max_ctx ? cfg->window : cfg->max_ctx;
-    b->pool = dn_pool_ref(o->pool ? o->pool : m->pool);
-    const int grows = b->pool == m->pool && m->pool_owned;
-    int32_t lanes = o->n_threads > 0 ? o->n_threads : grows ? dn_cpu_count() : dn_pool_size(b->pool);
-    if (!grows && lanes > dn_pool_size(b->pool)) lanes = dn_pool_size(b->pool);
-    if (grows) dn_pool_grow(b->pool, lanes);
-    b->team = (dn_team){ b->pool, lanes, 0, &b->adapt };
-    danu_status s = dn_scratch_init(&b->s, &b->alloc, m, b->n_batch, lanes, b->cap);
+    b->team = dn_model_team(m, o, dn_model_lanes(m, o), &b->adapt);
+    b->pool = b->team.pool;
+    danu_status s = dn_scratch_init(&b->s, &b->alloc, m, b->n_batch, b->team.lanes, b->cap);
     if (s == DANU_OK) {
         b->out = dn_malloc_aligned(&b->alloc, (size_t)max_ctx * (size_t)cfg->vocab * sizeof(float));
         b->seq = dn_calloc(&b->alloc, (size_t)max_ctx, sizeof *b->seq);
@@ -197,24 +193,25 @@ danu_status dn_batch_generate(danu_batch *b, danu_context *const *ctxs, size_t n
     DN_CHECK(n >= 1 && n <= (size_t)b->max_ctx, DANU_ERR_INVALID_ARG, "%zu contexts: the batch takes 1..%d", n,
              b->max_ctx);
     DN_CHECK(max_tokens >= 0, DANU_ERR_INVALID_ARG, "max_tokens is negative");
+    /* items[j] is context live[j]; a context leaves when it stops */
     for (size_t i = 0; i < n; i++) {
-        DN_CHECK(ctxs[i], DANU_ERR_INVALID_ARG, "context %zu is NULL", i);
-        DN_CHECK(ctxs[i]->model == b->model, DANU_ERR_INVALID_ARG, "context %zu belongs to another model", i);
-        for (size_t j = 0; j < i; j++)
-            DN_CHECK(ctxs[j] != ctxs[i], DANU_ERR_INVALID_ARG, "contexts %zu and %zu are the same", j, i);
+        b->live[i] = i;
+        b->items[i] = (danu_batch_item){ .struct_size = sizeof(danu_batch_item), .ctx = ctxs[i],
+                                         .text = b->text + i * GEN_TEXT, .cap = GEN_TEXT };
+    }
+    DN_TRY(check_items(b, b->items, n));
+    for (size_t i = 0; i < n; i++) {
         DN_CHECK(ctxs[i]->has_logits || ctxs[i]->pend.active, DANU_ERR_STATE,
                  "context %zu has no logits and no queued work: evaluate a prompt first", i);
         DN_TRY(ctxs[i]->pend.step && !ctxs[i]->gen_by_batch ?
                dn_seterr(DANU_ERR_STATE, "a sliced step is in flight on context %zu", i) : DANU_OK);
     }
     for (size_t i = 0; i < n; i++) {
-        b->live[i] = i;
         b->count[i] = 0;
         if (reasons) reasons[i] = DANU_STOP_LENGTH;
         ctxs[i]->gen_active = 0;   /* a new generation, as danu_context_generate starts one */
     }
-    size_t m = max_tokens > 0 ? n : 0;   /* items[j] is context live[j]; a context leaves when it stops */
-    while (m > 0) {
+    for (size_t m = max_tokens > 0 ? n : 0; m > 0;) {
         for (size_t j = 0; j < m; j++)
             b->items[j] = (danu_batch_item){ .struct_size = sizeof(danu_batch_item), .ctx = ctxs[b->live[j]],
                                              .text = b->text + b->live[j] * GEN_TEXT, .cap = GEN_TEXT };

@@ -13,22 +13,6 @@
  * n_ctx 0, the window, n_batch and the thread count into sizes. */
 typedef struct ctx_plan { int32_t n_ctx, cap, n_batch, n_threads, kv_type; } ctx_plan;
 
-/* The pool a context runs on, and how many of its lanes: n_threads, or by
- * default the cores (the model's own pool grows to that) or the whole of
- * a pool the caller made. */
-static dn_pool *pool_of(const danu_model *m, const struct danu_options *o)
-{
-    return o->pool ? o->pool : m->pool;
-}
-
-static int32_t lanes_of(const danu_model *m, const struct danu_options *o)
-{
-    const dn_pool *p = pool_of(m, o);
-    const int grows = p == m->pool && m->pool_owned;
-    const int32_t want = o->n_threads > 0 ? o->n_threads : grows ? dn_cpu_count() : dn_pool_size(p);
-    return grows || want <= dn_pool_size(p) ? want : dn_pool_size(p);
-}
-
 static danu_status plan(const danu_model *m, const struct danu_options *o, ctx_plan *p)
 {
     const dn_config *cfg = &m->cfg;
@@ -40,7 +24,7 @@ static danu_status plan(const danu_model *m, const struct danu_options *o, ctx_p
     /* a window W needs only the last W positions of each layer */
     p->cap = cfg->window > 0 && cfg->window < p->n_ctx ? cfg->window : p->n_ctx;
     p->n_batch = o->n_batch < p->n_ctx ? o->n_batch : p->n_ctx;
-    p->n_threads = lanes_of(m, o);
+    p->n_threads = dn_model_lanes(m, o);
     p->kv_type = o->kv_type;
     return DANU_OK;
 }
@@ -90,9 +74,8 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     c->opt.n_batch = p.n_batch;
     c->opt.n_threads = p.n_threads;
     c->opt.pool = NULL;          /* the bag's reference is not the context's */
-    c->pool = dn_pool_ref(pool_of(m, o));
-    if (c->pool == m->pool && m->pool_owned) dn_pool_grow(c->pool, p.n_threads);
-    c->team = (dn_team){ c->pool, p.n_threads, 0, &c->adapt };
+    c->team = dn_model_team(m, o, p.n_threads, &c->adapt);
+    c->pool = c->team.pool;
     danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, p.n_batch, p.kv_type);
     if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, p.n_batch, p.n_threads, c->cap);
     if (s == DANU_OK) {
@@ -154,14 +137,11 @@ danu_status dn_context_copy(danu_context *dst, const danu_context *src)
              src->cap, dst->cap);
     const dn_kvcache *a = &src->kv;
     const size_t row = (size_t)a->kv_dim * a->elem;
+    /* unwrapped: positions 0..n-1 are slots 0..n-1 in both; wrapped: the same ring size, the same slots */
+    const size_t slots = lo == 0 && n <= (size_t)dst->cap ? n : (size_t)a->cap;
     for (int l = 0; l < a->n_layers; l++) {
-        if (lo == 0 && n <= (size_t)dst->cap) {   /* positions 0..n-1 are slots 0..n-1 in both */
-            memcpy(dn_kv_k(&dst->kv, l, 0), dn_kv_k(a, l, 0), n * row);
-            memcpy(dn_kv_v(&dst->kv, l, 0), dn_kv_v(a, l, 0), n * row);
-        } else {                                   /* same ring size: the same slots */
-            memcpy(dn_kv_k(&dst->kv, l, 0), dn_kv_k(a, l, 0), (size_t)a->cap * row);
-            memcpy(dn_kv_v(&dst->kv, l, 0), dn_kv_v(a, l, 0), (size_t)a->cap * row);
-        }
+        memcpy(dn_kv_k(&dst->kv, l, 0), dn_kv_k(a, l, 0), slots * row);
+        memcpy(dn_kv_v(&dst->kv, l, 0), dn_kv_v(a, l, 0), slots * row);
     }
     memcpy(dst->tokens, src->tokens, n * sizeof *src->tokens);
     dst->n_tokens = n;
@@ -227,13 +207,19 @@ static danu_status shift(danu_context *c, size_t need)
     return DANU_OK;
 }
 
-/* Queue n tokens after the history (and a shift first, when full). Runs
- * nothing; on error nothing is queued. */
-static danu_status queue(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+static danu_status check_tokens(const danu_context *c, const danu_token *t, size_t n)
 {
     const int32_t vocab = c->model->cfg.vocab;
     for (size_t i = 0; i < n; i++)
         DN_CHECK(t[i] >= 0 && t[i] < vocab, DANU_ERR_BAD_TOKEN, "token %zu has id %d, outside 0..%d", i, t[i], vocab - 1);
+    return DANU_OK;
+}
+
+/* Queue n tokens after the history (and a shift first, when full). Runs
+ * nothing; on error nothing is queued. */
+static danu_status queue(danu_context *c, const danu_token *t, size_t n, float *all_logits)
+{
+    DN_TRY(check_tokens(c, t, n));
     if (n == 0) return DANU_OK;
     c->pend.end = c->n_tokens;
     c->pend.had_logits = c->has_logits;
@@ -394,10 +380,12 @@ void dn_context_clear(danu_context *c)
     c->hold_len = 0;
 }
 
-/* Keep the cached prefix shared with t, queue the rest; *kept = its length. */
+/* Keep the cached prefix shared with t, queue the rest; *kept = its length.
+ * The ids are checked before the cache is touched. */
 static danu_status prompt_queue(danu_context *c, const danu_token *t, size_t n, size_t *kept)
 {
     *kept = 0;
+    DN_TRY(check_tokens(c, t, n));
     DN_CHECK(n > 0, DANU_ERR_INVALID_ARG, "empty prompt");
     size_t p = 0;
     while (p < n && p < c->n_tokens && c->tokens[p] == t[p]) p++;

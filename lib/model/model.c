@@ -213,7 +213,7 @@ danu_status dn_model_load(const char *path, const struct danu_options *o, danu_m
         /* the model's pool: the caller's, or one of its own whose workers start when first needed */
         if (o->pool) m->pool = dn_pool_ref(o->pool);
         else {
-            s = dn_pool_create(&m->alloc, o->n_threads > 0 ? o->n_threads : dn_cpu_count(), &m->pool);
+            s = dn_pool_create(&m->alloc, dn_options_threads(o), &m->pool);
             m->pool_owned = s == DANU_OK;
         }
     }
@@ -229,6 +229,33 @@ danu_status dn_model_load(const char *path, const struct danu_options *o, danu_m
            m->cfg.hidden, m->cfg.vocab, m->cfg.window, m->kern->name);
     *out = m;
     return DANU_OK;
+}
+
+/* Work created with o runs on o's pool, else the model's: n_threads lanes
+ * of it, by default the cores (the model's own pool grows to that) or the
+ * whole of a pool the caller made. */
+static dn_pool *pool_for(const danu_model *m, const struct danu_options *o)
+{
+    return o->pool ? o->pool : m->pool;
+}
+
+static int grows(const danu_model *m, const dn_pool *p)
+{
+    return p == m->pool && m->pool_owned;
+}
+
+int32_t dn_model_lanes(const danu_model *m, const struct danu_options *o)
+{
+    const dn_pool *p = pool_for(m, o);
+    const int32_t want = o->n_threads > 0 || grows(m, p) ? dn_options_threads(o) : dn_pool_size(p);
+    return grows(m, p) || want <= dn_pool_size(p) ? want : dn_pool_size(p);
+}
+
+dn_team dn_model_team(danu_model *m, const struct danu_options *o, int32_t lanes, dn_adapt *adapt)
+{
+    dn_pool *p = dn_pool_ref(pool_for(m, o));
+    if (grows(m, p)) dn_pool_grow(p, lanes);
+    return (dn_team){ p, lanes, 0, adapt };
 }
 
 void dn_model_free(danu_model *m)

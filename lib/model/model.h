@@ -90,4 +90,9 @@ danu_status dn_model_load(const char *path, const struct danu_options *o, danu_m
  * Load progress is reported from p0 up to 0.99. */
 danu_status dn_model_repack(danu_model *m, const struct danu_options *o, float p0);
 void dn_model_free(danu_model *m);
+/* Lanes of a pool that a context or batch created with o on m uses. */
+int32_t dn_model_lanes(const danu_model *m, const struct danu_options *o);
+/* Its team of `lanes`: o's pool or the model's (which grows to it), with a
+ * reference the caller drops with dn_pool_free(team.pool). */
+dn_team dn_model_team(danu_model *m, const struct danu_options *o, int32_t lanes, dn_adapt *adapt);
 #endif
