@@ -255,18 +255,3 @@ danu_status dn_pass_step(const danu_model *m, dn_scratch *s, const dn_team *team
             if (!p->seq[i].aborted) dn_kv_commit(p->seq[i].kv, p->seq[i].pos0, p->seq[i].n);
     return DANU_OK;
 }
-
-/* The workers poll for the whole pass: it is ~170 jobs per token with
- * short serial gaps that a sleeping worker would miss. */
-danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team,
-                       const danu_token *tokens, int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort)
-{
-    dn_seq q = { .kv = kv, .tokens = tokens, .n = n, .pos0 = pos0, .logits = logits, .abort = abort };
-    dn_pass p;
-    dn_pass_begin(&p, m, &q, 1, all_rows, NULL);
-    danu_status st = DANU_OK;
-    dn_team_hold(team, 1);
-    while (st == DANU_OK && p.unit < p.n_units) st = dn_pass_step(m, s, team, &p);
-    dn_team_hold(team, 0);
-    return st;
-}

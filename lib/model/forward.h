@@ -31,20 +31,16 @@ size_t dn_scratch_bytes(const dn_scratch *s, const danu_model *m);
 /* Bytes dn_scratch_init with these arguments takes from the allocator. */
 size_t dn_scratch_plan_bytes(const danu_model *m, int32_t n_batch, int32_t n_threads, int32_t cap);
 
-/* Evaluate n tokens (n <= n_batch) at positions pos0..pos0+n-1, attending to
- * the cached positions before pos0 (the window's worth). On success the
- * batch's K/V are committed to the cache. logits: NULL, or the last row only
- * (all_rows 0: vocab floats) or every row (all_rows 1: n * vocab floats).
- * Returns ABORTED (cache untouched) when *abort becomes nonzero, INTERNAL
- * (cache untouched) when a kernel is missing for a matrix. */
-danu_status dn_forward(const danu_model *m, dn_kvcache *kv, dn_scratch *s, const dn_team *team,
-                       const danu_token *tokens, int n, int64_t pos0, float *logits, int all_rows, atomic_int *abort);
-
-/* The pass one unit at a time (a decoder layer, or a part of the output
- * layer), for work in slices, over one or more sequences: each its own
- * cache, positions and tokens; their rows go through the matrix products
- * together. tokens, logits and the scratch must stay untouched between
- * steps. */
+/* A forward pass, one unit at a time (a decoder layer, or a part of the
+ * output layer), over one or more sequences: each evaluates its n tokens
+ * (all of them <= the scratch's n_batch) at positions pos0..pos0+n-1 on its
+ * own cache, attending to the cached positions before pos0 (the window's
+ * worth); their rows go through the matrix products together. The last
+ * unit commits each sequence's K/V; logits: NULL, or the last row's (or,
+ * one sequence with all_rows, every row's). tokens, logits and the scratch
+ * must stay untouched between steps. Callers hold the pool over a pass
+ * (dn_team_hold): it is ~170 jobs per token with short serial gaps that
+ * a sleeping worker would miss. */
 typedef struct dn_seq {
     dn_kvcache *kv;
     const danu_token *tokens;
@@ -63,7 +59,8 @@ typedef struct dn_pass {
 } dn_pass;
 void dn_pass_begin(dn_pass *p, const danu_model *m, dn_seq *seq, int n_seq, int all_rows, float *out);
 /* Run the next unit; the pass is complete (K/V committed) when p->unit
- * reaches p->n_units. Errors as dn_forward (ABORTED once every sequence
- * is aborted); the caches are then untouched. */
+ * reaches p->n_units. Errors, the caches then untouched: ABORTED once
+ * every sequence's abort flag is up, INTERNAL when a kernel is missing
+ * for a matrix. */
 danu_status dn_pass_step(const danu_model *m, dn_scratch *s, const dn_team *team, dn_pass *p);
 #endif
