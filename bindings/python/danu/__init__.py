@@ -569,6 +569,43 @@ class _Children:
         _call("danu_model_free", h)
 
 
+class _ModelChild:
+    """A libdanu object freed before its model (a context, a batch):
+    registered in the model's _Children at creation; close(), a with
+    statement or the garbage collector frees it. Subclasses name their
+    free function (_free) and what they are (_what)."""
+
+    _free = _what = None
+
+    def _adopt(self, model):
+        self._children = model._children
+        model._children.add(self)       # closed with the model, before it is freed
+
+    def _handle(self):
+        if not self._h:
+            raise StateError(11, "the %s is closed" % self._what)
+        return self._h
+
+    def close(self):
+        """Free the object (at most once)."""
+        if self._h:
+            h, self._h = self._h, None
+            _call(self._free, h)
+            self._children.closed()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class Model:
     """Weights and tokenizer of an HF directory or a GGUF file.
 
@@ -819,7 +856,7 @@ class Step(tuple):
     reason = property(lambda self: self[2])
 
 
-class Context:
+class Context(_ModelChild):
     """KV cache, sampler and history on a model; one thread at a time.
 
     Context(model, n_ctx=0, n_threads=..., temperature=0.8, top_k=40, top_p=0.95,
@@ -829,6 +866,8 @@ class Context:
     pool: evaluate on that pool (using at most n_threads of its threads) instead
     of the model's.
     """
+
+    _free, _what = "danu_context_free", "context"
 
     def __init__(self, model, *, log=None, pool=None, **options):
         self._h = None
@@ -845,31 +884,7 @@ class Context:
         self._h = h
         self._log = opts.log
         self._buf = ctypes.create_string_buffer(_STEP_BUFFER)
-        self._children = model._children
-        model._children.add(self)
-
-    def _handle(self):
-        if not self._h:
-            raise StateError(11, "the context is closed")
-        return self._h
-
-    def close(self):
-        if self._h:
-            h, self._h = self._h, None
-            _call("danu_context_free", h)
-            self._children.closed()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+        self._adopt(model)
 
     # settings
     def set(self, **options):
@@ -1184,7 +1199,7 @@ class Checkpoint:
 
 
 # ---- many contexts at once (0.2) ----------------------------------------------------
-class Batch:
+class Batch(_ModelChild):
     """Many contexts of one model advanced together (libdanu 0.2).
 
     Batch(model, max_contexts, n_batch=None, n_threads=None, pool=None, log=None)
@@ -1201,6 +1216,8 @@ class Batch:
     generate(contexts, max_tokens, stream=True)
                         (context, piece) events, then .stop_reasons
     """
+
+    _free, _what = "danu_batch_free", "batch"
 
     def __init__(self, model, max_contexts, *, n_batch=None, n_threads=None, pool=None, log=None):
         self._h = None
@@ -1225,32 +1242,7 @@ class Batch:
             opts.free()
         self._h = h
         self._log = opts.log
-        self._children = model._children
-        model._children.add(self)       # closed with the model, before it is freed
-
-    def _handle(self):
-        if not self._h:
-            raise StateError(11, "the batch is closed")
-        return self._h
-
-    def close(self):
-        """Free the batch; its contexts are unaffected."""
-        if self._h:
-            h, self._h = self._h, None
-            _call("danu_batch_free", h)
-            self._children.closed()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+        self._adopt(model)
 
     @property
     def memory_size(self):
