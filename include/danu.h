@@ -842,7 +842,8 @@ enum {
     DANU_STOP_STRING = 2,   /* a stop string appeared     */
     DANU_STOP_CALLBACK = 3, /* the callback returned != 0 */
     DANU_STOP_ABORTED = 4,  /* danu_context_abort()       */
-    DANU_STOP_FULL = 5      /* context full (ON_FULL=ERROR) */
+    DANU_STOP_FULL = 5,     /* context full (ON_FULL=ERROR) */
+    DANU_STOP_GRAMMAR = 6   /* the constraint is complete and nothing can follow (0.2) */
 };
 
 /** METHOD. Add a stop string for generate and step: generation ends when the
@@ -859,6 +860,142 @@ DANU_API danu_status danu_context_add_stop_string(danu_context *ctx, const char 
  *  Thread: the thread using ctx.
  *  @since 0.1 */
 DANU_API danu_status danu_context_clear_stop_strings(danu_context *ctx);
+
+/* ------------------------------------------------------------------ */
+/* Constrained output: grammars, JSON Schema, choices (0.2)             */
+/* ------------------------------------------------------------------ */
+
+/* A constraint restricts generated text to a language: a GBNF grammar
+ * (llama.cpp's grammar format), a JSON Schema (converted to a grammar), or a
+ * list of strings. It is compiled once for a tokenizer's vocabulary into an
+ * immutable, reference-counted object that any number of contexts on any
+ * threads may use at once.
+ *
+ * With a constraint attached, each sampled token keeps the generated text a
+ * prefix of a string of the language. Sampling order: penalties, logit bias,
+ * then the constraint's mask (disallowed tokens get -inf), then greedy or
+ * top-k, temperature, top-p, min-p. EOS is allowed only where the text is a
+ * complete string of the language; a generation whose text is complete and
+ * admits no continuation ends with DANU_STOP_GRAMMAR (the text is final:
+ * nothing is held back for the next step). Text is matched as the token
+ * decoder produces it: a token's bytes, with byte-fallback tokens and UTF-8
+ * characters split across tokens handled exactly (no token that would make
+ * the text invalid UTF-8 is ever allowed). Stop strings still apply. */
+typedef struct danu_constraint danu_constraint;
+
+/* danu_context_constraint_state values. */
+enum {
+    DANU_CONSTRAINT_NONE = 0,       /* no constraint attached                   */
+    DANU_CONSTRAINT_OPEN = 1,       /* the text so far is not yet complete      */
+    DANU_CONSTRAINT_COMPLETE = 2,   /* complete; it may also continue           */
+    DANU_CONSTRAINT_FINISHED = 3    /* complete and nothing can follow          */
+};
+
+/* Flags of the JSON Schema calls. */
+enum {
+    DANU_SCHEMA_SPACES = 1   /* allow a space or newline+indent between JSON tokens (default: compact) */
+};
+
+/** CONSTRUCTOR. Compile a GBNF grammar (the format of llama.cpp's grammars:
+ *  rules "name ::= ...", alternatives |, sequences, groups ( ), ? * +,
+ *  {m}, {m,}, {m,n}, "literals", [character classes] with ranges and ^,
+ *  . for any character, backslash escapes (\n \r \t \" \\ \[ \] \xHH \uHHHH
+ *  \UHHHHHHHH), # comments).
+ *  @param tok  the vocabulary to compile for (danu_model_tokenizer or a
+ *              loaded tokenizer); only read during the call.
+ *  @param gbnf the grammar text, UTF-8, len bytes (need not be
+ *              NUL-terminated).
+ *  @param len  its length in bytes.
+ *  @param root the start rule's name, NUL-terminated; NULL means "root".
+ *  @param out  receives the constraint; NULL on error.
+ *  @return OK. Errors: INVALID_ARG (NULL argument, a syntax error: the
+ *          message gives line and column; an undefined rule, left recursion,
+ *          a rule matching nothing, no root rule), BAD_UTF8, UNSUPPORTED (a
+ *          grammar too large: over 2^20 elements after expanding
+ *          repetitions), NOMEM.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_constraint_from_grammar(const danu_tokenizer *tok, const char *gbnf, size_t len,
+                                                  const char *root, danu_constraint **out);
+/** CONSTRUCTOR. Compile a JSON Schema: the output is one JSON value valid
+ *  under the schema, compact unless DANU_SCHEMA_SPACES. Supported: type
+ *  (one or a list), properties (generated in the schema's order, required
+ *  ones always, optional ones optionally), required, additionalProperties
+ *  (false or absent: no other members; a schema: a map when there are no
+ *  properties), enum, const, items, minItems, maxItems, minLength,
+ *  maxLength, minimum/maximum/exclusiveMinimum/exclusiveMaximum for
+ *  integers, $defs/definitions with $ref "#/$defs/NAME", anyOf, oneOf
+ *  (generated as anyOf). Annotations (title, description, $schema, $id,
+ *  default, examples, $comment) are ignored; any other keyword is refused.
+ *  @param tok    the vocabulary (as danu_constraint_from_grammar).
+ *  @param schema the schema as JSON text, len bytes.
+ *  @param len    its length in bytes.
+ *  @param flags  0 or DANU_SCHEMA_SPACES.
+ *  @param out    receives the constraint; NULL on error.
+ *  @return OK. Errors: INVALID_ARG (NULL argument, unknown flag bits, the
+ *          text is not JSON, a schema value of the wrong type, a $ref to a
+ *          missing definition, minimum above maximum), UNSUPPORTED (a
+ *          keyword that cannot be honoured: the message names it and its
+ *          JSON path), BAD_UTF8, NOMEM.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_constraint_from_json_schema(const danu_tokenizer *tok, const char *schema, size_t len,
+                                                      uint32_t flags, danu_constraint **out);
+/** CONSTRUCTOR. A constraint whose language is exactly the given strings
+ *  (the cheapest constraint: an action list).
+ *  @param tok     the vocabulary (as danu_constraint_from_grammar).
+ *  @param choices n NUL-terminated UTF-8 strings, not empty.
+ *  @param n       1 or more.
+ *  @param out     receives the constraint; NULL on error.
+ *  @return OK. Errors: INVALID_ARG (NULL argument, n 0, an empty string),
+ *          BAD_UTF8, NOMEM.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_constraint_from_choices(const danu_tokenizer *tok, const char *const *choices, size_t n,
+                                                  danu_constraint **out);
+/** DESTRUCTOR. Drop the caller's reference; contexts it is attached to keep
+ *  theirs, so it may be freed right after danu_context_set_constraint.
+ *  @param c the constraint; NULL is ignored.
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API void danu_constraint_free(danu_constraint *c);
+/** FUNCTION. The GBNF grammar a JSON Schema compiles to (to read, edit, or
+ *  compile with danu_constraint_from_grammar).
+ *  @param schema  the schema as JSON text, len bytes.
+ *  @param len     its length in bytes.
+ *  @param flags   0 or DANU_SCHEMA_SPACES.
+ *  @param out     buffer for the grammar, NUL-terminated; may be NULL when
+ *                 cap is 0.
+ *  @param cap     its capacity in bytes.
+ *  @param len_out receives the grammar's length without the NUL (also when
+ *                 it does not fit).
+ *  @return OK. Errors: those of danu_constraint_from_json_schema,
+ *          BUFFER_TOO_SMALL (cap <= *len_out).
+ *  Thread: any thread.
+ *  @since 0.2 */
+DANU_API danu_status danu_json_schema_to_grammar(const char *schema, size_t len, uint32_t flags, char *out,
+                                                 size_t cap, size_t *len_out);
+/** METHOD. Attach a constraint to a context (it takes a reference), or
+ *  remove it (NULL). The text generated from the next step on (step,
+ *  step_sliced, generate, batch calls) is matched from the language's
+ *  start, and so is each later generation's; danu_context_sample applies
+ *  the mask of the current point without advancing it.
+ *  @param ctx the context.
+ *  @param c   a constraint compiled for the vocabulary of ctx's model, or
+ *             NULL to remove.
+ *  @return OK. Errors: INVALID_ARG (ctx NULL, c compiled for another
+ *          vocabulary), STATE (work pending: a *_begin call or a sliced
+ *          step in flight), NOMEM. On error the context keeps what it had.
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_set_constraint(danu_context *ctx, danu_constraint *c);
+/** METHOD. Where the constrained generation stands.
+ *  @param ctx   the context.
+ *  @param state receives a DANU_CONSTRAINT_* value.
+ *  @return OK. Errors: INVALID_ARG (NULL argument).
+ *  Thread: the thread using ctx.
+ *  @since 0.2 */
+DANU_API danu_status danu_context_constraint_state(const danu_context *ctx, int32_t *state);
 
 /** METHOD. From the current state (the last evaluated logits), sample and
  *  append up to max_tokens tokens, calling fn for each (see danu_token_fn).
