@@ -231,7 +231,7 @@ static int bit(const uint32_t *m, int32_t id) { return (m[id >> 5] >> (id & 31))
 
 /* Walk randomly from the start for up to `steps` tokens, comparing masks at
  * every step; returns the number of steps taken. */
-static int walk_compare(danu_constraint *c, uint64_t seed, int steps, int strip_first)
+static int walk_compare(danu_constraint *c, uint64_t seed, int steps, int strip_first, size_t cache_limit)
 {
     int32_t n = danu_tokenizer_vocab_size(llama);
     size_t words = (size_t)(n + 31) / 32;
@@ -239,6 +239,7 @@ static int walk_compare(danu_constraint *c, uint64_t seed, int steps, int strip_
     int32_t *allowed = malloc((size_t)n * sizeof *allowed);
     dn_matcher *m;
     ck_assert_int_eq(dn_matcher_create(c, dn_alloc_libc(), &m), DANU_OK);
+    if (cache_limit) dn_matcher_set_cache_limit(m, cache_limit);
     int k = 0;
     for (; k < steps; k++) {
         int strip = strip_first && k == 0;
@@ -275,7 +276,9 @@ START_TEST(masks_equal_brute_force)
         danu_constraint *c;
         ck_assert_msg(danu_constraint_from_grammar(llama, grammars[i], strlen(grammars[i]), NULL, &c) == DANU_OK,
                       "%s", danu_last_error());
-        for (uint64_t seed = 1; seed <= 3; seed++) walk_compare(c, seed * 7919 + i, 12, seed == 2);
+        for (uint64_t seed = 1; seed <= 3; seed++) walk_compare(c, seed * 7919 + i, 12, seed == 2, 0);
+        /* caches dropped before every mask: the position survives them */
+        walk_compare(c, 4 * 7919 + i, 12, 0, 1);
         danu_constraint_free(c);
     }
 }
