@@ -27,9 +27,11 @@ namespace Danu
         const CallingConvention C = CallingConvention.Cdecl;
 
         // The DANU_LIBRARY override must be loaded before the first call
-        // resolves "danu": every public entry point goes through this class.
-        static Native() { DanuLibrary.PreloadFromEnvironment(); }
-        internal static void Touch() { }
+        // resolves "danu" (Mono binds a P/Invoke before any static
+        // constructor of its class runs): every public entry point that can
+        // come first (DanuLibrary's members, the constructors and loaders)
+        // calls this.
+        internal static bool Touch() { DanuLibrary.EnsureLoaded(); return true; }
 
         // versions and errors
         [DllImport(Lib, CallingConvention = C)] internal static extern uint danu_version_number();

@@ -1,6 +1,7 @@
 // Objects.cs - DanuOptions, DanuModel, DanuTokenizer, DanuDecoder, DanuConstraint.
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Danu
@@ -16,9 +17,12 @@ namespace Danu
         NativeProgressFn progressFn;
         internal NativeLogFn LogFn;   // models and contexts created with it keep it alive
 
-        public DanuOptions()
+        /// <summary>A new options bag holding every default.</summary>
+        public DanuOptions() : this(Native.Touch()) { }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]   // see DanuLibrary: load DANU_LIBRARY before binding
+        DanuOptions(bool loaded)
         {
-            Native.Touch();
             IntPtr p;
             int st = Native.danu_options_create(IntPtr.Zero, out p);
             DanuException.Check(st, "danu_options_create");
@@ -126,10 +130,13 @@ namespace Danu
         readonly NativeLogFn logFn;
         DanuTokenizer tokenizer;
 
-        public DanuModel(string path, DanuOptions options = null)
+        /// <summary>danu_model_load: an HF directory or a .gguf file.</summary>
+        public DanuModel(string path, DanuOptions options = null) : this(Native.Touch(), path, options) { }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        DanuModel(bool loaded, string path, DanuOptions options)
         {
             if (path == null) throw new ArgumentNullException("path");
-            Native.Touch();
             IntPtr p;
             int st = Native.danu_model_load(DanuUtf8.Z(path), DanuOptions.H(options), out p);
             GC.KeepAlive(options);
@@ -197,10 +204,18 @@ namespace Danu
 
         internal DanuTokenizer(TokenizerHandle h) { Handle = h; }
 
+        /// <summary>danu_tokenizer_load: a bare SentencePiece tokenizer.model.</summary>
+        [MethodImpl(MethodImplOptions.NoInlining)]
         public static DanuTokenizer Load(string path, DanuOptions options = null)
         {
-            if (path == null) throw new ArgumentNullException("path");
             Native.Touch();
+            return LoadCore(path, options);
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static DanuTokenizer LoadCore(string path, DanuOptions options)
+        {
+            if (path == null) throw new ArgumentNullException("path");
             IntPtr p;
             int st = Native.danu_tokenizer_load(DanuUtf8.Z(path), DanuOptions.H(options), out p);
             GC.KeepAlive(options);
@@ -409,9 +424,16 @@ namespace Danu
         }
 
         /// <summary>danu_json_schema_to_grammar: the GBNF a schema compiles to.</summary>
+        [MethodImpl(MethodImplOptions.NoInlining)]
         public static string JsonSchemaToGrammar(string schema, DanuSchemaFlags flags = DanuSchemaFlags.None)
         {
             Native.Touch();
+            return SchemaToGrammar(schema, flags);
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static string SchemaToGrammar(string schema, DanuSchemaFlags flags)
+        {
             byte[] s = DanuUtf8.Bytes(schema);
             byte[] buf = new byte[1024];
             UIntPtr len;

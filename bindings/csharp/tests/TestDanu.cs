@@ -56,6 +56,21 @@ static class TestDanu
 
     static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "--probe")
+        {
+            // run_tests.sh: which library "danu" resolves to under a given environment
+            try
+            {
+                Console.WriteLine("ok   probe: libdanu " + DanuLibrary.Version + " loaded" +
+                                  (DanuLibrary.PreloadedPath != null ? " from DANU_LIBRARY=" + DanuLibrary.PreloadedPath : " by name"));
+                return 0;
+            }
+            catch (Exception e)
+            {
+                Console.WriteLine("probe: " + e);
+                return 2;
+            }
+        }
         root = args.Length > 0 ? args[0] : Path.Combine("..", "..", "..");
         tmp = Path.Combine(Path.GetTempPath(), "danu-cs-" + Guid.NewGuid().ToString("N").Substring(0, 8));
         Directory.CreateDirectory(tmp);
