@@ -46,8 +46,14 @@ cp "$out/Danu.dll" "$out/Danu.dll.config" "$out/TestDanu.exe" "$work/app/"
 cp "$lib/libdanu.so.0" "$work/app/"
 env -u LD_LIBRARY_PATH -u DANU_LIBRARY mono "$work/app/TestDanu.exe" --probe
 
-echo "# the Unity example compiles (examples/unity against examples/unity/stub)"
-mcs -langversion:7 -target:library -nowarn:67 -out:"$work/UnityEngine.dll" "$src/examples/unity/stub/UnityEngine.cs"
-mcs -langversion:7 -target:library -warnaserror+ -out:"$work/DanuUnityExample.dll" -r:"$work/UnityEngine.dll" -r:"$out/Danu.dll" \
+echo "# the Unity example compiles (examples/unity against examples/unity/stub) and runs frame by frame"
+u="$work/unity"
+mkdir -p "$u"
+cp "$out/Danu.dll" "$out/Danu.dll.config" "$u/"
+mcs -langversion:7 -target:library -out:"$u/UnityEngine.dll" "$src/examples/unity/stub/UnityEngine.cs"
+mcs -langversion:7 -target:library -warnaserror+ -out:"$u/DanuUnityExample.dll" -r:"$u/UnityEngine.dll" -r:"$u/Danu.dll" \
   "$src"/examples/unity/*.cs
 echo "ok   examples/unity/*.cs compile with mcs"
+mcs -langversion:7 -out:"$u/SimulateFrames.exe" -r:"$u/UnityEngine.dll" -r:"$u/Danu.dll" -r:"$u/DanuUnityExample.dll" \
+  "$src/examples/unity/stub/SimulateFrames.cs"
+LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" mono --debug "$u/SimulateFrames.exe" "$src"
