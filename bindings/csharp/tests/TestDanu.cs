@@ -78,6 +78,7 @@ static class TestDanu
         try
         {
             LoadGolden();
+            Section("declarations", TestDeclarations);
             Section("version", TestVersion);
             Section("options", TestOptions);
             Section("synth", TestSynth);
@@ -119,6 +120,86 @@ static class TestDanu
             if (line.StartsWith("prompt ")) gPrompt = Ints(line);
             if (line.StartsWith("greedy ")) gGreedy = Ints(line);
         }
+    }
+
+    // ---- every P/Invoke against include/danu.h: name, parameter count, types ----------------
+
+    static readonly string[] Handles = { "danu_options", "danu_model", "danu_tokenizer", "danu_context", "danu_decoder", "danu_constraint" };
+
+    // The C# types a C type may be marshaled as (ABI.md rule 5: fixed-width types only).
+    static string[] Allowed(string c, bool ret)
+    {
+        c = System.Text.RegularExpressions.Regex.Replace(c.Replace("*", " * "), @"\s+", " ").Trim();
+        switch (c)
+        {
+        case "void": return new[] { "Void" };
+        case "int32_t": case "danu_status": case "danu_param": case "danu_token": case "danu_info": return new[] { "Int32" };
+        case "uint32_t": return new[] { "UInt32" };
+        case "int64_t": return new[] { "Int64" };
+        case "uint64_t": return new[] { "UInt64" };
+        case "size_t": return new[] { "UIntPtr" };
+        case "float": return new[] { "Single" };
+        case "double": return new[] { "Double" };
+        case "size_t *": return new[] { "UIntPtr&" };
+        case "int64_t *": return new[] { "Int64&" };
+        case "double *": return new[] { "Double&" };
+        case "int32_t *": case "danu_token *": return new[] { "Int32&", "Int32[]" };
+        case "const danu_token *": return ret ? new[] { "IntPtr" } : new[] { "Int32[]" };
+        case "const char *": return ret ? new[] { "IntPtr" } : new[] { "Byte[]" };
+        case "char *": return new[] { "Byte[]" };
+        case "const char * *": return new[] { "IntPtr&" };
+        case "const char * const *": return new[] { "IntPtr[]" };
+        case "const void *": case "void *": return new[] { "Byte[]", "IntPtr" };
+        case "float *": case "const float *": case "const danu_allocator *": return new[] { "IntPtr" };
+        case "danu_token_fn": return new[] { "NativeTokenFn" };
+        case "danu_progress_fn": return new[] { "NativeProgressFn" };
+        case "danu_log_fn": return new[] { "NativeLogFn" };
+        }
+        foreach (string h in Handles)
+        {
+            string cls = h.Substring(5, 1).ToUpper() + h.Substring(6) + "Handle";
+            if (c == h + " *" || c == "const " + h + " *") return ret ? new[] { "IntPtr" } : new[] { cls, "IntPtr" };   // IntPtr: the *_free calls
+            if (c == h + " * *") return new[] { "IntPtr&" };
+        }
+        return new[] { "? " + c };
+    }
+
+    static void TestDeclarations()
+    {
+        string h = File.ReadAllText(Path.Combine(root, "include", "danu.h"));
+        h = System.Text.RegularExpressions.Regex.Replace(h, @"/\*.*?\*/", " ", System.Text.RegularExpressions.RegexOptions.Singleline);
+        var protos = new Dictionary<string, Tuple<string, string[]>>();
+        foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(
+                     h, @"DANU_API[ \t]+([^;()\n]*?)\s*\b(danu_\w+)\s*\(([^)]*)\)\s*;"))
+        {
+            string[] ps = m.Groups[3].Value.Trim() == "void" ? new string[0] : m.Groups[3].Value.Split(',');
+            for (int i = 0; i < ps.Length; i++)   // drop the parameter name
+                ps[i] = System.Text.RegularExpressions.Regex.Replace(ps[i].Trim(), @"\s*\b\w+$", "");
+            protos[m.Groups[2].Value] = Tuple.Create(m.Groups[1].Value, ps);
+        }
+        Check(protos.Count > 80, "danu.h parsed (" + protos.Count + " functions)");
+        Type native = typeof(DanuLibrary).Assembly.GetType("Danu.Native");
+        int bound = 0;
+        var bad = new List<string>();
+        foreach (var mi in native.GetMethods(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic))
+        {
+            if ((mi.Attributes & System.Reflection.MethodAttributes.PinvokeImpl) == 0) continue;
+            bound++;
+            Tuple<string, string[]> p;
+            if (!protos.TryGetValue(mi.Name, out p)) { bad.Add(mi.Name + ": not in danu.h"); continue; }
+            var pars = mi.GetParameters();
+            if (pars.Length != p.Item2.Length) { bad.Add(mi.Name + ": " + pars.Length + " parameters, danu.h has " + p.Item2.Length); continue; }
+            if (!Allowed(p.Item1, true).Contains(mi.ReturnType.Name))
+                bad.Add(mi.Name + ": returns " + mi.ReturnType.Name + " for " + p.Item1);
+            for (int i = 0; i < pars.Length; i++)
+                if (!Allowed(p.Item2[i], false).Contains(pars[i].ParameterType.Name))
+                    bad.Add(mi.Name + " parameter " + i + ": " + pars[i].ParameterType.Name + " for " + p.Item2[i] +
+                            " (allowed: " + string.Join(", ", Allowed(p.Item2[i], false)) + ")");
+        }
+        Check(bad.Count == 0, "the " + bound + " P/Invokes match danu.h's prototypes" + (bad.Count == 0 ? "" : ":\n  " + string.Join("\n  ", bad)));
+        var unbound = protos.Keys.Where(k => native.GetMethod(k, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic) == null)
+                                 .OrderBy(k => k).ToList();
+        Console.WriteLine("note not bound (" + unbound.Count + "): " + string.Join(" ", unbound));
     }
 
     static void TestVersion()
