@@ -56,6 +56,9 @@ namespace Danu
         [DllImport(Lib, CallingConvention = C)] internal static extern int danu_model_get_int(ModelHandle model, int key, out long value);
         [DllImport(Lib, CallingConvention = C)] internal static extern int danu_model_get_float(ModelHandle model, int key, out double value);
         [DllImport(Lib, CallingConvention = C)] internal static extern IntPtr danu_model_tokenizer(ModelHandle model);
+        [DllImport(Lib, CallingConvention = C)] internal static extern int danu_model_tensor(ModelHandle model, long i, out IntPtr name, out int type,
+            out int n_dims, [Out] long[] dims);
+        [DllImport(Lib, CallingConvention = C)] internal static extern int danu_context_memory_estimate(ModelHandle model, OptionsHandle opts, out UIntPtr bytes);
 
         // tokenizer
         [DllImport(Lib, CallingConvention = C)] internal static extern int danu_tokenizer_load(byte[] path, OptionsHandle opts, out IntPtr tok);

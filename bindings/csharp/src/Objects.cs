@@ -189,6 +189,32 @@ namespace Danu
 
         public DanuContext CreateContext(DanuOptions options = null) { return new DanuContext(this, options); }
 
+        /// <summary>danu_context_memory_estimate: bytes a context created with options would hold.</summary>
+        public long EstimateContextMemory(DanuOptions options = null)
+        {
+            UIntPtr n;
+            int st = Native.danu_context_memory_estimate(Handle, DanuOptions.H(options), out n);
+            GC.KeepAlive(options);
+            DanuException.Check(st, "danu_context_memory_estimate");
+            return (long)(ulong)n;
+        }
+
+        public int TensorCount { get { return (int)GetInt(DanuInfo.TensorCount); } }
+
+        /// <summary>danu_model_tensor: tensor i (0 &lt;= i &lt; TensorCount) of the model file.</summary>
+        public DanuTensorInfo Tensor(int i)
+        {
+            IntPtr name;
+            int type, nDims;
+            long[] dims = new long[4];
+            DanuException.Check(Native.danu_model_tensor(Handle, i, out name, out type, out nDims, dims), "danu_model_tensor");
+            string s = DanuUtf8.FromNative(name);
+            GC.KeepAlive(this);
+            long[] d = new long[nDims];
+            Array.Copy(dims, d, nDims);
+            return new DanuTensorInfo { Name = s, Type = (DanuType)type, Dims = d };
+        }
+
         public void Dispose()
         {
             if (tokenizer != null) tokenizer.Dispose();

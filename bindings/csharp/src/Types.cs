@@ -178,6 +178,16 @@ namespace Danu
         public static DanuChatMessage Assistant(string text) { return new DanuChatMessage("assistant", text); }
     }
 
+    /// <summary>One tensor of a model file (DanuModel.Tensor).</summary>
+    public struct DanuTensorInfo
+    {
+        /// <summary>The name as stored ("token_embd.weight", "model.layers.0.mlp.up_proj.weight").</summary>
+        public string Name;
+        public DanuType Type;
+        /// <summary>The dimensions, outermost first (PyTorch order).</summary>
+        public long[] Dims;
+    }
+
     /// <summary>Result of DanuContext.Step / StepSliced.</summary>
     public struct DanuStep
     {

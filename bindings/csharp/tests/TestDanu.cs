@@ -141,13 +141,13 @@ static class TestDanu
         case "float": return new[] { "Single" };
         case "double": return new[] { "Double" };
         case "size_t *": return new[] { "UIntPtr&" };
-        case "int64_t *": return new[] { "Int64&" };
+        case "int64_t *": return new[] { "Int64&", "Int64[]" };
         case "double *": return new[] { "Double&" };
         case "int32_t *": case "danu_token *": return new[] { "Int32&", "Int32[]" };
         case "const danu_token *": return ret ? new[] { "IntPtr" } : new[] { "Int32[]" };
         case "const char *": return ret ? new[] { "IntPtr" } : new[] { "Byte[]" };
         case "char *": return new[] { "Byte[]" };
-        case "const char * *": return new[] { "IntPtr&" };
+        case "const char * *": case "int32_t * *": return new[] { "IntPtr&" };
         case "const char * const *": return new[] { "IntPtr[]" };
         case "const void *": case "void *": return new[] { "Byte[]", "IntPtr" };
         case "float *": case "const float *": case "const danu_allocator *": return new[] { "IntPtr" };
@@ -276,6 +276,11 @@ static class TestDanu
         Check(m.GetFloat(DanuInfo.RopeTheta) > 0, "rope theta (float fact)");
         DanuException e = Throws(() => m.GetInt(DanuInfo.RopeTheta));
         Check(e != null && e.Status == DanuStatus.Unsupported, "float fact as int: Unsupported");
+        Check(Enumerable.Range(0, m.TensorCount).Select(i => m.Tensor(i)).Any(t => t.Name == "token_embd.weight" && t.Dims.Length == 2 && t.Dims[0] == 32000),
+              "danu_model_tensor lists token_embd.weight [32000, hidden] (" + m.TensorCount + " tensors)");
+        using (DanuOptions o = new DanuOptions { NCtx = 128 })
+        using (DanuContext c = m.CreateContext(o))
+            Eq(c.MemorySize, m.EstimateContextMemory(o), "danu_context_memory_estimate equals the context's memory size");
     }
 
     static void TestTokenizer(DanuModel m)
