@@ -101,22 +101,23 @@ namespace Danu
     /// <summary>Text across the boundary is UTF-8 both ways.</summary>
     internal static class DanuUtf8
     {
-        static readonly UTF8Encoding Strict = new UTF8Encoding(false, false);
+        // no BOM; invalid sequences (never produced by libdanu) decode as U+FFFD
+        static readonly UTF8Encoding Utf8 = new UTF8Encoding(false, false);
 
         /// <summary>NUL-terminated UTF-8 bytes of s (null stays null).</summary>
         internal static byte[] Z(string s)
         {
             if (s == null) return null;
-            int n = Strict.GetByteCount(s);
+            int n = Utf8.GetByteCount(s);
             byte[] b = new byte[n + 1];
-            Strict.GetBytes(s, 0, s.Length, b, 0);
+            Utf8.GetBytes(s, 0, s.Length, b, 0);
             return b;
         }
 
         /// <summary>UTF-8 bytes of s without a NUL.</summary>
-        internal static byte[] Bytes(string s) { return Strict.GetBytes(s ?? ""); }
+        internal static byte[] Bytes(string s) { return Utf8.GetBytes(s ?? ""); }
 
-        internal static string FromBuffer(byte[] buf, int len) { return Strict.GetString(buf, 0, len); }
+        internal static string FromBuffer(byte[] buf, int len) { return Utf8.GetString(buf, 0, len); }
 
         /// <summary>A NUL-terminated UTF-8 string owned by the library.</summary>
         internal static string FromNative(IntPtr p)
@@ -133,7 +134,7 @@ namespace Danu
             if (len == 0) return "";
             byte[] b = new byte[len];
             Marshal.Copy(p, b, 0, len);
-            return Strict.GetString(b);
+            return Utf8.GetString(b);
         }
 
         /// <summary>A native array of NUL-terminated UTF-8 strings (const char *const *);
