@@ -742,7 +742,7 @@ static danu_status gen_string(ctx *c, const dn_json *s, sb *out)
     int64_t lo = 0, hi = -1;
     DN_TRY(get_count(c, s, "minLength", &lo));
     DN_TRY(get_count(c, s, "maxLength", &hi));
-    if (hi >= 0 && lo > hi) return bad(c, "minLength above maxLength: nothing can match");
+    if (hi >= 0 && lo > hi) return bad(c, "minLength above maxLength (nothing can match)");
     if (lo == 0 && hi < 0) {
         c->need |= N_STRING;
         return sb_puts(c, out, "string");
@@ -780,7 +780,7 @@ static danu_status gen_integer(ctx *c, const dn_json *s, sb *out)
     if (xmn) { int64_t v = int_bound(xmn, 1, 1); if (v > lo) lo = v; }
     if (mx) { int64_t v = int_bound(mx, -1, bmax); if (v < hi) hi = v; }
     if (xmx) { int64_t v = int_bound(xmx, -1, 1); if (v < hi) hi = v; }
-    if (lo > hi) return bad(c, "minimum above maximum: no integer can match");
+    if (lo > hi) return bad(c, "minimum above maximum (no integer can match)");
     if (lo > INT_LIMIT || hi < -INT_LIMIT)
         return unsupported(c, lo > INT_LIMIT ? (mn ? "minimum" : "exclusiveMinimum") : (mx ? "maximum" : "exclusiveMaximum"),
                            "integers are limited to 16 digits");
@@ -794,9 +794,14 @@ static danu_status gen_array(ctx *c, const dn_json *s, const char *hint, sb *out
     int64_t lo = 0, hi = -1;
     DN_TRY(get_count(c, s, "minItems", &lo));
     DN_TRY(get_count(c, s, "maxItems", &hi));
-    if (hi >= 0 && lo > hi) return bad(c, "minItems above maxItems: nothing can match");
+    if (hi >= 0 && lo > hi) return bad(c, "minItems above maxItems (nothing can match)");
     const dn_json *items = dn_json_get(s, "items");
     if (items && items->type == DN_JSON_ARRAY) return unsupported(c, "items", "the array (tuple) form");
+    if (items && items->type == DN_JSON_BOOL && !items->boolean) {
+        /* no item can match: only the empty array */
+        if (lo > 0) return bad_kw(c, "items", "false with minItems above 0 (nothing can match)");
+        hi = 0;
+    }
     DN_TRY(sb_puts(c, out, "\"[\""));
     DN_TRY(put_ws(c, out));
     if (hi == 0) return sb_puts(c, out, " \"]\"");
@@ -1070,7 +1075,7 @@ static danu_status gen_combinator(ctx *c, const dn_json *s, unsigned kind, int c
 static danu_status gen(ctx *c, const dn_json *s, int consumed, const char *hint, sb *out)
 {
     if (s->type == DN_JSON_BOOL) {
-        if (!s->boolean) return bad(c, "schema false: nothing can match");
+        if (!s->boolean) return bad(c, "schema false (nothing can match)");
         c->need |= N_VALUE;
         return sb_puts(c, out, "value");
     }
