@@ -99,6 +99,8 @@ typedef struct ctx {
     size_t n_targets, cap_targets;
     edge *edges;
     size_t n_edges, cap_edges;
+    int32_t *htab;          /* rule names: see name_taken */
+    size_t hcap;
     int32_t cur;            /* rule whose body is being generated (head edges start there) */
     char path[512];         /* JSON pointer of the node being generated, for messages */
     size_t plen;
@@ -174,7 +176,7 @@ static danu_status sb_putn(const ctx *c, sb *s, const char *t, size_t n)
         s->p = p;
         s->cap = cap;
     }
-    memcpy(s->p + s->n, t, n);
+    if (n) memcpy(s->p + s->n, t, n);
     s->n += n;
     s->p[s->n] = 0;
     return DANU_OK;
@@ -318,17 +320,37 @@ static danu_status put_json_lit(const ctx *c, sb *s, const dn_json *v)
 
 /* ---- rules ---- */
 
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Rule names are kept in an open-addressing table (rule index + 1, 0 for
+ * free), so naming stays linear in the number of rules. */
 static int name_taken(const ctx *c, const char *name)
 {
     for (size_t i = 0; i < sizeof shared_names / sizeof shared_names[0]; i++)
         if (strcmp(shared_names[i].name, name) == 0) return 1;
-    for (size_t i = 0; i < c->n_rules; i++)
-        if (strcmp(c->rules[i].name, name) == 0) return 1;
-    return 0;
+    if (!c->hcap) return 0;
+    for (size_t h = name_hash(name) & (c->hcap - 1);; h = (h + 1) & (c->hcap - 1)) {
+        int32_t r = c->htab[h];
+        if (!r) return 0;
+        if (strcmp(c->rules[r - 1].name, name) == 0) return 1;
+    }
+}
+
+static void name_insert(ctx *c, int32_t rule)
+{
+    size_t h = name_hash(c->rules[rule].name) & (c->hcap - 1);
+    while (c->htab[h]) h = (h + 1) & (c->hcap - 1);
+    c->htab[h] = rule + 1;
 }
 
 /* A new rule with an empty body, named after hint (+ suffix): characters
- * outside [a-zA-Z0-9] become '-', and "-2", "-3", ... make it unique. */
+ * outside [a-zA-Z0-9] become '-', and "-2", "-3", "-4" or else "-K" (K
+ * from the rule count, so the search stays short) make it unique. */
 static danu_status new_rule(ctx *c, const char *hint, const char *suffix, int32_t *idx)
 {
     char base[HINT_MAX + 24], name[HINT_MAX + 48];
@@ -344,7 +366,8 @@ static danu_status new_rule(ctx *c, const char *hint, const char *suffix, int32_
     base[n] = 0;
     snprintf(base + n, sizeof base - n, "%s", suffix ? suffix : "");
     snprintf(name, sizeof name, "%s", base);
-    for (unsigned k = 2; name_taken(c, name); k++) snprintf(name, sizeof name, "%s-%u", base, k);
+    for (size_t k = 2; name_taken(c, name); k = k < 4 ? k + 1 : k < c->n_rules ? c->n_rules + 1 : k + 1)
+        snprintf(name, sizeof name, "%s-%zu", base, k);
     if (c->n_rules == c->cap_rules) {
         size_t cap = c->cap_rules ? c->cap_rules * 2 : 16;
         rule *r = dn_realloc(c->a, c->rules, cap * sizeof *r);
@@ -352,12 +375,22 @@ static danu_status new_rule(ctx *c, const char *hint, const char *suffix, int32_
         c->rules = r;
         c->cap_rules = cap;
     }
+    if ((c->n_rules + 1) * 2 > c->hcap) {
+        size_t cap = c->hcap ? c->hcap * 2 : 64;
+        int32_t *t = dn_calloc(c->a, cap, sizeof *t);
+        if (!t) return nomem();
+        dn_free(c->a, c->htab);
+        c->htab = t;
+        c->hcap = cap;
+        for (size_t i = 0; i < c->n_rules; i++) name_insert(c, (int32_t)i);
+    }
     char *nm = dn_strdup(c->a, name);
     if (!nm) return nomem();
     rule *r = &c->rules[c->n_rules];
     r->name = nm;
     memset(&r->body, 0, sizeof r->body);
     *idx = (int32_t)c->n_rules++;
+    name_insert(c, *idx);
     return DANU_OK;
 }
 
@@ -895,14 +928,17 @@ static danu_status gen_map(ctx *c, const dn_json *vs, const char *hint, sb *out)
  *       optional: M_i tail(i+1) | B_{i+1}         (i = m-1: M_i)
  *   object: "{" B_0 "}", or "{" B_0? "}" when nothing is required.
  * 3m rules at most: every combination, commas always right. */
-typedef struct member { const char *key; int req; int32_t m, a, b; } member;
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+typedef struct member { const char *key; int req, req_from; int32_t m, a, b; } member;
 
 static danu_status put_tail(ctx *c, sb *s, const member *mm, size_t m, size_t j)
 {
     if (j == m) return DANU_OK;
-    int req = 0;
-    for (size_t k = j; k < m; k++) req |= mm[k].req;
-    return sb_printf(c, s, " %s%s", c->rules[mm[j].a].name, req ? "" : "?");
+    return sb_printf(c, s, " %s%s", c->rules[mm[j].a].name, mm[j].req_from ? "" : "?");
 }
 
 static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *out)
@@ -914,9 +950,25 @@ static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *ou
     if (req && req->type != DN_JSON_ARRAY) return bad_kw(c, "required", "must be an array of strings");
     if (addl && addl->type != DN_JSON_BOOL && addl->type != DN_JSON_OBJECT)
         return bad_kw(c, "additionalProperties", "must be a boolean or a schema");
-    for (size_t i = 0; req && i < req->n; i++) {
+    size_t n = props ? props->n : 0, nrq = req ? req->n : 0;
+    for (size_t i = 0; i < nrq; i++)
         if (req->items[i].type != DN_JSON_STRING) return bad_kw(c, "required", "must be an array of strings");
-        if (!dn_json_get(props, req->items[i].str)) {
+    /* required names and property keys sorted, to look them up */
+    const char **rq = NULL, **pk = NULL;
+    if (nrq) {
+        rq = dn_malloc(c->a, nrq * sizeof *rq);
+        pk = dn_malloc(c->a, (n ? n : 1) * sizeof *pk);
+        if (!rq || !pk) {
+            dn_free(c->a, rq);
+            dn_free(c->a, pk);
+            return nomem();
+        }
+        for (size_t i = 0; i < nrq; i++) rq[i] = req->items[i].str;
+        for (size_t i = 0; i < n; i++) pk[i] = props->keys[i];
+        qsort(rq, nrq, sizeof *rq, cmp_str);
+        qsort(pk, n, sizeof *pk, cmp_str);
+        for (size_t i = 0; i < nrq; i++) {
+            if (n && bsearch(&req->items[i].str, pk, n, sizeof *pk, cmp_str)) continue;
             size_t pl = c->plen;
             path_push(c, "required");
             path_push_idx(c, i);
@@ -924,12 +976,14 @@ static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *ou
                                        "json schema: required property \"%s\" at %s is not in properties",
                                        req->items[i].str, where(c));
             path_cut(c, pl);
+            dn_free(c->a, rq);
+            dn_free(c->a, pk);
             return st;
         }
+        dn_free(c->a, pk);
     }
     int addl_open = addl && !(addl->type == DN_JSON_BOOL && !addl->boolean);
-    size_t n = props ? props->n : 0;
-    if (n == 0) {
+    if (n == 0) {   /* (required is empty: checked above) */
         if (addl_open && addl->type == DN_JSON_OBJECT) return gen_map(c, addl, hint, out);
         if (addl_open || (!addl && !props)) {
             c->need |= N_OBJECT;
@@ -939,17 +993,18 @@ static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *ou
         DN_TRY(put_ws(c, out));
         return sb_puts(c, out, " \"}\"");
     }
-    if (addl_open) return unsupported(c, "additionalProperties", "only false together with properties");
-
-    member *mm = dn_calloc(c->a, n, sizeof *mm);
-    if (!mm) return nomem();
+    member *mm = addl_open ? NULL : dn_calloc(c->a, n, sizeof *mm);
+    if (!mm) {
+        dn_free(c->a, rq);
+        if (addl_open) return unsupported(c, "additionalProperties", "only false together with properties");
+        return nomem();
+    }
     size_t m = 0;
     int all_req = 1;
     for (size_t i = 0; i < n; i++) {
         const char *key = props->keys[i];
         const dn_json *ps = &props->items[i];
-        int r = 0;
-        for (size_t k = 0; req && k < req->n; k++) r |= strcmp(req->items[k].str, key) == 0;
+        int r = rq && bsearch(&key, rq, nrq, sizeof *rq, cmp_str) != NULL;
         if (ps->type == DN_JSON_BOOL && !ps->boolean && !r) continue;   /* may not appear: leave it out */
         mm[m].key = key;
         mm[m].req = r;
@@ -957,6 +1012,7 @@ static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *ou
         all_req &= r;
         m++;
     }
+    dn_free(c->a, rq);
     danu_status st = DANU_OK;
     sb inl = { 0 };   /* all required (or none left): the members in one sequence */
     size_t pl = c->plen;
@@ -1008,6 +1064,7 @@ static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *ou
         dn_free(c->a, mm);
         return st;
     }
+    for (size_t i = m; i-- > 0;) mm[i].req_from = mm[i].req || (i + 1 < m && mm[i + 1].req_from);
     /* names: A_i for i >= 1, B_i where reachable */
     for (size_t i = 1; i < m && st == DANU_OK; i++) st = new_rule(c, mm[i].key, "-rest", &mm[i].a);
     for (size_t i = 0; i < m && st == DANU_OK; i++) {
@@ -1033,11 +1090,7 @@ static danu_status gen_object(ctx *c, const dn_json *s, const char *hint, sb *ou
     }
     if (st == DANU_OK) st = sb_puts(c, out, "\"{\"");
     if (st == DANU_OK) st = put_ws(c, out);
-    if (st == DANU_OK) {
-        int any_req = 0;
-        for (size_t i = 0; i < m; i++) any_req |= mm[i].req;
-        st = sb_printf(c, out, " %s%s \"}\"", c->rules[mm[0].b].name, any_req ? "" : "?");
-    }
+    if (st == DANU_OK) st = sb_printf(c, out, " %s%s \"}\"", c->rules[mm[0].b].name, mm[0].req_from ? "" : "?");
     dn_free(c->a, mm);
     return st;
 }
@@ -1159,24 +1212,34 @@ static danu_status gen(ctx *c, const dn_json *s, int consumed, const char *hint,
 }
 
 /* Left recursion: a cycle among the head edges (references reached before
- * any character). Kahn's algorithm over the rules. */
+ * any character). Kahn's algorithm over the rules, edges grouped by their
+ * source. */
 static danu_status check_cycles(ctx *c)
 {
     if (!c->n_edges) return DANU_OK;
-    size_t n = c->n_rules;
+    size_t n = c->n_rules, ne = c->n_edges;
     int32_t *indeg = dn_calloc(c->a, n, sizeof *indeg);
     int32_t *stack = dn_malloc(c->a, n * sizeof *stack);
-    if (!indeg || !stack) { dn_free(c->a, indeg); dn_free(c->a, stack); return nomem(); }
-    for (size_t e = 0; e < c->n_edges; e++) indeg[c->edges[e].to]++;
+    size_t *off = dn_calloc(c->a, n + 1, sizeof *off);
+    int32_t *to = dn_malloc(c->a, ne * sizeof *to);
+    danu_status st = DANU_OK;
+    if (!indeg || !stack || !off || !to) { st = nomem(); goto out; }
+    for (size_t e = 0; e < ne; e++) {
+        indeg[c->edges[e].to]++;
+        off[c->edges[e].from + 1]++;
+    }
+    for (size_t i = 0; i < n; i++) off[i + 1] += off[i];
+    for (size_t e = 0; e < ne; e++) to[off[c->edges[e].from]++] = c->edges[e].to;
+    for (size_t i = n; i > 0; i--) off[i] = off[i - 1];   /* back to the starts */
+    off[0] = 0;
     size_t top = 0, seen = 0;
     for (size_t i = 0; i < n; i++) if (!indeg[i]) stack[top++] = (int32_t)i;
     while (top) {
         int32_t r = stack[--top];
         seen++;
-        for (size_t e = 0; e < c->n_edges; e++)
-            if (c->edges[e].from == r && --indeg[c->edges[e].to] == 0) stack[top++] = c->edges[e].to;
+        for (size_t e = off[r]; e < off[r + 1]; e++)
+            if (--indeg[to[e]] == 0) stack[top++] = to[e];
     }
-    danu_status st = DANU_OK;
     if (seen < n) {
         size_t i = 0;
         while (!indeg[i]) i++;
@@ -1184,8 +1247,11 @@ static danu_status check_cycles(ctx *c)
                        "json schema: $ref cycle through rule \"%s\" that consumes no input (left recursion)",
                        c->rules[i].name);
     }
+out:
     dn_free(c->a, indeg);
     dn_free(c->a, stack);
+    dn_free(c->a, off);
+    dn_free(c->a, to);
     return st;
 }
 
@@ -1218,6 +1284,7 @@ static void ctx_free(ctx *c)
     dn_free(c->a, c->rules);
     dn_free(c->a, c->targets);
     dn_free(c->a, c->edges);
+    dn_free(c->a, c->htab);
 }
 
 static danu_status convert(ctx *c, char **out, size_t *out_len)
