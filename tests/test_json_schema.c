@@ -4,14 +4,19 @@
  * Integer ranges are checked exhaustively over windows around their bounds
  * and at far samples. Errors: every refused keyword (UNSUPPORTED, the
  * message names it and its path), invalid schemas, allocation failures at
- * every allocation (NOMEM, nothing leaked). */
+ * every allocation (NOMEM, nothing leaked). End to end: generations of a
+ * random-weight model under a schema, checked against the schema by hand
+ * (parsed with the JSON parser, each constraint tested directly). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "danu.h"
 #include "grammar/grammar.h"
+#include "common/json.h"
 #include "common/error.h"
 #include "testutil.h"
+#include "golden.h"
 
 static tu_counter g_cnt;
 static dn_alloc g_alloc = { tu_count_malloc, tu_count_realloc, tu_count_free, &g_cnt };
@@ -483,6 +488,141 @@ START_TEST(test_length_honoured)
 }
 END_TEST
 
+/* ---- end to end ---- */
+
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return k;
+}
+
+/* The generated text is valid under the schema of test_generate, checked
+ * without the grammar. */
+static void check_instance(const char *text, const char *what)
+{
+    dn_json *j = NULL;
+    danu_status st = dn_json_parse(dn_alloc_libc(), text, strlen(text), "generated", &j);
+    CHECK(st == DANU_OK, "%s: not JSON: %s (%s)", what, text, tu_last_error());
+    CHECK(j->type == DN_JSON_OBJECT, "%s: not an object: %s", what, text);
+    static const char *order[] = { "id", "tag", "flags", "name" };
+    size_t at = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        while (at < 4 && strcmp(order[at], j->keys[i]) != 0) at++;
+        CHECK(at < 4, "%s: member \"%s\" unknown or out of order: %s", what, j->keys[i], text);
+        at++;
+    }
+    const dn_json *id = dn_json_get(j, "id"), *tag = dn_json_get(j, "tag"), *flags = dn_json_get(j, "flags"),
+                  *name = dn_json_get(j, "name");
+    CHECK(id && id->type == DN_JSON_NUMBER && id->is_integer && id->integer >= -20 && id->integer <= 150,
+          "%s: bad id: %s", what, text);
+    CHECK(name && name->type == DN_JSON_STRING && utf8_chars(name->str, name->str_len) >= 1 &&
+          utf8_chars(name->str, name->str_len) <= 5, "%s: bad name: %s", what, text);
+    CHECK(!tag || tag->type == DN_JSON_NULL || (tag->type == DN_JSON_STRING && (!strcmp(tag->str, "a\"") || !strcmp(tag->str, "b"))),
+          "%s: bad tag: %s", what, text);
+    if (flags) {
+        CHECK(flags->type == DN_JSON_ARRAY && flags->n <= 3, "%s: bad flags: %s", what, text);
+        for (size_t i = 0; i < flags->n; i++) CHECK(flags->items[i].type == DN_JSON_BOOL, "%s: bad flag: %s", what, text);
+    }
+    dn_json_free(dn_alloc_libc(), j);
+}
+
+START_TEST(test_generate)
+{
+    char *dir = tu_tmpdir("json_schema");
+    const char *path = gd_synth(dir, "tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_F32);
+    CHECK(path != NULL, "cannot synthesize tiny-a: %s", danu_last_error());
+    danu_model *m;
+    CHECK_OK(danu_model_load(path, NULL, &m));
+    const danu_tokenizer *tok = danu_model_tokenizer(m);
+    const char *schema =
+        "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\",\"minimum\":-20,\"maximum\":150},"
+        "\"tag\":{\"enum\":[\"a\\\"\",\"b\",null]},\"flags\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},"
+        "\"maxItems\":3},\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":5}},\"required\":[\"id\",\"name\"]}";
+    /* the public conversion equals the internal one; a short buffer is refused */
+    size_t glen;
+    char small[8];
+    ck_assert_int_eq(danu_json_schema_to_grammar(schema, strlen(schema), 0, small, sizeof small, &glen),
+                     DANU_ERR_BUFFER_TOO_SMALL);
+    char *g = malloc(glen + 1);
+    CHECK_OK(danu_json_schema_to_grammar(schema, strlen(schema), 0, g, glen + 1, &glen));
+    ck_assert_uint_eq(strlen(g), glen);
+    char *mine = to_gbnf(schema, 0, NULL);
+    ck_assert_str_eq(g, mine);
+    done(mine);
+    danu_constraint *bad = (danu_constraint *)1;
+    ck_assert_int_eq(danu_constraint_from_json_schema(tok, "{\"pattern\":\"x\"}", 15, 0, &bad), DANU_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(bad);
+    ck_assert(strstr(danu_last_error(), "pattern") != NULL);
+
+    int runs = 0, complete = 0;
+    for (uint32_t flags = 0; flags <= DANU_SCHEMA_SPACES; flags++) {
+        danu_constraint *k;
+        CHECK_OK(danu_constraint_from_json_schema(tok, schema, strlen(schema), flags, &k));
+        size_t fl;
+        char *fg = to_gbnf(schema, flags, &fl);
+        for (int seed = 1; seed <= 16; seed++) {
+            danu_options *o;
+            CHECK_OK(danu_options_create(NULL, &o));
+            CHECK_OK(danu_options_set_int(o, DANU_OPT_N_CTX, 512));
+            CHECK_OK(danu_options_set_int(o, DANU_OPT_SEED, seed));
+            CHECK_OK(danu_options_set_float(o, DANU_OPT_TEMPERATURE, seed % 4 ? 1.5 : 0.0));
+            CHECK_OK(danu_options_set_int(o, DANU_OPT_TOP_K, 0));
+            CHECK_OK(danu_options_set_float(o, DANU_OPT_TOP_P, 1.0));
+            CHECK_OK(danu_options_set_float(o, DANU_OPT_MIN_P, 0.0));
+            danu_context *c;
+            CHECK_OK(danu_context_create(m, o, &c));
+            danu_options_free(o);
+            CHECK_OK(danu_context_set_constraint(c, k));
+            danu_token ids[16];
+            size_t n;
+            CHECK_OK(danu_tokenizer_encode(tok, "JSON:", 5, DANU_TOKENIZE_ADD_BOS, ids, 16, &n));
+            CHECK_OK(danu_context_prompt(c, ids, n, NULL));
+            char text[8192];
+            size_t w = 0;
+            int32_t reason = DANU_STOP_LENGTH;
+            for (int i = 0; i < 400; i++) {
+                danu_token id;
+                char piece[512];
+                size_t len;
+                int32_t r;
+                CHECK_OK(danu_context_step(c, &id, piece, sizeof piece, &len, &r));
+                ck_assert(w + len < sizeof text);
+                memcpy(text + w, piece, len);
+                w += len;
+                if (r >= 0) { reason = r; break; }
+            }
+            size_t len;
+            CHECK_OK(danu_context_step_finish(c, text + w, sizeof text - w, &len));
+            w += len;
+            text[w] = 0;
+            char what[64];
+            snprintf(what, sizeof what, "flags %u seed %d", flags, seed);
+            int whole, pre;
+            CHECK_OK(dn_gbnf_match(dn_alloc_libc(), fg, fl, text, w, &whole, &pre));
+            CHECK(pre, "%s: \"%s\" is not a prefix of the language", what, text);
+            if (reason == DANU_STOP_GRAMMAR || reason == DANU_STOP_EOS) {
+                CHECK(whole, "%s: ended (%d) on \"%s\", not complete", what, reason, text);
+                check_instance(text, what);
+                complete++;
+            } else {
+                CHECK(reason == DANU_STOP_LENGTH, "%s: stop reason %d", what, reason);
+            }
+            runs++;
+            danu_context_free(c);
+        }
+        done(fg);
+        danu_constraint_free(k);
+    }
+    fprintf(stderr, "json_schema generate: %d of %d generations complete and valid\n", complete, runs);
+    CHECK(complete >= runs / 2, "only %d of %d generations completed", complete, runs);
+    free(g);
+    danu_model_free(m);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- allocation failure ---- */
 
 START_TEST(test_nomem)
@@ -550,6 +690,10 @@ int main(void)
     tcase_add_test(tc, test_invalid);
     tcase_add_test(tc, test_length_honoured);
     tcase_add_test(tc, test_nomem);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("generate");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_generate);
     suite_add_tcase(s, tc);
     int failed = tu_run(s);
     return failed ? 1 : 0;
