@@ -757,7 +757,7 @@ static danu_status gen_enum(ctx *c, const dn_json *s, unsigned types, sb *out)
     size_t n = e ? e->n : 1;
     if (e && e->type != DN_JSON_ARRAY) return bad_kw(c, "enum", "must be an array");
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) m += has_type(&vals[i], types);
+    for (size_t i = 0; i < n; i++) m += (size_t)has_type(&vals[i], types);
     if (m == 0) return bad_kw(c, kw, "no value of the allowed types: nothing can match");
     if (m > 1) DN_TRY(sb_puts(c, out, "("));
     size_t j = 0;
