@@ -251,6 +251,14 @@ START_TEST(test_strings)
                    "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\"", "\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"", "\"\\n\\t\\\\\""),
                  L("\"a\"", "\"abcd\"", "\"\"", "\"\\\"\"", "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex\"",
                    "\"\\u00e9\\u00e9\\u00e9\\u00e9\"", "\"\xf0\x9f\x98\x80\""));
+    /* \u escapes: one code point each, a surrogate pair one, a lone surrogate never */
+    check_schema("{\"type\":\"string\",\"maxLength\":1}",
+                 L("\"\\ud83d\\ude00\"", "\"\\uD83D\\uDE00\"", "\"\xf0\x9f\x98\x80\"", "\"\\ud7ff\"", "\"\\ue000\"",
+                   "\"\\uFFFF\""),
+                 L("\"\\ud83d\\ude00x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\udbff\\ud800\"", "\"\\ud800\\u0041\""));
+    check_schema("{\"type\":\"string\",\"minLength\":2}", L("\"\\ud83d\\ude00\\u00e9\""),
+                 L("\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\""));
+    check_schema("{\"type\":\"string\"}", L("\"\\ud83d\\ude00\""), L("\"\\udfff\"", "\"\\ud83d\""));
     check_schema("{\"type\":\"string\",\"maxLength\":0}", L("\"\""), L("\"a\"", "\"\\n\""));
     check_schema("{\"type\":\"string\",\"minLength\":1}", L("\"a\"", "\"\\n\"", "\"\xc3\xa9\""), L("\"\""));
     check_schema("{\"type\":\"string\",\"maxLength\":1}", L("\"\"", "\"a\"", "\"\\u0041\""), L("\"ab\""));
