@@ -303,8 +303,8 @@ START_TEST(test_enum_const_types)
     check_schema("{\"const\":\"hi\"}", L("\"hi\""), L("\"h\"", "\"hi \""));
     check_schema("{\"const\":{\"a\":[null]}}", L("{\"a\":[null]}"), L("{}"));
     check_schema("{\"type\":[\"integer\",\"null\"]}", L("1", "null", "-7"), L("1.5", "\"x\"", "true"));
-    check_schema("{\"type\":\"number\"}", L("1", "-0.5", "1e5", "1.25E-3", "0", "-0", "12.0e+10"),
-                 L("01", "1.", ".5", "+1", "1e", "--1", "NaN"));
+    check_schema("{\"type\":\"number\"}", L("1", "-0.5", "1e5", "1.25E-3", "0", "-0", "12.0e+10", "9.5e99", "-1E-99"),
+                 L("01", "1.", ".5", "+1", "1e", "--1", "NaN", "1e400", "1e100"));
     check_schema("{\"type\":[\"number\",\"integer\"]}", L("1", "1.5"), L("x"));
     check_schema("{\"type\":\"boolean\"}", L("true", "false"), L("1", "null", "True"));
     check_schema("{\"type\":\"null\"}", L("null"), L("0", "\"null\""));

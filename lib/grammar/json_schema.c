@@ -1269,7 +1269,8 @@ static const char *shared_body(unsigned bit, int spaces)
      * together, a lone surrogate never), so lengths count code points */
     case N_CHAR: return "[^\"\\\\\\x00-\\x1F\\x7F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" ( [0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | "
                         "[dD] [0-7] [0-9a-fA-F]{2} | [dD] [89abAB] [0-9a-fA-F]{2} \"\\\\u\" [dD] [c-fC-F] [0-9a-fA-F]{2} ) )";
-    case N_NUMBER: return "\"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?";
+    /* exponents of two digits: every value stays a finite double */
+    case N_NUMBER: return "\"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,2} )?";
     case N_INTEGER: return "\"0\" | \"-\"? [1-9] [0-9]{0,15}";
     case N_BOOLEAN: return "\"true\" | \"false\"";
     case N_NULL: return "\"null\"";
