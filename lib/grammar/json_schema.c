@@ -23,7 +23,14 @@
  * part, zero and positive part, the positive ranges by digit count, and
  * each digit count into the classic prefix / digit-class decomposition (no
  * leading zeros, no "-0"). The integer universe is 16 digits either way
- * (|x| <= 10^16 - 1), as for the unbounded integer rule. */
+ * (|x| <= 10^16 - 1), as for the unbounded integer rule.
+ *
+ * Narrower than JSON Schema on purpose (every output stays valid): members
+ * come in the schema's order and, next to properties, no others; without
+ * "type" the type is the one the keywords constrain (properties: object,
+ * ...); enum/const values are their compact serialization; oneOf is
+ * generated as anyOf. {"type":"object"} with neither properties nor
+ * additionalProperties is any object. */
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
