@@ -28,9 +28,10 @@
  * Narrower than JSON Schema on purpose (every output stays valid): members
  * come in the schema's order and, next to properties, no others; without
  * "type" the type is the one the keywords constrain (properties: object,
- * ...); enum/const values are their compact serialization; oneOf is
- * generated as anyOf. {"type":"object"} with neither properties nor
- * additionalProperties is any object. */
+ * ...); enum/const values are their compact serialization.
+ * {"type":"object"} with neither properties nor additionalProperties is any
+ * object. The one place it is wider: oneOf is generated as anyOf, so an
+ * output may match more than one of the schemas. */
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
