@@ -35,6 +35,8 @@ void dn_matcher_reset(dn_matcher *m);
 /* Caches past this many bytes are dropped before the next mask (default
  * 64 MiB; tests set it tiny to drop them at every step). */
 void dn_matcher_set_cache_limit(dn_matcher *m, size_t bytes);
+/* What the caches hold now (for benchmarks). */
+void dn_matcher_stats(const dn_matcher *m, size_t *bytes, int32_t *states, int32_t *nodes);
 /* The allowed tokens at the current point: a bitset of n_vocab bits (bit id
  * of word id / 32), EOS set when the text is complete. strip_space: the
  * decoder drops the next token's leading space (only control tokens came

@@ -45,6 +45,7 @@ typedef struct mstate {
     int32_t off, n;        /* stacks: m->set[off .. off + n), ascending node ids */
     uint32_t partial;      /* unfinished UTF-8 character: bytes in bits 8.., count in bits 0..7 */
     uint32_t hash;
+    int32_t base;          /* the state with the same stacks and no partial character */
     int32_t *next;         /* [256] or NULL: UNKNOWN, DEAD or a state id */
     uint32_t *mask;        /* [n_words] or NULL */
 } mstate;
@@ -72,6 +73,12 @@ struct dn_matcher {
     int32_t *work, *out;
     size_t n_work, n_out, cap_work, cap_out;
     uint32_t visit;
+    /* (base state, which of its stacks a character advances) -> state: every
+     * character that advances the same stacks leads to the same state, so
+     * the closure runs once for all of them (all CJK characters inside a
+     * JSON string, say) */
+    struct sigent { int32_t base, result; uint64_t sig; } *sig;
+    uint32_t sig_mask, n_sig;
     int32_t start, cur;
     size_t cache_bytes, cache_limit;
     uint32_t *scratch_mask;
@@ -229,7 +236,9 @@ static int shash_grow(dn_matcher *m)
 }
 
 /* The state of stacks s[0..n) (sorted, distinct) and partial; -1 when out of memory. */
-static int32_t intern(dn_matcher *m, const int32_t *s, int32_t n, uint32_t partial)
+/* share >= 0: s is that state's set, and the new state points at it
+ * instead of a copy (a partial character's state has its base's stacks). */
+static int32_t intern(dn_matcher *m, const int32_t *s, int32_t n, uint32_t partial, int32_t share)
 {
     if ((uint32_t)m->n_st * 2 >= m->shash_mask && !shash_grow(m)) return -1;
     uint32_t hv = set_hash(s, n, partial), h = hv & m->shash_mask;
@@ -241,22 +250,26 @@ static int32_t intern(dn_matcher *m, const int32_t *s, int32_t n, uint32_t parti
     size_t cap_st = (size_t)m->cap_st;
     if (!reserve(m->a, (void **)&m->st, &cap_st, (size_t)m->n_st + 1, sizeof *m->st)) return -1;
     m->cap_st = (int32_t)cap_st;
+    size_t off = share >= 0 ? (size_t)m->st[share].off : m->n_set;
+    if (share < 0) {
     /* s may point into m->set: copy through the grown array */
-    size_t off = m->n_set;
     int inside = m->set && (uintptr_t)s >= (uintptr_t)m->set && (uintptr_t)s < (uintptr_t)(m->set + m->cap_set);
     size_t from = inside ? (size_t)(s - m->set) : 0;
     if (!reserve(m->a, (void **)&m->set, &m->cap_set, off + (size_t)n, sizeof *m->set)) return -1;
     memmove(m->set + off, inside ? m->set + from : s, (size_t)n * sizeof *s);
     m->n_set += (size_t)n;
+    m->cache_bytes += (size_t)n * sizeof *s;
+    }
     mstate *x = &m->st[m->n_st];
     x->off = (int32_t)off;
     x->n = n;
     x->partial = partial;
     x->hash = hv;
+    x->base = share >= 0 ? m->st[share].base : m->n_st;
     x->next = NULL;
     x->mask = NULL;
     m->shash[h] = m->n_st;
-    m->cache_bytes += sizeof *x + (size_t)n * sizeof *s + 8;
+    m->cache_bytes += sizeof *x + 8;
     return m->n_st++;
 }
 
@@ -274,7 +287,7 @@ static int32_t out_state(dn_matcher *m, uint32_t partial)
     size_t k = 0;
     for (size_t i = 0; i < m->n_out; i++)
         if (k == 0 || m->out[i] != m->out[k - 1]) m->out[k++] = m->out[i];
-    return intern(m, m->out, (int32_t)k, partial);
+    return intern(m, m->out, (int32_t)k, partial, -1);
 }
 
 /* ---- UTF-8 ---- */
@@ -308,6 +321,49 @@ static int class_meets(const dn_grammar *g, int32_t k, uint32_t lo, uint32_t hi)
     return a < g->class_n[k] && r[2 * a] <= hi;
 }
 
+/* ---- (base state, advancing stacks) -> state ---- */
+
+static uint32_t sig_slot(const dn_matcher *m, int32_t base, uint64_t sig)
+{
+    return mix((uint32_t)base * 0x9e3779b1U ^ mix((uint32_t)sig ^ (uint32_t)(sig >> 32) * 0x85ebca6bU)) & m->sig_mask;
+}
+
+static int32_t sig_find(const dn_matcher *m, int32_t base, uint64_t sig)
+{
+    if (!m->sig) return UNKNOWN;
+    for (uint32_t h = sig_slot(m, base, sig);; h = (h + 1) & m->sig_mask) {
+        const struct sigent *e = &m->sig[h];
+        if (e->base < 0) return UNKNOWN;
+        if (e->base == base && e->sig == sig) return e->result;
+    }
+}
+
+static int sig_put(dn_matcher *m, int32_t base, uint64_t sig, int32_t result)
+{
+    if (2 * (m->n_sig + 1) > m->sig_mask) {
+        uint32_t size = m->sig_mask ? 2 * (m->sig_mask + 1) : 1024;
+        struct sigent *t = dn_malloc(m->a, size * sizeof *t), *old = m->sig;
+        if (!t) return 0;
+        for (uint32_t i = 0; i < size; i++) t[i].base = -1;
+        uint32_t old_size = m->sig ? m->sig_mask + 1 : 0;
+        m->sig = t;
+        m->sig_mask = size - 1;
+        m->cache_bytes += (size - old_size) * sizeof *t;
+        for (uint32_t i = 0; i < old_size; i++)
+            if (old[i].base >= 0) {
+                uint32_t h = sig_slot(m, old[i].base, old[i].sig);
+                while (t[h].base >= 0) h = (h + 1) & m->sig_mask;
+                t[h] = old[i];
+            }
+        dn_free(m->a, old);
+    }
+    uint32_t h = sig_slot(m, base, sig);
+    while (m->sig[h].base >= 0) h = (h + 1) & m->sig_mask;
+    m->sig[h] = (struct sigent){ base, result, sig };
+    m->n_sig++;
+    return 1;
+}
+
 /* ---- transitions ---- */
 
 /* The state after byte b from state s (not cached here); DEAD, or -1 when
@@ -330,7 +386,7 @@ static int32_t compute(dn_matcher *m, int32_t s, uint8_t b)
             if (id != 0 && class_meets(g, g->elems[m->npos[id]].arg, lo, hi)) {
                 uint32_t part = (uint32_t)(np + 1);
                 for (int k = 0; k <= np; k++) part |= (uint32_t)buf[k] << (8 * (k + 1));
-                return intern(m, m->set + x.off, x.n, part);
+                return intern(m, m->set + x.off, x.n, part, x.base);
             }
         }
         return DEAD;
@@ -341,38 +397,61 @@ static int32_t compute(dn_matcher *m, int32_t s, uint8_t b)
         memset(m->nvisit, 0, (size_t)m->n_nodes * sizeof *m->nvisit);
         m->visit = 1;
     }
+    uint64_t sig = 0;   /* which stacks take cp: all the result depends on */
+    const int keyed = x.n <= 64;
+    for (int32_t i = 0; i < x.n; i++) {
+        int32_t id = m->set[x.off + i];
+        if (id != 0 && dn_grammar_class_has(g, g->elems[m->npos[id]].arg, cp)) sig |= (uint64_t)1 << (i & 63);
+    }
+    if (sig == 0) return DEAD;
+    if (keyed) {
+        int32_t r = sig_find(m, x.base, sig);
+        if (r != UNKNOWN) return r;
+    }
     m->n_out = 0;
     m->n_work = 0;
     for (int32_t i = 0; i < x.n; i++) {
         int32_t id = m->set[m->st[s].off + i];   /* st may move while nodes are made */
         if (id == 0) continue;
         int32_t pos = m->npos[id];
-        if (dn_grammar_class_has(g, g->elems[pos].arg, cp) && !push_work(m, pos + 1, m->npar[id])) return -1;
+        int takes = keyed ? (int)((sig >> i) & 1) : dn_grammar_class_has(g, g->elems[pos].arg, cp);
+        if (takes && !push_work(m, pos + 1, m->npar[id])) return -1;
         if (!close_work(m)) return -1;
     }
-    return out_state(m, 0);
+    int32_t r = out_state(m, 0);
+    if (r != -1 && keyed && !sig_put(m, x.base, sig, r)) return -1;
+    return r;
 }
+
+/* A state's transition table: 256 bytes, or for a state inside a UTF-8
+ * character only the 64 continuation bytes (index b - 0x80): most states
+ * are of that kind (each multi-byte prefix the vocabulary has, at each
+ * point a walk passes). */
+static inline int next_slot(const mstate *x, uint8_t b) { return x->partial ? (b & 0xc0) == 0x80 ? b - 0x80 : -1 : b; }
 
 static int32_t *next_table(dn_matcher *m, int32_t s)
 {
     if (m->st[s].next) return m->st[s].next;
-    int32_t *t = dn_malloc(m->a, 256 * sizeof *t);
+    size_t n = m->st[s].partial ? 64 : 256;
+    int32_t *t = dn_malloc(m->a, n * sizeof *t);
     if (!t) return NULL;
-    memset(t, 0xff, 256 * sizeof *t);   /* UNKNOWN */
+    memset(t, 0xff, n * sizeof *t);   /* UNKNOWN */
     m->st[s].next = t;
-    m->cache_bytes += 256 * sizeof *t;
+    m->cache_bytes += n * sizeof *t;
     return t;
 }
 
 /* Cached transition; DEAD, a state, or -1 on error. */
 static inline int32_t trans(dn_matcher *m, int32_t s, uint8_t b)
 {
+    int k = next_slot(&m->st[s], b);
+    if (k < 0) return DEAD;
     int32_t *t = m->st[s].next;
-    if (t && t[b] != UNKNOWN) return t[b];
+    if (t && t[k] != UNKNOWN) return t[k];
     if (!t && !(t = next_table(m, s))) return -1;
     int32_t v = compute(m, s, b);
     if (v == -1) return -1;
-    m->st[s].next[b] = v;
+    m->st[s].next[k] = v;
     return v;
 }
 
@@ -464,6 +543,10 @@ static void drop_caches(dn_matcher *m)
     m->n_nodes = 0;
     m->cache_bytes = 0;
     if (m->shash) memset(m->shash, 0xff, (m->shash_mask + 1) * sizeof *m->shash);
+    if (m->sig)
+        for (uint32_t i = 0; i <= m->sig_mask; i++) m->sig[i].base = -1;
+    m->n_sig = 0;
+    if (m->sig) m->cache_bytes += (m->sig_mask + 1) * sizeof *m->sig;
     if (m->nhash) memset(m->nhash, 0xff, (m->nhash_mask + 1) * sizeof *m->nhash);
 }
 
@@ -519,6 +602,7 @@ void dn_matcher_free(dn_matcher *m)
     dn_free(a, m->work);
     dn_free(a, m->out);
     dn_free(a, m->scratch_mask);
+    dn_free(a, m->sig);
     dn_constraint_unref(m->c);
     dn_free(a, m);
 }
@@ -526,6 +610,13 @@ void dn_matcher_free(dn_matcher *m)
 void dn_matcher_reset(dn_matcher *m) { m->cur = m->start; }
 
 void dn_matcher_set_cache_limit(dn_matcher *m, size_t bytes) { m->cache_limit = bytes; }
+
+void dn_matcher_stats(const dn_matcher *m, size_t *bytes, int32_t *states, int32_t *nodes)
+{
+    *bytes = m->cache_bytes;
+    *states = m->n_st;
+    *nodes = m->n_nodes;
+}
 
 /* Over budget: start the caches again, keeping the current position (its
  * stacks are rebuilt node by node, bottom first). */
@@ -583,8 +674,9 @@ static danu_status walk(dn_matcher *m, int32_t s, uint32_t *mask)
     const int32_t *skip = t->skip, *tok_at = t->tok_at, *tok = t->tok;
     for (int32_t i = 0; i < t->n_nodes;) {
         int32_t from = at[depth[i] - 1];
-        const int32_t *nx = m->st[from].next;
-        int32_t v = nx ? nx[byte[i]] : UNKNOWN;
+        const mstate *f = &m->st[from];
+        int k = next_slot(f, byte[i]);
+        int32_t v = k < 0 ? DEAD : f->next ? f->next[k] : UNKNOWN;
         if (v == UNKNOWN && (v = trans(m, from, byte[i])) == -1) return failed(m);
         if (v == DEAD) { i = skip[i]; continue; }
         at[depth[i]] = v;
