@@ -1324,10 +1324,11 @@ class Context(_ModelChild):
         if not isinstance(src, Context):
             raise InvalidArgumentError(1, "copy_from takes a danu.Context, got %r" % (src,))
         _check(_call("danu_context_copy", self._handle(), src._handle()), "copy")
-        if self.constraint_state == "none":
-            self._constraint = None
-        elif self._constraint is None:
-            self._constraint = src._constraint
+        if self._constraint is not None or src._constraint is not None:   # (older libraries: no constraints)
+            if self.constraint_state == "none":
+                self._constraint = None
+            elif self._constraint is None:
+                self._constraint = src._constraint
 
     def fork(self):
         """A new Context with this one's options (n_ctx, kv_type, n_batch,
