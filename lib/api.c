@@ -10,6 +10,7 @@
 #include "model/synth.h"
 #include "model/quantize.h"
 #include "gen/context.h"
+#include "grammar/constraint.h"
 #include "gen/batch.h"
 #include "text/tokenizer.h"
 #include "format/spm.h"
@@ -450,6 +451,70 @@ danu_status danu_context_clear_stop_strings(danu_context *c)
 {
     ARG(c, "context is NULL");
     dn_context_clear_stops(c);
+    return DANU_OK;
+}
+
+/* ---- constraints ---- */
+
+danu_status danu_constraint_from_grammar(const danu_tokenizer *tok, const char *gbnf, size_t len, const char *root,
+                                         danu_constraint **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    ARG(tok && gbnf, "tokenizer or grammar is NULL");
+    return dn_constraint_from_gbnf(tok, gbnf, len, root, out);
+}
+
+danu_status danu_constraint_from_json_schema(const danu_tokenizer *tok, const char *schema, size_t len,
+                                             uint32_t flags, danu_constraint **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    ARG(tok && schema, "tokenizer or schema is NULL");
+    return dn_constraint_from_schema(tok, schema, len, flags, out);
+}
+
+danu_status danu_constraint_from_choices(const danu_tokenizer *tok, const char *const *choices, size_t n,
+                                         danu_constraint **out)
+{
+    ARG(out, "out is NULL");
+    *out = NULL;
+    ARG(tok && choices, "tokenizer or choices is NULL");
+    return dn_constraint_from_choices(tok, choices, n, out);
+}
+
+void danu_constraint_free(danu_constraint *c) { dn_constraint_unref(c); }
+
+danu_status danu_json_schema_to_grammar(const char *schema, size_t len, uint32_t flags, char *out, size_t cap,
+                                        size_t *len_out)
+{
+    ARG(len_out, "len_out is NULL");
+    *len_out = 0;
+    ARG(schema && (out || cap == 0), "schema or out is NULL");
+    if (cap) out[0] = 0;
+    char *g;
+    size_t n;
+    DN_TRY(dn_json_schema_to_gbnf(dn_alloc_libc(), schema, len, flags, &g, &n));
+    *len_out = n;
+    danu_status s = DANU_OK;
+    if (n + 1 > cap) s = dn_seterr(DANU_ERR_BUFFER_TOO_SMALL, "the grammar takes %zu bytes, the buffer holds %zu", n + 1, cap);
+    else memcpy(out, g, n + 1);
+    dn_free(dn_alloc_libc(), g);
+    return s;
+}
+
+danu_status danu_context_set_constraint(danu_context *c, danu_constraint *k)
+{
+    ARG(c, "context is NULL");
+    return dn_context_set_constraint(c, k);
+}
+
+danu_status danu_context_constraint_state(const danu_context *c, int32_t *state)
+{
+    ARG(state, "state is NULL");
+    *state = DANU_CONSTRAINT_NONE;
+    ARG(c, "context is NULL");
+    *state = dn_context_constraint_state(c);
     return DANU_OK;
 }
 

@@ -73,7 +73,7 @@ static void histogram(dn_sampler *s, const float *l, long *cnt, int n, int draws
     memset(cnt, 0, sizeof(long) * (size_t)n);
     int bad = 0;
     for (int d = 0; d < draws; d++) {
-        danu_token t = dn_sampler_sample(s, l, NULL, 0);
+        danu_token t = dn_sampler_sample(s, l, NULL, NULL, 0);
         if (t < 0 || t >= n) bad++;
         else cnt[t]++;
     }
@@ -139,7 +139,7 @@ START_TEST(test_sampler_greedy_argmax)
     for (int trial = 0; trial < 50; trial++) {
         random_logits(l, N, 10.0f);
         memcpy(copy, l, sizeof l);
-        ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), ref_argmax(l, N));
+        ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), ref_argmax(l, N));
         ck_assert(memcmp(copy, l, sizeof l) == 0);  /* caller's logits untouched */
     }
     dn_sampler_free(&s);
@@ -157,7 +157,7 @@ START_TEST(test_sampler_greedy_ties_lowest_id)
     const float temps[] = { 0.0f, -1.0f };   /* a negative temperature is greedy too */
     for (int t = 0; t < 2; t++) {
         s.params.temperature = temps[t];
-        ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), 300);
+        ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), 300);
     }
     dn_sampler_free(&s);
 }
@@ -176,18 +176,18 @@ START_TEST(test_sampler_nonfinite_logits)
         s.params.top_k = t ? 5 : 0;
         /* all -inf: id 0, deterministically */
         for (int i = 0; i < N; i++) l[i] = -INFINITY;
-        for (int k = 0; k < 10; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), 0);
+        for (int k = 0; k < 10; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), 0);
         /* all NaN: treated as -inf */
         for (int i = 0; i < N; i++) l[i] = NAN;
-        for (int k = 0; k < 10; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), 0);
+        for (int k = 0; k < 10; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), 0);
         /* NaN everywhere but one finite logit: that one always */
         l[41] = -5.0f;
-        for (int k = 0; k < 50; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), 41);
+        for (int k = 0; k < 50; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), 41);
         /* a +inf logit wins outright */
         random_logits(l, N, 3.0f);
         l[9] = NAN;
         l[17] = INFINITY;
-        for (int k = 0; k < 50; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), 17);
+        for (int k = 0; k < 50; k++) ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), 17);
     }
     dn_sampler_free(&s);
 }
@@ -236,7 +236,7 @@ START_TEST(test_sampler_repetition_penalty)
         ck_assert_float_eq(got[2], 0.0f);
         /* greedy after penalties == argmax of the reference */
         s.params.temperature = 0.0f;
-        ck_assert_int_eq(dn_sampler_sample(&s, base, hist, (size_t)nh), ref_argmax(want, N));
+        ck_assert_int_eq(dn_sampler_sample(&s, base, NULL, hist, (size_t)nh), ref_argmax(want, N));
     }
     dn_sampler_free(&s);
 }
@@ -369,10 +369,10 @@ START_TEST(test_sampler_bias_forces_token)
     histogram(&s, l, cnt, N, 2000);
     ck_assert_int_eq(cnt[forced], 2000);
     s.params.temperature = 0.0f;
-    ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), forced);
+    ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), forced);
     dn_sampler_clear_bias(&s);
     ck_assert_int_eq(s.has_bias, 0);
-    ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), top);
+    ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), top);
     dn_sampler_free(&s);
 }
 END_TEST
@@ -393,7 +393,7 @@ START_TEST(test_sampler_bias_ban)
     float want[N];
     memcpy(want, l, sizeof want);
     want[top] = -INFINITY;
-    ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), ref_argmax(want, N));
+    ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), ref_argmax(want, N));
     s.params.temperature = 1.0f;
     for (int i = 0; i < N; i++) l[i] = 0.0f;  /* flat: the ban is the only reason to miss */
     histogram(&s, l, cnt, N, 20000);
@@ -447,7 +447,7 @@ START_TEST(test_sampler_top_k1_is_greedy)
         }
         if (trial % 5 == 0)  /* coarse logits: many ties everywhere */
             for (int i = 0; i < N; i++) l[i] = floorf(l[i]);
-        ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, 0), ref_argmax(l, N));
+        ck_assert_int_eq(dn_sampler_sample(&s, l, NULL, NULL, 0), ref_argmax(l, N));
     }
     dn_sampler_free(&s);
 }
@@ -587,7 +587,7 @@ START_TEST(test_sampler_top_k_sorted_inputs)
         for (int c = 0; c < 2; c++) {
             s.params.top_k = ks[c];
             for (int d = 0; d < 200; d++) {
-                int t = dn_sampler_sample(&s, l, NULL, 0);
+                int t = dn_sampler_sample(&s, l, NULL, NULL, 0);
                 ck_assert_msg(dir ? t >= N - ks[c] : t < ks[c], "%s input, k %d: drew id %d",
                               dir ? "ascending" : "descending", ks[c], t);
             }
@@ -677,7 +677,7 @@ START_TEST(test_sampler_seed_reference_stream)
         dn_sampler_seed(&s, seeds[k]);
         int mismatch = -1;
         for (int d = 0; d < 200 && mismatch < 0; d++)
-            if (dn_sampler_sample(&s, l, NULL, 0) != (int)(ref_xoshiro(st) >> 49)) mismatch = d;
+            if (dn_sampler_sample(&s, l, NULL, NULL, 0) != (int)(ref_xoshiro(st) >> 49)) mismatch = d;
         ck_assert_msg(mismatch < 0, "seed %zu: draw %d differs from the reference stream", k, mismatch);
     }
     dn_sampler_free(&s);
@@ -700,7 +700,7 @@ START_TEST(test_sampler_same_seed_same_tokens)
         s.params.top_k = 50; s.params.top_p = 0.9f; s.params.min_p = 0.02f;
         s.params.repeat_penalty = 1.1f; s.params.temperature = 0.9f;
         for (int d = 0; d < T; d++) {
-            out[r][d] = dn_sampler_sample(&s, lm, hist, (size_t)d);
+            out[r][d] = dn_sampler_sample(&s, lm, NULL, hist, (size_t)d);
             hist[d] = out[r][d];
         }
         dn_sampler_free(&s);
@@ -719,9 +719,9 @@ START_TEST(test_sampler_reseed_restarts)
     dn_sampler s;
     init_sampler(&s, M, 5);
     danu_token first[20];
-    for (int d = 0; d < 20; d++) first[d] = dn_sampler_sample(&s, lm, NULL, 0);
+    for (int d = 0; d < 20; d++) first[d] = dn_sampler_sample(&s, lm, NULL, NULL, 0);
     dn_sampler_seed(&s, 5);
-    for (int d = 0; d < 20; d++) ck_assert_int_eq(dn_sampler_sample(&s, lm, NULL, 0), first[d]);
+    for (int d = 0; d < 20; d++) ck_assert_int_eq(dn_sampler_sample(&s, lm, NULL, NULL, 0), first[d]);
     dn_sampler_free(&s);
 }
 END_TEST
@@ -754,7 +754,7 @@ START_TEST(test_sampler_no_alloc_per_call)
         s.params.repeat_penalty = 1.2f;
         s.params.repeat_last_n = (d % 7) - 1;
         s.params.frequency_penalty = 0.1f;
-        dn_sampler_sample(&s, l, hist, 256);
+        dn_sampler_sample(&s, l, NULL, hist, 256);
     }
     ck_assert_int_eq(c.calls, calls);
     dn_sampler_free(&s);
@@ -799,7 +799,7 @@ START_TEST(test_sampler_speed)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int32_t bad = -1;   /* a sampled id outside the vocabulary, if any */
     for (int r = 0; r < REPS; r++) {
-        const int32_t id = dn_sampler_sample(&s, l, hist, 64);
+        const int32_t id = dn_sampler_sample(&s, l, NULL, hist, 64);
         if (id < 0 || id >= N) bad = id;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -811,7 +811,7 @@ START_TEST(test_sampler_speed)
     s.params.top_k = 0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int r = 0; r < 200; r++) {
-        const int32_t id = dn_sampler_sample(&s, l, hist, 64);
+        const int32_t id = dn_sampler_sample(&s, l, NULL, hist, 64);
         if (id < 0 || id >= N) bad = id;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -116,6 +116,8 @@ void dn_context_free(danu_context *c)
     dn_context_clear_stops(c);
     dn_free(&c->alloc, c->stops);
     dn_free(&c->alloc, c->hold);
+    dn_matcher_free(c->matcher);
+    dn_constraint_unref(c->constraint);
     dn_alloc a = c->alloc;
     dn_free(&a, c);
 }
@@ -135,6 +137,8 @@ danu_status dn_context_copy(danu_context *dst, const danu_context *src)
     const size_t lo = n > (size_t)src->cap ? n - (size_t)src->cap : 0;
     DN_CHECK(lo == 0 || dst->cap == src->cap, DANU_ERR_INVALID_ARG, "src's ring of %d positions wrapped; dst keeps %d",
              src->cap, dst->cap);
+    /* the one step that can fail comes before anything changes */
+    if (src->constraint != dst->constraint) DN_TRY(dn_context_set_constraint(dst, src->constraint));
     const dn_kvcache *a = &src->kv;
     const size_t row = (size_t)a->kv_dim * a->elem;
     /* unwrapped: positions 0..n-1 are slots 0..n-1 in both; wrapped: the same ring size, the same slots */
@@ -420,12 +424,50 @@ danu_status dn_context_prompt_begin(danu_context *c, const danu_token *t, size_t
 
 /* ---- sampling and generation ---------------------------------------------------- */
 
+/* The decoder drops the next piece's leading space when only control tokens
+ * came before: the constraint must see the text as the decoder gives it. */
+static int strips_space(const danu_context *c)
+{
+    if (!c->dec) return 0;
+    if (c->gen_active) return dn_decoder_strips_space(c->dec);
+    return dn_decoder_strips_after(c->model->tok, c->n_tokens ? c->tokens[c->n_tokens - 1] : -1);
+}
+
 danu_status dn_context_sample(danu_context *c, danu_token *out)
 {
     DN_CHECK(c->has_logits, DANU_ERR_STATE, "no logits: evaluate a prompt first");
     size_t win = c->n_tokens;
-    *out = dn_sampler_sample(&c->sampler, c->logits, c->tokens, win);
+    const uint32_t *mask = NULL;
+    if (c->matcher) DN_TRY(dn_matcher_mask(c->matcher, strips_space(c), &mask));
+    danu_token t = dn_sampler_sample(&c->sampler, c->logits, mask, c->tokens, win);
+    DN_CHECK(!mask || ((mask[t >> 5] >> (t & 31)) & 1), DANU_ERR_STATE,
+             "constraint: no token can continue the output (every allowed token is banned by a logit bias, or "
+             "the vocabulary cannot spell what the grammar needs)");
+    *out = t;
     return DANU_OK;
+}
+
+danu_status dn_context_set_constraint(danu_context *c, danu_constraint *k)
+{
+    DN_TRY(dn_context_idle(c));
+    dn_matcher *m = NULL;
+    if (k) {
+        DN_CHECK(c->model->tok, DANU_ERR_INVALID_ARG, "constraint: the model has no tokenizer");
+        DN_CHECK(dn_constraint_fits(k, c->model->tok), DANU_ERR_INVALID_ARG,
+                 "constraint: compiled for another vocabulary than this model's");
+        DN_TRY(dn_matcher_create(k, &c->alloc, &m));
+        dn_constraint_ref(k);
+    }
+    dn_matcher_free(c->matcher);
+    dn_constraint_unref(c->constraint);
+    c->matcher = m;
+    c->constraint = k;
+    return DANU_OK;
+}
+
+int32_t dn_context_constraint_state(const danu_context *c)
+{
+    return c->matcher ? dn_matcher_state(c->matcher) : DANU_CONSTRAINT_NONE;
 }
 
 danu_status dn_context_add_stop(danu_context *c, const char *s)
@@ -525,6 +567,7 @@ static danu_status gen_start(danu_context *c)
             dn_decoder_push(c->dec, c->tokens[c->n_tokens - 1], tmp, sizeof tmp, &l);
         }
     }
+    if (c->matcher) dn_matcher_reset(c->matcher);   /* each generation matches from the start */
     c->gen_active = 1;
     c->gen_by_batch = 0;
     return DANU_OK;
@@ -553,10 +596,17 @@ danu_status dn_context_step_start(danu_context *c, danu_token *id, char *out, si
     if (cap) out[0] = 0;
     *id = -1;
     DN_TRY(hold_room(c));
+    DN_CHECK(c->has_logits, DANU_ERR_STATE, "no logits: evaluate a prompt first");   /* then no generation starts */
+    DN_TRY(gen_start(c));   /* before sampling: a constraint's mask is the new generation's */
+    if (c->matcher && dn_matcher_state(c->matcher) == DANU_CONSTRAINT_FINISHED) {
+        *reason = DANU_STOP_GRAMMAR;   /* a language whose only string is empty */
+        return dn_context_gen_finish(c, 0, out, cap, len);
+    }
     danu_token t;
-    DN_TRY(dn_context_sample(c, &t));   /* first: a step that cannot sample starts no generation */
-    DN_TRY(gen_start(c));
+    int strip = c->matcher ? strips_space(c) : 0;
+    DN_TRY(dn_context_sample(c, &t));
     *id = t;
+    if (c->matcher) DN_TRY(dn_matcher_accept(c->matcher, t, strip));
     if (t == c->model->cfg.eos && !c->opt.ignore_eos) {
         *reason = DANU_STOP_EOS;
         return dn_context_gen_finish(c, 0, out, cap, len);
@@ -591,6 +641,10 @@ danu_status dn_context_step_end(danu_context *c, danu_status s, danu_token t, ch
         c->gen_active = 0;
         if (c->dec) dn_decoder_reset(c->dec);
         return DANU_OK;
+    }
+    if (c->matcher && dn_matcher_state(c->matcher) == DANU_CONSTRAINT_FINISHED) {
+        *reason = DANU_STOP_GRAMMAR;   /* nothing can follow: the text is final */
+        return dn_context_gen_finish(c, 0, out, cap, len);
     }
     return emit(c, safe, out, cap, len);
 }

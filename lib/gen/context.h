@@ -10,6 +10,7 @@
 #include "model/forward.h"
 #include "gen/sampler.h"
 #include "common/threadpool.h"
+#include "grammar/constraint.h"
 
 /* Generated text is held back while it may still start a stop string: at
  * most DN_PIECE_MAX bytes per token (the decoder's output for one id) and
@@ -66,6 +67,8 @@ struct danu_context {
     dn_pending pend;
     int slice_tokens;            /* batch size sliced work last found to fit half its budget per layer */
     int gen_by_batch;            /* the generation under way is driven by danu_batch_step */
+    danu_constraint *constraint; /* a reference, or NULL */
+    dn_matcher *matcher;         /* where the generation stands in it */
 };
 
 danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_context **out);
@@ -114,6 +117,9 @@ danu_status dn_context_step_end(danu_context *c, danu_status st, danu_token t, c
 danu_status dn_context_gen_finish(danu_context *c, int drop_hold, char *out, size_t cap, size_t *len);
 danu_status dn_context_copy(danu_context *dst, const danu_context *src);
 danu_status dn_context_fork(const danu_context *src, danu_context **out);
+/* Attach (a reference) or, with NULL, remove a constraint. */
+danu_status dn_context_set_constraint(danu_context *c, danu_constraint *k);
+int32_t dn_context_constraint_state(const danu_context *c);
 /* DANU_ERR_STATE while sliced work is pending. */
 danu_status dn_context_idle(const danu_context *c);
 #endif

@@ -378,13 +378,20 @@ static int32_t draw(const float *v, const int32_t *x, const cands *c, uint64_t r
     return last;
 }
 
-danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const danu_token *history, size_t n_history)
+danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const uint32_t *mask, const danu_token *history,
+                             size_t n_history)
 {
     if (!s || !s->work || !logits) return 0;
     const dn_sampler_params *p = &s->params;
     float *v = s->work;
     int32_t *x = s->idx;
-    for (int32_t i = 0; i < s->n_vocab; i++) v[i] = isnan(logits[i]) ? -INFINITY : logits[i];
+    /* masking first is the same as masking after penalties and bias: both
+     * leave -inf at -inf (a +inf bias on it gives NaN, which becomes -inf) */
+    if (mask)
+        for (int32_t i = 0; i < s->n_vocab; i++)
+            v[i] = !((mask[i >> 5] >> (i & 31)) & 1) || isnan(logits[i]) ? -INFINITY : logits[i];
+    else
+        for (int32_t i = 0; i < s->n_vocab; i++) v[i] = isnan(logits[i]) ? -INFINITY : logits[i];
     dn_sampler_apply_penalties(s, v, history, n_history);
     if (!(p->temperature > 0.0f)) return argmax(v, s->n_vocab);
     cands c = top_k(v, s->n_vocab, x, p->top_k);

@@ -43,8 +43,13 @@ void dn_sampler_seed(dn_sampler *s, uint64_t seed);
 danu_status dn_sampler_set_bias(dn_sampler *s, danu_token id, float bias);
 void dn_sampler_clear_bias(dn_sampler *s);
 /* Sample from logits[n_vocab] given the token history (for penalties).
- * Allocates nothing. Deterministic for a given seed and call sequence. */
-danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const danu_token *history, size_t n_history);
+ * mask (n_vocab bits, bit id of word id / 32; NULL: none) leaves out the
+ * tokens whose bit is clear, as if their logits were -inf after penalties
+ * and bias. Allocates nothing. Deterministic for a given seed and call
+ * sequence. With every token left out (or -inf), returns the lowest id:
+ * callers with a mask check its bit. */
+danu_token dn_sampler_sample(dn_sampler *s, const float *logits, const uint32_t *mask, const danu_token *history,
+                             size_t n_history);
 /* Apply penalties and bias to logits in place (exposed for tests and for
  * greedy paths): the same transformation sample() starts with. Touched
  * entries that become NaN are set to -inf. Uses s->counts as scratch, hence

@@ -13,6 +13,14 @@
 /* Compile for tok's vocabulary. The grammar is adopted (freed with the
  * constraint, also on error). */
 danu_status dn_constraint_create(const danu_tokenizer *tok, dn_grammar *g, danu_constraint **out);
+/* The three sources (compile.c). */
+danu_status dn_constraint_from_gbnf(const danu_tokenizer *tok, const char *gbnf, size_t len, const char *root,
+                                    danu_constraint **out);
+danu_status dn_constraint_from_schema(const danu_tokenizer *tok, const char *schema, size_t len, uint32_t flags,
+                                      danu_constraint **out);
+danu_status dn_constraint_from_choices(const danu_tokenizer *tok, const char *const *choices, size_t n,
+                                       danu_constraint **out);
+danu_status dn_choices_to_gbnf(const dn_alloc *a, const char *const *choices, size_t n, char **out, size_t *out_len);
 danu_constraint *dn_constraint_ref(danu_constraint *c);
 void dn_constraint_unref(danu_constraint *c);
 /* 1 if c was compiled for a vocabulary equal to tok's (same pieces and types). */

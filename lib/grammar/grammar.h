@@ -41,6 +41,10 @@ typedef struct dn_grammar {
 /* Grammars larger than this (elements after expanding repetitions) are
  * refused with UNSUPPORTED. */
 #define DN_GRAMMAR_MAX_ELEMS (1 << 20)
+/* References nested deeper than this without input between them (a long
+ * chain of optional items) are refused too: checks and the matcher recurse
+ * that deep, on whatever stack the caller's thread has. */
+#define DN_GRAMMAR_MAX_DEPTH 2000
 
 /* Parse GBNF text (len bytes, UTF-8) with start rule `root` (NULL: "root").
  * INVALID_ARG with "line L, column C: ..." for syntax errors; undefined

@@ -259,3 +259,47 @@ danu_status dn_decoder_flush(danu_decoder *d, char *out, size_t cap, size_t *len
     dec_reset(&s);
     return finish(d, &s, &k, len);
 }
+
+/* ------------------------------------------------------------------ */
+/* Token texts for constraints (lib/grammar)                           */
+/* ------------------------------------------------------------------ */
+
+size_t dn_token_text_max(const danu_tokenizer *t) { return decoder_scratch(t); }
+
+size_t dn_token_text(const danu_tokenizer *t, int32_t id, char *out, int *lead_ws)
+{
+    *lead_ws = 0;
+    uint8_t ty = t->type[id];
+    if (ty == DN_TOK_BYTE) { out[0] = (char)t->byteval[id]; return 1; }
+    if (ty == DN_TOK_NORMAL || ty == DN_TOK_USER_DEFINED || ty == DN_TOK_UNUSED)
+        *lead_ws = (t->dummy || t->rm_ws) && dn_piece_len(t, id) >= DN_WS_SYM_LEN &&
+                   !memcmp(dn_piece_ptr(t, id), DN_WS_SYM, DN_WS_SYM_LEN);
+    int is_bos_ws = 0, seen = 0;
+    return piece_surface(t, id, &is_bos_ws, &seen, 1, out);
+}
+
+/* piece_surface drops a leading space when is_bos_ws survives its first line. */
+static int strips(const danu_tokenizer *t, const dec_state *s)
+{
+    return (t->dummy || t->rm_ws) && s->is_bos_ws && !s->bos_ws_seen && s->emitted == 0 && s->npend == 0;
+}
+
+int dn_decoder_strips_space(const danu_decoder *d) { return strips(d->t, &d->s); }
+
+int dn_decoder_strips_after(const danu_tokenizer *t, int32_t last)
+{
+    dec_state s;
+    dec_reset(&s);
+    if (last >= 0 && last < t->n) {
+        uint8_t ty = t->type[last];
+        if (ty == DN_TOK_BYTE) return 0;   /* pending or emitted: the next piece is not the first */
+        /* the surface's length is all that matters: count it without writing it */
+        if (ty == DN_TOK_CONTROL) return strips(t, &s);
+        if (ty == DN_TOK_UNKNOWN) return t->unk_surface_len == 0 && strips(t, &s);
+        size_t l = dn_piece_len(t, last);
+        int lead = l >= DN_WS_SYM_LEN && !memcmp(dn_piece_ptr(t, last), DN_WS_SYM, DN_WS_SYM_LEN) && (t->dummy || t->rm_ws);
+        if (!lead || l > DN_WS_SYM_LEN) return 0;
+        return t->rm_ws;   /* a lone space piece was dropped; without rm_ws it counts as seen */
+    }
+    return strips(t, &s);
+}

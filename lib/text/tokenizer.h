@@ -96,6 +96,18 @@ void dn_decoder_reset(danu_decoder *d);
 danu_status dn_decoder_push(danu_decoder *d, danu_token id, char *out, size_t cap, size_t *len);
 danu_status dn_decoder_flush(danu_decoder *d, char *out, size_t cap, size_t *len);
 
+/* For constraints: the bytes id adds to a generation's text after its
+ * start (a BYTE piece's byte, another piece's surface; CONTROL: none) into
+ * out (dn_token_text_max bytes); *lead_ws = 1 when that text starts with a
+ * space the decoder drops if the piece comes first (see strips_space). */
+size_t dn_token_text_max(const danu_tokenizer *t);
+size_t dn_token_text(const danu_tokenizer *t, int32_t id, char *out, int *lead_ws);
+/* 1 when the decoder will drop the next piece's leading space (nothing but
+ * control tokens came before); _after: the same for a decoder reset and
+ * primed with `last` (-1: nothing), as a generation starts. */
+int dn_decoder_strips_space(const danu_decoder *d);
+int dn_decoder_strips_after(const danu_tokenizer *t, int32_t last);
+
 /* Danube chat format (see danu.h danu_chat_encode); heap result. */
 danu_status dn_chat_encode(const danu_tokenizer *t, const char *const *roles, const char *const *contents,
                            size_t n, int add_bos, int add_reply_prompt, danu_token **out, size_t *n_out);
