@@ -1192,6 +1192,17 @@ class TestBatch(unittest.TestCase):
             self.assertEqual((d.tokens, d.logits.tobytes()), keep)   # unchanged by every refusal
 
 
+def schema_converter():
+    """Whether the loaded library converts JSON Schemas (the converter
+    reached the library after the rest of issue 18: until then it refuses
+    every schema as UNSUPPORTED, and the schema checks are skipped)."""
+    try:
+        danu.json_schema_to_grammar({"type": "integer"})
+        return True
+    except danu.UnsupportedError:
+        return False
+
+
 class TestConstraints(unittest.TestCase):
     """libdanu 0.2: constrained output (grammars, JSON Schema, choices). The
     tiny model has random weights, so every check is on the language the
@@ -1240,6 +1251,8 @@ class TestConstraints(unittest.TestCase):
             self.assertIn(c.stop_reason, ("grammar", "eos"))
 
     def test_json_schema(self):
+        if not schema_converter():
+            self.skipTest("the library's JSON Schema converter is not built")
         for seed, spaces in ((1, False), (2, True)):
             with self.ctx(seed=seed) as c:
                 if spaces:
@@ -1257,6 +1270,25 @@ class TestConstraints(unittest.TestCase):
         self.assertIn("root", g)
         k = danu.Constraint.grammar(self.model, g)       # the GBNF compiles as such
         k.close()
+
+    def test_json_by_grammar(self):
+        # JSON through a hand-written grammar (independent of the schema converter)
+        gbnf = r"""
+root  ::= "{" ws "\"name\":" ws name "," ws "\"hp\":" ws hp ws "}"
+name  ::= "\"" [a-zA-Z ]{1,8} "\""
+hp    ::= [0-9] | [1-9] [0-9]
+ws    ::= " "?
+"""
+        for seed in (1, 2, 3):
+            with self.ctx(seed=seed) as c:
+                text = "".join(c.generate(100, grammar=gbnf))
+                self.assertIn(c.stop_reason, ("grammar", "eos"), text)
+                value = json.loads(text)
+                self.assertEqual(sorted(value), ["hp", "name"])
+                self.assertIn(value["hp"], range(100))
+        # the bench's generic JSON grammar compiles
+        with open(os.path.join(ROOT, "bench", "grammar", "json.gbnf")) as f:
+            danu.Constraint.grammar(self.model, f.read()).close()
 
     def test_attached_and_state(self):
         with self.ctx() as c:
@@ -1308,6 +1340,10 @@ class TestConstraints(unittest.TestCase):
                 for r in b.stop_reasons:
                     self.assertIn(r, ("grammar", "eos"))
                 for c in contexts:
+                    self.assertEqual(c.constraint_state, "none")
+                if not schema_converter():
+                    return
+                for c in contexts:
                     c.eval(self.prompt)
                 pieces = [[] for _ in contexts]
                 for c, piece in b.generate(contexts, 300, json_schema=self.SCHEMA):
@@ -1331,11 +1367,13 @@ class TestConstraints(unittest.TestCase):
         danu.Constraint.grammar(self.model, 'start ::= "a"\n', root="start").close()
         with self.assertRaises(danu.UnsupportedError) as e:
             danu.Constraint.json_schema(self.model, {"type": "string", "pattern": "^a+$"})
-        self.assertIn("pattern", str(e.exception))
+        if schema_converter():
+            self.assertIn("pattern", str(e.exception))
         with self.assertRaises(danu.UnsupportedError):
             danu.json_schema_to_grammar({"type": "string", "pattern": "^a+$"})
-        with self.assertRaises(danu.InvalidArgumentError):
-            danu.Constraint.json_schema(self.model, "{not json")
+        if schema_converter():
+            with self.assertRaises(danu.InvalidArgumentError):
+                danu.Constraint.json_schema(self.model, "{not json")
         with self.assertRaises(danu.InvalidArgumentError):
             danu.Constraint.choices(self.model, [])
         with self.assertRaises(danu.InvalidArgumentError):
