@@ -226,7 +226,7 @@ static danu_status one_generation(danu_context *c, const danu_token *prompt, siz
     }
     *secs = cli_now() - t0;
     *made = (int64_t)(danu_context_n_tokens(c) - before);
-    *reason = why;
+    *reason = why < 0 ? DANU_STOP_LENGTH : why;
     if (!s && why < 0) s = danu_context_step_finish(c, text, sizeof text, &(size_t){ 0 });
     if (s == DANU_ERR_BUFFER_TOO_SMALL) s = DANU_OK;
     return s;
@@ -344,7 +344,7 @@ int cli_bench_grammar(danu_model *m, cli_cons *cc, const int *threads, int nt, i
             const uint32_t *mask;
             danu_token id = gens[r].v[i];
             double t0 = cli_now();
-            s = dn_matcher_mask(mt, 0, &mask);
+            s = dn_matcher_mask(mt, 0, &mask);   /* 0: the prompt ends in text, no space is stripped */
             double t1 = cli_now();
             mask_us[n_mask++] = (t1 - t0) * 1e6;
             if (s) { rc = cli_fail("mask", s); break; }
