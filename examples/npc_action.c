@@ -158,7 +158,8 @@ int main(int argc, char **argv)
     printf("schema: %s\n", schema);
     printf("schema compiled in %.2f ms\n", compile_ms);
 
-    double *model_ms = calloc(600 * (size_t)turns, sizeof *model_ms);
+    size_t cap = 1024;
+    double *model_ms = malloc(cap * sizeof *model_ms);   /* the model's time in each frame it worked */
     if (!model_ms) return 1;
     long frames = 0, late = 0, worked = 0, complete = 0;
     const long long budget_ns = budget_us * 1000LL;
@@ -209,7 +210,15 @@ int main(int argc, char **argv)
                 if (s != DANU_OK && s != DANU_IN_PROGRESS) return fail("model", s);
                 if (s == DANU_IN_PROGRESS) break;   /* the budget is used */
             }
-            if (spent > 0 && worked < 600 * turns) model_ms[worked++] = spent / 1e6;
+            if (spent > 0) {
+                if ((size_t)worked == cap) {
+                    double *more = realloc(model_ms, 2 * cap * sizeof *model_ms);
+                    if (!more) return 1;
+                    model_ms = more;
+                    cap *= 2;
+                }
+                model_ms[worked++] = spent / 1e6;
+            }
             frames++;
             turn_frames++;
             next += FRAME_NS;   /* fixed timestep: sleep to the next deadline */
