@@ -50,7 +50,13 @@ for c in "${CASES[@]}"; do
   flags=${c#*:}
   echo "== $label: danu bench -m $MODEL $flags -n $TG -r $REPS -t $THREADS =="
   # shellcheck disable=SC2086
-  out=$("$DANU" bench -m "$MODEL" $flags -n "$TG" -r "$REPS" -t "$THREADS")
+  if ! out=$("$DANU" bench -m "$MODEL" $flags -n "$TG" -r "$REPS" -t "$THREADS"); then
+    echo "$out"
+    echo "grammar.sh: the $label case failed (see above)" >&2
+    SUMMARY+=("$(printf '| %-10s | %10s |' "$label" failed)")
+    echo
+    continue
+  fi
   echo "$out"
   echo
   compile=$(echo "$out" | sed -n 's/^compile: median \([0-9.]*\) ms.*/\1/p')
