@@ -139,6 +139,7 @@ static int32_t merge_ranges(uint32_t *r, int32_t n)
  * an identical earlier class. Returns the class index or -1. */
 static int32_t class_end(parser *p, int32_t from, int negate)
 {
+    if (!grow(p, (void **)&p->rng, &p->cap_rng, 2 * (from + 1), sizeof *p->rng)) return -1;   /* "[]" has none yet */
     int32_t n = merge_ranges(p->rng + 2 * from, p->n_rng - from);
     p->n_rng = from + n;
     if (negate) {   /* the complement has at most n + 1 ranges */
@@ -614,9 +615,11 @@ static danu_status flatten(parser *p, int32_t root, dn_grammar **out)
         }
         g->rule_nalt[r] = a - g->rule_alt[r];
     }
-    memcpy(g->class_off, p->cls_off, (size_t)p->n_cls * sizeof *g->class_off);
-    memcpy(g->class_n, p->cls_n, (size_t)p->n_cls * sizeof *g->class_n);
-    memcpy(g->ranges, p->rng, (size_t)p->n_rng * 2 * sizeof *g->ranges);
+    if (p->n_cls) {
+        memcpy(g->class_off, p->cls_off, (size_t)p->n_cls * sizeof *g->class_off);
+        memcpy(g->class_n, p->cls_n, (size_t)p->n_cls * sizeof *g->class_n);
+        memcpy(g->ranges, p->rng, (size_t)p->n_rng * 2 * sizeof *g->ranges);
+    }
     for (int32_t k = 0; k < p->n_cls; k++)
         for (int32_t i = 0; i < g->class_n[k]; i++) {
             uint32_t lo = g->ranges[2 * (g->class_off[k] + i)], hi = g->ranges[2 * (g->class_off[k] + i) + 1];

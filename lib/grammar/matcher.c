@@ -17,6 +17,7 @@
  * loops on itself, so after the first token each mask is a cache hit. The
  * caches are dropped when they outgrow DN_MATCHER_CACHE_BYTES. */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "grammar/constraint.h"
@@ -242,7 +243,7 @@ static int32_t intern(dn_matcher *m, const int32_t *s, int32_t n, uint32_t parti
     m->cap_st = (int32_t)cap_st;
     /* s may point into m->set: copy through the grown array */
     size_t off = m->n_set;
-    int inside = s >= m->set && s < m->set + m->cap_set;
+    int inside = m->set && (uintptr_t)s >= (uintptr_t)m->set && (uintptr_t)s < (uintptr_t)(m->set + m->cap_set);
     size_t from = inside ? (size_t)(s - m->set) : 0;
     if (!reserve(m->a, (void **)&m->set, &m->cap_set, off + (size_t)n, sizeof *m->set)) return -1;
     memmove(m->set + off, inside ? m->set + from : s, (size_t)n * sizeof *s);

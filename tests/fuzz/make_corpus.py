@@ -188,6 +188,16 @@ def main():
             kept.append(raw)
         put('spm', 'pieces-%d.model' % keep, b''.join(kept))
 
+    grammars = [
+        b'root ::= "a" | "b" ( [c-e]+ | "x"? ) "!"\n',
+        b'root ::= obj\nobj ::= "{" ws (str ":" ws val ("," ws str ":" ws val)*)? "}"\n'
+        b'val ::= obj | str | [0-9]{1,3} | "true"\nstr ::= "\\"" [^"\\\\]* "\\""\nws ::= [ ]?\n',
+        b'root ::= [^\\x00-\\x1f]{2,5} # comment\n  \n',
+        b'root ::= ("\xc3\xa9t\xc3\xa9" | "\\u00e9" | .)+\n',
+    ]
+    for i, g in enumerate(grammars):
+        put('gbnf', 'grammar-%d' % i, g)
+        put('gbnf', 'grammar-%d-text' % i, g + b'\0' + b'{"ab": true}')
     n = 0
     with open(os.path.join(data, 'llama2-tokenizer', 'cases.tsv')) as f:
         for line in f:
