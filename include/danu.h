@@ -899,8 +899,8 @@ enum {
 /** CONSTRUCTOR. Compile a GBNF grammar (the format of llama.cpp's grammars:
  *  rules "name ::= ...", alternatives |, sequences, groups ( ), ? * +,
  *  {m}, {m,}, {m,n}, "literals", [character classes] with ranges and ^,
- *  . for any character, backslash escapes (\n \r \t \" \\ \[ \] \xHH \uHHHH
- *  \UHHHHHHHH), # comments).
+ *  . for any character, escapes (a backslash then n, r, t, a quote, a
+ *  backslash, a bracket, xHH, uHHHH or UHHHHHHHH), # comments).
  *  @param tok  the vocabulary to compile for (danu_model_tokenizer or a
  *              loaded tokenizer); only read during the call.
  *  @param gbnf the grammar text, UTF-8, len bytes (need not be
