@@ -347,6 +347,12 @@ void danu_context_free(danu_context *c) { dn_context_free(c); }
 /* An abort asked for before this call is forgotten (danu_context_abort);
  * one asked for while it runs, even between two tokens, stops it. */
 static void call_starts(danu_context *c) { atomic_store(&c->abort_flag, 0); }
+/* An abort is used up by the call it stopped: the next call starts clean. */
+static danu_status call_ends(danu_context *c, danu_status s)
+{
+    if (s == DANU_ERR_ABORTED) atomic_store(&c->abort_flag, 0);
+    return s;
+}
 
 danu_status danu_context_set_int(danu_context *c, danu_param key, int64_t v)
 {
@@ -400,7 +406,7 @@ danu_status danu_context_eval(danu_context *c, const danu_token *t, size_t n, fl
     ARG(t || n == 0, "tokens is NULL");
     c->gen_active = 0;
     call_starts(c);
-    return dn_context_eval(c, t, n, all_logits);
+    return call_ends(c, dn_context_eval(c, t, n, all_logits));
 }
 
 danu_status danu_context_prompt(danu_context *c, const danu_token *t, size_t n, size_t *n_reused)
@@ -408,7 +414,7 @@ danu_status danu_context_prompt(danu_context *c, const danu_token *t, size_t n, 
     ARG(c && t, "context or tokens is NULL");
     DN_TRY(dn_context_idle(c));
     call_starts(c);
-    return dn_context_prompt(c, t, n, n_reused);   /* checks the ids before touching the cache */
+    return call_ends(c, dn_context_prompt(c, t, n, n_reused));   /* checks the ids before touching the cache */
 }
 
 const float *danu_context_logits(const danu_context *c) { return c && c->has_logits ? c->logits : NULL; }
@@ -526,7 +532,7 @@ danu_status danu_context_generate(danu_context *c, int32_t max_tokens, danu_toke
     ARG(max_tokens >= 0, "max_tokens is negative");
     DN_TRY(dn_context_idle(c));
     call_starts(c);
-    return dn_context_generate(c, max_tokens, fn, user, reason);
+    return call_ends(c, dn_context_generate(c, max_tokens, fn, user, reason));
 }
 
 danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, size_t cap, size_t *len_out,
@@ -540,9 +546,7 @@ danu_status danu_context_step(danu_context *c, danu_token *id_out, char *out, si
     /* A step is one piece of a generation the caller drives: an abort that
      * arrives between two steps (the caller's loop, a binding's iterator)
      * stops the next step instead of being forgotten, and is used up then. */
-    danu_status s = dn_context_step(c, id_out, out, cap, len_out, reason);
-    if (s == DANU_ERR_ABORTED) call_starts(c);
-    return s;
+    return call_ends(c, dn_context_step(c, id_out, out, cap, len_out, reason));
 }
 
 danu_status danu_context_step_finish(danu_context *c, char *out, size_t cap, size_t *len_out)
@@ -561,7 +565,7 @@ danu_status danu_context_chat_append(danu_context *c, const char *const *roles, 
     for (size_t i = 0; i < n; i++) ARG(roles[i] && contents[i], "a role or content is NULL");
     DN_TRY(dn_context_idle(c));
     call_starts(c);
-    return dn_context_chat_append(c, roles, contents, n, add_reply_prompt != 0);
+    return call_ends(c, dn_context_chat_append(c, roles, contents, n, add_reply_prompt != 0));
 }
 
 /* ---- work in slices ---- */
@@ -597,9 +601,7 @@ danu_status danu_context_chat_append_begin(danu_context *c, const char *const *r
 danu_status danu_context_work(danu_context *c, int64_t budget_us)
 {
     ARG(c, "context is NULL");
-    danu_status s = dn_context_work(c, budget_us);
-    if (s == DANU_ERR_ABORTED) call_starts(c);
-    return s;
+    return call_ends(c, dn_context_work(c, budget_us));
 }
 
 size_t danu_context_pending(const danu_context *c)
@@ -611,9 +613,7 @@ danu_status danu_context_step_sliced(danu_context *c, int64_t budget_us, danu_to
                                      size_t *len_out, int32_t *reason)
 {
     ARG(c && id_out && out && len_out && reason && cap > 0, "NULL argument or zero capacity");
-    danu_status s = dn_context_step_sliced(c, budget_us, id_out, out, cap, len_out, reason);
-    if (s == DANU_ERR_ABORTED) call_starts(c);
-    return s;
+    return call_ends(c, dn_context_step_sliced(c, budget_us, id_out, out, cap, len_out, reason));
 }
 
 /* ---- many contexts at once ---- */

@@ -3,7 +3,8 @@
 # UndefinedBehaviorSanitizer (gcc), then the multi-threaded suites (context:
 # two threads on one model, abort from another thread; api: abort during
 # generation; threads: contexts and models sharing a pool, a host job
-# system, slices run on other threads; batch: many contexts in one pass)
+# system, slices run on other threads; batch: many contexts in one pass;
+# grammar_threads: one constraint used by contexts on four threads)
 # under ThreadSanitizer. Any report
 # fails the run.
 #   SAN_BUILD_DIR / TSAN_BUILD_DIR   build dirs (default build-asan, build-tsan)
@@ -63,11 +64,11 @@ t1=$(date +%s)
 
 if [ "${SAN_SKIP_TSAN:-0}" != 1 ]; then
   setup "$tsan" thread
-  ninja -C "$tsan" tests/test_context tests/test_api tests/test_threads tests/test_batch   # only what runs (TSan builds are slow)
+  ninja -C "$tsan" tests/test_context tests/test_api tests/test_threads tests/test_batch tests/test_grammar   # only what runs (TSan builds are slow)
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=4
-  meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes "$jobs" --timeout-multiplier 6 context api threads batch
+  meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes "$jobs" --timeout-multiplier 6 context api threads batch grammar_threads
   # the idle-workers check (context's slow stage) under TSan too, as before it moved there
   meson test -C "$tsan" --no-rebuild --print-errorlogs --num-processes 1 --timeout-multiplier 6 --suite slow context_slow
-  echo "sanitize.sh: ThreadSanitizer (context, api, threads, batch) passed in $(($(date +%s) - t1)) s"
+  echo "sanitize.sh: ThreadSanitizer (context, api, threads, batch, grammar_threads) passed in $(($(date +%s) - t1)) s"
 fi
 echo "sanitize.sh: all clean in $(($(date +%s) - t0)) s"

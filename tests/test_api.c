@@ -534,6 +534,14 @@ START_TEST(test_api_abort_between_tokens)
     ck_assert_int_eq(why, DANU_STOP_ABORTED);
     ck_assert_int_le(a.seen, 4);
     ck_assert_uint_le(danu_context_n_tokens(c), 8 + 4);
+    /* the abort was used up by the generate it stopped: a step right after runs */
+    {
+        danu_token id0;
+        char b0[64];
+        size_t l0;
+        int32_t w0;
+        CHECK_OK(danu_context_step(c, &id0, b0, sizeof b0, &l0, &w0));
+    }
     /* the next call starts clean */
     CHECK_OK(danu_context_clear(c));
     CHECK_OK(danu_context_eval(c, t, 8, NULL));

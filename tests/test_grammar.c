@@ -12,6 +12,7 @@
  *   highest-logit allowed token, the same tokens alone and in a batch;
  * - allocation failures in compile leak nothing and report NOMEM. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,7 +231,7 @@ static int bit(const uint32_t *m, int32_t id) { return (m[id >> 5] >> (id & 31))
 
 /* Walk randomly from the start for up to `steps` tokens, comparing masks at
  * every step; returns the number of steps taken. */
-static int walk_compare(danu_constraint *c, uint64_t seed, int steps, int strip_first)
+static int walk_compare(danu_constraint *c, uint64_t seed, int steps, int strip_first, size_t cache_limit)
 {
     int32_t n = danu_tokenizer_vocab_size(llama);
     size_t words = (size_t)(n + 31) / 32;
@@ -238,6 +239,7 @@ static int walk_compare(danu_constraint *c, uint64_t seed, int steps, int strip_
     int32_t *allowed = malloc((size_t)n * sizeof *allowed);
     dn_matcher *m;
     ck_assert_int_eq(dn_matcher_create(c, dn_alloc_libc(), &m), DANU_OK);
+    if (cache_limit) dn_matcher_set_cache_limit(m, cache_limit);
     int k = 0;
     for (; k < steps; k++) {
         int strip = strip_first && k == 0;
@@ -274,7 +276,9 @@ START_TEST(masks_equal_brute_force)
         danu_constraint *c;
         ck_assert_msg(danu_constraint_from_grammar(llama, grammars[i], strlen(grammars[i]), NULL, &c) == DANU_OK,
                       "%s", danu_last_error());
-        for (uint64_t seed = 1; seed <= 3; seed++) walk_compare(c, seed * 7919 + i, 12, seed == 2);
+        for (uint64_t seed = 1; seed <= 3; seed++) walk_compare(c, seed * 7919 + i, 12, seed == 2, 0);
+        /* caches dropped before every mask: the position survives them */
+        walk_compare(c, 4 * 7919 + i, 12, 0, 1);
         danu_constraint_free(c);
     }
 }
@@ -547,6 +551,45 @@ START_TEST(attach_rules)
 }
 END_TEST
 
+/* ---- one constraint on many threads --------------------------------------------- */
+
+typedef struct job { danu_model *m; danu_constraint *k; int seed; char text[2048]; } job;
+
+static void *run_job(void *arg)
+{
+    job *j = arg;
+    danu_context *c = tiny_context(j->m, 1.3, j->seed);
+    CHECK_OK(danu_context_set_constraint(c, j->k));
+    prompt(c, j->m, "Data:");
+    int n;
+    gen_text(c, 40, j->text, sizeof j->text, NULL, &n);
+    danu_context_free(c);
+    return NULL;
+}
+
+START_TEST(shared_across_threads)
+{
+    danu_model *m = tiny_model();
+    danu_constraint *k;
+    CHECK_OK(danu_constraint_from_grammar(danu_model_tokenizer(m), json_gbnf, strlen(json_gbnf), NULL, &k));
+    enum { N = 4 };
+    job alone[N], together[N];
+    for (int i = 0; i < N; i++) {
+        alone[i] = (job){ m, k, 40 + i, "" };
+        together[i] = alone[i];
+        run_job(&alone[i]);
+    }
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, run_job, &together[i]), 0);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_str_eq(together[i].text, alone[i].text);
+    }
+    danu_constraint_free(k);
+    danu_model_free(m);
+}
+END_TEST
+
 /* ---- allocation failures ---------------------------------------------------- */
 
 START_TEST(compile_nomem)
@@ -625,6 +668,10 @@ static Suite *suite(void)
     tcase_add_test(t, greedy_takes_the_best_allowed);
     tcase_add_test(t, batch_equals_alone);
     tcase_add_test(t, attach_rules);
+    suite_add_tcase(s, t);
+    t = tcase_create("threads");
+    tcase_set_timeout(t, 600);
+    tcase_add_test(t, shared_across_threads);
     suite_add_tcase(s, t);
     t = tcase_create("nomem");
     tcase_set_timeout(t, 600);

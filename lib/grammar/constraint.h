@@ -32,6 +32,9 @@ danu_status dn_matcher_create(danu_constraint *c, const dn_alloc *a, dn_matcher 
 void dn_matcher_free(dn_matcher *m);
 /* Back to the language's start (caches are kept). */
 void dn_matcher_reset(dn_matcher *m);
+/* Caches past this many bytes are dropped before the next mask (default
+ * 64 MiB; tests set it tiny to drop them at every step). */
+void dn_matcher_set_cache_limit(dn_matcher *m, size_t bytes);
 /* The allowed tokens at the current point: a bitset of n_vocab bits (bit id
  * of word id / 32), EOS set when the text is complete. strip_space: the
  * decoder drops the next token's leading space (only control tokens came

@@ -73,7 +73,7 @@ struct dn_matcher {
     size_t n_work, n_out, cap_work, cap_out;
     uint32_t visit;
     int32_t start, cur;
-    size_t cache_bytes;
+    size_t cache_bytes, cache_limit;
     uint32_t *scratch_mask;
     danu_status err;       /* a state grew past DN_MATCHER_MAX_STACKS */
 };
@@ -493,6 +493,7 @@ danu_status dn_matcher_create(danu_constraint *c, const dn_alloc *a, dn_matcher 
     m->g = c->g;
     m->trie = &c->trie;
     m->n_words = (c->n_vocab + 31) / 32;
+    m->cache_limit = DN_MATCHER_CACHE_BYTES;
     m->scratch_mask = dn_malloc(a, (size_t)m->n_words * sizeof *m->scratch_mask);
     danu_status s = m->scratch_mask ? make_start(m) : dn_seterr(DANU_ERR_NOMEM, "constraint: out of memory");
     if (s != DANU_OK) {
@@ -524,11 +525,13 @@ void dn_matcher_free(dn_matcher *m)
 
 void dn_matcher_reset(dn_matcher *m) { m->cur = m->start; }
 
+void dn_matcher_set_cache_limit(dn_matcher *m, size_t bytes) { m->cache_limit = bytes; }
+
 /* Over budget: start the caches again, keeping the current position (its
  * stacks are rebuilt node by node, bottom first). */
 static danu_status trim(dn_matcher *m)
 {
-    if (m->cache_bytes <= DN_MATCHER_CACHE_BYTES) return DANU_OK;
+    if (m->cache_bytes <= m->cache_limit) return DANU_OK;
     const mstate cur = m->st[m->cur];
     size_t total = 0;
     for (int32_t i = 0; i < cur.n; i++)

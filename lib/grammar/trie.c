@@ -22,7 +22,7 @@ static int node_new(builder *b, uint8_t byte, uint32_t depth)
 {
     dn_trie *t = b->t;
     if (t->n_nodes == b->cap_nodes) {
-        int32_t nc = b->cap_nodes ? 2 * b->cap_nodes : 4096;
+        int32_t nc = b->cap_nodes ? 2 * b->cap_nodes : 2 * t->n_vocab + 64;
         uint8_t *nb = dn_realloc(b->a, t->byte, (size_t)nc);
         if (nb) t->byte = nb;
         uint8_t *nd = dn_realloc(b->a, t->depth, (size_t)nc);
@@ -122,6 +122,8 @@ danu_status dn_trie_build(const dn_alloc *a, const danu_tokenizer *tok, dn_trie 
             for (int32_t id = 0, k = 0; id < n; id++)
                 if (tlen(t, id) > DN_TRIE_MAX_DEPTH) t->long_ids[k++] = id;
     }
+    /* a vocabulary's trie has about two nodes per token: one allocation, not a doubling series */
+    if (s == DANU_OK && m > 0 && node_new(&b, 0, 1) >= 0) t->n_nodes = 0;
     if (s == DANU_OK && m > 0 && !build(&b, ids, m, 0)) s = DANU_ERR_NOMEM;
     if (s == DANU_OK && !t->tok_at && !(t->tok_at = dn_calloc(a, 1, sizeof *t->tok_at))) s = DANU_ERR_NOMEM;
     if (s == DANU_OK) t->tok_at[t->n_nodes] = b.n_tok;
