@@ -13,7 +13,7 @@ root=$PWD
 secs=${1:-60}
 B=${FUZZ_BUILD_DIR:-/tmp/danu-fuzz}
 jobs=${FUZZ_JOBS:-$(nproc)}
-targets=${FUZZ_TARGETS:-"gguf safetensors json config spm tok_encode tok_decode gguf_tokenizer state gbnf"}
+targets=${FUZZ_TARGETS:-"gguf safetensors json config spm tok_encode tok_decode gguf_tokenizer state gbnf json_schema"}
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz.sh: $CC not found (apt-get install clang)" >&2; exit 1; }
 mkdir -p "$B"

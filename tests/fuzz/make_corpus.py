@@ -212,5 +212,23 @@ def main():
                 break
     put('tok_encode', 'bos-special', bytes([5]) + '<s>Hi </s> <unk> ▁x\n\tébc 😀'.encode())
 
+    # JSON Schema seeds: one per supported construct, and a few refused ones
+    schemas = {
+        'object': {'type': 'object', 'properties': {'a': {'type': 'integer', 'minimum': -123, 'maximum': 4567},
+                   'b': {'type': 'string', 'minLength': 1, 'maxLength': 8}, 'c': {'type': 'boolean'}},
+                   'required': ['b'], 'additionalProperties': False},
+        'array': {'type': 'array', 'items': {'type': ['number', 'null']}, 'minItems': 1, 'maxItems': 3},
+        'enum': {'enum': ['a"b', 1.5, None, {'k': [True]}], 'title': 'x'},
+        'tree': {'$defs': {'node': {'type': 'object', 'properties': {'v': {'type': 'integer'},
+                 'kids': {'type': 'array', 'items': {'$ref': '#/$defs/node'}}}, 'required': ['v']}},
+                 '$ref': '#/$defs/node'},
+        'anyof': {'anyOf': [{'type': 'integer', 'exclusiveMaximum': 0}, {'const': 'x'}, {'$ref': '#/definitions/m'}],
+                  'definitions': {'m': {'additionalProperties': {'type': 'string'}}}},
+        'any': {},
+        'refused': {'type': 'string', 'pattern': '^a'},
+    }
+    for name, sch in schemas.items():
+        put('json_schema', name + '.json', json.dumps(sch).encode())
+
 
 main()
