@@ -9,9 +9,12 @@ CASE: simple | simple_cpp (greedy text = the transformers golden, decoded by
 game_loop (on its own job system: no thread started by libdanu, the reply
 equals `danu chat --greedy`, the frame-time distribution is printed; then
 cancelled mid-reply, context rewound), npcs (8
-forked characters in one batch: each greedy reply equals `danu chat` alone).
+forked characters in one batch: each greedy reply equals `danu chat` alone),
+npc_action (a JSON Schema constraint in a game loop: every turn's reply is
+JSON valid under the schema, and complete; also without a model path).
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -164,6 +167,38 @@ def main():
                 if esc != reply:
                     print("npcs printed %r\ndanu chat    %r" % (reply, esc))
                 check(esc == reply, who + ": the reply equals danu chat's alone")
+        elif a.case == "npc_action":
+            schema = os.path.join(tmp, "int.schema.json")
+            with open(schema, "w") as f:
+                f.write('{"type": "integer"}')
+            rc, _, _ = run([a.danu, "grammar", "--json-schema", schema])
+            if rc != 0:
+                print("SKIP: the library's JSON Schema converter is not built")
+                return 77
+            verbs = ("attack", "defend", "talk", "trade", "flee")
+            for args, env in (([model, "--turns", "3", "--seed", "2"], None),
+                              (["--turns", "2", "--budget-us", "1000", "--temp", "1.0"],
+                               dict(os.environ, XDG_CACHE_HOME=os.path.join(tmp, "cache")))):
+                rc, out, err = run([a.exe] + args, env=env)
+                turns = int(args[args.index("--turns") + 1])
+                check(rc == 0, "exit status 0")
+                replies = re.findall(r"^Kara: (.*)$", out, re.M)
+                check(len(replies) == turns, "%d replies" % turns)
+                for r in replies:
+                    try:
+                        v = json.loads(r)
+                    except ValueError:
+                        v = None
+                    check(isinstance(v, dict), "the reply is a JSON object: %r" % r)
+                    check(v["action"] in verbs and isinstance(v["target"], str) and len(v["target"]) <= 20,
+                          "action and target follow the schema: %r" % r)
+                    check(set(v) <= {"action", "target", "say"} and len(v.get("say", "")) <= 60,
+                          "no other members, say at most 60 characters: %r" % r)
+                check(len(re.findall(r"^turn \d+: complete \((the JSON closed|end of text)\)", out, re.M)) == turns,
+                      "every turn complete")
+                check("turns %d, complete %d," % (turns, turns) in out, "summary printed")
+                check(re.search(r"^model time per frame \(\d+ frames\): p50 [\d.]+ ms", out, re.M) is not None,
+                      "frame times printed")
         else:
             check(False, "unknown case " + a.case)
     finally:

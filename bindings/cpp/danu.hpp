@@ -1,7 +1,7 @@
 // danu.hpp - header-only C++17 wrapper of libdanu (danu.h).
 //
 // RAII, move-only handles: Options, Pool, Model, Tokenizer, Decoder, Context,
-// Batch.
+// Batch, Constraint.
 // Strings go in as std::string_view; callbacks are lambdas (a trampoline
 // passes them to the C callback with the lambda as `user`).
 //
@@ -52,6 +52,16 @@
 // context's stop reason. Context::fork() is a new context holding a copy of
 // one, Context::copy_from(src) makes an existing one a copy. A Batch must be
 // destroyed before its Model.
+//
+// Constrained output (libdanu 0.2): danu::Constraint::grammar(model, gbnf),
+// ::json_schema(model, schema) and ::choices(model, {"a", "b"}) compile a
+// language for the model's vocabulary (move-only; a context it is attached
+// to keeps its own reference, so it may be destroyed right after
+// Context::set_constraint). Context::clear_constraint() removes it,
+// Context::constraint_state() says where the text stands
+// (DANU_CONSTRAINT_*); a generation whose text is complete and admits no
+// continuation ends with DANU_STOP_GRAMMAR. danu::json_schema_to_grammar()
+// is the GBNF a schema compiles to.
 #ifndef DANU_HPP
 #define DANU_HPP
 
@@ -545,6 +555,69 @@ private:
     friend class Batch;
 };
 
+// ---- constrained output (0.2) --------------------------------------------------------
+
+// A grammar compiled for one vocabulary: immutable, shared by any number of
+// contexts on any threads. Syntax errors come back as DANU_ERR_INVALID_ARG
+// with line and column in detail(); a JSON Schema keyword libdanu cannot
+// honour as DANU_ERR_UNSUPPORTED naming it.
+class Constraint {
+public:
+    // A GBNF grammar (llama.cpp's format); root: the start rule ("root" when empty).
+    static Result<Constraint> grammar(const Tokenizer &tok, std::string_view gbnf, std::string_view root = {}) {
+        danu_constraint *c = nullptr;
+        std::string r(root);
+        danu_status s = danu_constraint_from_grammar(tok.get(), gbnf.data(), gbnf.size(),
+                                                     r.empty() ? nullptr : r.c_str(), &c);
+        if (s != DANU_OK) return Status::capture(s);
+        return Constraint(c);
+    }
+    static Result<Constraint> grammar(const Model &model, std::string_view gbnf, std::string_view root = {}) {
+        return grammar(model.tokenizer(), gbnf, root);
+    }
+    // A JSON Schema (JSON text): one JSON value valid under it, compact
+    // unless flags has DANU_SCHEMA_SPACES.
+    static Result<Constraint> json_schema(const Tokenizer &tok, std::string_view schema, uint32_t flags = 0) {
+        danu_constraint *c = nullptr;
+        danu_status s = danu_constraint_from_json_schema(tok.get(), schema.data(), schema.size(), flags, &c);
+        if (s != DANU_OK) return Status::capture(s);
+        return Constraint(c);
+    }
+    static Result<Constraint> json_schema(const Model &model, std::string_view schema, uint32_t flags = 0) {
+        return json_schema(model.tokenizer(), schema, flags);
+    }
+    // Exactly one of these strings (each non-empty; at least one).
+    static Result<Constraint> choices(const Tokenizer &tok, const std::vector<std::string> &list) {
+        std::vector<const char *> p;
+        p.reserve(list.size());
+        for (const std::string &c : list) p.push_back(c.c_str());
+        danu_constraint *c = nullptr;
+        danu_status s = danu_constraint_from_choices(tok.get(), p.empty() ? nullptr : p.data(), p.size(), &c);
+        if (s != DANU_OK) return Status::capture(s);
+        return Constraint(c);
+    }
+    static Result<Constraint> choices(const Model &model, const std::vector<std::string> &list) {
+        return Constraint::choices(model.tokenizer(), list);
+    }
+    danu_constraint *get() const noexcept { return h_.get(); }
+
+private:
+    explicit Constraint(danu_constraint *c) : h_(c) {}
+    std::unique_ptr<danu_constraint, detail::Deleter<danu_constraint, danu_constraint_free>> h_;
+};
+
+// The GBNF grammar a JSON Schema compiles to.
+inline Result<std::string> json_schema_to_grammar(std::string_view schema, uint32_t flags = 0) {
+    size_t len = 0;
+    danu_status s = danu_json_schema_to_grammar(schema.data(), schema.size(), flags, nullptr, 0, &len);
+    if (s != DANU_ERR_BUFFER_TOO_SMALL) return Status::capture(s == DANU_OK ? DANU_ERR_INTERNAL : s);
+    std::string out(len + 1, '\0');
+    s = danu_json_schema_to_grammar(schema.data(), schema.size(), flags, out.data(), out.size(), &len);
+    if (s != DANU_OK) return Status::capture(s);
+    out.resize(len);
+    return out;
+}
+
 // ---- context -------------------------------------------------------------------------
 
 // Context::checkpoint(): the tokens of a context at one point, whether its
@@ -622,6 +695,21 @@ public:
         return Status::capture(danu_context_add_stop_string(h_.get(), std::string(s).c_str()));
     }
     Status clear_stops() { return Status::capture(danu_context_clear_stop_strings(h_.get())); }
+
+    // Attach a constraint (0.2): every later generation keeps to its
+    // language. The context takes its own reference, so c may be destroyed
+    // afterwards. DANU_ERR_INVALID_ARG: compiled for another vocabulary;
+    // DANU_ERR_STATE: work pending. On error the context keeps what it had.
+    Status set_constraint(const Constraint &c) {
+        return Status::capture(danu_context_set_constraint(h_.get(), c.get()));
+    }
+    Status clear_constraint() { return Status::capture(danu_context_set_constraint(h_.get(), nullptr)); }
+    // DANU_CONSTRAINT_NONE, _OPEN, _COMPLETE or _FINISHED.
+    int32_t constraint_state() const noexcept {
+        int32_t st = DANU_CONSTRAINT_NONE;
+        if (danu_context_constraint_state(h_.get(), &st) != DANU_OK) return DANU_CONSTRAINT_NONE;
+        return st;
+    }
 
     // One bounded step. An abort or a full context ends generation with
     // out.reason DANU_STOP_ABORTED / DANU_STOP_FULL and an ok status (as

@@ -83,6 +83,45 @@ uint64_t cli_current_rss(void);
 double cli_now(void);
 int cli_is_flag(const char *arg, const char *s, const char *l);
 
+/* Constrained output (issue 18): --grammar-file F [--grammar-root NAME],
+ * --json-schema F [--schema-spaces], --choice A (repeatable), --choice-file F
+ * (one per line); run and bench take them. */
+typedef struct cli_cons {
+    const char *grammar_file, *root, *schema_file, *choice_file;
+    const char *args[256];   /* the --choice values */
+    size_t n_args;
+    int spaces;
+    char *text;              /* cli_cons_load: the file's bytes */
+    size_t len;
+    const char **list;       /* cli_cons_load: every choice (flags, then the file's lines) */
+    size_t n_list;
+} cli_cons;
+#define CLI_CONS_HELP \
+    "  --grammar-file F  the output follows the GBNF grammar in F (llama.cpp's format);\n" \
+    "                    --grammar-root NAME starts at rule NAME instead of root\n" \
+    "  --json-schema F   the output is one JSON value valid under the JSON Schema in F\n" \
+    "                    (compact; --schema-spaces allows whitespace between tokens)\n" \
+    "  --choice TEXT     the output is exactly one of the --choice values (repeat it);\n" \
+    "  --choice-file F   or of the lines of F. These three are mutually exclusive; the\n" \
+    "                    stop reason is then \"grammar\" once the text is complete\n"
+/* Consume a constraint flag at argv[*i]: 1 done, 0 not one, -1 bad (printed). */
+int cli_cons_flag(int argc, char **argv, int *i, cli_cons *cc);
+int cli_cons_given(const cli_cons *cc);
+/* Mutually exclusive kinds, --grammar-root only with a grammar: 0 or -1 (printed). */
+int cli_cons_check(const cli_cons *cc);
+/* Read the file (and split the choices): 0 or EXIT_FAIL (printed). */
+int cli_cons_load(cli_cons *cc);
+/* Compile the loaded constraint (*out NULL when none is given): 0, or
+ * EXIT_FAIL with "danu CMD: FILE: detail" printed (line and column of a
+ * syntax error). */
+int cli_cons_compile(const danu_tokenizer *tok, const cli_cons *cc, danu_constraint **out);
+danu_status cli_cons_compile_quiet(const danu_tokenizer *tok, const cli_cons *cc, danu_constraint **out);
+void cli_cons_free(cli_cons *cc);
+/* "length", "eos", ..., "grammar" */
+const char *cli_stop_name(int32_t why);
+/* danu bench with a constraint flag (cmd_grammar.c). */
+int cli_bench_grammar(danu_model *m, cli_cons *cc, const int *threads, int nt, int64_t tg, int64_t reps);
+
 int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
@@ -93,4 +132,5 @@ int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_grammar(int argc, char **argv);
 #endif

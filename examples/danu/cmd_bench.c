@@ -436,13 +436,17 @@ int cmd_bench(int argc, char **argv)
     int64_t pp = 512, tg = 128, reps = 3, depth = 0, busy = 0, n_ctx = 1, slice_us = -1;
     int own_pool = 0, n_seqs = 0;
     int64_t seqs[16];
+    cli_cons cons;
+    memset(&cons, 0, sizeof cons);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int lf, bad = 0;
         if (cli_is_flag(a, "-h", "--help")) {
             printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--busy N]\n"
                    "                  [--contexts N] [--pool shared|own] [--slice-us U] [--seqs 1,2,4,8]\n"
-           "                  [load options]\n"
+                   "                  [load options]\n"
+                   "       danu bench -m MODEL --grammar F | --json-schema F | --choice A ... | --choice-file F\n"
+                   "                  [-n 128] [-t 1,2] [-r 3]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
                    "  tokens one at a time; -d D runs both after D tokens already in the context (\"@ dD\",\n"
                    "  as llama-bench -d: attention over a long context). Also prints peak RSS and, for\n"
@@ -469,6 +473,15 @@ int cmd_bench(int argc, char **argv)
                    "                     returned), RSS, the contexts' and the batch's memory, and S_TG\n"
                    "                     against S=1's (xS1) and against S_PP (xPP). Not with --contexts\n"
                    "                     or --slice-us\n"
+                   "  --grammar F, --grammar-file F [--grammar-root NAME], --json-schema F\n"
+                   "  [--schema-spaces], --choice TEXT (repeatable), --choice-file F (a line each)\n"
+                   "                     the cost of a constraint instead of the table above: its compile\n"
+                   "                     time (median of 7), the time of each token's mask (mean, p50,\n"
+                   "                     p99, max in us: -r generations of up to -n tokens with the\n"
+                   "                     constraint, replayed through one matcher of the library, reset\n"
+                   "                     between them, on one thread), and tokens/s of the same\n"
+                   "                     generations with and without it (default sampler, the same seeds,\n"
+                   "                     as many tokens) per -t thread count, with their ratio\n"
                    CLI_LOAD_HELP);
             return 0;
         } else if (cli_is_flag(a, "-m", "--model") && v) model = argv[++i];
@@ -494,11 +507,19 @@ int cmd_bench(int argc, char **argv)
             i++;
         }
         else if (cli_is_flag(a, "-v", "--verbose")) continue;
+        else if ((lf = cli_cons_flag(argc, argv, &i, &cons)) != 0) bad = lf < 0;
         else if ((lf = cli_flag(argc, argv, &i, CLI_LOAD)) != 0) bad = lf < 0;
         else { cli_err("unexpected argument %s", a); return EXIT_USAGE; }
         if (bad) return EXIT_USAGE;
     }
     if (!model) { cli_err("need -m MODEL"); return EXIT_USAGE; }
+    if (cli_cons_check(&cons)) return EXIT_USAGE;
+    if (cli_cons_given(&cons) && (n_seqs > 0 || n_ctx > 1 || slice_us >= 0 || busy > 0 || depth > 0)) {
+        cli_err("a constraint (--grammar, --json-schema, --choice) cannot be combined with %s",
+                n_seqs > 0 ? "--seqs" : n_ctx > 1 ? "--contexts" : slice_us >= 0 ? "--slice-us" : busy ? "--busy"
+                                                                                                   : "-d");
+        return EXIT_USAGE;
+    }
     if (n_seqs > 0 && (n_ctx > 1 || slice_us >= 0)) {
         cli_err("--seqs cannot be combined with %s", n_ctx > 1 ? "--contexts" : "--slice-us");
         return EXIT_USAGE;
@@ -514,6 +535,12 @@ int cmd_bench(int argc, char **argv)
     danu_model *m = cli_load(model, o);
     danu_options_free(o);
     if (!m) return EXIT_FAIL;
+    if (cli_cons_given(&cons)) {
+        printf("model: %s\n", model);
+        int rc = cli_bench_grammar(m, &cons, threads, nt, tg, reps);
+        danu_model_free(m);
+        return rc;
+    }
     int64_t vocab, wbytes, ft, layers, kvh, hd, window, isa;
     danu_model_get_int(m, DANU_INFO_VOCAB, &vocab);
     danu_model_get_int(m, DANU_INFO_WEIGHT_BYTES, &wbytes);

@@ -13,6 +13,7 @@ typedef struct gen_args {
     const char *model, *prompt, *file, *tokens, *out, *system;
     int64_t n, slice_us;   /* slice_us -1: not sliced (run --slice-us) */
     int print_ids, all, special;
+    cli_cons cons;         /* run: --grammar-file, --json-schema, --choice, --choice-file */
 } gen_args;
 
 static int parse_gen(int argc, char **argv, gen_args *a, const char *help, int groups)
@@ -40,9 +41,13 @@ static int parse_gen(int argc, char **argv, gen_args *a, const char *help, int g
         else if (cli_is_flag(s, NULL, "--print-ids")) a->print_ids = 1;
         else if (cli_is_flag(s, NULL, "--all")) a->all = 1;
         else if (cli_is_flag(s, "-v", "--verbose")) continue;
+        else if (!strcmp(cli_cmd, "run") && (lf = cli_cons_flag(argc, argv, &i, &a->cons)) != 0) {
+            if (lf < 0) return -1;
+        }
         else if ((lf = cli_flag(argc, argv, &i, groups)) != 0) { if (lf < 0) return -1; }
         else { cli_err("unexpected argument %s (see --help)", s); return -1; }
     }
+    if (cli_cons_check(&a->cons)) return -1;
     double keep, ctx;
     if (cli_opt_given(DANU_OPT_N_KEEP, &keep) && cli_opt_given(DANU_OPT_N_CTX, &ctx) && ctx > 0 && keep >= ctx) {
         cli_err("--n-keep %.0f must be below -c %.0f", keep, ctx);
@@ -238,7 +243,8 @@ static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n,
 
 /* danu_context_generate through danu_context_step_sliced: the same tokens
  * and text, in calls of about slice_us microseconds. */
-static danu_status generate_sliced(danu_context *c, int64_t max_tokens, int64_t slice_us, slice_stats *st)
+static danu_status generate_sliced(danu_context *c, int64_t max_tokens, int64_t slice_us, slice_stats *st,
+                                   int32_t *reason)
 {
     char text[4096];
     size_t len = 0;
@@ -256,6 +262,7 @@ static danu_status generate_sliced(danu_context *c, int64_t max_tokens, int64_t 
         s = danu_context_step_finish(c, text, sizeof text, &len);
         if (s == DANU_OK) fwrite(text, 1, len, stdout);
     }
+    *reason = why < 0 ? DANU_STOP_LENGTH : why;
     return s;
 }
 
@@ -273,7 +280,7 @@ int cmd_run(int argc, char **argv)
         "                    (danu_context_eval_begin + danu_context_work, danu_context_step_sliced,\n"
         "                    as a game loop would): the same text; also prints the calls and the\n"
         "                    longest. 0..60000000 (0: one unit, a layer, per call)\n"
-        COMMON_HELP SAMPLING_HELP, CLI_LOAD | CLI_CTX | CLI_SAMPLE);
+        CLI_CONS_HELP COMMON_HELP SAMPLING_HELP, CLI_LOAD | CLI_CTX | CLI_SAMPLE);
     if (r) return r > 0 ? 0 : EXIT_USAGE;
     if (a.prompt && a.file) { cli_err("give -p or -f, not both"); return EXIT_USAGE; }
     char *text = NULL;
@@ -286,13 +293,24 @@ int cmd_run(int argc, char **argv)
         len = text ? strlen(text) : 0;
         if (!text) return cli_fail("prompt", DANU_ERR_NOMEM);
     }
+    if (cli_cons_load(&a.cons)) { free(text); return EXIT_FAIL; }
     char *owned;
     danu_model *m = load_model(&a, &owned, 1);
-    if (!m) { free(text); return EXIT_FAIL; }
+    if (!m) { free(text); cli_cons_free(&a.cons); return EXIT_FAIL; }
     int rc = EXIT_FAIL;
     const danu_tokenizer *tok = danu_model_tokenizer(m);
     danu_context *c = tok ? make_context(m) : NULL;
     if (!tok) cli_err("the model has no tokenizer");
+    if (c && cli_cons_given(&a.cons)) {   /* the context keeps its own reference */
+        danu_constraint *k = NULL;
+        danu_status s = DANU_OK;
+        if (cli_cons_compile(tok, &a.cons, &k) || (s = danu_context_set_constraint(c, k)) != DANU_OK) {
+            if (s) cli_fail("constraint", s);
+            danu_context_free(c);
+            c = NULL;
+        }
+        danu_constraint_free(k);
+    }
     if (c) {
         size_t n = 0;
         danu_token *ids = NULL;
@@ -306,9 +324,9 @@ int cmd_run(int argc, char **argv)
         else {
             fwrite(text, 1, len, stdout);
             fflush(stdout);
-            int32_t why;
+            int32_t why = -1;
             size_t before = danu_context_n_tokens(c);
-            if (a.slice_us >= 0) s = generate_sliced(c, a.n, a.slice_us, &st);
+            if (a.slice_us >= 0) s = generate_sliced(c, a.n, a.slice_us, &st, &why);
             else s = danu_context_generate(c, (int32_t)a.n, stream_cb, NULL, &why);
             double t2 = cli_now();
             printf("\n");
@@ -322,6 +340,13 @@ int cmd_run(int argc, char **argv)
             if (a.slice_us >= 0)
                 cli_err("%lld calls of sliced work with a budget of %lld us: mean %.3f ms, longest %.3f ms",
                         (long long)st.calls, (long long)a.slice_us, st.calls ? st.total_ms / st.calls : 0, st.max_ms);
+            if (cli_cons_given(&a.cons)) {
+                int32_t state = DANU_CONSTRAINT_NONE;
+                static const char *states[] = { "none", "open (incomplete: raise -n)", "complete", "finished" };
+                danu_context_constraint_state(c, &state);
+                cli_err("constraint: stopped by %s, the text is %s", s == DANU_OK ? cli_stop_name(why) : "an error",
+                        states[state >= 0 && state <= 3 ? state : 0]);
+            }
         }
         free(ids);
     }
@@ -329,6 +354,7 @@ int cmd_run(int argc, char **argv)
     danu_model_free(m);
     free(owned);
     free(text);
+    cli_cons_free(&a.cons);
     return rc;
 }
 

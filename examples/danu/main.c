@@ -21,6 +21,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     { "synth", cmd_synth, "write a synthetic-weight model" },
     { "quantize", cmd_quantize, "convert an HF checkpoint or GGUF to a (quantized) GGUF" },
     { "bench", cmd_bench, "measure prompt and generation speed" },
+    { "grammar", cmd_grammar, "print the GBNF grammar a JSON Schema compiles to" },
 };
 
 static void usage(FILE *f)

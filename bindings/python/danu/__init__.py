@@ -61,10 +61,31 @@ yields (context, piece) events in the order they arrive, then
 batch.stop_reasons holds each context's reason. ctx.fork() is a new context
 holding a copy of ctx (cache, logits, sampler), ctx.copy_from(src) makes an
 existing one a copy: a long prompt evaluated once serves many contexts.
+
+Constrained output (libdanu 0.2): the generated text follows a GBNF grammar,
+a JSON Schema or a list of strings. Per call:
+
+    ctx.generate(64, choices=["attack", "flee", "talk"])
+    ctx.generate(200, json_schema={"type": "object", "properties": {...}})
+    ctx.generate(64, grammar='root ::= "yes" | "no"')
+    batch.generate([a, b], 64, json_schema=schema)
+
+or compiled once and attached (a context keeps it for every generation):
+
+    c = danu.Constraint.json_schema(model, schema)     # also .grammar, .choices
+    ctx.set_constraint(c)      # None removes it
+    ctx.constraint_state       # "none", "open", "complete", "finished"
+
+A generation whose text is complete and admits no continuation ends with
+stop_reason "grammar". danu.json_schema_to_grammar(schema) is the GBNF a
+schema compiles to. Grammar syntax errors raise InvalidArgumentError (the
+message gives line and column), schema keywords libdanu cannot honour
+UnsupportedError.
 """
 import array
 import ctypes
 import errno
+import json
 import os
 import threading
 import weakref
@@ -76,7 +97,7 @@ __all__ = [
     "Model", "Context", "Pool", "Batch", "Checkpoint", "Tokenizer", "Decoder", "Step", "DanuError", "InvalidArgumentError", "OutOfMemoryError",
     "DanuIOError", "DanuFileNotFoundError", "UnknownKeyError", "FormatError", "UnsupportedError", "CancelledError", "AbortedError", "ContextFullError",
     "BadTokenError", "BadUtf8Error", "StateError", "BufferTooSmallError", "InternalError", "synth_write",
-    "version", "library_version", "param_bounds",
+    "version", "library_version", "param_bounds", "Constraint", "json_schema_to_grammar",
 ]
 
 __version__ = "0.1.0"
@@ -93,8 +114,11 @@ ISA_AUTO, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON = 0, 1, 2, 3, 4
 REPACK_AUTO, REPACK_OFF, REPACK_ON = -1, 0, 1
 LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 0, 1, 2, 3
 TOKENIZE_ADD_BOS, TOKENIZE_ADD_EOS, TOKENIZE_PARSE_SPECIAL = 1, 2, 4
-STOP_LENGTH, STOP_EOS, STOP_STRING, STOP_CALLBACK, STOP_ABORTED, STOP_FULL = 0, 1, 2, 3, 4, 5
-STOP_NAMES = {0: "length", 1: "eos", 2: "stop", 3: "callback", 4: "aborted", 5: "full"}
+STOP_LENGTH, STOP_EOS, STOP_STRING, STOP_CALLBACK, STOP_ABORTED, STOP_FULL, STOP_GRAMMAR = 0, 1, 2, 3, 4, 5, 6
+STOP_NAMES = {0: "length", 1: "eos", 2: "stop", 3: "callback", 4: "aborted", 5: "full", 6: "grammar"}
+CONSTRAINT_NONE, CONSTRAINT_OPEN, CONSTRAINT_COMPLETE, CONSTRAINT_FINISHED = 0, 1, 2, 3
+CONSTRAINT_STATES = {0: "none", 1: "open", 2: "complete", 3: "finished"}
+SCHEMA_SPACES = 1
 
 INFO = {"vocab": 1, "hidden": 2, "layers": 3, "heads": 4, "kv_heads": 5, "head_dim": 6, "ffn": 7,
         "context_length": 8, "sliding_window": 9, "bos": 10, "eos": 11, "unk": 12, "format": 13,
@@ -843,6 +867,157 @@ class Decoder:
             pass
 
 
+# ---- constrained output (0.2) -------------------------------------------------------
+def _schema_bytes(schema):
+    """A JSON Schema as UTF-8 JSON text: str or bytes as given, else (a dict,
+    a list, True/False) json.dumps of it."""
+    if isinstance(schema, str):
+        return schema.encode()
+    if isinstance(schema, (bytes, bytearray)):
+        return bytes(schema)
+    try:
+        return json.dumps(schema).encode()
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(1, "json_schema: not JSON-serializable: %s" % e) from None
+
+
+def _tokenizer_handle(model_or_tokenizer):
+    if isinstance(model_or_tokenizer, Model):
+        return model_or_tokenizer.tokenizer._handle()
+    if isinstance(model_or_tokenizer, Tokenizer):
+        return model_or_tokenizer._handle()
+    raise InvalidArgumentError(1, "a constraint is compiled for a danu.Model or danu.Tokenizer, got %r"
+                               % (model_or_tokenizer,))
+
+
+def _utf8(text, what):
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    if b"\0" in data:
+        raise InvalidArgumentError(1, "%s contains a NUL character" % what)
+    return data
+
+
+class Constraint:
+    """A grammar compiled for a vocabulary (libdanu 0.2): the text generated
+    with it attached keeps to a language. Immutable; any number of contexts
+    on any threads may use one at once.
+
+    Constraint.grammar(model_or_tokenizer, gbnf, root=None)   GBNF (llama.cpp's format)
+    Constraint.json_schema(model_or_tokenizer, schema, spaces=False)
+                                     schema: JSON text, or a dict/list (json.dumps)
+    Constraint.choices(model_or_tokenizer, ["a", "b", ...])   exactly one of the strings
+
+    Attach with Context.set_constraint(c), or pass grammar=, json_schema=,
+    choices= to Context.generate / chat / Batch.generate. close() (or a with
+    statement, or the garbage collector) drops this reference; contexts it is
+    attached to keep theirs, so closing it early is fine.
+    """
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use Constraint.grammar(), Constraint.json_schema() or Constraint.choices()")
+
+    @classmethod
+    def _make(cls, call, what, *args):
+        h = c_void_p()
+        _check(_call(call, *args, byref(h)), what)
+        self = cls.__new__(cls)
+        self._h = h
+        self.kind = what
+        return self
+
+    @classmethod
+    def grammar(cls, model_or_tokenizer, text, root=None):
+        """Compile a GBNF grammar; root names the start rule ("root" by
+        default). A syntax error raises InvalidArgumentError naming line and
+        column."""
+        tok = _tokenizer_handle(model_or_tokenizer)
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        r = None if root is None else _utf8(root, "root")
+        return cls._make("danu_constraint_from_grammar", "grammar", tok, data, len(data), r)
+
+    @classmethod
+    def json_schema(cls, model_or_tokenizer, schema, spaces=False):
+        """Compile a JSON Schema (JSON text, or a dict / list turned into it):
+        the output is one JSON value valid under it, compact unless spaces.
+        A keyword libdanu cannot honour raises UnsupportedError."""
+        tok = _tokenizer_handle(model_or_tokenizer)
+        data = _schema_bytes(schema)
+        return cls._make("danu_constraint_from_json_schema", "json_schema", tok, data, len(data),
+                         SCHEMA_SPACES if spaces else 0)
+
+    @classmethod
+    def choices(cls, model_or_tokenizer, choices):
+        """The language of exactly these strings (non-empty, at least one)."""
+        tok = _tokenizer_handle(model_or_tokenizer)
+        if isinstance(choices, (str, bytes)):
+            raise InvalidArgumentError(1, "choices takes a list of strings, got %r" % (choices,))
+        items = [_utf8(c, "a choice") for c in choices]
+        arr = (c_char_p * max(len(items), 1))(*items)
+        return cls._make("danu_constraint_from_choices", "choices", tok, arr, len(items))
+
+    def _handle(self):
+        if not self._h:
+            raise StateError(11, "the constraint is closed")
+        return self._h
+
+    def close(self):
+        """Drop this reference (at most once); attached contexts keep theirs."""
+        if getattr(self, "_h", None):
+            h, self._h = self._h, None
+            _call("danu_constraint_free", h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def json_schema_to_grammar(schema, spaces=False):
+    """The GBNF grammar a JSON Schema compiles to (str); schema as for
+    Constraint.json_schema."""
+    data = _schema_bytes(schema)
+    flags = SCHEMA_SPACES if spaces else 0
+    n = c_size_t()
+    s = _call("danu_json_schema_to_grammar", data, len(data), flags, None, 0, byref(n))
+    if s != BufferTooSmallError.status:
+        _check(s, "json_schema_to_grammar")
+    while True:
+        buf = ctypes.create_string_buffer(n.value + 1)
+        s = _call("danu_json_schema_to_grammar", data, len(data), flags, buf, len(buf), byref(n))
+        if s == BufferTooSmallError.status and n.value + 1 > len(buf):
+            continue
+        _check(s, "json_schema_to_grammar")
+        return buf.raw[:n.value].decode("utf-8", "replace")
+
+
+def _constraint_arg(model, grammar, json_schema, choices):
+    """The keyword arguments grammar=, json_schema=, choices= of the generating
+    calls: at most one (TypeError otherwise), compiled for model (a
+    Constraint passed as any of them is used as it is). None if none."""
+    given = [(k, v) for k, v in (("grammar", grammar), ("json_schema", json_schema), ("choices", choices))
+             if v is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise TypeError("give at most one of grammar=, json_schema=, choices= (got %s)"
+                        % ", ".join(k + "=" for k, _ in given))
+    kind, value = given[0]
+    if isinstance(value, Constraint):
+        return value
+    if kind == "grammar":
+        return Constraint.grammar(model, value)
+    if kind == "json_schema":
+        return Constraint.json_schema(model, value)
+    return Constraint.choices(model, value)
+
+
 # ---- context ------------------------------------------------------------------------
 class Step(tuple):
     """One generation step: (token, text, reason); reason is None while generation goes on."""
@@ -875,6 +1050,7 @@ class Context(_ModelChild):
         self._pool = pool            # and the pool's parallel-for
         self._stops = []
         self.stop_reason = None
+        self._constraint = None      # the Constraint attached (the C context holds its own reference)
         opts = _Options(options, log, None, pool)
         h = c_void_p()
         try:
@@ -895,6 +1071,32 @@ class Context(_ModelChild):
 
     def set_logit_bias(self, token, bias):
         _check(_call("danu_context_set_logit_bias", self._handle(), token, bias), "logit bias")
+
+    # constrained output (libdanu 0.2)
+    def set_constraint(self, constraint):
+        """Attach a Constraint for every later generation (each starts at the
+        language's start), or remove it (None). InvalidArgumentError: compiled
+        for another vocabulary; StateError: work is pending. On error the
+        context keeps what it had."""
+        if constraint is not None and not isinstance(constraint, Constraint):
+            raise InvalidArgumentError(1, "set_constraint takes a danu.Constraint or None, got %r" % (constraint,))
+        _check(_call("danu_context_set_constraint", self._handle(),
+                     None if constraint is None else constraint._handle()), "set_constraint")
+        self._constraint = constraint
+
+    @property
+    def constraint(self):
+        """The Constraint attached with set_constraint (None if none)."""
+        return self._constraint
+
+    @property
+    def constraint_state(self):
+        """Where the constrained generation stands: "none" (no constraint),
+        "open" (the text is not complete yet), "complete" (complete, may go
+        on) or "finished" (complete, nothing can follow)."""
+        v = c_int32()
+        _check(_call("danu_context_constraint_state", self._handle(), byref(v)), "constraint_state")
+        return CONSTRAINT_STATES.get(v.value, v.value)
 
     @property
     def memory_size(self):
@@ -972,8 +1174,8 @@ class Context(_ModelChild):
 
     def step(self):
         """One bounded step: sample, evaluate, return Step(token, text, reason).
-        reason is None while generation goes on, else "eos", "stop", "full" or
-        "aborted" (the last two end the generation without raising)."""
+        reason is None while generation goes on, else "eos", "stop", "grammar",
+        "full" or "aborted" (the last two end the generation without raising)."""
         tid, ln, why = c_int32(), c_size_t(), c_int32()
         s = _call("danu_context_step", self._handle(), byref(tid), self._buf, len(self._buf), byref(ln), byref(why))
         return self._step_result(s, tid, ln, why, "step")
@@ -995,19 +1197,34 @@ class Context(_ModelChild):
         _check(s, "step_finish")
         return self._buf.raw[:ln.value].decode("utf-8", "replace")
 
-    def generate(self, max_tokens=128, stop=None):
+    def generate(self, max_tokens=128, stop=None, *, grammar=None, json_schema=None, choices=None):
         """Iterator of text pieces generated from the current state (evaluate a
         prompt first). stop: extra stop strings for this generation. After the
-        loop, .stop_reason is "length", "eos", "stop", "full" or "aborted".
-        max_tokens < 0 raises InvalidArgumentError at once."""
-        _check_max_tokens(max_tokens)
-        return self._generate(max_tokens, stop)
+        loop, .stop_reason is "length", "eos", "stop", "grammar", "full" or
+        "aborted". max_tokens < 0 raises InvalidArgumentError at once.
 
-    def _generate(self, max_tokens, stop):
+        grammar= (GBNF text), json_schema= (JSON text or a dict) or choices=
+        (a list of str), at most one (TypeError otherwise; a Constraint is
+        also taken): this generation keeps to it (compiled at once, so its
+        errors raise here), and the constraint attached before is back
+        afterwards."""
+        _check_max_tokens(max_tokens)
+        constraint = _constraint_arg(self.model, grammar, json_schema, choices)
+        return self._generate(max_tokens, stop, constraint)
+
+    def _generate(self, max_tokens, stop, constraint=None):
         extra = list(stop or [])
         self.stop_reason = None
-        if extra:
-            self._install_stops(self._stops + extra)
+        previous = self._constraint
+        if constraint is not None:
+            self.set_constraint(constraint)
+        try:
+            if extra:
+                self._install_stops(self._stops + extra)
+        except BaseException:
+            if constraint is not None:
+                self.set_constraint(previous)
+            raise
         try:
             for _ in range(max_tokens):
                 st = self.step()
@@ -1025,6 +1242,8 @@ class Context(_ModelChild):
                 self.step_finish()      # also when the caller leaves the loop early
             if extra and self._h:
                 self._install_stops(self._stops)
+            if constraint is not None and self._h:
+                self.set_constraint(previous)
 
     def chat_append(self, messages, add_reply_prompt=True):
         """Append messages ({"role", "content"} dicts or (role, content) pairs) in
@@ -1032,13 +1251,16 @@ class Context(_ModelChild):
         roles, contents, n = _messages(messages)
         _check(_call("danu_context_chat_append", self._handle(), roles, contents, n, int(add_reply_prompt)), "chat")
 
-    def chat(self, messages, max_tokens=256, stop=None, stream=False):
+    def chat(self, messages, max_tokens=256, stop=None, stream=False, *, grammar=None, json_schema=None,
+             choices=None):
         """Append messages, open the assistant turn and generate the reply: a str,
         or an iterator of pieces with stream=True. The context keeps the
-        conversation; pass only the new messages next time."""
+        conversation; pass only the new messages next time. grammar=,
+        json_schema=, choices= as for generate()."""
         _check_max_tokens(max_tokens)         # before anything is appended
+        constraint = _constraint_arg(self.model, grammar, json_schema, choices)
         self.chat_append(messages, True)
-        pieces = self.generate(max_tokens, stop)
+        pieces = self.generate(max_tokens, stop, grammar=constraint)
         return pieces if stream else "".join(pieces)
 
     # work in slices (libdanu 0.2)
@@ -1102,6 +1324,11 @@ class Context(_ModelChild):
         if not isinstance(src, Context):
             raise InvalidArgumentError(1, "copy_from takes a danu.Context, got %r" % (src,))
         _check(_call("danu_context_copy", self._handle(), src._handle()), "copy")
+        if self._constraint is not None or src._constraint is not None:   # (older libraries: no constraints)
+            if self.constraint_state == "none":
+                self._constraint = None
+            elif self._constraint is None:
+                self._constraint = src._constraint
 
     def fork(self):
         """A new Context with this one's options (n_ctx, kv_type, n_batch,
@@ -1116,10 +1343,13 @@ class Context(_ModelChild):
         c._pool = self._pool
         c._stops = []
         c.stop_reason = None
+        c._constraint = None
         c._log = self._log          # the fork calls the same log callback
         c._buf = ctypes.create_string_buffer(_STEP_BUFFER)
         c._children = self.model._children
         self.model._children.add(c)
+        if self._constraint is not None and c.constraint_state != "none":
+            c._constraint = self._constraint    # the copy took the constraint along
         return c
 
     # state
@@ -1307,7 +1537,7 @@ class Batch(_ModelChild):
             return _ERRORS.get(s, DanuError)(s, "", "batch step")
         return Step(it.id, c._buf.raw[:it.len].decode("utf-8", "replace"), reason)
 
-    def generate(self, contexts, max_tokens=128, stream=True):
+    def generate(self, contexts, max_tokens=128, stream=True, *, grammar=None, json_schema=None, choices=None):
         """Generate with every context until each has stopped: their queued
         work first (in the same passes), then up to max_tokens tokens each,
         as Context.generate does for one (evaluate a prompt, or queue one
@@ -1318,8 +1548,13 @@ class Batch(_ModelChild):
         a stop string arrives when it is final). stream=False: runs
         danu_batch_generate and returns the list of each context's whole
         text. Either way .stop_reasons is then one reason per context:
-        "length", "eos", "stop", "full" or "aborted" (None for contexts not
-        finished when a stream is left early).
+        "length", "eos", "stop", "grammar", "full" or "aborted" (None for
+        contexts not finished when a stream is left early).
+
+        grammar=, json_schema=, choices= (at most one, as for
+        Context.generate): compiled once for the model and attached to every
+        context for this call; each context's own constraint is back
+        afterwards.
 
         Raises at once, generating nothing: InvalidArgumentError (max_tokens,
         a context listed twice or of another model), StateError (a context
@@ -1334,10 +1569,41 @@ class Batch(_ModelChild):
                 raise InvalidArgumentError(1, "context %d belongs to another model" % i)
             if not _call("danu_context_logits", c._handle()) and not _call("danu_context_pending", c._handle()):
                 raise StateError(11, "context %d has no logits and no queued work: evaluate a prompt first" % i)
+        constraint = _constraint_arg(self.model, grammar, json_schema, choices)
         self.stop_reasons = [None] * len(contexts)
         if not stream:
-            return self._generate_all(contexts, max_tokens)
-        return self._generate_stream(contexts, max_tokens)
+            previous = self._attach(contexts, constraint)
+            try:
+                return self._generate_all(contexts, max_tokens)
+            finally:
+                self._detach(contexts, constraint, previous)
+        return self._generate_stream(contexts, max_tokens, constraint)
+
+    @staticmethod
+    def _attach(contexts, constraint):
+        """Attach constraint to every context (none: nothing); returns their
+        previous constraints. On error the ones attached are restored."""
+        previous = [c._constraint for c in contexts]
+        if constraint is None:
+            return previous
+        done = 0
+        try:
+            for c in contexts:
+                c.set_constraint(constraint)
+                done += 1
+        except BaseException:
+            for c, p in zip(contexts[:done], previous):
+                c.set_constraint(p)
+            raise
+        return previous
+
+    @staticmethod
+    def _detach(contexts, constraint, previous):
+        if constraint is None:
+            return
+        for c, p in zip(contexts, previous):
+            if c._h and not c.pending:
+                c.set_constraint(p)
 
     def _generate_all(self, contexts, max_tokens):
         n = len(contexts)
@@ -1361,7 +1627,14 @@ class Batch(_ModelChild):
             raise errors[0]
         return [b"".join(p).decode("utf-8", "replace") for p in pieces]
 
-    def _generate_stream(self, contexts, max_tokens):
+    def _generate_stream(self, contexts, max_tokens, constraint=None):
+        previous = self._attach(contexts, constraint)
+        try:
+            yield from self._generate_steps(contexts, max_tokens)
+        finally:
+            self._detach(contexts, constraint, previous)
+
+    def _generate_steps(self, contexts, max_tokens):
         # danu_batch_generate's loop, one danu_batch_step per pass, so that
         # the events can be yielded as they come
         n = len(contexts)

@@ -16,7 +16,8 @@ danu_status = c_int32
 danu_param = c_int32
 danu_info = c_int32
 danu_token = c_int32
-HANDLE = c_void_p          # every opaque object: options, pool, model, tokenizer, context, decoder, batch
+HANDLE = c_void_p          # every opaque object: options, pool, model, tokenizer, context, decoder, batch,
+                           # constraint
 
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_float)
@@ -109,6 +110,13 @@ PROTOTYPES = {
     "danu_context_sample": (S, (HANDLE, P(danu_token))),
     "danu_context_add_stop_string": (S, (HANDLE, c_char_p)),
     "danu_context_clear_stop_strings": (S, (HANDLE,)),
+    "danu_constraint_from_grammar": (S, (HANDLE, c_char_p, c_size_t, c_char_p, P(HANDLE))),          # 0.2
+    "danu_constraint_from_json_schema": (S, (HANDLE, c_char_p, c_size_t, c_uint32, P(HANDLE))),     # 0.2
+    "danu_constraint_from_choices": (S, (HANDLE, P(c_char_p), c_size_t, P(HANDLE))),               # 0.2
+    "danu_constraint_free": (None, (HANDLE,)),                                                     # 0.2
+    "danu_json_schema_to_grammar": (S, (c_char_p, c_size_t, c_uint32, P(c_char), c_size_t, P(c_size_t))),  # 0.2
+    "danu_context_set_constraint": (S, (HANDLE, HANDLE)),                                          # 0.2
+    "danu_context_constraint_state": (S, (HANDLE, P(c_int32))),                                    # 0.2
     "danu_context_generate": (S, (HANDLE, c_int32, TOKEN_FN, c_void_p, P(c_int32))),
     "danu_context_step": (S, (HANDLE, P(danu_token), P(c_char), c_size_t, P(c_size_t), P(c_int32))),
     "danu_context_step_finish": (S, (HANDLE, P(c_char), c_size_t, P(c_size_t))),
