@@ -919,14 +919,19 @@ DANU_API danu_status danu_constraint_from_grammar(const danu_tokenizer *tok, con
                                                   const char *root, danu_constraint **out);
 /** CONSTRUCTOR. Compile a JSON Schema: the output is one JSON value valid
  *  under the schema, compact unless DANU_SCHEMA_SPACES. Supported: type
- *  (one or a list), properties (generated in the schema's order, required
- *  ones always, optional ones optionally), required, additionalProperties
- *  (false or absent: no other members; a schema: a map when there are no
- *  properties), enum, const, items, minItems, maxItems, minLength,
- *  maxLength, minimum/maximum/exclusiveMinimum/exclusiveMaximum for
- *  integers, $defs/definitions with $ref "#/$defs/NAME", anyOf, oneOf
- *  (generated as anyOf). Annotations (title, description, $schema, $id,
- *  default, examples, $comment) are ignored; any other keyword is refused.
+ *  (one or a list; absent: taken from the other keywords), properties
+ *  (generated in the schema's order, required ones always, optional ones
+ *  optionally), required, additionalProperties (with properties: false or
+ *  absent means no other members; without: true or absent is any object,
+ *  a schema a map of such values), enum, const, items (a schema, or false
+ *  for []), minItems, maxItems, minLength, maxLength (characters; an escape
+ *  is one), minimum/maximum/exclusiveMinimum/exclusiveMaximum for integers
+ *  (exact, up to 16 digits), $defs/definitions with $ref "#", "#/$defs/NAME"
+ *  or "#/definitions/NAME" (recursion allowed), anyOf, oneOf (generated as
+ *  anyOf), allOf of one schema. Numbers are bounded (16 digits per part, a
+ *  2-digit exponent) so generation cannot run away. Annotations (title,
+ *  description, $schema, $id, default, examples, $comment, readOnly,
+ *  writeOnly, deprecated) are ignored; any other keyword is refused.
  *  @param tok    the vocabulary (as danu_constraint_from_grammar).
  *  @param schema the schema as JSON text, len bytes.
  *  @param len    its length in bytes.
