@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <io.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "common/os.h"
@@ -22,14 +21,19 @@
 
 /* ---- paths and errors ---------------------------------------------- */
 
-/* UTF-8 to a new UTF-16 string (free()), NULL on invalid UTF-8 or no memory. */
-static wchar_t *widen(const char *s)
+/* Paths as UTF-16 in a caller's buffer (no allocation: the library
+ * allocates only through its dn_alloc). 4096 units cover long paths too. */
+enum { WPATH_MAX = 4096 };
+typedef struct wpath { wchar_t w[WPATH_MAX]; } wpath;
+
+/* UTF-8 to UTF-16; NULL (errno set) on invalid UTF-8 or a path too long. */
+static const wchar_t *widen(const char *s, wpath *out)
 {
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0) return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) { free(w); w = NULL; }
-    return w;
+    if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, out->w, WPATH_MAX) <= 0) {
+        errno = GetLastError() == ERROR_INSUFFICIENT_BUFFER ? ENAMETOOLONG : EINVAL;
+        return NULL;
+    }
+    return out->w;
 }
 
 static DN_THREAD_LOCAL char os_err[256];
@@ -54,12 +58,12 @@ const char *dn_os_error(void)
 
 static HANDLE open_read(const char *path, DWORD *err)
 {
-    wchar_t *w = widen(path);
-    if (!w) { *err = ERROR_NO_UNICODE_TRANSLATION; return INVALID_HANDLE_VALUE; }
+    wpath wp;
+    const wchar_t *w = widen(path, &wp);
+    if (!w) { *err = errno == ENAMETOOLONG ? ERROR_FILENAME_EXCED_RANGE : ERROR_NO_UNICODE_TRANSLATION; return INVALID_HANDLE_VALUE; }
     HANDLE h = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
                            FILE_ATTRIBUTE_NORMAL, NULL);
     *err = h == INVALID_HANDLE_VALUE ? GetLastError() : 0;
-    free(w);
     return h;
 }
 
@@ -195,11 +199,9 @@ danu_status dn_read_file(const char *path, const dn_alloc *a, size_t max_size, c
 
 static DWORD attributes(const char *path)
 {
-    wchar_t *w = widen(path);
-    if (!w) return INVALID_FILE_ATTRIBUTES;
-    DWORD at = GetFileAttributesW(w);
-    free(w);
-    return at;
+    wpath wp;
+    const wchar_t *w = widen(path, &wp);
+    return w ? GetFileAttributesW(w) : INVALID_FILE_ATTRIBUTES;
 }
 
 int dn_is_dir(const char *path)
@@ -230,8 +232,9 @@ int dn_file_size(const char *path, uint64_t *size)
  * not every C runtime's fopen knows it. Files are always binary. */
 FILE *dn_fopen(const char *path, const char *mode)
 {
-    wchar_t *w = widen(path);
-    if (!w) { errno = EINVAL; return NULL; }
+    wpath wp;
+    const wchar_t *w = widen(path, &wp);
+    if (!w) return NULL;
     FILE *f = NULL;
     if (strchr(mode, 'x')) {
         int flags = _O_CREAT | _O_EXCL | _O_BINARY | (strchr(mode, '+') ? _O_RDWR : _O_WRONLY);
@@ -248,46 +251,39 @@ FILE *dn_fopen(const char *path, const char *mode)
         wm[k] = 0;
         f = _wfopen(w, wm);
     }
-    free(w);
     return f;
 }
 
 int dn_remove(const char *path)
 {
-    wchar_t *w = widen(path);
-    if (!w) { errno = EINVAL; return -1; }
-    int r = _wremove(w);
-    free(w);
-    return r;
+    wpath wp;
+    const wchar_t *w = widen(path, &wp);
+    return w ? _wremove(w) : -1;
 }
 
 int dn_mkdir(const char *path)
 {
-    wchar_t *w = widen(path);
-    if (!w) { errno = EINVAL; return -1; }
-    int r = _wmkdir(w);
-    free(w);
-    return r;
+    wpath wp;
+    const wchar_t *w = widen(path, &wp);
+    return w ? _wmkdir(w) : -1;
 }
 
 int dn_rmdir(const char *path)
 {
-    wchar_t *w = widen(path);
-    if (!w) { errno = EINVAL; return -1; }
-    int r = _wrmdir(w);
-    free(w);
-    return r;
+    wpath wp;
+    const wchar_t *w = widen(path, &wp);
+    return w ? _wrmdir(w) : -1;
 }
 
 danu_status dn_disk_free(const char *dir, uint64_t *avail)
 {
     *avail = 0;
-    wchar_t *w = widen(dir);
-    if (!w) return dn_seterr(DANU_ERR_IO, "cannot check free space in %s: not valid UTF-8", dir);
+    wpath wp;
+    const wchar_t *w = widen(dir, &wp);
+    if (!w) return dn_seterr(DANU_ERR_IO, "cannot check free space in %s: %s", dir, dn_os_error());
     ULARGE_INTEGER user_free;
     BOOL ok = GetDiskFreeSpaceExW(w, &user_free, NULL, NULL);
     DWORD e = GetLastError();
-    free(w);
     if (!ok) return dn_seterr(DANU_ERR_IO, "cannot check free space in %s: %s", dir, win_error(e));
     *avail = (uint64_t)user_free.QuadPart;
     return DANU_OK;
@@ -295,17 +291,12 @@ danu_status dn_disk_free(const char *dir, uint64_t *avail)
 
 danu_status dn_publish(const char *tmp, const char *path, int replace)
 {
-    wchar_t *wt = widen(tmp), *wp = widen(path);
-    if (!wt || !wp) {
-        free(wt);
-        free(wp);
-        return dn_seterr(DANU_ERR_IO, "%s: not a valid UTF-8 path", path);
-    }
+    wpath bt, bp;
+    const wchar_t *wt = widen(tmp, &bt), *wp = wt ? widen(path, &bp) : NULL;
+    if (!wt || !wp) return dn_seterr(DANU_ERR_IO, "%s: %s", path, dn_os_error());
     /* without MOVEFILE_REPLACE_EXISTING the move fails when PATH exists */
     BOOL ok = MoveFileExW(wt, wp, (replace ? MOVEFILE_REPLACE_EXISTING : 0) | MOVEFILE_WRITE_THROUGH);
     DWORD e = ok ? 0 : GetLastError();
-    free(wt);
-    free(wp);
     if (ok) return DANU_OK;
     if (!replace && (e == ERROR_ALREADY_EXISTS || e == ERROR_FILE_EXISTS))
         return dn_seterr(DANU_ERR_IO, "%s: exists; not replacing it", path);
