@@ -2,8 +2,10 @@
  * under Wine by tests/win/run.sh (or natively on Windows). No Check: plain
  * checks that print and count, ending with "N passed, M failed".
  *
- *   test_win.exe DATA_DIR TMP_DIR
+ *   test_win.exe DATA_DIR TMP_DIR [models]
  *
+ * "models" runs only the model and golden checks (run.sh repeats them with
+ * DANU_ISA=avx2 so that both x86 kernel sets are checked on Windows).
  * DATA_DIR is tests/data; TMP_DIR a fresh directory the test fills. */
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
@@ -201,7 +203,15 @@ static void test_models(void)
         CHECK(m != NULL, "load GGUF tiny-a (mmap %d)", mm);
         if (m) {
             check_golden(m, "tiny-a.capital", 1);
-            if (mm) { check_golden(m, "tiny-a.capital-rep", 2); tiny_a = m; }
+            if (mm) {
+                int64_t isa = -1;
+                CHECK_OK(danu_model_get_int(m, DANU_INFO_ISA, &isa));
+                const char *want = getenv("DN_WIN_EXPECT_ISA");   /* run.sh: what this CPU should get */
+                printf("  kernels: ISA %d (scalar 1, avx2 2, avx512 3)\n", (int)isa);
+                if (want) CHECK(isa == atoi(want), "runtime dispatch picked ISA %d, expected %s", (int)isa, want);
+                check_golden(m, "tiny-a.capital-rep", 2);
+                tiny_a = m;
+            }
             else danu_model_free(m);
         }
     }
@@ -215,6 +225,33 @@ static void test_models(void)
     b = load(win_path, 1);
     CHECK(b != NULL, "load tests\\data\\tiny-b-hf (5 shards, backslashes)");
     if (b) { check_golden(b, "tiny-b.single", 1); danu_model_free(b); }
+}
+
+/* quantize: a new file made exclusively, pages of the mapped source
+ * released as it goes, published without replacing; output exists = refused */
+static void test_quantize(void)
+{
+    section("quantize to q8_0 (mapped input, exclusive create, no-replace publish)");
+    if (!tiny_a_path[0]) return;
+    const char *out = path2(tmp_dir, "tiny-a-q8_0 \xc3\xbc.gguf");
+    CHECK_OK(danu_quantize(tiny_a_path, out, "q8_0", NULL));
+    CHECK(danu_quantize(tiny_a_path, out, "q8_0", NULL) == DANU_ERR_INVALID_ARG, "quantize over an existing file is refused");
+    danu_model *m = load(out, 1);
+    CHECK(m != NULL, "the q8_0 model loads");
+    if (m) {
+        danu_context *c = ctx_new(m, 2, 128);
+        golden g;
+        if (c && golden_load("tiny-a.capital", &g) == 0) {
+            collect *col = calloc(1, sizeof *col);
+            int32_t why;
+            CHECK_OK(danu_context_eval(c, g.prompt, (size_t)g.n_prompt, NULL));
+            CHECK_OK(danu_context_generate(c, 4, collect_cb, col, &why));
+            CHECK(col->n == 4, "q8_0 generates");
+            free(col);
+        }
+        danu_context_free(c);
+        danu_model_free(m);
+    }
 }
 
 static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
@@ -490,8 +527,8 @@ static void test_pool_idle(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: test_win DATA_DIR TMP_DIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: test_win DATA_DIR TMP_DIR [models]\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -500,6 +537,12 @@ int main(int argc, char **argv)
     printf("libdanu %s on Windows\n", danu_version_string());
     CHECK(danu_version_number() == DANU_VERSION_NUMBER, "header and DLL versions agree");
     test_models();
+    if (argc > 3 && !strcmp(argv[3], "models")) {   /* e.g. DANU_ISA=avx2: the goldens with other kernels */
+        danu_model_free(tiny_a);
+        printf("%d passed, %d failed\n", n_pass, n_fail);
+        return n_fail ? 1 : 0;
+    }
+    test_quantize();
     test_tokenizer();
     test_abort();
     test_state_file();
