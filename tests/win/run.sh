@@ -26,14 +26,15 @@ done
 step() { echo "== $1 ($(( $(date +%s) - t_start )) s)"; }
 
 step "cross-build in $build"
+mkdir -p "$build"
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" "$src" --cross-file "$src/cross/x86_64-w64-mingw32.txt" \
-        --buildtype=release -Ddefault_library=shared -Dtests=false >"$build.setup.log" 2>&1 ||
-        { cat "$build.setup.log"; echo "FAIL: meson setup"; exit 1; }
+        --buildtype=release -Ddefault_library=shared -Dtests=false >"$build/run-setup.log" 2>&1 ||
+        { cat "$build/run-setup.log"; echo "FAIL: meson setup"; exit 1; }
 fi
-ninja -C "$build" -j2 >"$build.ninja.log" 2>&1 || { tail -40 "$build.ninja.log"; echo "FAIL: cross-build"; exit 1; }
-if grep -q 'warning:' "$build.ninja.log"; then
-    grep 'warning:' "$build.ninja.log" | head -20
+ninja -C "$build" -j2 >"$build/run-ninja.log" 2>&1 || { tail -40 "$build/run-ninja.log"; echo "FAIL: cross-build"; exit 1; }
+if grep -q 'warning:' "$build/run-ninja.log"; then
+    grep 'warning:' "$build/run-ninja.log" | head -20
     echo "FAIL: the cross-build has warnings"
     exit 1
 fi
