@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <io.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -307,11 +308,17 @@ danu_status dn_publish(const char *tmp, const char *path, int replace)
 
 uint64_t dn_time_ns(void)
 {
-    static LARGE_INTEGER freq;   /* racing first callers store the same value */
+    static atomic_ullong freq;   /* fixed at boot; racing first callers store the same value */
+    uint64_t f = atomic_load_explicit(&freq, memory_order_relaxed);
+    if (!f) {
+        LARGE_INTEGER q;
+        QueryPerformanceFrequency(&q);
+        f = (uint64_t)q.QuadPart;
+        atomic_store_explicit(&freq, f, memory_order_relaxed);
+    }
     LARGE_INTEGER now;
-    if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
     QueryPerformanceCounter(&now);
-    const uint64_t f = (uint64_t)freq.QuadPart, t = (uint64_t)now.QuadPart;
+    const uint64_t t = (uint64_t)now.QuadPart;
     return t / f * 1000000000ull + t % f * 1000000000ull / f;
 }
 
