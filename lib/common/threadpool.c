@@ -15,9 +15,9 @@
  * which orders them after the owner's writes.
  *
  * Waiting backs off: spin (no PAUSE: under a hypervisor with pause-loop
- * exiting it can deschedule the vCPU), then yield (sched_yield / SwitchToThread: the core goes to
- * whoever else is runnable: a game's threads, or the descheduled peer we
- * wait for), then sleep on a condition variable. Sleepers announce
+ * exiting it can deschedule the vCPU), then yield (dn_yield: the core goes
+ * to whoever else is runnable: a game's threads, or the descheduled peer we
+ * wait for), then sleep on a condition variable (os_thread.h). Sleepers announce
  * themselves before their last look (sequentially consistent atomics on
  * both sides), so no wake-up is lost. */
 #include <stdatomic.h>
