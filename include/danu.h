@@ -74,8 +74,12 @@ extern "C" {
     (DANU_VERSION_MAJOR * 10000 + DANU_VERSION_MINOR * 100 + DANU_VERSION_PATCH)
 #define DANU_VERSION_STRING "0.2.0"
 
-#if defined(_WIN32) && defined(DANU_BUILDING_DLL)
-#  define DANU_API __declspec(dllexport)
+#if defined(_WIN32)
+#  if defined(DANU_BUILDING_DLL)
+#    define DANU_API __declspec(dllexport)
+#  else
+#    define DANU_API   /* danu.dll through its import library, or static */
+#  endif
 #elif defined(__GNUC__)
 #  define DANU_API __attribute__((visibility("default")))
 #else

@@ -3,8 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include "common/error.h"
+#include "common/os.h"
 
-static _Thread_local char last_error[1024];
+static DN_THREAD_LOCAL char last_error[1024];
 
 danu_status dn_seterr(danu_status status, const char *fmt, ...)
 {

@@ -1,11 +1,12 @@
 /* error.h - status codes plus a per-thread detail message. */
 #ifndef DN_ERROR_H
 #define DN_ERROR_H
+#include "common/attr.h"
 #include "danu.h"
 
 /* Record a formatted detail for this thread and return status. */
 danu_status dn_seterr(danu_status status, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    DN_PRINTF(2, 3);
 void dn_clearerr(void);
 const char *dn_lasterr(void);
 

@@ -1,6 +1,7 @@
 /* log.h - the library's only output channel: a per-object callback. */
 #ifndef DN_LOG_H
 #define DN_LOG_H
+#include "common/attr.h"
 #include "danu.h"
 
 typedef struct dn_logger {
@@ -9,5 +10,5 @@ typedef struct dn_logger {
 } dn_logger;
 
 void dn_log(const dn_logger *lg, int32_t level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    DN_PRINTF(3, 4);
 #endif

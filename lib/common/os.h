@@ -1,15 +1,34 @@
-/* os.h - files, mappings, time, cores. POSIX implementation in os_posix.c. */
+/* os.h - everything that touches the operating system: files, mappings,
+ * paths, disk space, time, cores, CPU features. Threads, locks and atomics
+ * are in os_thread.h. POSIX implementation in os_posix.c, Windows in
+ * os_win32.c; os_common.c holds the portable parts built on both.
+ * Paths are UTF-8 everywhere (converted to UTF-16 on Windows). */
 #ifndef DN_OS_H
 #define DN_OS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "danu.h"
 #include "common/alloc.h"
+
+/* Thread-local storage class (C11 _Thread_local; MSVC spells it its own way). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define DN_THREAD_LOCAL __declspec(thread)
+#else
+#define DN_THREAD_LOCAL _Thread_local
+#endif
+
+/* Directory separators: '/' everywhere, and '\\' too on Windows. */
+#ifdef _WIN32
+static inline int dn_is_sep(char c) { return c == '/' || c == '\\'; }
+#else
+static inline int dn_is_sep(char c) { return c == '/'; }
+#endif
 
 typedef struct dn_mapping {
     const uint8_t *data; /* read-only bytes of the whole file */
     uint64_t size;
-    int is_mmap;         /* 1: munmap on close; 0: heap copy via alloc */
+    int is_mmap;         /* 1: unmapped on close; 0: heap copy via alloc */
 } dn_mapping;
 
 /* Map (use_mmap) or read a whole file. IO error names the path. */
@@ -22,16 +41,33 @@ void dn_unmap_file(const dn_alloc *a, dn_mapping *m);
  * back from the file if touched again). */
 void dn_mem_hugepages(void *p, size_t n);
 void dn_mem_release(const void *p, size_t n);
+size_t dn_page_size(void);
 /* Read a whole (small) file into a NUL-terminated heap buffer. */
 danu_status dn_read_file(const char *path, const dn_alloc *a, size_t max_size, char **out, size_t *len);
 int dn_is_dir(const char *path);
-int dn_file_exists(const char *path);
+int dn_file_exists(const char *path);       /* a regular file */
+int dn_path_exists(const char *path);       /* anything, even a dangling link */
+/* 0 and the size of a regular file; -1 when not one. */
+int dn_file_size(const char *path, uint64_t *size);
+/* fopen with a UTF-8 path; mode may end in "x" (create, fail if it exists). */
+FILE *dn_fopen(const char *path, const char *mode);
+int dn_remove(const char *path);            /* a file; 0 ok */
+int dn_mkdir(const char *path);             /* 0 ok */
+int dn_rmdir(const char *path);             /* an empty directory; 0 ok */
+/* Text for the system's last error (errno, or GetLastError on Windows),
+ * in a thread-local buffer. */
+const char *dn_os_error(void);
+/* Bytes free for this user on the filesystem of directory dir. */
+danu_status dn_disk_free(const char *dir, uint64_t *avail);
 /* Join dir + "/" + name into a new heap string. */
 char *dn_path_join(const dn_alloc *a, const char *dir, const char *name);
+/* The directory that holds path ("." for a bare name), a new heap string. */
+char *dn_path_parent(const dn_alloc *a, const char *path);
 /* Files that appear whole or not at all: write to dn_tmp_path(path)
  * (PATH.tmp, a new heap string), then dn_publish() renames it to PATH.
  * replace 0 refuses to replace a PATH that exists (atomically where the
- * system can say so: Linux renameat2), 1 replaces it. */
+ * system can say so: Linux renameat2, Windows MoveFileExW without
+ * MOVEFILE_REPLACE_EXISTING), 1 replaces it atomically. */
 char *dn_tmp_path(const dn_alloc *a, const char *path);
 danu_status dn_publish(const char *tmp, const char *path, int replace);
 /* n bytes to PATH.tmp, then renamed over PATH (the temporary is removed
@@ -39,4 +75,10 @@ danu_status dn_publish(const char *tmp, const char *path, int replace);
 danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void *data, size_t n);
 uint64_t dn_time_ns(void);   /* monotonic */
 int dn_cpu_count(void);      /* cores this process may run on, >= 1 */
+
+/* AArch64 optional features the system reports (Linux and Android
+ * AT_HWCAP/AT_HWCAP2, Apple sysctl hw.optional.arm.FEAT_*, Windows
+ * IsProcessorFeaturePresent); all 0 elsewhere. */
+typedef struct dn_arm_features { int dotprod, i8mm; } dn_arm_features;
+void dn_arm_probe(dn_arm_features *f);
 #endif

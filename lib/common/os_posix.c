@@ -1,4 +1,6 @@
-/* os_posix.c - files, mappings, clocks and cores on POSIX systems. */
+/* os_posix.c - files, mappings, clocks, cores and CPU features on POSIX
+ * systems (Linux, Android, macOS and the BSDs). Linux-only calls stay
+ * behind __linux__ with POSIX fallbacks. */
 #include <sched.h>
 #include <errno.h>
 #include <stdio.h>
@@ -6,10 +8,16 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #include "common/os.h"
 #include "common/error.h"
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 danu_status dn_map_file(const char *path, int use_mmap, const dn_alloc *a, dn_mapping *out)
 {
@@ -82,8 +90,7 @@ void dn_mem_hugepages(void *p, size_t n)
 
 void dn_mem_release(const void *p, size_t n)
 {
-    const long ps = sysconf(_SC_PAGESIZE);
-    const uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t page = dn_page_size();
     uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + n) & ~(page - 1);
     if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
@@ -119,18 +126,6 @@ danu_status dn_read_file(const char *path, const dn_alloc *a, size_t max_size, c
 int dn_is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
 int dn_file_exists(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
 
-char *dn_path_join(const dn_alloc *a, const char *dir, const char *name)
-{
-    size_t ld = strlen(dir), ln = strlen(name);
-    char *r = dn_malloc(a, ld + ln + 2);
-    if (!r) return NULL;
-    memcpy(r, dir, ld);
-    size_t k = ld;
-    if (k == 0 || r[k - 1] != '/') r[k++] = '/';
-    memcpy(r + k, name, ln + 1);
-    return r;
-}
-
 uint64_t dn_time_ns(void)
 {
     struct timespec ts;
@@ -143,24 +138,16 @@ uint64_t dn_time_ns(void)
 int dn_cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-#ifdef __linux__
+#if defined(__linux__) && defined(CPU_COUNT)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0 && CPU_COUNT(&set) < n) n = CPU_COUNT(&set);
 #endif
     return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
 }
 
-char *dn_tmp_path(const dn_alloc *a, const char *path)
-{
-    size_t n = strlen(path);
-    char *t = dn_malloc(a, n + 5);
-    if (t) { memcpy(t, path, n); memcpy(t + n, ".tmp", 5); }
-    return t;
-}
-
 danu_status dn_publish(const char *tmp, const char *path, int replace)
 {
-#ifdef RENAME_NOREPLACE
+#if defined(__linux__) && defined(RENAME_NOREPLACE)
     if (!replace) {
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0) return DANU_OK;
         if (errno == EEXIST) return dn_seterr(DANU_ERR_IO, "%s: created by someone else meanwhile; %s kept", path, tmp);
@@ -173,19 +160,51 @@ danu_status dn_publish(const char *tmp, const char *path, int replace)
     return DANU_OK;
 }
 
-danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void *data, size_t n)
+
+int dn_path_exists(const char *path) { struct stat st; return lstat(path, &st) == 0; }
+
+int dn_file_size(const char *path, uint64_t *size)
 {
-    char *tmp = dn_tmp_path(a, path);
-    if (!tmp) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", path);
-    danu_status s = DANU_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) s = dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    else {
-        if (fwrite(data, 1, n, f) != n) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        if (s == DANU_OK) s = dn_publish(tmp, path, 1);
-        if (s != DANU_OK) unlink(tmp);
-    }
-    dn_free(a, tmp);
-    return s;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+FILE *dn_fopen(const char *path, const char *mode) { return fopen(path, mode); }
+int dn_remove(const char *path) { return unlink(path); }
+int dn_mkdir(const char *path) { return mkdir(path, 0777); }
+int dn_rmdir(const char *path) { return rmdir(path); }
+const char *dn_os_error(void) { return strerror(errno); }
+
+size_t dn_page_size(void)
+{
+    const long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (size_t)ps : 4096;
+}
+
+danu_status dn_disk_free(const char *dir, uint64_t *avail)
+{
+    struct statvfs vfs;
+    *avail = 0;
+    if (statvfs(dir, &vfs) != 0)
+        return dn_seterr(DANU_ERR_IO, "cannot check free space in %s: %s", dir, strerror(errno));
+    *avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+    return DANU_OK;
+}
+
+void dn_arm_probe(dn_arm_features *f)
+{
+    f->dotprod = f->i8mm = 0;
+#if defined(__aarch64__) && defined(__linux__)   /* Linux and Android */
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    f->dotprod = (hw >> 20) & 1;    /* HWCAP_ASIMDDP */
+    f->i8mm = (hw2 >> 13) & 1;      /* HWCAP2_I8MM */
+#elif defined(__aarch64__) && defined(__APPLE__)
+    int v = 0;
+    size_t n = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &n, NULL, 0) == 0) f->dotprod = v != 0;
+    v = 0; n = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &n, NULL, 0) == 0) f->i8mm = v != 0;
+#endif
 }

@@ -15,18 +15,17 @@
  * which orders them after the owner's writes.
  *
  * Waiting backs off: spin (no PAUSE: under a hypervisor with pause-loop
- * exiting it can deschedule the vCPU), then sched_yield (the core goes to
- * whoever else is runnable: a game's threads, or the descheduled peer we
- * wait for), then sleep on a condition variable. Sleepers announce
+ * exiting it can deschedule the vCPU), then yield (dn_yield: the core goes
+ * to whoever else is runnable: a game's threads, or the descheduled peer we
+ * wait for), then sleep on a condition variable (os_thread.h). Sleepers announce
  * themselves before their last look (sequentially consistent atomics on
  * both sides), so no wake-up is lost. */
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include "common/threadpool.h"
 #include "common/error.h"
 #include "common/os.h"
+#include "common/os_thread.h"
 
 #define ST_OPEN (1ull << 63)
 #define ST_JOIN (1ull << 32)          /* one more participant ever joined */
@@ -59,32 +58,32 @@ struct danu_pool {
     atomic_int size;                /* lanes a job may use */
     danu_parallel_for_fn host_fn;   /* host pools: no threads below */
     void *host_user;
-    pthread_mutex_t mu;
-    pthread_cond_t wake, finished;
+    dn_mutex mu;
+    dn_cond wake, finished;
     atomic_int started;             /* workers running (grown under mu) */
     atomic_uint generation;         /* bumped per opened job */
     atomic_int sleepers, holders, stop;
     slot_line *slots;
-    pthread_t threads[DN_POOL_MAX_THREADS];
+    dn_thread threads[DN_POOL_MAX_THREADS];
 };
 
-static inline void relax(void) { __asm__ volatile("" ::: "memory"); }
+static inline void relax(void) { atomic_signal_fence(memory_order_seq_cst); }   /* compiler barrier */
 
 /* One step of a back-off ladder: spin, then yield. Returns 0 once the
  * caller should sleep instead. */
 static int back_off(int i, int yields)
 {
     if (i < SPIN) { relax(); return 1; }
-    if (i < SPIN + yields) { sched_yield(); return 1; }
+    if (i < SPIN + yields) { dn_yield(); return 1; }
     return 0;
 }
 
 static void chunk_done(dn_pool *p, slot *s)
 {
     if (atomic_fetch_add(&s->done, 1) + 1 == s->n && atomic_load(&s->waiting)) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->finished);
-        pthread_mutex_unlock(&p->mu);
+        dn_mutex_lock(&p->mu);
+        dn_cond_broadcast(&p->finished);
+        dn_mutex_unlock(&p->mu);
     }
 }
 
@@ -121,11 +120,11 @@ static void *worker_main(void *v)
         if (atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
         if (back_off(i, atomic_load_explicit(&p->holders, memory_order_relaxed) > 0 ? YIELD_HELD : YIELD_IDLE))
             continue;
-        pthread_mutex_lock(&p->mu);
+        dn_mutex_lock(&p->mu);
         atomic_fetch_add(&p->sleepers, 1);   /* announce, then re-check */
-        while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->mu);
+        while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen) dn_cond_wait(&p->wake, &p->mu);
         atomic_fetch_sub(&p->sleepers, 1);
-        pthread_mutex_unlock(&p->mu);
+        dn_mutex_unlock(&p->mu);
         i = 0;
     }
     return NULL;
@@ -152,9 +151,9 @@ danu_status dn_pool_create(const dn_alloc *a, int n_threads, dn_pool **out)
     p->slots = dn_malloc_aligned(a, SLOTS * sizeof *p->slots);
     if (!p->slots) { dn_free(a, p); return dn_seterr(DANU_ERR_NOMEM, "cannot allocate the thread pool"); }
     memset(p->slots, 0, SLOTS * sizeof *p->slots);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->finished, NULL);
+    dn_mutex_init(&p->mu);
+    dn_cond_init(&p->wake);
+    dn_cond_init(&p->finished);
     *out = p;
     return DANU_OK;
 }
@@ -181,14 +180,14 @@ void dn_pool_free(dn_pool *p)
     if (!p || atomic_fetch_sub(&p->refs, 1) != 1) return;
     dn_alloc a = p->a;
     if (!p->host_fn) {
-        pthread_mutex_lock(&p->mu);
+        dn_mutex_lock(&p->mu);
         atomic_store(&p->stop, 1);
-        pthread_cond_broadcast(&p->wake);
-        pthread_mutex_unlock(&p->mu);
-        for (int i = 0; i < atomic_load(&p->started); i++) pthread_join(p->threads[i], NULL);
-        pthread_mutex_destroy(&p->mu);
-        pthread_cond_destroy(&p->wake);
-        pthread_cond_destroy(&p->finished);
+        dn_cond_broadcast(&p->wake);
+        dn_mutex_unlock(&p->mu);
+        for (int i = 0; i < atomic_load(&p->started); i++) dn_thread_join(&p->threads[i]);
+        dn_mutex_destroy(&p->mu);
+        dn_cond_destroy(&p->wake);
+        dn_cond_destroy(&p->finished);
         dn_free_aligned(&a, p->slots);
     }
     dn_free(&a, p);
@@ -213,11 +212,11 @@ void dn_pool_hold(dn_pool *p, int on)
 static void start_workers(dn_pool *p, int want)
 {
     if (atomic_load(&p->started) >= want) return;
-    pthread_mutex_lock(&p->mu);
+    dn_mutex_lock(&p->mu);
     int n = atomic_load(&p->started);
-    while (n < want && pthread_create(&p->threads[n], NULL, worker_main, p) == 0) n++;
+    while (n < want && dn_thread_create(&p->threads[n], worker_main, p) == 0) n++;
     atomic_store(&p->started, n);
-    pthread_mutex_unlock(&p->mu);
+    dn_mutex_unlock(&p->mu);
 }
 
 static slot *claim(dn_pool *p)
@@ -288,9 +287,9 @@ void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void 
     atomic_fetch_or(&s->state, ST_OPEN);
     atomic_fetch_add(&p->generation, 1);   /* publish, then look for sleepers */
     if (atomic_load(&p->sleepers) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->wake);
-        pthread_mutex_unlock(&p->mu);
+        dn_mutex_lock(&p->mu);
+        dn_cond_broadcast(&p->wake);
+        dn_mutex_unlock(&p->mu);
     }
     while ((c = atomic_fetch_add(&s->next, 1)) < n) {
         fn(arg, c, 0);
@@ -301,11 +300,11 @@ void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void 
     const uint64_t w0 = waited && atomic_load(&s->done) != n ? dn_time_ns() : 0;
     for (int i = 0; atomic_load(&s->done) != n; i++) {
         if (back_off(i, YIELD_WAIT)) continue;
-        pthread_mutex_lock(&p->mu);
+        dn_mutex_lock(&p->mu);
         atomic_store(&s->waiting, 1);   /* announce, then re-check */
-        while (atomic_load(&s->done) != n) pthread_cond_wait(&p->finished, &p->mu);
+        while (atomic_load(&s->done) != n) dn_cond_wait(&p->finished, &p->mu);
         atomic_store(&s->waiting, 0);
-        pthread_mutex_unlock(&p->mu);
+        dn_mutex_unlock(&p->mu);
         break;
     }
     if (w0) *waited = dn_time_ns() - w0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <math.h>
+#include "common/attr.h"
 #include "format/gguf.h"
 #include "common/bytes.h"
 #include "common/error.h"
@@ -56,7 +57,7 @@ typedef struct parser {
 } parser;
 
 static danu_status perr(const parser *ps, danu_status st, uint64_t off, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+    DN_PRINTF(4, 5);
 
 static danu_status perr(const parser *ps, danu_status st, uint64_t off, const char *fmt, ...)
 {

@@ -3,9 +3,9 @@
  * model.safetensors or in shards listed by model.safetensors.index.json. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "format/safetensors.h"
 #include "common/error.h"
+#include "common/os.h"
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)
 
@@ -173,15 +173,15 @@ static danu_status open_weights(const dn_alloc *a, dn_hfdir *h, int use_mmap, co
     /* sizes first, so that progress can report a fraction of all bytes */
     uint64_t total = 0, loaded = 0;
     for (int32_t i = 0; i < h->n_shards; i++) {
-        struct stat sb;
+        uint64_t fsize = 0;
         path = dn_path_join(a, h->dir, h->shard_names[i]);
         if (!path) { st = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", h->dir); goto done; }
-        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        if (dn_file_size(path, &fsize) != 0) {
             st = dn_seterr(DANU_ERR_FORMAT, "%s: shard %s is missing%s%s", h->dir, h->shard_names[i],
                            index ? ", listed in " : "", index ? index_path : "");
             goto done;
         }
-        total += (uint64_t)sb.st_size;
+        total += fsize;
         dn_free(a, path);
         path = NULL;
     }

@@ -1,23 +1,24 @@
 /* dispatch.c - picks the kernel table once per process: CPU features from
- * cpuid/xgetbv (x86-64) or AT_HWCAP (aarch64), capped by DANU_ISA. Tables
- * are completed from scalar inside pthread_once and read-only afterwards. */
+ * cpuid/xgetbv (x86-64, os_cpu.h) or what the system reports (aarch64,
+ * dn_arm_probe), capped by DANU_ISA. Tables are completed from scalar
+ * inside a once-init and read-only afterwards. */
 #include <limits.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kernels/kernels_internal.h"
+#include "common/os.h"
+#include "common/os_cpu.h"
+#include "common/os_thread.h"
 
-#if defined(__x86_64__)
-#include <cpuid.h>
+#if defined(__x86_64__) || defined(_M_X64)
 #define DN_X86 1
-#elif defined(__aarch64__)
-#include <sys/auxv.h>
+#elif defined(__aarch64__) || defined(_M_ARM64)
 #define DN_ARM64 1
 #endif
 
 enum { N_ISA = DN_ISA_NEON_DOT + 1 };
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static dn_once once = DN_ONCE_INIT;
 static dn_kernels tables[N_ISA];
 static int available[N_ISA];
 static int env_cap = INT_MAX;       /* from DANU_ISA; 0 = reference */
@@ -70,32 +71,25 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
 }
 
 #if DN_X86
-static uint64_t xgetbv0(void)
-{
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-
 static void detect_x86(int *avx2, int *avx512)
 {
-    unsigned a, b, c, d;
+    uint32_t r[4];
     *avx2 = *avx512 = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    dn_cpuid(1, 0, r);
+    const uint32_t c = r[2];
     const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
     if (!osxsave || !avx) return;
-    const uint64_t xcr0 = xgetbv0();
+    const uint64_t xcr0 = dn_xgetbv0();
     const int ymm_os = (xcr0 & 0x6) == 0x6;       /* XMM + YMM state */
     const int zmm_os = (xcr0 & 0xe6) == 0xe6;     /* + opmask, ZMM_Hi256, Hi16_ZMM */
-    if (!ymm_os || __get_cpuid_max(0, NULL) < 7) return;
-    __cpuid_count(7, 0, a, b, c, d);
+    if (!ymm_os || dn_cpuid_max() < 7) return;
+    dn_cpuid(7, 0, r);
+    const uint32_t b = r[1], c7 = r[2];
     const int has_avx2 = (b >> 5) & 1;
     const int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
-    const int vnni = (c >> 11) & 1;
-    unsigned a1 = 0, b1, c1, d1;
-    __cpuid_count(7, 1, a1, b1, c1, d1);
-    (void)b1; (void)c1; (void)d1;
-    const int bf16 = (a1 >> 5) & 1;
+    const int vnni = (c7 >> 11) & 1;
+    dn_cpuid(7, 1, r);
+    const int bf16 = (r[0] >> 5) & 1;
     *avx2 = has_avx2 && fma && f16c;
     *avx512 = *avx2 && zmm_os && f && dq && bw && vl && vnni && bf16;
 }
@@ -128,7 +122,9 @@ static void init(void)
     /* AdvSIMD is architectural on AArch64; dot product is optional */
     complete(&tables[DN_ISA_NEON], &dn_kernels_neon_table);
     available[DN_ISA_NEON] = 1;
-    if (getauxval(AT_HWCAP) & (1ul << 20)) {  /* HWCAP_ASIMDDP */
+    dn_arm_features feat;
+    dn_arm_probe(&feat);
+    if (feat.dotprod) {
         complete(&tables[DN_ISA_NEON_DOT], &dn_kernels_neon_dot_table);
         available[DN_ISA_NEON_DOT] = 1;
     }
@@ -138,7 +134,7 @@ static void init(void)
 const dn_kernels *dn_kernels_get(int max_isa)
 {
     static const int order[] = { DN_ISA_AVX512, DN_ISA_AVX2, DN_ISA_NEON_DOT, DN_ISA_NEON };
-    pthread_once(&once, init);
+    dn_once_run(&once, init);
     if (env_cap == DN_ISA_REFERENCE) return &tables[DN_ISA_REFERENCE];
     int cap = max_isa == DANU_ISA_AUTO ? INT_MAX : max_isa;
     if (env_cap < cap) cap = env_cap;
@@ -149,7 +145,7 @@ const dn_kernels *dn_kernels_get(int max_isa)
 
 const dn_kernels *dn_kernels_for_isa(int isa)
 {
-    pthread_once(&once, init);
+    dn_once_run(&once, init);
     if (isa < 0 || isa >= N_ISA || !available[isa]) return NULL;
     if (isa > DN_ISA_SCALAR && cap_level(isa) > env_cap) return NULL;
     return &tables[isa];

@@ -88,7 +88,7 @@ typedef struct dn_kernels {
 /* The table for an ISA level, capped by `max_isa` (DANU_ISA_AUTO = best the
  * CPU supports; DANU_ISA_SCALAR etc.; the env var DANU_ISA=scalar|avx2|avx512|
  * neon|reference caps further). Never NULL: falls back to scalar.
- * Detection runs once (pthread_once); tables are const. */
+ * Detection runs once (dn_once_run); tables are const. */
 const dn_kernels *dn_kernels_get(int max_isa);
 /* Level-specific tables, NULL when not compiled in or not supported by the
  * CPU (used by tests to compare every level with the reference). */

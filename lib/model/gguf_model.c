@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/statvfs.h>
 #include "model/gguf_model.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "common/error.h"
+#include "common/bytes.h"
+#include "common/os.h"
 
 /* ------------------------------------------------------------------ */
 /* Tensor names                                                        */
@@ -84,7 +84,7 @@ int dn_llama_is_danube(const dn_gguf *g, const dn_config *c)
         uint64_t n;
         if (dn_gguf_get_str(g, keys[i], &s, &n))
             for (uint64_t k = 0; k + 6 <= n; k++)
-                if (!strncasecmp(s + k, "danube", 6)) return 1;
+                if (!dn_ascii_ncasecmp(s + k, "danube", 6)) return 1;
     }
     return c->vocab == 32000 && c->hidden == 2560 && c->n_layers == 24 && c->n_heads == 32 && c->n_kv_heads == 8 &&
            c->ffn == 6912 && c->max_ctx == 16384;
@@ -419,26 +419,18 @@ danu_status dn_llama_converter_kv(dn_meta_list *l, const dn_llama_meta *m)
 
 danu_status dn_check_free_space(const dn_alloc *a, const char *out_path, uint64_t need)
 {
-    size_t n = strlen(out_path);
-    char *dir = dn_strdup(a, out_path);
-    if (!dir) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", out_path);
-    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
-    char *slash = strrchr(dir, '/');
-    const char *parent = ".";
-    if (slash == dir) { dir[1] = 0; parent = dir; }
-    else if (slash) { *slash = 0; parent = dir; }
-    struct statvfs vfs;
-    int rc = statvfs(parent, &vfs);
-    int err = errno;
-    danu_status s = DANU_OK;
-    if (rc != 0) {
-        s = dn_seterr(DANU_ERR_IO, "%s: cannot check free space in %s: %s", out_path, parent, strerror(err));
-    } else {
-        uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
-        if (avail < need)
-            s = dn_seterr(DANU_ERR_IO, "%s: not enough disk space: %.1f MB needed, %.1f MB free in %s", out_path,
-                          (double)need / 1e6, (double)avail / 1e6, parent);
+    char *parent = dn_path_parent(a, out_path);
+    if (!parent) return dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", out_path);
+    uint64_t avail = 0;
+    danu_status s = dn_disk_free(parent, &avail);
+    if (s != DANU_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dn_lasterr());
+        s = dn_seterr(s, "%s: %s", out_path, why);
+    } else if (avail < need) {
+        s = dn_seterr(DANU_ERR_IO, "%s: not enough disk space: %.1f MB needed, %.1f MB free in %s", out_path,
+                      (double)need / 1e6, (double)avail / 1e6, parent);
     }
-    dn_free(a, dir);
+    dn_free(a, parent);
     return s;
 }

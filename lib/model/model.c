@@ -2,7 +2,6 @@
  * source, read the hyperparameters, bind every weight by name with its
  * shape checked, copy the small norm vectors to f32, load the tokenizer. */
 #include <string.h>
-#include <strings.h>
 #include <math.h>
 #include <stdio.h>
 #include "model/model.h"

@@ -12,15 +12,10 @@
  * dropped from the mapping, so resident memory stays near one output tensor.
  * Output goes to OUTPUT.tmp, renamed when complete. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "model/quantize.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
@@ -51,7 +46,7 @@ static const struct { const char *name; int32_t type; uint32_t ftype; } mixes[] 
 int dn_quantize_type(const char *name, int32_t *type, uint32_t *ftype)
 {
     for (size_t i = 0; name && i < sizeof mixes / sizeof mixes[0]; i++)
-        if (!strcasecmp(name, mixes[i].name)) {
+        if (!dn_ascii_ncasecmp(name, mixes[i].name, (size_t)-1)) {
             *type = mixes[i].type;
             *ftype = mixes[i].ftype;
             return 1;
@@ -143,13 +138,12 @@ static danu_status report(job *j)
 static void drop_pages(const dn_mapping *m, const uint8_t *p, uint64_t n)
 {
     if (!m || !m->is_mmap || !n) return;
-    long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0) return;
+    const size_t ps = dn_page_size();
     uintptr_t mask = (uintptr_t)ps - 1, lo = (uintptr_t)m->data, hi = (lo + (uintptr_t)m->size + mask) & ~mask;
     uintptr_t b = (uintptr_t)p & ~mask, e = ((uintptr_t)p + (uintptr_t)n + mask) & ~mask;
     if (b < lo) b = lo;
     if (e > hi) e = hi;
-    if (e > b) (void)madvise((void *)b, e - b, MADV_DONTNEED);
+    if (e > b) dn_mem_release((const void *)b, e - b);   /* already whole pages */
 }
 
 /* ------------------------------------------------------------------ */
@@ -614,20 +608,21 @@ static danu_status write_file(job *j)
         dn_gguf_writer_free(w);
         return prefix_error(s, j->rq->output, "header");
     }
-    FILE *f = fopen(j->tmp_path, "wbx");
+    FILE *f = dn_fopen(j->tmp_path, "wbx");
     if (!f) {
-        int err = errno;
+        char why[256];
+        snprintf(why, sizeof why, "%s", dn_os_error());
         dn_gguf_writer_free(w);
-        return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", j->tmp_path, strerror(err));
+        return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", j->tmp_path, why);
     }
     s = dn_gguf_w_begin(w, f);
     if (s != DANU_OK) s = prefix_error(DANU_ERR_IO, j->tmp_path, "");
     for (int64_t i = 0; s == DANU_OK && i < j->n_t; i++) s = write_tensor(j, w, f, &j->t[i]);
     if (s == DANU_OK && dn_gguf_w_end(w, f) != DANU_OK) s = prefix_error(DANU_ERR_IO, j->tmp_path, "");
-    if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
+    if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, dn_os_error());
     dn_gguf_writer_free(w);
     if (s == DANU_OK) s = dn_publish(j->tmp_path, j->rq->output, 0);
-    if (s != DANU_OK) unlink(j->tmp_path);
+    if (s != DANU_OK) dn_remove(j->tmp_path);
     return s;
 }
 
@@ -661,11 +656,10 @@ static void job_free(job *j)
 static danu_status run(job *j)
 {
     const dn_quantize_request *rq = j->rq;
-    struct stat st;
-    DN_CHECK(lstat(rq->output, &st) != 0, DANU_ERR_INVALID_ARG, "%s: already exists; not overwriting it", rq->output);
+    DN_CHECK(!dn_path_exists(rq->output), DANU_ERR_INVALID_ARG, "%s: already exists; not overwriting it", rq->output);
     j->tmp_path = dn_tmp_path(j->a, rq->output);
     DN_CHECK(j->tmp_path, DANU_ERR_NOMEM, "%s: out of memory", rq->output);
-    DN_CHECK(lstat(j->tmp_path, &st) != 0, DANU_ERR_IO, "%s: exists (left by an interrupted run?); remove it first",
+    DN_CHECK(!dn_path_exists(j->tmp_path), DANU_ERR_IO, "%s: exists (left by an interrupted run?); remove it first",
              j->tmp_path);
 
     j->from_hf = dn_is_dir(rq->input);

@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
+#include "common/attr.h"
 #include "model/synth.h"
 #include "model/gguf_model.h"
 #include "common/bytes.h"
@@ -252,7 +250,7 @@ static void sb_put(sbuf *b, const char *s, size_t n)
 
 static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) DN_PRINTF(2, 3);
 static void sb_printf(sbuf *b, const char *fmt, ...)
 {
     char tmp[256];
@@ -298,12 +296,12 @@ static void sb_float(sbuf *b, float v)
 
 static danu_status write_file(const char *path, const void *data, size_t len)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    FILE *f = dn_fopen(path, "wb");
+    if (!f) return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", path, dn_os_error());
     size_t w = len ? fwrite(data, 1, len, f) : 0;
     int bad = w != len;
     if (fclose(f) != 0) bad = 1;
-    if (bad) return dn_seterr(DANU_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    if (bad) return dn_seterr(DANU_ERR_IO, "%s: write failed: %s", path, dn_os_error());
     return DANU_OK;
 }
 
@@ -471,10 +469,10 @@ static void remove_tmp_hf(job *j)
 {
     for (size_t i = 0; i < sizeof hf_files / sizeof hf_files[0]; i++) {
         char *p = dn_path_join(j->a, j->tmp_path, hf_files[i]);
-        if (p) unlink(p);
+        if (p) dn_remove(p);
         dn_free(j->a, p);
     }
-    rmdir(j->tmp_path);
+    dn_rmdir(j->tmp_path);
 }
 
 static danu_status write_small_file(job *j, const char *name, const void *data, size_t len)
@@ -524,7 +522,7 @@ static danu_status write_safetensors(job *j, FILE *f, const char *path)
             DN_TRY(ensure_out(j, nb));
             DN_TRY(gen_convert(j, d, r, nr, 0, j->out));
             if (fwrite(j->out, 1, nb, f) != nb)
-                return dn_seterr(DANU_ERR_IO, "%s: write failed in %s: %s", path, d->hf_name, strerror(errno));
+                return dn_seterr(DANU_ERR_IO, "%s: write failed in %s: %s", path, d->hf_name, dn_os_error());
         }
         DN_TRY(report_progress(j, d->file_bytes));
     }
@@ -534,8 +532,8 @@ static danu_status write_safetensors(job *j, FILE *f, const char *path)
 static danu_status write_hf(job *j)
 {
     const dn_synth_request *q = j->req;
-    if (mkdir(j->tmp_path, 0777) != 0)
-        return dn_seterr(DANU_ERR_IO, "%s: cannot create directory: %s", j->tmp_path, strerror(errno));
+    if (dn_mkdir(j->tmp_path) != 0)
+        return dn_seterr(DANU_ERR_IO, "%s: cannot create directory: %s", j->tmp_path, dn_os_error());
     danu_status s = write_json_file(j, "config.json", JSON_CONFIG);
     if (s == DANU_OK) s = write_json_file(j, "generation_config.json", JSON_GENERATION);
     if (s == DANU_OK) s = write_json_file(j, "tokenizer_config.json", JSON_TOKENIZER);
@@ -552,12 +550,12 @@ static danu_status write_hf(job *j)
     }
     if (s == DANU_OK) {
         char *path = dn_path_join(j->a, j->tmp_path, "model.safetensors");
-        FILE *f = path ? fopen(path, "wb") : NULL;
+        FILE *f = path ? dn_fopen(path, "wb") : NULL;
         if (!path) s = dn_seterr(DANU_ERR_NOMEM, "%s: out of memory", q->out_path);
-        else if (!f) s = dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        else if (!f) s = dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", path, dn_os_error());
         else {
             s = write_safetensors(j, f, path);
-            if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", path, dn_os_error());
         }
         dn_free(j->a, path);
     }
@@ -646,19 +644,19 @@ static danu_status write_gguf(job *j)
         dn_gguf_writer_free(w);
         return prefix_error(s, q->out_path);
     }
-    FILE *f = fopen(j->tmp_path, "wbx");
+    FILE *f = dn_fopen(j->tmp_path, "wbx");
     if (!f) {
         dn_gguf_writer_free(w);
-        return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", j->tmp_path, strerror(errno));
+        return dn_seterr(DANU_ERR_IO, "%s: cannot create: %s", j->tmp_path, dn_os_error());
     }
     s = dn_gguf_w_begin(w, f);
     if (s != DANU_OK) s = prefix_error(s, j->tmp_path);
     if (s == DANU_OK) s = gguf_tensors(j, w, f);
     if (s == DANU_OK && (s = dn_gguf_w_end(w, f)) != DANU_OK) s = prefix_error(s, j->tmp_path);
-    if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, strerror(errno));
+    if (fclose(f) != 0 && s == DANU_OK) s = dn_seterr(DANU_ERR_IO, "%s: write failed: %s", j->tmp_path, dn_os_error());
     dn_gguf_writer_free(w);
     if (s == DANU_OK) s = dn_publish(j->tmp_path, j->final_path, 0);
-    if (s != DANU_OK) unlink(j->tmp_path);
+    if (s != DANU_OK) dn_remove(j->tmp_path);
     return s;
 }
 
@@ -739,8 +737,7 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     DN_TRY(check_request(req));
     const dn_synth_config *c = req->cfg;
     const char *out = req->out_path;
-    struct stat st;
-    if (lstat(out, &st) == 0)
+    if (dn_path_exists(out))
         return dn_seterr(DANU_ERR_IO, "%s: already exists; not overwriting it", out);
 
     job j;
@@ -750,7 +747,7 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     j.c = c;
     danu_status s = DANU_OK;
     size_t olen = strlen(out);
-    while (olen > 1 && out[olen - 1] == '/') olen--;   /* "model/" names the directory "model" */
+    while (olen > 1 && dn_is_sep(out[olen - 1])) olen--;   /* "model/" names the directory "model" */
     j.n_t = n_synth_tensors(c);
     j.t = dn_calloc(a, (size_t)j.n_t, sizeof *j.t);
     j.final_path = dn_strndup(a, out, olen);
@@ -776,7 +773,7 @@ danu_status dn_synth_write(const dn_alloc *a, const dn_synth_request *req)
     if (s == DANU_OK && dn_tokenizer_n_vocab(j.tok) < c->vocab)
         s = dn_seterr(DANU_ERR_INVALID_ARG, "%s: vocabulary of %d is larger than the tokenizer's %d pieces", out,
                       (int)c->vocab, (int)dn_tokenizer_n_vocab(j.tok));
-    if (s == DANU_OK && lstat(j.tmp_path, &st) == 0)
+    if (s == DANU_OK && dn_path_exists(j.tmp_path))
         s = dn_seterr(DANU_ERR_IO, "%s: exists (left by an interrupted run?); remove it first", j.tmp_path);
     /* Header, vocabulary and small files: a generous few MB on top. */
     if (s == DANU_OK) s = dn_check_free_space(a, j.final_path, j.total + req->spm_len + ((uint64_t)c->vocab * 64) + (4u << 20));
