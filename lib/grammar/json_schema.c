@@ -41,6 +41,7 @@
 #include "grammar/grammar.h"
 #include "common/json.h"
 #include "common/error.h"
+#include "common/attr.h"
 #include "common/utf8.h"
 
 #define INT_LIMIT 9999999999999999LL   /* 10^16 - 1: 16 digits */
@@ -192,7 +193,7 @@ static danu_status sb_putn(const ctx *c, sb *s, const char *t, size_t n)
 
 static danu_status sb_puts(const ctx *c, sb *s, const char *t) { return sb_putn(c, s, t, strlen(t)); }
 
-static danu_status sb_printf(const ctx *c, sb *s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static danu_status sb_printf(const ctx *c, sb *s, const char *fmt, ...) DN_PRINTF(3, 4);
 static danu_status sb_printf(const ctx *c, sb *s, const char *fmt, ...)
 {
     char b[128];
