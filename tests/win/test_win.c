@@ -344,6 +344,55 @@ static void test_abort(void)
     CloseHandle(j.aborted);
 }
 
+/* a constraint: the text is one of the choices and a JSON Schema's output
+ * parses as an object with the required member (checked by hand here) */
+typedef struct text_buf { char s[4096]; size_t n; } text_buf;
+
+static int32_t text_cb(void *user, danu_token id, const char *text, size_t len)
+{
+    (void)id;
+    text_buf *b = user;
+    if (b->n + len < sizeof b->s) { memcpy(b->s + b->n, text, len); b->n += len; b->s[b->n] = 0; }
+    return 0;
+}
+
+static void test_constraint(void)
+{
+    section("constraints: choices and a JSON Schema");
+    if (!tiny_a) return;
+    const char *acts[] = { "attack", "defend", "\xc3\xa9vite" };
+    danu_constraint *k = NULL;
+    CHECK_OK(danu_constraint_from_choices(danu_model_tokenizer(tiny_a), acts, 3, &k));
+    static const char schema[] = "{\"type\":\"object\",\"properties\":{\"hp\":{\"type\":\"integer\","
+                                 "\"minimum\":0,\"maximum\":99}},\"required\":[\"hp\"]}";
+    danu_constraint *js = NULL;
+    CHECK_OK(danu_constraint_from_json_schema(danu_model_tokenizer(tiny_a), schema, sizeof schema - 1, 0, &js));
+    danu_token bos = 1;
+    for (int i = 0; i < 2 && k && js; i++) {
+        danu_context *c = ctx_new(tiny_a, 2, 128);
+        CHECK(c != NULL, "context");
+        if (!c) break;
+        danu_context_set_int(c, DANU_OPT_IGNORE_EOS, 0);
+        CHECK_OK(danu_context_set_constraint(c, i ? js : k));
+        CHECK_OK(danu_context_eval(c, &bos, 1, NULL));
+        text_buf b = { "", 0 };
+        int32_t why = -1;
+        CHECK_OK(danu_context_generate(c, 60, text_cb, &b, &why));
+        if (i == 0)
+            CHECK(why == DANU_STOP_GRAMMAR && (!strcmp(b.s, acts[0]) || !strcmp(b.s, acts[1]) || !strcmp(b.s, acts[2])),
+                  "choices: \"%s\" (reason %d)", b.s, (int)why);
+        else {
+            int hp = -1;
+            char tail = 0;
+            CHECK(why == DANU_STOP_GRAMMAR && sscanf(b.s, "{\"hp\":%d%c", &hp, &tail) == 2 && tail == '}' && hp >= 0 &&
+                  hp <= 99, "schema: \"%s\" (reason %d)", b.s, (int)why);
+        }
+        danu_context_free(c);
+    }
+    danu_constraint_free(k);
+    danu_constraint_free(js);
+}
+
 static void test_state_file(void)
 {
     section("state save/load, non-ASCII path");
@@ -545,6 +594,7 @@ int main(int argc, char **argv)
     test_quantize();
     test_tokenizer();
     test_abort();
+    test_constraint();
     test_state_file();
     test_corrupt();
     test_alloc_failures();
