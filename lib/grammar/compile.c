@@ -2,7 +2,6 @@
  * Schema (converted to GBNF by json_schema.c), or a list of strings (a
  * one-rule grammar of literal alternatives). */
 #include <string.h>
-#include <stdio.h>
 #include "grammar/constraint.h"
 #include "text/tokenizer.h"
 #include "common/error.h"
@@ -28,8 +27,7 @@ danu_status dn_constraint_from_schema(const danu_tokenizer *tok, const char *sch
     return s;
 }
 
-/* root ::= "choice 1" | "choice 2" | ... with quotes, backslashes and
- * control characters escaped; other characters stay as they are. */
+/* root ::= "choice 1" | "choice 2" | ... (dn_quote'd) */
 danu_status dn_choices_to_gbnf(const dn_alloc *a, const char *const *choices, size_t n, char **out, size_t *out_len)
 {
     *out = NULL;
@@ -42,20 +40,15 @@ danu_status dn_choices_to_gbnf(const dn_alloc *a, const char *const *choices, si
         size_t bad = dn_utf8_check((const uint8_t *)choices[i], l);
         DN_CHECK(bad == l, DANU_ERR_BAD_UTF8, "choices: choice %zu is not UTF-8 (byte %zu)", i, bad);
         DN_CHECK(l < ((size_t)1 << 40), DANU_ERR_INVALID_ARG, "choices: choice %zu too long", i);
-        cap += 4 * l + 8;
+        cap += 6 * l + 8;
     }
     char *g = dn_malloc(a, cap), *w = g;
     DN_CHECK(g, DANU_ERR_NOMEM, "choices: out of memory");
-    w += sprintf(w, "root ::= ");
+    memcpy(w, "root ::= ", 9);
+    w += 9;
     for (size_t i = 0; i < n; i++) {
-        if (i) w += sprintf(w, " | ");
-        *w++ = '"';
-        for (const unsigned char *p = (const unsigned char *)choices[i]; *p; p++) {
-            if (*p == '"' || *p == '\\') { *w++ = '\\'; *w++ = (char)*p; }
-            else if (*p < 0x20 || *p == 0x7f) w += sprintf(w, "\\x%02X", *p);
-            else *w++ = (char)*p;
-        }
-        *w++ = '"';
+        if (i) { memcpy(w, " | ", 3); w += 3; }
+        w += dn_quote(w, choices[i], strlen(choices[i]), 0);
     }
     *w++ = '\n';
     *w = 0;

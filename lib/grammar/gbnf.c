@@ -702,3 +702,34 @@ int dn_grammar_class_has(const dn_grammar *g, int32_t k, uint32_t cp)
     }
     return 0;
 }
+
+size_t dn_quote(char *out, const char *t, size_t n, int json)
+{
+    size_t w = 0;
+#define PUT(str, len) do { if (out) memcpy(out + w, (str), (len)); w += (len); } while (0)
+    PUT("\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        char e[8];
+        const char *esc = NULL;
+        switch (ch) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': if (json) esc = "\\b"; break;
+        case '\f': if (json) esc = "\\f"; break;
+        default: break;
+        }
+        if (!esc && (ch < 0x20 || (!json && ch == 0x7f))) {
+            snprintf(e, sizeof e, json ? "\\u%04x" : "\\x%02X", ch);
+            esc = e;
+        }
+        if (esc) PUT(esc, strlen(esc));
+        else PUT(&t[i], 1);
+    }
+    PUT("\"", 1);
+#undef PUT
+    return w;
+}

@@ -52,6 +52,12 @@ typedef struct dn_grammar {
 danu_status dn_gbnf_parse(const dn_alloc *a, const char *text, size_t len, const char *root, dn_grammar **out);
 void dn_grammar_free(dn_grammar *g);
 
+/* t[0..n) as a quoted literal into out (NULL: only count): GBNF's escapes
+ * (json 0) or JSON's (json 1) for quotes, backslashes and control
+ * characters, every other byte (UTF-8 included) as is. Returns its length
+ * (at most 6 n + 2). */
+size_t dn_quote(char *out, const char *t, size_t n, int json);
+
 /* 1 if code point cp is in class k. */
 int dn_grammar_class_has(const dn_grammar *g, int32_t k, uint32_t cp);
 

@@ -220,57 +220,25 @@ static danu_status put_ws(ctx *c, sb *s)
     return sb_puts(c, s, " ws");
 }
 
-/* A GBNF literal of n bytes: quotes, backslashes and control characters
- * escaped, everything else (UTF-8 included) as is. */
-static danu_status put_lit(const ctx *c, sb *s, const char *t, size_t n)
+/* t[0..n) quoted (dn_quote: GBNF's escapes, or JSON's), appended to s. */
+static danu_status put_quoted(const ctx *c, sb *s, const char *t, size_t n, int json)
 {
-    DN_TRY(sb_putn(c, s, "\"", 1));
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)t[i];
-        char e[8];
-        const char *esc = NULL;
-        if (ch == '"') esc = "\\\"";
-        else if (ch == '\\') esc = "\\\\";
-        else if (ch == '\n') esc = "\\n";
-        else if (ch == '\r') esc = "\\r";
-        else if (ch == '\t') esc = "\\t";
-        else if (ch < 0x20 || ch == 0x7f) { snprintf(e, sizeof e, "\\x%02X", ch); esc = e; }
-        if (!esc) continue;
-        DN_TRY(sb_putn(c, s, t + run, i - run));
-        DN_TRY(sb_puts(c, s, esc));
-        run = i + 1;
-    }
-    DN_TRY(sb_putn(c, s, t + run, n - run));
-    return sb_putn(c, s, "\"", 1);
+    char small[256];
+    size_t len = dn_quote(NULL, t, n, json);
+    char *q = len <= sizeof small ? small : dn_malloc(c->a, len);
+    if (!q) return dn_seterr(DANU_ERR_NOMEM, "json schema: out of memory");
+    dn_quote(q, t, n, json);
+    danu_status st = sb_putn(c, s, q, len);
+    if (q != small) dn_free(c->a, q);
+    return st;
 }
+
+/* A GBNF literal of n bytes. */
+static danu_status put_lit(const ctx *c, sb *s, const char *t, size_t n) { return put_quoted(c, s, t, n, 0); }
 
 /* ---- JSON serialization (enum and const values, property keys) ---- */
 
-static danu_status ser_string(const ctx *c, sb *s, const char *t, size_t n)
-{
-    DN_TRY(sb_putn(c, s, "\"", 1));
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)t[i];
-        char e[8];
-        const char *esc = NULL;
-        if (ch == '"') esc = "\\\"";
-        else if (ch == '\\') esc = "\\\\";
-        else if (ch == '\n') esc = "\\n";
-        else if (ch == '\r') esc = "\\r";
-        else if (ch == '\t') esc = "\\t";
-        else if (ch == '\b') esc = "\\b";
-        else if (ch == '\f') esc = "\\f";
-        else if (ch < 0x20) { snprintf(e, sizeof e, "\\u%04x", ch); esc = e; }
-        if (!esc) continue;
-        DN_TRY(sb_putn(c, s, t + run, i - run));
-        DN_TRY(sb_puts(c, s, esc));
-        run = i + 1;
-    }
-    DN_TRY(sb_putn(c, s, t + run, n - run));
-    return sb_putn(c, s, "\"", 1);
-}
+static danu_status ser_string(const ctx *c, sb *s, const char *t, size_t n) { return put_quoted(c, s, t, n, 1); }
 
 /* The shortest %g text that reads back as d, with '.' whatever the locale. */
 static danu_status ser_double(const ctx *c, sb *s, double d)

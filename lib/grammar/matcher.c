@@ -111,28 +111,39 @@ static uint32_t mix(uint32_t h)
 
 /* ---- stack nodes ---- */
 
-static int nhash_grow(dn_matcher *m)
+/* Id tables (nodes, states): open addressing with linear probing, -1 empty.
+ * A grown table takes ids 0..n-1 again by their hashes. */
+static int table_grow(dn_matcher *m, int32_t **tab, uint32_t *mask, uint32_t first, int32_t n,
+                      uint32_t (*hash)(const dn_matcher *, int32_t))
 {
-    uint32_t size = m->nhash_mask ? 2 * (m->nhash_mask + 1) : 1024;
+    uint32_t size = *mask ? 2 * (*mask + 1) : first;
     int32_t *t = dn_malloc(m->a, size * sizeof *t);
     if (!t) return 0;
     memset(t, 0xff, size * sizeof *t);
-    for (int32_t i = 1; i < m->n_nodes; i++) {
-        uint32_t h = mix((uint32_t)m->npos[i] * 0x9e3779b1U ^ (uint32_t)m->npar[i]) & (size - 1);
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t h = hash(m, i) & (size - 1);
         while (t[h] >= 0) h = (h + 1) & (size - 1);
         t[h] = i;
     }
-    dn_free(m->a, m->nhash);
-    m->nhash = t;
-    m->nhash_mask = size - 1;
+    dn_free(m->a, *tab);
+    *tab = t;
+    *mask = size - 1;
     return 1;
+}
+
+static uint32_t node_hash(int32_t pos, int32_t parent) { return mix((uint32_t)pos * 0x9e3779b1U ^ (uint32_t)parent); }
+static uint32_t node_hash_of(const dn_matcher *m, int32_t i) { return node_hash(m->npos[i], m->npar[i]); }
+
+static int nhash_grow(dn_matcher *m)
+{
+    return table_grow(m, &m->nhash, &m->nhash_mask, 1024, m->n_nodes, node_hash_of);
 }
 
 /* The node for (pos, parent), made if new; -1 when out of memory. */
 static int32_t node(dn_matcher *m, int32_t pos, int32_t parent)
 {
     if ((uint32_t)m->n_nodes * 2 >= m->nhash_mask && !nhash_grow(m)) return -1;
-    uint32_t h = mix((uint32_t)pos * 0x9e3779b1U ^ (uint32_t)parent) & m->nhash_mask;
+    uint32_t h = node_hash(pos, parent) & m->nhash_mask;
     for (int32_t i; (i = m->nhash[h]) >= 0; h = (h + 1) & m->nhash_mask)
         if (m->npos[i] == pos && m->npar[i] == parent) return i;
     if (m->n_nodes == m->cap_nodes) {
@@ -218,21 +229,11 @@ static uint32_t set_hash(const int32_t *s, int32_t n, uint32_t partial)
     return h;
 }
 
+static uint32_t state_hash_of(const dn_matcher *m, int32_t i) { return m->st[i].hash; }
+
 static int shash_grow(dn_matcher *m)
 {
-    uint32_t size = m->shash_mask ? 2 * (m->shash_mask + 1) : 256;
-    int32_t *t = dn_malloc(m->a, size * sizeof *t);
-    if (!t) return 0;
-    memset(t, 0xff, size * sizeof *t);
-    for (int32_t i = 0; i < m->n_st; i++) {
-        uint32_t h = m->st[i].hash & (size - 1);
-        while (t[h] >= 0) h = (h + 1) & (size - 1);
-        t[h] = i;
-    }
-    dn_free(m->a, m->shash);
-    m->shash = t;
-    m->shash_mask = size - 1;
-    return 1;
+    return table_grow(m, &m->shash, &m->shash_mask, 256, m->n_st, state_hash_of);
 }
 
 /* The state of stacks s[0..n) (sorted, distinct) and partial; -1 when out of memory. */
