@@ -25,8 +25,8 @@
  * bit-identical to the avx2 level's, and the same in every tile shape: a
  * token alone and in a batch get identical bits.
  * Tiles: one token takes both row halves in one pass (a single weight
- * stream); several tokens take one row half at a time against up to
- * TN tokens (int and float accumulators of TN tokens in 16 ymm). */
+ * stream); several tokens go in tiles of both halves x 3 tokens (q4_0,
+ * q8_0) or one half x 4-5 tokens (q4_K, q6_K), see the enum below. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -34,7 +34,13 @@
 
 enum { X4, X8, K4, K6 };   /* q4_0x16, q8_0x16, q4_Kx16, q6_Kx16 */
 enum {
-    MAXT = 4,              /* most tokens per tile */
+    MAXT = 6,              /* most tokens per tile */
+    /* Tiles of several tokens (kernels_bench, Zen 4 at 512 tokens): q4_0
+     * and q8_0 both row halves x 3 tokens (q4_0 ~300 GFLOP/s; one half x
+     * 4: ~255, two int chains per accumulator: no gain); the K-quants one
+     * row half x 4 (q4_K ~265; both halves x 3: ~245) or 5 (q6_K ~185,
+     * bound by unpacking the 6-bit codes; 4: ~172) */
+    T32 = 3, TK4 = 4, TK6 = 5,
     Q8_0_BYTES = sizeof(dn_block_q8_0), Q8_0_QS = offsetof(dn_block_q8_0, qs)
 };
 
@@ -182,13 +188,8 @@ AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
         const int j = 8 * H + 2 * qd + mh;
         const int xo = Q8K_QS + 16 * j;
         UNROLL for (int h = h0; h < h0 + NH; h++) {
-            __m256i P[MAXT];
-            UNROLL for (int t = 0; t < NT; t++) {
-                int16_t bs;
-                memcpy(&bs, xb[t] + Q8K_BSUMS + 2 * j, 2);
-                /* q - 32: start from -32 * sum(x) of the sub-block; |P| <= 16 * 63 * 128 */
-                P[t] = _mm256_set1_epi32(-32 * bs);
-            }
+            __m256i P[MAXT];   /* |P| <= 16 * 63 * 128 */
+            UNROLL for (int t = 0; t < NT; t++) P[t] = _mm256_setzero_si256();
             UNROLL for (int k = 0; k < 4; k++) {
                 const int m = 4 * mh + k;
                 const __m256i L = ld(c + Q6X_QL + 64 * (16 * H + 8 * (qd & 1) + m) + 32 * h);
@@ -203,12 +204,23 @@ AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
             UNROLL for (int t = 0; t < NT; t++) I[h - h0][t] = _mm256_add_epi32(I[h - h0][t], _mm256_mullo_epi32(P[t], S));
         }
     }
-    /* the float steps of avx2_x16k.c, in its order */
     UNROLL for (int h = h0; h < h0 + NH; h++) {
+        /* the -32 offset: -32 sum_j sc_j bsums[j], 8 vpdpwssd of scale
+         * pairs (sub-blocks 2i, 2i+1) against bsums pairs per token */
+        __m256i O[MAXT];
+        UNROLL for (int t = 0; t < NT; t++) O[t] = _mm256_setzero_si256();
+        UNROLL for (int i = 0; i < 8; i++) {
+            const __m256i sa = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(c + Q6X_SC + 32 * i + 8 * h)));
+            const __m256i sb = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(c + Q6X_SC + 32 * i + 16 + 8 * h)));
+            const __m256i sp = _mm256_or_si256(_mm256_and_si256(sa, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(sb, 16));
+            UNROLL for (int t = 0; t < NT; t++) O[t] = dpw(O[t], sp, xb[t] + Q8K_BSUMS + 4 * i);
+        }
+        /* the float steps of avx2_x16k.c, in its order */
         const __m256 D = f16x8(c + 16 * h);
-        UNROLL for (int t = 0; t < NT; t++)
-            F[h - h0][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(I[h - h0][t]), _mm256_mul_ps(D, _mm256_set1_ps(ldf(xb[t]))),
-                                           F[h - h0][t]);
+        UNROLL for (int t = 0; t < NT; t++) {
+            const __m256i A = _mm256_sub_epi32(I[h - h0][t], _mm256_slli_epi32(O[t], 5));
+            F[h - h0][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(A), _mm256_mul_ps(D, _mm256_set1_ps(ldf(xb[t]))), F[h - h0][t]);
+        }
     }
 }
 
@@ -265,29 +277,28 @@ AI void tile_any(int kind, int NH, int NT, int64_t n, const uint8_t *w, const ui
     }
 }
 
-#define TILE_FN(KIND, NH, NT) \
-    static void tile_##KIND##_##NH##_##NT(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, \
-                                          float *y, size_t ldy) \
-    { tile_any(KIND, NH, NT, n, w, x, xs, h0, y, ldy); }
-#define TILE_FNS(KIND) TILE_FN(KIND, 2, 1) TILE_FN(KIND, 1, 1) TILE_FN(KIND, 1, 2) TILE_FN(KIND, 1, 3) \
-    TILE_FN(KIND, 1, 4) \
-    static const tile_fn tiles_##KIND[MAXT + 1] = { tile_##KIND##_2_1, tile_##KIND##_1_1, tile_##KIND##_1_2, \
-                                                    tile_##KIND##_1_3, tile_##KIND##_1_4 };
-_Static_assert(MAXT == 4, "tile tables");
-TILE_FNS(X4)
-TILE_FNS(X8)
-TILE_FNS(K4)
-TILE_FNS(K6)
+#define TILE_FN(NAME, KIND, NH, NT) \
+    static void NAME(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, float *y, size_t ldy) \
+    { tile_any(KIND, NH, NT > MAXT ? MAXT : NT, n, w, x, xs, h0, y, ldy); }
+#define TILE_FNS(KIND, NH) TILE_FN(KIND##_1x2, KIND, 2, 1) TILE_FN(KIND##_1, KIND, NH, 1) \
+    TILE_FN(KIND##_2, KIND, NH, 2) TILE_FN(KIND##_3, KIND, NH, 3) TILE_FN(KIND##_4, KIND, NH, 4) \
+    TILE_FN(KIND##_5, KIND, NH, 5) TILE_FN(KIND##_6, KIND, NH, 6) \
+    static const tile_fn tiles_##KIND[7] = { KIND##_1x2, KIND##_1, KIND##_2, KIND##_3, KIND##_4, KIND##_5, KIND##_6 };
+_Static_assert(MAXT == 6 && T32 <= MAXT && TK4 <= MAXT && TK6 <= MAXT, "tile tables");
+TILE_FNS(X4, 2)
+TILE_FNS(X8, 2)
+TILE_FNS(K4, 1)
+TILE_FNS(K6, 1)
 
 /* tiles[0]: both row halves x 1 token; tiles[m]: one half x m tokens.
  * One token: one pass over each group (a single sequential weight stream).
  * Several: each group (23-34 KB at 2560 columns, in L1/L2) against token
  * tiles as even as possible, one row half at a time. */
-static void run(const tile_fn *tiles, int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                int nt, float *y, size_t ldy)
+static void run(const tile_fn *tiles, int nh, int tmax, int64_t n, const void *w, size_t ws, int nr,
+                const void *x, size_t xs, int nt, float *y, size_t ldy)
 {
     const uint8_t *W = w, *X = x;
-    const int ntiles = (nt + MAXT - 1) / MAXT;
+    const int ntiles = (nt + tmax - 1) / tmax;
     for (int g = 0; g < nr / 16; g++) {
         const uint8_t *wg = W + (size_t)g * ws;
         if (nt == 1) {
@@ -296,7 +307,7 @@ static void run(const tile_fn *tiles, int64_t n, const void *w, size_t ws, int n
         }
         for (int i = 0, t = 0; i < ntiles; i++) {
             const int tt = (nt - t) / (ntiles - i);
-            for (int h0 = 0; h0 < 2; h0++)
+            for (int h0 = 0; h0 < 2; h0 += nh)
                 tiles[tt](n, wg, X + (size_t)t * xs, xs, h0, y + (size_t)t * ldy + 16 * g, ldy);
             t += tt;
         }
@@ -306,25 +317,25 @@ static void run(const tile_fn *tiles, int64_t n, const void *w, size_t ws, int n
 void dn_gemm_q4_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    run(tiles_X4, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_X4, 2, T32, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 void dn_gemm_q8_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    run(tiles_X8, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_X8, 2, T32, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 void dn_gemm_q4_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    run(tiles_K4, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_K4, 1, TK4, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 void dn_gemm_q6_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    run(tiles_K6, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_K6, 1, TK6, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 /* The avx2vnni table: only what differs from avx2 (dispatch.c starts from
