@@ -139,13 +139,16 @@ AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
         const uint8_t *q = c + Q4X_QS + 512 * jp;
         const int xo = Q8K_QS + 32 * j;
         UNROLL for (int h = 0; h < NH; h++) {
-            __m256i P[MAXT];
+            /* one token: two chains of 4 (the latency of vpdpbusd) */
+            __m256i P[MAXT], P1 = _mm256_setzero_si256();
             UNROLL for (int t = 0; t < NT; t++) P[t] = _mm256_setzero_si256();
             UNROLL for (int k = 0; k < 8; k++) {
                 const __m256i L = ld(q + 64 * k + 32 * (h0 + h));
                 const __m256i W = _mm256_and_si256(odd ? _mm256_srli_epi16(L, 4) : L, m4);
-                UNROLL for (int t = 0; t < NT; t++) P[t] = dpb(P[t], W, xb[t] + xo + 4 * k);
+                if (NT == 1 && k % 2) P1 = dpb(P1, W, xb[0] + xo + 4 * k);
+                else UNROLL for (int t = 0; t < NT; t++) P[t] = dpb(P[t], W, xb[t] + xo + 4 * k);
             }
+            if (NT == 1) P[0] = _mm256_add_epi32(P[0], P1);
             const __m256i S = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + Q4X_SC + 16 * j + 8 * (h0 + h))));
             UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_add_epi32(I[h][t], _mm256_mullo_epi32(P[t], S));
         }
