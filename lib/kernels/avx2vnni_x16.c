@@ -330,9 +330,10 @@ void dn_gemm_q8_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, 
 }
 
 /* The K-quants for one token take the AVX2 kernels (the same bits): a
- * matrix-vector product streams the weights from memory, and full-size
- * Q4_K_M generation measured 0.87-0.93x on one thread with these tiles
- * (Zen 4, 4 interleaved rounds), for reasons not yet found. */
+ * matrix-vector product streams the weights from memory either way, and
+ * full-size Q4_K_M generation on one thread measured 0.87-0.93x with the
+ * VNNI tiles (Zen 4, 4 interleaved rounds). With the AVX2 kernels it still
+ * measured 0.85-1.02x in 2 rounds, so the cause lies elsewhere (open). */
 void dn_gemm_q4_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
