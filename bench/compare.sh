@@ -5,7 +5,11 @@
 # llama.cpp Feb 2025 CPU build, same synthetic weights; from the project's
 # performance issue). Needs ~8 GB of disk in $DIR. Run it on a quiet machine.
 #   PP, TG, REPS, TYPES, DIR, DANU: override the defaults below;
-#   FAST_BF16=0 skips the extra BF16 row with --fast-bf16.
+#   FAST_BF16=0 skips the extra BF16 row with --fast-bf16;
+#   ISAS: the kernel levels also forced through DANU_ISA on x86-64 for the
+#   integer types (default "avx2 avx2vnni": the CPUs without AVX-512; the
+#   bench's kernels line names the level used, avx2 where AVX-VNNI is
+#   absent), ISAS= skips those rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DANU=${DANU:-build/examples/danu/danu}
@@ -56,3 +60,13 @@ for t in $TYPES; do
     bench_vs_llama bf16 "bf16 --fast-bf16" "$f" --fast-bf16
   fi
 done
+
+# The AVX2 levels forced (DANU_ISA caps the kernels), for the integer types
+if [ "$(uname -m)" = x86_64 ]; then
+  for isa in ${ISAS-avx2 avx2vnni}; do
+    for t in $TYPES; do
+      [ "$t" = bf16 ] && continue
+      DANU_ISA=$isa bench_vs_llama "$t" "$t DANU_ISA=$isa" "$DIR/danube-$t.gguf"
+    done
+  done
+fi

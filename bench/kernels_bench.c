@@ -1,6 +1,6 @@
 /* kernels_bench.c - single-thread throughput of the matmul kernels.
  *
- *   kernels_bench [--shapes] [reference|scalar|avx2|avx512|neon] [type ...]
+ *   kernels_bench [--shapes] [reference|scalar|avx2|avx2vnni|avx512|neon] [type ...]
  *
  * Per weight type: GFLOP/s (2*rows*cols*tokens / time, activation
  * preparation included) of 2560x2560 and 6912x2560 matrices times 512
@@ -217,7 +217,7 @@ int main(int argc, char **argv)
     if (argc > argi) {
         static const struct { const char *name; int isa; } isas[] = {
             { "reference", DN_ISA_REFERENCE }, { "scalar", DN_ISA_SCALAR }, { "avx2", DN_ISA_AVX2 },
-            { "avx512", DN_ISA_AVX512 }, { "neon", DN_ISA_NEON }, { "neon_dot", DN_ISA_NEON_DOT },
+            { "avx2vnni", DN_ISA_AVX2VNNI }, { "avx512", DN_ISA_AVX512 }, { "neon", DN_ISA_NEON }, { "neon_dot", DN_ISA_NEON_DOT },
         };
         for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++)
             if (!strcmp(argv[argi], isas[i].name)) {

@@ -225,9 +225,16 @@ enum { DANU_REPACK_AUTO = -1, DANU_REPACK_OFF = 0, DANU_REPACK_ON = 1 };
  * other kernels or other weight types it changes nothing. */
 enum { DANU_KV_F16 = 0, DANU_KV_F32 = 1 };
 enum { DANU_FULL_ERROR = 0, DANU_FULL_SHIFT = 1 };
+/* DANU_ISA_*: kernel levels for DANU_OPT_ISA (a cap: the best level the CPU
+ * runs that is not above it) and DANU_INFO_ISA (the level in use). The
+ * values are append-only names, not an order: the levels rank scalar <
+ * avx2 < avx2vnni < avx512 (x86-64) and scalar < neon (AArch64).
+ * AVX2VNNI is AVX2 + FMA + F16C with AVX-VNNI (VEX vpdpbusd on 256 bits:
+ * Intel Core 12th gen and later without AVX-512, Zen 5); it serves as a
+ * cap on any x86-64 CPU (AVX2 kernels where AVX-VNNI is absent). */
 enum {
     DANU_ISA_AUTO = 0, DANU_ISA_SCALAR = 1, DANU_ISA_AVX2 = 2,
-    DANU_ISA_AVX512 = 3, DANU_ISA_NEON = 4
+    DANU_ISA_AVX512 = 3, DANU_ISA_NEON = 4, DANU_ISA_AVX2VNNI = 5
 };
 
 /** CONSTRUCTOR. A new options bag holding every default.

@@ -183,7 +183,7 @@ danu_status danu_model_get_int(const danu_model *m, danu_info key, int64_t *out)
     case DANU_INFO_TENSOR_COUNT: *out = m->n_tensors; break;
     case DANU_INFO_WEIGHT_BYTES: *out = (int64_t)m->weight_bytes; break;
     case DANU_INFO_TIED_EMBEDDINGS: *out = c->tied; break;
-    case DANU_INFO_ISA: *out = m->kern->isa; break;
+    case DANU_INFO_ISA: *out = dn_kernels_public_isa(m->kern); break;
     case DANU_INFO_FILE_TYPE: *out = m->file_type; break;
     case DANU_INFO_REPACKED_MATRICES: *out = m->repacked_matrices; break;
     case DANU_INFO_REPACKED_BYTES: *out = (int64_t)m->repacked_bytes; break;

@@ -34,7 +34,7 @@ static const param_def params[] = {
     { DANU_OPT_PRESENCE_PENALTY, "presence_penalty", 1, -100, 100 },
     { DANU_OPT_IGNORE_EOS, "ignore_eos", 0, 0, 1 },
     { DANU_OPT_N_THREADS, "n_threads", 0, 0, 256 },
-    { DANU_OPT_ISA, "isa", 0, 0, 4 },
+    { DANU_OPT_ISA, "isa", 0, 0, 5 },
     { DANU_OPT_FAST_BF16, "fast_bf16", 0, 0, 1 },
 };
 

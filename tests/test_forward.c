@@ -136,7 +136,7 @@ END_TEST
 /* Every kernel level this CPU has, forced through the load option. */
 START_TEST(test_forward_isa_levels)
 {
-    int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
+    int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX2VNNI, DANU_ISA_AVX512, DANU_ISA_NEON };
     for (int i = 0; i < N(levels); i++) {
         danu_model *m = load(gd_synth(tmp, "tiny-b", 11, DANU_FORMAT_GGUF, DANU_TYPE_BF16), levels[i]);
         int64_t got;
@@ -181,7 +181,7 @@ START_TEST(test_forward_llamacpp_files)
     float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
     const int V = 1024, P = 16;
-    int levels[] = { DANU_ISA_AUTO, DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
+    int levels[] = { DANU_ISA_AUTO, DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX2VNNI, DANU_ISA_AVX512, DANU_ISA_NEON };
     for (int lv = 0; lv < N(levels); lv++)
     for (int t = 0; t < N(llamacpp_types); t++) {
         char rel[128];
@@ -269,7 +269,7 @@ START_TEST(test_forward_repack)
     size_t ng;
     float *gold = tu_need_f32(tu_data("golden/tiny-q.rand100.all.f32"), &ng);
     ck_assert_ptr_nonnull(gold);
-    int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX512, DANU_ISA_NEON };
+    int levels[] = { DANU_ISA_SCALAR, DANU_ISA_AVX2, DANU_ISA_AVX2VNNI, DANU_ISA_AVX512, DANU_ISA_NEON };
     for (int lv = 0; lv < N(levels); lv++) {
         double worst = 0, worst_kl = 0;
         int files = 0;

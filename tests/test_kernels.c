@@ -96,6 +96,21 @@ START_TEST(test_kernels_dispatch)
     const char *env = getenv("DANU_ISA");
     if (env && !strcmp(env, "scalar")) ck_assert_int_eq(best->isa, DN_ISA_SCALAR);
     if (env && !strcmp(env, "avx2")) ck_assert_int_le(best->isa, DN_ISA_AVX2);
+    /* avx2vnni ranks between avx2 and avx512 though its value is 5 */
+    const int vnni = dn_kernels_get(DANU_ISA_AVX2VNNI)->isa;
+    ck_assert(vnni == DN_ISA_SCALAR || vnni == DN_ISA_AVX2 || vnni == DN_ISA_AVX2VNNI || vnni == DN_ISA_REFERENCE);
+    if (dn_kernels_for_isa(DN_ISA_AVX2VNNI)) {
+        ck_assert_int_eq(vnni, DN_ISA_AVX2VNNI);
+        ck_assert_int_ne(dn_kernels_get(DANU_ISA_AVX2)->isa, DN_ISA_AVX2VNNI);
+        ck_assert_ptr_nonnull(dn_kernels_for_isa(DN_ISA_AVX2));
+        if (!dn_kernels_for_isa(DN_ISA_AVX512)) ck_assert_int_eq(best->isa, DN_ISA_AVX2VNNI);
+    }
+    if (dn_kernels_for_isa(DN_ISA_AVX512)) {
+        ck_assert_int_eq(dn_kernels_get(DANU_ISA_AVX512)->isa, DN_ISA_AVX512);
+        ck_assert_int_eq(best->isa, DN_ISA_AVX512);
+    }
+    if (env && !strcmp(env, "avx2vnni"))
+        ck_assert(best->isa == DN_ISA_AVX2VNNI || best->isa == DN_ISA_AVX2 || best->isa == DN_ISA_SCALAR);
 }
 END_TEST
 

@@ -24,7 +24,9 @@
  * |w_i| where a block's exact integer sum is scaled once (q4_0, q8_0, and
  * q6_K, whose -32 offset is subtracted in the integer sum), |d sc q_i| +
  * |dmin m| for q4_K (d I and dmin M round separately). Skipped (exit 77)
- * without AVX2. */
+ * without AVX2.
+ * test_x16_avx2vnni.c runs this file against the avx2vnni table (X16_ISA)
+ * and also checks its results are the avx2 table's bits. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +37,11 @@
 #include "kernels/avx2_internal.h"
 #include "common/bytes.h"
 
+/* the level under test (test_x16_avx2vnni.c sets them) */
+#ifndef X16_ISA
+#define X16_ISA DN_ISA_AVX2
+#define X16_NAME "avx2"
+#endif
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd_u32(void) { return tu_rand_u32(&rng); }
@@ -223,7 +230,7 @@ static float *make_acts(int64_t nt, int64_t cols, int xmode)
 
 static void check(const mat *m, int64_t nt, int xmode)
 {
-    const dn_kernels *k = dn_kernels_for_isa(DN_ISA_AVX2), *sc = dn_kernels_for_isa(DN_ISA_SCALAR);
+    const dn_kernels *k = dn_kernels_for_isa(X16_ISA), *sc = dn_kernels_for_isa(DN_ISA_SCALAR);
     const int64_t rows = m->rows, cols = m->cols, ldy = rows + 3;
     const int32_t at = is_k(m->bt) ? DN_TYPE_Q8_K : DANU_TYPE_Q8_0;
     ck_assert_ptr_nonnull(k->gemm[m->xt]);
@@ -241,7 +248,7 @@ static void check(const mat *m, int64_t nt, int xmode)
     }
     const int64_t split = 16 * ((rows / 16) / 2);
     float *Y = run(k, m, xq, nt, split), *Ys = run(sc, m, xs, nt, split);
-    check_oracle(m, xd, nt, Y, ldy, "avx2");
+    check_oracle(m, xd, nt, Y, ldy, X16_NAME);
     for (int64_t t = 0; t < nt; t++)
         for (int64_t r = 0; r < rows; r++) {
             const double mag = magnitude(m, xd, t, r);
@@ -249,6 +256,18 @@ static void check(const mat *m, int64_t nt, int xmode)
             CHECK(fabs(y - ys) <= 2 * eps_for(cols) * mag + 1e-30, "%s cols=%ld [%ld,%ld]: %.9g vs scalar fallback %.9g",
                   dn_type_get(m->bt)->name, (long)cols, (long)t, (long)r, y, ys);
         }
+    /* another level with the same integer sums and float steps (avx2vnni
+     * against avx2): the same bits */
+    const dn_kernels *k2 = X16_ISA != DN_ISA_AVX2 ? dn_kernels_for_isa(DN_ISA_AVX2) : NULL;
+    if (k2) {
+        ck_assert_uint_eq(dn_act_row_bytes(k2, m->xt, cols), xrb);
+        float *Y2 = run(k2, m, xq, nt, split);
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t r = 0; r < rows; r++)
+                CHECK(!memcmp(&Y2[t * ldy + r], &Y[t * ldy + r], 4), "%s cols=%ld [%ld,%ld]: %.9g, avx2 %.9g",
+                      dn_type_get(m->bt)->name, (long)cols, (long)t, (long)r, Y[t * ldy + r], Y2[t * ldy + r]);
+        free(Y2);
+    }
     /* a token alone gets the bits it gets in the batch */
     for (int64_t t = 0; t < nt; t += nt > 4 ? nt / 3 : 1) {
         float *Y1 = run(k, m, xq + t * xrb, 1, split);
@@ -285,7 +304,7 @@ START_TEST(test_x16_shapes)
     check(&m, 1, 0);
     check(&m, 7, 0);
     mat_free(&m);
-    printf("  %s x16 avx2 shapes: worst |y - oracle| / M %.1e\n", dn_type_get(dn_x16_base(xt))->name, worst);
+    printf("  %s x16 " X16_NAME " shapes: worst |y - oracle| / M %.1e\n", dn_type_get(dn_x16_base(xt))->name, worst);
 }
 END_TEST
 
@@ -302,7 +321,7 @@ START_TEST(test_x16_extremes)
         check(&m, 3, 0);
         mat_free(&m);
     }
-    printf("  %s x16 avx2 extremes: worst %.1e\n", dn_type_get(dn_x16_base(xt))->name, worst);
+    printf("  %s x16 " X16_NAME " extremes: worst %.1e\n", dn_type_get(dn_x16_base(xt))->name, worst);
 }
 END_TEST
 
@@ -312,7 +331,7 @@ END_TEST
 START_TEST(test_x16_odd_strides)
 {
     const int32_t xt = xtypes[_i];
-    const dn_kernels *k = dn_kernels_for_isa(DN_ISA_AVX2);
+    const dn_kernels *k = dn_kernels_for_isa(X16_ISA);
     rng = 31337 + (uint64_t)xt;
     worst = 0;
     const int64_t cols = is_k(dn_x16_base(xt)) ? 768 : 352, groups = 3, rows = 16 * groups;
@@ -336,22 +355,30 @@ START_TEST(test_x16_odd_strides)
         k->gemm[xt](cols, w, ws, (int)rows, x, xs, (int)nt, Y, (size_t)ldy);
         for (int64_t t = 0; t < nt; t++)
             for (int64_t i = rows; i < ldy; i++) CHECK(Y[t * ldy + i] == -777.0f, "gemm wrote outside its rows");
-        check_oracle(&m, xd, nt, Y, ldy, "avx2 gemm (odd strides)");
+        check_oracle(&m, xd, nt, Y, ldy, X16_NAME " gemm (odd strides)");
+        const dn_kernels *k2 = X16_ISA != DN_ISA_AVX2 ? dn_kernels_for_isa(DN_ISA_AVX2) : NULL;
+        if (k2) {   /* the avx2 table's bits (see check) */
+            float *Y2 = malloc(sizeof(float) * ldy * nt);
+            for (int64_t i = 0; i < ldy * nt; i++) Y2[i] = -777.0f;
+            k2->gemm[xt](cols, w, ws, (int)rows, x, xs, (int)nt, Y2, (size_t)ldy);
+            CHECK(!memcmp(Y, Y2, sizeof(float) * ldy * nt), "odd strides nt=%ld: not the avx2 bits", (long)nt);
+            free(Y2);
+        }
         free(xq); free(xbuf); free(X); free(xd); free(Y);
     }
     free(wbuf);
     mat_free(&m);
-    printf("  %s x16 avx2 odd strides: worst %.1e\n", dn_type_get(dn_x16_base(xt))->name, worst);
+    printf("  %s x16 " X16_NAME " odd strides: worst %.1e\n", dn_type_get(dn_x16_base(xt))->name, worst);
 }
 END_TEST
 
 int main(void)
 {
-    if (!dn_kernels_for_isa(DN_ISA_AVX2)) {
-        printf("no AVX2 table (CPU without AVX2/FMA/F16C, or DANU_ISA below avx2): skipped\n");
+    if (!dn_kernels_for_isa(X16_ISA)) {
+        printf("no %s table (CPU without it, or DANU_ISA below it): skipped\n", X16_NAME);
         return 77;
     }
-    Suite *s = suite_create("x16_avx2");
+    Suite *s = suite_create("x16_" X16_NAME);
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_x16_shapes, 0, N_XTYPES);

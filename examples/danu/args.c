@@ -109,7 +109,7 @@ static const struct flag_def {
     { NULL, "--sliding-window", NULL, DANU_OPT_SLIDING_WINDOW, CLI_LOAD, NULL, 0 },
     { NULL, "--validate", NULL, DANU_OPT_VALIDATE, CLI_LOAD, SWITCH, 1 },
     { NULL, "--no-mmap", NULL, DANU_OPT_USE_MMAP, CLI_LOAD, SWITCH, 0 },
-    { NULL, "--isa", NULL, DANU_OPT_ISA, CLI_LOAD, "auto scalar avx2 avx512 neon", 0 },
+    { NULL, "--isa", NULL, DANU_OPT_ISA, CLI_LOAD, "auto scalar avx2 avx512 neon avx2vnni", 0 },
     { "-t", "--threads", NULL, DANU_OPT_N_THREADS, CLI_LOAD | CLI_CTX, NULL, 0 },
     { "-c", "--ctx-size", NULL, DANU_OPT_N_CTX, CLI_CTX, NULL, 0 },
     { "-b", "--batch", "--batch-size", DANU_OPT_N_BATCH, CLI_CTX, NULL, 0 },

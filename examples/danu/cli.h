@@ -47,7 +47,7 @@ int cli_generation_config(const char *model);
     "  --fast-bf16       bf16 weights times bf16-rounded activations: faster prompts,\n" \
     "                    less exact logits (repacked matrices on AVX-512 only)\n" \
     "  --sliding-window N  attention window (-1 the model's, the default; 0 none)\n" \
-    "  --isa auto|scalar|avx2|avx512|neon  cap the kernels (default auto)\n" \
+    "  --isa auto|scalar|avx2|avx2vnni|avx512|neon  cap the kernels (default auto)\n" \
     "  --no-mmap         read the file into memory instead of mapping it\n" \
     "  --validate        scan the weights for NaN/Inf at load\n" \
     "  -t N              threads (0, the default: all cores)\n"

@@ -572,7 +572,7 @@ int cmd_bench(int argc, char **argv)
             }
         }
     }
-    static const char *isa_names[] = { "reference", "scalar", "avx2", "avx512", "neon" };
+    static const char *isa_names[] = { "reference", "scalar", "avx2", "avx512", "neon", "avx2vnni" };
     /* the bandwidth probe's buffer is resident too: RSS figures subtract it */
     size_t bw_size = n_seqs ? 0 : (size_t)1 << 30;   /* --seqs: no bandwidth column */
     /* on huge pages where the kernel allows them, as the repacked weights
@@ -586,7 +586,7 @@ int cmd_bench(int argc, char **argv)
     int64_t repacked = 0;
     danu_model_get_int(m, DANU_INFO_REPACKED_MATRICES, &repacked);
     printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s)\n",
-           model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 4 ? isa : 1],
+           model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 5 ? isa : 1],
            (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "");
     if (busy)
         printf("busy: %lld spinning thread%s of this program run from the first measurement to the last (pure CPU)\n",

@@ -36,7 +36,7 @@ int cmd_info(int argc, char **argv)
     double theta = 0, eps = 0;
     danu_model_get_float(m, DANU_INFO_ROPE_THETA, &theta);
     danu_model_get_float(m, DANU_INFO_RMS_EPS, &eps);
-    static const char *isa[] = { "reference", "scalar", "avx2", "avx512", "neon" };
+    static const char *isa[] = { "reference", "scalar", "avx2", "avx512", "neon", "avx2vnni" };
     printf("path            %s\n", path);
     printf("format          %s\n", v[DANU_INFO_FORMAT] == DANU_FORMAT_HF ? "HF directory (safetensors)" : "GGUF");
     printf("vocab           %lld\n", (long long)v[DANU_INFO_VOCAB]);
@@ -79,7 +79,7 @@ int cmd_info(int argc, char **argv)
         if (count[t]) printf(" %lld %s (%.1f MB)", (long long)count[t], danu_type_name(t), bytes[t] / 1e6);
     printf("\nweight bytes    %lld (%.2f GiB)\n", (long long)v[DANU_INFO_WEIGHT_BYTES],
            (double)v[DANU_INFO_WEIGHT_BYTES] / (1 << 30));
-    printf("kernels         %s\n", v[DANU_INFO_ISA] >= 0 && v[DANU_INFO_ISA] <= 4 ? isa[v[DANU_INFO_ISA]] : "?");
+    printf("kernels         %s\n", v[DANU_INFO_ISA] >= 0 && v[DANU_INFO_ISA] <= 5 ? isa[v[DANU_INFO_ISA]] : "?");
     printf("repacked        %lld matrices (%.1f MB)\n", (long long)v[DANU_INFO_REPACKED_MATRICES],
            (double)v[DANU_INFO_REPACKED_BYTES] / 1e6);
     printf("load time       %.3f s\n", dt);

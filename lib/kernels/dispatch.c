@@ -21,12 +21,28 @@ enum { N_ISA = DN_ISA_NEON_DOT + 1 };
 static dn_once once = DN_ONCE_INIT;
 static dn_kernels tables[N_ISA];
 static int available[N_ISA];
-static int env_cap = INT_MAX;       /* from DANU_ISA; 0 = reference */
+static int env_cap = INT_MAX;       /* rank (cap_level) from DANU_ISA; 0 = reference */
 
-/* The cap level an ISA answers to (neon_dot is a kind of neon). */
+/* The rank of a level for caps: the DANU_ISA_* values are append-only
+ * names, so avx2vnni (5) ranks between avx2 and avx512 here, and neon_dot
+ * is a kind of neon (x86 and ARM levels never meet on one CPU). A table
+ * answers to a cap if its rank is at most the cap's rank. */
 static int cap_level(int isa)
 {
-    return isa == DN_ISA_NEON_DOT ? DN_ISA_NEON : isa;
+    switch (isa) {
+    case DN_ISA_REFERENCE: return 0;
+    case DN_ISA_SCALAR: return 1;
+    case DN_ISA_AVX2: return 2;
+    case DN_ISA_AVX2VNNI: return 3;
+    case DN_ISA_AVX512: return 4;
+    case DN_ISA_NEON: case DN_ISA_NEON_DOT: return 2;
+    default: return INT_MAX;
+    }
+}
+
+int dn_kernels_public_isa(const dn_kernels *k)
+{
+    return k->isa == DN_ISA_NEON_DOT ? DN_ISA_NEON : k->isa;
 }
 
 /* Copy an ISA table and fill its gaps from scalar. A weight type belongs to
@@ -71,10 +87,10 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
 }
 
 #if DN_X86
-static void detect_x86(int *avx2, int *avx512)
+static void detect_x86(int *avx2, int *avxvnni, int *avx512)
 {
     uint32_t r[4];
-    *avx2 = *avx512 = 0;
+    *avx2 = *avxvnni = *avx512 = 0;
     dn_cpuid(1, 0, r);
     const uint32_t c = r[2];
     const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
@@ -90,7 +106,9 @@ static void detect_x86(int *avx2, int *avx512)
     const int vnni = (c7 >> 11) & 1;
     dn_cpuid(7, 1, r);
     const int bf16 = (r[0] >> 5) & 1;
+    const int avx_vnni = (r[0] >> 4) & 1;         /* VEX vpdpbusd/vpdpwssd on ymm */
     *avx2 = has_avx2 && fma && f16c;
+    *avxvnni = *avx2 && avx_vnni;
     *avx512 = *avx2 && zmm_os && f && dq && bw && vl && vnni && bf16;
 }
 #endif
@@ -99,11 +117,12 @@ static int parse_env(const char *v)
 {
     static const struct { const char *name; int isa; } names[] = {
         { "reference", DN_ISA_REFERENCE }, { "scalar", DN_ISA_SCALAR },
-        { "avx2", DN_ISA_AVX2 }, { "avx512", DN_ISA_AVX512 }, { "neon", DN_ISA_NEON },
+        { "avx2", DN_ISA_AVX2 }, { "avx2vnni", DN_ISA_AVX2VNNI }, { "avx512", DN_ISA_AVX512 },
+        { "neon", DN_ISA_NEON },
     };
     if (!v) return INT_MAX;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(v, names[i].name)) return names[i].isa;
+        if (!strcmp(v, names[i].name)) return cap_level(names[i].isa);
     return INT_MAX;   /* unknown: no cap */
 }
 
@@ -114,9 +133,22 @@ static void init(void)
     complete(&tables[DN_ISA_SCALAR], &dn_kernels_scalar_table);
     available[DN_ISA_REFERENCE] = available[DN_ISA_SCALAR] = 1;
 #if DN_X86
-    int avx2, avx512;
-    detect_x86(&avx2, &avx512);
+    int avx2, avxvnni, avx512;
+    detect_x86(&avx2, &avxvnni, &avx512);
     if (avx2) { complete(&tables[DN_ISA_AVX2], &dn_kernels_avx2_table); available[DN_ISA_AVX2] = 1; }
+    if (avxvnni) {
+        /* the avx2 table with the slots avx2vnni_x16.c fills laid over it */
+        const dn_kernels *v = &dn_kernels_avx2vnni_table;
+        dn_kernels *t = &tables[DN_ISA_AVX2VNNI];
+        *t = tables[DN_ISA_AVX2];
+        t->isa = v->isa;
+        t->name = v->name;
+        for (int i = 0; i < DN_TYPE_COUNT; i++) {
+            if (v->gemm[i]) t->gemm[i] = v->gemm[i];
+            if (v->vec_dot[i]) t->vec_dot[i] = v->vec_dot[i];
+        }
+        available[DN_ISA_AVX2VNNI] = 1;
+    }
     if (avx512) { complete(&tables[DN_ISA_AVX512], &dn_kernels_avx512_table); available[DN_ISA_AVX512] = 1; }
 #elif DN_ARM64
     /* AdvSIMD is architectural on AArch64; dot product is optional */
@@ -133,10 +165,10 @@ static void init(void)
 
 const dn_kernels *dn_kernels_get(int max_isa)
 {
-    static const int order[] = { DN_ISA_AVX512, DN_ISA_AVX2, DN_ISA_NEON_DOT, DN_ISA_NEON };
+    static const int order[] = { DN_ISA_AVX512, DN_ISA_AVX2VNNI, DN_ISA_AVX2, DN_ISA_NEON_DOT, DN_ISA_NEON };
     dn_once_run(&once, init);
-    if (env_cap == DN_ISA_REFERENCE) return &tables[DN_ISA_REFERENCE];
-    int cap = max_isa == DANU_ISA_AUTO ? INT_MAX : max_isa;
+    if (env_cap == 0) return &tables[DN_ISA_REFERENCE];
+    int cap = max_isa == DANU_ISA_AUTO ? INT_MAX : cap_level(max_isa);
     if (env_cap < cap) cap = env_cap;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         if (available[order[i]] && cap_level(order[i]) <= cap) return &tables[order[i]];
@@ -153,7 +185,8 @@ const dn_kernels *dn_kernels_for_isa(int isa)
 
 int dn_kernels_all(const dn_kernels **out, int with_reference)
 {
-    static const int levels[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX512, DN_ISA_NEON, DN_ISA_NEON_DOT };
+    static const int levels[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX2VNNI, DN_ISA_AVX512,
+                                  DN_ISA_NEON, DN_ISA_NEON_DOT };
     int n = 0;
     for (size_t i = with_reference ? 0 : 1; i < sizeof levels / sizeof levels[0]; i++) {
         const dn_kernels *k = dn_kernels_for_isa(levels[i]);

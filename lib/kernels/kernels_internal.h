@@ -22,6 +22,8 @@ extern const dn_kernels dn_kernels_reference_table;
 extern const dn_kernels dn_kernels_scalar_table;
 extern const dn_kernels dn_kernels_avx2_table;
 extern const dn_kernels dn_kernels_avx512_table;
+/* only the slots that differ from avx2 (dispatch.c lays them over it) */
+extern const dn_kernels dn_kernels_avx2vnni_table;
 extern const dn_kernels dn_kernels_neon_table;
 extern const dn_kernels dn_kernels_neon_dot_table;
 

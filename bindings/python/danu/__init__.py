@@ -110,7 +110,7 @@ TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0 = 0, 1
 TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K, TYPE_BF16 = 12, 13, 14, 30
 KV_F16, KV_F32 = 0, 1
 FULL_ERROR, FULL_SHIFT = 0, 1
-ISA_AUTO, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON = 0, 1, 2, 3, 4
+ISA_AUTO, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_AVX2VNNI = 0, 1, 2, 3, 4, 5
 REPACK_AUTO, REPACK_OFF, REPACK_ON = -1, 0, 1
 LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG = 0, 1, 2, 3
 TOKENIZE_ADD_BOS, TOKENIZE_ADD_EOS, TOKENIZE_PARSE_SPECIAL = 1, 2, 4
@@ -130,7 +130,8 @@ FLOAT_INFO = {"rope_theta": 100, "rms_eps": 101}
 _OPTION_WORDS = {
     "kv_type": {"f16": KV_F16, "f32": KV_F32},
     "on_full": {"error": FULL_ERROR, "shift": FULL_SHIFT},
-    "isa": {"auto": ISA_AUTO, "scalar": ISA_SCALAR, "avx2": ISA_AVX2, "avx512": ISA_AVX512, "neon": ISA_NEON},
+    "isa": {"auto": ISA_AUTO, "scalar": ISA_SCALAR, "avx2": ISA_AVX2, "avx2vnni": ISA_AVX2VNNI,
+            "avx512": ISA_AVX512, "neon": ISA_NEON},
     "repack": {"auto": REPACK_AUTO, "off": REPACK_OFF, "on": REPACK_ON},
 }
 _OPTION_ALIASES = {"threads": "n_threads", "temp": "temperature", "batch": "n_batch"}
