@@ -665,23 +665,39 @@ static danu_status failed(dn_matcher *m)
 static inline void set_bit(uint32_t *mask, int32_t id) { mask[id >> 5] |= 1u << (id & 31); }
 
 /* The trie walk from state s into mask (cleared first). */
+/* What the walk keeps per depth: the state there and its transition table
+ * (lo: 0x80 for a state inside a UTF-8 character, whose table has the 64
+ * continuation bytes only), so a node costs a few loads. */
+typedef struct walk_at { int32_t s, *tab; uint32_t lo, n; } walk_at;
+
+static int walk_enter(dn_matcher *m, walk_at *w, int32_t s)
+{
+    w->s = s;
+    w->tab = next_table(m, s);
+    w->lo = m->st[s].partial ? 0x80 : 0;
+    w->n = m->st[s].partial ? 64 : 256;
+    return w->tab != NULL;
+}
+
 static danu_status walk(dn_matcher *m, int32_t s, uint32_t *mask)
 {
     const dn_trie *t = m->trie;
     memset(mask, 0, (size_t)m->n_words * sizeof *mask);
-    int32_t at[DN_TRIE_MAX_DEPTH + 1];
-    at[0] = s;
+    walk_at at[DN_TRIE_MAX_DEPTH + 1];
+    for (int d = 1; d <= DN_TRIE_MAX_DEPTH; d++) at[d] = (walk_at){ -1, NULL, 0, 0 };
+    if (!walk_enter(m, &at[0], s)) return failed(m);
     const uint8_t *byte = t->byte, *depth = t->depth;
     const int32_t *skip = t->skip, *tok_at = t->tok_at, *tok = t->tok;
     for (int32_t i = 0; i < t->n_nodes;) {
-        int32_t from = at[depth[i] - 1];
-        const mstate *f = &m->st[from];
-        int k = next_slot(f, byte[i]);
-        int32_t v = k < 0 ? DEAD : f->next ? f->next[k] : UNKNOWN;
-        if (v == UNKNOWN && (v = trans(m, from, byte[i])) == -1) return failed(m);
+        const walk_at *f = &at[depth[i] - 1];
+        const uint32_t k = (uint32_t)byte[i] - f->lo;
+        int32_t v = k < f->n ? f->tab[k] : DEAD;
+        if (v == UNKNOWN && (v = trans(m, f->s, byte[i])) == -1) return failed(m);
         if (v == DEAD) { i = skip[i]; continue; }
-        at[depth[i]] = v;
-        for (int32_t k = tok_at[i]; k < tok_at[i + 1]; k++) set_bit(mask, tok[k]);
+        if (at[depth[i]].s != v || !at[depth[i]].tab) {
+            if (!walk_enter(m, &at[depth[i]], v)) return failed(m);
+        }
+        for (int32_t j = tok_at[i]; j < tok_at[i + 1]; j++) set_bit(mask, tok[j]);
         i++;
     }
     for (int32_t k = 0; k < t->n_long; k++) {
