@@ -25,7 +25,9 @@ static int env_cap = INT_MAX;       /* rank (cap_level) from DANU_ISA; 0 = refer
 
 /* The rank of a level for caps: the DANU_ISA_* values are append-only
  * names, so avx2vnni (5) ranks between avx2 and avx512 here, and neon_dot
- * is a kind of neon (x86 and ARM levels never meet on one CPU). A table
+ * is a kind of neon. x86 and ARM levels never meet on one CPU; neon ranks
+ * above the x86 levels as its value did before avx2vnni (an x86 cap on ARM
+ * gives scalar, a neon cap on x86 the best x86 level). A table
  * answers to a cap if its rank is at most the cap's rank. */
 static int cap_level(int isa)
 {
@@ -35,7 +37,7 @@ static int cap_level(int isa)
     case DN_ISA_AVX2: return 2;
     case DN_ISA_AVX2VNNI: return 3;
     case DN_ISA_AVX512: return 4;
-    case DN_ISA_NEON: case DN_ISA_NEON_DOT: return 2;
+    case DN_ISA_NEON: case DN_ISA_NEON_DOT: return 5;   /* above the x86 ones, as their values were */
     default: return INT_MAX;
     }
 }
