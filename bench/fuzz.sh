@@ -37,6 +37,8 @@ pids=()
 for src in $(find lib -name '*.c' | sort); do
   obj=$B/obj/$(echo "${src#lib/}" | tr / _).o
   case "$src" in
+    lib/common/os_win32.c) continue ;;   # the Windows half of the os layer
+    lib/kernels/avx2vnni*.c) [ "$(uname -m)" = x86_64 ] || continue; flags="-mavx2 -mfma -mf16c -mavxvnni" ;;
     lib/kernels/avx2*.c) [ "$(uname -m)" = x86_64 ] || continue; flags="-mavx2 -mfma -mf16c" ;;
     lib/kernels/avx512*.c) [ "$(uname -m)" = x86_64 ] || continue
       flags="-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16" ;;
