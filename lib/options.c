@@ -19,7 +19,7 @@ static const param_def params[] = {
     { DANU_OPT_VALIDATE, "validate", 0, 0, 1 },
     { DANU_OPT_REPACK, "repack", 0, -1, 1 },
     { DANU_OPT_N_CTX, "n_ctx", 0, 0, 1 << 24 },
-    { DANU_OPT_KV_TYPE, "kv_type", 0, 0, 1 },
+    { DANU_OPT_KV_TYPE, "kv_type", 0, 0, 2 },
     { DANU_OPT_SEED, "seed", 0, 0, 9007199254740991.0 },
     { DANU_OPT_N_BATCH, "n_batch", 0, 1, 4096 },
     { DANU_OPT_ON_FULL, "on_full", 0, 0, 1 },

@@ -98,7 +98,7 @@ int gd_check_case(danu_model *m, const char *name_case, const gd_opts *o, double
     danu_options *opt;
     danu_options_create(NULL, &opt);
     danu_options_set_int(opt, DANU_OPT_N_THREADS, o->threads);
-    danu_options_set_int(opt, DANU_OPT_KV_TYPE, o->kv_f32 ? DANU_KV_F32 : DANU_KV_F16);
+    danu_options_set_int(opt, DANU_OPT_KV_TYPE, o->kv_type);
     danu_options_set_float(opt, DANU_OPT_TEMPERATURE, 0.0);
     danu_options_set_float(opt, DANU_OPT_REPEAT_PENALTY, g.repetition_penalty);
     danu_options_set_int(opt, DANU_OPT_REPEAT_LAST_N, -1);

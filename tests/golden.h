@@ -10,7 +10,7 @@
 const char *gd_synth(const char *dir, const char *config, uint64_t seed, int32_t format, int32_t type);
 
 typedef struct gd_opts {
-    int isa, threads, kv_f32;
+    int isa, threads, kv_type;   /* kv_type: DANU_KV_* */
     double tol;           /* relative to max |golden logit|, e.g. 2e-3 */
     int check_greedy;
 } gd_opts;

@@ -33,7 +33,7 @@ typedef struct spec {
     float eos_bias;         /* added to EOS's logit (0: none): stops it at EOS */
     const char *stop;       /* a stop string, or NULL */
     int n_ctx, shift;       /* 0 = the model's; DANU_FULL_SHIFT with n_keep 4 when shift */
-    int kv_f32;             /* DANU_KV_F32 instead of the default f16 */
+    int kv_type;            /* DANU_KV_*; 0: the default f16 */
 } spec;
 
 /* What a context produced: every id a step returned (EOS included), the
@@ -83,7 +83,7 @@ static danu_context *make_ctx(danu_model *m, const spec *s, int threads, int n_c
     CHECK_OK(danu_options_set_int(o, DANU_OPT_SEED, s->seed));
     CHECK_OK(danu_options_set_int(o, DANU_OPT_N_THREADS, threads));
     CHECK_OK(danu_options_set_int(o, DANU_OPT_N_CTX, s->n_ctx ? s->n_ctx : n_ctx));
-    if (s->kv_f32) CHECK_OK(danu_options_set_int(o, DANU_OPT_KV_TYPE, DANU_KV_F32));
+    if (s->kv_type) CHECK_OK(danu_options_set_int(o, DANU_OPT_KV_TYPE, s->kv_type));
     if (s->shift) {
         CHECK_OK(danu_options_set_int(o, DANU_OPT_ON_FULL, DANU_FULL_SHIFT));
         CHECK_OK(danu_options_set_int(o, DANU_OPT_N_KEEP, 4));
@@ -345,6 +345,7 @@ START_TEST(test_batch_context_shift)
     s[1].shift = 1;
     s[1].max = 100;
     s[1].eos_bias = 0;
+    s[1].kv_type = DANU_KV_Q8_0;   /* a shift re-evaluates into an 8-bit cache */
     run want[3], got[3];
     for (int i = 0; i < 3; i++) reference(m, &s[i], 1, &want[i]);
     ck_assert_int_eq(want[0].n_appended, 90);
@@ -363,8 +364,8 @@ START_TEST(test_batch_mixed_contexts)
 {
     danu_model *m = load_a();
     spec s[4] = { mix[0], mix[1], mix[2], mix[6] };
-    s[0].kv_f32 = 1;
-    s[1].kv_f32 = 1;
+    s[0].kv_type = DANU_KV_F32;
+    s[1].kv_type = DANU_KV_Q8_0;
     s[2].n_ctx = 64;
     s[3].n_ctx = 20;   /* below the window: a ring of 20 */
     s[3].max = 30;     /* ends full */

@@ -413,6 +413,69 @@ START_TEST(test_context_full_shift)
 }
 END_TEST
 
+/* The 8-bit KV cache through every cache operation (tiny-a: window 32,
+ * so the ring wraps): a run's logits equal a fresh context's over the same
+ * tokens in one batch (a token alone equals a token in a batch); a saved
+ * state continues identically in another context (2 threads), and its
+ * fork too; it is refused by an f16 context; a rewound token evaluated
+ * again gives the same logits; a shift on a full context gives a fresh
+ * run's logits. */
+START_TEST(test_context_kv_q8_operations)
+{
+    tu_golden g;
+    tu_golden_need("tiny-a.capital-long", &g);
+    danu_options *o;
+    danu_options_create(NULL, &o);
+    danu_options_set_float(o, DANU_OPT_TEMPERATURE, 0.0);
+    danu_options_set_int(o, DANU_OPT_IGNORE_EOS, 1);
+    danu_options_set_int(o, DANU_OPT_KV_TYPE, DANU_KV_Q8_0);
+    danu_context *a = NULL, *b = NULL, *f = NULL, *d = NULL, *h = NULL;
+    CHECK_OK(danu_context_create(tiny_a, o, &a));
+    danu_options_set_int(o, DANU_OPT_N_THREADS, 2);
+    CHECK_OK(danu_context_create(tiny_a, o, &b));
+    CHECK_OK(danu_context_create(tiny_a, o, &f));
+    ck_assert_int_eq(danu_context_eval(a, g.prompt, (size_t)g.n_prompt, NULL), DANU_OK);
+    size_t sz = danu_context_state_size(a), w;
+    uint8_t *buf = malloc(sz);
+    CHECK_OK(danu_context_state_save(a, buf, sz, &w));
+    danu_token x[40], y[40], z[40];
+    gen_ids(a, 40, x);   /* prompt + 40 > window 32: the ring wraps */
+    const size_t n = danu_context_n_tokens(a);
+    ck_assert_int_eq(danu_context_eval(f, danu_context_tokens(a), n, NULL), DANU_OK);
+    ck_assert_mem_eq(danu_context_logits(a), danu_context_logits(f), 32000 * sizeof(float));
+    CHECK_OK(danu_context_state_load(b, buf, sz));
+    CHECK_OK(danu_context_fork(b, &d));
+    gen_ids(b, 40, y);
+    gen_ids(d, 40, z);
+    ck_assert_mem_eq(x, y, sizeof x);
+    ck_assert_mem_eq(x, z, sizeof x);
+    h = ctx_with(tiny_a, 1, 0.0, 0, 0);   /* f16 */
+    ck_assert_int_eq(danu_context_state_load(h, buf, sz), DANU_ERR_FORMAT);
+    ck_assert_int_eq(danu_context_rewind(a, n - 1), DANU_OK);   /* as deep as a wrapped ring allows */
+    ck_assert_int_eq(danu_context_eval(a, danu_context_tokens(f) + (n - 1), 1, NULL), DANU_OK);
+    ck_assert_mem_eq(danu_context_logits(a), danu_context_logits(f), 32000 * sizeof(float));
+    danu_context_free(d);
+    d = NULL;
+    danu_options_set_int(o, DANU_OPT_N_CTX, 40);
+    danu_options_set_int(o, DANU_OPT_ON_FULL, DANU_FULL_SHIFT);
+    danu_options_set_int(o, DANU_OPT_N_KEEP, 4);
+    CHECK_OK(danu_context_create(tiny_a, o, &d));
+    ck_assert_int_eq(danu_context_eval(d, danu_context_tokens(f), 40, NULL), DANU_OK);
+    int32_t why;
+    ck_assert_int_eq(danu_context_generate(d, 10, NULL, NULL, &why), DANU_OK);
+    const size_t m = danu_context_n_tokens(d);
+    ck_assert(m <= 40 && m > 4);
+    danu_context_free(f);
+    f = NULL;
+    CHECK_OK(danu_context_create(tiny_a, o, &f));
+    ck_assert_int_eq(danu_context_eval(f, danu_context_tokens(d), m, NULL), DANU_OK);
+    ck_assert_mem_eq(danu_context_logits(d), danu_context_logits(f), 32000 * sizeof(float));
+    danu_options_free(o);
+    free(buf);
+    danu_context_free(a); danu_context_free(b); danu_context_free(f); danu_context_free(d); danu_context_free(h);
+}
+END_TEST
+
 /* Ids outside the vocabulary are refused and nothing is evaluated. */
 START_TEST(test_context_bad_token_ids)
 {
@@ -561,6 +624,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_context_abort);
         tcase_add_test(tc, test_context_full_refuses);
         tcase_add_test(tc, test_context_full_shift);
+        tcase_add_test(tc, test_context_kv_q8_operations);
         tcase_add_test(tc, test_context_bad_token_ids);
         tcase_add_test(tc, test_context_stop_string);
         tcase_add_test(tc, test_context_step_finish_releases_held_text);

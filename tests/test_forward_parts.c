@@ -98,26 +98,34 @@ START_TEST(test_forward_parts_rope_table)
 }
 END_TEST
 
+/* Bytes of one K or V array of a one-layer cache's staging area. */
+static size_t stage_bytes(const dn_kvcache *kv)
+{
+    return (size_t)kv->n_heads * (size_t)kv->stage.slots * (size_t)kv->head_dim * kv->elem;
+}
+
 /* q and k rotated by the table (both pair layouts), k and v staged in the
- * cache's type; one and two threads, one token and a batch. */
+ * cache's type (f16, f32, q8_0: read back through a commit and the state
+ * row form); one and two threads give the same bytes, one token and a
+ * batch. */
 START_TEST(test_forward_parts_rope_stage)
 {
     dn_team *pool = pool_of(2);
     uint64_t rng = 99;
     for (int inter = 0; inter < 2; inter++)
-        for (int kvt = 0; kvt < 2; kvt++) {
-            const int32_t kv_type = kvt ? DANU_KV_F32 : DANU_KV_F16;
+        for (int kvt = 0; kvt < 3; kvt++) {
+            const int32_t kv_type = kvt == 0 ? DANU_KV_F16 : kvt == 1 ? DANU_KV_F32 : DANU_KV_Q8_0;
             danu_model m = fake_model(inter);
             const dn_config *c = &m.cfg;
             const int hd = c->head_dim, half = hd / 2, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, nb = 20;
             dn_scratch s;
             dn_kvcache kv;
             ck_assert_int_eq(dn_scratch_init(&s, dn_alloc_libc(), &m, nb, 2, 64), DANU_OK);
-            ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 1, kvd, 64, nb, kv_type), DANU_OK);
+            ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 1, c->n_kv_heads, hd, 64, nb, kv_type), DANU_OK);
             float *q0 = malloc(sizeof(float) * nb * qd), *k0 = malloc(sizeof(float) * nb * kvd);
             float *q1 = malloc(sizeof(float) * nb * qd), *k1 = malloc(sizeof(float) * nb * kvd);
-            const size_t stage = (size_t)nb * kvd * kv.elem;
-            uint8_t *sk1 = malloc(stage), *sv1 = malloc(stage);
+            const size_t stage = stage_bytes(&kv);
+            uint8_t *sk1 = malloc(stage), *sv1 = malloc(stage), *row = malloc(dn_kv_row_bytes(&kv));
             static const int ns[] = { 1, 5, 20 };
             for (int b = 0; b < N(ns); b++) {
                 const int n = ns[b];
@@ -128,18 +136,20 @@ START_TEST(test_forward_parts_rope_stage)
                 for (int th = 0; th < 2; th++) {
                     memcpy(s.q, q0, sizeof(float) * nb * qd);
                     memcpy(s.k, k0, sizeof(float) * nb * kvd);
+                    memset(kv.stage.k, 0, stage);
+                    memset(kv.stage.v, 0, stage);
                     dn_rope_stage(&m, &kv, &s, th ? pool : NULL, 0, n);
                     if (th == 0) {
                         memcpy(q1, s.q, sizeof(float) * nb * qd);
                         memcpy(k1, s.k, sizeof(float) * nb * kvd);
-                        memcpy(sk1, kv.sk, stage);
-                        memcpy(sv1, kv.sv, stage);
+                        memcpy(sk1, kv.stage.k, stage);
+                        memcpy(sv1, kv.stage.v, stage);
                         continue;
                     }
                     ck_assert(!memcmp(q1, s.q, sizeof(float) * nb * qd) && !memcmp(k1, s.k, sizeof(float) * nb * kvd));
-                    ck_assert(!memcmp(sk1, kv.sk, (size_t)n * kvd * kv.elem) &&
-                              !memcmp(sv1, kv.sv, (size_t)n * kvd * kv.elem));
+                    ck_assert(!memcmp(sk1, kv.stage.k, stage) && !memcmp(sv1, kv.stage.v, stage));
                 }
+                dn_kv_commit(&kv, 0, n);   /* staged row t -> position t, read back as a state row */
                 for (int t = 0; t < n; t++) {
                     const float *cs = s.rope + (size_t)t * hd;
                     for (int which = 0; which < 2; which++) {
@@ -158,19 +168,39 @@ START_TEST(test_forward_parts_rope_stage)
                                 ck_assert(out[i1] == in[i0] * cs[half + j] + in[i1] * cs[j]);
                             }
                     }
-                    for (int i = 0; i < kvd; i++) {
-                        const float kk = s.k[(size_t)t * kvd + i], vv = s.v[(size_t)t * kvd + i];
-                        if (kv_type == DANU_KV_F32) {
-                            ck_assert(((const float *)(const void *)dn_kv_sk(&kv, 0, t))[i] == kk);
-                            ck_assert(((const float *)(const void *)dn_kv_sv(&kv, 0, t))[i] == vv);
-                        } else {
-                            ck_assert(((const uint16_t *)(const void *)dn_kv_sk(&kv, 0, t))[i] == dn_f32_to_fp16(kk));
-                            ck_assert(((const uint16_t *)(const void *)dn_kv_sv(&kv, 0, t))[i] == dn_f32_to_fp16(vv));
+                    for (int which = 0; which < 2; which++) {
+                        dn_kv_save_row(&kv, 0, t, which, row);
+                        const uint8_t *r = row;
+                        for (int h = 0; h < c->n_kv_heads; h++) {
+                            const float *x = (which ? s.v : s.k) + (size_t)t * kvd + (size_t)h * hd;
+                            float scale = 0, amax = 0;
+                            if (kv_type == DANU_KV_Q8_0) {
+                                memcpy(&scale, r, 4);
+                                r += 4;
+                                for (int i = 0; i < hd; i++) amax = fmaxf(amax, fabsf(x[i]));
+                                ck_assert_msg(scale == amax / 127.0f, "q8 scale t %d h %d", t, h);
+                            }
+                            for (int i = 0; i < hd; i++) {
+                                if (kv_type == DANU_KV_F32) {
+                                    float f;
+                                    memcpy(&f, r + 4 * i, 4);
+                                    ck_assert(f == x[i]);
+                                } else if (kv_type == DANU_KV_F16) {
+                                    uint16_t hv;
+                                    memcpy(&hv, r + 2 * i, 2);
+                                    ck_assert(hv == dn_f32_to_fp16(x[i]));
+                                } else {   /* within half a step of the 255-level grid */
+                                    const double back = (double)scale * (int8_t)r[i];
+                                    ck_assert_msg(fabs(back - x[i]) <= 0.5 * scale * (1 + 1e-5) + 1e-30,
+                                                  "q8 t %d h %d i %d: %g vs %g", t, h, i, back, x[i]);
+                                }
+                            }
+                            r += (size_t)hd * kv.elem;
                         }
                     }
                 }
             }
-            free(q0); free(k0); free(q1); free(k1); free(sk1); free(sv1);
+            free(q0); free(k0); free(q1); free(k1); free(sk1); free(sv1); free(row);
             dn_kv_free(&kv);
             dn_scratch_free(&s);
         }

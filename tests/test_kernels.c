@@ -563,12 +563,14 @@ END_TEST
 
 /* ---------------- attention slots ---------------- */
 
-/* att_scores / att_values of every table that has them vs double oracles,
- * for head sizes off the vector width, f16 and f32 rows, padded strides:
- * |err| <= 1e-5 of sum |terms| (a sequential f32 fma chain of <= 200 terms
- * errs < 200 * 2^-24 ~ 1.2e-5 in the worst case, ~1e-7 typically); padding
- * around the outputs untouched; a row computed alone or with others, and
- * keys split over two calls, give identical bits (the slots' contract). */
+/* att_scores / att_values of every table vs double oracles, over the
+ * cache layout (K in tiles of 16 keys, dimension-major, the run starting at
+ * any lane; V rows) for f16, f32 and q8 (int8 with a scale per row), head
+ * sizes off the vector width: |err| <= 1e-5 of sum |terms| (a sequential
+ * f32 fma chain of <= 200 terms errs < 200 * 2^-24 ~ 1.2e-5 in the worst
+ * case, ~1e-7 typically); padding around the outputs untouched; a row
+ * computed alone or with others, and keys split over two calls, give
+ * identical bits (the slots' contract). */
 START_TEST(test_kernels_attention)
 {
     const dn_kernels *ks[8];
@@ -576,73 +578,93 @@ START_TEST(test_kernels_attention)
     static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96 };
     static const int nqs[] = { 1, 3, 4, 5, 16 };
     static const int nks[] = { 1, 15, 16, 17, 40 };
-    enum { MAXHD = 200, MAXQ = 16, MAXK = 40, PADK = 3, PADQ = 5, PADS = 7, PADO = 3 };
+    static const int lanes[] = { 0, 1, 7, 15 };
+    enum { MAXHD = 200, MAXQ = 16, MAXK = 40, TILES = (15 + MAXK + 15) / 16, PADQ = 5, PADS = 7, PADO = 3 };
     static float q[MAXQ * (MAXHD + PADQ)], s1[MAXQ * (MAXK + PADS)], s2[MAXQ * (MAXK + PADS)];
     static float p[MAXQ * (MAXK + PADS)], o0[MAXQ * (MAXHD + PADO)], o1[MAXQ * (MAXHD + PADO)], o2[MAXQ * (MAXHD + PADO)];
-    static float kf[MAXK * (MAXHD + PADK)], vf[MAXK * (MAXHD + PADK)];
-    static uint16_t kh[MAXK * (MAXHD + PADK)], vh[MAXK * (MAXHD + PADK)];
-    float *tmp = aligned_alloc(64, 16 * MAXHD * sizeof(float));
+    static float kf[MAXK * MAXHD], vf[MAXK * MAXHD];            /* the values as floats, key-major */
+    static float ksc[TILES * 16], vsc[MAXK];
+    static uint8_t K[TILES * 16 * MAXHD * 4], V[MAXK * MAXHD * 4];
     const float SENT = -12345.0f;
     int tested = 0;
     rng_state = 4242;
     for (int ti = 0; ti < nk_tab; ti++) {
         const dn_kernels *k = ks[ti];
-        if (!k->att_scores || !k->att_values) continue;
+        ck_assert_msg(k->att_scores && k->att_values, "%s has no attention slots", k->name);
         tested++;
         for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
-        for (int f16 = 0; f16 < 2; f16++)
+        for (int type = 0; type < 3; type++)
         for (size_t qi = 0; qi < sizeof nqs / sizeof nqs[0]; qi++)
-        for (size_t ki = 0; ki < sizeof nks / sizeof nks[0]; ki++) {
-            const int hd = hds[hi], nq = nqs[qi], nk = nks[ki];
-            const size_t qs = hd + PADQ, ss = nk + PADS, os = hd + PADO, rs = hd + PADK;
-            const size_t kstride = rs * (f16 ? 2 : 4);
+        for (size_t ki = 0; ki < sizeof nks / sizeof nks[0]; ki++)
+        for (size_t li = 0; li < sizeof lanes / sizeof lanes[0]; li++) {
+            const int hd = hds[hi], nq = nqs[qi], nk = nks[ki], lane = lanes[li];
+            const size_t qs = hd + PADQ, ss = nk + PADS, os = hd + PADO, eb = type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1;
+            const size_t tb = (size_t)hd * 16 * eb;
             for (size_t i = 0; i < (size_t)nq * qs; i++) q[i] = rnd_val();
-            for (size_t i = 0; i < (size_t)nk * rs; i++) {
-                kh[i] = dn_f32_to_fp16(rnd_val()); vh[i] = dn_f32_to_fp16(rnd_val());
-                kf[i] = f16 ? dn_fp16_to_f32(kh[i]) : rnd_val(); vf[i] = f16 ? dn_fp16_to_f32(vh[i]) : rnd_val();
+            memset(K, 0xA5, sizeof K);   /* lanes outside the run hold junk */
+            for (int j = 0; j < nk; j++) {
+                const int l = lane + j;
+                ksc[l] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
+                vsc[j] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
+                for (int d = 0; d < hd; d++) {
+                    uint8_t *kx = K + (size_t)(l / 16) * tb + ((size_t)d * 16 + (size_t)(l % 16)) * eb;
+                    uint8_t *vx = V + ((size_t)j * hd + d) * eb;
+                    for (int w = 0; w < 2; w++) {
+                        uint8_t *x = w ? vx : kx;
+                        float *f = w ? &vf[j * hd + d] : &kf[j * hd + d];
+                        if (type == DN_KV_F32) { *f = rnd_val(); memcpy(x, f, 4); }
+                        else if (type == DN_KV_F16) { uint16_t h = dn_f32_to_fp16(rnd_val()); memcpy(x, &h, 2); *f = dn_fp16_to_f32(h); }
+                        else { int8_t c = (int8_t)((int)(rnd_u32() % 255) - 127); *x = (uint8_t)c; *f = c; }
+                    }
+                }
             }
-            const void *K = f16 ? (const void *)kh : (const void *)kf, *V = f16 ? (const void *)vh : (const void *)vf;
             for (size_t i = 0; i < sizeof s1 / sizeof s1[0]; i++) s1[i] = s2[i] = SENT;
-            k->att_scores(hd, nq, q, qs, K, kstride, nk, f16, s1, ss, tmp);
+            k->att_scores(hd, nq, q, qs, K, lane, nk, type, ksc, s1, ss);
             for (int i = 0; i < nq; i++) {
                 for (int j = 0; j < nk; j++) {
                     double e = 0, m = 0;
-                    for (int d = 0; d < hd; d++) { double t = (double)q[i * qs + d] * kf[j * rs + d]; e += t; m += fabs(t); }
-                    CHECK(fabs(s1[i * ss + j] - e) <= 1e-5 * m + 1e-30, "%s att_scores hd %d f16 %d nq %d nk %d [%d][%d]: %.9g vs %.9g",
-                          k->name, hd, f16, nq, nk, i, j, s1[i * ss + j], e);
+                    for (int d = 0; d < hd; d++) { double t = (double)q[i * qs + d] * kf[j * hd + d]; e += t; m += fabs(t); }
+                    if (type == DN_KV_Q8) { e *= ksc[lane + j]; m *= ksc[lane + j]; }
+                    CHECK(fabs(s1[i * ss + j] - e) <= 1e-5 * m + 1e-30, "%s att_scores hd %d type %d nq %d nk %d lane %d [%d][%d]: %.9g vs %.9g",
+                          k->name, hd, type, nq, nk, lane, i, j, s1[i * ss + j], e);
                 }
                 for (size_t j = nk; j < ss; j++) CHECK(s1[i * ss + j] == SENT, "%s att_scores wrote past nk", k->name);
             }
             for (size_t i = (size_t)nq * ss; i < sizeof s1 / sizeof s1[0]; i++) CHECK(s1[i] == SENT, "%s att_scores wrote past nq", k->name);
-            /* each row alone; keys split at a in two calls */
-            const int a = nk / 3;
+            /* each row alone; keys split at a in two calls (the second run starts mid-tile) */
+            const int a = nk / 3, la = lane + a;
             for (int i = 0; i < nq; i++) {
-                k->att_scores(hd, 1, q + i * qs, qs, K, kstride, a, f16, s2 + i * ss, ss, tmp);
-                k->att_scores(hd, 1, q + i * qs, qs, (const uint8_t *)K + (size_t)a * kstride, kstride, nk - a, f16, s2 + i * ss + a, ss, tmp);
+                k->att_scores(hd, 1, q + i * qs, qs, K, lane, a, type, ksc, s2 + i * ss, ss);
+                k->att_scores(hd, 1, q + i * qs, qs, K + (size_t)(la / 16) * tb, la % 16, nk - a, type, ksc + la / 16 * 16,
+                              s2 + i * ss + a, ss);
             }
-            CHECK(!memcmp(s1, s2, sizeof(float) * nq * ss), "%s att_scores: alone/split bits differ (hd %d nq %d nk %d)", k->name, hd, nq, nk);
+            CHECK(!memcmp(s1, s2, sizeof(float) * nq * ss), "%s att_scores: alone/split bits differ (hd %d type %d nq %d nk %d lane %d)",
+                  k->name, hd, type, nq, nk, lane);
 
             for (int i = 0; i < nq; i++) for (size_t j = 0; j < ss; j++) p[i * ss + j] = j % 5 == 3 ? 0.0f : fabsf(rnd_val());
             for (size_t i = 0; i < (size_t)nq * os; i++) o0[i] = i % os >= (size_t)hd ? SENT : rnd_val();
             memcpy(o1, o0, sizeof(float) * nq * os);
             memcpy(o2, o0, sizeof(float) * nq * os);
-            k->att_values(hd, nq, p, ss, V, kstride, nk, f16, o1, os);
+            k->att_values(hd, nq, p, ss, V, nk, type, vsc, o1, os);
             for (int i = 0; i < nq; i++) {
                 for (int d = 0; d < hd; d++) {
                     double e = o0[i * os + d], m = fabs(e);
-                    for (int j = 0; j < nk; j++) { double t = (double)p[i * ss + j] * vf[j * rs + d]; e += t; m += fabs(t); }
-                    CHECK(fabs(o1[i * os + d] - e) <= 1e-5 * m + 1e-30, "%s att_values hd %d f16 %d nq %d nk %d [%d][%d]: %.9g vs %.9g",
-                          k->name, hd, f16, nq, nk, i, d, o1[i * os + d], e);
+                    for (int j = 0; j < nk; j++) {
+                        double t = (double)p[i * ss + j] * vf[j * hd + d] * (type == DN_KV_Q8 ? vsc[j] : 1.0);
+                        e += t; m += fabs(t);
+                    }
+                    CHECK(fabs(o1[i * os + d] - e) <= 1e-5 * m + 1e-30, "%s att_values hd %d type %d nq %d nk %d [%d][%d]: %.9g vs %.9g",
+                          k->name, hd, type, nq, nk, i, d, o1[i * os + d], e);
                 }
                 for (size_t d = hd; d < os; d++) CHECK(o1[i * os + d] == SENT, "%s att_values wrote past hd", k->name);
-                k->att_values(hd, 1, p + i * ss, ss, V, kstride, a, f16, o2 + i * os, os);
-                k->att_values(hd, 1, p + i * ss + a, ss, (const uint8_t *)V + (size_t)a * kstride, kstride, nk - a, f16, o2 + i * os, os);
+                k->att_values(hd, 1, p + i * ss, ss, V, a, type, vsc, o2 + i * os, os);
+                k->att_values(hd, 1, p + i * ss + a, ss, V + (size_t)a * hd * eb, nk - a, type, vsc + a, o2 + i * os, os);
             }
-            CHECK(!memcmp(o1, o2, sizeof(float) * nq * os), "%s att_values: alone/split bits differ (hd %d nq %d nk %d)", k->name, hd, nq, nk);
+            CHECK(!memcmp(o1, o2, sizeof(float) * nq * os), "%s att_values: alone/split bits differ (hd %d type %d nq %d nk %d)",
+                  k->name, hd, type, nq, nk);
         }
     }
     printf("attention slots tested on %d table(s)\n", tested);
-    free(tmp);
 }
 END_TEST
 

@@ -113,7 +113,7 @@ static const struct flag_def {
     { "-t", "--threads", NULL, DANU_OPT_N_THREADS, CLI_LOAD | CLI_CTX, NULL, 0 },
     { "-c", "--ctx-size", NULL, DANU_OPT_N_CTX, CLI_CTX, NULL, 0 },
     { "-b", "--batch", "--batch-size", DANU_OPT_N_BATCH, CLI_CTX, NULL, 0 },
-    { NULL, "--kv-type", NULL, DANU_OPT_KV_TYPE, CLI_CTX, "f16 f32", 0 },
+    { NULL, "--kv-type", NULL, DANU_OPT_KV_TYPE, CLI_CTX, "f16 f32 q8_0", 0 },
     { NULL, "--kv-f32", NULL, DANU_OPT_KV_TYPE, CLI_CTX, SWITCH, 1 },
     { NULL, "--on-full", NULL, DANU_OPT_ON_FULL, CLI_CTX, "error shift", 0 },
     { NULL, "--n-keep", "--keep", DANU_OPT_N_KEEP, CLI_CTX, NULL, 0 },

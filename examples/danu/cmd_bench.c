@@ -700,9 +700,13 @@ int cmd_bench(int argc, char **argv)
                 double sums = 0, ceil = ceil_sum / reps;
                 for (int r = 0; r < reps; r++)
                     for (int k = 0; k < n_ctx; k++) sums += bc[k].v[r];
-                /* KV read per token (f16 K and V of the positions in the window) */
+                /* KV read per token: K and V of the positions in the window,
+                 * in the cache's type (q8_0: a byte and a 4-byte scale per head row) */
                 const double ctx_mid = depth + tg / 2.0;
-                double kv = 2.0 * layers * kvh * hd * 2 * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
+                double kv_type = DANU_KV_F16;
+                cli_opt_given(DANU_OPT_KV_TYPE, &kv_type);
+                const double row = kv_type == DANU_KV_F32 ? 4.0 * hd : kv_type == DANU_KV_Q8_0 ? hd + 4.0 : 2.0 * hd;
+                double kv = 2.0 * layers * kvh * row * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
                 double eff = sums / reps * (per_token + kv) / 1e9;
                 snprintf(bw, sizeof bw, "%10.1f | %8.1f | %5.0f%%", eff, ceil, ceil > 0 ? 100 * eff / ceil : 0);
             }

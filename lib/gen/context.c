@@ -35,7 +35,7 @@ static size_t plan_bytes(const danu_model *m, const ctx_plan *p)
 {
     const dn_config *cfg = &m->cfg;
     return sizeof(danu_context) +
-           dn_kv_alloc_bytes(cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, p->cap, p->n_batch, p->kv_type) +
+           dn_kv_alloc_bytes(cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, p->cap, p->n_batch, p->kv_type) +
            dn_scratch_plan_bytes(m, p->n_batch, p->n_threads, p->cap) + (size_t)p->n_ctx * sizeof(danu_token) +
            2 * dn_aligned_bytes((size_t)cfg->vocab * sizeof(float)) + dn_sampler_bytes(cfg->vocab) +
            (m->tok ? dn_decoder_bytes(m->tok) : 0) + dn_hold_bytes(0);
@@ -76,7 +76,7 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     c->opt.pool = NULL;          /* the bag's reference is not the context's */
     c->team = dn_model_team(m, o, p.n_threads, &c->adapt);
     c->pool = c->team.pool;
-    danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, c->cap, p.n_batch, p.kv_type);
+    danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, c->cap, p.n_batch, p.kv_type);
     if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, p.n_batch, p.n_threads, c->cap);
     if (s == DANU_OK) {
         c->tokens = dn_malloc(&c->alloc, (size_t)p.n_ctx * sizeof(danu_token));
@@ -139,14 +139,9 @@ danu_status dn_context_copy(danu_context *dst, const danu_context *src)
              src->cap, dst->cap);
     /* the one step that can fail comes before anything changes */
     if (src->constraint != dst->constraint) DN_TRY(dn_context_set_constraint(dst, src->constraint));
-    const dn_kvcache *a = &src->kv;
-    const size_t row = (size_t)a->kv_dim * a->elem;
     /* unwrapped: positions 0..n-1 are slots 0..n-1 in both; wrapped: the same ring size, the same slots */
-    const size_t slots = lo == 0 && n <= (size_t)dst->cap ? n : (size_t)a->cap;
-    for (int l = 0; l < a->n_layers; l++) {
-        memcpy(dn_kv_k(&dst->kv, l, 0), dn_kv_k(a, l, 0), slots * row);
-        memcpy(dn_kv_v(&dst->kv, l, 0), dn_kv_v(a, l, 0), slots * row);
-    }
+    const size_t slots = lo == 0 && n <= (size_t)dst->cap ? n : (size_t)src->cap;
+    dn_kv_copy(&dst->kv, &src->kv, (int32_t)slots);
     memcpy(dst->tokens, src->tokens, n * sizeof *src->tokens);
     dst->n_tokens = n;
     memcpy(dst->logits, src->logits, (size_t)src->model->cfg.vocab * sizeof(float));

@@ -5,7 +5,9 @@
  *   u32 header[8] = { n_layers, kv_dim, vocab, hidden, window, cap, kv_type, has_logits },
  *   u64 model fingerprint, u64 n_tokens, i32 tokens[n_tokens],
  *   f32 logits[vocab] if has_logits, u64 rng[4],
- *   per layer, the K then V row of each cached position, oldest first,
+ *   per layer, the K then V row of each cached position, oldest first
+ *   (kvcache.c dn_kv_save_row: per KV head, head_dim f16 or f32 values, or
+ *   for kv_type DANU_KV_Q8_0 an f32 scale then head_dim int8),
  *   u64 FNV-1a of everything before it. */
 #include <string.h>
 #include "gen/context.h"
@@ -62,7 +64,7 @@ static size_t cached_rows(const danu_context *c)
 size_t dn_context_state_size(const danu_context *c)
 {
     return state_bytes(c->n_tokens, c->has_logits, c->model->cfg.vocab, c->model->cfg.n_layers, cached_rows(c),
-                       (size_t)c->kv.kv_dim * c->kv.elem);
+                       dn_kv_row_bytes(&c->kv));
 }
 
 danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t cap, size_t *written)
@@ -83,12 +85,12 @@ danu_status dn_context_state_save(const danu_context *c, uint8_t *buf, size_t ca
     for (size_t i = 0; i < c->n_tokens; i++) { dn_wr_u32(p, (uint32_t)c->tokens[i]); p += 4; }
     if (c->has_logits) for (int32_t i = 0; i < cfg->vocab; i++) { dn_wr_f32(p, c->logits[i]); p += 4; }
     for (int i = 0; i < 4; i++) { dn_wr_u64(p, c->sampler.rng[i]); p += 8; }
-    size_t rows = cached_rows(c), row = (size_t)c->kv.kv_dim * c->kv.elem;
+    size_t rows = cached_rows(c), row = dn_kv_row_bytes(&c->kv);
     for (int l = 0; l < cfg->n_layers; l++)
         for (size_t r = 0; r < rows; r++) {
             int64_t pos = (int64_t)(c->n_tokens - rows + r);
-            memcpy(p, dn_kv_k(&c->kv, l, pos), row); p += row;
-            memcpy(p, dn_kv_v(&c->kv, l, pos), row); p += row;
+            dn_kv_save_row(&c->kv, l, pos, 0, p); p += row;
+            dn_kv_save_row(&c->kv, l, pos, 1, p); p += row;
         }
     dn_wr_u64(p, dn_fnv1a(DN_FNV1A_INIT, buf, (size_t)(p - buf)));
     return DANU_OK;
@@ -128,8 +130,7 @@ static danu_status check_state(const danu_context *c, const uint8_t *buf, size_t
     const size_t need_rows = v->need_rows = n < (uint64_t)c->cap ? (size_t)n : (size_t)c->cap;
     DN_CHECK(saved_rows >= need_rows, DANU_ERR_FORMAT, "state: holds %zu cached positions, this context needs %zu",
              saved_rows, need_rows);
-    size_t expect = state_bytes(n, (int)hdr[7], cfg->vocab, cfg->n_layers, saved_rows,
-                                (size_t)c->kv.kv_dim * c->kv.elem);
+    size_t expect = state_bytes(n, (int)hdr[7], cfg->vocab, cfg->n_layers, saved_rows, dn_kv_row_bytes(&c->kv));
     DN_CHECK(len == expect, DANU_ERR_FORMAT, "state: %zu bytes, expected %zu", len, expect);
     for (uint64_t i = 0; i < n; i++) {
         int32_t t = (int32_t)dn_rd_u32(buf + OFF_TOKENS + 4 * i);
@@ -150,13 +151,13 @@ danu_status dn_context_state_load(danu_context *c, const uint8_t *buf, size_t le
     for (uint64_t i = 0; i < n; i++) { c->tokens[i] = (int32_t)dn_rd_u32(p); p += 4; }
     if (v.hdr[7]) for (int32_t i = 0; i < cfg->vocab; i++) { c->logits[i] = dn_rd_f32(p); p += 4; }
     for (int i = 0; i < 4; i++) { c->sampler.rng[i] = dn_rd_u64(p); p += 8; }
-    size_t row = (size_t)c->kv.kv_dim * c->kv.elem;
+    size_t row = dn_kv_row_bytes(&c->kv);
     for (int l = 0; l < cfg->n_layers; l++)
         for (size_t r = 0; r < saved_rows; r++) {
             int64_t pos = (int64_t)(n - saved_rows + r);
             if (r >= saved_rows - need_rows) {
-                memcpy(dn_kv_k(&c->kv, l, pos), p, row);
-                memcpy(dn_kv_v(&c->kv, l, pos), p + row, row);
+                dn_kv_load_row(&c->kv, l, pos, 0, p);
+                dn_kv_load_row(&c->kv, l, pos, 1, p + row);
             }
             p += 2 * row;
         }

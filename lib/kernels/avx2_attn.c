@@ -1,10 +1,12 @@
 /* avx2_attn.c - the attention slots (kernels.h) for AVX2 + FMA + F16C, the
- * 8-lane version of avx512_attn.c: scores transpose 8 keys at a time into
- * tmp so a query row gets 8 scores from one FMA per dimension; values keep
- * 2 query rows x 5 vectors of outputs in registers while each V row is
- * converted once. Every score is a sequential fma over d from 0 and every
- * output element a sequential fma over the keys in order, whatever the
- * tile, so a token alone and in a batch get identical bits. */
+ * 8-lane version of avx512_attn.c: K comes in tiles of 16 positions,
+ * dimension-major (kvcache.h), so a query row gets a tile's 16 scores from
+ * two FMAs per dimension, four rows at a time (8 independent chains);
+ * values keep 2 query rows x 5 vectors of outputs in registers while each
+ * V row is converted once. Every score is a sequential fma over d from 0
+ * (then times the key's scale for Q8) and every output element a
+ * sequential fma over the keys in order, whatever the tile, so a token
+ * alone and in a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -17,83 +19,98 @@ AI __m256i lane_mask(int left)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
 }
 
+AI size_t elem_bytes(int type) { return type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1; }
+
 /* 8 floats of a cache row from element d0, lanes >= left zero (not read) */
-AI __m256 load_row(const uint8_t *row, int f16, int d0, int left)
+AI __m256 load_row(const uint8_t *row, int type, int d0, int left)
 {
-    if (f16) {
-        const uint16_t *h = (const uint16_t *)(const void *)row + d0;
-        if (left >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
-        uint16_t t[8] = { 0 };
-        memcpy(t, h, sizeof(uint16_t) * (size_t)left);
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)t));
+    if (type == DN_KV_F32) {
+        const float *f = (const float *)(const void *)row + d0;
+        return left >= 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lane_mask(left));
     }
-    const float *f = (const float *)(const void *)row + d0;
-    return left >= 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lane_mask(left));
+    const size_t eb = elem_bytes(type);
+    const uint8_t *src = row + (size_t)d0 * eb;
+    uint8_t t[16] = { 0 };
+    if (left < 8) src = memcpy(t, src, eb * (size_t)left);
+    if (type == DN_KV_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)src));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)src)));
 }
 
-/* In-register transpose of an 8 x 8 block. */
-AI void transpose8(__m256 r[8])
+/* Dimension d, lanes 8h..8h+7, of the 16 keys of a tile. */
+AI __m256 load_keys(const uint8_t *tile, int type, int d, int h)
 {
-    __m256 t[8], u[8];
-    UNROLL for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    UNROLL for (int g = 0; g < 2; g++) {
-        u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-    }
-    UNROLL for (int e = 0; e < 4; e++) {
-        r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
-        r[4 + e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
-    }
+    if (type == DN_KV_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(tile + 32 * (size_t)d + 16 * h)));
+    if (type == DN_KV_F32) return _mm256_loadu_ps((const float *)(const void *)tile + 16 * (size_t)d + 8 * h);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(tile + 16 * (size_t)d + 8 * h))));
 }
 
-AI void scores_tile(int NQ, int hd, const float *q, size_t qs, const float *kt, float *s, size_t ss, int nj)
+/* Scores of NQ rows for tile t, lanes lane..lane+nk-1 of the run kept. */
+AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const uint8_t *k, size_t tb, int t, int lane,
+                    int nk, const float *ksc, float *s, size_t ss)
 {
-    __m256 acc[4];
-    UNROLL for (int i = 0; i < NQ; i++) acc[i] = _mm256_setzero_ps();
+    __m256 acc[4][2];
+    UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    const uint8_t *tile = k + (size_t)t * tb;
     for (int d = 0; d < hd; d++) {
-        const __m256 k = _mm256_load_ps(kt + 8 * d);
-        UNROLL for (int i = 0; i < NQ; i++) acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(q[i * qs + d]), k, acc[i]);
+        const __m256 k0 = load_keys(tile, type, d, 0), k1 = load_keys(tile, type, d, 1);
+        UNROLL for (int i = 0; i < NQ; i++) {
+            const __m256 qv = _mm256_set1_ps(q[(size_t)i * qs + d]);
+            acc[i][0] = _mm256_fmadd_ps(qv, k0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(qv, k1, acc[i][1]);
+        }
     }
+    const int first = 16 * t;
+    const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
     UNROLL for (int i = 0; i < NQ; i++) {
-        if (nj >= 8) _mm256_storeu_ps(s + i * ss, acc[i]);
-        else _mm256_maskstore_ps(s + i * ss, lane_mask(nj), acc[i]);
+        __m256 r0 = acc[i][0], r1 = acc[i][1];
+        if (type == DN_KV_Q8) {
+            r0 = _mm256_mul_ps(r0, _mm256_loadu_ps(ksc + first));
+            r1 = _mm256_mul_ps(r1, _mm256_loadu_ps(ksc + first + 8));
+        }
+        float *dst = s + (size_t)i * ss + (first + a - lane);
+        if (a == 0 && b == 16) {
+            _mm256_storeu_ps(dst, r0);
+            _mm256_storeu_ps(dst + 8, r1);
+        } else {   /* a partial tile at either end of the run */
+            float buf[16];
+            _mm256_storeu_ps(buf, r0);
+            _mm256_storeu_ps(buf + 8, r1);
+            memcpy(dst, buf + a, sizeof(float) * (size_t)(b - a));
+        }
     }
 }
 
-void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,
-                        float *s, size_t ss, float *tmp)
+AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
+                     const float *ksc, float *s, size_t ss)
 {
-    const uint8_t *kb = k;
-    for (int j0 = 0; j0 < nk; j0 += 8) {
-        const int nj = nk - j0 < 8 ? nk - j0 : 8;
-        for (int d0 = 0; d0 < hd; d0 += 8) {
-            __m256 r[8];
-            UNROLL for (int j = 0; j < 8; j++)
-                r[j] = j < nj ? load_row(kb + (size_t)(j0 + j) * ks, f16, d0, hd - d0) : _mm256_setzero_ps();
-            transpose8(r);
-            const int nd = hd - d0 < 8 ? hd - d0 : 8;
-            for (int d = 0; d < nd; d++) _mm256_store_ps(tmp + 8 * (d0 + d), r[d]);
+    const size_t tb = (size_t)hd * 16 * elem_bytes(type);
+    const int tiles = (lane + nk + 15) / 16;
+    for (int t = 0; t < tiles; t++)
+        for (int i = 0; i < nq; i += 4) {
+            const float *qi = q + (size_t)i * qs;
+            float *si = s + (size_t)i * ss;
+            switch (nq - i) {
+            case 1: scores_tile(1, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
+            case 2: scores_tile(2, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
+            case 3: scores_tile(3, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
+            default: scores_tile(4, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
+            }
         }
-        int i = 0;
-        for (; i + 4 <= nq; i += 4) scores_tile(4, hd, q + i * qs, qs, tmp, s + i * ss + j0, ss, nj);
-        switch (nq - i) {
-        case 3: scores_tile(3, hd, q + i * qs, qs, tmp, s + i * ss + j0, ss, nj); break;
-        case 2: scores_tile(2, hd, q + i * qs, qs, tmp, s + i * ss + j0, ss, nj); break;
-        case 1: scores_tile(1, hd, q + i * qs, qs, tmp, s + i * ss + j0, ss, nj); break;
-        default: break;
-        }
-    }
+}
+
+void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
+                        const float *ksc, float *s, size_t ss)
+{
+    if (type == DN_KV_F16) scores_typed(DN_KV_F16, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
+    else if (type == DN_KV_F32) scores_typed(DN_KV_F32, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
+    else scores_typed(DN_KV_Q8, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
 /* NQ output rows, dimensions d0 .. d0 + 8 NV (the last vector nd_last wide) */
-AI void values_tile(int NQ, int NV, const float *p, size_t ps, const uint8_t *v, size_t vs, int nk, int f16,
-                    float *out, size_t os, int d0, int nd_last)
+AI void values_tile(int NQ, int NV, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
+                    const float *vsc, float *out, size_t os, int d0, int nd_last)
 {
+    const size_t vs = (size_t)hd * elem_bytes(type);
     __m256 acc[2][5];
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) {
         const float *o = out + i * os + d0 + 8 * c;
@@ -102,9 +119,9 @@ AI void values_tile(int NQ, int NV, const float *p, size_t ps, const uint8_t *v,
     for (int j = 0; j < nk; j++) {
         const uint8_t *row = v + (size_t)j * vs;
         __m256 x[5];
-        UNROLL for (int c = 0; c < NV; c++) x[c] = load_row(row, f16, d0 + 8 * c, c == NV - 1 ? nd_last : 8);
+        UNROLL for (int c = 0; c < NV; c++) x[c] = load_row(row, type, d0 + 8 * c, c == NV - 1 ? nd_last : 8);
         UNROLL for (int i = 0; i < NQ; i++) {
-            const __m256 w = _mm256_set1_ps(p[i * ps + j]);
+            const __m256 w = _mm256_set1_ps(type == DN_KV_Q8 ? p[i * ps + j] * vsc[j] : p[i * ps + j]);
             UNROLL for (int c = 0; c < NV; c++) acc[i][c] = _mm256_fmadd_ps(w, x[c], acc[i][c]);
         }
     }
@@ -115,9 +132,9 @@ AI void values_tile(int NQ, int NV, const float *p, size_t ps, const uint8_t *v,
     }
 }
 
-#define VT(NQ, NV) values_tile(NQ, NV, p + i * ps, ps, vb, vs, nk, f16, out + i * os, os, d0, last)
-AI void values_rows(int NQ, int nv, const float *p, size_t ps, const uint8_t *vb, size_t vs, int nk, int f16,
-                    float *out, size_t os, int d0, int last, int i)
+#define VT(NQ, NV) values_tile(NQ, NV, type, hd, p + i * ps, ps, v, nk, vsc, out + i * os, os, d0, last)
+AI void values_rows(int NQ, int type, int nv, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
+                    const float *vsc, float *out, size_t os, int d0, int last, int i)
 {
     switch (nv) {
     case 1: VT(NQ, 1); break;
@@ -129,14 +146,21 @@ AI void values_rows(int NQ, int nv, const float *p, size_t ps, const uint8_t *vb
 }
 #undef VT
 
-void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, size_t vs, int nk, int f16,
-                        float *out, size_t os)
+AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
+                     float *out, size_t os)
 {
-    const uint8_t *vb = v;
     for (int d0 = 0; d0 < hd; d0 += 40) {           /* 5 vectors x 2 rows of accumulators */
         const int nd = hd - d0 < 40 ? hd - d0 : 40, nv = (nd + 7) / 8, last = nd - 8 * (nv - 1);
         int i = 0;
-        for (; i + 2 <= nq; i += 2) values_rows(2, nv, p, ps, vb, vs, nk, f16, out, os, d0, last, i);
-        if (i < nq) values_rows(1, nv, p, ps, vb, vs, nk, f16, out, os, d0, last, i);
+        for (; i + 2 <= nq; i += 2) values_rows(2, type, nv, hd, p, ps, v, nk, vsc, out, os, d0, last, i);
+        if (i < nq) values_rows(1, type, nv, hd, p, ps, v, nk, vsc, out, os, d0, last, i);
     }
+}
+
+void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
+                        float *out, size_t os)
+{
+    if (type == DN_KV_F16) values_typed(DN_KV_F16, hd, nq, p, ps, v, nk, vsc, out, os);
+    else if (type == DN_KV_F32) values_typed(DN_KV_F32, hd, nq, p, ps, v, nk, vsc, out, os);
+    else values_typed(DN_KV_Q8, hd, nq, p, ps, v, nk, vsc, out, os);
 }

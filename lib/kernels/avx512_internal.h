@@ -47,8 +47,8 @@ DN_GEMM_DECL(dn_gemm_bf16x16_avx512);
 DN_GEMM_DECL(dn_gemm_bf16x16f_avx512);
 
 /* avx512_attn.c: the attention slots of the table (kernels.h) */
-void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,
-                          float *s, size_t ss, float *tmp);
-void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, size_t vs, int nk, int f16,
+void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
+                          const float *ksc, float *s, size_t ss);
+void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                           float *out, size_t os);
 #endif

@@ -84,7 +84,7 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
     }
 #define FILL(f) if (!dst->f) dst->f = s->f
     FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(dot_f32); FILL(axpy_f32);
-    FILL(dot_f16); FILL(axpy_f16); FILL(softmax);
+    FILL(dot_f16); FILL(axpy_f16); FILL(softmax); FILL(att_scores); FILL(att_values);
 #undef FILL
 }
 

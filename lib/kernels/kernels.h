@@ -19,6 +19,10 @@ enum {
     DN_ISA_NEON_DOT = 6    /* internal: NEON + dotprod; DANU_ISA=neon picks it when present */
 };
 
+/* KV cache element types, as DANU_KV_* (kvcache.c checks they agree), and
+ * the positions per K tile. */
+enum { DN_KV_F16 = 0, DN_KV_F32 = 1, DN_KV_Q8 = 2, DN_KV_TILE = 16 };
+
 /* A weight matrix: rows x cols, row-major, rows stored in `type`. */
 typedef struct dn_matrix {
     const void *data;
@@ -73,16 +77,23 @@ typedef struct dn_kernels {
     void (*axpy_f16)(int64_t n, float a, const uint16_t *x, float *y);
     void (*softmax)(float *x, int64_t n);                               /* in place, max-subtracted */
     /* Attention of nq query rows (f32, qs floats apart) that share one KV
-     * head, over nk consecutive cache rows (f16 if f16 else f32, ks/vs bytes
-     * apart): att_scores writes s[i*ss + j] = q_i . k_j (tmp: 16 * hd
-     * floats, 64-byte aligned); att_values adds sum_j p[i*ps + j] * v_j to
-     * out row i (os floats apart). Every output must be the same sequence
-     * of float operations whatever nq and however the keys are split into
-     * calls (a token alone and in a batch get identical bits). NULL: the
-     * forward pass uses dot_f16/dot_f32 and axpy per (query, key) pair. */
-    void (*att_scores)(int hd, int nq, const float *q, size_t qs, const void *k, size_t ks, int nk, int f16,
-                       float *s, size_t ss, float *tmp);
-    void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, size_t vs, int nk, int f16,
+     * head, over nk consecutive cached positions of that head, stored as
+     * kvcache.h lays them out (type DN_KV_F16, DN_KV_F32 or DN_KV_Q8):
+     * K in tiles of DN_KV_TILE positions, each tile hd x DN_KV_TILE
+     * (dimension-major, so one load gives a dimension of 16 keys), tiles
+     * consecutive, the first key in lane `lane` of the first tile; V as
+     * rows of hd elements, consecutive. Q8 rows carry one scale each (ksc /
+     * vsc, indexed like the keys: ksc[lane + j] for key j; NULL otherwise).
+     * att_scores writes s[i*ss + j] = q_i . k_j; att_values adds
+     * sum_j p[i*ps + j] * v_j to out row i (os floats apart). Every output
+     * is the same sequence of float operations whatever nq and however the
+     * keys are split into calls (a token alone and in a batch get
+     * identical bits): a score is a sequential fma over d from 0 (times the
+     * key's scale for Q8), an output element a sequential fma over the keys
+     * in order (with p times the row's scale for Q8). */
+    void (*att_scores)(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
+                       const float *ksc, float *s, size_t ss);
+    void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                        float *out, size_t os);
 } dn_kernels;
 

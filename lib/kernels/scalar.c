@@ -269,6 +269,41 @@ static void dn_softmax_scalar(float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
+/* ---- attention over the cache layout (kernels.h) ---------------------------- */
+
+/* Element x of a K tile or V row as float (Q8: the integer; the scale is
+ * applied once per score or per weight, as every table does). */
+static inline float kv_elem(const void *base, size_t x, int type)
+{
+    if (type == DN_KV_F32) return ((const float *)base)[x];
+    if (type == DN_KV_F16) return dn_fp16_to_f32(((const uint16_t *)base)[x]);
+    return (float)((const int8_t *)base)[x];
+}
+
+static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
+                                 const float *ksc, float *s, size_t ss)
+{
+    for (int j = 0; j < nk; j++) {
+        const int l = lane + j;   /* tile l / 16, lane l % 16 */
+        const size_t base = (size_t)(l / DN_KV_TILE) * (size_t)hd * DN_KV_TILE + (size_t)(l % DN_KV_TILE);
+        for (int i = 0; i < nq; i++) {
+            float acc = 0.0f;
+            for (int d = 0; d < hd; d++) acc += q[(size_t)i * qs + d] * kv_elem(k, base + (size_t)d * DN_KV_TILE, type);
+            s[(size_t)i * ss + j] = type == DN_KV_Q8 ? acc * ksc[l] : acc;
+        }
+    }
+}
+
+static void dn_att_values_scalar(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type,
+                                 const float *vsc, float *out, size_t os)
+{
+    for (int j = 0; j < nk; j++)
+        for (int i = 0; i < nq; i++) {
+            const float w = type == DN_KV_Q8 ? p[(size_t)i * ps + j] * vsc[j] : p[(size_t)i * ps + j];
+            for (int d = 0; d < hd; d++) out[(size_t)i * os + d] += w * kv_elem(v, (size_t)j * hd + d, type);
+        }
+}
+
 const dn_kernels dn_kernels_scalar_table = {
     .isa = DN_ISA_SCALAR,
     .name = "scalar",
@@ -282,5 +317,5 @@ const dn_kernels dn_kernels_scalar_table = {
 #undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
     .dot_f32 = dn_dot_f32_scalar, .axpy_f32 = dn_axpy_f32_scalar, .dot_f16 = dn_dot_f16_scalar, .axpy_f16 = dn_axpy_f16_scalar,
-    .softmax = dn_softmax_scalar,
+    .softmax = dn_softmax_scalar, .att_scores = dn_att_scores_scalar, .att_values = dn_att_values_scalar,
 };

@@ -10,8 +10,8 @@ enum { ATT_ROWS = 16 };   /* query rows per attention work item (see att_item) *
 
 size_t dn_attention_floats(const dn_config *c, int32_t score_len)
 {
-    /* ATT_ROWS query rows, their outputs, 16 transposed keys, ATT_ROWS score rows */
-    return ((size_t)(2 * ATT_ROWS + 16) * c->head_dim + (size_t)ATT_ROWS * score_len + 15) / 16 * 16;
+    /* ATT_ROWS query rows, their outputs, ATT_ROWS score rows */
+    return ((size_t)(2 * ATT_ROWS) * c->head_dim + (size_t)ATT_ROWS * score_len + 15) / 16 * 16;
 }
 
 /* ---- RoPE ------------------------------------------------------------------ */
@@ -76,11 +76,10 @@ static void stage_rows(void *arg, int64_t t0, int64_t t1, int lane)
     for (int u = (int)t0 * c->n_kv_heads; u < (int)t1 * c->n_kv_heads; u++) {
         const int t = u / c->n_kv_heads, g = u % c->n_kv_heads;
         const float *cs = j->s->rope + (size_t)t * hd;
-        const size_t ko = (size_t)t * kvd + (size_t)g * hd, eo = (size_t)g * hd * j->kv->elem;
+        const size_t ko = (size_t)t * kvd + (size_t)g * hd;
         rotate(j->s->q + (size_t)t * qd + (size_t)g * group * hd, group, hd, cs, c->rope_interleaved);
         rotate(j->s->k + ko, 1, hd, cs, c->rope_interleaved);
-        dn_kv_store(j->kv, dn_kv_sk(j->kv, j->layer, t) + eo, j->s->k + ko, hd);
-        dn_kv_store(j->kv, dn_kv_sv(j->kv, j->layer, t) + eo, j->s->v + ko, hd);
+        dn_kv_stage(j->kv, j->layer, t, g, j->s->k + ko, j->s->v + ko);
     }
 }
 
@@ -105,47 +104,23 @@ typedef struct att_job {
     int64_t pos0;
 } att_job;
 
-/* A run of positions whose K/V rows are consecutive in memory. */
-typedef struct kv_run { int64_t p; int n; const uint8_t *k, *v; } kv_run;
+/* A run of positions whose K/V are consecutive in one area. */
+typedef struct kv_run { int64_t p; int n; dn_kv_span at; } kv_run;
 
-/* Positions lo..hi as at most 3 runs: the ring (split where it wraps),
- * then this batch's staging rows (positions >= pos0). off: the KV head. */
-static int kv_runs(const dn_kvcache *kv, int layer, int64_t lo, int64_t hi, int64_t pos0, size_t off, kv_run r[3])
+/* Positions lo..hi of KV head g as at most 3 runs: the ring (split where
+ * it wraps), then this batch's staging rows (positions >= pos0). */
+static int kv_runs(const dn_kvcache *kv, int layer, int g, int64_t lo, int64_t hi, int64_t pos0, kv_run r[3])
 {
     int nr = 0;
     int64_t p = lo;
     while (p <= hi && p < pos0) {
         const int64_t end = hi < pos0 - 1 ? hi : pos0 - 1, to_wrap = kv->cap - p % kv->cap;
         const int64_t len = end - p + 1 < to_wrap ? end - p + 1 : to_wrap;
-        r[nr++] = (kv_run){ p, (int)len, dn_kv_k(kv, layer, p) + off, dn_kv_v(kv, layer, p) + off };
+        r[nr++] = (kv_run){ p, (int)len, dn_kv_span_at(kv, &kv->ring, layer, g, (int32_t)(p % kv->cap)) };
         p += len;
     }
-    if (p <= hi)
-        r[nr++] = (kv_run){ p, (int)(hi - p + 1), dn_kv_sk(kv, layer, (int)(p - pos0)) + off,
-                            dn_kv_sv(kv, layer, (int)(p - pos0)) + off };
+    if (p <= hi) r[nr++] = (kv_run){ p, (int)(hi - p + 1), dn_kv_span_at(kv, &kv->stage, layer, g, (int32_t)(p - pos0)) };
     return nr;
-}
-
-/* Fallbacks for tables without attention slots: a dot / axpy per pair. */
-static void scores_pairs(const dn_kernels *k, int hd, int nq, const float *q, const uint8_t *kr, size_t ks, int nk,
-                         int f16, float *s, size_t ss)
-{
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < nk; j++) {
-            const void *row = kr + (size_t)j * ks;
-            s[(size_t)i * ss + j] = f16 ? k->dot_f16(hd, row, q + (size_t)i * hd) : k->dot_f32(hd, row, q + (size_t)i * hd);
-        }
-}
-
-static void values_pairs(const dn_kernels *k, int hd, int nq, const float *p, size_t ps, const uint8_t *vr, size_t vs,
-                         int nk, int f16, float *out)
-{
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < nk; j++) {
-            const void *row = vr + (size_t)j * vs;
-            if (f16) k->axpy_f16(hd, p[(size_t)i * ps + j], row, out + (size_t)i * hd);
-            else k->axpy_f32(hd, p[(size_t)i * ps + j], row, out + (size_t)i * hd);
-        }
 }
 
 /* First position a query at pos attends to (sliding window, if any). */
@@ -160,22 +135,20 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
     const dn_config *c = &j->m->cfg;
     const dn_kernels *k = j->m->kern;
     const dn_kvcache *kv = j->kv;
-    const int hd = c->head_dim, qd = c->n_heads * hd, f16 = kv->type == DANU_KV_F16, nq = nh * tn;
-    const size_t ss = (size_t)j->s->score_len, stride = (size_t)c->n_kv_heads * hd * kv->elem;
+    const int hd = c->head_dim, qd = c->n_heads * hd, nq = nh * tn;
+    const size_t ss = (size_t)j->s->score_len;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *qb = buf, *ob = qb + ATT_ROWS * hd, *tmp = ob + ATT_ROWS * hd, *sc = tmp + 16 * hd;
+    float *qb = buf, *ob = qb + ATT_ROWS * hd, *sc = ob + ATT_ROWS * hd;
     for (int r = 0; r < nq; r++)   /* row r: token t0 + r / nh, head h0 + r % nh */
         memcpy(qb + (size_t)r * hd, j->s->q + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, sizeof(float) * hd);
     const int64_t first = j->pos0 + t0, last = first + tn - 1;
     const int64_t lo = window_start(c, first);
     const int nk = (int)(last - lo + 1);
     kv_run runs[3];
-    const int nr = kv_runs(kv, j->layer, lo, last, j->pos0, (size_t)g * hd * kv->elem, runs);
-    for (int i = 0; i < nr; i++) {
-        float *s = sc + (runs[i].p - lo);
-        if (k->att_scores) k->att_scores(hd, nq, qb, hd, runs[i].k, stride, runs[i].n, f16, s, ss, tmp);
-        else scores_pairs(k, hd, nq, qb, runs[i].k, stride, runs[i].n, f16, s, ss);
-    }
+    const int nr = kv_runs(kv, j->layer, g, lo, last, j->pos0, runs);
+    for (int i = 0; i < nr; i++)
+        k->att_scores(hd, nq, qb, hd, runs[i].at.k, runs[i].at.lane, runs[i].n, kv->type, runs[i].at.ks,
+                      sc + (runs[i].p - lo), ss);
     for (int r = 0; r < nq; r++) {   /* this row's own keys: causal, inside its window */
         const int64_t pos = first + r / nh;
         const int64_t own = window_start(c, pos);
@@ -187,11 +160,8 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
         memset(row + b, 0, sizeof(float) * (size_t)(nk - b));
     }
     memset(ob, 0, sizeof(float) * (size_t)nq * hd);
-    for (int i = 0; i < nr; i++) {
-        const float *p = sc + (runs[i].p - lo);
-        if (k->att_values) k->att_values(hd, nq, p, ss, runs[i].v, stride, runs[i].n, f16, ob, hd);
-        else values_pairs(k, hd, nq, p, ss, runs[i].v, stride, runs[i].n, f16, ob);
-    }
+    for (int i = 0; i < nr; i++)
+        k->att_values(hd, nq, sc + (runs[i].p - lo), ss, runs[i].at.v, runs[i].n, kv->type, runs[i].at.vs, ob, hd);
     for (int r = 0; r < nq; r++)
         memcpy(j->s->xb + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, ob + (size_t)r * hd, sizeof(float) * hd);
 }

@@ -52,7 +52,7 @@ namespace Danu
     [Flags]
     public enum DanuTokenizeFlags { None = 0, AddBos = 1, AddEos = 2, ParseSpecial = 4 }
 
-    public enum DanuKvType { F16 = 0, F32 = 1 }
+    public enum DanuKvType { F16 = 0, F32 = 1, Q8_0 = 2 }
     public enum DanuOnFull { Error = 0, Shift = 1 }
     public enum DanuIsa { Auto = 0, Scalar = 1, Avx2 = 2, Avx512 = 3, Neon = 4 }
     public enum DanuLogLevel { Error = 0, Warn = 1, Info = 2, Debug = 3 }

@@ -108,7 +108,7 @@ IN_PROGRESS = 14          # not an error: sliced work remains (Context.work, ste
 FORMAT_HF, FORMAT_GGUF = 1, 2
 TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0 = 0, 1, 2, 3, 6, 7, 8
 TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K, TYPE_BF16 = 12, 13, 14, 30
-KV_F16, KV_F32 = 0, 1
+KV_F16, KV_F32, KV_Q8_0 = 0, 1, 2
 FULL_ERROR, FULL_SHIFT = 0, 1
 ISA_AUTO, ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_AVX2VNNI = 0, 1, 2, 3, 4, 5
 REPACK_AUTO, REPACK_OFF, REPACK_ON = -1, 0, 1
@@ -128,7 +128,7 @@ FLOAT_INFO = {"rope_theta": 100, "rms_eps": 101}
 
 # Friendly values for enum-valued options.
 _OPTION_WORDS = {
-    "kv_type": {"f16": KV_F16, "f32": KV_F32},
+    "kv_type": {"f16": KV_F16, "f32": KV_F32, "q8_0": KV_Q8_0},
     "on_full": {"error": FULL_ERROR, "shift": FULL_SHIFT},
     "isa": {"auto": ISA_AUTO, "scalar": ISA_SCALAR, "avx2": ISA_AVX2, "avx2vnni": ISA_AVX2VNNI,
             "avx512": ISA_AVX512, "neon": ISA_NEON},
