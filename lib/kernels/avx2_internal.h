@@ -2,7 +2,9 @@
  * all built with the same flags) share: the layout of the q8_0 activation
  * extras that avx2.c writes and the x16 kernels read, and the x16 gemm
  * entry points avx2.c puts in its table (avx2_x16.c: q4_0x16, q8_0x16;
- * avx2_x16k.c: q4_Kx16, q6_Kx16), and the attention slots (avx2_attn.c). */
+ * avx2_x16k.c: q4_Kx16, q6_Kx16), the attention slots (avx2_attn.c), and
+ * the layout helpers of the x16 K-quant kernels (avx2_x16k.c,
+ * avx2vnni_x16.c). */
 #ifndef DN_AVX2_INTERNAL_H
 #define DN_AVX2_INTERNAL_H
 #include <stddef.h>
@@ -22,6 +24,46 @@ DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2);
 /* avx2_x16k.c: against plain q8_K rows */
 DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx2);
 DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx2);
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#include <string.h>
+/* The x16 K-quant kernels (avx2_x16k.c, avx2vnni_x16.c; built with the
+ * AVX2 flags): where the codes of a block sit in the layouts of
+ * quant/repack.c, and the token sums of the q4_K mins term. */
+
+/* Chunk k (0..7) of q4_K sub-block j = 2jp + odd of the q4_Kx16 block c,
+ * rows 8h..8h+7 (4 consecutive codes 0..15 each): the low (odd = 0) or
+ * high nibbles of chunk 8jp + k. */
+AI __m256i dn_a2_q4x_codes(const uint8_t *c, int jp, int odd, int k, int h)
+{
+    const __m256i L = _mm256_loadu_si256((const __m256i *)(c + Q4X_QS + 512 * jp + 64 * k + 32 * h));
+    return _mm256_and_si256(odd ? _mm256_srli_epi16(L, 4) : L, _mm256_set1_epi8(0x0F));
+}
+
+/* Chunk m (0..7) of quarter qd (0..3) of half H (0..1) of the q6_Kx16
+ * block c, rows 8h..8h+7 (4 consecutive codes 0..63 each): the low (qd <
+ * 2) or high nibbles of ql chunk 16H + 8(qd&1) + m and bits 2qd, 2qd+1 of
+ * qh chunk 8H + m. */
+AI __m256i dn_a2_q6x_codes(const uint8_t *c, int H, int qd, int m, int h)
+{
+    const __m256i L = _mm256_loadu_si256((const __m256i *)(c + Q6X_QL + 64 * (16 * H + 8 * (qd & 1) + m) + 32 * h));
+    const __m256i Q = _mm256_loadu_si256((const __m256i *)(c + Q6X_QH + 64 * (8 * H + m) + 32 * h));
+    const __m256i lo = _mm256_and_si256(qd < 2 ? L : _mm256_srli_epi16(L, 4), _mm256_set1_epi8(0x0F));
+    const __m256i hi = qd == 0 ? _mm256_slli_epi16(Q, 4) : qd == 1 ? _mm256_slli_epi16(Q, 2)
+                     : qd == 2 ? Q : _mm256_srli_epi16(Q, 2);
+    return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+}
+
+/* The q4_K mins term's token sums of the q8_K block xb: s[j] = bsums[2j] +
+ * bsums[2j+1] (|s[j]| <= 4064) */
+AI void dn_a2_q8k_min_sums(const uint8_t *xb, int16_t s[8])
+{
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(xb + Q8K_BSUMS));
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(xb + Q8K_BSUMS + 16));
+    _mm_storeu_si128((__m128i *)s, _mm_hadd_epi16(lo, hi));
+}
+#endif
 
 /* avx2_attn.c: the attention slots of the table (kernels.h) */
 void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,

@@ -63,20 +63,16 @@ AI __m256i two_pairs(const uint8_t *a, const uint8_t *b)
  * blocks at xb[t]), added to F[h][t] (h: rows 8h..8h+7). */
 AI void q4x_block(int NT, const uint8_t *c, const uint8_t *const *xb, __m256 F[2][MAXT])
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256i I[2][MAXT];
     UNROLL for (int h = 0; h < 2; h++) UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_setzero_si256();
     for (int jp = 0; jp < 4; jp++) UNROLL for (int odd = 0; odd < 2; odd++) {
-        /* sub-block j: the low (j even) or high nibbles of chunks 8(j/2)..+7 */
         const int j = 2 * jp + odd;
-        const uint8_t *q = c + Q4X_QS + 512 * jp;
         const int xo = Q8K_QS + 32 * j;
         UNROLL for (int h = 0; h < 2; h++) {
             __m256i S[MAXT];
             UNROLL for (int t = 0; t < NT; t++) S[t] = _mm256_setzero_si256();
             UNROLL for (int k = 0; k < 8; k++) {
-                const __m256i L = _mm256_loadu_si256((const __m256i *)(q + 64 * k + 32 * h));
-                const __m256i W = _mm256_and_si256(odd ? _mm256_srli_epi16(L, 4) : L, m4);
+                const __m256i W = dn_a2_q4x_codes(c, jp, odd, k, h);
                 UNROLL for (int t = 0; t < NT; t++)
                     S[t] = opaque(_mm256_add_epi16(S[t], _mm256_maddubs_epi16(W, bcast4(xb[t] + xo + 4 * k))));
             }
@@ -84,13 +80,9 @@ AI void q4x_block(int NT, const uint8_t *c, const uint8_t *const *xb, __m256 F[2
             UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_add_epi32(I[h][t], _mm256_madd_epi16(S[t], SC));
         }
     }
-    /* mins: s_j = bsums[2j] + bsums[2j+1] (|s_j| <= 4064) as int16 */
+    /* mins: the token's s_j (avx2_internal.h) as int16 */
     int16_t s[MAXT][8];
-    UNROLL for (int t = 0; t < NT; t++) {
-        const __m128i lo = _mm_loadu_si128((const __m128i *)(xb[t] + Q8K_BSUMS));
-        const __m128i hi = _mm_loadu_si128((const __m128i *)(xb[t] + Q8K_BSUMS + 16));
-        _mm_storeu_si128((__m128i *)s[t], _mm_hadd_epi16(lo, hi));
-    }
+    UNROLL for (int t = 0; t < NT; t++) dn_a2_q8k_min_sums(xb[t], s[t]);
     UNROLL for (int h = 0; h < 2; h++) {
         __m256i M[MAXT];
         UNROLL for (int t = 0; t < NT; t++) M[t] = _mm256_setzero_si256();
@@ -122,15 +114,13 @@ AI __m256i i8_pairs(const uint8_t *a, const uint8_t *b)
 
 /* One 256-column block c of a q6_Kx16 group, rows 8h0..8h0+8NH-1,
  * against NT tokens. Sub-block j (16 elements) = half H, quarter qd,
- * sixteen mh: its 4 chunks come from ql chunks 16H + 8(qd&1) + m (low
- * nibbles for qd < 2, high otherwise) and qh chunks 8H + m (bits 2qd,
- * 2qd+1), m = 4mh..4mh+3. q = 0..63: two chunks' products add up in int16
- * (8 x 63 x 128 would not), vpmaddwd with the scale widens each pair.
+ * sixteen mh: its 4 chunks m = 4mh..4mh+3 (dn_a2_q6x_codes). q = 0..63:
+ * two chunks' products add up in int16 (8 x 63 x 128 would not), vpmaddwd
+ * with the scale widens each pair.
  * The -32 offset is -32 sum_j sc_j bsums[j]: 8 vpmaddwd of scale pairs
  * against broadcast bsums pairs per token. */
 AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const *xb, __m256 F[2][MAXT])
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256i I[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_setzero_si256();
     for (int H = 0; H < 2; H++) for (int mh = 0; mh < 2; mh++) UNROLL for (int qd = 0; qd < 4; qd++) {
@@ -140,13 +130,7 @@ AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
             const __m256i SC = i8_pairs(c + Q6X_SC + 16 * j + 8 * h, c + Q6X_SC + 16 * j + 8 * h);
             __m256i P[MAXT];
             UNROLL for (int k = 0; k < 4; k++) {
-                const int m = 4 * mh + k;
-                const __m256i L = _mm256_loadu_si256((const __m256i *)(c + Q6X_QL + 64 * (16 * H + 8 * (qd & 1) + m) + 32 * h));
-                const __m256i Q = _mm256_loadu_si256((const __m256i *)(c + Q6X_QH + 64 * (8 * H + m) + 32 * h));
-                const __m256i lo = _mm256_and_si256(qd < 2 ? L : _mm256_srli_epi16(L, 4), m4);
-                const __m256i hi = qd == 0 ? _mm256_slli_epi16(Q, 4) : qd == 1 ? _mm256_slli_epi16(Q, 2)
-                                 : qd == 2 ? Q : _mm256_srli_epi16(Q, 2);
-                const __m256i W = _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
+                const __m256i W = dn_a2_q6x_codes(c, H, qd, 4 * mh + k, h);
                 UNROLL for (int t = 0; t < NT; t++) {
                     const __m256i p = _mm256_maddubs_epi16(W, bcast4(xb[t] + xo + 4 * k));
                     if (k % 2 == 0) {

@@ -24,9 +24,9 @@
  * times d_x) are the AVX2 ones in the same order, so the results are
  * bit-identical to the avx2 level's, and the same in every tile shape: a
  * token alone and in a batch get identical bits.
- * Tiles: one token takes both row halves in one pass (a single weight
- * stream); several tokens go in tiles of both halves x 3 tokens (q4_0,
- * q8_0) or one half x 4-5 tokens (q4_K, q6_K), see the enum below. */
+ * Tiles: q4_0 and q8_0 take both row halves x 1-3 tokens (one token: a
+ * single weight stream); q4_K and q6_K one half x 2-5 tokens, see the enum
+ * below, and one token alone takes the AVX2 kernels (the entry points). */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -130,36 +130,25 @@ AI __m256i u8_pairs(const uint8_t *a, const uint8_t *b)
  * against NT tokens (q8_K blocks at xb[t]), added to F[h][t]. */
 AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const *xb, __m256 F[2][MAXT])
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256i I[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_setzero_si256();
     for (int jp = 0; jp < 4; jp++) UNROLL for (int odd = 0; odd < 2; odd++) {
-        /* sub-block j: the low (j even) or high nibbles of chunks 8(j/2)..+7 */
         const int j = 2 * jp + odd;
-        const uint8_t *q = c + Q4X_QS + 512 * jp;
         const int xo = Q8K_QS + 32 * j;
         UNROLL for (int h = 0; h < NH; h++) {
-            /* one token: two chains of 4 (the latency of vpdpbusd) */
-            __m256i P[MAXT], P1 = _mm256_setzero_si256();
+            __m256i P[MAXT];
             UNROLL for (int t = 0; t < NT; t++) P[t] = _mm256_setzero_si256();
             UNROLL for (int k = 0; k < 8; k++) {
-                const __m256i L = ld(q + 64 * k + 32 * (h0 + h));
-                const __m256i W = _mm256_and_si256(odd ? _mm256_srli_epi16(L, 4) : L, m4);
-                if (NT == 1 && k % 2) P1 = dpb(P1, W, xb[0] + xo + 4 * k);
-                else UNROLL for (int t = 0; t < NT; t++) P[t] = dpb(P[t], W, xb[t] + xo + 4 * k);
+                const __m256i W = dn_a2_q4x_codes(c, jp, odd, k, h0 + h);
+                UNROLL for (int t = 0; t < NT; t++) P[t] = dpb(P[t], W, xb[t] + xo + 4 * k);
             }
-            if (NT == 1) P[0] = _mm256_add_epi32(P[0], P1);
             const __m256i S = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + Q4X_SC + 16 * j + 8 * (h0 + h))));
             UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_add_epi32(I[h][t], _mm256_mullo_epi32(P[t], S));
         }
     }
-    /* mins: s_j = bsums[2j] + bsums[2j+1] (|s_j| <= 4064) as int16 pairs */
+    /* mins: the token's s_j (avx2_internal.h) as int16 pairs */
     int16_t s[MAXT][8];
-    UNROLL for (int t = 0; t < NT; t++) {
-        const __m128i lo = _mm_loadu_si128((const __m128i *)(xb[t] + Q8K_BSUMS));
-        const __m128i hi = _mm_loadu_si128((const __m128i *)(xb[t] + Q8K_BSUMS + 16));
-        _mm_storeu_si128((__m128i *)s[t], _mm_hadd_epi16(lo, hi));
-    }
+    UNROLL for (int t = 0; t < NT; t++) dn_a2_q8k_min_sums(xb[t], s[t]);
     UNROLL for (int h = h0; h < h0 + NH; h++) {
         __m256i M[MAXT];
         UNROLL for (int t = 0; t < NT; t++) M[t] = _mm256_setzero_si256();
@@ -179,12 +168,9 @@ AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
 
 /* One 256-column block c of a q6_Kx16 group, row halves h0..h0+NH-1,
  * against NT tokens. Sub-block j (16 elements) = half H, quarter qd,
- * sixteen mh: its 4 chunks come from ql chunks 16H + 8(qd&1) + m (low
- * nibbles for qd < 2, high otherwise) and qh chunks 8H + m (bits 2qd,
- * 2qd+1), m = 4mh..4mh+3. */
+ * sixteen mh: its 4 chunks m = 4mh..4mh+3 (dn_a2_q6x_codes). */
 AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const *xb, __m256 F[2][MAXT])
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256i I[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_setzero_si256();
     for (int H = 0; H < 2; H++) for (int mh = 0; mh < 2; mh++) UNROLL for (int qd = 0; qd < 4; qd++) {
@@ -194,13 +180,7 @@ AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
             __m256i P[MAXT];   /* |P| <= 16 * 63 * 128 */
             UNROLL for (int t = 0; t < NT; t++) P[t] = _mm256_setzero_si256();
             UNROLL for (int k = 0; k < 4; k++) {
-                const int m = 4 * mh + k;
-                const __m256i L = ld(c + Q6X_QL + 64 * (16 * H + 8 * (qd & 1) + m) + 32 * h);
-                const __m256i Q = ld(c + Q6X_QH + 64 * (8 * H + m) + 32 * h);
-                const __m256i lo = _mm256_and_si256(qd < 2 ? L : _mm256_srli_epi16(L, 4), m4);
-                const __m256i hi = qd == 0 ? _mm256_slli_epi16(Q, 4) : qd == 1 ? _mm256_slli_epi16(Q, 2)
-                                 : qd == 2 ? Q : _mm256_srli_epi16(Q, 2);
-                const __m256i W = _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
+                const __m256i W = dn_a2_q6x_codes(c, H, qd, 4 * mh + k, h);
                 UNROLL for (int t = 0; t < NT; t++) P[t] = dpb(P[t], W, xb[t] + xo + 4 * k);
             }
             const __m256i S = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(c + Q6X_SC + 16 * j + 8 * h)));
@@ -227,16 +207,6 @@ AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
     }
 }
 
-/* Reads [p, p + len) in ascending order, one load per cache line: the
- * q6_K kernel walks a block column out of address order, which defeats
- * the hardware prefetchers for one token from DRAM (see avx2_x16k.c). */
-AI void touch(const uint8_t *p, size_t len)
-{
-    __m256i d = _mm256_setzero_si256();
-    for (size_t o = 0; o + 32 <= len; o += 64) d = _mm256_or_si256(d, ld(p + o));
-    __asm__ volatile("" : : "x"(d));
-}
-
 /* Row halves h0..h0+NH-1 of group g x NT tokens (q8_K rows xs apart)
  * over nb super-blocks. */
 AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs,
@@ -247,7 +217,6 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
-        if (kind == K6 && NT == 1 && NH == 2) touch(g + (size_t)i * Q6X, Q6X);
         if (kind == K4) q4x_block(NH, NT, h0, g + (size_t)i * Q4X, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * Q6X, xb, F);
     }
@@ -280,34 +249,43 @@ AI void tile_any(int kind, int NH, int NT, int64_t n, const uint8_t *w, const ui
     }
 }
 
-#define TILE_FN(NAME, KIND, NH, NT) \
-    static void NAME(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, float *y, size_t ldy) \
-    { tile_any(KIND, NH, NT > MAXT ? MAXT : NT, n, w, x, xs, h0, y, ldy); }
-#define TILE_FNS(KIND, NH) TILE_FN(KIND##_1x2, KIND, 2, 1) TILE_FN(KIND##_1, KIND, NH, 1) \
-    TILE_FN(KIND##_2, KIND, NH, 2) TILE_FN(KIND##_3, KIND, NH, 3) TILE_FN(KIND##_4, KIND, NH, 4) \
-    TILE_FN(KIND##_5, KIND, NH, 5) TILE_FN(KIND##_6, KIND, NH, 6) \
-    static const tile_fn tiles_##KIND[7] = { KIND##_1x2, KIND##_1, KIND##_2, KIND##_3, KIND##_4, KIND##_5, KIND##_6 };
+#define TILE_FN(KIND, NH, NT) \
+    static void KIND##_##NT(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, float *y, size_t ldy) \
+    { tile_any(KIND, NH, NT, n, w, x, xs, h0, y, ldy); }
+#define TILE_FNS(KIND, NH) TILE_FN(KIND, NH, 2) TILE_FN(KIND, NH, 3) TILE_FN(KIND, NH, 4) \
+    TILE_FN(KIND, NH, 5) TILE_FN(KIND, NH, 6)
+#define TILES(KIND, ONE) { NULL, ONE, KIND##_2, KIND##_3, KIND##_4, KIND##_5, KIND##_6 }
 _Static_assert(MAXT == 6 && T32 <= MAXT && TK4 <= MAXT && TK6 <= MAXT, "tile tables");
-TILE_FNS(X4, 2)
-TILE_FNS(X8, 2)
+/* tiles[m]: m tokens; q4_0, q8_0: both row halves; q4_K, q6_K: one half,
+ * from 2 tokens (one token takes the AVX2 kernels, see run) */
+TILE_FN(X4, 2, 1) TILE_FNS(X4, 2)
+TILE_FN(X8, 2, 1) TILE_FNS(X8, 2)
 TILE_FNS(K4, 1)
 TILE_FNS(K6, 1)
+static const tile_fn tiles_X4[] = TILES(X4, X4_1), tiles_X8[] = TILES(X8, X8_1),
+                     tiles_K4[] = TILES(K4, NULL), tiles_K6[] = TILES(K6, NULL);
 
-/* tiles[0]: both row halves x 1 token; tiles[m]: one half x m tokens.
- * One token: one pass over each group (a single sequential weight stream).
- * Several: each group (23-34 KB at 2560 columns, in L1/L2) against token
- * tiles as even as possible, one row half at a time. */
-static void run(const tile_fn *tiles, int nh, int tmax, int64_t n, const void *w, size_t ws, int nr,
-                const void *x, size_t xs, int nt, float *y, size_t ldy)
+/* Each group (23-34 KB at 2560 columns, in L1/L2) against token tiles as
+ * even as possible (at least 2 tokens each when nt > 1), nh row halves at
+ * a time; one token (both halves of q4_0, q8_0): one pass over each group,
+ * a single sequential weight stream.
+ * one: the gemm a single token takes instead, or NULL. The K-quants for
+ * one token take the AVX2 kernels (the same bits): a matrix-vector product
+ * streams the weights from memory either way, and full-size Q4_K_M
+ * generation on one thread measured 0.87-0.93x with the VNNI tiles (Zen 4,
+ * 4 interleaved rounds). With the AVX2 kernels it still measured
+ * 0.85-1.02x in 2 rounds, so the cause lies elsewhere (open). */
+static void run(const tile_fn *tiles, int nh, int tmax, dn_gemm_fn one, int64_t n, const void *w, size_t ws,
+                int nr, const void *x, size_t xs, int nt, float *y, size_t ldy)
 {
+    if (nt == 1 && one) {
+        one(n, w, ws, nr, x, xs, nt, y, ldy);
+        return;
+    }
     const uint8_t *W = w, *X = x;
     const int ntiles = (nt + tmax - 1) / tmax;
     for (int g = 0; g < nr / 16; g++) {
         const uint8_t *wg = W + (size_t)g * ws;
-        if (nt == 1) {
-            tiles[0](n, wg, X, xs, 0, y + 16 * g, ldy);
-            continue;
-        }
         for (int i = 0, t = 0; i < ntiles; i++) {
             const int tt = (nt - t) / (ntiles - i);
             for (int h0 = 0; h0 < 2; h0 += nh)
@@ -320,38 +298,25 @@ static void run(const tile_fn *tiles, int nh, int tmax, int64_t n, const void *w
 void dn_gemm_q4_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    run(tiles_X4, 2, T32, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_X4, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 void dn_gemm_q8_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    run(tiles_X8, 2, T32, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_X8, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
-/* The K-quants for one token take the AVX2 kernels (the same bits): a
- * matrix-vector product streams the weights from memory either way, and
- * full-size Q4_K_M generation on one thread measured 0.87-0.93x with the
- * VNNI tiles (Zen 4, 4 interleaved rounds). With the AVX2 kernels it still
- * measured 0.85-1.02x in 2 rounds, so the cause lies elsewhere (open). */
 void dn_gemm_q4_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    if (nt == 1) {
-        dn_gemm_q4_Kx16_q8_K_avx2(n, w, ws, nr, x, xs, nt, y, ldy);
-        return;
-    }
-    run(tiles_K4, 1, TK4, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_K4, 1, TK4, dn_gemm_q4_Kx16_q8_K_avx2, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 void dn_gemm_q6_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
-    if (nt == 1) {
-        dn_gemm_q6_Kx16_q8_K_avx2(n, w, ws, nr, x, xs, nt, y, ldy);
-        return;
-    }
-    run(tiles_K6, 1, TK6, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(tiles_K6, 1, TK6, dn_gemm_q6_Kx16_q8_K_avx2, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 /* The avx2vnni table: only what differs from avx2 (dispatch.c starts from

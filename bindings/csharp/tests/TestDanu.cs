@@ -642,7 +642,7 @@ static class TestDanu
             }
             catch (DanuException e)
             {
-                Console.WriteLine("note JSON Schema converter not available in this build: " + e.Message);
+                Check(false, "JSON Schema to GBNF: " + e.Message);
             }
         }
         catch (EntryPointNotFoundException e)

@@ -391,6 +391,28 @@ class _Options:
         _check(status, what)
 
 
+# ---- object lifetime ----------------------------------------------------------------
+class _Finalized:
+    """close() when the garbage collector finalizes the object (its errors
+    ignored: the interpreter may be shutting down)."""
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class _Closeable(_Finalized):
+    """close() also at the end of a with statement."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # ---- thread pools (0.2) -------------------------------------------------------------
 class _HostBatch:
     """One danu_parallel_for_fn call: the C job, its data and n_items, and
@@ -429,7 +451,7 @@ class _HostBatch:
                 self.cond.wait()
 
 
-class Pool:
+class Pool(_Closeable):
     """A thread pool for models and contexts (libdanu 0.2).
 
     Pool(n_threads=0)  worker threads libdanu starts when first needed
@@ -542,18 +564,6 @@ class Pool:
             _call("danu_pool_free", self._h)
             self._h = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
 
 # ---- model --------------------------------------------------------------------------
 class _Children:
@@ -594,7 +604,7 @@ class _Children:
         _call("danu_model_free", h)
 
 
-class _ModelChild:
+class _ModelChild(_Closeable):
     """A libdanu object freed before its model (a context, a batch):
     registered in the model's _Children at creation; close(), a with
     statement or the garbage collector frees it. Subclasses name their
@@ -618,20 +628,8 @@ class _ModelChild:
             _call(self._free, h)
             self._children.closed()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-
-class Model:
+class Model(_Closeable):
     """Weights and tokenizer of an HF directory or a GGUF file.
 
     Model(path, use_mmap=True, sliding_window=-1, validate=False, repack="auto", n_threads=...,
@@ -677,18 +675,6 @@ class Model:
             h, self._h = self._h, None
             self._children.free_model(h)    # now, or once the last context being finalized is freed
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def info(self, key):
         """An integer fact by name ("vocab", "layers", "eos", ...) or DANU_INFO_* number."""
         if isinstance(key, str) and key in FLOAT_INFO:
@@ -733,7 +719,7 @@ class Model:
 
 
 # ---- tokenizer ----------------------------------------------------------------------
-class Tokenizer:
+class Tokenizer(_Finalized):
     """SentencePiece tokenizer: a model's (model.tokenizer) or loaded from a tokenizer.model file."""
 
     def __init__(self, path):
@@ -760,12 +746,6 @@ class Tokenizer:
         if self._h and self._owner is None:
             _call("danu_tokenizer_free", self._h)
         self._h = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def vocab_size(self):
@@ -835,7 +815,7 @@ def _messages(messages):
     return roles, contents, n
 
 
-class Decoder:
+class Decoder(_Finalized):
     """Streaming detokenizer: push ids, get complete UTF-8 text."""
 
     def __init__(self, tokenizer):
@@ -860,12 +840,6 @@ class Decoder:
         if self._h:
             _call("danu_decoder_free", self._h)
             self._h = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 # ---- constrained output (0.2) -------------------------------------------------------
@@ -898,7 +872,7 @@ def _utf8(text, what):
     return data
 
 
-class Constraint:
+class Constraint(_Closeable):
     """A grammar compiled for a vocabulary (libdanu 0.2): the text generated
     with it attached keeps to a language. Immutable; any number of contexts
     on any threads may use one at once.
@@ -966,18 +940,6 @@ class Constraint:
         if getattr(self, "_h", None):
             h, self._h = self._h, None
             _call("danu_constraint_free", h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 def json_schema_to_grammar(schema, spaces=False):

@@ -1192,17 +1192,6 @@ class TestBatch(unittest.TestCase):
             self.assertEqual((d.tokens, d.logits.tobytes()), keep)   # unchanged by every refusal
 
 
-def schema_converter():
-    """Whether the loaded library converts JSON Schemas (the converter
-    reached the library after the rest of issue 18: until then it refuses
-    every schema as UNSUPPORTED, and the schema checks are skipped)."""
-    try:
-        danu.json_schema_to_grammar({"type": "integer"})
-        return True
-    except danu.UnsupportedError:
-        return False
-
-
 class TestConstraints(unittest.TestCase):
     """libdanu 0.2: constrained output (grammars, JSON Schema, choices). The
     tiny model has random weights, so every check is on the language the
@@ -1251,8 +1240,6 @@ class TestConstraints(unittest.TestCase):
             self.assertIn(c.stop_reason, ("grammar", "eos"))
 
     def test_json_schema(self):
-        if not schema_converter():
-            self.skipTest("the library's JSON Schema converter is not built")
         for seed, spaces in ((1, False), (2, True)):
             with self.ctx(seed=seed) as c:
                 if spaces:
@@ -1341,8 +1328,6 @@ ws    ::= " "?
                     self.assertIn(r, ("grammar", "eos"))
                 for c in contexts:
                     self.assertEqual(c.constraint_state, "none")
-                if not schema_converter():
-                    return
                 for c in contexts:
                     c.eval(self.prompt)
                 pieces = [[] for _ in contexts]
@@ -1367,13 +1352,11 @@ ws    ::= " "?
         danu.Constraint.grammar(self.model, 'start ::= "a"\n', root="start").close()
         with self.assertRaises(danu.UnsupportedError) as e:
             danu.Constraint.json_schema(self.model, {"type": "string", "pattern": "^a+$"})
-        if schema_converter():
-            self.assertIn("pattern", str(e.exception))
+        self.assertIn("pattern", str(e.exception))
         with self.assertRaises(danu.UnsupportedError):
             danu.json_schema_to_grammar({"type": "string", "pattern": "^a+$"})
-        if schema_converter():
-            with self.assertRaises(danu.InvalidArgumentError):
-                danu.Constraint.json_schema(self.model, "{not json")
+        with self.assertRaises(danu.InvalidArgumentError):
+            danu.Constraint.json_schema(self.model, "{not json")
         with self.assertRaises(danu.InvalidArgumentError):
             danu.Constraint.choices(self.model, [])
         with self.assertRaises(danu.InvalidArgumentError):
