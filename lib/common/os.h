@@ -1,5 +1,6 @@
 /* os.h - everything that touches the operating system: files, mappings,
- * paths, disk space, time, cores, CPU features. Threads, locks and atomics
+ * paths, disk space, time, cores, CPU features, and for programs the
+ * process (arguments, console, memory, Ctrl-C). Threads, locks and atomics
  * are in os_thread.h. POSIX implementation in os_posix.c, Windows in
  * os_win32.c; os_common.c holds the portable parts built on both.
  * Paths are UTF-8 everywhere (converted to UTF-16 on Windows). */

@@ -1,5 +1,5 @@
-/* os_thread.h - threads, mutexes, condition variables, once-init and a
- * yield, over pthreads (POSIX: inline wrappers) or Win32 (SRW locks,
+/* os_thread.h - threads, mutexes, condition variables, once-init, a yield
+ * and a barrier, over pthreads (POSIX: inline wrappers) or Win32 (SRW locks,
  * CONDITION_VARIABLE, InitOnceExecuteOnce, CreateThread: in os_win32.c, so
  * that <windows.h> stays out of the library). Atomics are C11
  * <stdatomic.h> on both. A zero-filled dn_mutex, dn_cond or dn_once is not

@@ -1,6 +1,8 @@
 /* os_win32.c - the os layer on Windows: UTF-8 paths as UTF-16 (…W calls),
  * file mappings, atomic replace with MoveFileExW, Win32 threads with SRW
- * locks and condition variables (no winpthreads), QueryPerformanceCounter. */
+ * locks and condition variables (no winpthreads), QueryPerformanceCounter;
+ * for programs, UTF-8 arguments from the UTF-16 command line, console
+ * control handlers and process memory counters (kernel32 only). */
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
