@@ -272,7 +272,8 @@ int cmd_run(int argc, char **argv)
     int r = parse_gen(argc, argv, &a,
         "usage: danu run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--special] [options]\n"
         "  Streams generated text to stdout. Without -m, a small synthetic model is written to\n"
-        "  ~/.cache/danu first (random weights: the text is gibberish, but everything runs).\n"
+        "  ~/.cache/danu (Windows: %LOCALAPPDATA%\\danu) first (random weights: the text is\n"
+        "  gibberish, but everything runs).\n"
         "  -f FILE           read the prompt from FILE (- for stdin); on a terminal, a long\n"
         "                    prompt shows its progress batch by batch\n"
         "  --special         <s>, </s>, <unk> in the prompt become their ids\n"
