@@ -6,8 +6,9 @@
 #   2. the slow stage (meson test --suite slow, one test at a time): wall-clock
 #      bounds, idle workers' CPU use over a time window, the ABI self-test
 #   3. the NEON kernels, cross-compiled for aarch64 and run under qemu-user
-#   4. Windows: danu.dll and tests/win/test_win.exe cross-built with MinGW-w64,
-#      the DLL's exports checked, the test run under Wine (tests/win/run.sh)
+#   4. Windows: danu.dll, tests/win/test_win.exe and danu.exe cross-built with
+#      MinGW-w64, the DLL's exports checked, the test run under Wine, danu.exe's
+#      output against stage 1's danu (tests/win/run.sh)
 #   5. the whole suite under ASan+UBSan, the threaded suites under TSan
 #   6. each libFuzzer harness for FUZZ_SECONDS (default 60)
 # DANU_TEST_QUICK=1 runs stage 1 only. Installs missing Debian packages when root.
@@ -64,7 +65,7 @@ stage "3/6 NEON kernels under qemu-aarch64"
 DN_TEST_LIGHT=1 sh tests/cross/run-neon.sh "$PWD/build-arm64"
 
 stage "4/6 Windows (MinGW-w64 cross-build, Wine)"
-bash tests/win/run.sh "$PWD/build-win"
+DANU_NATIVE_BUILD=$(cd "$build" && pwd) bash tests/win/run.sh "$PWD/build-win"
 
 stage "5/6 sanitizers"
 bash tests/sanitize.sh

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "common/os.h"   /* dn_fopen: UTF-8 paths on Windows too */
 
 const char *cli_cmd;
 
@@ -260,7 +261,7 @@ int cli_generation_config(const char *model)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/generation_config.json", model);
-    FILE *f = fopen(path, "rb");
+    FILE *f = dn_fopen(path, "rb");
     if (!f) {
         if (cli_verbose) cli_err("%s has no generation_config.json (GGUF files have none): the library's sampling "
                                  "defaults apply", model);
@@ -317,7 +318,7 @@ int cli_generation_config(const char *model)
 
 char *cli_read_all(const char *path, size_t *len)
 {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    FILE *f = strcmp(path, "-") ? dn_fopen(path, "rb") : stdin;
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0, r;
     char *b = malloc(cap + 1);

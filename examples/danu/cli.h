@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "danu.h"
+#include "common/attr.h"   /* DN_PRINTF: MinGW's C99 printf is checked as gnu_printf */
 
 /* Exit codes (documented in README): */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -15,7 +16,7 @@ extern int cli_verbose;
 /* The command running ("run", "chat", ...): every message is "danu CMD: ...". */
 extern const char *cli_cmd;
 /* Print "danu CMD: message" to stderr. */
-void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_err(const char *fmt, ...) DN_PRINTF(1, 2);
 
 /* Strict numbers: the whole string, within min..max, else "danu CMD: FLAG
  * takes ..." is printed and -1 returned. */

@@ -6,15 +6,15 @@
  * spinning threads of its own, --contexts N contexts measuring at once on
  * one model (the shared pool, or --pool own), and --slice-us U the wall
  * time of every call of sliced work. */
-#include <pthread.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "common/os.h"
+#include "common/os_thread.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -58,7 +58,7 @@ static void *bw_main(void *arg)
 /* Read bandwidth of `threads` readers over a buffer much larger than the caches. */
 static double measure_bandwidth(uint8_t *buf, size_t size, int threads)
 {
-    pthread_t t[64];
+    dn_thread t[64];
     bw_job j[64];
     size_t part = size / (size_t)threads & ~(size_t)127;
     double best = 0;
@@ -66,9 +66,9 @@ static double measure_bandwidth(uint8_t *buf, size_t size, int threads)
         double t0 = cli_now();
         for (int i = 0; i < threads; i++) {
             j[i] = (bw_job){ buf + (size_t)i * part, part, 2, 0 };
-            pthread_create(&t[i], NULL, bw_main, &j[i]);
+            dn_thread_create(&t[i], bw_main, &j[i]);
         }
-        for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+        for (int i = 0; i < threads; i++) dn_thread_join(&t[i]);
         double gbs = (double)part * threads * 2 / (cli_now() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
@@ -139,12 +139,12 @@ typedef struct bench_ctx {
     timings slices;       /* --slice-us: per-call ms of the phase */
     danu_status s;        /* first error, and what failed */
     const char *what;
-    pthread_t th;
+    dn_thread th;
     bench_run *run;
 } bench_ctx;
 
 struct bench_run {
-    pthread_barrier_t start, end;
+    dn_barrier start, end;
     int phase, rep;
     int64_t pp, tg, depth, slice_us;
     const danu_token *prompt;
@@ -211,10 +211,10 @@ static void *ctx_main(void *arg)
     bench_ctx *b = arg;
     bench_run *R = b->run;
     for (;;) {
-        pthread_barrier_wait(&R->start);
+        dn_barrier_wait(&R->start);
         if (R->phase == PHASE_QUIT) return NULL;
         if (!b->s) run_rep(b, R->phase, R->rep);
-        pthread_barrier_wait(&R->end);
+        dn_barrier_wait(&R->end);
     }
 }
 
@@ -577,10 +577,8 @@ int cmd_bench(int argc, char **argv)
     size_t bw_size = n_seqs ? 0 : (size_t)1 << 30;   /* --seqs: no bandwidth column */
     /* on huge pages where the kernel allows them, as the repacked weights
      * are: the ceiling is the best this machine reads, not a TLB-bound one */
-    uint8_t *bw_buf = bw_size ? aligned_alloc((size_t)2 << 20, bw_size) : NULL;
-#ifdef MADV_HUGEPAGE
-    if (bw_buf) (void)madvise(bw_buf, bw_size, MADV_HUGEPAGE);
-#endif
+    uint8_t *bw_buf = bw_size ? dn_malloc_aligned_to(dn_alloc_libc(), bw_size, (size_t)2 << 20) : NULL;
+    if (bw_buf) dn_mem_hugepages(bw_buf, bw_size);
     if (bw_buf) memset(bw_buf, 1, bw_size);
     double probe_mb = bw_buf ? bw_size / 1e6 : 0;
     int64_t repacked = 0;
@@ -619,10 +617,10 @@ int cmd_bench(int argc, char **argv)
     int rc = 0;
     if (!prompt || !bc) { rc = cli_fail("bench", DANU_ERR_NOMEM); nt = 0; }
     /* --busy: started before the first measurement, joined after the last */
-    pthread_t busy_th[256];
+    dn_thread busy_th[256];
     int n_busy = 0;
     atomic_store(&busy_stop, 0);
-    while (n_busy < busy && !pthread_create(&busy_th[n_busy], NULL, busy_main, NULL)) n_busy++;
+    while (n_busy < busy && !dn_thread_create(&busy_th[n_busy], busy_main, NULL)) n_busy++;
     if (n_busy < busy) { cli_err("cannot start %lld busy threads", (long long)busy); rc = EXIT_FAIL; nt = 0; }
     if (n_seqs && !rc) {
         seqs_cfg sc = { .m = m, .threads = threads, .nt = nt, .seqs = seqs, .ns = n_seqs, .pp = pp, .tg = tg,
@@ -664,12 +662,9 @@ int cmd_bench(int argc, char **argv)
         }
         int started = 0;
         if (!rc) {
-            if (pthread_barrier_init(&run.start, NULL, (unsigned)n_ctx + 1) ||
-                pthread_barrier_init(&run.end, NULL, (unsigned)n_ctx + 1)) {
-                cli_err("cannot create the barriers of %lld context threads", (long long)n_ctx);
-                exit(EXIT_FAIL);
-            }
-            while (started < n_ctx && !pthread_create(&bc[started].th, NULL, ctx_main, &bc[started])) started++;
+            dn_barrier_init(&run.start, (unsigned)n_ctx + 1);
+            dn_barrier_init(&run.end, (unsigned)n_ctx + 1);
+            while (started < n_ctx && !dn_thread_create(&bc[started].th, ctx_main, &bc[started])) started++;
             if (started < n_ctx) {   /* the started ones wait at a barrier that can never fill */
                 cli_err("cannot start %lld context threads", (long long)n_ctx);
                 exit(EXIT_FAIL);
@@ -683,8 +678,8 @@ int cmd_bench(int argc, char **argv)
                 if (phase == PHASE_TG && bw_buf) ceil_sum += measure_bandwidth(bw_buf, bw_size, readers);
                 run.phase = phase;
                 run.rep = r;
-                pthread_barrier_wait(&run.start);   /* every context runs repetition r */
-                pthread_barrier_wait(&run.end);
+                dn_barrier_wait(&run.start);   /* every context runs repetition r */
+                dn_barrier_wait(&run.end);
                 for (int k = 0; k < n_ctx && !rc; k++)
                     if (bc[k].s) rc = cli_fail(bc[k].what, bc[k].s);
                 if (rc) break;
@@ -717,10 +712,10 @@ int cmd_bench(int argc, char **argv)
         }
         if (started) {
             run.phase = PHASE_QUIT;
-            pthread_barrier_wait(&run.start);
-            for (int k = 0; k < started; k++) pthread_join(bc[k].th, NULL);
-            pthread_barrier_destroy(&run.start);
-            pthread_barrier_destroy(&run.end);
+            dn_barrier_wait(&run.start);
+            for (int k = 0; k < started; k++) dn_thread_join(&bc[k].th);
+            dn_barrier_destroy(&run.start);
+            dn_barrier_destroy(&run.end);
         }
         for (int k = 0; k < made; k++) {
             free(bc[k].state);
@@ -730,10 +725,10 @@ int cmd_bench(int argc, char **argv)
         }
     }
     atomic_store(&busy_stop, 1);
-    for (int k = 0; k < n_busy; k++) pthread_join(busy_th[k], NULL);
+    for (int k = 0; k < n_busy; k++) dn_thread_join(&busy_th[k]);
     free(bc);
     free(prompt);
-    free(bw_buf);
+    dn_free_aligned(dn_alloc_libc(), bw_buf);
     danu_model_free(m);
     (void)ft; (void)hidden;
     return rc;

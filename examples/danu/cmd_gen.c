@@ -1,11 +1,11 @@
 /* cmd_gen.c - `danu eval`, `danu generate`, `danu run` and `danu chat`:
  * the same context and generation path the library offers. */
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "cli.h"
+#include "common/os.h"
 
 /* Options shared by the generating commands (the load, context and
  * sampling options go through cli_flag). */
@@ -123,7 +123,7 @@ int cmd_eval(int argc, char **argv)
         danu_status s = danu_context_eval(c, ids, (size_t)n, all);
         if (s != DANU_OK) cli_fail("eval", s);
         else {
-            FILE *f = fopen(a.out, "wb");
+            FILE *f = dn_fopen(a.out, "wb");
             const float *rows = all ? all : danu_context_logits(c);
             size_t count = (size_t)(all ? n : 1) * (size_t)vocab;
             if (f && fwrite(rows, sizeof(float), count, f) == count && fclose(f) == 0) rc = 0;
@@ -214,7 +214,7 @@ static danu_status eval_prompt(danu_context *c, const danu_token *ids, size_t n,
     double b = 512;
     cli_opt_given(DANU_OPT_N_BATCH, &b);
     size_t batch = (size_t)b, done = 0;
-    int show = n > batch && isatty(2);
+    int show = n > batch && dn_isatty(stderr);
     danu_status s = DANU_OK;
     if (slice_us >= 0) {
         size_t last = 0;
@@ -272,7 +272,8 @@ int cmd_run(int argc, char **argv)
     int r = parse_gen(argc, argv, &a,
         "usage: danu run [-m MODEL] [-p PROMPT | -f FILE] [-n N] [--special] [options]\n"
         "  Streams generated text to stdout. Without -m, a small synthetic model is written to\n"
-        "  ~/.cache/danu first (random weights: the text is gibberish, but everything runs).\n"
+        "  ~/.cache/danu (Windows: %LOCALAPPDATA%\\danu) first (random weights: the text is\n"
+        "  gibberish, but everything runs).\n"
         "  -f FILE           read the prompt from FILE (- for stdin); on a terminal, a long\n"
         "                    prompt shows its progress batch by batch\n"
         "  --special         <s>, </s>, <unk> in the prompt become their ids\n"
@@ -360,23 +361,43 @@ int cmd_run(int argc, char **argv)
 
 /* Ctrl-C in chat: stops the reply (or the prompt evaluation) running, not
  * the program; at the prompt it ends the chat. danu_context_abort is one
- * lock-free atomic store (lib/api.c), safe in a signal handler; the token
- * callback also checks the flag, for a Ctrl-C that comes before generation
- * starts (which forgets earlier aborts). */
-static volatile sig_atomic_t interrupted;
+ * lock-free atomic store (lib/api.c), safe in a signal handler (and from
+ * the thread Windows runs the handler on); the token callback also checks
+ * the flag, for a Ctrl-C that comes before generation starts (which
+ * forgets earlier aborts). */
+static atomic_int interrupted;
 static danu_context *chat_ctx;
 
-static void on_sigint(int sig)
+static void on_interrupt(void)
 {
-    (void)sig;
-    interrupted = 1;
+    atomic_store(&interrupted, 1);
     danu_context_abort(chat_ctx);
 }
 
 static int32_t chat_cb(void *user, danu_token id, const char *text, size_t len)
 {
     stream_cb(user, id, text, len);
-    return interrupted;
+    return atomic_load(&interrupted);
+}
+
+/* One line of f, its newline included, into *line (grown as needed): its
+ * length, or -1 at the end of the input or when the read fails (Ctrl-C at
+ * the prompt). getline is POSIX only. */
+static long read_line(char **line, size_t *cap, FILE *f)
+{
+    size_t n = 0;
+    for (;;) {
+        if (*cap - n < 2) {
+            size_t c = *cap ? 2 * *cap : 256;
+            char *t = realloc(*line, c);
+            if (!t) return -1;
+            *line = t;
+            *cap = c;
+        }
+        if (!fgets(*line + n, (int)(*cap - n < INT32_MAX ? *cap - n : INT32_MAX), f)) return n ? (long)n : -1;
+        n += strlen(*line + n);
+        if (n && (*line)[n - 1] == '\n') return (long)n;
+    }
 }
 
 /* Offset of the first byte of s that is not UTF-8, or len. */
@@ -429,11 +450,7 @@ int cmd_chat(int argc, char **argv)
         if (s != DANU_OK) rc = cli_fail("system", s);
     }
     chat_ctx = c;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;   /* no SA_RESTART: Ctrl-C at the prompt ends the read */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    dn_on_interrupt(on_interrupt);   /* Ctrl-C at the prompt ends the read */
     char *line = NULL;
     size_t cap = 0;
     long line_no = 0;
@@ -441,10 +458,10 @@ int cmd_chat(int argc, char **argv)
     while (c && rc == 0) {
         const char *msg = a.prompt;
         if (interactive) {
-            interrupted = 0;
+            atomic_store(&interrupted, 0);
             fprintf(stderr, "> ");
-            ssize_t got = getline(&line, &cap, stdin);
-            if (got < 0) { if (interrupted) fprintf(stderr, "\n"); break; }
+            long got = read_line(&line, &cap, stdin);
+            if (got < 0) { if (atomic_load(&interrupted)) fprintf(stderr, "\n"); break; }
             line_no++;
             line[strcspn(line, "\r\n")] = 0;
             if (!line[0]) break;
@@ -458,16 +475,16 @@ int cmd_chat(int argc, char **argv)
         const char *role = "user";
         danu_status s = danu_context_chat_append(c, &role, &msg, 1, 1);
         int32_t why = DANU_STOP_LENGTH;
-        if (s == DANU_OK && !interrupted) s = danu_context_generate(c, (int32_t)a.n, chat_cb, NULL, &why);
+        if (s == DANU_OK && !atomic_load(&interrupted)) s = danu_context_generate(c, (int32_t)a.n, chat_cb, NULL, &why);
         printf("\n");
         fflush(stdout);
-        if (interrupted || s == DANU_ERR_ABORTED || why == DANU_STOP_ABORTED) cli_err("[reply stopped]");
+        if (atomic_load(&interrupted) || s == DANU_ERR_ABORTED || why == DANU_STOP_ABORTED) cli_err("[reply stopped]");
         else if (s == DANU_ERR_BAD_UTF8 || s == DANU_ERR_CONTEXT_FULL)   /* the chat goes on */
             rc = interactive ? (cli_fail("chat", s), 0) : cli_fail("chat", s);
         else if (s != DANU_OK) rc = cli_fail("chat", s);
         if (!interactive) break;
     }
-    sigaction(SIGINT, &old, NULL);
+    dn_on_interrupt(NULL);
     free(line);
     danu_context_free(c);
     danu_model_free(m);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "common/os.h"
 #include "grammar/constraint.h"   /* the bench replays generations through one dn_matcher */
 
 int cli_cons_flag(int argc, char **argv, int *i, cli_cons *cc)
@@ -175,7 +176,7 @@ int cmd_grammar(int argc, char **argv)
         else cli_err("%s: %s", cc.schema_file, danu_strerror(s));
         rc = EXIT_FAIL;
     } else {
-        FILE *f = out_path ? fopen(out_path, "wb") : stdout;
+        FILE *f = out_path ? dn_fopen(out_path, "wb") : stdout;
         if (!f || fwrite(g, 1, len, f) != len || (len && g[len - 1] != '\n' && fputc('\n', f) == EOF) ||
             (out_path ? fclose(f) : fflush(f)) != 0) {
             cli_err("cannot write %s", out_path ? out_path : "stdout");

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 #include "cli.h"
+#include "common/os.h"
 
 int cmd_info(int argc, char **argv)
 {
@@ -128,7 +129,7 @@ int cmd_synth(int argc, char **argv)
     unsigned char *spm = (unsigned char *)danu_cli_tokenizer_model;
     size_t spm_len = danu_cli_tokenizer_model_len;
     if (tok) {
-        FILE *f = fopen(tok, "rb");
+        FILE *f = dn_fopen(tok, "rb");
         if (!f) { cli_err("cannot open %s", tok); return EXIT_FAIL; }
         fseek(f, 0, SEEK_END);
         long n = ftell(f);

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include "cli.h"
+#include "common/os.h"
 
 static const char *const quant_types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
                                            "q4_k", "q5_k", "q6_k", "q4_k_m", "q5_k_m" };
@@ -53,8 +53,8 @@ int cmd_quantize(int argc, char **argv)
     s = danu_quantize(in, out, type, o);
     danu_options_free(o);
     if (s != DANU_OK) return cli_fail("quantize", s);
-    struct stat st;
-    double mb = stat(out, &st) == 0 ? (double)st.st_size / 1e6 : 0.0;
+    uint64_t size = 0;
+    double mb = dn_file_size(out, &size) == 0 ? (double)size / 1e6 : 0.0;
     cli_err("wrote %s (%s, %.1f MB) in %.1f s, peak RSS %.0f MB", out, type, mb,
             cli_now() - t0, cli_peak_rss() / 1e6);
     return 0;

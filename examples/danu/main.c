@@ -2,11 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <sys/stat.h>
-#include <sys/resource.h>
 #include "cli.h"
+#include "common/os.h"   /* the library's os layer: POSIX and Windows alike */
 
 int cli_verbose;
 
@@ -67,7 +64,7 @@ danu_options *cli_options(int progress)
     danu_options *o = NULL;
     danu_status s = danu_options_create(NULL, &o);
     if (s == DANU_OK) s = danu_options_set_log(o, log_cb, NULL);
-    if (s == DANU_OK && progress && isatty(2)) s = danu_options_set_progress(o, progress_cb, NULL);
+    if (s == DANU_OK && progress && dn_isatty(stderr)) s = danu_options_set_progress(o, progress_cb, NULL);
     if (s != DANU_OK) { cli_fail("options", s); danu_options_free(o); return NULL; }
     return o;
 }
@@ -101,17 +98,16 @@ long cli_parse_ids(const char *s, danu_token **out)
 
 char *cli_default_model(void)
 {
-    const char *base = getenv("XDG_CACHE_HOME");
+    char *base = dn_cache_dir(dn_alloc_libc());
     char dir[4096], *path = malloc(4200);
-    if (!path) return NULL;
-    if (base && *base) snprintf(dir, sizeof dir, "%s/danu", base);
-    else snprintf(dir, sizeof dir, "%s/.cache/danu", getenv("HOME") ? getenv("HOME") : "/tmp");
+    if (!path || !base) { free(path); free(base); return NULL; }
+    snprintf(dir, sizeof dir, "%s/danu", base);
+    free(base);
     for (char *q = dir + 1; *q; q++)   /* mkdir -p */
-        if (*q == '/') { *q = 0; mkdir(dir, 0755); *q = '/'; }
-    mkdir(dir, 0755);
+        if (dn_is_sep(*q)) { char c = *q; *q = 0; dn_mkdir(dir); *q = c; }
+    dn_mkdir(dir);
     snprintf(path, 4200, "%s/synthetic-tiny-a-seed7.gguf", dir);
-    struct stat st;
-    if (stat(path, &st) == 0) return path;
+    if (dn_path_exists(path)) return path;
     fprintf(stderr, "danu %s: no model given (-m): writing a small synthetic model (tiny-a, random weights, so the\n"
                     "      text will be gibberish) to %s\n", cli_cmd, path);
     danu_status s = danu_synth_write("tiny-a", 7, DANU_FORMAT_GGUF, DANU_TYPE_BF16, danu_cli_tokenizer_model,
@@ -120,30 +116,14 @@ char *cli_default_model(void)
     return path;
 }
 
-uint64_t cli_peak_rss(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)ru.ru_maxrss * 1024;
-}
-
-uint64_t cli_current_rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, res = 0;
-    if (f) { if (fscanf(f, "%llu %llu", &size, &res) != 2) res = 0; fclose(f); }
-    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+uint64_t cli_peak_rss(void) { return dn_peak_rss(); }
+uint64_t cli_current_rss(void) { return dn_current_rss(); }
+double cli_now(void) { return (double)dn_time_ns() * 1e-9; }
 
 int main(int argc, char **argv)
 {
+    dn_args_utf8(dn_alloc_libc(), &argc, &argv);   /* Windows: paths beyond the ANSI code page */
+    dn_stdio_utf8();                               /* Windows: the model's bytes, unchanged */
     if (argc < 2 || cli_is_flag(argv[1], "-h", "--help")) { usage(argc < 2 ? stderr : stdout); return argc < 2 ? EXIT_USAGE : 0; }
     if (!strcmp(argv[1], "--version")) { printf("danu %s\n", danu_version_string()); return 0; }
     for (int i = 2; i < argc; i++)

@@ -1,5 +1,6 @@
 /* os.h - everything that touches the operating system: files, mappings,
- * paths, disk space, time, cores, CPU features. Threads, locks and atomics
+ * paths, disk space, time, cores, CPU features, and for programs the
+ * process (arguments, console, memory, Ctrl-C). Threads, locks and atomics
  * are in os_thread.h. POSIX implementation in os_posix.c, Windows in
  * os_win32.c; os_common.c holds the portable parts built on both.
  * Paths are UTF-8 everywhere (converted to UTF-16 on Windows). */
@@ -75,6 +76,28 @@ danu_status dn_publish(const char *tmp, const char *path, int replace);
 danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void *data, size_t n);
 uint64_t dn_time_ns(void);   /* monotonic */
 int dn_cpu_count(void);      /* cores this process may run on, >= 1 */
+
+/* ---- the process: for programs (the danu CLI); the library uses none ---- */
+/* UTF-8 arguments: POSIX keeps argv; Windows splits GetCommandLineW by the
+ * C runtime's rules (argv holds the ANSI code page, which loses
+ * characters) into strings from a that live as long as the process.
+ * Keeps *argc and *argv when that fails or counts differently. */
+void dn_args_utf8(const dn_alloc *a, int *argc, char ***argv);
+/* stdin and stdout as byte streams (no CR-LF translation) and a console
+ * that shows UTF-8 output (Windows); nothing on POSIX. */
+void dn_stdio_utf8(void);
+int dn_isatty(FILE *f);          /* a terminal (Windows: a console) */
+uint64_t dn_peak_rss(void);      /* peak resident memory of this process, bytes; 0 unknown */
+uint64_t dn_current_rss(void);   /* resident memory now, bytes; 0 unknown */
+/* Call fn on Ctrl-C (SIGINT; Windows: Ctrl-C and Ctrl-Break) instead of
+ * ending the process; NULL restores what was there. fn runs in a signal
+ * handler (POSIX) or on a thread of its own (Windows): lock-free atomics
+ * only. A blocking read that Ctrl-C interrupts fails (is not restarted).
+ * 0 ok. */
+int dn_on_interrupt(void (*fn)(void));
+/* The user's cache directory (XDG_CACHE_HOME, else HOME/.cache, else /tmp/.cache;
+ * Windows: LOCALAPPDATA, else TEMP, else "."), a new heap string. */
+char *dn_cache_dir(const dn_alloc *a);
 
 /* AArch64 optional features the system reports (Linux and Android
  * AT_HWCAP/AT_HWCAP2, Apple sysctl hw.optional.arm.FEAT_*, Windows

@@ -2,6 +2,7 @@
  * primitives (same on POSIX and Windows). */
 #include <string.h>
 #include "common/os.h"
+#include "common/os_thread.h"
 #include "common/error.h"
 
 char *dn_path_join(const dn_alloc *a, const char *dir, const char *name)
@@ -53,4 +54,34 @@ danu_status dn_write_file_atomic(const dn_alloc *a, const char *path, const void
     }
     dn_free(a, tmp);
     return s;
+}
+
+void dn_barrier_init(dn_barrier *b, unsigned count)
+{
+    dn_mutex_init(&b->m);
+    dn_cond_init(&b->c);
+    b->count = count;
+    b->waiting = b->round = 0;
+}
+
+void dn_barrier_destroy(dn_barrier *b)
+{
+    dn_cond_destroy(&b->c);
+    dn_mutex_destroy(&b->m);
+}
+
+/* The round number tells a woken waiter (or a spurious wakeup) whether its
+ * own round is over: the last arrival starts the next one. */
+void dn_barrier_wait(dn_barrier *b)
+{
+    dn_mutex_lock(&b->m);
+    const unsigned round = b->round;
+    if (++b->waiting == b->count) {
+        b->waiting = 0;
+        b->round++;
+        dn_cond_broadcast(&b->c);
+    } else {
+        while (round == b->round) dn_cond_wait(&b->c, &b->m);
+    }
+    dn_mutex_unlock(&b->m);
 }

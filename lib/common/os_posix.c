@@ -5,8 +5,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -207,4 +210,68 @@ void dn_arm_probe(dn_arm_features *f)
     v = 0; n = sizeof v;
     if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &v, &n, NULL, 0) == 0) f->i8mm = v != 0;
 #endif
+}
+
+/* ---- the process ---------------------------------------------------- */
+
+void dn_args_utf8(const dn_alloc *a, int *argc, char ***argv) { (void)a; (void)argc; (void)argv; }
+void dn_stdio_utf8(void) {}
+int dn_isatty(FILE *f) { return isatty(fileno(f)); }
+
+uint64_t dn_peak_rss(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+#ifdef __APPLE__
+    return (uint64_t)ru.ru_maxrss;          /* bytes there */
+#else
+    return (uint64_t)ru.ru_maxrss * 1024;   /* KiB */
+#endif
+}
+
+/* Linux's /proc; 0 where there is none. */
+uint64_t dn_current_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    if (f) { if (fscanf(f, "%llu %llu", &size, &res) != 2) res = 0; fclose(f); }
+    return (uint64_t)res * (uint64_t)dn_page_size();
+}
+
+static void (*volatile interrupt_fn)(void);
+static struct sigaction interrupt_old;
+static int interrupt_set;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    void (*fn)(void) = interrupt_fn;
+    if (fn) fn();
+}
+
+int dn_on_interrupt(void (*fn)(void))
+{
+    if (!fn) {
+        if (!interrupt_set) return 0;
+        interrupt_set = 0;
+        int r = sigaction(SIGINT, &interrupt_old, NULL);
+        interrupt_fn = NULL;
+        return r;
+    }
+    interrupt_fn = fn;
+    if (interrupt_set) return 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;   /* no SA_RESTART: Ctrl-C ends a blocking read */
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &interrupt_old) != 0) return -1;
+    interrupt_set = 1;
+    return 0;
+}
+
+char *dn_cache_dir(const dn_alloc *a)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) return dn_strdup(a, xdg);
+    return dn_path_join(a, home ? home : "/tmp", ".cache");
 }

@@ -1,5 +1,5 @@
-/* os_thread.h - threads, mutexes, condition variables, once-init and a
- * yield, over pthreads (POSIX: inline wrappers) or Win32 (SRW locks,
+/* os_thread.h - threads, mutexes, condition variables, once-init, a yield
+ * and a barrier, over pthreads (POSIX: inline wrappers) or Win32 (SRW locks,
  * CONDITION_VARIABLE, InitOnceExecuteOnce, CreateThread: in os_win32.c, so
  * that <windows.h> stays out of the library). Atomics are C11
  * <stdatomic.h> on both. A zero-filled dn_mutex, dn_cond or dn_once is not
@@ -54,4 +54,12 @@ static inline int dn_thread_create(dn_thread *t, dn_thread_fn fn, void *arg)
 static inline void dn_thread_join(dn_thread *t) { pthread_join(t->t, NULL); }
 static inline void dn_yield(void) { sched_yield(); }
 #endif
+
+/* A reusable barrier for count threads, from a mutex and a condition
+ * variable (os_common.c): pthread barriers are optional in POSIX (macOS
+ * has none) and Windows' SYNCHRONIZATION_BARRIER needs Windows 8. */
+typedef struct dn_barrier { dn_mutex m; dn_cond c; unsigned count, waiting, round; } dn_barrier;
+void dn_barrier_init(dn_barrier *b, unsigned count);
+void dn_barrier_destroy(dn_barrier *b);
+void dn_barrier_wait(dn_barrier *b);   /* returns once count threads have called it */
 #endif

@@ -1,19 +1,27 @@
 /* os_win32.c - the os layer on Windows: UTF-8 paths as UTF-16 (…W calls),
  * file mappings, atomic replace with MoveFileExW, Win32 threads with SRW
- * locks and condition variables (no winpthreads), QueryPerformanceCounter. */
+ * locks and condition variables (no winpthreads), QueryPerformanceCounter;
+ * for programs, UTF-8 arguments from the UTF-16 command line, console
+ * control handlers and process memory counters (kernel32 only). */
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
 #ifndef NOMINMAX
 #define NOMINMAX
 #endif
+/* GetProcessMemoryInfo as kernel32's K32GetProcessMemoryInfo (Windows 7
+ * and later): no psapi.dll import */
+#undef PSAPI_VERSION
+#define PSAPI_VERSION 2
 #include <windows.h>
+#include <psapi.h>
 #include <direct.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <io.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "common/os.h"
@@ -345,6 +353,144 @@ void dn_arm_probe(dn_arm_features *f)
     f->dotprod = IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
 #endif
 #endif
+}
+
+/* ---- the process ---------------------------------------------------- */
+
+/* UTF-16 (len units, or -1: NUL-terminated) as a new UTF-8 heap string. */
+static char *narrow(const dn_alloc *a, const wchar_t *w, int len)
+{
+    int n = len == 0 ? 0 : WideCharToMultiByte(CP_UTF8, 0, w, len, NULL, 0, NULL, NULL);
+    if (n < 0 || (len != 0 && n == 0)) return NULL;
+    char *s = dn_malloc(a, (size_t)n + 1);
+    if (!s) return NULL;
+    if (n > 0 && WideCharToMultiByte(CP_UTF8, 0, w, len, s, n, NULL, NULL) != n) { dn_free(a, s); return NULL; }
+    s[len < 0 && n > 0 ? n - 1 : n] = 0;
+    return s;
+}
+
+static int is_blank(wchar_t c) { return c == L' ' || c == L'\t'; }
+
+/* One argument of the command line at p into out (len units); returns
+ * where the next starts. The program name ends at a blank outside quotes
+ * and has no escapes; the others follow the C runtime: 2n backslashes and
+ * a quote give n backslashes and toggle quoting, 2n+1 give n and a literal
+ * quote, "" inside quotes a literal quote (and quoting ends). */
+static const wchar_t *next_arg(const wchar_t *p, int first, wchar_t *out, int *len)
+{
+    int n = 0, quoted = 0;
+    while (*p && (quoted || !is_blank(*p))) {
+        if (first) {
+            if (*p == L'"') quoted = !quoted;
+            else out[n++] = *p;
+            p++;
+        } else if (*p == L'\\') {
+            int bs = 0;
+            while (*p == L'\\') { bs++; p++; }
+            for (int i = 0; i < (*p == L'"' ? bs / 2 : bs); i++) out[n++] = L'\\';
+            if (*p == L'"' && (bs & 1)) { out[n++] = L'"'; p++; }
+        } else if (*p == L'"') {
+            if (quoted && p[1] == L'"') { out[n++] = L'"'; p++; quoted = 0; }
+            else quoted = !quoted;
+            p++;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    *len = n;
+    return p;
+}
+
+void dn_args_utf8(const dn_alloc *a, int *argc, char ***argv)
+{
+    const wchar_t *p = GetCommandLineW();
+    const size_t n = p ? wcslen(p) : 0;
+    wchar_t *buf = n ? dn_malloc(a, (n + 1) * sizeof *buf) : NULL;
+    char **out = buf ? dn_calloc(a, n / 2 + 2, sizeof *out) : NULL;   /* an argument and a blank each */
+    int k = 0, ok = out != NULL;
+    while (ok && (k == 0 || *p)) {
+        int len;
+        p = next_arg(p, k == 0, buf, &len);
+        ok = (out[k++] = narrow(a, buf, len)) != NULL;
+        while (is_blank(*p)) p++;
+    }
+    if (ok && k == *argc) *argv = out;   /* counted as the runtime did: trust the split */
+    else if (out) {
+        for (int i = 0; i < k; i++) dn_free(a, out[i]);
+        dn_free(a, out);
+    }
+    dn_free(a, buf);
+}
+
+static UINT console_cp;
+
+static void console_cp_restore(void) { SetConsoleOutputCP(console_cp); }
+
+void dn_stdio_utf8(void)
+{
+    _setmode(_fileno(stdin), _O_BINARY);
+    _setmode(_fileno(stdout), _O_BINARY);
+    const UINT cp = GetConsoleOutputCP();   /* 0 without a console */
+    if (cp && cp != CP_UTF8 && SetConsoleOutputCP(CP_UTF8)) {
+        console_cp = cp;
+        atexit(console_cp_restore);   /* the console outlives this program */
+    }
+}
+
+/* GetConsoleMode succeeds on console handles only (_isatty is also true
+ * for the NUL device). */
+int dn_isatty(FILE *f)
+{
+    const intptr_t h = _get_osfhandle(_fileno(f));
+    DWORD mode;
+    return h != -1 && GetConsoleMode((HANDLE)h, &mode) != 0;
+}
+
+static int memory_counters(PROCESS_MEMORY_COUNTERS *pmc)
+{
+    memset(pmc, 0, sizeof *pmc);
+    pmc->cb = sizeof *pmc;
+    return GetProcessMemoryInfo(GetCurrentProcess(), pmc, sizeof *pmc) ? 0 : -1;
+}
+
+uint64_t dn_peak_rss(void)
+{
+    PROCESS_MEMORY_COUNTERS pmc;
+    return memory_counters(&pmc) == 0 ? (uint64_t)pmc.PeakWorkingSetSize : 0;
+}
+
+uint64_t dn_current_rss(void)
+{
+    PROCESS_MEMORY_COUNTERS pmc;
+    return memory_counters(&pmc) == 0 ? (uint64_t)pmc.WorkingSetSize : 0;
+}
+
+static void (*volatile interrupt_fn)(void);
+static int interrupt_set;
+
+/* Runs on a thread the system starts; TRUE: handled, the process goes on. */
+static BOOL WINAPI on_ctrl(DWORD type)
+{
+    void (*fn)(void) = interrupt_fn;
+    if ((type != CTRL_C_EVENT && type != CTRL_BREAK_EVENT) || !fn) return FALSE;
+    fn();
+    return TRUE;
+}
+
+int dn_on_interrupt(void (*fn)(void))
+{
+    interrupt_fn = fn;
+    if (!fn == !interrupt_set) return 0;
+    if (!SetConsoleCtrlHandler(on_ctrl, fn != NULL)) return -1;
+    interrupt_set = fn != NULL;
+    return 0;
+}
+
+char *dn_cache_dir(const dn_alloc *a)
+{
+    const wchar_t *w = _wgetenv(L"LOCALAPPDATA");
+    if (!w || !*w) w = _wgetenv(L"TEMP");
+    return w && *w ? narrow(a, w, -1) : dn_strdup(a, ".");
 }
 
 /* ---- threads ------------------------------------------------------- */
