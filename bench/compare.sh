@@ -9,7 +9,10 @@
 #   ISAS: the kernel levels also forced through DANU_ISA on x86-64 for the
 #   integer types (default "avx2 avx2vnni": the CPUs without AVX-512; the
 #   bench's kernels line names the level used, avx2 where AVX-VNNI is
-#   absent), ISAS= skips those rows.
+#   absent), ISAS= skips those rows;
+#   LONG_TYPES: the types also measured after DEPTH (4096) tokens of context
+#   with an f16 and a q8_0 KV cache, side by side (default "q4_0"; llama.cpp:
+#   7.8 tokens/s at 2 threads for Q4_0 there), LONG_TYPES= skips them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DANU=${DANU:-build/examples/danu/danu}
@@ -70,3 +73,15 @@ if [ "$(uname -m)" = x86_64 ]; then
     done
   done
 fi
+
+# Long contexts: generation after DEPTH tokens, f16 and q8_0 KV caches in one
+# run each, alternating (the host's bandwidth drifts)
+DEPTH=${DEPTH:-4096}
+for t in ${LONG_TYPES-q4_0}; do
+  f="$DIR/danube-$t.gguf"
+  [ -e "$f" ] || "$DANU" quantize "$DIR/danube-hf" "$f" --type "$t"
+  for kv in f16 q8_0; do
+    echo "== $t tg${TG_LONG:-32} @ d$DEPTH, --kv-type $kv =="
+    "$DANU" bench -m "$f" -p 0 -n "${TG_LONG:-32}" -d "$DEPTH" -t 1,2 -r "$REPS" --kv-type "$kv"
+  done
+done

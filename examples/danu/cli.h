@@ -28,8 +28,10 @@ int cli_parse_float(const char *flag, const char *v, double min, double max, dou
 /* The value of an option key, checked against danu_param_bounds. */
 int cli_parse_opt(const char *flag, const char *v, danu_param key, double *out);
 
-/* Flag groups: load options, context options, sampling options. */
-enum { CLI_LOAD = 1, CLI_CTX = 2, CLI_SAMPLE = 4 };
+/* Flag groups: load options, context options, sampling options; CLI_KV:
+ * the KV cache's type alone (for commands that make contexts of their own
+ * size, such as bench). */
+enum { CLI_LOAD = 1, CLI_CTX = 2, CLI_SAMPLE = 4, CLI_KV = 8 };
 /* Consume an option flag of those groups at argv[*i] (and its value): 1
  * done, 0 not one of them, -1 bad value (printed). */
 int cli_flag(int argc, char **argv, int *i, int groups);

@@ -363,7 +363,7 @@ static int bench_seqs(const seqs_cfg *C)
         danu_batch *b = NULL;
         void *state = NULL;
         size_t state_len = 0;
-        danu_status s = co ? DANU_OK : DANU_ERR_NOMEM;
+        danu_status s = co && !cli_apply(co, CLI_KV) ? DANU_OK : DANU_ERR_INVALID_ARG;
         if (!s) s = danu_options_set_int(co, DANU_OPT_N_THREADS, C->threads[ti]);
         if (!s && C->own_pool) s = danu_pool_create(co, &pool);
         if (!s && C->own_pool) s = danu_options_set_pool(co, pool);
@@ -430,6 +430,14 @@ static int bench_seqs(const seqs_cfg *C)
     return rc;
 }
 
+/* The KV cache type the contexts get (--kv-type; DANU_KV_F16 when not given). */
+static int bench_kv_type(void)
+{
+    double v = DANU_KV_F16;
+    cli_opt_given(DANU_OPT_KV_TYPE, &v);
+    return v >= DANU_KV_F16 && v <= DANU_KV_Q8_0 ? (int)v : DANU_KV_F16;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *threads_s = "1,2";
@@ -444,7 +452,7 @@ int cmd_bench(int argc, char **argv)
         if (cli_is_flag(a, "-h", "--help")) {
             printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--busy N]\n"
                    "                  [--contexts N] [--pool shared|own] [--slice-us U] [--seqs 1,2,4,8]\n"
-                   "                  [load options]\n"
+                   "                  [--kv-type f16|f32|q8_0] [load options]\n"
                    "       danu bench -m MODEL --grammar F | --json-schema F | --choice A ... | --choice-file F\n"
                    "                  [-n 128] [-t 1,2] [-r 3]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"
@@ -508,7 +516,7 @@ int cmd_bench(int argc, char **argv)
         }
         else if (cli_is_flag(a, "-v", "--verbose")) continue;
         else if ((lf = cli_cons_flag(argc, argv, &i, &cons)) != 0) bad = lf < 0;
-        else if ((lf = cli_flag(argc, argv, &i, CLI_LOAD)) != 0) bad = lf < 0;
+        else if ((lf = cli_flag(argc, argv, &i, CLI_LOAD | CLI_KV)) != 0) bad = lf < 0;
         else { cli_err("unexpected argument %s", a); return EXIT_USAGE; }
         if (bad) return EXIT_USAGE;
     }
@@ -583,9 +591,11 @@ int cmd_bench(int argc, char **argv)
     double probe_mb = bw_buf ? bw_size / 1e6 : 0;
     int64_t repacked = 0;
     danu_model_get_int(m, DANU_INFO_REPACKED_MATRICES, &repacked);
-    printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s)\n",
+    static const char *const kv_names[] = { "f16", "f32", "q8_0" };
+    printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s, "
+           "KV cache %s)\n",
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 5 ? isa : 1],
-           (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "");
+           (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "", kv_names[bench_kv_type()]);
     if (busy)
         printf("busy: %lld spinning thread%s of this program run from the first measurement to the last (pure CPU)\n",
                (long long)busy, busy == 1 ? "" : "s");
@@ -637,7 +647,7 @@ int cmd_bench(int argc, char **argv)
             b->run = &run;
             danu_options *co = cli_options(0);
             danu_pool *pool = NULL;
-            s = co ? DANU_OK : DANU_ERR_NOMEM;
+            s = co && !cli_apply(co, CLI_KV) ? DANU_OK : DANU_ERR_INVALID_ARG;
             if (!s) s = danu_options_set_int(co, DANU_OPT_N_THREADS, threads[ti]);
             if (!s && own_pool) s = danu_pool_create(co, &pool);
             if (!s && own_pool) s = danu_options_set_pool(co, pool);
@@ -698,8 +708,7 @@ int cmd_bench(int argc, char **argv)
                 /* KV read per token: K and V of the positions in the window,
                  * in the cache's type (q8_0: a byte and a 4-byte scale per head row) */
                 const double ctx_mid = depth + tg / 2.0;
-                double kv_type = DANU_KV_F16;
-                cli_opt_given(DANU_OPT_KV_TYPE, &kv_type);
+                const int kv_type = bench_kv_type();
                 const double row = kv_type == DANU_KV_F32 ? 4.0 * hd : kv_type == DANU_KV_Q8_0 ? hd + 4.0 : 2.0 * hd;
                 double kv = 2.0 * layers * kvh * row * (ctx_mid < (window ? window : 1e9) ? ctx_mid : window);
                 double eff = sums / reps * (per_token + kv) / 1e9;

@@ -286,7 +286,7 @@ int cli_bench_grammar(danu_model *m, cli_cons *cc, const int *threads, int nt, i
      * constrained generations are recorded for (b) */
     for (int ti = 0; ti < nt && !rc; ti++) {
         danu_options *o = cli_options(0);
-        danu_status s = o ? DANU_OK : DANU_ERR_NOMEM;
+        danu_status s = o && !cli_apply(o, CLI_KV) ? DANU_OK : DANU_ERR_INVALID_ARG;
         if (!s) s = danu_options_set_int(o, DANU_OPT_N_THREADS, threads[ti]);
         if (!s) s = danu_options_set_int(o, DANU_OPT_N_CTX, (int64_t)n_prompt + tg + 8);
         if (!s) s = danu_context_create(m, o, &c);

@@ -5,6 +5,7 @@ directory. Usage: test_cli.py --danu PATH [--data tests/data] [-k NAME]"""
 import argparse
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -44,6 +45,7 @@ BAD_NUMBERS = [
     (["bench", "-m", "@GGUF", "--contexts", "0", "-p", "8", "-n", "4", "-r", "1"], "--contexts"),
     (["bench", "-m", "@GGUF", "--contexts", "65", "-p", "8", "-n", "4", "-r", "1"], "--contexts"),
     (["bench", "-m", "@GGUF", "--slice-us", "-5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
+    (["bench", "-m", "@GGUF", "--kv-type", "q4", "-p", "8", "-n", "4", "-r", "1"], "--kv-type"),
     (["bench", "-m", "@GGUF", "--slice-us", "1.5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
     (["bench", "-m", "@GGUF", "--pool", "mine", "-p", "8", "-n", "4", "-r", "1"], "--pool"),
     (["bench", "-m", "@GGUF", "--seqs", "0", "-p", "8", "-n", "4", "-r", "1"], "--seqs"),
@@ -215,6 +217,16 @@ def test_every_option_has_a_flag():
     check("window 16" in err and "kernels scalar" in err, err)
     rc, out, err = danu("run", "-m", GGUF, "-n", "4", "--n-keep", "40", "-c", "32")
     check(rc == 2 and "--n-keep" in err, err)
+    # the 8-bit KV cache reaches the library: the context logs fewer bytes than with f16
+    sizes = {}
+    for kv in ("f16", "q8_0"):
+        rc, out, err = danu("run", "-m", GGUF, "-v", "-n", "4", "--greedy", "-c", "64", "--kv-type", kv)
+        m = re.search(r"context: n_ctx 64, \d+ cached positions per layer, (\d+) bytes", err)
+        check(rc == 0 and m, err)
+        sizes[kv] = int(m.group(1))
+    check(sizes["q8_0"] < sizes["f16"], sizes)
+    rc, out, err = danu("bench", "-m", GGUF, "-p", "8", "-n", "4", "-d", "20", "-t", "1", "-r", "1", "--kv-type", "q8_0")
+    check(rc == 0 and "KV cache q8_0" in out and "tg4 @ d20" in out, out + err)
     for cmd in ("run", "chat", "generate", "eval", "info", "bench"):
         rc, out, err = danu(cmd, "--help")
         check(rc == 0 and "--sliding-window" in out and "--isa" in out, "%s --help: %s" % (cmd, out))
