@@ -2,7 +2,9 @@
 # full_size.sh - the full-size danube-1.8b shape (synthetic weights, seed 1)
 # against the transformers golden (tests/data/golden/danube-1.8b.capital*):
 # HF bf16 and GGUF bf16/f16 logits and greedy tokens, then the quantized
-# types against the model's own bf16 logits. Needs ~12 GB of disk in $DIR.
+# types against the model's own bf16 logits; then the 8-bit KV cache against
+# the f16 one. Needs ~12 GB of disk in $DIR (KV_ONLY=1: only the KV part, on
+# the GGUF bf16 model, ~4 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DANU=${DANU:-build/examples/danu/danu}
@@ -24,8 +26,24 @@ n_greedy=$(echo "$greedy" | wc -w)
 synth() { # config format type path
   [ -e "$4" ] || "$DANU" synth --config danube-1.8b --seed 1 --format "$2" --type "$3" "$4"
 }
-synth danube-1.8b hf bf16 "$DIR/danube-hf"
 synth danube-1.8b gguf bf16 "$DIR/danube-bf16.gguf"
+
+# The 8-bit KV cache (--kv-type q8_0) against the f16 one over the prompt and
+# the golden's greedy continuation (KL at every position), and its own
+# greedy tokens against the golden's.
+kv_part() {
+  echo "== KV cache q8_0 vs f16 (GGUF bf16; prompt + golden greedy, every position) =="
+  for kv in f16 q8_0; do
+    "$DANU" eval -m "$DIR/danube-bf16.gguf" -t "$THREADS" --kv-type "$kv" --tokens "$prompt $greedy" --all \
+      -o "$DIR/kv-$kv.all.f32"
+  done
+  python3 bench/compare_logits.py "$DIR/kv-q8_0.all.f32" "$DIR/kv-f16.all.f32" 32000 --label "kv q8_0 vs f16"
+  got=$("$DANU" generate -m "$DIR/danube-bf16.gguf" -t "$THREADS" --kv-type q8_0 --tokens "$prompt" -n "$n_greedy" \
+        --greedy --print-ids)
+  if [ "$got" = "$greedy" ]; then echo "  greedy with kv q8_0: identical ($n_greedy tokens)"; else echo "  greedy with kv q8_0: DIFFERENT: $got"; fi
+}
+if [ "${KV_ONLY:-0}" = 1 ]; then kv_part; exit 0; fi
+synth danube-1.8b hf bf16 "$DIR/danube-hf"
 synth danube-1.8b gguf f16 "$DIR/danube-f16.gguf"
 
 echo "== danu info (HF bf16) =="
@@ -50,3 +68,5 @@ for t in $TYPES; do
   "$DANU" eval -m "$f" -t "$THREADS" --tokens "$prompt" --all -o "$DIR/$t.all.f32"
   python3 bench/compare_logits.py "$DIR/$t.all.f32" "$DIR/bf16.all.f32" 32000 --label "$t ($(du -h "$f" | cut -f1))"
 done
+echo
+kv_part
