@@ -1,15 +1,15 @@
 /* test_x16_neon.c - the AArch64 gemm kernels of the repacked weights
  * q4_0x16, q8_0x16, q4_Kx16, q6_Kx16 (neon_x16.h) on every Arm level
- * this CPU runs: neon_dot (SDOT) and neon_i8mm (SMMLA for token pairs,
- * SDOT for a lone token). The checks of the x86 x16 suites, stricter:
+ * this CPU runs: neon_dot (SDOT) and neon_i8mm (SMMLA for groups of 4
+ * tokens, SDOT for the 1..3 left). The checks of the x86 x16 suites, stricter:
  *  - the prepared activations are the scalar table's bytes;
  *  - dn_matmul_rows on repacked matrices: the same bits as the scalar
  *    per-block fallback (matmul.c), since the integer sums are exact and
  *    the float steps per block are scalar.c's in its order; and within
  *    5e-6 M (M = sum |w_i xq_i| with q4_K's d and dmin terms apart, as in
  *    test_x16_avx2.c) of an exact double oracle: 1..4 row groups, token
- *    counts 1..12 (SDOT tiles of 1..4 / 1..2 tokens, SMMLA pairs and an
- *    odd token left), split row ranges;
+ *    counts 1..12 (SDOT tiles of 1..4 / 1..2 tokens, SMMLA groups and
+ *    every remainder), split row ranges;
  *  - the gemm called directly with odd strides (groups a few bytes apart
  *    from an odd address, activation rows at an odd stride, odd ldy,
  *    padding untouched);

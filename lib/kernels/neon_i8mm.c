@@ -1,5 +1,5 @@
 /* neon_i8mm.c - the x16 gemms with the ARMv8.6 int8 matrix multiply
- * (SMMLA, FEAT_I8MM) for pairs of tokens and SDOT for a lone one
+ * (SMMLA, FEAT_I8MM) for groups of 4 tokens and SDOT for the rest
  * (neon_x16.h); compiled with +dotprod+i8mm and chosen only when the
  * system reports both. Only the slots that differ from neon_dot:
  * dispatch.c lays them over that table. */

@@ -1,7 +1,7 @@
 /* neon_x16.h - gemm kernels for the row-interleaved weights q4_0x16,
  * q8_0x16, q4_Kx16 and q6_Kx16 (layouts in quant/repack.c) on AArch64,
  * included by neon_dot.c (SDOT) and neon_i8mm.c (DN_NEON_I8MM 1: SMMLA
- * for pairs of tokens, SDOT for a token left alone). Everything static.
+ * for groups of 4 tokens, SDOT for the 1..3 left). Everything static.
  *
  * Both use the x86 x16 bytes as they are, so the loader's repack is the
  * same on every ISA:
@@ -34,6 +34,9 @@ enum { XQ4_0, XQ8_0, XQ4_K, XQ6_K };
  * per SMMLA tile */
 enum { XT_MAX = 4, XT_32 = 4, XT_K = 2, XP_MAX = 2 };
 enum { Q80_BYTES = sizeof(dn_block_q8_0), Q80_QS = offsetof(dn_block_q8_0, qs) };
+/* K-quant quads and sub-block loops stay rolled: GCC otherwise flattens a
+ * whole super-block and spills (q4_K, one token: 231 stores a column) */
+#define NOUNROLL _Pragma("GCC unroll 1")
 
 AI int x16_col_bytes(int kind)
 {
@@ -174,21 +177,23 @@ AI void col_dot(int kind, int NT, const uint8_t *c, const uint8_t *const *xb, fl
         ld_h16(c + Q4X_DMIN, DM);
         int16x8_t b2[XT_MAX];   /* bsums of each 32-element sub-block */
         UNROLL for (int t = 0; t < NT; t++) b2[t] = vpaddq_s16(bs[t][0], bs[t][1]);
-        UNROLL for (int q = 0; q < 4; q++) {
+        NOUNROLL for (int q = 0; q < 4; q++) {
             int32x4_t I[XT_MAX], M[XT_MAX];
             UNROLL for (int t = 0; t < NT; t++) I[t] = M[t] = vdupq_n_s32(0);
-            for (int jp = 0; jp < 4; jp++) {
+            /* pointers, not int offsets: GCC keeps constant immediates */
+            const uint8_t *qs = c + Q4X_QS + 16 * q, *scp = c + Q4X_SC + 4 * q, *xo[XT_MAX];
+            UNROLL for (int t = 0; t < NT; t++) xo[t] = xb[t] + Q8K_QS;
+            NOUNROLL for (int jp = 0; jp < 4; jp++, qs += 512, scp += 32) {
                 /* sub-blocks 2jp (low nibbles) and 2jp + 1 (high) of chunks 8jp.. */
                 int8x16_t lo[8], hi[8];
                 UNROLL for (int i = 0; i < 8; i++) {
-                    const uint8x16_t r = vld1q_u8(c + Q4X_QS + 64 * (8 * jp + i) + 16 * q);
+                    const uint8x16_t r = vld1q_u8(qs + 64 * i);
                     lo[i] = s8(vandq_u8(r, vdupq_n_u8(0x0F)));
                     hi[i] = s8(vshrq_n_u8(r, 4));
                 }
-                const int32x4_t s0 = u8x4_s32(c + Q4X_SC + 16 * (2 * jp) + 4 * q);
-                const int32x4_t s1 = u8x4_s32(c + Q4X_SC + 16 * (2 * jp + 1) + 4 * q);
+                const int32x4_t s0 = u8x4_s32(scp), s1 = u8x4_s32(scp + 16);
                 UNROLL for (int t = 0; t < NT; t++) {
-                    const uint8_t *x = xb[t] + Q8K_QS + 64 * jp;
+                    const uint8_t *x = xo[t] + 64 * jp;
                     const int32x4_t a = dot4l(dot4l(vdupq_n_s32(0), lo, ld_s8(x)), lo + 4, ld_s8(x + 16));
                     const int32x4_t b = dot4l(dot4l(vdupq_n_s32(0), hi, ld_s8(x + 32)), hi + 4, ld_s8(x + 48));
                     I[t] = vmlaq_s32(vmlaq_s32(I[t], a, s0), b, s1);
@@ -206,24 +211,27 @@ AI void col_dot(int kind, int NT, const uint8_t *c, const uint8_t *const *xb, fl
         return;
     }
     /* q6_K: codes 0..63 as they are; the -32 offset is -32 sum_j sc_j bsums_j */
-    UNROLL for (int q = 0; q < 4; q++) {
+    NOUNROLL for (int q = 0; q < 4; q++) {
         int32x4_t I[XT_MAX], O[XT_MAX];
         UNROLL for (int t = 0; t < NT; t++) I[t] = O[t] = vdupq_n_s32(0);
-        for (int H = 0; H < 2; H++) for (int mh = 0; mh < 2; mh++) {
-            int8x16_t w[4][4];   /* [qd][k]: chunk m = 4mh + k */
+        NOUNROLL for (int hm = 0; hm < 4; hm++) {
+            /* half H = hm / 2, sixteen mh = hm % 2: ql chunks 16H + 4mh + k
+             * and + 8, qh chunks 8H + 4mh + k; sub-block j = 8H + mh + 2qd */
+            const int H = hm >> 1, mh = hm & 1;
+            const uint8_t *ql = c + Q6X_QL + 64 * (16 * H + 4 * mh) + 16 * q;
+            const uint8_t *qh = c + Q6X_QH + 64 * (8 * H + 4 * mh) + 16 * q;
+            const uint8_t *scp = c + Q6X_SC + 16 * (8 * H + mh) + 4 * q;
+            const size_t xo = Q8K_QS + 16 * (size_t)(8 * H + mh);
+            int8x16_t w[4][4];   /* [qd][k] */
             UNROLL for (int k = 0; k < 4; k++) {
-                const int m = 4 * mh + k;
                 uint8x16_t v[4];
-                q6_codes(vld1q_u8(c + Q6X_QL + 64 * (16 * H + m) + 16 * q),
-                         vld1q_u8(c + Q6X_QL + 64 * (16 * H + 8 + m) + 16 * q),
-                         vld1q_u8(c + Q6X_QH + 64 * (8 * H + m) + 16 * q), v);
+                q6_codes(vld1q_u8(ql + 64 * k), vld1q_u8(ql + 512 + 64 * k), vld1q_u8(qh + 64 * k), v);
                 UNROLL for (int qd = 0; qd < 4; qd++) w[qd][k] = s8(v[qd]);
             }
             UNROLL for (int qd = 0; qd < 4; qd++) {
-                const int j = 8 * H + 2 * qd + mh;   /* 16-element sub-block */
-                const int32x4_t sc = vmovl_s16(s8x4_s16(c + Q6X_SC + 16 * j + 4 * q));
+                const int32x4_t sc = vmovl_s16(s8x4_s16(scp + 32 * qd));
                 UNROLL for (int t = 0; t < NT; t++)
-                    I[t] = vmlaq_s32(I[t], dot4l(vdupq_n_s32(0), w[qd], ld_s8(xb[t] + Q8K_QS + 16 * j)), sc);
+                    I[t] = vmlaq_s32(I[t], dot4l(vdupq_n_s32(0), w[qd], ld_s8(xb[t] + xo + 32 * qd)), sc);
             }
         }
         UNROLL for (int j = 0; j < 16; j++) {
@@ -351,45 +359,44 @@ AI void col_mm(int kind, int TP, const uint8_t *c, const uint8_t *const *xb, flo
     UNROLL for (int t = 0; t < 2 * TP; t++) ld_bsums(xb[t], bs[t]);
     float32x4_t D[4];
     ld_h16(c, D);
-    int32x4_t I[8][XP_MAX];
-    UNROLL for (int r = 0; r < 8; r++) UNROLL for (int p = 0; p < TP; p++) I[r][p] = vdupq_n_s32(0);
+    /* one quad (pair rows 2q, 2q + 1) through the whole super-block at a
+     * time: few accumulators live; the activation zips are redone per
+     * quad (L1 loads and one zip per register) */
     if (kind == XQ4_K) {
-        for (int jp = 0; jp < 4; jp++) {
-            int8x16_t XL[XP_MAX][4], XH[XP_MAX][4];   /* sub-blocks 2jp, 2jp + 1 */
-            UNROLL for (int p = 0; p < TP; p++) {
-                const uint8_t *x0 = xb[2 * p] + Q8K_QS + 64 * jp, *x1 = xb[2 * p + 1] + Q8K_QS + 64 * jp;
-                zip_tok(x0, x1, XL[p]);
-                zip_tok(x0 + 16, x1 + 16, XL[p] + 2);
-                zip_tok(x0 + 32, x1 + 32, XH[p]);
-                zip_tok(x0 + 48, x1 + 48, XH[p] + 2);
-            }
-            UNROLL for (int q = 0; q < 4; q++) {
-                uint8x16_t A[4], B[4];
-                UNROLL for (int i = 0; i < 4; i++)
-                    zip_rows(vld1q_u8(c + Q4X_QS + 64 * (8 * jp + 2 * i) + 16 * q),
-                             vld1q_u8(c + Q4X_QS + 64 * (8 * jp + 2 * i + 1) + 16 * q), &A[i], &B[i]);
-                int32x4_t s0[2], s1[2];
-                dup_s(u8x4_s32(c + Q4X_SC + 16 * (2 * jp) + 4 * q), s0);
-                dup_s(u8x4_s32(c + Q4X_SC + 16 * (2 * jp + 1) + 4 * q), s1);
-                UNROLL for (int p = 0; p < TP; p++) {
-                    int32x4_t la = vdupq_n_s32(0), lb = la, ha = la, hb = la;
-                    UNROLL for (int i = 0; i < 4; i++) {
-                        la = mm(la, vandq_u8(A[i], vdupq_n_u8(0x0F)), XL[p][i]);
-                        lb = mm(lb, vandq_u8(B[i], vdupq_n_u8(0x0F)), XL[p][i]);
-                        ha = mm(ha, vshrq_n_u8(A[i], 4), XH[p][i]);
-                        hb = mm(hb, vshrq_n_u8(B[i], 4), XH[p][i]);
-                    }
-                    I[2 * q][p] = vmlaq_s32(vmlaq_s32(I[2 * q][p], la, s0[0]), ha, s1[0]);
-                    I[2 * q + 1][p] = vmlaq_s32(vmlaq_s32(I[2 * q + 1][p], lb, s0[1]), hb, s1[1]);
-                }
-            }
-        }
-        /* mins per token in row order (as col_dot), then zipped to pairs */
         float32x4_t DM[4];
         ld_h16(c + Q4X_DMIN, DM);
         int16x8_t b2[2 * XP_MAX];
         UNROLL for (int t = 0; t < 2 * TP; t++) b2[t] = vpaddq_s16(bs[t][0], bs[t][1]);
-        UNROLL for (int q = 0; q < 4; q++) {
+        NOUNROLL for (int q = 0; q < 4; q++) {
+            int32x4_t IA[XP_MAX], IB[XP_MAX];
+            UNROLL for (int p = 0; p < TP; p++) IA[p] = IB[p] = vdupq_n_s32(0);
+            const uint8_t *qs = c + Q4X_QS + 16 * q, *scp = c + Q4X_SC + 4 * q;
+            NOUNROLL for (int jp = 0; jp < 4; jp++, qs += 512, scp += 32) {
+                uint8x16_t A[4], B[4];
+                UNROLL for (int i = 0; i < 4; i++) zip_rows(vld1q_u8(qs + 128 * i), vld1q_u8(qs + 128 * i + 64), &A[i], &B[i]);
+                int32x4_t s0[2], s1[2];
+                dup_s(u8x4_s32(scp), s0);
+                dup_s(u8x4_s32(scp + 16), s1);
+                UNROLL for (int p = 0; p < TP; p++) {
+                    /* sub-blocks 2jp (low nibbles) and 2jp + 1 (high) */
+                    const uint8_t *x0 = xb[2 * p] + Q8K_QS + 64 * jp, *x1 = xb[2 * p + 1] + Q8K_QS + 64 * jp;
+                    int8x16_t XL[4], XH[4];
+                    zip_tok(x0, x1, XL);
+                    zip_tok(x0 + 16, x1 + 16, XL + 2);
+                    zip_tok(x0 + 32, x1 + 32, XH);
+                    zip_tok(x0 + 48, x1 + 48, XH + 2);
+                    int32x4_t la = vdupq_n_s32(0), lb = la, ha = la, hb = la;
+                    UNROLL for (int i = 0; i < 4; i++) {
+                        la = mm(la, vandq_u8(A[i], vdupq_n_u8(0x0F)), XL[i]);
+                        lb = mm(lb, vandq_u8(B[i], vdupq_n_u8(0x0F)), XL[i]);
+                        ha = mm(ha, vshrq_n_u8(A[i], 4), XH[i]);
+                        hb = mm(hb, vshrq_n_u8(B[i], 4), XH[i]);
+                    }
+                    IA[p] = vmlaq_s32(vmlaq_s32(IA[p], la, s0[0]), ha, s1[0]);
+                    IB[p] = vmlaq_s32(vmlaq_s32(IB[p], lb, s0[1]), hb, s1[1]);
+                }
+            }
+            /* mins per token in row order (as col_dot), then zipped to pairs */
             int32x4_t M[2 * XP_MAX];
             UNROLL for (int t = 0; t < 2 * TP; t++) M[t] = vdupq_n_s32(0);
             UNROLL for (int j = 0; j < 8; j++) {
@@ -401,8 +408,8 @@ AI void col_mm(int kind, int TP, const uint8_t *c, const uint8_t *const *xb, flo
             dup_f(DM[q], dm);
             UNROLL for (int p = 0; p < TP; p++) {
                 const int32x4_t ma = vzip1q_s32(M[2 * p], M[2 * p + 1]), mb = vzip2q_s32(M[2 * p], M[2 * p + 1]);
-                const float32x4_t Ta = vsubq_f32(vmulq_f32(dd[0], vcvtq_f32_s32(I[2 * q][p])), vmulq_f32(dm[0], vcvtq_f32_s32(ma)));
-                const float32x4_t Tb = vsubq_f32(vmulq_f32(dd[1], vcvtq_f32_s32(I[2 * q + 1][p])), vmulq_f32(dm[1], vcvtq_f32_s32(mb)));
+                const float32x4_t Ta = vsubq_f32(vmulq_f32(dd[0], vcvtq_f32_s32(IA[p])), vmulq_f32(dm[0], vcvtq_f32_s32(ma)));
+                const float32x4_t Tb = vsubq_f32(vmulq_f32(dd[1], vcvtq_f32_s32(IB[p])), vmulq_f32(dm[1], vcvtq_f32_s32(mb)));
                 F[2 * q][p] = vaddq_f32(F[2 * q][p], vmulq_f32(Ta, DX[p]));
                 F[2 * q + 1][p] = vaddq_f32(F[2 * q + 1][p], vmulq_f32(Tb, DX[p]));
             }
@@ -410,44 +417,41 @@ AI void col_mm(int kind, int TP, const uint8_t *c, const uint8_t *const *xb, flo
         return;
     }
     /* q6_K */
-    for (int H = 0; H < 2; H++) for (int mh = 0; mh < 2; mh++) {
-        int8x16_t X[XP_MAX][4][2];   /* [pair][qd]: sub-block j's 16 elements */
-        UNROLL for (int p = 0; p < TP; p++) UNROLL for (int qd = 0; qd < 4; qd++) {
-            const int j = 8 * H + 2 * qd + mh;
-            zip_tok(xb[2 * p] + Q8K_QS + 16 * j, xb[2 * p + 1] + Q8K_QS + 16 * j, X[p][qd]);
-        }
-        UNROLL for (int q = 0; q < 4; q++) {
-            /* chunks m = 4mh + 2i, + 1 zipped before the codes are cut out
+    NOUNROLL for (int q = 0; q < 4; q++) {
+        int32x4_t IA[XP_MAX], IB[XP_MAX];
+        UNROLL for (int p = 0; p < TP; p++) IA[p] = IB[p] = vdupq_n_s32(0);
+        NOUNROLL for (int hm = 0; hm < 4; hm++) {
+            const int H = hm >> 1, mh = hm & 1;   /* as in col_dot */
+            const uint8_t *ql = c + Q6X_QL + 64 * (16 * H + 4 * mh) + 16 * q;
+            const uint8_t *qh = c + Q6X_QH + 64 * (8 * H + 4 * mh) + 16 * q;
+            const uint8_t *scp = c + Q6X_SC + 16 * (8 * H + mh) + 4 * q;
+            const size_t xo = Q8K_QS + 16 * (size_t)(8 * H + mh);
+            /* chunks 2i, 2i + 1 zipped before the codes are cut out
              * (bytewise, so the order of the two steps does not matter) */
             uint8x16_t A[4][2], B[4][2];   /* [qd][i] */
             UNROLL for (int i = 0; i < 2; i++) {
-                const int m = 4 * mh + 2 * i;
                 uint8x16_t l1a, l1b, l2a, l2b, qa, qb;
-                zip_rows(vld1q_u8(c + Q6X_QL + 64 * (16 * H + m) + 16 * q),
-                         vld1q_u8(c + Q6X_QL + 64 * (16 * H + m + 1) + 16 * q), &l1a, &l1b);
-                zip_rows(vld1q_u8(c + Q6X_QL + 64 * (16 * H + 8 + m) + 16 * q),
-                         vld1q_u8(c + Q6X_QL + 64 * (16 * H + 8 + m + 1) + 16 * q), &l2a, &l2b);
-                zip_rows(vld1q_u8(c + Q6X_QH + 64 * (8 * H + m) + 16 * q),
-                         vld1q_u8(c + Q6X_QH + 64 * (8 * H + m + 1) + 16 * q), &qa, &qb);
+                zip_rows(vld1q_u8(ql + 128 * i), vld1q_u8(ql + 128 * i + 64), &l1a, &l1b);
+                zip_rows(vld1q_u8(ql + 512 + 128 * i), vld1q_u8(ql + 512 + 128 * i + 64), &l2a, &l2b);
+                zip_rows(vld1q_u8(qh + 128 * i), vld1q_u8(qh + 128 * i + 64), &qa, &qb);
                 uint8x16_t va[4], vb[4];
                 q6_codes(l1a, l2a, qa, va);
                 q6_codes(l1b, l2b, qb, vb);
                 UNROLL for (int qd = 0; qd < 4; qd++) { A[qd][i] = va[qd]; B[qd][i] = vb[qd]; }
             }
             UNROLL for (int qd = 0; qd < 4; qd++) {
-                const int j = 8 * H + 2 * qd + mh;
                 int32x4_t sc[2];
-                dup_s(vmovl_s16(s8x4_s16(c + Q6X_SC + 16 * j + 4 * q)), sc);
+                dup_s(vmovl_s16(s8x4_s16(scp + 32 * qd)), sc);
                 UNROLL for (int p = 0; p < TP; p++) {
-                    const int32x4_t sa = mm(mm(vdupq_n_s32(0), A[qd][0], X[p][qd][0]), A[qd][1], X[p][qd][1]);
-                    const int32x4_t sb = mm(mm(vdupq_n_s32(0), B[qd][0], X[p][qd][0]), B[qd][1], X[p][qd][1]);
-                    I[2 * q][p] = vmlaq_s32(I[2 * q][p], sa, sc[0]);
-                    I[2 * q + 1][p] = vmlaq_s32(I[2 * q + 1][p], sb, sc[1]);
+                    int8x16_t X[2];
+                    zip_tok(xb[2 * p] + xo + 32 * qd, xb[2 * p + 1] + xo + 32 * qd, X);
+                    const int32x4_t sa = mm(mm(vdupq_n_s32(0), A[qd][0], X[0]), A[qd][1], X[1]);
+                    const int32x4_t sb = mm(mm(vdupq_n_s32(0), B[qd][0], X[0]), B[qd][1], X[1]);
+                    IA[p] = vmlaq_s32(IA[p], sa, sc[0]);
+                    IB[p] = vmlaq_s32(IB[p], sb, sc[1]);
                 }
             }
         }
-    }
-    UNROLL for (int q = 0; q < 4; q++) {
         int32x4_t O[2 * XP_MAX];
         UNROLL for (int t = 0; t < 2 * TP; t++) O[t] = vdupq_n_s32(0);
         UNROLL for (int j = 0; j < 16; j++) {
@@ -458,8 +462,8 @@ AI void col_mm(int kind, int TP, const uint8_t *c, const uint8_t *const *xb, flo
         dup_f(D[q], dd);
         UNROLL for (int p = 0; p < TP; p++) {
             const int32x4_t oa = vzip1q_s32(O[2 * p], O[2 * p + 1]), ob = vzip2q_s32(O[2 * p], O[2 * p + 1]);
-            const int32x4_t Aa = vsubq_s32(I[2 * q][p], vshlq_n_s32(oa, 5));
-            const int32x4_t Ab = vsubq_s32(I[2 * q + 1][p], vshlq_n_s32(ob, 5));
+            const int32x4_t Aa = vsubq_s32(IA[p], vshlq_n_s32(oa, 5));
+            const int32x4_t Ab = vsubq_s32(IB[p], vshlq_n_s32(ob, 5));
             F[2 * q][p] = vaddq_f32(F[2 * q][p], vmulq_f32(vmulq_f32(DX[p], dd[0]), vcvtq_f32_s32(Aa)));
             F[2 * q + 1][p] = vaddq_f32(F[2 * q + 1][p], vmulq_f32(vmulq_f32(DX[p], dd[1]), vcvtq_f32_s32(Ab)));
         }
@@ -495,14 +499,12 @@ AI void x16_gemm(int kind, int64_t n, const void *w, size_t ws, int nr, const vo
         const uint8_t *wg = (const uint8_t *)w + (size_t)g * ws;
         int t0 = 0;
 #if DN_NEON_I8MM
-        for (; nt - t0 >= 2; ) {
-            const int tp = nt - t0 >= 2 * XP_MAX ? XP_MAX : 1;
-            const uint8_t *xt = (const uint8_t *)x + (size_t)t0 * xs;
-            float *yt = y + (size_t)t0 * ldy + 16 * g;
-            if (tp == 2) tile_mm(kind, 2, nb, wg, xt, xs, yt, ldy);
-            else tile_mm(kind, 1, nb, wg, xt, xs, yt, ldy);
-            t0 += 2 * tp;
-        }
+        /* SMMLA on 4 tokens at a time; on 2 it takes more instructions per
+         * column than SDOT (counted from the generated code: the zips of
+         * weights and activations and the 2 x 2 scales), so the 1..3 left
+         * take the SDOT tile */
+        for (; nt - t0 >= 2 * XP_MAX; t0 += 2 * XP_MAX)
+            tile_mm(kind, XP_MAX, nb, wg, (const uint8_t *)x + (size_t)t0 * xs, xs, y + (size_t)t0 * ldy + 16 * g, ldy);
 #endif
         for (; t0 < nt; t0 += tmax) {
             const int m = nt - t0 < tmax ? nt - t0 : tmax;
