@@ -15,8 +15,8 @@
  *    [r.t0, r.t1, r'.t0, r'.t1] keeps that order through the float steps
  *    (scales duplicated to match) and is transposed once at the end.
  * The integer sums are exact, and per block (q4_0, q8_0) or super-block
- * (q4_K, q6_K) the float steps are scalar.c's, unfused (C11 mode: no
- * contraction), in its order: (float)sum * (d_w * d_x) added to the row's
+ * (q4_K, q6_K) the float steps are scalar.c's, unfused (the build's
+ * -std=c11 keeps GCC from contracting here and in scalar.c), in its order: (float)sum * (d_w * d_x) added to the row's
  * sum; q4_K d_x * (d * I - dmin * M); q6_K (d_x * d) * I. So every tile
  * shape, and either instruction, gives the scalar per-block fallback's
  * bits (tests/test_x16_neon.c compares them with memcmp). */
