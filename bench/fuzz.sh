@@ -44,6 +44,7 @@ for src in $(find lib -name '*.c' | sort); do
       flags="-mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16" ;;
     lib/kernels/neon.c) [ "$(uname -m)" = aarch64 ] || continue; flags="" ;;
     lib/kernels/neon_dot.c) [ "$(uname -m)" = aarch64 ] || continue; flags="-march=armv8.2-a+dotprod" ;;
+    lib/kernels/neon_i8mm.c) [ "$(uname -m)" = aarch64 ] || continue; flags="-march=armv8.2-a+dotprod+i8mm" ;;
     *) flags="-fsanitize=fuzzer-no-link $san" ;;
   esac
   objs+=("$obj")

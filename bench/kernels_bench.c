@@ -218,6 +218,7 @@ int main(int argc, char **argv)
         static const struct { const char *name; int isa; } isas[] = {
             { "reference", DN_ISA_REFERENCE }, { "scalar", DN_ISA_SCALAR }, { "avx2", DN_ISA_AVX2 },
             { "avx2vnni", DN_ISA_AVX2VNNI }, { "avx512", DN_ISA_AVX512 }, { "neon", DN_ISA_NEON }, { "neon_dot", DN_ISA_NEON_DOT },
+            { "neon_i8mm", DN_ISA_NEON_I8MM },
         };
         for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++)
             if (!strcmp(argv[argi], isas[i].name)) {

@@ -111,6 +111,19 @@ START_TEST(test_kernels_dispatch)
     }
     if (env && !strcmp(env, "avx2vnni"))
         ck_assert(best->isa == DN_ISA_AVX2VNNI || best->isa == DN_ISA_AVX2 || best->isa == DN_ISA_SCALAR);
+    /* Arm: neon < neon_dot < neon_i8mm, all answering to the public neon */
+    const dn_kernels *neon = dn_kernels_for_isa(DN_ISA_NEON), *dot = dn_kernels_for_isa(DN_ISA_NEON_DOT);
+    const dn_kernels *mm = dn_kernels_for_isa(DN_ISA_NEON_I8MM);
+    if (mm) ck_assert_ptr_nonnull(dot);
+    if (dot) ck_assert_ptr_nonnull(neon);
+    if (neon) {
+        const dn_kernels *top = mm ? mm : dot ? dot : neon;
+        ck_assert_ptr_eq(best, top);
+        ck_assert_ptr_eq(dn_kernels_get(DANU_ISA_NEON), top);
+        ck_assert_int_eq(dn_kernels_public_isa(top), DANU_ISA_NEON);
+    } else {
+        ck_assert(best->isa != DN_ISA_NEON && best->isa != DN_ISA_NEON_DOT && best->isa != DN_ISA_NEON_I8MM);
+    }
 }
 END_TEST
 

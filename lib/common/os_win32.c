@@ -352,6 +352,9 @@ void dn_arm_probe(dn_arm_features *f)
 #ifdef PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE
     f->dotprod = IsProcessorFeaturePresent(PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE) != 0;
 #endif
+#ifdef PF_ARM_V82_I8MM_INSTRUCTIONS_AVAILABLE   /* newer SDKs only */
+    f->i8mm = IsProcessorFeaturePresent(PF_ARM_V82_I8MM_INSTRUCTIONS_AVAILABLE) != 0;
+#endif
 #endif
 }
 

@@ -16,7 +16,7 @@
 #define DN_ARM64 1
 #endif
 
-enum { N_ISA = DN_ISA_NEON_DOT + 1 };
+enum { N_ISA = DN_ISA_NEON_I8MM + 1 };
 
 static dn_once once = DN_ONCE_INIT;
 static dn_kernels tables[N_ISA];
@@ -25,7 +25,7 @@ static int env_cap = INT_MAX;       /* rank (cap_level) from DANU_ISA; 0 = refer
 
 /* The rank of a level for caps: the DANU_ISA_* values are append-only
  * names, so avx2vnni (5) ranks between avx2 and avx512 here, and neon_dot
- * is a kind of neon. x86 and ARM levels never meet on one CPU; neon ranks
+ * and neon_i8mm are kinds of neon. x86 and ARM levels never meet on one CPU; neon ranks
  * above the x86 levels as its value did before avx2vnni (an x86 cap on ARM
  * gives scalar, a neon cap on x86 the best x86 level). A table
  * answers to a cap if its rank is at most the cap's rank. */
@@ -37,14 +37,14 @@ static int cap_level(int isa)
     case DN_ISA_AVX2: return 2;
     case DN_ISA_AVX2VNNI: return 3;
     case DN_ISA_AVX512: return 4;
-    case DN_ISA_NEON: case DN_ISA_NEON_DOT: return 5;   /* above the x86 ones, as their values were */
+    case DN_ISA_NEON: case DN_ISA_NEON_DOT: case DN_ISA_NEON_I8MM: return 5;   /* above the x86 ones, as their values were */
     default: return INT_MAX;
     }
 }
 
 int dn_kernels_public_isa(const dn_kernels *k)
 {
-    return k->isa == DN_ISA_NEON_DOT ? DN_ISA_NEON : k->isa;
+    return k->isa == DN_ISA_NEON_DOT || k->isa == DN_ISA_NEON_I8MM ? DN_ISA_NEON : k->isa;
 }
 
 /* Copy an ISA table and fill its gaps from scalar. A weight type belongs to
@@ -162,12 +162,29 @@ static void init(void)
         complete(&tables[DN_ISA_NEON_DOT], &dn_kernels_neon_dot_table);
         available[DN_ISA_NEON_DOT] = 1;
     }
+    if (feat.dotprod && feat.i8mm) {
+        /* the neon_dot table with the x16 gemms of neon_i8mm.c laid over it
+         * (their lone-token path is SDOT) */
+        const dn_kernels *v = &dn_kernels_neon_i8mm_table;
+        dn_kernels *t = &tables[DN_ISA_NEON_I8MM];
+        *t = tables[DN_ISA_NEON_DOT];
+        t->isa = v->isa;
+        t->name = v->name;
+        for (int i = 0; i < DN_TYPE_COUNT; i++) {
+            if (!v->gemm[i]) continue;
+            t->gemm[i] = v->gemm[i];
+            t->act_type[i] = v->act_type[i];
+        }
+        for (int i = 0; i < DN_TYPE_COUNT; i++) if (v->repack[i]) t->repack[i] = v->repack[i];
+        available[DN_ISA_NEON_I8MM] = 1;
+    }
 #endif
 }
 
 const dn_kernels *dn_kernels_get(int max_isa)
 {
-    static const int order[] = { DN_ISA_AVX512, DN_ISA_AVX2VNNI, DN_ISA_AVX2, DN_ISA_NEON_DOT, DN_ISA_NEON };
+    static const int order[] = { DN_ISA_AVX512, DN_ISA_AVX2VNNI, DN_ISA_AVX2, DN_ISA_NEON_I8MM, DN_ISA_NEON_DOT,
+                                 DN_ISA_NEON };
     dn_once_run(&once, init);
     if (env_cap == 0) return &tables[DN_ISA_REFERENCE];
     int cap = max_isa == DANU_ISA_AUTO ? INT_MAX : cap_level(max_isa);
@@ -188,7 +205,7 @@ const dn_kernels *dn_kernels_for_isa(int isa)
 int dn_kernels_all(const dn_kernels **out, int with_reference)
 {
     static const int levels[] = { DN_ISA_REFERENCE, DN_ISA_SCALAR, DN_ISA_AVX2, DN_ISA_AVX2VNNI, DN_ISA_AVX512,
-                                  DN_ISA_NEON, DN_ISA_NEON_DOT };
+                                  DN_ISA_NEON, DN_ISA_NEON_DOT, DN_ISA_NEON_I8MM };
     int n = 0;
     for (size_t i = with_reference ? 0 : 1; i < sizeof levels / sizeof levels[0]; i++) {
         const dn_kernels *k = dn_kernels_for_isa(levels[i]);

@@ -16,7 +16,8 @@ enum {
     DN_ISA_AVX512 = DANU_ISA_AVX512,
     DN_ISA_NEON = DANU_ISA_NEON,
     DN_ISA_AVX2VNNI = DANU_ISA_AVX2VNNI,  /* ranks between avx2 and avx512 (dispatch.c) */
-    DN_ISA_NEON_DOT = 6    /* internal: NEON + dotprod; DANU_ISA=neon picks it when present */
+    DN_ISA_NEON_DOT = 6,   /* internal: NEON + dotprod; DANU_ISA=neon picks it when present */
+    DN_ISA_NEON_I8MM = 7   /* internal: neon_dot + i8mm (x16 gemms with SMMLA), ranks above neon_dot */
 };
 
 /* KV cache element types, as DANU_KV_* (kvcache.c checks they agree), and
@@ -100,7 +101,7 @@ typedef struct dn_kernels {
 /* The table for an ISA level, capped by `max_isa` (DANU_ISA_AUTO = best the
  * CPU supports; DANU_ISA_SCALAR etc.; the env var DANU_ISA=scalar|avx2|
  * avx2vnni|avx512|neon|reference caps further). Levels rank scalar < avx2 <
- * avx2vnni < avx512 and scalar < neon (< neon_dot), whatever their values. Never NULL: falls back to scalar.
+ * avx2vnni < avx512 and scalar < neon (< neon_dot < neon_i8mm), whatever their values. Never NULL: falls back to scalar.
  * Detection runs once (dn_once_run); tables are const. */
 const dn_kernels *dn_kernels_get(int max_isa);
 /* Level-specific tables, NULL when not compiled in or not supported by the
@@ -110,7 +111,7 @@ const dn_kernels *dn_kernels_for_isa(int isa);
  * from the reference (when with_reference) and scalar up; out holds >= 8.
  * Returns how many. */
 int dn_kernels_all(const dn_kernels **out, int with_reference);
-/* The public DANU_ISA_* level a table answers to (neon_dot: neon). */
+/* The public DANU_ISA_* level a table answers to (neon_dot, neon_i8mm: neon). */
 int dn_kernels_public_isa(const dn_kernels *k);
 
 /* Bytes of one prepared activation row of `cols` elements for weight type

@@ -26,6 +26,8 @@ extern const dn_kernels dn_kernels_avx512_table;
 extern const dn_kernels dn_kernels_avx2vnni_table;
 extern const dn_kernels dn_kernels_neon_table;
 extern const dn_kernels dn_kernels_neon_dot_table;
+/* only the x16 slots (dispatch.c lays them over neon_dot) */
+extern const dn_kernels dn_kernels_neon_i8mm_table;
 
 static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 

@@ -521,18 +521,26 @@ static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
 
 #include "kernels/neon_attn.h"
 
+/* The x16 entries (activation types, gemms, the loader's repack map):
+ * neon_dot.c defines them from neon_x16.h; baseline NEON has none. */
+#ifndef NEON_X16_ACT
+#define NEON_X16_ACT
+#define NEON_X16_GEMM
+#define NEON_X16_REPACK
+#endif
 #define NEON_VEC_DOT(T, W, A) [T] = NK(dn_vec_dot_##W##_##A##_),
 #define NEON_GEMM(T, W, A) [T] = NK(dn_gemm_##W##_##A##_),
 #define NEON_TABLE(ISA, NAME) { \
     .isa = ISA, \
     .name = NAME, \
-    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) }, \
+    .act_type = { DN_WEIGHT_TYPES(DN_ACT_ENTRY, f32) NEON_X16_ACT }, \
     .act_prepare = { \
         [DANU_TYPE_BF16] = NK(dn_act_bf16_), [DANU_TYPE_Q8_0] = NK(dn_act_q8_0_), \
         [DN_TYPE_Q8_1] = NK(dn_act_q8_1_), [DN_TYPE_Q8_K] = NK(dn_act_q8_K_), \
     }, \
     .vec_dot = { DN_WEIGHT_TYPES(NEON_VEC_DOT, f32) }, \
-    .gemm = { DN_WEIGHT_TYPES(NEON_GEMM, f32) }, \
+    .gemm = { DN_WEIGHT_TYPES(NEON_GEMM, f32) NEON_X16_GEMM }, \
+    .repack = { NEON_X16_REPACK }, \
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX, \
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
     .dot_f32 = NK(dn_dot_f32_), .axpy_f32 = NK(dn_axpy_f32_), .dot_f16 = NK(dn_dot_f16_), \
