@@ -86,8 +86,7 @@ START_TEST(test_kernels_dispatch)
             ck_assert(dn_act_row_bytes(k, wt, 256) >= dn_type_row_bytes(at, 256));
             ck_assert(dn_act_row_bytes(k, wt, 256) % 64 == 0);
         }
-        ck_assert(k->rmsnorm && k->silu_mul && k->add && k->dot_f32 && k->axpy_f32 &&
-                  k->dot_f16 && k->axpy_f16 && k->softmax);
+        ck_assert(k->rmsnorm && k->silu_mul && k->add && k->softmax && k->att_scores && k->att_values);
         ck_assert(k->gemm_nr >= 1 && k->gemm_nt >= 1);
     }
     /* an explicit cap is obeyed and the answer is one of the levels below it */
@@ -457,7 +456,6 @@ START_TEST(test_kernels_elementwise)
     const dn_kernels *sc = ks[0];
     enum { MAXN = 300 };
     float x[MAXN], w[MAXN], u[MAXN], o1[MAXN], o2[MAXN], y1[MAXN], y2[MAXN];
-    uint16_t h[MAXN];
     double scale[MAXN];
     rng_state = 777;
     const int light = getenv("DN_TEST_LIGHT") && atoi(getenv("DN_TEST_LIGHT"));
@@ -465,7 +463,6 @@ START_TEST(test_kernels_elementwise)
         const int64_t len = n == MAXN + 1 ? 80 : n;
         for (int64_t i = 0; i < len; i++) {
             x[i] = rnd_val() * 4; w[i] = rnd_val(); u[i] = rnd_val() * 30;
-            h[i] = dn_f32_to_fp16(rnd_val());
         }
         /* scalar vs double-precision formulas */
         double ss = 0;
@@ -480,7 +477,8 @@ START_TEST(test_kernels_elementwise)
         sc->silu_mul(o1, x, len);
         for (int64_t i = 0; i < len; i++) {
             double g = u[i], want = g / (1.0 + exp(-g)) * x[i];
-            CHECK(fabs(o1[i] - want) <= 1e-6 * fabs(want) + 1e-37,
+            /* absolute 1e-30: below g ~ -88, expf(-g) overflows and the float result is 0 */
+            CHECK(fabs(o1[i] - want) <= 1e-6 * fabs(want) + 1e-30,
                   "silu %g: %.9g vs %.9g", g, o1[i], want);
         }
         memcpy(o1, u, sizeof(float) * len);
@@ -524,27 +522,6 @@ START_TEST(test_kernels_elementwise)
             memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
             sc->add(y1, x, len); k->add(y2, x, len);
             CHECK(!memcmp(y1, y2, sizeof(float) * len), "%s add", k->name);
-            /* axpy: fused or not, one rounding apart */
-            memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
-            sc->axpy_f32(len, 0.37f, x, y1); k->axpy_f32(len, 0.37f, x, y2);
-            for (int64_t j = 0; j < len; j++) scale[j] = fabs(u[j]) + fabs(0.37 * x[j]);
-            rel_check("axpy_f32", k->name, len, y2, y1, scale, 2.5e-7);
-            memcpy(y1, u, sizeof(float) * len); memcpy(y2, u, sizeof(float) * len);
-            sc->axpy_f16(len, -1.7f, h, y1); k->axpy_f16(len, -1.7f, h, y2);
-            for (int64_t j = 0; j < len; j++) scale[j] = fabs(u[j]) + fabs(1.7 * dn_fp16_to_f32(h[j]));
-            rel_check("axpy_f16", k->name, len, y2, y1, scale, 2.5e-7);
-            /* dots: summation order differs: n ulp of sum |a b| */
-            double mag = 0, magh = 0;
-            for (int64_t j = 0; j < len; j++) {
-                mag += fabs((double)x[j] * w[j]);
-                magh += fabs((double)dn_fp16_to_f32(h[j]) * w[j]);
-            }
-            /* worst case of any f32 summation order: n ulp of sum |a b| each */
-            const double dtol = 2.0 * (double)len * 6e-8;
-            float d1 = sc->dot_f32(len, x, w), d2 = k->dot_f32(len, x, w);
-            CHECK(fabs(d1 - d2) <= dtol * mag + 1e-37, "%s dot_f32 n=%ld", k->name, (long)len);
-            d1 = sc->dot_f16(len, h, w); d2 = k->dot_f16(len, h, w);
-            CHECK(fabs(d1 - d2) <= dtol * magh + 1e-37, "%s dot_f16 n=%ld", k->name, (long)len);
         }
     }
 }

@@ -12,7 +12,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
 
-
 enum { MR = 4, MT = 4, GEMM_MAX = 24 };
 
 /* ------------------------------------------------------------------ */
@@ -488,30 +487,6 @@ static void dn_add_avx2(float *y, const float *x, int64_t n)
     }
 }
 
-static float dn_dot_f32_avx2(int64_t n, const float *a, const float *b)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    }
-    for (; i < n; i += 8) {
-        const __m256i m = tail_mask(n - i);
-        s0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m), s0);
-    }
-    return hsum8(_mm256_add_ps(s0, s1));
-}
-
-static void dn_axpy_f32_avx2(int64_t n, float a, const float *x, float *y)
-{
-    const __m256 va = _mm256_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m)));
-    }
-}
-
 /* 8 halves, zero-filled past n (no 16-bit masked load in AVX2) */
 AI __m256 load_h8(const uint16_t *p, int64_t left)
 {
@@ -519,28 +494,6 @@ AI __m256 load_h8(const uint16_t *p, int64_t left)
     uint16_t tmp[8] = { 0 };
     memcpy(tmp, p, (size_t)left * 2);
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tmp));
-}
-
-static float dn_dot_f16_avx2(int64_t n, const uint16_t *a, const float *b)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(load_h8(a + i, 8), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(load_h8(a + i + 8, 8), _mm256_loadu_ps(b + i + 8), s1);
-    }
-    for (; i < n; i += 8)
-        s0 = _mm256_fmadd_ps(load_h8(a + i, n - i), _mm256_maskload_ps(b + i, tail_mask(n - i)), s0);
-    return hsum8(_mm256_add_ps(s0, s1));
-}
-
-static void dn_axpy_f16_avx2(int64_t n, float a, const uint16_t *x, float *y)
-{
-    const __m256 va = _mm256_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, load_h8(x + i, n - i), _mm256_maskload_ps(y + i, m)));
-    }
 }
 
 static void dn_softmax_avx2(float *x, int64_t n)
@@ -593,7 +546,6 @@ const dn_kernels dn_kernels_avx2_table = {
     .repack = { [DANU_TYPE_Q4_0] = DN_TYPE_Q4_0_X16, [DANU_TYPE_Q8_0] = DN_TYPE_Q8_0_X16,
                 [DANU_TYPE_Q4_K] = DN_TYPE_Q4_K_X16, [DANU_TYPE_Q6_K] = DN_TYPE_Q6_K_X16 },
     .rmsnorm = dn_rmsnorm_avx2, .silu_mul = dn_silu_mul_avx2, .add = dn_add_avx2,
-    .dot_f32 = dn_dot_f32_avx2, .axpy_f32 = dn_axpy_f32_avx2,
-    .dot_f16 = dn_dot_f16_avx2, .axpy_f16 = dn_axpy_f16_avx2, .softmax = dn_softmax_avx2,
+    .softmax = dn_softmax_avx2,
     .att_scores = dn_att_scores_avx2, .att_values = dn_att_values_avx2,
 };

@@ -18,7 +18,6 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx512_internal.h"
 
-
 /* Register tiles are at most MR x MT; gemm calls take up to GEMM_MAX rows
  * and tokens and walk them in each type's own tile shape. Each output is
  * computed in the same order whatever the tile shape (a token evaluated
@@ -383,7 +382,6 @@ AI void tileK(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
 /* float weights                                                       */
 /* ------------------------------------------------------------------ */
 
-
 /* Float weights: per step every token's slice is loaded once into
  * registers, each weight row slice once, then NR x NT fused products.
  * part (bf16 only): 0 multiplies by the activation's hi row, 1 by its lo
@@ -666,56 +664,6 @@ static void dn_add_avx512(float *y, const float *x, int64_t n)
     }
 }
 
-static float dn_dot_f32_avx512(int64_t n, const float *a, const float *b)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
-    }
-    for (; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
-        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-}
-
-static void dn_axpy_f32_avx512(int64_t n, float a, const float *x, float *y)
-{
-    const __m512 va = _mm512_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i),
-                                                        _mm512_maskz_loadu_ps(m, y + i)));
-    }
-}
-
-static float dn_dot_f16_avx512(int64_t n, const uint16_t *a, const float *b)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i))), _mm512_loadu_ps(b + i), s0);
-        s1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16))), _mm512_loadu_ps(b + i + 16), s1);
-    }
-    for (; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
-        s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + i)), _mm512_maskz_loadu_ps(m, b + i), s0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-}
-
-static void dn_axpy_f16_avx512(int64_t n, float a, const uint16_t *x, float *y)
-{
-    const __m512 va = _mm512_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
-        const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
-        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, xv, _mm512_maskz_loadu_ps(m, y + i)));
-    }
-}
-
 static void dn_softmax_avx512(float *x, int64_t n)
 {
     if (n <= 0) return;
@@ -736,7 +684,6 @@ static void dn_softmax_avx512(float *x, int64_t n)
         _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
     }
 }
-
 
 const dn_kernels dn_kernels_avx512_table = {
     .isa = DN_ISA_AVX512,
@@ -767,7 +714,6 @@ const dn_kernels dn_kernels_avx512_table = {
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX,
     .act_extra = { [DANU_TYPE_BF16] = 512, [DANU_TYPE_Q8_0] = XG_Q8_0, [DN_TYPE_Q8_1] = XG_Q8_1 },
     .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,
-    .dot_f32 = dn_dot_f32_avx512, .axpy_f32 = dn_axpy_f32_avx512,
-    .dot_f16 = dn_dot_f16_avx512, .axpy_f16 = dn_axpy_f16_avx512, .softmax = dn_softmax_avx512,
+    .softmax = dn_softmax_avx512,
     .att_scores = dn_att_scores_avx512, .att_values = dn_att_values_avx512,
 };

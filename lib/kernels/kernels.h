@@ -72,10 +72,6 @@ typedef struct dn_kernels {
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     void (*silu_mul)(float *gate, const float *up, int64_t n);          /* gate = silu(gate)*up */
     void (*add)(float *y, const float *x, int64_t n);                   /* y += x  */
-    float (*dot_f32)(int64_t n, const float *a, const float *b);
-    void (*axpy_f32)(int64_t n, float a, const float *x, float *y);     /* y += a*x */
-    float (*dot_f16)(int64_t n, const uint16_t *a, const float *b);     /* KV f16   */
-    void (*axpy_f16)(int64_t n, float a, const uint16_t *x, float *y);
     void (*softmax)(float *x, int64_t n);                               /* in place, max-subtracted */
     /* Attention of nq query rows (f32, qs floats apart) that share one KV
      * head, over nk consecutive cached positions of that head, stored as

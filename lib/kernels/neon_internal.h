@@ -428,50 +428,6 @@ static void NK(dn_add_)(float *y, const float *x, int64_t n)
     for (; i < n; i++) y[i] += x[i];
 }
 
-static float NK(dn_dot_f32_)(int64_t n, const float *a, const float *b)
-{
-    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
-        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
-    }
-    float s = vaddvq_f32(vaddq_f32(s0, s1));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static void NK(dn_axpy_f32_)(int64_t n, float a, const float *x, float *y)
-{
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-static float NK(dn_dot_f16_)(int64_t n, const uint16_t *a, const float *b)
-{
-    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(a + i));
-        s0 = vfmaq_f32(s0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(b + i));
-        s1 = vfmaq_f32(s1, vcvt_high_f32_f16(h), vld1q_f32(b + i + 4));
-    }
-    float s = vaddvq_f32(vaddq_f32(s0, s1));
-    for (; i < n; i++) s += dn_fp16_to_f32(a[i]) * b[i];
-    return s;
-}
-
-static void NK(dn_axpy_f16_)(int64_t n, float a, const uint16_t *x, float *y)
-{
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float32x4_t xv = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i)));
-        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), xv, a));
-    }
-    for (; i < n; i++) y[i] += a * dn_fp16_to_f32(x[i]);
-}
-
 static void NK(dn_softmax_)(float *x, int64_t n)
 {
     if (n <= 0) return;
@@ -543,8 +499,7 @@ static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
     .repack = { NEON_X16_REPACK }, \
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX, \
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
-    .dot_f32 = NK(dn_dot_f32_), .axpy_f32 = NK(dn_axpy_f32_), .dot_f16 = NK(dn_dot_f16_), \
-    .axpy_f16 = NK(dn_axpy_f16_), .softmax = NK(dn_softmax_), \
+    .softmax = NK(dn_softmax_), \
     .att_scores = NK(dn_att_scores_), .att_values = NK(dn_att_values_), \
 }
 #endif

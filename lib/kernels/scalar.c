@@ -235,26 +235,6 @@ static void dn_add_scalar(float *y, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static float dn_dot_f32_scalar(int64_t n, const float *a, const float *b)
-{
-    return dn_vec_dot_f32_f32_scalar(n, a, b);
-}
-
-static void dn_axpy_f32_scalar(int64_t n, float a, const float *x, float *y)
-{
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-static float dn_dot_f16_scalar(int64_t n, const uint16_t *a, const float *b)
-{
-    return dn_vec_dot_f16_f32_scalar(n, a, b);
-}
-
-static void dn_axpy_f16_scalar(int64_t n, float a, const uint16_t *x, float *y)
-{
-    for (int64_t i = 0; i < n; i++) y[i] += a * dn_fp16_to_f32(x[i]);
-}
-
 static void dn_softmax_scalar(float *x, int64_t n)
 {
     if (n <= 0) return;
@@ -316,6 +296,5 @@ const dn_kernels dn_kernels_scalar_table = {
     .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, f32) },
 #undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
-    .dot_f32 = dn_dot_f32_scalar, .axpy_f32 = dn_axpy_f32_scalar, .dot_f16 = dn_dot_f16_scalar, .axpy_f16 = dn_axpy_f16_scalar,
     .softmax = dn_softmax_scalar, .att_scores = dn_att_scores_scalar, .att_values = dn_att_values_scalar,
 };
