@@ -574,7 +574,7 @@ START_TEST(test_kernels_attention)
     static float p[MAXQ * (MAXK + PADS)], o0[MAXQ * (MAXHD + PADO)], o1[MAXQ * (MAXHD + PADO)], o2[MAXQ * (MAXHD + PADO)];
     static float kf[MAXK * MAXHD], vf[MAXK * MAXHD];            /* the values as floats, key-major */
     static float ksc[TILES * 16], vsc[MAXK];
-    static uint8_t K[TILES * 16 * MAXHD * 4], V[MAXK * MAXHD * 4];
+    static _Alignas(64) uint8_t K[TILES * 16 * MAXHD * 4], V[MAXK * MAXHD * 4];
     const float SENT = -12345.0f;
     int tested = 0;
     rng_state = 4242;
