@@ -57,7 +57,8 @@ int cli_generation_config(const char *model);
 #define CLI_CTX_HELP \
     "  -c N              context size (0, the default: the model's)\n" \
     "  -b N              prompt tokens per batch (default 512)\n" \
-    "  --kv-type f16|f32 KV cache type (default f16; --kv-f32 = --kv-type f32)\n" \
+    "  --kv-type f16|f32|q8_0  KV cache type (default f16; q8_0: 8-bit, about half the\n" \
+    "                    memory; --kv-f32 = --kv-type f32)\n" \
     "  --on-full error|shift  when the context is full: stop, or drop the older half\n" \
     "                    of the tokens after the first --n-keep N (default error)\n"
 

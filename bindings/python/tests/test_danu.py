@@ -541,6 +541,11 @@ class TestModel(unittest.TestCase):
                 c.set(n_threads=3)            # fixed at creation
             c.set_logit_bias(5, -100.0)
             self.assertGreater(c.memory_size, 0)
+        # the 8-bit KV cache: smaller than f16, and it evaluates
+        with self.ctx(kv_type="f16", n_ctx=64) as f16, self.ctx(kv_type="q8_0", n_ctx=64) as q8:
+            self.assertLess(q8.memory_size, f16.memory_size)
+            q8.eval([1, 5, 9])
+            self.assertEqual(q8.tokens, [1, 5, 9])
 
     def test_repack(self):
         self.assertEqual(danu.param_bounds("repack"), (-1.0, 1.0))
