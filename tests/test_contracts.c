@@ -245,6 +245,7 @@ START_TEST(test_memory_size_counts_everything)
 {
     static const int64_t cases[][4] = {   /* n_ctx, n_batch, threads, kv type */
         { 0, 512, 1, DANU_KV_F16 }, { 64, 16, 2, DANU_KV_F32 }, { 300, 512, 2, DANU_KV_F16 }, { 7, 1, 3, DANU_KV_F16 },
+        { 50, 9, 2, DANU_KV_Q8_0 }, { 0, 512, 1, DANU_KV_Q8_0 },
     };
     tu_bytes bc = { 0, 0, 0 };
     danu_options *o;
