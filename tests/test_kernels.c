@@ -554,13 +554,17 @@ END_TEST
 /* ---------------- attention slots ---------------- */
 
 /* att_scores / att_values of every table vs double oracles, over the
- * cache layout (K in tiles of 16 keys, dimension-major, the run starting at
- * any lane; V rows) for f16, f32 and q8 (int8 with a scale per row), head
- * sizes off the vector width: |err| <= 1e-5 of sum |terms| (a sequential
- * f32 fma chain of <= 200 terms errs < 200 * 2^-24 ~ 1.2e-5 in the worst
- * case, ~1e-7 typically); padding around the outputs untouched; a row
- * computed alone or with others, and keys split over two calls, give
- * identical bits (the slots' contract). */
+ * cache layout (K in tiles of 16 keys, the run starting at any lane; V
+ * rows) for f16, f32 and q8 (int8 with a scale per row), head sizes off
+ * the vector width: |err| <= 1e-5 of sum |terms| (a sequential f32 fma
+ * chain of <= 200 terms errs < 200 * 2^-24 ~ 1.2e-5 in the worst case,
+ * ~1e-7 typically). Q8 scores (kernels.h): the query quantized to int8
+ * codes with one scale per row, written out here from the definition; the
+ * integer dot product is exact, so the score must equal (I * ksc) * qsc
+ * to the last bit, and be within the quantization bound (half a query
+ * step times sum |k|) of the float query's product. Padding around the
+ * outputs untouched; a row computed alone or with others, and keys split
+ * over two calls, give identical bits (the slots' contract). */
 START_TEST(test_kernels_attention)
 {
     const dn_kernels *ks[8];
@@ -589,7 +593,8 @@ START_TEST(test_kernels_attention)
         for (size_t li = 0; li < sizeof lanes / sizeof lanes[0]; li++) {
             const int hd = hds[hi], nq = nqs[qi], nk = nks[ki], lane = lanes[li];
             const size_t qs = hd + PADQ, ss = nk + PADS, os = hd + PADO, eb = type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1;
-            const size_t tb = (size_t)hd * 16 * eb;
+            const int hd4 = (hd + 3) / 4 * 4;
+            const size_t tb = type == DN_KV_Q8 ? (size_t)hd4 * 16 : (size_t)hd * 16 * eb;
             for (size_t i = 0; i < (size_t)nq * qs; i++) q[i] = rnd_val();
             memset(K, 0xA5, sizeof K);   /* lanes outside the run hold junk */
             for (int j = 0; j < nk; j++) {
@@ -597,24 +602,48 @@ START_TEST(test_kernels_attention)
                 ksc[l] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
                 vsc[j] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
                 for (int d = 0; d < hd; d++) {
-                    uint8_t *kx = K + (size_t)(l / 16) * tb + ((size_t)d * 16 + (size_t)(l % 16)) * eb;
+                    /* f16/f32: dimension-major; q8: [d / 4][16 lanes][d % 4], code + 128 */
+                    uint8_t *kx = K + (size_t)(l / 16) * tb +
+                                  (type == DN_KV_Q8 ? (size_t)(d / 4) * 64 + (size_t)(l % 16) * 4 + (size_t)(d % 4)
+                                                    : ((size_t)d * 16 + (size_t)(l % 16)) * eb);
                     uint8_t *vx = V + ((size_t)j * hd + d) * eb;
                     for (int w = 0; w < 2; w++) {
                         uint8_t *x = w ? vx : kx;
                         float *f = w ? &vf[j * hd + d] : &kf[j * hd + d];
                         if (type == DN_KV_F32) { *f = rnd_val(); memcpy(x, f, 4); }
                         else if (type == DN_KV_F16) { uint16_t h = dn_f32_to_fp16(rnd_val()); memcpy(x, &h, 2); *f = dn_fp16_to_f32(h); }
-                        else { int8_t c = (int8_t)((int)(rnd_u32() % 255) - 127); *x = (uint8_t)c; *f = c; }
+                        else { int8_t c = (int8_t)((int)(rnd_u32() % 255) - 127); *x = (uint8_t)(w ? c : c + 128); *f = c; }
                     }
                 }
             }
             for (size_t i = 0; i < sizeof s1 / sizeof s1[0]; i++) s1[i] = s2[i] = SENT;
             k->att_scores(hd, nq, q, qs, K, lane, nk, type, ksc, s1, ss);
             for (int i = 0; i < nq; i++) {
+                /* the query row's codes, by the definition: scale max|q| / 127, code round(q * 127 / max|q|) */
+                float amax = 0;
+                for (int d = 0; d < hd; d++) if (fabsf(q[i * qs + d]) > amax) amax = fabsf(q[i * qs + d]);
+                const float qscale = amax / 127.0f;
+                int qc[MAXHD];
+                for (int d = 0; d < hd; d++) qc[d] = (int)lround(q[i * qs + d] * (127.0f / amax));
                 for (int j = 0; j < nk; j++) {
                     double e = 0, m = 0;
                     for (int d = 0; d < hd; d++) { double t = (double)q[i * qs + d] * kf[j * hd + d]; e += t; m += fabs(t); }
-                    if (type == DN_KV_Q8) { e *= ksc[lane + j]; m *= ksc[lane + j]; }
+                    if (type == DN_KV_Q8) {
+                        int dot = 0, ksum = 0;   /* |dot| <= 127 * 127 * 200 */
+                        for (int d = 0; d < hd; d++) {
+                            const int c = (int)kf[j * hd + d];
+                            dot += qc[d] * c;
+                            ksum += c < 0 ? -c : c;
+                        }
+                        const float exact = ((float)dot * ksc[lane + j]) * qscale;
+                        CHECK(s1[i * ss + j] == exact, "%s att_scores q8 hd %d nq %d nk %d lane %d [%d][%d]: %.9g vs %.9g",
+                              k->name, hd, nq, nk, lane, i, j, s1[i * ss + j], exact);
+                        e *= ksc[lane + j];
+                        m = 0.5 * qscale * ksum * ksc[lane + j] * (1 + 1e-5) + 1e-6 * fabs(e);   /* half a step per code */
+                        CHECK(fabs(s1[i * ss + j] - e) <= m, "%s att_scores q8 hd %d: %.9g vs float query %.9g (bound %.3g)",
+                              k->name, hd, s1[i * ss + j], e, m);
+                        continue;
+                    }
                     CHECK(fabs(s1[i * ss + j] - e) <= 1e-5 * m + 1e-30, "%s att_scores hd %d type %d nq %d nk %d lane %d [%d][%d]: %.9g vs %.9g",
                           k->name, hd, type, nq, nk, lane, i, j, s1[i * ss + j], e);
                 }

@@ -1,15 +1,19 @@
 /* avx2_attn.c - the attention slots (kernels.h) for AVX2 + FMA + F16C, the
- * 8-lane version of avx512_attn.c: K comes in tiles of 16 positions,
- * dimension-major (kvcache.h), so a query row gets a tile's 16 scores from
- * two FMAs per dimension, four rows at a time (8 independent chains);
- * values keep 2 query rows x 5 vectors of outputs in registers while each
- * V row is converted once. Every score is a sequential fma over d from 0
- * (then times the key's scale for Q8) and every output element a
- * sequential fma over the keys in order, whatever the tile, so a token
+ * 8-lane version of avx512_attn.c: K comes in tiles of 16 positions
+ * (kvcache.h). f16/f32: a query row gets a tile's 16 scores from two FMAs
+ * per dimension, four rows at a time (8 independent chains); Q8: integer
+ * dot products of the codes (avx2_attn_q8.h). Values keep 2 query rows x
+ * 5 vectors of outputs in registers while each V row is converted once.
+ * Every score is the same operations whatever the tile (a sequential fma
+ * over d from 0; Q8: an exact int32 sum, then two multiplies) and every
+ * output element a sequential fma over the keys in order, so a token
  * alone and in a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
+
+#define DN_ATT_VNNI 0
+#include "kernels/avx2_attn_q8.h"
 
 
 /* lanes < left set (left >= 8: all) for maskload/maskstore */
@@ -36,17 +40,16 @@ AI __m256 load_row(const uint8_t *row, int type, int d0, int left)
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)src)));
 }
 
-/* Dimension d, lanes 8h..8h+7, of the 16 keys of a tile. */
+/* Dimension d, lanes 8h..8h+7, of the 16 keys of an f16 or f32 tile. */
 AI __m256 load_keys(const uint8_t *tile, int type, int d, int h)
 {
     if (type == DN_KV_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(tile + 32 * (size_t)d + 16 * h)));
-    if (type == DN_KV_F32) return _mm256_loadu_ps((const float *)(const void *)tile + 16 * (size_t)d + 8 * h);
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(tile + 16 * (size_t)d + 8 * h))));
+    return _mm256_loadu_ps((const float *)(const void *)tile + 16 * (size_t)d + 8 * h);
 }
 
 /* Scores of NQ rows for tile t, lanes lane..lane+nk-1 of the run kept. */
 AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const uint8_t *k, size_t tb, int t, int lane,
-                    int nk, const float *ksc, float *s, size_t ss)
+                    int nk, float *s, size_t ss)
 {
     __m256 acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -59,41 +62,23 @@ AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const u
             acc[i][1] = _mm256_fmadd_ps(qv, k1, acc[i][1]);
         }
     }
-    const int first = 16 * t;
-    const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
-    UNROLL for (int i = 0; i < NQ; i++) {
-        __m256 r0 = acc[i][0], r1 = acc[i][1];
-        if (type == DN_KV_Q8) {
-            r0 = _mm256_mul_ps(r0, _mm256_loadu_ps(ksc + first));
-            r1 = _mm256_mul_ps(r1, _mm256_loadu_ps(ksc + first + 8));
-        }
-        float *dst = s + (size_t)i * ss + (first + a - lane);
-        if (a == 0 && b == 16) {
-            _mm256_storeu_ps(dst, r0);
-            _mm256_storeu_ps(dst + 8, r1);
-        } else {   /* a partial tile at either end of the run */
-            float buf[16];
-            _mm256_storeu_ps(buf, r0);
-            _mm256_storeu_ps(buf + 8, r1);
-            memcpy(dst, buf + a, sizeof(float) * (size_t)(b - a));
-        }
-    }
+    UNROLL for (int i = 0; i < NQ; i++) att_store16(acc[i][0], acc[i][1], t, lane, nk, s + (size_t)i * ss);
 }
 
 AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
-                     const float *ksc, float *s, size_t ss)
+                     float *s, size_t ss)
 {
-    const size_t tb = (size_t)hd * 16 * elem_bytes(type);
+    const size_t tb = dn_kv_tile_bytes(hd, type);
     const int tiles = (lane + nk + 15) / 16;
     for (int t = 0; t < tiles; t++)
         for (int i = 0; i < nq; i += 4) {
             const float *qi = q + (size_t)i * qs;
             float *si = s + (size_t)i * ss;
             switch (nq - i) {
-            case 1: scores_tile(1, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
-            case 2: scores_tile(2, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
-            case 3: scores_tile(3, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
-            default: scores_tile(4, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); break;
+            case 1: scores_tile(1, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
+            case 2: scores_tile(2, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
+            case 3: scores_tile(3, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
+            default: scores_tile(4, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
             }
         }
 }
@@ -101,9 +86,9 @@ AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const 
 void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                         const float *ksc, float *s, size_t ss)
 {
-    if (type == DN_KV_F16) scores_typed(DN_KV_F16, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
-    else if (type == DN_KV_F32) scores_typed(DN_KV_F32, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
-    else scores_typed(DN_KV_Q8, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
+    if (type == DN_KV_F16) scores_typed(DN_KV_F16, hd, nq, q, qs, k, lane, nk, s, ss);
+    else if (type == DN_KV_F32) scores_typed(DN_KV_F32, hd, nq, q, qs, k, lane, nk, s, ss);
+    else att_scores_q8(hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
 /* NQ output rows, dimensions d0 .. d0 + 8 NV (the last vector nd_last wide) */

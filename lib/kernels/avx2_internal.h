@@ -70,4 +70,7 @@ void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k
                           const float *ksc, float *s, size_t ss);
 void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                           float *out, size_t os);
+/* avx2vnni_attn.c: Q8 scores with vpdpbusd, the rest as dn_att_scores_avx2 */
+void dn_att_scores_avx2vnni(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
+                            const float *ksc, float *s, size_t ss);
 #endif

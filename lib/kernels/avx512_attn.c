@@ -1,29 +1,31 @@
 /* avx512_attn.c - attention over a run of cached keys/values for several
  * query rows at once (the heads of one KV group, several tokens of a
- * prompt), AVX-512F. Same flags as avx512.c.
+ * prompt), AVX-512F (+ VNNI for Q8 scores). Same flags as avx512.c.
  *
- * Scores: the cache stores K in tiles of 16 positions, dimension-major
- * (kvcache.h), so one load gives dimension d of 16 keys and one FMA per
- * dimension gives a query 16 scores: no transposes, no horizontal sums,
- * and a decoding step streams K at memory speed. Two tiles and up to four
- * query rows are in flight (8 independent FMA chains). Values: each V row
- * is converted once per 4 query rows whose outputs stay in registers.
- * Every score is a sequential fma over d from 0 (then times the key's scale
- * for Q8), every output element a sequential fma over the keys in order:
- * the same operations whatever the number of query rows or keys per call,
- * so a token alone and in a batch get identical bits. */
+ * Scores: the cache stores K in tiles of 16 positions (kvcache.h), so one
+ * load gives a dimension of 16 keys (f16/f32; one FMA per dimension gives
+ * a query 16 scores) or 4 dimensions of 16 keys (Q8; one vpdpbusd against
+ * 4 bytes of the quantized query): no transposes, no horizontal sums, and
+ * a decoding step streams K at memory speed. Two tiles and up to four
+ * query rows are in flight (8 independent chains); Q8 does 4x the
+ * multiply-adds per instruction of f32, which makes long-context decoding
+ * bandwidth- rather than FMA-bound. Values: each V row is converted once
+ * per 4 query rows whose outputs stay in registers.
+ * Every score is the same operations whatever the tile (a sequential fma
+ * over d from 0; Q8: an exact int32 sum, then two multiplies), every output
+ * element a sequential fma over the keys in order, so a token alone and in
+ * a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx512_internal.h"
 
 AI __mmask16 mask_of(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
-/* Dimension d of the 16 keys of a tile. */
+/* Dimension d of the 16 keys of a tile (f16 or f32). */
 AI __m512 load_keys(const uint8_t *tile, int type, int d)
 {
     if (type == DN_KV_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(tile + 32 * (size_t)d)));
-    if (type == DN_KV_F32) return _mm512_loadu_ps((const float *)(const void *)tile + 16 * (size_t)d);
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(tile + 16 * (size_t)d))));
+    return _mm512_loadu_ps((const float *)(const void *)tile + 16 * (size_t)d);
 }
 
 /* 16 floats of a V row from element d0 (lanes >= left zero, not read) */
@@ -35,10 +37,19 @@ AI __m512 load_row(const uint8_t *row, int type, int d0, int left)
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const int8_t *)(const void *)row + d0)));
 }
 
-/* Scores of NQ rows for NT consecutive tiles (tile index t0 on), lanes
- * lane..lane+nk-1 of the run kept. */
+/* Store r, the scores of tile t for one row, keeping lanes lane..lane+nk-1 of the run. */
+AI void store_scores(__m512 r, int t, int lane, int nk, float *s)
+{
+    const int first = 16 * t;                                       /* lane index of the tile's lane 0 */
+    const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
+    float *dst = s + (first + a - lane);
+    if (a == 0 && b == 16) _mm512_storeu_ps(dst, r);
+    else _mm512_mask_storeu_ps(dst, mask_of(b - a), _mm512_maskz_compress_ps((__mmask16)(mask_of(b) & ~mask_of(a)), r));
+}
+
+/* Scores of NQ rows for NT consecutive tiles (tile index t0 on), f16/f32. */
 AI void scores_tiles(int NQ, int NT, int type, int hd, const float *q, size_t qs, const uint8_t *k, size_t tb, int t0,
-                     int lane, int nk, const float *ksc, float *s, size_t ss)
+                     int lane, int nk, float *s, size_t ss)
 {
     __m512 acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int n = 0; n < NT; n++) acc[i][n] = _mm512_setzero_ps();
@@ -51,15 +62,31 @@ AI void scores_tiles(int NQ, int NT, int type, int hd, const float *q, size_t qs
             UNROLL for (int n = 0; n < NT; n++) acc[i][n] = _mm512_fmadd_ps(qv, kv[n], acc[i][n]);
         }
     }
-    UNROLL for (int n = 0; n < NT; n++) {
-        const int t = t0 + n, first = 16 * t;                       /* lane index of the tile's lane 0 */
-        const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
-        const __m512 sc = type == DN_KV_Q8 ? _mm512_loadu_ps(ksc + first) : _mm512_setzero_ps();
+    UNROLL for (int n = 0; n < NT; n++) UNROLL for (int i = 0; i < NQ; i++)
+        store_scores(acc[i][n], t0 + n, lane, nk, s + (size_t)i * ss);
+}
+
+/* The same for Q8: rows i0.. of r (quantized queries), int32 sums of
+ * (k + 128) * q from -bias, i.e. exact sums of k * q. */
+AI void scores_tiles_q8(int NQ, int NT, const dn_att_q8 *r, int i0, const uint8_t *k, size_t tb, int t0, int lane,
+                        int nk, const float *ksc, float *s, size_t ss)
+{
+    __m512i acc[4][2];
+    UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int n = 0; n < NT; n++) acc[i][n] = _mm512_set1_epi32(-r->bias[i0 + i]);
+    const uint8_t *tile = k + (size_t)t0 * tb;
+    for (int c = 0; c < r->hd4; c += 4) {
+        __m512i kv[2];
+        UNROLL for (int n = 0; n < NT; n++) kv[n] = _mm512_loadu_si512(tile + (size_t)n * tb + 16 * (size_t)c);
         UNROLL for (int i = 0; i < NQ; i++) {
-            const __m512 r = type == DN_KV_Q8 ? _mm512_mul_ps(acc[i][n], sc) : acc[i][n];
-            float *dst = s + (size_t)i * ss + (first + a - lane);
-            if (a == 0 && b == 16) _mm512_storeu_ps(dst, r);
-            else _mm512_mask_storeu_ps(dst, mask_of(b - a), _mm512_maskz_compress_ps((__mmask16)(mask_of(b) & ~mask_of(a)), r));
+            const __m512i qv = _mm512_set1_epi32((int)dn_ld_u32(&r->q[i0 + i][c]));
+            UNROLL for (int n = 0; n < NT; n++) acc[i][n] = _mm512_dpbusd_epi32(acc[i][n], kv[n], qv);
+        }
+    }
+    UNROLL for (int n = 0; n < NT; n++) {
+        const __m512 sc = _mm512_loadu_ps(ksc + 16 * (t0 + n));
+        UNROLL for (int i = 0; i < NQ; i++) {
+            const __m512 x = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][n]), sc), _mm512_set1_ps(r->sc[i0 + i]));
+            store_scores(x, t0 + n, lane, nk, s + (size_t)i * ss);
         }
     }
 }
@@ -67,22 +94,30 @@ AI void scores_tiles(int NQ, int NT, int type, int hd, const float *q, size_t qs
 AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
                      const float *ksc, float *s, size_t ss)
 {
-    const size_t tb = (size_t)hd * 16 * (type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1);
+    const size_t tb = dn_kv_tile_bytes(hd, type);
     const int tiles = (lane + nk + 15) / 16;
-    for (int t = 0; t < tiles; t += 2) {
-        const int two = tiles - t >= 2;
-        for (int i = 0; i < nq; i += 4) {
-            const float *qi = q + (size_t)i * qs;
-            float *si = s + (size_t)i * ss;
-#define ST(NQ) do { if (two) scores_tiles(NQ, 2, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); \
-                    else scores_tiles(NQ, 1, type, hd, qi, qs, k, tb, t, lane, nk, ksc, si, ss); } while (0)
-            switch (nq - i) {
-            case 1: ST(1); break;
-            case 2: ST(2); break;
-            case 3: ST(3); break;
-            default: ST(4); break;
-            }
+    dn_att_q8 r;
+    for (int g = 0; g < nq; g += DN_ATT_QROWS) {    /* a group of rows shares each tile's loads */
+        const int m = nq - g < DN_ATT_QROWS ? nq - g : DN_ATT_QROWS;
+        if (type == DN_KV_Q8) dn_att_q8_rows(&r, hd, m, q + (size_t)g * qs, qs);
+        for (int t = 0; t < tiles; t += 2) {
+            const int two = tiles - t >= 2;
+            for (int i = 0; i < m; i += 4) {
+                const float *qi = q + (size_t)(g + i) * qs;
+                float *si = s + (size_t)(g + i) * ss;
+#define ST(NQ) do { if (type == DN_KV_Q8) { \
+                        if (two) scores_tiles_q8(NQ, 2, &r, i, k, tb, t, lane, nk, ksc, si, ss); \
+                        else scores_tiles_q8(NQ, 1, &r, i, k, tb, t, lane, nk, ksc, si, ss); \
+                    } else if (two) scores_tiles(NQ, 2, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); \
+                    else scores_tiles(NQ, 1, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); } while (0)
+                switch (m - i) {
+                case 1: ST(1); break;
+                case 2: ST(2); break;
+                case 3: ST(3); break;
+                default: ST(4); break;
+                }
 #undef ST
+            }
         }
     }
 }

@@ -148,6 +148,7 @@ static void init(void)
             if (v->gemm[i]) t->gemm[i] = v->gemm[i];
             if (v->vec_dot[i]) t->vec_dot[i] = v->vec_dot[i];
         }
+        if (v->att_scores) t->att_scores = v->att_scores;
         available[DN_ISA_AVX2VNNI] = 1;
     }
     if (avx512) { complete(&tables[DN_ISA_AVX512], &dn_kernels_avx512_table); available[DN_ISA_AVX512] = 1; }

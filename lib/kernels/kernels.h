@@ -5,6 +5,7 @@
 #define DN_KERNELS_H
 #include <stdint.h>
 #include <stddef.h>
+#include <math.h>
 #include "danu.h"
 #include "quant/quant.h"
 #include "common/threadpool.h"
@@ -23,6 +24,38 @@ enum {
 /* KV cache element types, as DANU_KV_* (kvcache.c checks they agree), and
  * the positions per K tile. */
 enum { DN_KV_F16 = 0, DN_KV_F32 = 1, DN_KV_Q8 = 2, DN_KV_TILE = 16 };
+
+/* A K tile holds DN_KV_TILE positions (lanes) of one head. f16 / f32:
+ * dimension-major, element d of lane l at 16 d + l, so one load gives a
+ * dimension of 16 keys. Q8: groups of 4 dimensions, byte (d / 4) * 64 +
+ * 4 l + d % 4, head_dim padded to a multiple of 4, each byte the int8 code
+ * plus 128: one 64-byte load is 4 dimensions of 16 keys, the unsigned
+ * operand of vpdpbusd against 4 query bytes (sdot after an xor on Arm). */
+static inline size_t dn_kv_tile_bytes(int hd, int type)
+{
+    return type == DN_KV_Q8 ? (size_t)((hd + 3) & ~3) * DN_KV_TILE : (size_t)hd * DN_KV_TILE * (type == DN_KV_F32 ? 4u : 2u);
+}
+static inline size_t dn_kv_k_offset(int type, int d, int lane)
+{
+    return type == DN_KV_Q8 ? (size_t)(d / 4) * 4 * DN_KV_TILE + 4 * (size_t)lane + (size_t)(d % 4)
+                            : ((size_t)d * DN_KV_TILE + (size_t)lane) * (type == DN_KV_F32 ? 4u : 2u);
+}
+
+/* Q8 rows (cached K and V rows, and the query rows the Q8 score kernels
+ * take): n values as int8 codes q with one scale, x ~ scale * q, scale =
+ * max|x| / 127, q = round(x * 127 / max|x|) (NaN: 0; all zero: scale 0).
+ * Returns the scale. One home, so every table quantizes a query alike. */
+static inline float dn_kv_quantize(const float *x, int n, int8_t *q)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));   /* fmaxf skips NaN */
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float r = roundf(x[i] * inv);
+        q[i] = (int8_t)(r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+    }
+    return amax / 127.0f;
+}
 
 /* A weight matrix: rows x cols, row-major, rows stored in `type`. */
 typedef struct dn_matrix {
@@ -76,8 +109,7 @@ typedef struct dn_kernels {
     /* Attention of nq query rows (f32, qs floats apart) that share one KV
      * head, over nk consecutive cached positions of that head, stored as
      * kvcache.h lays them out (type DN_KV_F16, DN_KV_F32 or DN_KV_Q8):
-     * K in tiles of DN_KV_TILE positions, each tile hd x DN_KV_TILE
-     * (dimension-major, so one load gives a dimension of 16 keys), tiles
+     * K in tiles (dn_kv_tile_bytes, dn_kv_k_offset above), tiles
      * consecutive, the first key in lane `lane` of the first tile; V as
      * rows of hd elements, consecutive. Q8 rows carry one scale each (ksc /
      * vsc, indexed like the keys: ksc[lane + j] for key j; NULL otherwise).
@@ -85,9 +117,11 @@ typedef struct dn_kernels {
      * sum_j p[i*ps + j] * v_j to out row i (os floats apart). Every output
      * is the same sequence of float operations whatever nq and however the
      * keys are split into calls (a token alone and in a batch get
-     * identical bits): a score is a sequential fma over d from 0 (times the
-     * key's scale for Q8), an output element a sequential fma over the keys
-     * in order (with p times the row's scale for Q8). */
+     * identical bits). f16 / f32 scores: a sequential fma over d from 0.
+     * Q8 scores: the query row quantized as the cache's rows are
+     * (dn_kv_quantize, scale qsc), the exact int32 dot product I of the
+     * codes, then ((float)I * ksc[lane + j]) * qsc. Outputs: a sequential
+     * fma over the keys in order (with p times the row's scale for Q8). */
     void (*att_scores)(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                        const float *ksc, float *s, size_t ss);
     void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,

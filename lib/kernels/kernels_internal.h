@@ -31,6 +31,31 @@ extern const dn_kernels dn_kernels_neon_i8mm_table;
 
 static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
+/* Up to 16 query rows (an attention work item) for the Q8 score kernels (kernels.h att_scores):
+ * codes hd4 = hd rounded up to 4 apart, zero padded (the tile's padding
+ * bytes then add nothing), their scales, and bias = 128 * the sum of the
+ * codes, which the +128 of the stored K bytes adds to an unsigned x signed
+ * dot product (vpdpbusd) and the kernels start their sums from minus. */
+enum { DN_ATT_QROWS = 16 };
+typedef struct dn_att_q8 {
+    int8_t q[DN_ATT_QROWS][1024];   /* head_dim <= 1024 (config.c) */
+    float sc[DN_ATT_QROWS];
+    int32_t bias[DN_ATT_QROWS];
+    int hd4;
+} dn_att_q8;
+
+static inline void dn_att_q8_rows(dn_att_q8 *r, int hd, int n, const float *q, size_t qs)
+{
+    r->hd4 = (hd + 3) & ~3;
+    for (int i = 0; i < n; i++) {
+        r->sc[i] = dn_kv_quantize(q + (size_t)i * qs, hd, r->q[i]);
+        int32_t sum = 0;
+        for (int d = 0; d < hd; d++) sum += r->q[i][d];
+        for (int d = hd; d < r->hd4; d++) r->q[i][d] = 0;
+        r->bias[i] = 128 * sum;
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Block geometry for the ISA tile kernels, which walk blocks as bytes  */
 /* (rows at any offset, several block types through one tile body):    */

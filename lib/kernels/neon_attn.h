@@ -1,14 +1,18 @@
 /* neon_attn.h - the attention slots (kernels.h) for AArch64 AdvSIMD,
  * included by neon_internal.h (static, named through NK).
  *
- * K comes in tiles of 16 positions, dimension-major (kvcache.h): one query
- * row gets a tile's 16 scores from 4 FMAs per dimension, four rows at a
- * time (16 accumulators). Values: each V row chunk is converted once per 4
- * query rows whose outputs stay in registers. Every score is a sequential
- * fma over d from 0 (then times the key's scale for Q8), every output
- * element a sequential fma over the keys in order (lanes of FMLA, single
- * rounding, as fmaf), so a row alone or in a batch, with the keys in one
- * call or several, gets the same bits. */
+ * K comes in tiles of 16 positions (kvcache.h). f16/f32: one query row
+ * gets a tile's 16 scores from 4 FMAs per dimension, four rows at a time
+ * (16 accumulators). Q8: 4 dimensions of 4 keys per 16 bytes, the bytes
+ * flipped back to signed codes (xor 0x80) and one SDOT per 4 keys and row
+ * (without the dot product extension: SMULL and pairwise adds, the same
+ * exact int32 sums). Values: each V row chunk is converted once per 4
+ * query rows whose outputs stay in registers. Every score is the same
+ * operations whatever the tile (a sequential fma over d from 0, lanes of
+ * FMLA, single rounding, as fmaf; Q8: an exact int32 sum, then two
+ * multiplies), every output element a sequential fma over the keys in
+ * order, so a row alone or in a batch, with the keys in one call or
+ * several, gets the same bits. */
 #ifndef DN_NEON_ATTN_H
 #define DN_NEON_ATTN_H
 
@@ -39,12 +43,24 @@ AI float32x4_t att_ld2(int type, const uint8_t *base, size_t x)
     return vld1q_f32(t);
 }
 
-/* Scores of NQ rows for tile t (dimension d of it at tile + 16 d elements),
- * lanes lane..lane+nk-1 of the run kept. */
-AI void att_scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const uint8_t *k, int t, int lane, int nk,
-                        const float *ksc, float *s, size_t ss)
+/* Store the 16 scores o (4 vectors) of tile t, keeping lanes lane..lane+nk-1 of the run. */
+AI void att_store16(const float32x4_t o[4], int t, int lane, int nk, float *s)
 {
-    const uint8_t *tile = k + (size_t)t * (size_t)hd * 16 * att_elem(type);
+    const int first = 16 * t;
+    const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
+    float buf[16];
+    float *dst = s + (first + a - lane);
+    float *x = a == 0 && b == 16 ? dst : buf;   /* a partial tile at either end of the run goes through buf */
+    UNROLL for (int c = 0; c < 4; c++) vst1q_f32(x + 4 * c, o[c]);
+    if (x == buf) memcpy(dst, buf + a, sizeof(float) * (size_t)(b - a));
+}
+
+/* Scores of NQ rows for tile t of an f16 or f32 cache (dimension d at
+ * tile + 16 d elements). */
+AI void att_scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const uint8_t *k, int t, int lane, int nk,
+                        float *s, size_t ss)
+{
+    const uint8_t *tile = k + (size_t)t * dn_kv_tile_bytes(hd, type);
     float32x4_t acc[4][4];
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < 4; c++) acc[i][c] = vdupq_n_f32(0.0f);
     int d = 0;
@@ -64,20 +80,47 @@ AI void att_scores_tile(int NQ, int type, int hd, const float *q, size_t qs, con
         UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < 4; c++)
             acc[i][c] = vfmaq_n_f32(acc[i][c], kv[c], q[i * qs + d]);
     }
-    const int first = 16 * t;
-    const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
+    UNROLL for (int i = 0; i < NQ; i++) att_store16(acc[i], t, lane, nk, s + (size_t)i * ss);
+}
+
+/* acc + per key the dot product of its 4 codes (k: 4 keys) with the 4 codes in each lane of q */
+AI int32x4_t att_sdot(int32x4_t acc, int8x16_t k, int8x16_t q)
+{
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, k, q);
+#else
+    const int32x4_t lo = vpaddlq_s16(vmull_s8(vget_low_s8(k), vget_low_s8(q)));   /* |k q| <= 127 * 127 */
+    const int32x4_t hi = vpaddlq_s16(vmull_high_s8(k, q));
+    return vaddq_s32(acc, vpaddq_s32(lo, hi));
+#endif
+}
+
+/* Rows i0..i0+NQ-1 of r against tile t of a Q8 cache. */
+AI void att_scores_tile_q8(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, size_t tb, int t, int lane, int nk,
+                           const float *ksc, float *s, size_t ss)
+{
+    const uint8_t *tile = k + (size_t)t * tb;
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    int32x4_t acc[4][4];
+    UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < 4; c++) acc[i][c] = vdupq_n_s32(0);
+    for (int d = 0; d < r->hd4; d += 4) {
+        int8x16_t kv[4];
+        UNROLL for (int c = 0; c < 4; c++) kv[c] = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(tile + 16 * (size_t)d + 16 * c), flip));
+        UNROLL for (int i = 0; i < NQ; i++) {
+            const int8x16_t qv = vreinterpretq_s8_u32(vdupq_n_u32(dn_ld_u32(&r->q[i0 + i][d])));
+            UNROLL for (int c = 0; c < 4; c++) acc[i][c] = att_sdot(acc[i][c], kv[c], qv);
+        }
+    }
     UNROLL for (int i = 0; i < NQ; i++) {
-        float buf[16];
-        float *dst = s + (size_t)i * ss + (first + a - lane);
-        float *o = a == 0 && b == 16 ? dst : buf;   /* a partial tile at either end of the run goes through buf */
+        float32x4_t o[4];
         UNROLL for (int c = 0; c < 4; c++)
-            vst1q_f32(o + 4 * c, type == DN_KV_Q8 ? vmulq_f32(acc[i][c], vld1q_f32(ksc + first + 4 * c)) : acc[i][c]);
-        if (o == buf) memcpy(dst, buf + a, sizeof(float) * (size_t)(b - a));
+            o[c] = vmulq_n_f32(vmulq_f32(vcvtq_f32_s32(acc[i][c]), vld1q_f32(ksc + 16 * t + 4 * c)), r->sc[i0 + i]);
+        att_store16(o, t, lane, nk, s + (size_t)i * ss);
     }
 }
 
 AI void att_scores_all(int type, int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
-                       const float *ksc, float *s, size_t ss)
+                       float *s, size_t ss)
 {
     const int tiles = (lane + nk + 15) / 16;
     for (int t = 0; t < tiles; t++)
@@ -85,20 +128,42 @@ AI void att_scores_all(int type, int hd, int nq, const float *q, size_t qs, cons
             const float *qi = q + (size_t)i * qs;
             float *si = s + (size_t)i * ss;
             switch (nq - i) {
-            case 1: att_scores_tile(1, type, hd, qi, qs, k, t, lane, nk, ksc, si, ss); break;
-            case 2: att_scores_tile(2, type, hd, qi, qs, k, t, lane, nk, ksc, si, ss); break;
-            case 3: att_scores_tile(3, type, hd, qi, qs, k, t, lane, nk, ksc, si, ss); break;
-            default: att_scores_tile(4, type, hd, qi, qs, k, t, lane, nk, ksc, si, ss); break;
+            case 1: att_scores_tile(1, type, hd, qi, qs, k, t, lane, nk, si, ss); break;
+            case 2: att_scores_tile(2, type, hd, qi, qs, k, t, lane, nk, si, ss); break;
+            case 3: att_scores_tile(3, type, hd, qi, qs, k, t, lane, nk, si, ss); break;
+            default: att_scores_tile(4, type, hd, qi, qs, k, t, lane, nk, si, ss); break;
             }
         }
+}
+
+/* Q8: up to 16 rows quantized at a time, each tile read once for all of them */
+AI void att_scores_q8(int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk, const float *ksc,
+                      float *s, size_t ss)
+{
+    const size_t tb = dn_kv_tile_bytes(hd, DN_KV_Q8);
+    const int tiles = (lane + nk + 15) / 16;
+    dn_att_q8 r;
+    for (int g = 0; g < nq; g += DN_ATT_QROWS) {
+        const int m = nq - g < DN_ATT_QROWS ? nq - g : DN_ATT_QROWS;
+        dn_att_q8_rows(&r, hd, m, q + (size_t)g * qs, qs);
+        float *sg = s + (size_t)g * ss;
+        for (int t = 0; t < tiles; t++)
+            for (int i = 0; i < m; i += 4)
+                switch (m - i) {
+                case 1: att_scores_tile_q8(1, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                case 2: att_scores_tile_q8(2, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                case 3: att_scores_tile_q8(3, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                default: att_scores_tile_q8(4, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                }
+    }
 }
 
 static void NK(dn_att_scores_)(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                                const float *ksc, float *s, size_t ss)
 {
-    if (type == DN_KV_F16) att_scores_all(DN_KV_F16, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
-    else if (type == DN_KV_F32) att_scores_all(DN_KV_F32, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
-    else att_scores_all(DN_KV_Q8, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
+    if (type == DN_KV_F16) att_scores_all(DN_KV_F16, hd, nq, q, qs, k, lane, nk, s, ss);
+    else if (type == DN_KV_F32) att_scores_all(DN_KV_F32, hd, nq, q, qs, k, lane, nk, s, ss);
+    else att_scores_q8(hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
 /* The weight of key j in a row of probabilities p: p[j], times the scale for Q8 */

@@ -263,13 +263,33 @@ static inline float kv_elem(const void *base, size_t x, int type)
 static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                                  const float *ksc, float *s, size_t ss)
 {
+    const size_t tb = dn_kv_tile_bytes(hd, type);
+    if (type == DN_KV_Q8) {
+        dn_att_q8 r;
+        for (int i0 = 0; i0 < nq; i0 += DN_ATT_QROWS) {
+            const int n = nq - i0 < DN_ATT_QROWS ? nq - i0 : DN_ATT_QROWS;
+            dn_att_q8_rows(&r, hd, n, q + (size_t)i0 * qs, qs);
+            for (int j = 0; j < nk; j++) {
+                const int l = lane + j;   /* tile l / 16, lane l % 16 */
+                const uint8_t *tile = (const uint8_t *)k + (size_t)(l / DN_KV_TILE) * tb;
+                for (int i = 0; i < n; i++) {
+                    int32_t acc = 0;
+                    for (int d = 0; d < hd; d++) acc += r.q[i][d] * ((int)tile[dn_kv_k_offset(type, d, l % DN_KV_TILE)] - 128);
+                    s[(size_t)(i0 + i) * ss + j] = ((float)acc * ksc[l]) * r.sc[i];
+                }
+            }
+        }
+        return;
+    }
+    const size_t eb = type == DN_KV_F32 ? 4 : 2;
     for (int j = 0; j < nk; j++) {
-        const int l = lane + j;   /* tile l / 16, lane l % 16 */
-        const size_t base = (size_t)(l / DN_KV_TILE) * (size_t)hd * DN_KV_TILE + (size_t)(l % DN_KV_TILE);
+        const int l = lane + j;
+        const uint8_t *tile = (const uint8_t *)k + (size_t)(l / DN_KV_TILE) * tb;
         for (int i = 0; i < nq; i++) {
             float acc = 0.0f;
-            for (int d = 0; d < hd; d++) acc += q[(size_t)i * qs + d] * kv_elem(k, base + (size_t)d * DN_KV_TILE, type);
-            s[(size_t)i * ss + j] = type == DN_KV_Q8 ? acc * ksc[l] : acc;
+            for (int d = 0; d < hd; d++)
+                acc += q[(size_t)i * qs + d] * kv_elem(tile, dn_kv_k_offset(type, d, l % DN_KV_TILE) / eb, type);
+            s[(size_t)i * ss + j] = acc;
         }
     }
 }

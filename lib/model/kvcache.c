@@ -14,22 +14,23 @@ _Static_assert((int)DN_KV_F16 == (int)DANU_KV_F16 && (int)DN_KV_F32 == (int)DANU
 static size_t elem_of(int32_t type) { return type == DANU_KV_F32 ? 4 : type == DANU_KV_F16 ? 2 : 1; }
 static int32_t round_tile(int32_t n) { return (n + DN_KV_TILE - 1) / DN_KV_TILE * DN_KV_TILE; }
 
-/* Bytes of one area's K (= V) array and of one scale array. */
-static int area_sizes(int32_t n_layers, int32_t n_heads, int32_t head_dim, int32_t slots, int32_t type, size_t *kv_b,
-                      size_t *sc_b)
+/* Bytes of one area's K array, V array, and one scale array. */
+static int area_sizes(int32_t n_layers, int32_t n_heads, int32_t head_dim, int32_t slots, int32_t type, size_t *k_b,
+                      size_t *v_b, size_t *sc_b)
 {
     const size_t rows = (size_t)n_layers * (size_t)n_heads;
     *sc_b = type == DANU_KV_Q8_0 ? rows * (size_t)slots * sizeof(float) : 0;
-    return __builtin_mul_overflow(rows * (size_t)head_dim * elem_of(type), (size_t)slots, kv_b);
+    return __builtin_mul_overflow(rows * dn_kv_tile_bytes(head_dim, type), (size_t)(slots / DN_KV_TILE), k_b) ||
+           __builtin_mul_overflow(rows * (size_t)head_dim * elem_of(type), (size_t)slots, v_b);
 }
 
 static int area_init(dn_kv_area *ar, const dn_alloc *a, const dn_kvcache *kv, int32_t slots)
 {
-    size_t kb, sb;
+    size_t kb, vb, sb;
     ar->slots = slots;
-    if (area_sizes(kv->n_layers, kv->n_heads, kv->head_dim, slots, kv->type, &kb, &sb)) return 0;
+    if (area_sizes(kv->n_layers, kv->n_heads, kv->head_dim, slots, kv->type, &kb, &vb, &sb)) return 0;
     ar->k = dn_malloc_aligned(a, kb);
-    ar->v = dn_malloc_aligned(a, kb);
+    ar->v = dn_malloc_aligned(a, vb);
     if (sb) {
         ar->ks = dn_malloc_aligned(a, sb);
         ar->vs = dn_malloc_aligned(a, sb);
@@ -77,9 +78,9 @@ size_t dn_kv_alloc_bytes(int32_t n_layers, int32_t n_heads, int32_t head_dim, in
     size_t total = 0;
     const int32_t slots[2] = { round_tile(cap), round_tile(n_batch) };
     for (int i = 0; i < 2; i++) {
-        size_t kb, sb;
-        if (area_sizes(n_layers, n_heads, head_dim, slots[i], type, &kb, &sb)) return 0;
-        total += 2 * dn_aligned_bytes(kb) + (sb ? 2 * dn_aligned_bytes(sb) : 0);
+        size_t kb, vb, sb;
+        if (area_sizes(n_layers, n_heads, head_dim, slots[i], type, &kb, &vb, &sb)) return 0;
+        total += dn_aligned_bytes(kb) + dn_aligned_bytes(vb) + (sb ? 2 * dn_aligned_bytes(sb) : 0);
     }
     return total;
 }
@@ -93,11 +94,11 @@ void dn_kv_free(dn_kvcache *kv)
 
 size_t dn_kv_bytes(const dn_kvcache *kv)
 {
-    size_t kb, sb, total = 0;
+    size_t kb = 0, vb = 0, sb = 0, total = 0;
     const dn_kv_area *ar[2] = { &kv->ring, &kv->stage };
     for (int i = 0; i < 2; i++) {
-        area_sizes(kv->n_layers, kv->n_heads, kv->head_dim, ar[i]->slots, kv->type, &kb, &sb);
-        total += 2 * (kb + sb);
+        area_sizes(kv->n_layers, kv->n_heads, kv->head_dim, ar[i]->slots, kv->type, &kb, &vb, &sb);
+        total += kb + vb + 2 * sb;
     }
     return total;
 }
@@ -109,11 +110,11 @@ static size_t row_index(const dn_kvcache *kv, const dn_kv_area *ar, int layer, i
     return ((size_t)layer * (size_t)kv->n_heads + (size_t)head) * (size_t)ar->slots + (size_t)slot;
 }
 
-/* Element d of slot's K is at k_at(...) + 16 d elements. */
-static uint8_t *k_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot)
+/* The K tile holding slot (its lane: slot % 16). */
+static uint8_t *k_tile(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot)
 {
     const size_t tile = row_index(kv, ar, layer, head, slot) / DN_KV_TILE;   /* slots is a multiple of 16 */
-    return ar->k + (tile * (size_t)kv->head_dim * DN_KV_TILE + (size_t)(slot % DN_KV_TILE)) * kv->elem;
+    return ar->k + tile * dn_kv_tile_bytes(kv->head_dim, kv->type);
 }
 
 static uint8_t *v_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot)
@@ -125,83 +126,106 @@ dn_kv_span dn_kv_span_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, 
 {
     const int lane = slot % DN_KV_TILE;
     const size_t r = row_index(kv, ar, layer, head, slot);
-    dn_kv_span sp = { k_at(kv, ar, layer, head, slot) - (size_t)lane * kv->elem, v_at(kv, ar, layer, head, slot),
+    dn_kv_span sp = { k_tile(kv, ar, layer, head, slot), v_at(kv, ar, layer, head, slot),
                       ar->ks ? ar->ks + r - lane : NULL, ar->vs ? ar->vs + r : NULL, lane };
     return sp;
 }
 
-/* ---- stores and copies -------------------------------------------------------- */
+/* ---- K lanes ------------------------------------------------------------------ */
 
-/* n floats as the cache's elements, `stride` elements apart; Q8 returns
- * the scale. */
-static float put_elems(const dn_kvcache *kv, uint8_t *dst, size_t stride, const float *x, int n)
+/* Within a tile a lane's elements sit in rows of 16 lanes: a row is one
+ * dimension (f16/f32: lane_b = the element size) or 4 (Q8: 4 bytes per
+ * lane, head_dim padded to a multiple of 4); kernels.h dn_kv_k_offset. */
+static size_t lane_bytes(const dn_kvcache *kv) { return kv->type == DANU_KV_Q8_0 ? 4 : kv->elem; }
+static int tile_rows(const dn_kvcache *kv) { return kv->type == DANU_KV_Q8_0 ? (kv->head_dim + 3) / 4 : kv->head_dim; }
+
+/* K of n lanes from lane la of tile src to lane lb of tile dst: runs of
+ * n lanes per row when the lanes line up, whole tiles when all 16 do. */
+static void copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t *src, int la, int n)
 {
-    if (kv->type == DANU_KV_F32) {
-        for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * stride * 4, &x[i], 4);
-        return 1.0f;
+    const size_t e = lane_bytes(kv), row = DN_KV_TILE * e;
+    const int rows = tile_rows(kv);
+    if (la == 0 && lb == 0 && n == DN_KV_TILE) {
+        memcpy(dst, src, (size_t)rows * row);
+        return;
     }
-    if (kv->type == DANU_KV_F16) {
-        for (int i = 0; i < n; i++) {
-            const uint16_t h = dn_f32_to_fp16(x[i]);
-            memcpy(dst + (size_t)i * stride * 2, &h, 2);
-        }
-        return 1.0f;
-    }
-    float amax = 0.0f;
-    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
-    const float scale = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float r = roundf(x[i] * inv);
-        dst[(size_t)i * stride] = (uint8_t)(int8_t)(r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);   /* NaN: 0 */
-    }
-    return scale;
+    for (int r = 0; r < rows; r++)
+        if (la == lb) memcpy(dst + r * row + (size_t)lb * e, src + r * row + (size_t)la * e, (size_t)n * e);
+        else for (int i = 0; i < n; i++) memcpy(dst + r * row + (size_t)(lb + i) * e, src + r * row + (size_t)(la + i) * e, e);
 }
+
+/* One lane's K as a row of head_dim elements (the state-file order, Q8 as
+ * signed codes), gathered from the tile (to_tile 0) or scattered into it
+ * (1; for Q8 the padding dimensions get code 0). */
+static void lane_row(const dn_kvcache *kv, uint8_t *tile, int lane, uint8_t *row, int to_tile)
+{
+    const int q8 = kv->type == DANU_KV_Q8_0, hd = kv->head_dim, dims = q8 && to_tile ? (hd + 3) & ~3 : hd;
+    for (int d = 0; d < dims; d++) {
+        uint8_t *t = tile + dn_kv_k_offset(kv->type, d, lane);
+        if (!to_tile) memcpy(row + (size_t)d * kv->elem, t, kv->elem);
+        else if (d < hd) memcpy(t, row + (size_t)d * kv->elem, kv->elem);
+        else *t = 0;
+        if (q8) *(to_tile ? t : row + d) ^= 0x80;   /* stored: code + 128 */
+    }
+}
+
+/* ---- stores and copies -------------------------------------------------------- */
 
 void dn_kv_stage(const dn_kvcache *kv, int layer, int row, int head, const float *k, const float *v)
 {
     const dn_kv_area *st = &kv->stage;
-    const float sk = put_elems(kv, k_at(kv, st, layer, head, row), DN_KV_TILE, k, kv->head_dim);
-    const float sv = put_elems(kv, v_at(kv, st, layer, head, row), 1, v, kv->head_dim);
-    if (st->ks) {
+    const int hd = kv->head_dim;
+    uint8_t krow[4 * 1024];   /* head_dim <= 1024 (config.c) */
+    uint8_t *vrow = v_at(kv, st, layer, head, row);
+    if (kv->type == DANU_KV_Q8_0) {
         const size_t r = row_index(kv, st, layer, head, row);
-        st->ks[r] = sk;
-        st->vs[r] = sv;
+        st->ks[r] = dn_kv_quantize(k, hd, (int8_t *)krow);
+        st->vs[r] = dn_kv_quantize(v, hd, (int8_t *)vrow);
+    } else if (kv->type == DANU_KV_F16) {
+        for (int d = 0; d < hd; d++) {
+            const uint16_t hk = dn_f32_to_fp16(k[d]), hv = dn_f32_to_fp16(v[d]);
+            memcpy(krow + 2 * (size_t)d, &hk, 2);
+            memcpy(vrow + 2 * (size_t)d, &hv, 2);
+        }
+    } else {
+        memcpy(krow, k, sizeof(float) * (size_t)hd);
+        memcpy(vrow, v, sizeof(float) * (size_t)hd);
     }
-}
-
-/* Slot a of area A to slot b of area B, one layer and head: K element by
- * element (tile lanes), the V row, the scales. */
-static void move_slot(const dn_kvcache *kv, const dn_kv_area *A, int32_t a, const dn_kv_area *B, int32_t b, int layer,
-                      int head)
-{
-    const uint8_t *ks = k_at(kv, A, layer, head, a);
-    uint8_t *kd = k_at(kv, B, layer, head, b);
-    const size_t step = DN_KV_TILE * kv->elem;
-    for (int d = 0; d < kv->head_dim; d++) memcpy(kd + (size_t)d * step, ks + (size_t)d * step, kv->elem);
-    memcpy(v_at(kv, B, layer, head, b), v_at(kv, A, layer, head, a), (size_t)kv->head_dim * kv->elem);
-    if (A->ks) {
-        const size_t ra = row_index(kv, A, layer, head, a), rb = row_index(kv, B, layer, head, b);
-        B->ks[rb] = A->ks[ra];
-        B->vs[rb] = A->vs[ra];
-    }
+    lane_row(kv, k_tile(kv, st, layer, head, row), row % DN_KV_TILE, krow, 1);
 }
 
 void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n)
 {
     const int first = n > kv->cap ? n - kv->cap : 0;   /* older rows would be overwritten anyway */
+    const size_t row_b = (size_t)kv->head_dim * kv->elem;
+    const dn_kv_area *S = &kv->stage, *R = &kv->ring;
     for (int l = 0; l < kv->n_layers; l++)
         for (int h = 0; h < kv->n_heads; h++)
-            for (int i = first; i < n; i++) move_slot(kv, &kv->stage, i, &kv->ring, (int32_t)((pos0 + i) % kv->cap), l, h);
+            for (int i = first, len; i < n; i += len) {
+                /* a run of rows in one staging tile and one ring tile, not wrapping */
+                const int32_t slot = (int32_t)((pos0 + i) % kv->cap);
+                len = n - i;
+                if (len > DN_KV_TILE - i % DN_KV_TILE) len = DN_KV_TILE - i % DN_KV_TILE;
+                if (len > DN_KV_TILE - slot % DN_KV_TILE) len = DN_KV_TILE - slot % DN_KV_TILE;
+                if (len > kv->cap - slot) len = kv->cap - slot;
+                copy_lanes(kv, k_tile(kv, R, l, h, slot), slot % DN_KV_TILE, k_tile(kv, S, l, h, i), i % DN_KV_TILE, len);
+                memcpy(v_at(kv, R, l, h, slot), v_at(kv, S, l, h, i), (size_t)len * row_b);
+                if (S->ks) {
+                    const size_t rs = row_index(kv, S, l, h, i), rr = row_index(kv, R, l, h, slot);
+                    memcpy(R->ks + rr, S->ks + rs, sizeof(float) * (size_t)len);
+                    memcpy(R->vs + rr, S->vs + rs, sizeof(float) * (size_t)len);
+                }
+            }
 }
 
 void dn_kv_copy(dn_kvcache *dst, const dn_kvcache *src, int32_t slots)
 {
     const int32_t tiles = (slots + DN_KV_TILE - 1) / DN_KV_TILE;
-    const size_t tile_b = (size_t)src->head_dim * DN_KV_TILE * src->elem, row_b = (size_t)src->head_dim * src->elem;
+    const size_t tile_b = dn_kv_tile_bytes(src->head_dim, src->type), row_b = (size_t)src->head_dim * src->elem;
     for (int l = 0; l < src->n_layers; l++)
         for (int h = 0; h < src->n_heads; h++) {
             const dn_kv_area *A = &src->ring, *B = &dst->ring;
-            memcpy(k_at(dst, B, l, h, 0), k_at(src, A, l, h, 0), (size_t)tiles * tile_b);
+            memcpy(k_tile(dst, B, l, h, 0), k_tile(src, A, l, h, 0), (size_t)tiles * tile_b);
             memcpy(v_at(dst, B, l, h, 0), v_at(src, A, l, h, 0), (size_t)slots * row_b);
             if (A->ks) {
                 memcpy(B->ks + row_index(dst, B, l, h, 0), A->ks + row_index(src, A, l, h, 0), (size_t)slots * 4);
@@ -217,42 +241,32 @@ size_t dn_kv_row_bytes(const dn_kvcache *kv)
     return (size_t)kv->kv_dim * kv->elem + (kv->type == DANU_KV_Q8_0 ? 4 * (size_t)kv->n_heads : 0);
 }
 
-void dn_kv_save_row(const dn_kvcache *kv, int layer, int64_t pos, int which, uint8_t *out)
+/* Per head: the Q8 scale, then the K (which 0) or V (1) row. */
+static void state_row(dn_kvcache *kv, int layer, int64_t pos, int which, uint8_t *buf, int load)
 {
     const dn_kv_area *R = &kv->ring;
     const int32_t slot = (int32_t)(pos % kv->cap);
-    const size_t step = DN_KV_TILE * kv->elem;
+    const size_t row_b = (size_t)kv->head_dim * kv->elem;
     for (int h = 0; h < kv->n_heads; h++) {
         if (R->ks) {
-            memcpy(out, &(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)], 4);
-            out += 4;
+            float *sc = &(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)];
+            if (load) memcpy(sc, buf, 4);
+            else memcpy(buf, sc, 4);
+            buf += 4;
         }
-        if (which) {
-            memcpy(out, v_at(kv, R, layer, h, slot), (size_t)kv->head_dim * kv->elem);
-        } else {
-            const uint8_t *k = k_at(kv, R, layer, h, slot);
-            for (int d = 0; d < kv->head_dim; d++) memcpy(out + (size_t)d * kv->elem, k + (size_t)d * step, kv->elem);
-        }
-        out += (size_t)kv->head_dim * kv->elem;
+        if (!which) lane_row(kv, k_tile(kv, R, layer, h, slot), slot % DN_KV_TILE, buf, load);
+        else if (load) memcpy(v_at(kv, R, layer, h, slot), buf, row_b);
+        else memcpy(buf, v_at(kv, R, layer, h, slot), row_b);
+        buf += row_b;
     }
+}
+
+void dn_kv_save_row(const dn_kvcache *kv, int layer, int64_t pos, int which, uint8_t *out)
+{
+    state_row((dn_kvcache *)kv, layer, pos, which, out, 0);   /* reads only */
 }
 
 void dn_kv_load_row(dn_kvcache *kv, int layer, int64_t pos, int which, const uint8_t *in)
 {
-    const dn_kv_area *R = &kv->ring;
-    const int32_t slot = (int32_t)(pos % kv->cap);
-    const size_t step = DN_KV_TILE * kv->elem;
-    for (int h = 0; h < kv->n_heads; h++) {
-        if (R->ks) {
-            memcpy(&(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)], in, 4);
-            in += 4;
-        }
-        if (which) {
-            memcpy(v_at(kv, R, layer, h, slot), in, (size_t)kv->head_dim * kv->elem);
-        } else {
-            uint8_t *k = k_at(kv, R, layer, h, slot);
-            for (int d = 0; d < kv->head_dim; d++) memcpy(k + (size_t)d * step, in + (size_t)d * kv->elem, kv->elem);
-        }
-        in += (size_t)kv->head_dim * kv->elem;
-    }
+    state_row(kv, layer, pos, which, (uint8_t *)in, 1);        /* reads only */
 }

@@ -5,13 +5,16 @@
  * exactly as it was.
  *
  * Layout (ring and staging alike), per layer and KV head:
- *   K  tiles of DN_KV_TILE (16) slots, each hd x 16 elements, dimension-major:
- *      element d of slot s at tile s / 16, offset 16 d + s % 16. Decode
- *      attention then reads a dimension of 16 keys with one load and needs
- *      no transposes (kernels.h att_scores).
- *   V  rows of hd elements, slot after slot.
+ *   K  tiles of DN_KV_TILE (16) slots, the slot's lane slot % 16 (kernels.h
+ *      dn_kv_k_offset): f16/f32 dimension-major, element d at 16 d + lane,
+ *      so decode attention reads a dimension of 16 keys with one load; Q8
+ *      4 dimensions x 16 lanes per 64 bytes, each byte the code + 128, the
+ *      operand of one vpdpbusd / sdot against 4 query codes. No transposes
+ *      in the kernels (kernels.h att_scores).
+ *   V  rows of hd elements, slot after slot (Q8: signed codes).
  * Elements are f16, f32, or int8 (DANU_KV_Q8_0) with one f32 scale per
- * (slot, head) row of K and of V: x = scale * q, scale = max|x| / 127. */
+ * (slot, head) row of K and of V (dn_kv_quantize: x = scale * q, scale =
+ * max|x| / 127). */
 #ifndef DN_KVCACHE_H
 #define DN_KVCACHE_H
 #include <stdint.h>

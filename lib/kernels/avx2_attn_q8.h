@@ -1,0 +1,98 @@
+/* avx2_attn_q8.h - the Q8 score kernel of the 256-bit attention slots,
+ * included by avx2_attn.c (AVX2: vpmaddubsw) and avx2vnni_attn.c
+ * (DN_ATT_VNNI 1: vpdpbusd), which define DN_ATT_VNNI first.
+ *
+ * A Q8 K tile (kernels.h) is 4 dimensions x 16 keys per 64 bytes, each
+ * byte the code + 128. Per 32-byte half (8 keys) and 4 query codes:
+ *  - VNNI: one vpdpbusd(acc, key bytes, query bytes) adds (k + 128) q;
+ *    the sums start at -128 sum(q) (dn_att_q8 bias).
+ *  - AVX2: vpmaddubsw cannot take (k + 128) q (pairs reach 2 * 255 * 127,
+ *    past int16), so the key bytes are flipped back to signed codes once
+ *    per half and each row multiplies |q| by k with q's sign (pairs <=
+ *    2 * 127 * 127), then vpmaddwd by 1 to int32.
+ * Both give the exact int32 dot product of the codes, so the two levels'
+ * scores are bit-identical (and equal the scalar table's). */
+#ifndef DN_ATT_VNNI
+#error "define DN_ATT_VNNI (0 or 1) before including avx2_attn_q8.h"
+#endif
+
+/* acc += per key lane the dot product of its 4 codes with the 4 codes qb
+ * (broadcast); kb the stored bytes, ks the same flipped to signed codes */
+AI __m256i att_dot4(__m256i acc, __m256i kb, __m256i ks, __m256i qb)
+{
+#if DN_ATT_VNNI
+    (void)ks;
+    return _mm256_dpbusd_avx_epi32(acc, kb, qb);
+#else
+    (void)kb;
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(ks, qb));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+#endif
+}
+
+/* Store the 16 scores r0|r1 of tile t, keeping lanes lane..lane+nk-1 of the run. */
+AI void att_store16(__m256 r0, __m256 r1, int t, int lane, int nk, float *s)
+{
+    const int first = 16 * t;
+    const int a = lane > first ? lane - first : 0, b = lane + nk - first < 16 ? lane + nk - first : 16;
+    float *dst = s + (first + a - lane);
+    if (a == 0 && b == 16) {
+        _mm256_storeu_ps(dst, r0);
+        _mm256_storeu_ps(dst + 8, r1);
+    } else {   /* a partial tile at either end of the run */
+        float buf[16];
+        _mm256_storeu_ps(buf, r0);
+        _mm256_storeu_ps(buf + 8, r1);
+        memcpy(dst, buf + a, sizeof(float) * (size_t)(b - a));
+    }
+}
+
+/* Rows i0..i0+NQ-1 of r against tile t. */
+AI void att_q8_tile(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, size_t tb, int t, int lane, int nk,
+                    const float *ksc, float *s, size_t ss)
+{
+    const uint8_t *tile = k + (size_t)t * tb;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256i acc[4][2];
+    UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_set1_epi32(DN_ATT_VNNI ? -r->bias[i0 + i] : 0);
+    for (int c = 0; c < r->hd4; c += 4) {
+        const __m256i kb0 = _mm256_loadu_si256((const __m256i *)(const void *)(tile + 16 * (size_t)c));
+        const __m256i kb1 = _mm256_loadu_si256((const __m256i *)(const void *)(tile + 16 * (size_t)c + 32));
+        const __m256i ks0 = _mm256_xor_si256(kb0, flip), ks1 = _mm256_xor_si256(kb1, flip);
+        UNROLL for (int i = 0; i < NQ; i++) {
+            const __m256i qb = _mm256_set1_epi32((int)dn_ld_u32(&r->q[i0 + i][c]));
+            acc[i][0] = att_dot4(acc[i][0], kb0, ks0, qb);
+            acc[i][1] = att_dot4(acc[i][1], kb1, ks1, qb);
+        }
+    }
+    const float *sc = ksc + 16 * t;
+    UNROLL for (int i = 0; i < NQ; i++) {
+        const __m256 qsc = _mm256_set1_ps(r->sc[i0 + i]);
+        const __m256 r0 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][0]), _mm256_loadu_ps(sc)), qsc);
+        const __m256 r1 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][1]), _mm256_loadu_ps(sc + 8)), qsc);
+        att_store16(r0, r1, t, lane, nk, s + (size_t)i * ss);
+    }
+}
+
+/* att_scores for a Q8 cache: up to 16 rows quantized at a time, each tile
+ * read once for all of them. */
+AI void att_scores_q8(int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
+                      const float *ksc, float *s, size_t ss)
+{
+    const size_t tb = dn_kv_tile_bytes(hd, DN_KV_Q8);
+    const int tiles = (lane + nk + 15) / 16;
+    dn_att_q8 r;
+    for (int g = 0; g < nq; g += DN_ATT_QROWS) {
+        const int m = nq - g < DN_ATT_QROWS ? nq - g : DN_ATT_QROWS;
+        dn_att_q8_rows(&r, hd, m, q + (size_t)g * qs, qs);
+        float *sg = s + (size_t)g * ss;
+        for (int t = 0; t < tiles; t++)
+            for (int i = 0; i < m; i += 4)
+                switch (m - i) {
+                case 1: att_q8_tile(1, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                case 2: att_q8_tile(2, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                case 3: att_q8_tile(3, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                default: att_q8_tile(4, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
+                }
+    }
+}
