@@ -74,25 +74,12 @@ AI void att_q8_tile(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, size_t
     }
 }
 
-/* att_scores for a Q8 cache: up to 16 rows quantized at a time, each tile
- * read once for all of them. */
+/* att_scores for a Q8 cache */
 AI void att_scores_q8(int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
                       const float *ksc, float *s, size_t ss)
 {
     const size_t tb = dn_kv_tile_bytes(hd, DN_KV_Q8);
-    const int tiles = (lane + nk + 15) / 16;
-    dn_att_q8 r;
-    for (int g = 0; g < nq; g += DN_ATT_QROWS) {
-        const int m = nq - g < DN_ATT_QROWS ? nq - g : DN_ATT_QROWS;
-        dn_att_q8_rows(&r, hd, m, q + (size_t)g * qs, qs);
-        float *sg = s + (size_t)g * ss;
-        for (int t = 0; t < tiles; t++)
-            for (int i = 0; i < m; i += 4)
-                switch (m - i) {
-                case 1: att_q8_tile(1, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
-                case 2: att_q8_tile(2, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
-                case 3: att_q8_tile(3, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
-                default: att_q8_tile(4, &r, i, k, tb, t, lane, nk, ksc, sg + (size_t)i * ss, ss); break;
-                }
-    }
+#define TILE(NQ, R, I, T, S) att_q8_tile(NQ, R, I, k, tb, T, lane, nk, ksc, S, ss)
+    DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss);
+#undef TILE
 }

@@ -260,25 +260,28 @@ static inline float kv_elem(const void *base, size_t x, int type)
     return (float)((const int8_t *)base)[x];
 }
 
+/* Q8 scores of rows i0..i0+nq-1 of r for the run's keys in tile t */
+static void att_q8_tile_scalar(int nq, const dn_att_q8 *r, int i0, const uint8_t *tile, int t, int lane, int nk,
+                               const float *ksc, float *s, size_t ss)
+{
+    for (int l = 16 * t; l < 16 * t + 16; l++) {
+        if (l < lane || l >= lane + nk) continue;   /* outside the run */
+        for (int i = 0; i < nq; i++) {
+            int32_t acc = 0;
+            for (int d = 0; d < r->hd4; d++) acc += r->q[i0 + i][d] * ((int)tile[dn_kv_k_offset(DN_KV_Q8, d, l % 16)] - 128);
+            s[(size_t)i * ss + (l - lane)] = ((float)acc * ksc[l]) * r->sc[i0 + i];
+        }
+    }
+}
+
 static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                                  const float *ksc, float *s, size_t ss)
 {
     const size_t tb = dn_kv_tile_bytes(hd, type);
     if (type == DN_KV_Q8) {
-        dn_att_q8 r;
-        for (int i0 = 0; i0 < nq; i0 += DN_ATT_QROWS) {
-            const int n = nq - i0 < DN_ATT_QROWS ? nq - i0 : DN_ATT_QROWS;
-            dn_att_q8_rows(&r, hd, n, q + (size_t)i0 * qs, qs);
-            for (int j = 0; j < nk; j++) {
-                const int l = lane + j;   /* tile l / 16, lane l % 16 */
-                const uint8_t *tile = (const uint8_t *)k + (size_t)(l / DN_KV_TILE) * tb;
-                for (int i = 0; i < n; i++) {
-                    int32_t acc = 0;
-                    for (int d = 0; d < hd; d++) acc += r.q[i][d] * ((int)tile[dn_kv_k_offset(type, d, l % DN_KV_TILE)] - 128);
-                    s[(size_t)(i0 + i) * ss + j] = ((float)acc * ksc[l]) * r.sc[i];
-                }
-            }
-        }
+#define TILE(NQ, R, I, T, S) att_q8_tile_scalar(NQ, R, I, (const uint8_t *)k + (size_t)(T) * tb, T, lane, nk, ksc, S, ss)
+        DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss);
+#undef TILE
         return;
     }
     const size_t eb = type == DN_KV_F32 ? 4 : 2;
