@@ -98,10 +98,15 @@ START_TEST(test_forward_parts_rope_table)
 }
 END_TEST
 
-/* Bytes of one K or V array of a one-layer cache's staging area. */
+/* Bytes of the V array of a one-layer cache's staging area, and of its K
+ * array (Q8 tiles pad head_dim to a multiple of 4; kernels.h). */
 static size_t stage_bytes(const dn_kvcache *kv)
 {
     return (size_t)kv->n_heads * (size_t)kv->stage.slots * (size_t)kv->head_dim * kv->elem;
+}
+static size_t stage_k_bytes(const dn_kvcache *kv)
+{
+    return (size_t)kv->n_heads * (size_t)(kv->stage.slots / DN_KV_TILE) * dn_kv_tile_bytes(kv->head_dim, kv->type);
 }
 
 /* q and k rotated by the table (both pair layouts), k and v staged in the
@@ -113,9 +118,10 @@ START_TEST(test_forward_parts_rope_stage)
     dn_team *pool = pool_of(2);
     uint64_t rng = 99;
     for (int inter = 0; inter < 2; inter++)
-        for (int kvt = 0; kvt < 3; kvt++) {
-            const int32_t kv_type = kvt == 0 ? DANU_KV_F16 : kvt == 1 ? DANU_KV_F32 : DANU_KV_Q8_0;
+        for (int kvt = 0; kvt < 6; kvt++) {   /* head_dim 16, then 18 (Q8 tiles pad it to 20) */
+            const int32_t kv_type = kvt % 3 == 0 ? DANU_KV_F16 : kvt % 3 == 1 ? DANU_KV_F32 : DANU_KV_Q8_0;
             danu_model m = fake_model(inter);
+            m.cfg.head_dim = kvt < 3 ? 16 : 18;
             const dn_config *c = &m.cfg;
             const int hd = c->head_dim, half = hd / 2, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, nb = 20;
             dn_scratch s;
@@ -124,8 +130,8 @@ START_TEST(test_forward_parts_rope_stage)
             ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 1, c->n_kv_heads, hd, 64, nb, kv_type), DANU_OK);
             float *q0 = malloc(sizeof(float) * nb * qd), *k0 = malloc(sizeof(float) * nb * kvd);
             float *q1 = malloc(sizeof(float) * nb * qd), *k1 = malloc(sizeof(float) * nb * kvd);
-            const size_t stage = stage_bytes(&kv);
-            uint8_t *sk1 = malloc(stage), *sv1 = malloc(stage), *row = malloc(dn_kv_row_bytes(&kv));
+            const size_t stage = stage_bytes(&kv), stage_k = stage_k_bytes(&kv);
+            uint8_t *sk1 = malloc(stage_k), *sv1 = malloc(stage), *row = malloc(dn_kv_row_bytes(&kv));
             static const int ns[] = { 1, 5, 20 };
             for (int b = 0; b < N(ns); b++) {
                 const int n = ns[b];
@@ -136,18 +142,18 @@ START_TEST(test_forward_parts_rope_stage)
                 for (int th = 0; th < 2; th++) {
                     memcpy(s.q, q0, sizeof(float) * nb * qd);
                     memcpy(s.k, k0, sizeof(float) * nb * kvd);
-                    memset(kv.stage.k, 0, stage);
+                    memset(kv.stage.k, 0, stage_k);
                     memset(kv.stage.v, 0, stage);
                     dn_rope_stage(&m, &kv, &s, th ? pool : NULL, 0, n);
                     if (th == 0) {
                         memcpy(q1, s.q, sizeof(float) * nb * qd);
                         memcpy(k1, s.k, sizeof(float) * nb * kvd);
-                        memcpy(sk1, kv.stage.k, stage);
+                        memcpy(sk1, kv.stage.k, stage_k);
                         memcpy(sv1, kv.stage.v, stage);
                         continue;
                     }
                     ck_assert(!memcmp(q1, s.q, sizeof(float) * nb * qd) && !memcmp(k1, s.k, sizeof(float) * nb * kvd));
-                    ck_assert(!memcmp(sk1, kv.stage.k, stage) && !memcmp(sv1, kv.stage.v, stage));
+                    ck_assert(!memcmp(sk1, kv.stage.k, stage_k) && !memcmp(sv1, kv.stage.v, stage));
                 }
                 dn_kv_commit(&kv, 0, n);   /* staged row t -> position t, read back as a state row */
                 for (int t = 0; t < n; t++) {
