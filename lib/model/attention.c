@@ -139,8 +139,10 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
     const size_t ss = (size_t)j->s->score_len;
     const float scale = 1.0f / sqrtf((float)hd);
     float *qb = buf, *ob = qb + ATT_ROWS * hd, *sc = ob + ATT_ROWS * hd;
-    for (int r = 0; r < nq; r++)   /* row r: token t0 + r / nh, head h0 + r % nh */
-        memcpy(qb + (size_t)r * hd, j->s->q + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, sizeof(float) * hd);
+    for (int r = 0; r < nq; r++) {   /* row r: token t0 + r / nh, head h0 + r % nh, times 1/sqrt(hd) */
+        const float *src = j->s->q + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd;
+        for (int d = 0; d < hd; d++) qb[(size_t)r * hd + d] = src[d] * scale;
+    }
     const int64_t first = j->pos0 + t0, last = first + tn - 1;
     const int64_t lo = window_start(c, first);
     const int nk = (int)(last - lo + 1);
@@ -154,7 +156,6 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
         const int64_t own = window_start(c, pos);
         float *row = sc + (size_t)r * ss;
         const int a = (int)(own - lo), b = (int)(pos - lo + 1);
-        for (int x = a; x < b; x++) row[x] *= scale;
         k->softmax(row + a, b - a);
         memset(row, 0, sizeof(float) * (size_t)a);
         memset(row + b, 0, sizeof(float) * (size_t)(nk - b));
