@@ -7,6 +7,8 @@
  *    gemm directly, every (nr, nt) giving the same bits as the full batch;
  *  - extreme blocks: largest scales and mins, weights all 0 / all max,
  *    signed q6_K scales at -128 and 127, activations at +-127 and zero.
+ * Matrices, activations and the padding-checked products come from the
+ * x16 suite (x16_suite.h), the comparisons and modes are this file's.
  * Skipped (exit 77, a SKIP in meson test) where there is no AVX-512 table
  * with these gemms (CPU without AVX-512, or DANU_ISA below avx512).
  *
@@ -23,29 +25,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include "testutil.h"
+#include "x16_suite.h"
 #include "kernels/kernels.h"
 #include "common/bytes.h"
 
 #define EPS 5e-6
 enum { ROWS = 64, NTOK = 20 };
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint32_t rnd_u32(void) { return tu_rand_u32(&rng_state); }
-static float rnd_val(void) { return tu_rand_act(&rng_state); }
-
 /* ---------------- weights ---------------- */
 
 enum { W_RANDOM, W_MAX, W_ZERO, W_MAXSC_RANDQ, W_MIXED };
 static const char *const wmode_name[] = { "random", "max", "zero", "max-scales", "mixed" };
-
-typedef struct {
-    int32_t bt, xt;
-    int64_t rows, cols;
-    size_t brb, xrb;      /* row bytes: base, x16 */
-    uint8_t *base, *x16;
-    float *wd;            /* dequantized weights */
-    float *wa;            /* term magnitudes a_i (see top) */
-} mat;
 
 /* 8 six-bit scales and mins into q4_K's 12 bytes (as ggml packs them) */
 static void pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *q)
@@ -70,41 +60,42 @@ static void unpack_scales(const uint8_t *q, uint8_t *sc, uint8_t *m)
     }
 }
 
-/* extreme blocks written over quantized ones */
-static void override_block(int32_t bt, int mode, uint8_t *b)
+/* extreme blocks written over quantized ones (x16_mat_make_with's block) */
+static void override_block(int32_t bt, uint8_t *b, int mode)
 {
     if (mode == W_RANDOM) return;
     if (bt == DANU_TYPE_Q4_K) {
         dn_block_q4_K *k = (dn_block_q4_K *)b;
         uint8_t sc[8], m[8];
         for (int j = 0; j < 8; j++) {
-            sc[j] = mode == W_MIXED ? (uint8_t)(rnd_u32() & 1 ? 63 : 0) : 63;
-            m[j] = mode == W_MIXED ? (uint8_t)(rnd_u32() & 1 ? 63 : 0) : 63;
+            sc[j] = mode == W_MIXED ? (uint8_t)(x16_rand_u32() & 1 ? 63 : 0) : 63;
+            m[j] = mode == W_MIXED ? (uint8_t)(x16_rand_u32() & 1 ? 63 : 0) : 63;
         }
         pack_scales(sc, m, k->scales);
         k->d = dn_f32_to_fp16(0.5f);
         k->dmin = dn_f32_to_fp16(mode == W_MIXED ? 0.75f : 0.25f);
         for (int i = 0; i < 128; i++)
             k->qs[i] = mode == W_MAX ? 0xFF : mode == W_ZERO ? 0x00
-                     : mode == W_MIXED ? (rnd_u32() & 1 ? 0xFF : 0x00) : (uint8_t)rnd_u32();
+                     : mode == W_MIXED ? (x16_rand_u32() & 1 ? 0xFF : 0x00) : (uint8_t)x16_rand_u32();
     } else {
         dn_block_q6_K *k = (dn_block_q6_K *)b;
         for (int j = 0; j < 16; j++)
             k->scales[j] = (int8_t)(mode == W_MAX ? 127 : mode == W_ZERO ? -128
-                                  : mode == W_MIXED ? (j & 1 ? 127 : -128) : (rnd_u32() & 1 ? 127 : -128));
+                                  : mode == W_MIXED ? (j & 1 ? 127 : -128) : (x16_rand_u32() & 1 ? 127 : -128));
         k->d = dn_f32_to_fp16(0.5f);
         for (int i = 0; i < 128; i++)
             k->ql[i] = mode == W_MAX ? 0xFF : mode == W_ZERO ? 0x00
-                     : mode == W_MIXED ? (rnd_u32() & 1 ? 0xFF : 0x00) : (uint8_t)rnd_u32();
+                     : mode == W_MIXED ? (x16_rand_u32() & 1 ? 0xFF : 0x00) : (uint8_t)x16_rand_u32();
         for (int i = 0; i < 64; i++)
             k->qh[i] = mode == W_MAX ? 0xFF : mode == W_ZERO ? 0x00
-                     : mode == W_MIXED ? (rnd_u32() & 1 ? 0xFF : 0x00) : (uint8_t)rnd_u32();
+                     : mode == W_MIXED ? (x16_rand_u32() & 1 ? 0xFF : 0x00) : (uint8_t)x16_rand_u32();
     }
 }
 
-/* a_i of one base block (256 elements) */
-static void term_magnitudes(int32_t bt, const uint8_t *b, float *a)
+/* a_i of one base block (256 elements; x16_mat_make_with's mags) */
+static void term_magnitudes(int32_t bt, const uint8_t *b, const float *w, float *a)
 {
+    (void)w;
     if (bt == DANU_TYPE_Q4_K) {
         const dn_block_q4_K *k = (const dn_block_q4_K *)b;
         uint8_t sc[8], m[8];
@@ -132,39 +123,10 @@ static void term_magnitudes(int32_t bt, const uint8_t *b, float *a)
     }
 }
 
-static void mat_make(mat *w, int32_t bt, int64_t rows, int64_t cols, int mode)
+static void mat_make(x16_mat *w, int32_t bt, int64_t rows, int64_t cols, int mode)
 {
-    w->bt = bt;
-    w->xt = dn_x16_of(bt);
-    w->rows = rows;
-    w->cols = cols;
-    w->brb = dn_type_row_bytes(bt, (uint64_t)cols);
-    w->xrb = dn_type_row_bytes(w->xt, (uint64_t)cols);
-    ck_assert(w->brb > 0 && w->xrb > 0);
-    w->base = malloc(w->brb * rows);
-    w->x16 = malloc(w->xrb * rows);
-    w->wd = malloc(sizeof(float) * rows * cols);
-    w->wa = malloc(sizeof(float) * rows * cols);
-    const size_t bb = dn_type_get(bt)->type_size;
-    float *src = malloc(sizeof(float) * cols);
-    for (int64_t r = 0; r < rows; r++) {
-        uint8_t *row = w->base + r * w->brb;
-        for (int64_t c = 0; c < cols; c++) src[c] = rnd_val() * 0.05f * (float)(1 + r % 5);
-        ck_assert_int_eq(dn_quantize_row(bt, src, row, cols), 0);
-        for (int64_t b = 0; b < cols / 256; b++) {
-            override_block(bt, mode, row + b * bb);
-            term_magnitudes(bt, row + b * bb, w->wa + r * cols + b * 256);
-        }
-        ck_assert_int_eq(dn_dequantize_row(bt, row, w->wd + r * cols, cols), 0);
-    }
-    free(src);
-    for (int64_t g = 0; g < rows / 16; g++)
-        ck_assert_int_eq(dn_x16_repack(w->xt, w->base + g * 16 * w->brb, w->brb, w->x16 + g * 16 * w->xrb, cols), 0);
-}
-
-static void mat_free(mat *w)
-{
-    free(w->base); free(w->x16); free(w->wd); free(w->wa);
+    static const x16_fill fill = { x16_rand_act, override_block, term_magnitudes };
+    x16_mat_make_with(w, dn_x16_of(bt), rows, cols, mode, &fill);
 }
 
 /* ---------------- activations ---------------- */
@@ -176,7 +138,7 @@ static float *acts_make(int64_t n_tok, int64_t cols, int mode)
 {
     float *X = malloc(sizeof(float) * n_tok * cols);
     for (int64_t i = 0; i < n_tok * cols; i++)
-        X[i] = mode == A_RANDOM ? rnd_val() : mode == A_PLUS ? 1.0f : mode == A_ALTERNATE ? (i & 1 ? 1.0f : -1.0f) : 0.0f;
+        X[i] = mode == A_RANDOM ? x16_rand_act() : mode == A_PLUS ? 1.0f : mode == A_ALTERNATE ? (i & 1 ? 1.0f : -1.0f) : 0.0f;
     return X;
 }
 
@@ -191,43 +153,26 @@ static const dn_kernels *avx512(void)
 
 static double worst_fb, worst_ref;
 
-/* Y = W X on table k (rows in two ranges when there are 2+ groups),
- * ldy = rows + 3 with the padding checked untouched. */
-static float *matmul(const dn_kernels *k, const mat *w, int x16, const uint8_t *xq, int64_t n_tok)
+/* Y = W X on table k, the repacked or the base layout (rows in two ranges
+ * when there are 2+ groups), ldy = rows + 3 with the padding checked
+ * untouched. */
+static float *matmul(const dn_kernels *k, const x16_mat *w, int repacked, const uint8_t *xq, int64_t n_tok)
 {
-    const int64_t ldy = w->rows + 3;
-    float *Y = malloc(sizeof(float) * ldy * n_tok);
-    for (int64_t i = 0; i < ldy * n_tok; i++) Y[i] = -777.0f;
-    dn_matrix W = { .data = x16 ? w->x16 : w->base, .type = x16 ? w->xt : w->bt,
-                    .rows = w->rows, .cols = w->cols, .row_bytes = x16 ? w->xrb : w->brb };
-    const int64_t split = w->rows > 16 ? 16 : w->rows;
-    dn_matmul_rows(k, &W, xq, n_tok, Y, ldy, 0, split);
-    if (split < w->rows) dn_matmul_rows(k, &W, xq, n_tok, Y, ldy, split, w->rows);
-    for (int64_t t = 0; t < n_tok; t++)
-        for (int64_t r = w->rows; r < ldy; r++)
-            CHECK(Y[t * ldy + r] == -777.0f, "%s wrote outside its rows", k->name);
-    return Y;
+    if (repacked) return x16_run(k, w, xq, n_tok, w->rows > 16 ? 16 : w->rows);
+    const dn_matrix W = { .data = w->wq, .type = w->bt, .rows = w->rows, .cols = w->cols, .row_bytes = w->brb };
+    return x16_matmul(k, &W, xq, n_tok, w->rows > 16 ? 16 : w->rows, w->rows + 3);
 }
 
-static uint8_t *prepare(const dn_kernels *k, int32_t wt, const float *X, int64_t n_tok, int64_t cols, size_t *rb)
-{
-    *rb = dn_act_row_bytes(k, wt, cols);
-    ck_assert(*rb > 0);
-    uint8_t *xq = malloc(*rb * n_tok);
-    dn_prepare_acts(k, wt, X, n_tok, cols, xq);
-    return xq;
-}
-
-static void check_case(const dn_kernels *ka, const mat *w, const float *X, int64_t n_tok, const char *what)
+static void check_case(const dn_kernels *ka, const x16_mat *w, const float *X, int64_t n_tok, const char *what)
 {
     const dn_kernels *ks = dn_kernels_for_isa(DN_ISA_SCALAR), *kr = dn_kernels_for_isa(DN_ISA_REFERENCE);
     const int64_t rows = w->rows, cols = w->cols, ldy = rows + 3;
     const char *tn = dn_type_get(w->bt)->name;
     CHECK(ka->act_type[w->xt] == DN_TYPE_Q8_K && ks->act_type[w->xt] == DN_TYPE_Q8_K, "q8_K activations");
     size_t ra, rs, rr;
-    uint8_t *xa = prepare(ka, w->xt, X, n_tok, cols, &ra);
-    uint8_t *xs = prepare(ks, w->xt, X, n_tok, cols, &rs);
-    uint8_t *xr = prepare(kr, w->bt, X, n_tok, cols, &rr);
+    uint8_t *xa = x16_prepare(ka, w->xt, X, n_tok, cols, &ra);
+    uint8_t *xs = x16_prepare(ks, w->xt, X, n_tok, cols, &rs);
+    uint8_t *xr = x16_prepare(kr, w->bt, X, n_tok, cols, &rr);
     const size_t qb = dn_type_row_bytes(DN_TYPE_Q8_K, (uint64_t)cols);
     for (int64_t t = 0; t < n_tok; t++)
         CHECK(!memcmp(xa + t * ra, xs + t * rs, qb), "%s: q8_K activations differ from scalar", what);
@@ -272,7 +217,7 @@ static void check_case(const dn_kernels *ka, const mat *w, const float *X, int64
             /* start at the last group / token that still fits: offsets too */
             const int64_t g0 = (rows - nr) / 16, t0 = n_tok - nt;
             for (int64_t i = 0; i < ldy * n_tok; i++) y[i] = -777.0f;
-            g(cols, w->x16 + (size_t)g0 * gs, gs, (int)nr, xa + (size_t)t0 * ra, ra, (int)nt, y, (size_t)ldy);
+            g(cols, w->wx + (size_t)g0 * gs, gs, (int)nr, xa + (size_t)t0 * ra, ra, (int)nt, y, (size_t)ldy);
             for (int64_t t = 0; t < n_tok; t++)
                 for (int64_t r = 0; r < ldy; r++) {
                     const float v = y[t * ldy + r];
@@ -301,17 +246,17 @@ START_TEST(test_x16k_random)
     const dn_kernels *ka = avx512();
     ck_assert_ptr_nonnull(ka);
     const int32_t bt = btypes[_i];
-    rng_state = 0x5eed0000ull + (uint64_t)bt;
+    x16_rng = 0x5eed0000ull + (uint64_t)bt;
     worst_fb = worst_ref = 0;
     for (int ci = 0; ci < 4; ci++) {
-        mat w;
+        x16_mat w;
         mat_make(&w, bt, ROWS, cols_set[ci], W_RANDOM);
         float *X = acts_make(NTOK, w.cols, A_RANDOM);
         char what[64];
         snprintf(what, sizeof what, "random cols %ld", (long)w.cols);
         check_case(ka, &w, X, NTOK, what);
         free(X);
-        mat_free(&w);
+        x16_mat_free(&w);
     }
     printf("  %s x16 random: worst |y - fallback| / M %.1e, (|y - reference| - E) / M %.1e (tolerance %.0e)\n",
            dn_type_get(bt)->name, worst_fb, worst_ref, EPS);
@@ -324,11 +269,11 @@ START_TEST(test_x16k_extremes)
     const dn_kernels *ka = avx512();
     ck_assert_ptr_nonnull(ka);
     const int32_t bt = btypes[_i];
-    rng_state = 0xe7e7e7ull + (uint64_t)bt;
+    x16_rng = 0xe7e7e7ull + (uint64_t)bt;
     static const int64_t ecols[] = { 256, 6912 };
     for (int ci = 0; ci < 2; ci++)
         for (int wm = W_MAX; wm <= W_MIXED; wm++) {
-            mat w;
+            x16_mat w;
             mat_make(&w, bt, 32, ecols[ci], wm);
             for (int am = A_RANDOM; am <= A_ZERO; am++) {
                 float *X = acts_make(5, w.cols, am);
@@ -337,7 +282,7 @@ START_TEST(test_x16k_extremes)
                 check_case(ka, &w, X, 5, what);
                 free(X);
             }
-            mat_free(&w);
+            x16_mat_free(&w);
         }
 }
 END_TEST

@@ -186,6 +186,26 @@ int cli_flag(int argc, char **argv, int *i, int groups)
     return 0;
 }
 
+const char *cli_flag_word(const char *flag, int value)
+{
+    static char word[32];
+    for (size_t f = 0; f < sizeof flags / sizeof flags[0]; f++) {
+        const struct flag_def *d = &flags[f];
+        if (!d->words || !*d->words || !cli_is_flag(flag, d->s, d->l)) continue;
+        int k = 0;
+        for (const char *w = d->words; *w; k++) {
+            const size_t wl = strcspn(w, " ");
+            if (d->base + k == value && wl < sizeof word) {
+                memcpy(word, w, wl);
+                word[wl] = '\0';
+                return word;
+            }
+            w += wl + (w[wl] == ' ');
+        }
+    }
+    return NULL;
+}
+
 int cli_apply(danu_options *o, int groups)
 {
     for (int i = 0; i < n_given; i++) {

@@ -35,6 +35,10 @@ enum { CLI_LOAD = 1, CLI_CTX = 2, CLI_SAMPLE = 4, CLI_KV = 8 };
 /* Consume an option flag of those groups at argv[*i] (and its value): 1
  * done, 0 not one of them, -1 bad value (printed). */
 int cli_flag(int argc, char **argv, int *i, int groups);
+/* The word a word flag takes for value, the one list of them (e.g.
+ * cli_flag_word("--kv-type", DANU_KV_Q8_0) is "q8_0"); NULL when the flag
+ * takes no such word. In a static buffer, until the next call. */
+const char *cli_flag_word(const char *flag, int value);
 /* Record / look up an option value (flags, generation_config.json). */
 void cli_set_opt(danu_param key, int groups, double v, const char *src);
 int cli_opt_given(danu_param key, double *v);

@@ -591,11 +591,11 @@ int cmd_bench(int argc, char **argv)
     double probe_mb = bw_buf ? bw_size / 1e6 : 0;
     int64_t repacked = 0;
     danu_model_get_int(m, DANU_INFO_REPACKED_MATRICES, &repacked);
-    static const char *const kv_names[] = { "f16", "f32", "q8_0" };
     printf("model: %s  (%.2f GiB of weights, %.3g GB read per generated token, kernels %s, %lld matrices repacked%s, "
            "KV cache %s)\n",
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 5 ? isa : 1],
-           (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "", kv_names[bench_kv_type()]);
+           (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "",
+           cli_flag_word("--kv-type", bench_kv_type()));
     if (busy)
         printf("busy: %lld spinning thread%s of this program run from the first measurement to the last (pure CPU)\n",
                (long long)busy, busy == 1 ? "" : "s");
