@@ -31,14 +31,15 @@
  * below, and one token alone takes the AVX2 kernels (the entry points).
  *
  * What bounds them (Zen 4, measured with dependency-free loops): vpdpbusd,
- * vpdpwssd, vpmulld, vmulps and vfmadd all issue to the same two pipes (2
- * a cycle together), vector loads and vpbroadcastd from memory go 2 a
- * cycle, vpand / vpsrlw / vpshufd / vcvtdq2ps run beside them. Per 8 rows,
- * token and q4_0 / q8_0 block: 8 vpdpbusd + vmulps + vfmadd on those two
- * pipes (the AVX2 kernels: 8 vpmaddubsw + vpmaddwd + the same two), so
- * q4_0 at ~320 GFLOP/s is ~90% of that bound, and the float pair d_w *
- * d_x, fma is the least any order of the float steps needs (each output's
- * block needs both scale products). */
+ * vpdpwssd, vpmulld, vpmaddubsw, vmulps and vfmadd all issue to the same
+ * two pipes (2 a cycle together), vector loads and vpbroadcastd from
+ * memory go 2 a cycle, vpand / vpsrlw / vpshufd / vcvtdq2ps run beside
+ * them. Per 8 rows, token and q4_0 / q8_0 block: 8 vpdpbusd + vmulps +
+ * vfmadd on those two pipes (the AVX2 kernels: 8 vpmaddubsw + vpmaddwd +
+ * the same two), so q4_0 at ~320 GFLOP/s (6912x2560x512) runs at 85-90%
+ * of that bound at the measured clock. The float pair (d_w * d_x, fma) is
+ * the least any order of the float steps needs: each output's block needs
+ * both scale products, so giving up the avx2 bits would not shorten it. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -51,7 +52,11 @@ enum {
      * and q8_0 both row halves x 3 tokens (q4_0 ~300 GFLOP/s; one half x
      * 4: ~255, two int chains per accumulator: no gain); the K-quants one
      * row half x 4 (q4_K ~265; both halves x 3: ~245) or 5 (q6_K ~185,
-     * bound by unpacking the 6-bit codes; 4: ~172) */
+     * bound by unpacking the 6-bit codes; 4: ~172). Re-measured after the
+     * one-load chunks and q4_K's paired sub-blocks (interleaved A/B runs,
+     * 6912x2560x512): q4_0 2 or 4 tokens 11% / 20% slower than 3; q4_K 3
+     * tokens within 1% of 4, 5 tokens 14% slower (spills); q6_K with
+     * paired quarters (qd, qd + 2) 10-25% slower at 3-5 tokens */
     T32 = 3, TK4 = 4, TK6 = 5,
     Q8_0_BYTES = sizeof(dn_block_q8_0), Q8_0_QS = offsetof(dn_block_q8_0, qs)
 };
