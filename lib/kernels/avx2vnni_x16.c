@@ -16,7 +16,9 @@
  *    starts at 16 * NS8 = -128 * the sum.
  *  - q4_Kx16: per 32-element sub-block an int32 sum (|P| <= 32 * 15 *
  *    128), times the rows' scales (vpmulld), summed over the super-block;
- *    the mins term is 4 vpdpwssd of (m_2i, m_2i+1) pairs per token.
+ *    sub-blocks 2i and 2i+1 (the low and high nibbles of the same bytes)
+ *    in one pass. The mins term is 4 vpdpwssd of (m_2i, m_2i+1) pairs per
+ *    token.
  *  - q6_Kx16: q = 0..63 per 16-element sub-block, the accumulator starts
  *    at -32 * the sub-block's bsum; times the signed scale (vpmulld).
  * The integer sums equal those of the AVX2 kernels (both exact), and the
@@ -26,7 +28,18 @@
  * token alone and in a batch get identical bits.
  * Tiles: q4_0 and q8_0 take both row halves x 1-3 tokens (one token: a
  * single weight stream); q4_K and q6_K one half x 2-5 tokens, see the enum
- * below, and one token alone takes the AVX2 kernels (the entry points). */
+ * below, and one token alone takes the AVX2 kernels (the entry points).
+ *
+ * What bounds them (Zen 4, measured with dependency-free loops): vpdpbusd,
+ * vpdpwssd, vpmulld, vpmaddubsw, vmulps and vfmadd all issue to the same
+ * two pipes (2 a cycle together), vector loads and vpbroadcastd from
+ * memory go 2 a cycle, vpand / vpsrlw / vpshufd / vcvtdq2ps run beside
+ * them. Per 8 rows, token and q4_0 / q8_0 block: 8 vpdpbusd + vmulps +
+ * vfmadd on those two pipes (the AVX2 kernels: 8 vpmaddubsw + vpmaddwd +
+ * the same two), so q4_0 at ~320 GFLOP/s (6912x2560x512) runs at 85-90%
+ * of that bound at the measured clock. The float pair (d_w * d_x, fma) is
+ * the least any order of the float steps needs: each output's block needs
+ * both scale products, so giving up the avx2 bits would not shorten it. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -39,7 +52,11 @@ enum {
      * and q8_0 both row halves x 3 tokens (q4_0 ~300 GFLOP/s; one half x
      * 4: ~255, two int chains per accumulator: no gain); the K-quants one
      * row half x 4 (q4_K ~265; both halves x 3: ~245) or 5 (q6_K ~185,
-     * bound by unpacking the 6-bit codes; 4: ~172) */
+     * bound by unpacking the 6-bit codes; 4: ~172). Re-measured after the
+     * one-load chunks and q4_K's paired sub-blocks (interleaved A/B runs,
+     * 6912x2560x512): q4_0 2 or 4 tokens 11% / 20% slower than 3; q4_K 3
+     * tokens within 1% of 4, 5 tokens 14% slower (spills); q6_K with
+     * paired quarters (qd, qd + 2) 10-25% slower at 3-5 tokens */
     T32 = 3, TK4 = 4, TK6 = 5,
     Q8_0_BYTES = sizeof(dn_block_q8_0), Q8_0_QS = offsetof(dn_block_q8_0, qs)
 };
@@ -52,6 +69,13 @@ AI __m256i dpb(__m256i acc, __m256i w, const uint8_t *p)
 AI __m256i dpw(__m256i acc, __m256i w, const void *p)
 {
     return _mm256_dpwssd_avx_epi32(acc, w, _mm256_set1_epi32((int)dn_ld_u32(p)));
+}
+/* int32 element i of each 128-bit lane of x, in every lane (vpshufd: a
+ * shuffle pipe instead of a load port) */
+AI __m256i bsh(__m256i x, int i)
+{
+    return i == 0 ? _mm256_shuffle_epi32(x, 0x00) : i == 1 ? _mm256_shuffle_epi32(x, 0x55)
+         : i == 2 ? _mm256_shuffle_epi32(x, 0xAA) : _mm256_shuffle_epi32(x, 0xFF);
 }
 AI __m256i ld(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 AI __m256 f16x8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -87,7 +111,8 @@ AI void tile32(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *w,
         if (kind == X4) {
             /* chunk k: low nibbles are elements 4k.., high ones 16 + 4k.. */
             UNROLL for (int k = 0; k < 4; k++) UNROLL for (int h = 0; h < NH; h++) {
-                const __m256i W = ld(w + X_QS + 64 * k + 32 * (h0 + h));
+                __m256i W = ld(w + X_QS + 64 * k + 32 * (h0 + h));
+                __asm__("" : "+x"(W));   /* one load for both nibbles */
                 const __m256i lo = _mm256_and_si256(W, m4);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(W, 4), m4);
                 UNROLL for (int t = 0; t < NT; t++) {
@@ -132,18 +157,42 @@ AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
 {
     __m256i I[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_setzero_si256();
-    for (int jp = 0; jp < 4; jp++) UNROLL for (int odd = 0; odd < 2; odd++) {
-        const int j = 2 * jp + odd;
-        const int xo = Q8K_QS + 32 * j;
+    /* sub-blocks 2jp (low nibbles) and 2jp + 1 (high nibbles of the same
+     * bytes) together: one load per chunk, 2 * NT independent chains. The
+     * 4 activation bytes: odd tokens take them from one 16-byte broadcast
+     * per 4 chunks and vpshufd, even ones a vpbroadcastd each (Zen 4 does
+     * 2 vector loads a cycle, as many as vpdpbusd: all broadcasts from
+     * memory bound the loop by the load ports, all by shuffle spill) */
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int jp = 0; jp < 4; jp++) {
+        const int xo = Q8K_QS + 64 * jp;
         UNROLL for (int h = 0; h < NH; h++) {
-            __m256i P[MAXT];
-            UNROLL for (int t = 0; t < NT; t++) P[t] = _mm256_setzero_si256();
+            __m256i P0[MAXT], P1[MAXT];
+            UNROLL for (int t = 0; t < NT; t++) P0[t] = P1[t] = _mm256_setzero_si256();
+            __m256i X0[MAXT], X1[MAXT];
             UNROLL for (int k = 0; k < 8; k++) {
-                const __m256i W = dn_a2_q4x_codes(c, jp, odd, k, h0 + h);
-                UNROLL for (int t = 0; t < NT; t++) P[t] = dpb(P[t], W, xb[t] + xo + 4 * k);
+                __m256i L = ld(c + Q4X_QS + 512 * jp + 64 * k + 32 * (h0 + h));
+                __asm__("" : "+x"(L));   /* one load for both nibbles */
+                const __m256i lo = _mm256_and_si256(L, m4), hi = _mm256_and_si256(_mm256_srli_epi16(L, 4), m4);
+                UNROLL for (int t = 0; t < NT; t++) {
+                    if (t & 1) {
+                        if ((k & 3) == 0) {
+                            X0[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb[t] + xo + 4 * k)));
+                            X1[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb[t] + xo + 32 + 4 * k)));
+                        }
+                        P0[t] = _mm256_dpbusd_avx_epi32(P0[t], lo, bsh(X0[t], k & 3));
+                        P1[t] = _mm256_dpbusd_avx_epi32(P1[t], hi, bsh(X1[t], k & 3));
+                    } else {
+                        P0[t] = dpb(P0[t], lo, xb[t] + xo + 4 * k);
+                        P1[t] = dpb(P1[t], hi, xb[t] + xo + 32 + 4 * k);
+                    }
+                }
             }
-            const __m256i S = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + Q4X_SC + 16 * j + 8 * (h0 + h))));
-            UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_add_epi32(I[h][t], _mm256_mullo_epi32(P[t], S));
+            const uint8_t *sc = c + Q4X_SC + 32 * jp + 8 * (h0 + h);
+            const __m256i S0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc));
+            const __m256i S1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sc + 16)));
+            UNROLL for (int t = 0; t < NT; t++)
+                I[h][t] = _mm256_add_epi32(I[h][t], _mm256_add_epi32(_mm256_mullo_epi32(P0[t], S0), _mm256_mullo_epi32(P1[t], S1)));
         }
     }
     /* mins: the token's s_j (avx2_internal.h) as int16 pairs */
