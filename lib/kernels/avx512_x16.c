@@ -44,10 +44,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
         /* this block's activation extras: qs at qo, sums and d_x at so */
         const size_t qo = (size_t)(b >> 3) * DN_XG_Q8_0 + 32 * (size_t)(b & 7);
         const size_t so = (size_t)(b >> 3) * DN_XG_Q8_0 + 4 * (size_t)(b & 7);
-        /* one token: two int32 chains (B sums the high nibbles / odd
-         * chunks), half the dependent vpdpbusd latency per block, so more
-         * blocks' loads are in flight; integer sums, so the same bits */
-        __m512i A[MAXT], B = _mm512_setzero_si512();
+        __m512i A[MAXT];
         UNROLL for (int t = 0; t < NT; t++) A[t] = _mm512_set1_epi32((int)dn_ld_u32(xe[t] + so + NS));
         if (kind == X4) {
             /* chunk k: low nibbles are elements 4k.., high ones 16 + 4k.. */
@@ -55,10 +52,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
                 const __m512i W = _mm512_loadu_si512(w + X_QS + 64 * k);
                 const __m512i lo = _mm512_and_si512(W, m4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(W, 4), m4);
-                if (NT == 1) {
-                    A[0] = dpbusd_b(A[0], lo, xe[0] + qo + 4 * k);
-                    B = dpbusd_b(B, hi, xe[0] + qo + 16 + 4 * k);
-                } else UNROLL for (int t = 0; t < NT; t++) {
+                UNROLL for (int t = 0; t < NT; t++) {
                     A[t] = dpbusd_b(A[t], lo, xe[t] + qo + 4 * k);
                     A[t] = dpbusd_b(A[t], hi, xe[t] + qo + 16 + 4 * k);
                 }
@@ -66,11 +60,9 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
         } else {
             UNROLL for (int k = 0; k < 8; k++) {
                 const __m512i W = _mm512_loadu_si512(w + X_QS + 64 * k);
-                if (NT == 1 && (k & 1)) B = dpbusd_b(B, W, xe[0] + qo + 4 * k);
-                else UNROLL for (int t = 0; t < NT; t++) A[t] = dpbusd_b(A[t], W, xe[t] + qo + 4 * k);
+                UNROLL for (int t = 0; t < NT; t++) A[t] = dpbusd_b(A[t], W, xe[t] + qo + 4 * k);
             }
         }
-        if (NT == 1) A[0] = _mm512_add_epi32(A[0], B);
         /* d_w[16] * d_x: with the convert on another pipe, mul + fma are
          * the only float work competing with vpdpbusd (2 per 8 of them) */
         const __m512 DW = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
