@@ -687,6 +687,64 @@ START_TEST(test_kernels_attention)
 }
 END_TEST
 
+/* att_values over runs longer than the kernels' key chunks (avx2: 128
+ * keys, with the next chunk fetched ahead): every table against the double
+ * oracle (a sequential f32 fma chain of nk terms errs < nk * 2^-24 of the
+ * sum of |terms| in the worst case: 531 terms, bound 3.2e-5), and a row
+ * alone with the keys split in two calls at a point off the chunks gives
+ * the same bits as the rows together. */
+START_TEST(test_kernels_attention_values_long)
+{
+    const dn_kernels *ks[8];
+    const int nk_tab = dn_kernels_all(ks, 0);
+    enum { NK = 531, MAXHD = 80, NQ = 5, PS = NK + 3, OS = MAXHD + 2 };
+    static const int hds[] = { 80, 18 };
+    static float p[NQ * PS], vf[NK * MAXHD], vsc[NK], o0[NQ * OS], o1[NQ * OS], o2[NQ * OS];
+    static _Alignas(64) uint8_t V[NK * MAXHD * 4];
+    rng_state = 977;
+    for (int ti = 0; ti < nk_tab; ti++) {
+        const dn_kernels *k = ks[ti];
+        for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
+        for (int type = 0; type < 3; type++) {
+            const int hd = hds[hi];
+            const size_t eb = type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1;
+            for (int j = 0; j < NK; j++) {
+                vsc[j] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
+                for (int d = 0; d < hd; d++) {
+                    uint8_t *x = V + ((size_t)j * hd + d) * eb;
+                    float *f = &vf[j * hd + d];
+                    if (type == DN_KV_F32) { *f = rnd_val(); memcpy(x, f, 4); }
+                    else if (type == DN_KV_F16) { uint16_t h = dn_f32_to_fp16(rnd_val()); memcpy(x, &h, 2); *f = dn_fp16_to_f32(h); }
+                    else { int8_t c = (int8_t)((int)(rnd_u32() % 255) - 127); *x = (uint8_t)c; *f = c; }
+                }
+            }
+            for (int i = 0; i < NQ * PS; i++) p[i] = fabsf(rnd_val()) / NK;
+            for (int i = 0; i < NQ * OS; i++) o0[i] = i % OS >= hd ? -7.0f : rnd_val();
+            memcpy(o1, o0, sizeof o1);
+            memcpy(o2, o0, sizeof o2);
+            k->att_values(hd, NQ, p, PS, V, NK, type, vsc, o1, OS);
+            const int a = 133;   /* the second call starts 5 keys past a chunk */
+            for (int i = 0; i < NQ; i++) {
+                for (int d = 0; d < hd; d++) {
+                    double e = o0[i * OS + d], m = fabs(e);
+                    for (int j = 0; j < NK; j++) {
+                        const double t = (double)p[i * PS + j] * vf[j * hd + d] * (type == DN_KV_Q8 ? vsc[j] : 1.0);
+                        e += t; m += fabs(t);
+                    }
+                    CHECK(fabs(o1[i * OS + d] - e) <= 3.2e-5 * m, "%s att_values nk %d hd %d type %d [%d][%d]: %.9g vs %.9g",
+                          k->name, NK, hd, type, i, d, o1[i * OS + d], e);
+                }
+                for (int d = hd; d < OS; d++) CHECK(o1[i * OS + d] == -7.0f, "%s att_values wrote past hd", k->name);
+                k->att_values(hd, 1, p + i * PS, PS, V, a, type, vsc, o2 + i * OS, OS);
+                k->att_values(hd, 1, p + i * PS + a, PS, V + (size_t)a * hd * eb, NK - a, type, vsc + a, o2 + i * OS, OS);
+            }
+            CHECK(!memcmp(o1, o2, sizeof o1), "%s att_values nk %d: alone/split bits differ (hd %d type %d)", k->name,
+                  NK, hd, type);
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kernels");
@@ -700,6 +758,7 @@ int main(void)
     tcase_add_test(tc, test_kernels_elementwise);
     tcase_add_test(tc, test_kernels_exp_range);
     tcase_add_test(tc, test_kernels_attention);
+    tcase_add_test(tc, test_kernels_attention_values_long);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     const dn_kernels *ks[8];

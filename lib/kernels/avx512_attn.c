@@ -19,14 +19,16 @@
 #include "kernels/kernels_internal.h"
 #include "kernels/avx512_internal.h"
 
-/* Q8 software prefetch distances: K tiles (16 x 1280 bytes for Danube)
- * and V rows (128 x 80 bytes) ahead. Decoding streams each head's keys,
- * then its values, from DRAM on one core; the fetches ahead took the
- * attention of a token after 4096 positions from 10.7-11.6 to 7.3-7.7 ms
- * on one core (5.6-6.0 to 4.7-5.0 at two threads; a microbenchmark of 24
- * layers x 8 heads, 126 MB of cache, 2026-12-05). For f16 they measured
- * no gain. */
-enum { PF_TILES = 16, PF_ROWS = 128 };
+/* Software prefetch distances. Decoding streams each head's keys, then
+ * its values, from DRAM on one core, faster than the hardware prefetcher
+ * keeps up with. A microbenchmark (24 layers x 8 heads after 4096
+ * positions, the cache in DRAM, one core) measured:
+ * - Q8: K tiles 16 ahead (16 x 1280 bytes for Danube), V rows 128 ahead
+ *   (x 80 bytes): attention 10.7-11.6 -> 7.3-7.7 ms a token (2026-12-05);
+ * - f16: K tiles 6 ahead (6 x 2560 bytes): scores 13-17 -> 7.2-7.3 ms
+ *   (2 and 4 tiles ahead: 7.2-10.4); V rows fetched ahead gained nothing
+ *   (2026-12-06). */
+enum { PF_TILES_F16 = 6, PF_TILES = DN_ATT_PF_Q8_TILES, PF_ROWS = 128 };
 
 AI __mmask16 mask_of(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
@@ -65,6 +67,8 @@ AI void scores_tiles(int NQ, int NT, int type, int hd, const float *q, size_t qs
     const uint8_t *tile = k + (size_t)t0 * tb;
     for (int d = 0; d < hd; d++) {
         __m512 kv[2];
+        if (type == DN_KV_F16 && !(d & 1))   /* a line is 2 dimensions */
+            UNROLL for (int n = 0; n < NT; n++) _mm_prefetch((const char *)tile + (size_t)(PF_TILES_F16 + n) * tb + 32 * (size_t)d, _MM_HINT_T0);
         UNROLL for (int n = 0; n < NT; n++) kv[n] = load_keys(tile + (size_t)n * tb, type, d);
         UNROLL for (int i = 0; i < NQ; i++) {
             const __m512 qv = _mm512_set1_ps(q[(size_t)i * qs + d]);
@@ -101,43 +105,47 @@ AI void scores_tiles_q8(int NQ, int NT, const dn_att_q8 *r, int i0, const uint8_
     }
 }
 
-AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
-                     const float *ksc, float *s, size_t ss)
+/* f16/f32: two tiles and up to 4 rows at a time */
+AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk, float *s,
+                     size_t ss)
 {
     const size_t tb = dn_kv_tile_bytes(hd, type);
     const int tiles = (lane + nk + 15) / 16;
-    dn_att_q8 r;
-    for (int g = 0; g < nq; g += DN_ATT_QROWS) {    /* a group of rows shares each tile's loads */
-        const int m = nq - g < DN_ATT_QROWS ? nq - g : DN_ATT_QROWS;
-        if (type == DN_KV_Q8) dn_att_q8_rows(&r, hd, m, q + (size_t)g * qs, qs);
-        for (int t = 0; t < tiles; t += 2) {
-            const int two = tiles - t >= 2;
-            for (int i = 0; i < m; i += 4) {
-                const float *qi = q + (size_t)(g + i) * qs;
-                float *si = s + (size_t)(g + i) * ss;
-#define ST(NQ) do { if (type == DN_KV_Q8) { \
-                        if (two) scores_tiles_q8(NQ, 2, &r, i, k, tb, t, lane, nk, ksc, si, ss); \
-                        else scores_tiles_q8(NQ, 1, &r, i, k, tb, t, lane, nk, ksc, si, ss); \
-                    } else if (two) scores_tiles(NQ, 2, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); \
+    for (int t = 0; t < tiles; t += 2) {
+        const int two = tiles - t >= 2;
+        for (int i = 0; i < nq; i += 4) {
+            const float *qi = q + (size_t)i * qs;
+            float *si = s + (size_t)i * ss;
+#define ST(NQ) do { if (two) scores_tiles(NQ, 2, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); \
                     else scores_tiles(NQ, 1, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); } while (0)
-                switch (m - i) {
-                case 1: ST(1); break;
-                case 2: ST(2); break;
-                case 3: ST(3); break;
-                default: ST(4); break;
-                }
-#undef ST
+            switch (nq - i) {
+            case 1: ST(1); break;
+            case 2: ST(2); break;
+            case 3: ST(3); break;
+            default: ST(4); break;
             }
+#undef ST
         }
     }
+}
+
+/* Q8: the shared outer loop (kernels_internal.h), two tiles a step */
+static void scores_q8(int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk, const float *ksc,
+                      float *s, size_t ss)
+{
+    const size_t tb = dn_kv_tile_bytes(hd, DN_KV_Q8);
+#define TILE(NQ, R, I, T, NT, S) do { if ((NT) == 2) scores_tiles_q8(NQ, 2, R, I, k, tb, T, lane, nk, ksc, S, ss); \
+                                      else scores_tiles_q8(NQ, 1, R, I, k, tb, T, lane, nk, ksc, S, ss); } while (0)
+    DN_ATT_Q8_SCORES(TILE, 2, hd, nq, q, qs, lane, nk, s, ss);
+#undef TILE
 }
 
 void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                           const float *ksc, float *s, size_t ss)
 {
-    if (type == DN_KV_F16) scores_typed(DN_KV_F16, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
-    else if (type == DN_KV_F32) scores_typed(DN_KV_F32, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
-    else scores_typed(DN_KV_Q8, hd, nq, q, qs, k, lane, nk, ksc, s, ss);
+    if (type == DN_KV_F16) scores_typed(DN_KV_F16, hd, nq, q, qs, k, lane, nk, s, ss);
+    else if (type == DN_KV_F32) scores_typed(DN_KV_F32, hd, nq, q, qs, k, lane, nk, s, ss);
+    else scores_q8(hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
 /* NQ output rows, dimensions d0 .. d0 + 16 NV (the last vector nd_last wide) */

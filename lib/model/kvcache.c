@@ -155,17 +155,25 @@ static void copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t
 }
 
 /* One lane's K as a row of head_dim elements (the state-file order, Q8 as
- * signed codes), gathered from the tile (to_tile 0) or scattered into it
- * (1; for Q8 the padding dimensions get code 0). */
-static void lane_row(const dn_kvcache *kv, uint8_t *tile, int lane, uint8_t *row, int to_tile)
+ * signed codes), gathered from the tile ... */
+static void lane_gather(const dn_kvcache *kv, const uint8_t *tile, int lane, uint8_t *row)
 {
-    const int q8 = kv->type == DANU_KV_Q8_0, hd = kv->head_dim, dims = q8 && to_tile ? (hd + 3) & ~3 : hd;
+    const int q8 = kv->type == DANU_KV_Q8_0;
+    for (int d = 0; d < kv->head_dim; d++) {
+        memcpy(row + (size_t)d * kv->elem, tile + dn_kv_k_offset(kv->type, d, lane), kv->elem);
+        if (q8) row[d] ^= 0x80;   /* stored: code + 128 */
+    }
+}
+
+/* ... or scattered into it (for Q8 the padding dimensions get code 0). */
+static void lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const uint8_t *row)
+{
+    const int q8 = kv->type == DANU_KV_Q8_0, hd = kv->head_dim, dims = q8 ? (hd + 3) & ~3 : hd;
     for (int d = 0; d < dims; d++) {
         uint8_t *t = tile + dn_kv_k_offset(kv->type, d, lane);
-        if (!to_tile) memcpy(row + (size_t)d * kv->elem, t, kv->elem);
-        else if (d < hd) memcpy(t, row + (size_t)d * kv->elem, kv->elem);
+        if (d < hd) memcpy(t, row + (size_t)d * kv->elem, kv->elem);
         else *t = 0;
-        if (q8) *(to_tile ? t : row + d) ^= 0x80;   /* stored: code + 128 */
+        if (q8) *t ^= 0x80;
     }
 }
 
@@ -191,7 +199,7 @@ void dn_kv_stage(const dn_kvcache *kv, int layer, int row, int head, const float
         memcpy(krow, k, sizeof(float) * (size_t)hd);
         memcpy(vrow, v, sizeof(float) * (size_t)hd);
     }
-    lane_row(kv, k_tile(kv, st, layer, head, row), row % DN_KV_TILE, krow, 1);
+    lane_scatter(kv, k_tile(kv, st, layer, head, row), row % DN_KV_TILE, krow);
 }
 
 void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n)
@@ -241,32 +249,35 @@ size_t dn_kv_row_bytes(const dn_kvcache *kv)
     return (size_t)kv->kv_dim * kv->elem + (kv->type == DANU_KV_Q8_0 ? 4 * (size_t)kv->n_heads : 0);
 }
 
-/* Per head: the Q8 scale, then the K (which 0) or V (1) row. */
-static void state_row(dn_kvcache *kv, int layer, int64_t pos, int which, uint8_t *buf, int load)
+/* Per head: the Q8 scale, then the K (which 0) or V (1) row, from the
+ * ring to out (save) or from in to the ring (load: in not NULL). */
+static void state_row(const dn_kvcache *kv, int layer, int64_t pos, int which, const uint8_t *in, uint8_t *out)
 {
     const dn_kv_area *R = &kv->ring;
     const int32_t slot = (int32_t)(pos % kv->cap);
-    const size_t row_b = (size_t)kv->head_dim * kv->elem;
+    const size_t row_b = (size_t)kv->head_dim * kv->elem, sc_b = R->ks ? 4 : 0;
     for (int h = 0; h < kv->n_heads; h++) {
-        if (R->ks) {
-            float *sc = &(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)];
-            if (load) memcpy(sc, buf, 4);
-            else memcpy(buf, sc, 4);
-            buf += 4;
+        const size_t at = (size_t)h * (sc_b + row_b);   /* this head's bytes in the state row */
+        float *sc = R->ks ? &(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)] : NULL;
+        uint8_t *kt = k_tile(kv, R, layer, h, slot), *vr = v_at(kv, R, layer, h, slot);
+        if (in) {
+            if (sc) memcpy(sc, in + at, 4);
+            if (!which) lane_scatter(kv, kt, slot % DN_KV_TILE, in + at + sc_b);
+            else memcpy(vr, in + at + sc_b, row_b);
+        } else {
+            if (sc) memcpy(out + at, sc, 4);
+            if (!which) lane_gather(kv, kt, slot % DN_KV_TILE, out + at + sc_b);
+            else memcpy(out + at + sc_b, vr, row_b);
         }
-        if (!which) lane_row(kv, k_tile(kv, R, layer, h, slot), slot % DN_KV_TILE, buf, load);
-        else if (load) memcpy(v_at(kv, R, layer, h, slot), buf, row_b);
-        else memcpy(buf, v_at(kv, R, layer, h, slot), row_b);
-        buf += row_b;
     }
 }
 
 void dn_kv_save_row(const dn_kvcache *kv, int layer, int64_t pos, int which, uint8_t *out)
 {
-    state_row((dn_kvcache *)kv, layer, pos, which, out, 0);   /* reads only */
+    state_row(kv, layer, pos, which, NULL, out);
 }
 
 void dn_kv_load_row(dn_kvcache *kv, int layer, int64_t pos, int which, const uint8_t *in)
 {
-    state_row(kv, layer, pos, which, (uint8_t *)in, 1);        /* reads only */
+    state_row(kv, layer, pos, which, in, NULL);
 }
