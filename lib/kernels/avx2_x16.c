@@ -54,6 +54,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < 2; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
+        if (NT == 1) DN_PAGE_AHEAD(w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
         const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
         __m256i A[2][MAXT];

@@ -98,6 +98,7 @@ AI void tile32(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *w,
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
+        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
         const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
         __m256i A[2][MAXT];
@@ -266,6 +267,7 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
+        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(g + (size_t)i * (kind == K4 ? Q4X : Q6X), kind == K4 ? Q4X : Q6X);
         if (kind == K4) q4x_block(NH, NT, h0, g + (size_t)i * Q4X, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * Q6X, xb, F);
     }

@@ -68,6 +68,7 @@ AI void tile(const int F, const int G, const int T, int64_t K, const uint8_t *w,
         H[g][t] = L[g][t] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         __m512bh W[GMAX];
+        if (T == 1) UNROLL for (int g = 0; g < G; g++) DN_PAGE_AHEAD(w + (size_t)g * ws + 64 * (size_t)k, 64);
         UNROLL for (int g = 0; g < G; g++)
             W[g] = (__m512bh)_mm512_loadu_si512(w + (size_t)g * ws + 64 * (size_t)k);
         UNROLL for (int t = 0; t < T; t++) {

@@ -37,10 +37,11 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
     UNROLL for (int t = 0; t < NT; t++) F[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
         /* several tokens make the tile compute-bound: fetch the weights
-         * PF_BLOCKS ahead so the DRAM stream overlaps the int8 work (one
-         * token streams faster without it) */
+         * PF_BLOCKS ahead so the DRAM stream overlaps the int8 work; one
+         * token streams faster with only the next page fetched ahead */
         if (NT >= PF_MIN_TOKENS)
             for (int l = 0; l < CB; l += 64) _mm_prefetch((const char *)w + PF_BLOCKS * CB + l, _MM_HINT_T0);
+        else DN_PAGE_AHEAD(w, CB);
         /* this block's activation extras: qs at qo, sums and d_x at so */
         const size_t qo = (size_t)(b >> 3) * DN_XG_Q8_0 + 32 * (size_t)(b & 7);
         const size_t so = (size_t)(b >> 3) * DN_XG_Q8_0 + 4 * (size_t)(b & 7);
@@ -79,7 +80,8 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
  * in L1/L2 across the tiles). Tile shape hardly matters for prompts (2 x 4,
  * 2 x 6, 4 x 4 measured the same: the float work bounds them); for one
  * token a single sequential weight stream beat two or four interleaved
- * streams and software prefetch (measured from DRAM). */
+ * streams and fetches a few KB ahead, and only the next page's first line
+ * fetched ahead (DN_PAGE_AHEAD) helps (measured from DRAM). */
 AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
                  size_t xs, int nt, float *y, size_t ldy)
 {

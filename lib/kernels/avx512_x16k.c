@@ -149,7 +149,10 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, s
     __m512 F[TMAX];
     UNROLL for (int t = 0; t < NT; t++) F[t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        if (NT == 1) touch(g + (size_t)i * CB, CB);
+        if (NT == 1) {
+            DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
+            touch(g + (size_t)i * CB, CB);
+        }
         const uint8_t *xb[TMAX];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
         if (kind == K4) q4x_block(NT, g + (size_t)i * CB, xb, F);

@@ -31,6 +31,19 @@ extern const dn_kernels dn_kernels_neon_i8mm_table;
 
 static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
+/* A weight stream at p, advancing step (< 4096) bytes a call: fetch the
+ * next 4 KB page's first line when p enters a page. The hardware
+ * prefetcher stops at each 4 KB page and starts again only after misses
+ * in the next one; one fetch a page ahead keeps the stream going. On one
+ * Zen 4 core, cold weights: the one-token q4_0x16 kernel 0.85 -> 1.12x
+ * the rate of a plain read loop (which itself reads 1.21x faster with the
+ * same fetch), 2026-12-06. The prefetch instruction never faults, also
+ * past the end of the weights. */
+#define DN_PAGE_AHEAD(p, step)                                                                          \
+    do {                                                                                                \
+        if (((uintptr_t)(p) & 4095) < (uintptr_t)(step)) __builtin_prefetch((const char *)(p) + 4096);  \
+    } while (0)
+
 /* Up to 16 query rows (an attention work item) for the Q8 score kernels (kernels.h att_scores):
  * codes hd4 = hd rounded up to 4 apart, zero padded (the tile's padding
  * bytes then add nothing), their scales, and bias = 128 * the sum of the
