@@ -48,11 +48,18 @@ static inline size_t dn_kv_k_offset(int type, int d, int lane)
 static inline float dn_kv_quantize(const float *x, int n, int8_t *q)
 {
     float amax = 0.0f;
-    for (int i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));   /* fmaxf skips NaN */
+    for (int i = 0; i < n; i++) {
+        const float a = fabsf(x[i]);
+        if (a > amax) amax = a;   /* skips NaN, as fmaxf would */
+    }
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     for (int i = 0; i < n; i++) {
-        const float r = roundf(x[i] * inv);
-        q[i] = (int8_t)(r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+        /* roundf (half away from zero) inline, without a libm call per
+         * element (1.2 % of a token after 4096 positions, 2026-12-06):
+         * |v| < 127 truncates exactly through int, |v| - trunc is exact */
+        const float v = x[i] * inv, a = fabsf(v);
+        const int r = v != v ? 0 : a >= 127.0f ? 127 : (int)a + (a - (float)(int)a >= 0.5f);
+        q[i] = (int8_t)(v < 0.0f ? -r : r);
     }
     return amax / 127.0f;
 }
