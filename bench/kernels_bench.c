@@ -21,7 +21,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-#include "kernels/kernels.h"
+#include "kernels/kernels_internal.h"   /* DN_PAGE_AHEAD */
 
 static double now(void)
 {
@@ -135,15 +135,15 @@ static void bench_matvec(const dn_kernels *k, int32_t type, int64_t rows, int64_
 }
 
 /* Single-thread read bandwidth: sum of 512 MiB of 64-byte vectors (four
- * independent accumulators, the next 4 KB page's first line fetched a
- * page ahead; words elsewhere), the ceiling for cold matvec (intrinsic
+ * independent accumulators, the next 4 KB page fetched ahead as the
+ * kernels do, DN_PAGE_AHEAD; words elsewhere), the ceiling for cold matvec (intrinsic
  * loads may alias the words). */
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) static double sum_avx512(const float *p, size_t n)
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i < n; i += 64) {
-        if (!(i & 1023)) __builtin_prefetch(p + i + 1024);   /* the next 4 KB page, as the kernels fetch it */
+        DN_PAGE_AHEAD(p + i, 256);   /* as the kernels fetch the next page */
         a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + i));
         a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + i + 16));
         a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32));
@@ -171,7 +171,7 @@ static double read_bandwidth(void)
         {   /* integer words, four chains: adds never limit the stream */
             uint64_t a[4] = { 0, 0, 0, 0 };
             for (size_t i = 0; i < n; i += 4) {
-                if (!(i & 511)) __builtin_prefetch(p + i + 512);
+                DN_PAGE_AHEAD(p + i, 32);
                 for (int j = 0; j < 4; j++) a[j] += p[i + j];
             }
             s = (double)(a[0] + a[1] + a[2] + a[3]);

@@ -140,6 +140,15 @@ AI void values_rows(int NQ, int type, int nv, const float *w, size_t ws, const u
 }
 #undef VT
 
+/* The lines pass b over a chunk of n keys fetches of the next chunk
+ * (next bytes at nc): its lines b n .. b n + n - 1, those that exist. */
+AI int pass_lines(const uint8_t *nc, int64_t next, int b, int n, const uint8_t **pf)
+{
+    const int64_t first = (int64_t)b * n * 64, left = next > first ? (next - first + 63) / 64 : 0;
+    *pf = nc + first;
+    return (int)(left < n ? left : n);
+}
+
 AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
                      float *out, size_t os)
 {
@@ -167,9 +176,8 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
             const int64_t next = (int64_t)(nk - j0 - n < VCHUNK ? nk - j0 - n : VCHUNK) * (int64_t)vs;
             for (int d0 = 0; d0 < hd; d0 += 16) {
                 const int nd = hd - d0 < 16 ? hd - d0 : 16, nv = (nd + 7) / 8, last = nd - 8 * (nv - 1);
-                const int64_t first = (int64_t)(d0 / 16) * n * 64;
-                const uint8_t *pf = vc + (size_t)n * vs + first;
-                const int pf_lines = next > first ? (int)((next - first + 63) / 64 < n ? (next - first + 63) / 64 : n) : 0;
+                const uint8_t *pf;
+                const int pf_lines = pass_lines(vc + (size_t)n * vs, next, d0 / 16, n, &pf);
                 switch (m) {
                 case 1: values_rows(1, type, nv, w, ws, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
                 case 2: values_rows(2, type, nv, w, ws, vc, vs, n, o, os, d0, last, pf, pf_lines); break;

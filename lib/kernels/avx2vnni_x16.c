@@ -264,12 +264,13 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
 {
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
+    const int CB = kind == K4 ? Q4X : Q6X;   /* bytes of a super-block of the group */
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
-        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(g + (size_t)i * (kind == K4 ? Q4X : Q6X), kind == K4 ? Q4X : Q6X);
-        if (kind == K4) q4x_block(NH, NT, h0, g + (size_t)i * Q4X, xb, F);
-        else q6x_block(NH, NT, h0, g + (size_t)i * Q6X, xb, F);
+        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
+        if (kind == K4) q4x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
+        else q6x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
     }
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++)
         _mm256_storeu_ps(y + (size_t)t * ldy + 8 * (h0 + h), F[h][t]);
