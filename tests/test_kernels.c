@@ -745,6 +745,62 @@ START_TEST(test_kernels_attention_values_long)
 }
 END_TEST
 
+/* dn_kv_quantize (the Q8 cache rows and queries) against its documented
+ * formula written with libm: amax by fmaxf (NaN skipped, quiet or
+ * signaling: random bits make both), codes roundf (half
+ * away from zero) clamped to +-127, NaN 0. Rows holding 127 quantize with
+ * scale 1 exactly, so their elements test the rounding itself: ties k +
+ * 0.5, one ulp either side, negatives, -0, NaN, infinities, and random bit
+ * patterns; other rows random magnitudes. */
+static void kvq_reference(const float *x, int n, int8_t *q, float *scale)
+{
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++)   /* glibc's fmaxf returns NaN for a signaling NaN: skip NaNs first */
+        if (!isnan(x[i])) amax = fmaxf(amax, fabsf(x[i]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float r = roundf(x[i] * inv);
+        q[i] = (int8_t)(r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+    }
+    *scale = amax / 127.0f;
+}
+
+START_TEST(test_kernels_kv_quantize)
+{
+    enum { N = 64 };
+    float x[N];
+    int8_t q[N], want[N];
+    long rows = 0;
+    for (int k = -128; k <= 128; k++)   /* ties and their neighbours, scale 1 */
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            const float t = (float)k + 0.5f * (float)sgn;
+            for (int i = 0; i < N; i++) x[i] = i == 0 ? 127.0f : i % 3 == 1 ? nextafterf(t, 1e9f) : i % 3 == 2 ? nextafterf(t, -1e9f) : t;
+            x[N - 1] = k == 0 ? -0.0f : k == 1 ? NAN : k == 2 ? -NAN : x[N - 1];
+            float sc, want_sc;
+            sc = dn_kv_quantize(x, N, q);
+            kvq_reference(x, N, want, &want_sc);
+            ck_assert_msg(!memcmp(q, want, N) && sc == want_sc, "dn_kv_quantize: row of ties near %d differs", k);
+            rows++;
+        }
+    for (int r = 0; r < 20000; r++) {   /* random bits (NaN, inf included), then random magnitudes */
+        for (int i = 0; i < N; i++) {
+            uint32_t b = rnd_u32();
+            if (r % 2) x[i] = rnd_val() * (float)(1 + r % 97);
+            else memcpy(&x[i], &b, 4);
+        }
+        if (r % 4 == 0) x[r % N] = 127.0f;
+        float sc = dn_kv_quantize(x, N, q), want_sc;
+        kvq_reference(x, N, want, &want_sc);
+        for (int i = 0; i < N; i++)
+            ck_assert_msg(q[i] == want[i], "dn_kv_quantize: random row %d element %d (%a) code %d, want %d (scales %a %a)", r, i,
+                          (double)x[i], q[i], want[i], (double)sc, (double)want_sc);
+        ck_assert_msg(sc == want_sc || (sc != sc && want_sc != want_sc), "dn_kv_quantize: random row %d scale differs", r);
+        rows++;
+    }
+    printf("  dn_kv_quantize: %ld rows equal the libm formula\n", rows);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kernels");
@@ -759,6 +815,7 @@ int main(void)
     tcase_add_test(tc, test_kernels_exp_range);
     tcase_add_test(tc, test_kernels_attention);
     tcase_add_test(tc, test_kernels_attention_values_long);
+    tcase_add_test(tc, test_kernels_kv_quantize);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     const dn_kernels *ks[8];
