@@ -163,18 +163,6 @@ AI void q6x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
 
 enum { K4, K6 };
 
-/* Reads [p, p + len) in ascending order, one load per cache line: the
- * q6_K kernel walks a block column out of address order (ql and qh chunks
- * 2 KiB apart, revisited per quarter), which defeats the hardware
- * prefetchers (one token from DRAM: 6 GB/s); touched in order first, the
- * prefetchers stream ahead and the kernel's loads hit. */
-AI void touch(const uint8_t *p, size_t len)
-{
-    __m256i d = _mm256_setzero_si256();
-    for (size_t o = 0; o + 32 <= len; o += 64) d = _mm256_or_si256(d, _mm256_loadu_si256((const __m256i *)(p + o)));
-    __asm__ volatile("" : : "x"(d));
-}
-
 /* One row group g (rows 8h0 .. 8h0 + 8NH - 1) x NT tokens (q8_K rows xs
  * apart) over nb blocks. */
 AI void tile(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs,
@@ -186,8 +174,10 @@ AI void tile(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, con
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
-        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
-        if (kind == K6 && NT == 1 && h0 == 0) touch(g + (size_t)i * CB, CB);
+        if (NT == 1 && h0 == 0) {   /* one token streams */
+            DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
+            DN_FETCH_BLOCK_AHEAD(g, i, CB);
+        }
         if (kind == K4) q4x_block(NT, g + (size_t)i * CB, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
     }

@@ -268,7 +268,10 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
-        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
+        if (NT == 1 && h0 == 0) {   /* one token streams */
+            DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
+            DN_FETCH_BLOCK_AHEAD(g, i, CB);
+        }
         if (kind == K4) q4x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
     }

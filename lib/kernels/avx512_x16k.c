@@ -15,8 +15,9 @@
  *    enters as the initial accumulator -32 * bsum of the sub-block.
  * Tiles are one row group x NT tokens (NT <= 6 for q4_K, 8 for q6_K):
  * each unpacked weight vector feeds NT tokens, with ~200 KiB of row groups
- * kept in L2 for all the token tiles. A single token streams the groups,
- * touching each block column in address order first (see touch()). The
+ * kept in L2 for all the token tiles (read into it in address order,
+ * touch()). A single token streams the groups, fetching ahead
+ * (DN_FETCH_BLOCK_AHEAD). The
  * same float operations produce every output whatever the tile, so a
  * token alone and in a batch get identical bits.
  * Zen 4, one core: ~340 GOP/s (q4_K) and ~300 GOP/s (q6_K) for 512-token
@@ -131,10 +132,11 @@ enum { K4, K6 };
 
 /* Reads [p, p + len) in ascending order. The kernels walk a block column
  * out of address order (q6_K: ql and qh chunks 2 KiB apart, chunks
- * revisited), which defeats the hardware prefetchers: from DRAM, q6_Kx16
- * ran at ~40% of the read bandwidth. Touching each column in order first
- * (loads, not prefetch instructions: those did not help) lets the
- * prefetchers stream ahead; the kernel's own loads then hit. */
+ * revisited), which defeats the hardware prefetchers; touching the row
+ * groups of a token tile in order first lets them stream ahead, and the
+ * kernel's loads then hit L2. (One token used to touch each block too;
+ * fetching two blocks ahead with prefetch instructions beats that since
+ * the page-ahead fetch, DN_FETCH_BLOCK_AHEAD.) */
 AI void touch(const uint8_t *p, size_t len)
 {
     __m512i d = _mm512_setzero_si512();
@@ -149,9 +151,9 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, s
     __m512 F[TMAX];
     UNROLL for (int t = 0; t < NT; t++) F[t] = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        if (NT == 1) {
+        if (NT == 1) {   /* one token streams */
             DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
-            touch(g + (size_t)i * CB, CB);
+            DN_FETCH_BLOCK_AHEAD(g, i, CB);
         }
         const uint8_t *xb[TMAX];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
