@@ -136,8 +136,8 @@ static void bench_matvec(const dn_kernels *k, int32_t type, int64_t rows, int64_
 
 /* Single-thread read bandwidth: sum of 512 MiB of 64-byte vectors (four
  * independent accumulators, the next 4 KB page fetched ahead as the
- * kernels do, DN_PAGE_AHEAD; words elsewhere), the ceiling for cold matvec (intrinsic
- * loads may alias the words). */
+ * kernels do, DN_PAGE_AHEAD; words elsewhere), the ceiling for cold
+ * matvec (intrinsic loads may alias the words). */
 #if defined(__x86_64__)
 __attribute__((target("avx512f"))) static double sum_avx512(const float *p, size_t n)
 {

@@ -747,8 +747,8 @@ END_TEST
 
 /* dn_kv_quantize (the Q8 cache rows and queries) against its documented
  * formula written with libm: amax by fmaxf (NaN skipped, quiet or
- * signaling: random bits make both), codes roundf (half
- * away from zero) clamped to +-127, NaN 0. Rows holding 127 quantize with
+ * signaling: random bits make both), codes roundf (half away from zero)
+ * clamped to +-127, NaN 0. Rows holding 127 quantize with
  * scale 1 exactly, so their elements test the rounding itself: ties k +
  * 0.5, one ulp either side, negatives, -0, NaN, infinities, and random bit
  * patterns; other rows random magnitudes. */
@@ -776,8 +776,8 @@ START_TEST(test_kernels_kv_quantize)
             const float t = (float)k + 0.5f * (float)sgn;
             for (int i = 0; i < N; i++) x[i] = i == 0 ? 127.0f : i % 3 == 1 ? nextafterf(t, 1e9f) : i % 3 == 2 ? nextafterf(t, -1e9f) : t;
             x[N - 1] = k == 0 ? -0.0f : k == 1 ? NAN : k == 2 ? -NAN : x[N - 1];
-            float sc, want_sc;
-            sc = dn_kv_quantize(x, N, q);
+            float want_sc;
+            const float sc = dn_kv_quantize(x, N, q);
             kvq_reference(x, N, want, &want_sc);
             ck_assert_msg(!memcmp(q, want, N) && sc == want_sc, "dn_kv_quantize: row of ties near %d differs", k);
             rows++;
