@@ -24,6 +24,7 @@ static const param_def params[] = {
     { DANU_OPT_N_BATCH, "n_batch", 0, 1, 4096 },
     { DANU_OPT_ON_FULL, "on_full", 0, 0, 1 },
     { DANU_OPT_N_KEEP, "n_keep", 0, 0, 1 << 24 },
+    { DANU_OPT_KV_HUGE_PAGES, "kv_huge_pages", 0, 0, 1 },
     { DANU_OPT_TEMPERATURE, "temperature", 1, 0, 100 },
     { DANU_OPT_TOP_K, "top_k", 0, 0, 1 << 22 },
     { DANU_OPT_TOP_P, "top_p", 1, 0, 1 },
@@ -70,6 +71,7 @@ void dn_options_defaults(struct danu_options *o)
     o->repack = DANU_REPACK_AUTO;
     o->n_ctx = 0;
     o->kv_type = DANU_KV_F16;
+    o->kv_huge_pages = 1;
     o->n_batch = 512;
     o->on_full = DANU_FULL_ERROR;
     dn_sampler_params_default(&o->sampling);
@@ -100,6 +102,7 @@ danu_status dn_options_set_int(struct danu_options *o, danu_param key, int64_t v
     case DANU_OPT_N_BATCH: o->n_batch = i; break;
     case DANU_OPT_ON_FULL: o->on_full = i; break;
     case DANU_OPT_N_KEEP: o->n_keep = i; break;
+    case DANU_OPT_KV_HUGE_PAGES: o->kv_huge_pages = i; break;
     case DANU_OPT_TOP_K: o->sampling.top_k = i; break;
     case DANU_OPT_REPEAT_LAST_N: o->sampling.repeat_last_n = i; break;
     case DANU_OPT_IGNORE_EOS: o->ignore_eos = i; break;

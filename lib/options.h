@@ -19,6 +19,7 @@ struct danu_options {
     int repack;              /* DANU_REPACK_AUTO / _OFF / _ON */
     /* context */
     int32_t n_ctx, kv_type, n_batch, on_full, n_keep;
+    int kv_huge_pages;       /* DANU_OPT_KV_HUGE_PAGES: ask for huge pages under the KV cache */
     uint64_t seed;
     /* sampling */
     dn_sampler_params sampling;

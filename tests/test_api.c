@@ -568,14 +568,14 @@ END_TEST
 static const char *const names[] = {
     "use_mmap", "sliding_window", "validate", "n_ctx", "kv_type", "seed", "n_batch", "on_full", "n_keep",
     "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "frequency_penalty",
-    "presence_penalty", "ignore_eos", "n_threads", "isa", "repack", "fast_bf16" };
+    "presence_penalty", "ignore_eos", "n_threads", "isa", "repack", "fast_bf16", "kv_huge_pages" };
 static const danu_param keys[] = {
     DANU_OPT_USE_MMAP, DANU_OPT_SLIDING_WINDOW, DANU_OPT_VALIDATE, DANU_OPT_N_CTX, DANU_OPT_KV_TYPE, DANU_OPT_SEED,
     DANU_OPT_N_BATCH, DANU_OPT_ON_FULL, DANU_OPT_N_KEEP, DANU_OPT_TEMPERATURE, DANU_OPT_TOP_K, DANU_OPT_TOP_P,
     DANU_OPT_MIN_P, DANU_OPT_REPEAT_PENALTY, DANU_OPT_REPEAT_LAST_N, DANU_OPT_FREQUENCY_PENALTY,
     DANU_OPT_PRESENCE_PENALTY, DANU_OPT_IGNORE_EOS, DANU_OPT_N_THREADS, DANU_OPT_ISA, DANU_OPT_REPACK,
-    DANU_OPT_FAST_BF16 };
-static const int is_float[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0 };
+    DANU_OPT_FAST_BF16, DANU_OPT_KV_HUGE_PAGES };
+static const int is_float[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
 /* Every option key: its name, finite bounds, the bounds accepted and one
@@ -621,7 +621,7 @@ START_TEST(test_api_option_unknown_keys)
 {
     danu_options *o;
     CHECK_OK(danu_options_create(NULL, &o));
-    static const danu_param unknown[] = { -1, 0, 99, 104, 199, 206, 299, 309, 399, 403, 1000, INT32_MAX };
+    static const danu_param unknown[] = { -1, 0, 99, 104, 199, 207, 299, 309, 399, 403, 1000, INT32_MAX };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         EXPECT(danu_options_set_int(o, unknown[i], 1), DANU_ERR_UNSUPPORTED);
         EXPECT(danu_options_set_float(o, unknown[i], 1.0), DANU_ERR_UNSUPPORTED);

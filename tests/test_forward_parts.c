@@ -127,7 +127,7 @@ START_TEST(test_forward_parts_rope_stage)
             dn_scratch s;
             dn_kvcache kv;
             ck_assert_int_eq(dn_scratch_init(&s, dn_alloc_libc(), &m, nb, 2, 64), DANU_OK);
-            ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 1, c->n_kv_heads, hd, 64, nb, kv_type), DANU_OK);
+            ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 1, c->n_kv_heads, hd, 64, nb, kv_type, 0), DANU_OK);
             float *q0 = malloc(sizeof(float) * nb * qd), *k0 = malloc(sizeof(float) * nb * kvd);
             float *q1 = malloc(sizeof(float) * nb * qd), *k1 = malloc(sizeof(float) * nb * kvd);
             const size_t stage = stage_bytes(&kv), stage_k = stage_k_bytes(&kv);
@@ -437,6 +437,84 @@ START_TEST(test_forward_parts_internal_error_api)
 }
 END_TEST
 
+#if defined(__linux__)
+/* AnonHugePages (kB) summed over the mappings of /proc/self/smaps that
+ * overlap [p, p + n) (a madvise splits the mapping: the hint covers only
+ * its whole 2 MiB units), -1 if none does. */
+static long anon_huge_kb(const void *p, size_t n)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    const uintptr_t lo = (uintptr_t)p, hi = lo + n;
+    char line[512];
+    int inside = 0, found = 0;
+    long sum = 0, kb;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        const char *dash = strchr(line, '-'), *sp = strchr(line, ' ');
+        if (dash && sp && dash < sp && sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+            inside = a < hi && b > lo;
+            found |= inside;
+        } else if (inside && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) {
+            sum += kb;
+        }
+    }
+    fclose(f);
+    return found ? sum : -1;
+}
+
+/* The system's THP mode: 'a'lways, 'm'advise, 'n'ever, 0 unknown. */
+static char thp_mode(void)
+{
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char buf[128] = { 0 };
+    if (!f) return 0;
+    if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+    fclose(f);
+    return strstr(buf, "[always]") ? 'a' : strstr(buf, "[madvise]") ? 'm' : strstr(buf, "[never]") ? 'n' : 0;
+}
+#endif
+
+/* DANU_OPT_KV_HUGE_PAGES reaches the kernel: a Danube-shaped cache (4
+ * layers, 8 KV heads of 80, 16384 positions: 42-168 MB per array, above
+ * glibc's largest mmap threshold, so each array is fresh memory as a full-
+ * size model's are) holds huge pages after one position is committed when
+ * asked for them, and none when not (where the system gives them only on
+ * request). The kernel's own accounting is the reference. */
+START_TEST(test_forward_parts_kv_huge_pages)
+{
+#if defined(__linux__)
+    const char mode = thp_mode();
+    if (mode != 'a' && mode != 'm') {
+        fprintf(stderr, "kv_huge_pages: transparent huge pages unavailable here (mode %c): not checked\n",
+                mode ? mode : '?');
+        return;
+    }
+    float k[80], v[80];
+    for (int i = 0; i < 80; i++) k[i] = v[i] = (float)i / 80;
+    for (int huge = 0; huge < 2; huge++)
+        for (int type = 0; type < 3; type++) {
+            dn_kvcache kv;
+            ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 4, 8, 80, 16384, 4, type, huge), DANU_OK);
+            for (int l = 0; l < 4; l++)
+                for (int h = 0; h < 8; h++) dn_kv_stage(&kv, l, 0, h, k, v);
+            dn_kv_commit(&kv, 0, 1);
+            /* the first 8 MB of each array (separate allocations: no other
+             * array is counted) */
+            const long kk = anon_huge_kb(kv.ring.k, 8u << 20), vk = anon_huge_kb(kv.ring.v, 8u << 20);
+            ck_assert_msg(kk >= 0 && vk >= 0, "the ring's arrays are in no mapping of /proc/self/smaps");
+            if (huge)
+                ck_assert_msg(kk >= 2048 && vk >= 2048, "type %d: asked for huge pages, the ring holds %ld / %ld kB",
+                              type, kk, vk);
+            else if (mode == 'm')
+                ck_assert_msg(kk == 0 && vk == 0, "type %d: no huge pages asked for, the ring holds %ld / %ld kB",
+                              type, kk, vk);
+            dn_kv_free(&kv);
+        }
+#endif
+}
+END_TEST
+
 int main(void)
 {
     tmp = tu_tmpdir("forward_parts");
@@ -445,6 +523,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_forward_parts_rope_table);
     tcase_add_test(tc, test_forward_parts_rope_stage);
+    tcase_add_test(tc, test_forward_parts_kv_huge_pages);
     tcase_add_test(tc, test_forward_parts_rows);
     tcase_add_test(tc, test_forward_parts_matmul_threads);
     tcase_add_test(tc, test_forward_parts_matmul_missing_kernel);

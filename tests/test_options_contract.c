@@ -33,6 +33,7 @@ static const key_def keys[] = {
     { DANU_OPT_N_BATCH, "n_batch", 0, 0 },
     { DANU_OPT_ON_FULL, "on_full", 0, 1 },
     { DANU_OPT_N_KEEP, "n_keep", 0, 1 },
+    { DANU_OPT_KV_HUGE_PAGES, "kv_huge_pages", 0, 0 },
     { DANU_OPT_TEMPERATURE, "temperature", 1, 1 },
     { DANU_OPT_TOP_K, "top_k", 0, 1 },
     { DANU_OPT_TOP_P, "top_p", 1, 1 },

@@ -116,6 +116,7 @@ static const struct flag_def {
     { "-b", "--batch", "--batch-size", DANU_OPT_N_BATCH, CLI_CTX, NULL, 0 },
     { NULL, "--kv-type", NULL, DANU_OPT_KV_TYPE, CLI_CTX | CLI_KV, "f16 f32 q8_0", 0 },
     { NULL, "--kv-f32", NULL, DANU_OPT_KV_TYPE, CLI_CTX | CLI_KV, SWITCH, 1 },
+    { NULL, "--kv-huge-pages", NULL, DANU_OPT_KV_HUGE_PAGES, CLI_CTX | CLI_KV, "off on", 0 },
     { NULL, "--on-full", NULL, DANU_OPT_ON_FULL, CLI_CTX, "error shift", 0 },
     { NULL, "--n-keep", "--keep", DANU_OPT_N_KEEP, CLI_CTX, NULL, 0 },
     { NULL, "--seed", NULL, DANU_OPT_SEED, CLI_SAMPLE, NULL, 0 },

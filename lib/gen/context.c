@@ -76,7 +76,8 @@ danu_status dn_context_create(danu_model *m, const struct danu_options *o, danu_
     c->opt.pool = NULL;          /* the bag's reference is not the context's */
     c->team = dn_model_team(m, o, p.n_threads, &c->adapt);
     c->pool = c->team.pool;
-    danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, c->cap, p.n_batch, p.kv_type);
+    danu_status s = dn_kv_init(&c->kv, &c->alloc, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim, c->cap, p.n_batch,
+                               p.kv_type, o->kv_huge_pages);
     if (s == DANU_OK) s = dn_scratch_init(&c->s, &c->alloc, m, p.n_batch, p.n_threads, c->cap);
     if (s == DANU_OK) {
         c->tokens = dn_malloc(&c->alloc, (size_t)p.n_ctx * sizeof(danu_token));

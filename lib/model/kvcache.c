@@ -6,6 +6,7 @@
 #include "kernels/kernels.h"
 #include "common/bytes.h"
 #include "common/error.h"
+#include "common/os.h"
 
 _Static_assert((int)DN_KV_F16 == (int)DANU_KV_F16 && (int)DN_KV_F32 == (int)DANU_KV_F32 &&
                (int)DN_KV_Q8 == (int)DANU_KV_Q8_0,
@@ -24,13 +25,17 @@ static int area_sizes(int32_t n_layers, int32_t n_heads, int32_t head_dim, int32
            __builtin_mul_overflow(rows * (size_t)head_dim * elem_of(type), (size_t)slots, v_b);
 }
 
-static int area_init(dn_kv_area *ar, const dn_alloc *a, const dn_kvcache *kv, int32_t slots)
+/* huge: ask for huge pages (decoding reads every position of every layer
+ * and head per token: on 4 KiB pages that is a TLB miss per page). */
+static int area_init(dn_kv_area *ar, const dn_alloc *a, const dn_kvcache *kv, int32_t slots, int huge)
 {
     size_t kb, vb, sb;
     ar->slots = slots;
     if (area_sizes(kv->n_layers, kv->n_heads, kv->head_dim, slots, kv->type, &kb, &vb, &sb)) return 0;
     ar->k = dn_malloc_aligned(a, kb);
     ar->v = dn_malloc_aligned(a, vb);
+    if (huge && ar->k) dn_mem_hugepages(ar->k, kb);
+    if (huge && ar->v) dn_mem_hugepages(ar->v, vb);
     if (sb) {
         ar->ks = dn_malloc_aligned(a, sb);
         ar->vs = dn_malloc_aligned(a, sb);
@@ -48,7 +53,7 @@ static void area_free(const dn_alloc *a, dn_kv_area *ar)
 }
 
 danu_status dn_kv_init(dn_kvcache *kv, const dn_alloc *a, int32_t n_layers, int32_t n_heads, int32_t head_dim,
-                       int32_t cap, int32_t n_batch, int32_t type)
+                       int32_t cap, int32_t n_batch, int32_t type, int huge_pages)
 {
     memset(kv, 0, sizeof *kv);
     DN_CHECK(type == DANU_KV_F16 || type == DANU_KV_F32 || type == DANU_KV_Q8_0, DANU_ERR_INVALID_ARG,
@@ -64,7 +69,8 @@ danu_status dn_kv_init(dn_kvcache *kv, const dn_alloc *a, int32_t n_layers, int3
     kv->n_batch = n_batch;
     kv->type = type;
     kv->elem = elem_of(type);
-    if (!area_init(&kv->ring, a, kv, round_tile(cap)) || !area_init(&kv->stage, a, kv, round_tile(n_batch))) {
+    if (!area_init(&kv->ring, a, kv, round_tile(cap), huge_pages) ||
+        !area_init(&kv->stage, a, kv, round_tile(n_batch), huge_pages)) {
         const size_t want = dn_kv_alloc_bytes(n_layers, n_heads, head_dim, cap, n_batch, type);
         dn_kv_free(kv);
         return want ? dn_seterr(DANU_ERR_NOMEM, "cannot allocate a KV cache of %zu bytes", want)

@@ -38,8 +38,9 @@ typedef struct dn_kvcache {
     dn_kv_area ring, stage;
 } dn_kvcache;
 
+/* huge_pages: ask for huge pages under the K/V arrays (DANU_OPT_KV_HUGE_PAGES). */
 danu_status dn_kv_init(dn_kvcache *kv, const dn_alloc *a, int32_t n_layers, int32_t n_heads, int32_t head_dim,
-                       int32_t cap, int32_t n_batch, int32_t type);
+                       int32_t cap, int32_t n_batch, int32_t type, int huge_pages);
 void dn_kv_free(dn_kvcache *kv);
 size_t dn_kv_bytes(const dn_kvcache *kv);   /* ring + staging */
 /* Bytes dn_kv_init with these arguments takes from the allocator. */

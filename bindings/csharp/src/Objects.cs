@@ -70,6 +70,8 @@ namespace Danu
         public int NBatch { get { return (int)Get(DanuOption.NBatch, 512); } set { Set(DanuOption.NBatch, (long)value); } }
         public DanuOnFull OnFull { get { return (DanuOnFull)(int)Get(DanuOption.OnFull, 0); } set { Set(DanuOption.OnFull, (long)value); } }
         public int NKeep { get { return (int)Get(DanuOption.NKeep, 0); } set { Set(DanuOption.NKeep, (long)value); } }
+        /// <summary>KV cache on huge pages (DANU_OPT_KV_HUGE_PAGES, default true).</summary>
+        public bool KvHugePages { get { return Get(DanuOption.KvHugePages, 1) != 0; } set { Set(DanuOption.KvHugePages, value ? 1L : 0L); } }
         // sampling
         public double Temperature { get { return Get(DanuOption.Temperature, 0.8); } set { Set(DanuOption.Temperature, value); } }
         public int TopK { get { return (int)Get(DanuOption.TopK, 40); } set { Set(DanuOption.TopK, (long)value); } }

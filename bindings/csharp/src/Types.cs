@@ -26,7 +26,7 @@ namespace Danu
     public enum DanuOption
     {
         UseMmap = 100, SlidingWindow = 101, Validate = 102, Repack = 103,
-        NCtx = 200, KvType = 201, Seed = 202, NBatch = 203, OnFull = 204, NKeep = 205,
+        NCtx = 200, KvType = 201, Seed = 202, NBatch = 203, OnFull = 204, NKeep = 205, KvHugePages = 206,
         Temperature = 300, TopK = 301, TopP = 302, MinP = 303, RepeatPenalty = 304, RepeatLastN = 305,
         FrequencyPenalty = 306, PresencePenalty = 307, IgnoreEos = 308,
         NThreads = 400, Isa = 401, FastBf16 = 402

@@ -328,7 +328,7 @@ def _set(handle, prefix, name, value):
 
 
 _KNOWN_INT_OPTIONS = frozenset(("use_mmap", "sliding_window", "validate", "repack", "n_ctx", "kv_type", "seed",
-                                "n_batch", "on_full", "n_keep", "top_k", "repeat_last_n", "ignore_eos",
+                                "n_batch", "on_full", "n_keep", "kv_huge_pages", "top_k", "repeat_last_n", "ignore_eos",
                                 "n_threads", "isa", "fast_bf16"))
 
 
