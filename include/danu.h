@@ -245,9 +245,11 @@ enum { DANU_KV_F16 = 0, DANU_KV_F32 = 1, DANU_KV_Q8_0 = 2 };
  * the noise). The price is residency: each layer and head keeps its own
  * run of positions, so the first evaluation touches every huge page of the
  * cache and makes it resident at once, where 4 KiB pages grow with the
- * conversation. The allocation is the same (danu_context_memory_size). 0
- * makes no request: many contexts that stay short and should hold only
- * the memory they touched want 0. */
+ * conversation. The allocation is the same (danu_context_memory_size);
+ * memory the allocator touched before handing it over (a debug fill, a
+ * reused heap block) stays on small pages. 0 makes no request: many
+ * contexts that stay short and should hold only the memory they touched
+ * want 0. */
 enum { DANU_FULL_ERROR = 0, DANU_FULL_SHIFT = 1 };
 /* DANU_ISA_*: kernel levels for DANU_OPT_ISA (a cap: the best level the CPU
  * runs that is not above it) and DANU_INFO_ISA (the level in use). The
