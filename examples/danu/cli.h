@@ -63,6 +63,8 @@ int cli_generation_config(const char *model);
     "  -b N              prompt tokens per batch (default 512)\n" \
     "  --kv-type f16|f32|q8_0  KV cache type (default f16; q8_0: 8-bit, about half the\n" \
     "                    memory; --kv-f32 = --kv-type f32)\n" \
+    "  --kv-huge-pages on|off  ask for huge pages under the KV cache (default on:\n" \
+    "                    faster long contexts, the whole cache resident at once)\n" \
     "  --on-full error|shift  when the context is full: stop, or drop the older half\n" \
     "                    of the tokens after the first --n-keep N (default error)\n"
 

@@ -459,7 +459,7 @@ int cmd_bench(int argc, char **argv)
         if (cli_is_flag(a, "-h", "--help")) {
             printf("usage: danu bench -m MODEL [-p 512] [-n 128] [-d 0] [-t 1,2] [-r 3] [--busy N]\n"
                    "                  [--contexts N] [--pool shared|own] [--slice-us U] [--seqs 1,2,4,8]\n"
-                   "                  [--kv-type f16|f32|q8_0] [load options]\n"
+                   "                  [--kv-type f16|f32|q8_0] [--kv-huge-pages on|off] [load options]\n"
                    "       danu bench -m MODEL --grammar F | --json-schema F | --choice A ... | --choice-file F\n"
                    "                  [-n 128] [-t 1,2] [-r 3]\n"
                    "  ppN: tokens/s evaluating an N-token prompt as one batch; tgN: tokens/s generating N\n"

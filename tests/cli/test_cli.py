@@ -46,6 +46,7 @@ BAD_NUMBERS = [
     (["bench", "-m", "@GGUF", "--contexts", "65", "-p", "8", "-n", "4", "-r", "1"], "--contexts"),
     (["bench", "-m", "@GGUF", "--slice-us", "-5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
     (["bench", "-m", "@GGUF", "--kv-type", "q4", "-p", "8", "-n", "4", "-r", "1"], "--kv-type"),
+    (["bench", "-m", "@GGUF", "--kv-huge-pages", "yes", "-p", "8", "-n", "4", "-r", "1"], "--kv-huge-pages"),
     (["bench", "-m", "@GGUF", "--slice-us", "1.5", "-p", "8", "-n", "4", "-r", "1"], "--slice-us"),
     (["bench", "-m", "@GGUF", "--pool", "mine", "-p", "8", "-n", "4", "-r", "1"], "--pool"),
     (["bench", "-m", "@GGUF", "--seqs", "0", "-p", "8", "-n", "4", "-r", "1"], "--seqs"),
@@ -225,6 +226,13 @@ def test_every_option_has_a_flag():
         check(rc == 0 and m, err)
         sizes[kv] = int(m.group(1))
     check(sizes["q8_0"] < sizes["f16"], sizes)
+    # huge pages under the cache are a memory hint: the same greedy text either way
+    texts = []
+    for hp in ("off", "on"):
+        rc, out, err = danu("run", "-m", GGUF, "-n", "8", "--greedy", "-c", "64", "--kv-huge-pages", hp, "-p", "Hello")
+        check(rc == 0 and out, err)
+        texts.append(out)
+    check(texts[0] == texts[1], texts)
     rc, out, err = danu("bench", "-m", GGUF, "-p", "8", "-n", "4", "-d", "20", "-t", "1", "-r", "1", "--kv-type", "q8_0")
     check(rc == 0 and "KV cache q8_0" in out and "tg4 @ d20" in out, out + err)
     for cmd in ("run", "chat", "generate", "eval", "info", "bench"):
