@@ -302,13 +302,18 @@ START_TEST(test_state_file_from_0_1_loads)
     int64_t vocab = 0;
     danu_model_get_int(m, DANU_INFO_VOCAB, &vocab);
     const double err = tu_max_abs_diff(danu_context_logits(c), danu_context_logits(f), (size_t)vocab);
-    ck_assert_msg(err <= 1e-5 * tu_max_abs(danu_context_logits(f), (size_t)vocab), "logits differ by %g", err);
+    /* the saved logits are 0.1's kernels' floats: a later change of a
+     * kernel's summation order (avx512 f16 scores in two chains, 0.2)
+     * moves a fresh evaluation's, and its cache's (layer 1's K/V come
+     * from layer 0's attention), by ~1e-5 of the largest logit */
+    ck_assert_msg(err <= 1e-4 * tu_max_abs(danu_context_logits(f), (size_t)vocab), "logits differ by %g (max %g)", err,
+                  tu_max_abs(danu_context_logits(f), (size_t)vocab));
     /* the loaded cache continues as the fresh one does */
     const danu_token next = 77;
     ck_assert_int_eq(danu_context_eval(c, &next, 1, NULL), DANU_OK);
     ck_assert_int_eq(danu_context_eval(f, &next, 1, NULL), DANU_OK);
     const double err2 = tu_max_abs_diff(danu_context_logits(c), danu_context_logits(f), (size_t)vocab);
-    ck_assert_msg(err2 <= 1e-5 * tu_max_abs(danu_context_logits(f), (size_t)vocab), "next logits differ by %g", err2);
+    ck_assert_msg(err2 <= 1e-4 * tu_max_abs(danu_context_logits(f), (size_t)vocab), "next logits differ by %g", err2);
     danu_context_free(c);
     danu_context_free(f);
     danu_options_free(o);

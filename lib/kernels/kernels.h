@@ -124,7 +124,9 @@ typedef struct dn_kernels {
      * sum_j p[i*ps + j] * v_j to out row i (os floats apart). Every output
      * is the same sequence of float operations whatever nq and however the
      * keys are split into calls (a token alone and in a batch get
-     * identical bits). f16 / f32 scores: a sequential fma over d from 0.
+     * identical bits). f16 / f32 scores: fma chains over d from 0 in an
+     * order each table fixes (sequential; avx512: even and odd d apart,
+     * then their sum), so tables agree to rounding, not to the bit.
      * Q8 scores: the query row quantized as the cache's rows are
      * (dn_kv_quantize, scale qsc), the exact int32 dot product I of the
      * codes, then ((float)I * ksc[lane + j]) * qsc. Outputs: a sequential
