@@ -569,7 +569,7 @@ START_TEST(test_kernels_attention)
 {
     const dn_kernels *ks[8];
     const int nk_tab = dn_kernels_all(ks, 0);
-    static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96, 33 };
+    static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96 };
     static const int nqs[] = { 1, 3, 4, 5, 16 };
     static const int nks[] = { 1, 15, 16, 17, 40 };
     static const int lanes[] = { 0, 1, 7, 15 };

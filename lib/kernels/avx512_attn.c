@@ -71,8 +71,7 @@ AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const u
     __m512 acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     const uint8_t *tile = k + (size_t)t * tb;
-    int d = 0;
-    for (; d + 2 <= hd; d += 2) {
+    for (int d = 0; d < hd; d += 2) {   /* head_dim is even (config.c) */
         if (type == DN_KV_F16)   /* a line is 2 dimensions */
             _mm_prefetch((const char *)tile + (size_t)PF_TILES_F16 * tb + 32 * (size_t)d, _MM_HINT_T0);
         const __m512 k0 = load_keys(tile, type, d), k1 = load_keys(tile, type, d + 1);
@@ -80,10 +79,6 @@ AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const u
             acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * qs + d]), k0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * qs + d + 1]), k1, acc[i][1]);
         }
-    }
-    if (d < hd) {   /* odd head_dim: the last dimension joins the even chain */
-        const __m512 k0 = load_keys(tile, type, d);
-        UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * qs + d]), k0, acc[i][0]);
     }
     UNROLL for (int i = 0; i < NQ; i++) store_scores(_mm512_add_ps(acc[i][0], acc[i][1]), t, lane, nk, s + (size_t)i * ss);
 }
