@@ -115,7 +115,8 @@ typedef struct dn_kernels {
     void (*softmax)(float *x, int64_t n);                               /* in place, max-subtracted */
     /* Attention of nq query rows (f32, qs floats apart, hd even as
      * config.c requires) that share one KV head, over nk consecutive
-     * cached positions of that head, stored as kvcache.h lays them out (type DN_KV_F16, DN_KV_F32 or DN_KV_Q8):
+     * cached positions of that head, stored as kvcache.h lays them out
+     * (type DN_KV_F16, DN_KV_F32 or DN_KV_Q8):
      * K in tiles (dn_kv_tile_bytes, dn_kv_k_offset above), tiles
      * consecutive, the first key in lane `lane` of the first tile; V as
      * rows of hd elements, consecutive. Q8 rows carry one scale each (ksc /
