@@ -31,7 +31,10 @@
  *   (x 80 bytes): attention 10.7-11.6 -> 7.3-7.7 ms a token (2026-12-05);
  * - f16: K tiles 6 ahead (6 x 2560 bytes): scores 13-17 -> 7.2-7.3 ms
  *   (2 and 4 tiles ahead: 7.2-10.4); V rows 48 ahead (x 160 bytes):
- *   values 5.9 -> 4.9-5.3 ms (16 ahead: 5.2-5.4, 128: 4.7-6.4), 2026-12-06. */
+ *   values 5.9 -> 4.9-5.3 ms (16 ahead: 5.2-5.4, 128: 4.7-6.4), 2026-12-06.
+ * Rechecked once the scores took one tile a step, decoding alternating in
+ * one process: f16 6 tiles ahead against 3 and 10, Q8 16 against 8, the
+ * same or better at 1 and 2 threads (2026-12-06). */
 enum { PF_TILES_F16 = 6, PF_ROWS_F16 = 48, PF_TILES = DN_ATT_PF_Q8_TILES, PF_ROWS = 128 };
 
 AI __mmask16 mask_of(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
