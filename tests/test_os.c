@@ -1,7 +1,8 @@
 /* test_os.c - the os layer's parts for programs (the danu CLI uses them):
  * the barrier, the Ctrl-C hook, memory figures, the cache directory, and
  * argv / stdio / isatty, which are no-ops or plain libc on POSIX. The
- * Windows side runs in tests/win/run.sh (danu.exe under Wine). */
+ * Windows side runs in tests/win/run.sh (danu.exe under Wine). Also the
+ * thread pool's hand-out of chunks (threadpool.c), which sits on them. */
 #include <check.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include "common/os.h"
 #include "common/os_thread.h"
+#include "common/threadpool.h"
 #include "testutil.h"
 
 /* ---- the barrier: nobody passes before all arrive, round after round ---- */
@@ -144,6 +146,48 @@ START_TEST(test_cache_dir)
 }
 END_TEST
 
+/* ---- the pool: each chunk of a job runs exactly once, on one of its lanes ---- */
+
+enum { MAX_CHUNKS = 1001 };
+typedef struct chunk_log { atomic_int runs[MAX_CHUNKS]; atomic_int bad_lane; int lanes; } chunk_log;
+
+static void log_chunk(void *arg, int64_t c, int lane)
+{
+    chunk_log *l = arg;
+    atomic_fetch_add(&l->runs[c], 1);
+    if (lane < 0 || lane >= l->lanes) atomic_store(&l->bad_lane, 1);
+}
+
+/* Pools of 2, 3 and 12 threads (12: more lanes than a job has ranges of
+ * chunks, so lanes share them), every lane count, chunk counts around the
+ * range cuts, each job several times so that helpers join at different
+ * moments and take from each other's ranges. */
+START_TEST(test_pool_chunks_once)
+{
+    static const int sizes[] = { 2, 3, 12 };
+    static const int64_t ns[] = { 1, 2, 3, 7, 8, 9, 17, 100, MAX_CHUNKS };
+    static chunk_log log;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        dn_pool *p = NULL;
+        ck_assert_int_eq(dn_pool_create(dn_alloc_libc(), sizes[si], &p), DANU_OK);
+        for (int lanes = 1; lanes <= sizes[si]; lanes++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                for (int rep = 0; rep < 8; rep++) {
+                    memset(&log, 0, sizeof log);
+                    log.lanes = lanes;
+                    dn_pool_for(p, lanes, ns[ni], log_chunk, &log);
+                    for (int64_t c = 0; c < ns[ni]; c++)
+                        ck_assert_msg(atomic_load(&log.runs[c]) == 1, "pool of %d, %d lanes, %lld chunks: chunk %lld ran %d times",
+                                      sizes[si], lanes, (long long)ns[ni], (long long)c, atomic_load(&log.runs[c]));
+                    for (int64_t c = ns[ni]; c < MAX_CHUNKS; c++) ck_assert_int_eq(atomic_load(&log.runs[c]), 0);
+                    ck_assert_msg(!atomic_load(&log.bad_lane), "pool of %d, %d lanes: a chunk ran on a lane >= %d", sizes[si],
+                                  lanes, lanes);
+                }
+        dn_pool_free(p);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("os");
@@ -155,6 +199,7 @@ int main(void)
     tcase_add_test(tc, test_rss);
     tcase_add_test(tc, test_isatty_and_args);
     tcase_add_test(tc, test_cache_dir);
+    tcase_add_test(tc, test_pool_chunks_once);
     suite_add_tcase(s, tc);
     return tu_run(s) ? 1 : 0;
 }

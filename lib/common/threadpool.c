@@ -6,8 +6,10 @@
  * participants that ever joined (their lane numbers) and the number still
  * inside. A caller claims a free slot (closed, nobody inside), fills it,
  * opens it and bumps `generation`; workers that see the bump scan the
- * slots and join open ones with a compare-and-swap, then take chunks from
- * `next` until none are left and leave. The caller takes chunks too, waits
+ * slots and join open ones with a compare-and-swap, then take chunks
+ * until none are left and leave: first from their own lane's range of
+ * consecutive chunks, then from the others' (take). The caller takes
+ * chunks too (range 0), waits
  * for `done` to reach the count, closes the slot and leaves; the slot is
  * free again once its last participant left, so a worker that lingers
  * (descheduled after its last chunk) never sees the next job's fields
@@ -39,14 +41,30 @@ enum {
     YIELD_WAIT = 256,       /* yields before a caller sleeps on a slow chunk */
 };
 
+/* A job's chunks are cut into up to RANGES consecutive ranges, one per
+ * lane (lanes past RANGES share them): a lane takes its own range's chunks
+ * in order, then the other ranges' that are left. Each thread so streams
+ * one run of a matrix's rows instead of every lanes-th chunk of it (one
+ * shared counter before): decoding at 2 threads 1.01-1.07x faster with no
+ * context and 1.05-1.12x after 4096 tokens, prompts 1.04x, and with two
+ * spinning threads of the program's own on the 2 cores 0.99-1.04x over
+ * 1024 tokens (alternating in one process, 2026-12-06). A late lane's
+ * range is taken by the others chunk by chunk, as before. */
+enum { RANGES = 8 };
+typedef struct range {
+    _Alignas(64) atomic_llong next;   /* next chunk to hand out; >= end: none left */
+    int64_t end;
+} range;
+
 typedef struct slot {
+    range range[RANGES];            /* written while closed, read after a join */
     _Atomic uint64_t state;
-    atomic_llong next, done;
+    atomic_llong done;
     atomic_int waiting;             /* the owner sleeps on `finished` */
     dn_chunk_fn fn;                 /* written while closed, read after a join */
     void *arg;
     int64_t n;
-    int lanes;
+    int lanes, ranges;
 } slot;
 
 /* padded so that busy slots do not share cache lines */
@@ -87,6 +105,18 @@ static void chunk_done(dn_pool *p, slot *s)
     }
 }
 
+/* The next chunk for a lane whose own range is `home`, or -1 when none is left. */
+static int64_t take(slot *s, int home)
+{
+    for (int k = 0; k < s->ranges; k++) {
+        range *g = &s->range[(home + k) % s->ranges];
+        if (atomic_load_explicit(&g->next, memory_order_relaxed) >= g->end) continue;   /* spent: no bump */
+        const int64_t c = atomic_fetch_add(&g->next, 1);
+        if (c < g->end) return c;
+    }
+    return -1;
+}
+
 /* Join s if it is open, run chunks, leave. */
 static void help(dn_pool *p, slot *s)
 {
@@ -97,7 +127,7 @@ static void help(dn_pool *p, slot *s)
     const int lane = (int)((v >> 32) & 0x7fffffff);
     if (lane < s->lanes) {
         int64_t c;
-        while ((c = atomic_fetch_add(&s->next, 1)) < s->n) {
+        while ((c = take(s, lane % s->ranges)) >= 0) {
             s->fn(s->arg, c, lane);
             chunk_done(p, s);
         }
@@ -281,7 +311,11 @@ void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void 
     s->arg = arg;
     s->n = n;
     s->lanes = lanes;
-    atomic_store(&s->next, 0);
+    s->ranges = lanes < RANGES ? lanes : RANGES;
+    for (int r = 0; r < s->ranges; r++) {
+        s->range[r].end = n * (r + 1) / s->ranges;
+        atomic_store(&s->range[r].next, n * r / s->ranges);
+    }
     atomic_store(&s->done, 0);
     atomic_store(&s->waiting, 0);
     atomic_fetch_or(&s->state, ST_OPEN);
@@ -291,7 +325,7 @@ void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void 
         dn_cond_broadcast(&p->wake);
         dn_mutex_unlock(&p->mu);
     }
-    while ((c = atomic_fetch_add(&s->next, 1)) < n) {
+    while ((c = take(s, 0)) >= 0) {
         fn(arg, c, 0);
         atomic_fetch_add(&s->done, 1);
         own++;
