@@ -46,10 +46,11 @@ enum {
  * in order, then the other ranges' that are left. Each thread so streams
  * one run of a matrix's rows instead of every lanes-th chunk of it (one
  * shared counter before): decoding at 2 threads 1.01-1.07x faster with no
- * context and 1.05-1.12x after 4096 tokens, prompts 1.04x, and with two
- * spinning threads of the program's own on the 2 cores 0.99-1.04x over
- * 1024 tokens (alternating in one process, 2026-12-06). A late lane's
- * range is taken by the others chunk by chunk, as before. */
+ * context and 1.05-1.12x after 4096 tokens, and with two spinning threads
+ * of the program's own on the 2 cores 0.99-1.04x over 1024 tokens
+ * (alternating in one process, 2026-12-06); pp512 the same (254-265
+ * against 247-268 tokens/s, builds side by side). A late lane's range is
+ * taken by the others chunk by chunk, as before. */
 enum { RANGES = 8 };
 typedef struct range {
     _Alignas(64) atomic_llong next;   /* next chunk to hand out; >= end: none left */
