@@ -89,30 +89,27 @@ static inline void dn_att_q8_rows(dn_att_q8 *r, int hd, int n, const float *q, s
 enum { DN_ATT_PF_Q8_TILES = 16 };
 
 /* The Q8 score kernels' outer loop: groups of up to 16 rows quantized
- * once, then STEP tiles at a time (t, the last step nt <= STEP of them)
- * for the group's rows 4 at a time, so a tile is loaded once per 4 rows.
- * TILE(NQ, r, i, t, nt, s) is the ISA's kernel for rows i..i+NQ-1 of r
- * against tiles t..t+nt-1, scores to row pointer s. */
-#define DN_ATT_Q8_SCORES(TILE, STEP, hd, nq, q, qs, lane, nk, s, ss)                                    \
+ * once, then a tile at a time (its lines in address order, which the
+ * hardware prefetcher follows) for the group's rows 4 at a time, so a
+ * tile is loaded once per 4 rows. TILE(NQ, r, i, t, s) is the ISA's
+ * kernel for rows i..i+NQ-1 of r against tile t, scores to row pointer s. */
+#define DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss)                                          \
     do {                                                                                                \
         const int tiles_ = ((lane) + (nk) + 15) / 16;                                                   \
         dn_att_q8 r_;                                                                                   \
         for (int g_ = 0; g_ < (nq); g_ += DN_ATT_QROWS) {                                               \
             const int m_ = (nq) - g_ < DN_ATT_QROWS ? (nq) - g_ : DN_ATT_QROWS;                         \
             dn_att_q8_rows(&r_, (hd), m_, (q) + (size_t)g_ * (qs), (qs));                               \
-            for (int t_ = 0; t_ < tiles_; t_ += (STEP)) {                                               \
-                const int nt_ = tiles_ - t_ < (STEP) ? tiles_ - t_ : (STEP);                            \
-                (void)nt_;   /* kernels of one tile a step ignore it */                                 \
+            for (int t_ = 0; t_ < tiles_; t_++)                                                         \
                 for (int i_ = 0; i_ < m_; i_ += 4) {                                                    \
                     float *s_ = (s) + (size_t)(g_ + i_) * (ss);                                         \
                     switch (m_ - i_) {                                                                  \
-                    case 1: TILE(1, &r_, i_, t_, nt_, s_); break;                                       \
-                    case 2: TILE(2, &r_, i_, t_, nt_, s_); break;                                       \
-                    case 3: TILE(3, &r_, i_, t_, nt_, s_); break;                                       \
-                    default: TILE(4, &r_, i_, t_, nt_, s_); break;                                      \
+                    case 1: TILE(1, &r_, i_, t_, s_); break;                                            \
+                    case 2: TILE(2, &r_, i_, t_, s_); break;                                            \
+                    case 3: TILE(3, &r_, i_, t_, s_); break;                                            \
+                    default: TILE(4, &r_, i_, t_, s_); break;                                           \
                     }                                                                                   \
                 }                                                                                       \
-            }                                                                                           \
         }                                                                                               \
     } while (0)
 

@@ -279,8 +279,8 @@ static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, cons
 {
     const size_t tb = dn_kv_tile_bytes(hd, type);
     if (type == DN_KV_Q8) {
-#define TILE(NQ, R, I, T, NT, S) att_q8_tile_scalar(NQ, R, I, (const uint8_t *)k + (size_t)(T) * tb, T, lane, nk, ksc, S, ss)
-        DN_ATT_Q8_SCORES(TILE, 1, hd, nq, q, qs, lane, nk, s, ss);
+#define TILE(NQ, R, I, T, S) att_q8_tile_scalar(NQ, R, I, (const uint8_t *)k + (size_t)(T) * tb, T, lane, nk, ksc, S, ss)
+        DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss);
 #undef TILE
         return;
     }
