@@ -9,12 +9,12 @@
  * slots and join open ones with a compare-and-swap, then take chunks
  * until none are left and leave: first from their own lane's range of
  * consecutive chunks, then from the others' (take). The caller takes
- * chunks too (range 0), waits
- * for `done` to reach the count, closes the slot and leaves; the slot is
- * free again once its last participant left, so a worker that lingers
- * (descheduled after its last chunk) never sees the next job's fields
- * change under it. Job fields are read only after a successful join,
- * which orders them after the owner's writes.
+ * chunks too (range 0), waits for `done` to reach the count, closes the
+ * slot and leaves; the slot is free again once its last participant
+ * left, so a worker that lingers (descheduled after its last chunk)
+ * never sees the next job's fields change under it. Job fields are read
+ * only after a successful join, which orders them after the owner's
+ * writes.
  *
  * Waiting backs off: spin (no PAUSE: under a hypervisor with pause-loop
  * exiting it can deschedule the vCPU), then yield (dn_yield: the core goes

@@ -11,14 +11,14 @@
  * streams 1.3-2.5 KB apart) left the hardware prefetcher behind, and one
  * tile a step decoded after 4096 positions 1-9 % faster (f16 KV) and
  * 1-2.5 % faster (Q8), alternating in one process (2026-12-06). Up to four
- * query rows are in flight (Q8: two sums each, 8 independent chains); Q8
- * does 4x the multiply-adds per instruction of f32. Values: each V row is converted once
- * per 4 query rows whose outputs stay in registers.
+ * query rows are in flight, two sums each (8 independent chains); Q8 does
+ * 4x the multiply-adds per instruction of f32. Values: each V row is
+ * converted once per 4 query rows whose outputs stay in registers.
  * Every score is the same operations whatever the tile (f16/f32: fma
- * chains over the even and the odd d from 0, then their sum; Q8: an
- * exact int32 sum, then two multiplies), every output
- * element a sequential fma over the keys in order, so a token alone and in
- * a batch get identical bits. */
+ * chains over the even and the odd d from 0, then their sum; Q8: an exact
+ * int32 sum, then two multiplies), every output element a sequential fma
+ * over the keys in order, so a token alone and in a batch get identical
+ * bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx512_internal.h"
