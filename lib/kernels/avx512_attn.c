@@ -156,9 +156,10 @@ void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void 
     else scores_q8(hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
-/* NQ output rows, dimensions d0 .. d0 + 16 NV (the last vector nd_last wide) */
-AI void values_tile(int NQ, int NV, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
-                    const float *vsc, float *out, size_t os, int d0, int nd_last)
+/* NQ output rows, dimensions d0 .. d0 + 16 NV (the last vector nd_last
+ * wide), keys 0..nk-1 of v with weights w[i * ws + j] */
+AI void values_tile(int NQ, int NV, int type, int hd, const float *w, size_t ws, const uint8_t *v, int nk, float *out,
+                    size_t os, int d0, int nd_last)
 {
     const size_t vs = (size_t)hd * (type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1);
     __m512 acc[4][5];
@@ -174,17 +175,17 @@ AI void values_tile(int NQ, int NV, int type, int hd, const float *p, size_t ps,
         __m512 x[5];
         UNROLL for (int c = 0; c < NV; c++) x[c] = load_row(row, type, d0 + 16 * c, c == NV - 1 ? nd_last : 16);
         UNROLL for (int i = 0; i < NQ; i++) {
-            const __m512 w = _mm512_set1_ps(type == DN_KV_Q8 ? p[i * ps + j] * vsc[j] : p[i * ps + j]);
-            UNROLL for (int c = 0; c < NV; c++) acc[i][c] = _mm512_fmadd_ps(w, x[c], acc[i][c]);
+            const __m512 wv = _mm512_set1_ps(w[i * ws + j]);
+            UNROLL for (int c = 0; c < NV; c++) acc[i][c] = _mm512_fmadd_ps(wv, x[c], acc[i][c]);
         }
     }
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++)
         _mm512_mask_storeu_ps(out + i * os + d0 + 16 * c, c == NV - 1 ? mask_of(nd_last) : 0xFFFF, acc[i][c]);
 }
 
-#define VT(NQ, NV) values_tile(NQ, NV, type, hd, p + i * ps, ps, v, nk, vsc, out + i * os, os, d0, last)
-AI void values_rows(int NQ, int type, int nv, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
-                    const float *vsc, float *out, size_t os, int d0, int last, int i)
+#define VT(NQ, NV) values_tile(NQ, NV, type, hd, w, ws, v, nk, out, os, d0, last)
+AI void values_rows(int NQ, int type, int nv, int hd, const float *w, size_t ws, const uint8_t *v, int nk, float *out,
+                    size_t os, int d0, int last)
 {
     switch (nv) {
     case 1: VT(NQ, 1); break;
@@ -196,18 +197,46 @@ AI void values_rows(int NQ, int type, int nv, int hd, const float *p, size_t ps,
 }
 #undef VT
 
+/* Q8 weights p * row scale are made a chunk of keys at a time, 16 per
+ * multiply (the same products as one by one), so the loop over keys
+ * broadcasts them from memory: made per key in it, 4 scalar multiplies
+ * and 4 register broadcasts took turns with the 20 FMAs. */
+enum { VCHUNK = 256 };
+
 AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
                      float *out, size_t os)
 {
-    for (int d0 = 0; d0 < hd; d0 += 80) {           /* 5 vectors x 4 rows of accumulators */
-        const int nd = hd - d0 < 80 ? hd - d0 : 80, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
-        for (int i = 0; i < nq; i += 4)
-            switch (nq - i) {
-            case 1: values_rows(1, type, nv, hd, p, ps, v, nk, vsc, out, os, d0, last, i); break;
-            case 2: values_rows(2, type, nv, hd, p, ps, v, nk, vsc, out, os, d0, last, i); break;
-            case 3: values_rows(3, type, nv, hd, p, ps, v, nk, vsc, out, os, d0, last, i); break;
-            default: values_rows(4, type, nv, hd, p, ps, v, nk, vsc, out, os, d0, last, i); break;
+    const size_t vs = (size_t)hd * (type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1);
+    const int chunk = type == DN_KV_Q8 ? VCHUNK : nk > 0 ? nk : 1;
+    _Alignas(64) float wq[4][VCHUNK];
+    for (int i0 = 0; i0 < nq; i0 += 4) {
+        const int m = nq - i0 < 4 ? nq - i0 : 4;
+        float *o = out + (size_t)i0 * os;
+        for (int j0 = 0; j0 < nk; j0 += chunk) {
+            const int n = nk - j0 < chunk ? nk - j0 : chunk;
+            const float *w = p + (size_t)i0 * ps + j0;
+            size_t ws = ps;
+            if (type == DN_KV_Q8) {
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j += 16) {
+                        const __mmask16 k = mask_of(n - j);
+                        _mm512_store_ps(&wq[i][j], _mm512_mul_ps(_mm512_maskz_loadu_ps(k, w + i * ps + j),
+                                                                 _mm512_maskz_loadu_ps(k, vsc + j0 + j)));
+                    }
+                w = wq[0];
+                ws = VCHUNK;
             }
+            const uint8_t *vc = v + (size_t)j0 * vs;
+            for (int d0 = 0; d0 < hd; d0 += 80) {   /* 5 vectors x 4 rows of accumulators */
+                const int nd = hd - d0 < 80 ? hd - d0 : 80, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
+                switch (m) {
+                case 1: values_rows(1, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
+                case 2: values_rows(2, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
+                case 3: values_rows(3, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
+                default: values_rows(4, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
+                }
+            }
+        }
     }
 }
 
