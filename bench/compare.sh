@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh - `danu bench` on full-size danube-1.8b (synthetic weights) in
 # BF16, Q8_0, Q4_0 and Q4_K_M, at 1 and 2 threads, next to llama.cpp's
-# llama-bench figures measured on this kind of machine (2-core Zen 4,
+# llama-bench figures measured on this kind of machine (2-core Zen 5,
 # llama.cpp Feb 2025 CPU build, same synthetic weights; from the project's
 # performance issue). Needs ~8 GB of disk in $DIR. Run it on a quiet machine.
 #   PP, TG, REPS, TYPES, DIR, DANU: override the defaults below;

@@ -218,7 +218,7 @@ enum { DANU_REPACK_AUTO = -1, DANU_REPACK_OFF = 0, DANU_REPACK_ON = 1 };
  * parts (two vdpbf16ps per pair), which keeps full-size logits within ~4e-4
  * of the largest of transformers' float64 result. 1 multiplies them by the
  * activations rounded to bf16 instead, as llama.cpp does: one vdpbf16ps per
- * pair, ~1.8x faster prompt processing (full-size bf16 pp512 on Zen 4: 29
+ * pair, ~1.8x faster prompt processing (full-size bf16 pp512 on Zen 5: 29
  * -> 53 tokens/s on 1 thread, 54 -> 96 on 2), but the logits move by up to
  * ~7e-3 of the largest (mean KL ~2e-5). Generation, bound by memory, is
  * unchanged. It acts only on the bf16 matrices repacked at load
@@ -240,7 +240,7 @@ enum { DANU_KV_F16 = 0, DANU_KV_F32 = 1, DANU_KV_Q8_0 = 2 };
  * context's KV cache with huge pages (Linux transparent huge pages, where
  * the system allows them on request; elsewhere it does nothing). Decoding
  * after a long context reads the whole cache per token, and on 4 KiB pages
- * every page of it costs a TLB miss: on Zen 4, tg32 after 4096 tokens ran
+ * every page of it costs a TLB miss: on Zen 5, tg32 after 4096 tokens ran
  * 1.1-1.2x faster at one thread with them (medians; two threads: within
  * the noise). The price is residency: each layer and head keeps its own
  * run of positions, so the first evaluation touches every huge page of the

@@ -21,7 +21,7 @@
 /* One AVX2 reader: 4 independent accumulators keep the loads in flight,
  * and the next 4 KB page's first line is fetched a page ahead: the
  * hardware prefetcher stops at page boundaries, and with the fetch this
- * loop reads ~1.2x faster on Zen 4 (the kernels do the same, so the
+ * loop reads ~1.2x faster on Zen 5 (the kernels do the same, so the
  * ceiling must too). */
 __attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t n)
 {

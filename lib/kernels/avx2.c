@@ -540,7 +540,7 @@ const dn_kernels dn_kernels_avx2_table = {
 #undef GEMM
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX,
     .act_extra = { [DANU_TYPE_Q8_0] = DN_A2_XG },
-    /* x16 measured faster (kernels_bench --shapes, Zen 4 forced to AVX2):
+    /* x16 measured faster (kernels_bench --shapes, Zen 5 forced to AVX2):
      * 64 tokens q4_0 3.6x, q8_0 1.9x, q4_K 1.9x, q6_K 3x; one token from
      * DRAM q4_0 2x, q4_K 1.2x, q8_0 and q6_K at the bandwidth either way */
     .repack = { [DANU_TYPE_Q4_0] = DN_TYPE_Q4_0_X16, [DANU_TYPE_Q8_0] = DN_TYPE_Q8_0_X16,

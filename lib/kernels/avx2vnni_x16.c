@@ -30,7 +30,7 @@
  * single weight stream); q4_K and q6_K one half x 2-5 tokens, see the enum
  * below, and one token alone takes the AVX2 kernels (the entry points).
  *
- * What bounds them (Zen 4, measured with dependency-free loops): vpdpbusd,
+ * What bounds them (Zen 5, measured with dependency-free loops): vpdpbusd,
  * vpdpwssd, vpmulld, vpmaddubsw, vmulps and vfmadd all issue to the same
  * two pipes (2 a cycle together), vector loads and vpbroadcastd from
  * memory go 2 a cycle, vpand / vpsrlw / vpshufd / vcvtdq2ps run beside
@@ -48,7 +48,7 @@
 enum { X4, X8, K4, K6 };   /* q4_0x16, q8_0x16, q4_Kx16, q6_Kx16 */
 enum {
     MAXT = 6,              /* most tokens per tile */
-    /* Tiles of several tokens (kernels_bench, Zen 4 at 512 tokens): q4_0
+    /* Tiles of several tokens (kernels_bench, Zen 5 at 512 tokens): q4_0
      * and q8_0 both row halves x 3 tokens (q4_0 ~300 GFLOP/s; one half x
      * 4: ~255, two int chains per accumulator: no gain); the K-quants one
      * row half x 4 (q4_K ~265; both halves x 3: ~245) or 5 (q6_K ~185,
@@ -161,7 +161,7 @@ AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
     /* sub-blocks 2jp (low nibbles) and 2jp + 1 (high nibbles of the same
      * bytes) together: one load per chunk, 2 * NT independent chains. The
      * 4 activation bytes: odd tokens take them from one 16-byte broadcast
-     * per 4 chunks and vpshufd, even ones a vpbroadcastd each (Zen 4 does
+     * per 4 chunks and vpshufd, even ones a vpbroadcastd each (Zen 5 does
      * 2 vector loads a cycle, as many as vpdpbusd: all broadcasts from
      * memory bound the loop by the load ports, all by shuffle spill) */
     const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -327,7 +327,7 @@ static const tile_fn tiles_X4[] = TILES(X4, X4_1), tiles_X8[] = TILES(X8, X8_1),
  * one: the gemm a single token takes instead, or NULL. The K-quants for
  * one token take the AVX2 kernels (the same bits): a matrix-vector product
  * streams the weights from memory either way, and full-size Q4_K_M
- * generation on one thread measured 0.87-0.93x with the VNNI tiles (Zen 4,
+ * generation on one thread measured 0.87-0.93x with the VNNI tiles (Zen 5,
  * 4 interleaved rounds). With the AVX2 kernels it still measured
  * 0.85-1.02x in 2 rounds, so the cause lies elsewhere (open). */
 static void run(const tile_fn *tiles, int nh, int tmax, dn_gemm_fn one, int64_t n, const void *w, size_t ws,

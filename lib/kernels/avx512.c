@@ -1,4 +1,4 @@
-/* avx512.c - kernels for AVX-512 F/BW/VL/DQ + VNNI + BF16 (Zen 4, Ice Lake
+/* avx512.c - kernels for AVX-512 F/BW/VL/DQ + VNNI + BF16 (Zen 4 and 5, Ice Lake
  * server and later). Compiled only with those flags, called only after
  * dispatch.c has seen them in cpuid and the OS enabling ZMM state.
  *
@@ -11,7 +11,7 @@
  * bias times sum(x) enters as the initial accumulator, vpdpbusd does the
  * 8-bit products and lanes are reduced before touching floats, once per 8
  * blocks; K-quant sub-block scales are applied in the integer domain by
- * vpdpwssd so floats are touched once per 256. On Zen 4 vpdpbusd,
+ * vpdpwssd so floats are touched once per 256. On Zen 5 vpdpbusd,
  * vpdpwssd, vdpbf16ps, vmulps and vfmaddps share one pair of pipes (one
  * 512-bit op per cycle), which is what the op counts here minimize. */
 #include <immintrin.h>
@@ -125,7 +125,7 @@ AI __m512i unpack_pair(int kind, const uint8_t *a, int has_a, int has_b)
 }
 
 /* [a0+a1, a2+a3, b0+b1, b2+b3] in every 128-bit lane: a horizontal add
- * by two in-lane shuffles, off the multiply pipes (on Zen 4 vpdpbusd,
+ * by two in-lane shuffles, off the multiply pipes (on Zen 5 vpdpbusd,
  * vpdpwssd, vmulps and vfmaddps share one pair of them). */
 AI __m512i hadd_pairs(__m512i a, __m512i b)
 {
@@ -415,7 +415,7 @@ AI void step_f(int kind, int NR, int NT, const uint8_t *const *wp, const uint8_t
 }
 
 /* One pass over the row (full steps with plain loads, masked ones cost
- * more on Zen 4; a ragged last step masked) into F. */
+ * more on Zen 5; a ragged last step masked) into F. */
 AI void pass_f(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp, const uint8_t *const *xp,
                size_t xoff, __m512 F[MR][MT])
 {
@@ -470,7 +470,7 @@ AI void tileF(int kind, int NR, int NT, int64_t n, const uint8_t *const *wp,
     DN_DEFINE_TILED(dn_vec_dot_##NAME##_##ATYPE##_avx512, dn_gemm_##NAME##_##ATYPE##_avx512, TILE, KIND, TR, TT, TV)
 
 /* tile shapes (rows x tokens for prompts, rows x 1 for a single token),
- * measured on Zen 4 */
+ * measured on Zen 5 */
 DEFINE_TYPE(q4_0, q8_0, tile32, K_Q4_0, 2, 8, 1)
 DEFINE_TYPE(q4_1, q8_1, tile32, K_Q4_1, 2, 8, 1)
 DEFINE_TYPE(q5_0, q8_0, tile32, K_Q5_0, 2, 8, 1)

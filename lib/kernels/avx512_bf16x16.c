@@ -28,7 +28,7 @@
 #include "kernels/avx512_internal.h"
 
 
-/* Tile shapes, measured on Zen 4:
+/* Tile shapes, measured on Zen 5:
  * - one token: 4 groups side by side reach the DRAM read ceiling, and 2.3x
  *   the plain-layout matvec from L2; 2 or 8 groups are slower from cache,
  *   and software prefetch only slowed the hardware streams down;

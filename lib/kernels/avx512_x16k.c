@@ -20,7 +20,7 @@
  * (DN_FETCH_BLOCK_AHEAD). The
  * same float operations produce every output whatever the tile, so a
  * token alone and in a batch get identical bits.
- * Zen 4, one core: ~340 GOP/s (q4_K) and ~300 GOP/s (q6_K) for 512-token
+ * Zen 5, one core: ~340 GOP/s (q4_K) and ~300 GOP/s (q6_K) for 512-token
  * products (2.3-2.6x the GGUF-layout kernels of avx512.c; vpdpbusd, vpmulld,
  * vpdpwssd and vpternlogd share one pipe pair, 1 zmm op per cycle, which is
  * what the op counts here minimize); one token runs at the DRAM read

@@ -35,7 +35,7 @@ static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); 
  * enters a 4 KB page, fetch p + 4096, a line at the start of the next.
  * The hardware prefetcher stops at each 4 KB page and starts again only
  * after misses in the next one; one fetch a page ahead keeps it going. On one
- * Zen 4 core, cold weights: the one-token q4_0x16 kernel 0.85 -> 1.12x
+ * Zen 5 core, cold weights: the one-token q4_0x16 kernel 0.85 -> 1.12x
  * the rate of a plain read loop (which itself reads 1.21x faster with the
  * same fetch), 2026-12-06. The prefetch instruction never faults, also
  * past the end of the weights. */
