@@ -502,7 +502,7 @@ START_TEST(test_forward_parts_kv_huge_pages)
             dn_kvcache kv;
             ck_assert_int_eq(dn_kv_init(&kv, dn_alloc_libc(), 4, 8, 80, 16384, 4, type, huge), DANU_OK);
             for (int l = 0; l < 4; l++)
-                for (int h = 0; h < 8; h++) dn_kv_stage(&kv, l, 0, h, k, v);
+                for (int h = 0; h < 8; h++) dn_kv_stage(&kv, dn_kernels_get(DANU_ISA_AUTO), l, 0, h, k, v);
             dn_kv_commit(&kv, 0, 1);
             /* the first 8 MB of each array (separate allocations: no other
              * array is counted) */

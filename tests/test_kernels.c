@@ -765,21 +765,45 @@ static void kvq_reference(const float *x, int n, int8_t *q, float *scale)
     *scale = amax / 127.0f;
 }
 
+/* One row through every table's kv_quantize, for each length n <= N
+ * (SIMD bodies and tails), against the reference. */
+static void kvq_check(const dn_kernels *const *tabs, int nt, const float *x, int n, const char *what, long r)
+{
+    int8_t q[128], want[128];
+    float want_sc;
+    kvq_reference(x, n, want, &want_sc);
+    for (int t = 0; t < nt; t++) {
+        memset(q, 0x55, sizeof q);
+        const float sc = tabs[t]->kv_quantize(x, n, q);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(q[i] == want[i], "%s kv_quantize: %s row %ld (n %d) element %d (%a) code %d, want %d", tabs[t]->name,
+                          what, r, n, i, (double)x[i], q[i], want[i]);
+        ck_assert_msg(q[n] == 0x55, "%s kv_quantize wrote past n %d", tabs[t]->name, n);
+        ck_assert_msg(sc == want_sc || (sc != sc && want_sc != want_sc), "%s kv_quantize: %s row %ld (n %d) scale %a, want %a",
+                      tabs[t]->name, what, r, n, (double)sc, (double)want_sc);
+    }
+}
+
 START_TEST(test_kernels_kv_quantize)
 {
-    enum { N = 64 };
+    enum { N = 83 };
+    static const int lens[] = { 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 80, N };
+    const dn_kernels *tabs[9];
+    int nt = dn_kernels_all(tabs, 0);
+    tabs[nt++] = NULL;   /* slot for the inline function itself */
+    dn_kernels inl = *tabs[0];
+    inl.kv_quantize = dn_kv_quantize;
+    inl.name = "dn_kv_quantize";
+    tabs[nt - 1] = &inl;
     float x[N];
-    int8_t q[N], want[N];
     long rows = 0;
     for (int k = -128; k <= 128; k++)   /* ties and their neighbours, scale 1 */
         for (int sgn = -1; sgn <= 1; sgn += 2) {
             const float t = (float)k + 0.5f * (float)sgn;
             for (int i = 0; i < N; i++) x[i] = i == 0 ? 127.0f : i % 3 == 1 ? nextafterf(t, 1e9f) : i % 3 == 2 ? nextafterf(t, -1e9f) : t;
             x[N - 1] = k == 0 ? -0.0f : k == 1 ? NAN : k == 2 ? -NAN : x[N - 1];
-            float want_sc;
-            const float sc = dn_kv_quantize(x, N, q);
-            kvq_reference(x, N, want, &want_sc);
-            ck_assert_msg(!memcmp(q, want, N) && sc == want_sc, "dn_kv_quantize: row of ties near %d differs", k);
+            x[N / 2] = k == 3 ? INFINITY : k == 4 ? -INFINITY : x[N / 2];
+            for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) kvq_check(tabs, nt, x, lens[l], "ties", k);
             rows++;
         }
     for (int r = 0; r < 20000; r++) {   /* random bits (NaN, inf included), then random magnitudes */
@@ -789,15 +813,11 @@ START_TEST(test_kernels_kv_quantize)
             else memcpy(&x[i], &b, 4);
         }
         if (r % 4 == 0) x[r % N] = 127.0f;
-        float sc = dn_kv_quantize(x, N, q), want_sc;
-        kvq_reference(x, N, want, &want_sc);
-        for (int i = 0; i < N; i++)
-            ck_assert_msg(q[i] == want[i], "dn_kv_quantize: random row %d element %d (%a) code %d, want %d (scales %a %a)", r, i,
-                          (double)x[i], q[i], want[i], (double)sc, (double)want_sc);
-        ck_assert_msg(sc == want_sc || (sc != sc && want_sc != want_sc), "dn_kv_quantize: random row %d scale differs", r);
+        kvq_check(tabs, nt, x, lens[r % (sizeof lens / sizeof lens[0])], "random", r);
+        kvq_check(tabs, nt, x, N, "random", r);
         rows++;
     }
-    printf("  dn_kv_quantize: %ld rows equal the libm formula\n", rows);
+    printf("  kv_quantize of %d tables and dn_kv_quantize: %ld rows equal the libm formula\n", nt - 1, rows);
 }
 END_TEST
 

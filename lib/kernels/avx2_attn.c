@@ -83,6 +83,8 @@ AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const 
         }
 }
 
+float dn_kv_quantize_avx2(const float *x, int n, int8_t *q) { return kv_quantize_avx2(x, n, q); }
+
 void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                         const float *ksc, float *s, size_t ss)
 {

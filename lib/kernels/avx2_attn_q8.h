@@ -79,12 +79,41 @@ AI void att_q8_tile(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, size_t
     }
 }
 
+/* dn_kv_quantize 8 lanes at a time (the rest one by one), each lane
+ * through dn_kv_code's operations, so the same bits (test_kernels); see
+ * dn_kv_quantize_avx512. */
+AI float kv_quantize_avx2(const float *x, int n, int8_t *q)
+{
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), zero = _mm256_setzero_ps();
+    __m256 mx = zero;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), absm), mx);
+    float lanes[8], amax = 0.0f;
+    _mm256_storeu_ps(lanes, mx);
+    for (int j = 0; j < 8; j++) if (lanes[j] > amax) amax = lanes[j];
+    for (int j = i; j < n; j++) if (fabsf(x[j]) > amax) amax = fabsf(x[j]);
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv), a = _mm256_and_ps(v, absm);
+        const __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256 r = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, t), half, _CMP_GE_OQ), one));
+        r = _mm256_and_ps(_mm256_min_ps(r, _mm256_set1_ps(127.0f)), _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+        r = _mm256_blendv_ps(r, _mm256_sub_ps(zero, r), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        const __m256i w = _mm256_cvttps_epi32(r);
+        const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        _mm_storel_epi64((__m128i *)(void *)(q + i), _mm_packs_epi16(h, h));
+    }
+    for (; i < n; i++) q[i] = dn_kv_code(x[i] * inv);
+    return amax / 127.0f;
+}
+
 /* att_scores for a Q8 cache */
 AI void att_scores_q8(int hd, int nq, const float *q, size_t qs, const uint8_t *k, int lane, int nk,
                       const float *ksc, float *s, size_t ss)
 {
     const size_t tb = dn_kv_tile_bytes(hd, DN_KV_Q8);
 #define TILE(NQ, R, I, T, S) att_q8_tile(NQ, R, I, k, tb, T, lane, nk, ksc, S, ss)
-    DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss);
+    DN_ATT_Q8_SCORES(TILE, kv_quantize_avx2, hd, nq, q, qs, lane, nk, s, ss);
 #undef TILE
 }

@@ -66,6 +66,7 @@ AI void dn_a2_q8k_min_sums(const uint8_t *xb, int16_t s[8])
 #endif
 
 /* avx2_attn.c: the attention slots of the table (kernels.h) */
+float dn_kv_quantize_avx2(const float *x, int n, int8_t *q);
 void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                           const float *ksc, float *s, size_t ss);
 void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,

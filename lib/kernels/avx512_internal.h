@@ -47,6 +47,7 @@ DN_GEMM_DECL(dn_gemm_bf16x16_avx512);
 DN_GEMM_DECL(dn_gemm_bf16x16f_avx512);
 
 /* avx512_attn.c: the attention slots of the table (kernels.h) */
+float dn_kv_quantize_avx512(const float *x, int n, int8_t *q);
 void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                           const float *ksc, float *s, size_t ss);
 void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,

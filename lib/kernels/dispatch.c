@@ -83,7 +83,7 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
         dst->gemm_nr = dst->gemm_nt = 1;
     }
 #define FILL(f) if (!dst->f) dst->f = s->f
-    FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(softmax); FILL(att_scores); FILL(att_values);
+    FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(softmax); FILL(att_scores); FILL(att_values); FILL(kv_quantize);
 #undef FILL
 }
 

@@ -45,6 +45,17 @@ static inline size_t dn_kv_k_offset(int type, int d, int lane)
  * take): n values as int8 codes q with one scale, x ~ scale * q, scale =
  * max|x| / 127, q = round(x * 127 / max|x|) (NaN: 0; all zero: scale 0).
  * Returns the scale. One home, so every table quantizes a query alike. */
+/* The code of one element, v = x * 127 / max|x|: roundf (half away from
+ * zero) inline, without a libm call per element (1.2 % of a token after
+ * 4096 positions, 2026-12-06): |v| < 127 truncates exactly through int,
+ * |v| - trunc is exact. The SIMD quantizers (kv_quantize in the tables)
+ * do these operations lane-wise. */
+static inline int8_t dn_kv_code(float v)
+{
+    const float a = fabsf(v);
+    const int r = v != v ? 0 : a >= 127.0f ? 127 : (int)a + (a - (float)(int)a >= 0.5f);
+    return (int8_t)(v < 0.0f ? -r : r);
+}
 static inline float dn_kv_quantize(const float *x, int n, int8_t *q)
 {
     float amax = 0.0f;
@@ -53,14 +64,7 @@ static inline float dn_kv_quantize(const float *x, int n, int8_t *q)
         if (a > amax) amax = a;   /* skips NaN, as fmaxf would */
     }
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int i = 0; i < n; i++) {
-        /* roundf (half away from zero) inline, without a libm call per
-         * element (1.2 % of a token after 4096 positions, 2026-12-06):
-         * |v| < 127 truncates exactly through int, |v| - trunc is exact */
-        const float v = x[i] * inv, a = fabsf(v);
-        const int r = v != v ? 0 : a >= 127.0f ? 127 : (int)a + (a - (float)(int)a >= 0.5f);
-        q[i] = (int8_t)(v < 0.0f ? -r : r);
-    }
+    for (int i = 0; i < n; i++) q[i] = dn_kv_code(x[i] * inv);
     return amax / 127.0f;
 }
 
@@ -136,6 +140,9 @@ typedef struct dn_kernels {
                        const float *ksc, float *s, size_t ss);
     void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                        float *out, size_t os);
+    /* dn_kv_quantize, the same bits (the Q8 cache's K and V rows; the
+     * tables' Q8 score kernels quantize queries with their own). */
+    float (*kv_quantize)(const float *x, int n, int8_t *q);
 } dn_kernels;
 
 /* The table for an ISA level, capped by `max_isa` (DANU_ISA_AUTO = best the

@@ -70,11 +70,12 @@ typedef struct dn_att_q8 {
     int hd4;
 } dn_att_q8;
 
-static inline void dn_att_q8_rows(dn_att_q8 *r, int hd, int n, const float *q, size_t qs)
+static inline void dn_att_q8_rows(dn_att_q8 *r, int hd, int n, const float *q, size_t qs,
+                                  float (*quant)(const float *, int, int8_t *))
 {
     r->hd4 = (hd + 3) & ~3;
     for (int i = 0; i < n; i++) {
-        r->sc[i] = dn_kv_quantize(q + (size_t)i * qs, hd, r->q[i]);
+        r->sc[i] = quant(q + (size_t)i * qs, hd, r->q[i]);
         int32_t sum = 0;
         for (int d = 0; d < hd; d++) sum += r->q[i][d];
         for (int d = hd; d < r->hd4; d++) r->q[i][d] = 0;
@@ -92,14 +93,15 @@ enum { DN_ATT_PF_Q8_TILES = 16 };
  * once, then a tile at a time (its lines in address order, which the
  * hardware prefetcher follows) for the group's rows 4 at a time, so a
  * tile is loaded once per 4 rows. TILE(NQ, r, i, t, s) is the ISA's
- * kernel for rows i..i+NQ-1 of r against tile t, scores to row pointer s. */
-#define DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss)                                          \
+ * kernel for rows i..i+NQ-1 of r against tile t, scores to row pointer s;
+ * QUANT the ISA's dn_kv_quantize (the same bits). */
+#define DN_ATT_Q8_SCORES(TILE, QUANT, hd, nq, q, qs, lane, nk, s, ss)                                          \
     do {                                                                                                \
         const int tiles_ = ((lane) + (nk) + 15) / 16;                                                   \
         dn_att_q8 r_;                                                                                   \
         for (int g_ = 0; g_ < (nq); g_ += DN_ATT_QROWS) {                                               \
             const int m_ = (nq) - g_ < DN_ATT_QROWS ? (nq) - g_ : DN_ATT_QROWS;                         \
-            dn_att_q8_rows(&r_, (hd), m_, (q) + (size_t)g_ * (qs), (qs));                               \
+            dn_att_q8_rows(&r_, (hd), m_, (q) + (size_t)g_ * (qs), (qs), QUANT);                        \
             for (int t_ = 0; t_ < tiles_; t_++)                                                         \
                 for (int i_ = 0; i_ < m_; i_ += 4) {                                                    \
                     float *s_ = (s) + (size_t)(g_ + i_) * (ss);                                         \

@@ -141,7 +141,7 @@ AI void att_scores_q8(int hd, int nq, const float *q, size_t qs, const uint8_t *
 {
     const size_t tb = dn_kv_tile_bytes(hd, DN_KV_Q8);
 #define TILE(NQ, R, I, T, S) att_scores_tile_q8(NQ, R, I, k, tb, T, lane, nk, ksc, S, ss)
-    DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss);
+    DN_ATT_Q8_SCORES(TILE, dn_kv_quantize, hd, nq, q, qs, lane, nk, s, ss);
 #undef TILE
 }
 

@@ -280,7 +280,7 @@ static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, cons
     const size_t tb = dn_kv_tile_bytes(hd, type);
     if (type == DN_KV_Q8) {
 #define TILE(NQ, R, I, T, S) att_q8_tile_scalar(NQ, R, I, (const uint8_t *)k + (size_t)(T) * tb, T, lane, nk, ksc, S, ss)
-        DN_ATT_Q8_SCORES(TILE, hd, nq, q, qs, lane, nk, s, ss);
+        DN_ATT_Q8_SCORES(TILE, dn_kv_quantize, hd, nq, q, qs, lane, nk, s, ss);
 #undef TILE
         return;
     }
@@ -320,4 +320,5 @@ const dn_kernels dn_kernels_scalar_table = {
 #undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
     .softmax = dn_softmax_scalar, .att_scores = dn_att_scores_scalar, .att_values = dn_att_values_scalar,
+    .kv_quantize = dn_kv_quantize,
 };

@@ -79,7 +79,7 @@ static void stage_rows(void *arg, int64_t t0, int64_t t1, int lane)
         const size_t ko = (size_t)t * kvd + (size_t)g * hd;
         rotate(j->s->q + (size_t)t * qd + (size_t)g * group * hd, group, hd, cs, c->rope_interleaved);
         rotate(j->s->k + ko, 1, hd, cs, c->rope_interleaved);
-        dn_kv_stage(j->kv, j->layer, t, g, j->s->k + ko, j->s->v + ko);
+        dn_kv_stage(j->kv, j->m->kern, j->layer, t, g, j->s->k + ko, j->s->v + ko);
     }
 }
 

@@ -185,7 +185,7 @@ static void lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const ui
 
 /* ---- stores and copies -------------------------------------------------------- */
 
-void dn_kv_stage(const dn_kvcache *kv, int layer, int row, int head, const float *k, const float *v)
+void dn_kv_stage(const dn_kvcache *kv, const dn_kernels *kern, int layer, int row, int head, const float *k, const float *v)
 {
     const dn_kv_area *st = &kv->stage;
     const int hd = kv->head_dim;
@@ -193,8 +193,8 @@ void dn_kv_stage(const dn_kvcache *kv, int layer, int row, int head, const float
     uint8_t *vrow = v_at(kv, st, layer, head, row);
     if (kv->type == DANU_KV_Q8_0) {
         const size_t r = row_index(kv, st, layer, head, row);
-        st->ks[r] = dn_kv_quantize(k, hd, (int8_t *)krow);
-        st->vs[r] = dn_kv_quantize(v, hd, (int8_t *)vrow);
+        st->ks[r] = kern->kv_quantize(k, hd, (int8_t *)krow);
+        st->vs[r] = kern->kv_quantize(v, hd, (int8_t *)vrow);
     } else if (kv->type == DANU_KV_F16) {
         for (int d = 0; d < hd; d++) {
             const uint16_t hk = dn_f32_to_fp16(k[d]), hv = dn_f32_to_fp16(v[d]);

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include "danu.h"
 #include "common/alloc.h"
+#include "kernels/kernels.h"
 
 typedef struct dn_kv_area {
     uint8_t *k, *v;       /* [n_layers][n_heads] x (slots/16 K tiles | slots V rows) */
@@ -53,8 +54,10 @@ typedef struct dn_kv_span { const uint8_t *k, *v; const float *ks, *vs; int lane
 dn_kv_span dn_kv_span_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot);
 
 /* Store head `head` of a batch row's rotated k and its v (hd floats each)
- * into staging row `row` of `layer`, in the cache's type. */
-void dn_kv_stage(const dn_kvcache *kv, int layer, int row, int head, const float *k, const float *v);
+ * into staging row `row` of `layer`, in the cache's type (Q8 through
+ * kern->kv_quantize). */
+void dn_kv_stage(const dn_kvcache *kv, const dn_kernels *kern, int layer, int row, int head, const float *k,
+                 const float *v);
 /* Copy staged rows 0..n-1 (positions pos0..pos0+n-1) into the rings. */
 void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n);
 /* Copy ring slots 0..slots-1 of every layer and head from src (same shape). */
