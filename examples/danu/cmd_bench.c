@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "common/os.h"
 #include "common/os_thread.h"
+#include "common/os_cpu.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -445,6 +446,35 @@ static int bench_kv_type(void)
     return v >= DANU_KV_F16 && v <= DANU_KV_Q8_0 ? (int)v : DANU_KV_F16;
 }
 
+/* The CPU the figures come from, as cpuid names it (x86-64): the brand
+ * string a VM may shorten, and family/model, which tell the core (AMD
+ * family 25: Zen 3/4, 26: Zen 5; this README's figures once named the
+ * wrong one). Elsewhere only the core count. */
+static void print_cpu(void)
+{
+#ifdef DN_HAVE_CPUID
+    uint32_t r[4];
+    char brand[49] = "";
+    dn_cpuid(0x80000000u, 0, r);
+    if (r[0] >= 0x80000004u) {
+        for (uint32_t i = 0; i < 3; i++) {
+            dn_cpuid(0x80000002u + i, 0, r);
+            memcpy(brand + 16 * i, r, 16);
+        }
+        brand[48] = 0;
+        for (int i = 47; i >= 0 && (brand[i] == ' ' || brand[i] == 0); i--) brand[i] = 0;
+    }
+    const char *b = brand;
+    while (*b == ' ') b++;
+    dn_cpuid(1, 0, r);
+    const uint32_t base = (r[0] >> 8) & 0xF, fam = base == 0xF ? base + ((r[0] >> 20) & 0xFF) : base;
+    const uint32_t model = (r[0] >> 4 & 0xF) | (base == 0xF || base == 6 ? (r[0] >> 16 & 0xF) << 4 : 0);
+    printf("cpu: %s (family %u model %u), %d cores for this process\n", *b ? b : "unnamed", fam, model, dn_cpu_count());
+#else
+    printf("cpu: %d cores for this process\n", dn_cpu_count());
+#endif
+}
+
 int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL, *threads_s = "1,2";
@@ -466,7 +496,7 @@ int cmd_bench(int argc, char **argv)
                    "  tokens one at a time; -d D runs both after D tokens already in the context (\"@ dD\",\n"
                    "  as llama-bench -d: attention over a long context). Also prints peak RSS and, for\n"
                    "  generation, the bytes read per token (weights + KV) times tokens/s against the memory\n"
-                   "  read bandwidth measured in the same run.\n"
+                   "  read bandwidth measured in the same run, and the CPU (cpuid brand, family, model).\n"
                    "  -p N, -n N, -d N   0..1048576;  -r N   repetitions, 1..64\n"
                    "  -t LIST            thread counts, each 1..64, comma-separated\n"
                    "  --busy N           N threads of this program spin (pure CPU) from the first\n"
@@ -603,6 +633,7 @@ int cmd_bench(int argc, char **argv)
            model, (double)wbytes / (1 << 30), per_token / 1e9, isa_names[isa >= 0 && isa <= 5 ? isa : 1],
            (long long)repacked, cli_opt_given(DANU_OPT_FAST_BF16, NULL) ? ", fast bf16" : "",
            cli_flag_word("--kv-type", bench_kv_type()));
+    print_cpu();
     if (busy)
         printf("busy: %lld spinning thread%s of this program run from the first measurement to the last (pure CPU)\n",
                (long long)busy, busy == 1 ? "" : "s");
