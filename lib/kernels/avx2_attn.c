@@ -23,7 +23,6 @@ AI __m256i lane_mask(int left)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
 }
 
-AI size_t elem_bytes(int type) { return type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1; }
 
 /* 8 floats of a cache row from element d0, lanes >= left zero (not read) */
 AI __m256 load_row(const uint8_t *row, int type, int d0, int left)
@@ -32,7 +31,7 @@ AI __m256 load_row(const uint8_t *row, int type, int d0, int left)
         const float *f = (const float *)(const void *)row + d0;
         return left >= 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lane_mask(left));
     }
-    const size_t eb = elem_bytes(type);
+    const size_t eb = dn_kv_elem_bytes(type);
     const uint8_t *src = row + (size_t)d0 * eb;
     uint8_t t[16] = { 0 };
     if (left < 8) src = memcpy(t, src, eb * (size_t)left);
@@ -154,7 +153,7 @@ AI int pass_lines(const uint8_t *nc, int64_t next, int b, int n, const uint8_t *
 AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
                      float *out, size_t os)
 {
-    const size_t vs = (size_t)hd * elem_bytes(type);
+    const size_t vs = (size_t)hd * dn_kv_elem_bytes(type);
     _Alignas(32) float wq[4][VCHUNK];   /* Q8: p * vsc of the chunk */
     for (int i0 = 0; i0 < nq; i0 += 4) {
         const int m = nq - i0 < 4 ? nq - i0 : 4;

@@ -187,7 +187,7 @@ void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void 
 AI void values_tile(int NQ, int NV, int type, int hd, const float *w, size_t ws, const uint8_t *v, int nk, float *out,
                     size_t os, int d0, int nd_last)
 {
-    const size_t vs = (size_t)hd * (type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1);
+    const size_t vs = (size_t)hd * dn_kv_elem_bytes(type);
     __m512 acc[4][5];
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++)
         acc[i][c] = _mm512_maskz_loadu_ps(c == NV - 1 ? mask_of(nd_last) : 0xFFFF, out + i * os + d0 + 16 * c);
@@ -232,8 +232,8 @@ enum { VCHUNK = 256 };
 AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
                      float *out, size_t os)
 {
-    const size_t vs = (size_t)hd * (type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1);
-    const int chunk = type == DN_KV_Q8 ? VCHUNK : nk > 0 ? nk : 1;
+    const size_t vs = (size_t)hd * dn_kv_elem_bytes(type);
+    const int chunk = type == DN_KV_Q8 ? VCHUNK : nk;   /* f16/f32: one pass */
     _Alignas(64) float wq[4][VCHUNK];
     for (int i0 = 0; i0 < nq; i0 += 4) {
         const int m = nq - i0 < 4 ? nq - i0 : 4;

@@ -24,6 +24,8 @@ enum {
 /* KV cache element types, as DANU_KV_* (kvcache.c checks they agree), and
  * the positions per K tile. */
 enum { DN_KV_F16 = 0, DN_KV_F32 = 1, DN_KV_Q8 = 2, DN_KV_TILE = 16 };
+/* Bytes of one cached element (a V row is head_dim of them). */
+static inline size_t dn_kv_elem_bytes(int type) { return type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1; }
 
 /* A K tile holds DN_KV_TILE positions (lanes) of one head. f16 / f32:
  * dimension-major, element d of lane l at 16 d + l, so one load gives a
@@ -33,18 +35,14 @@ enum { DN_KV_F16 = 0, DN_KV_F32 = 1, DN_KV_Q8 = 2, DN_KV_TILE = 16 };
  * operand of vpdpbusd against 4 query bytes (sdot after an xor on Arm). */
 static inline size_t dn_kv_tile_bytes(int hd, int type)
 {
-    return type == DN_KV_Q8 ? (size_t)((hd + 3) & ~3) * DN_KV_TILE : (size_t)hd * DN_KV_TILE * (type == DN_KV_F32 ? 4u : 2u);
+    return type == DN_KV_Q8 ? (size_t)((hd + 3) & ~3) * DN_KV_TILE : (size_t)hd * DN_KV_TILE * dn_kv_elem_bytes(type);
 }
 static inline size_t dn_kv_k_offset(int type, int d, int lane)
 {
     return type == DN_KV_Q8 ? (size_t)(d / 4) * 4 * DN_KV_TILE + 4 * (size_t)lane + (size_t)(d % 4)
-                            : ((size_t)d * DN_KV_TILE + (size_t)lane) * (type == DN_KV_F32 ? 4u : 2u);
+                            : ((size_t)d * DN_KV_TILE + (size_t)lane) * dn_kv_elem_bytes(type);
 }
 
-/* Q8 rows (cached K and V rows, and the query rows the Q8 score kernels
- * take): n values as int8 codes q with one scale, x ~ scale * q, scale =
- * max|x| / 127, q = round(x * 127 / max|x|) (NaN: 0; all zero: scale 0).
- * Returns the scale. One home, so every table quantizes a query alike. */
 /* The code of one element, v = x * 127 / max|x|: roundf (half away from
  * zero) inline, without a libm call per element (1.2 % of a token after
  * 4096 positions, 2026-12-06): |v| < 127 truncates exactly through int,
@@ -56,6 +54,12 @@ static inline int8_t dn_kv_code(float v)
     const int r = v != v ? 0 : a >= 127.0f ? 127 : (int)a + (a - (float)(int)a >= 0.5f);
     return (int8_t)(v < 0.0f ? -r : r);
 }
+
+/* Q8 rows (cached K and V rows, and the query rows the Q8 score kernels
+ * take): n values as int8 codes q with one scale, x ~ scale * q, scale =
+ * max|x| / 127, q = round(x * 127 / max|x|) (NaN: 0; all zero: scale 0).
+ * Returns the scale. The definition: every table's kv_quantize gives
+ * these bits (test_kernels), so every table quantizes a query alike. */
 static inline float dn_kv_quantize(const float *x, int n, int8_t *q)
 {
     float amax = 0.0f;
@@ -140,8 +144,8 @@ typedef struct dn_kernels {
                        const float *ksc, float *s, size_t ss);
     void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                        float *out, size_t os);
-    /* dn_kv_quantize, the same bits (the Q8 cache's K and V rows; the
-     * tables' Q8 score kernels quantize queries with their own). */
+    /* dn_kv_quantize, the same bits, for the Q8 cache's K and V rows (the
+     * table's Q8 score kernels call the same function on their queries). */
     float (*kv_quantize)(const float *x, int n, int8_t *q);
 } dn_kernels;
 

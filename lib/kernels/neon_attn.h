@@ -16,7 +16,6 @@
 #ifndef DN_NEON_ATTN_H
 #define DN_NEON_ATTN_H
 
-AI size_t att_elem(int type) { return type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1; }
 
 /* 4 floats from element x of a tile or row */
 AI float32x4_t att_ld4(int type, const uint8_t *base, size_t x)

@@ -12,7 +12,6 @@ _Static_assert((int)DN_KV_F16 == (int)DANU_KV_F16 && (int)DN_KV_F32 == (int)DANU
                (int)DN_KV_Q8 == (int)DANU_KV_Q8_0,
                "kernels.h names the KV types as danu.h does");
 
-static size_t elem_of(int32_t type) { return type == DANU_KV_F32 ? 4 : type == DANU_KV_F16 ? 2 : 1; }
 static int32_t round_tile(int32_t n) { return (n + DN_KV_TILE - 1) / DN_KV_TILE * DN_KV_TILE; }
 
 /* Bytes of one area's K array, V array, and one scale array. */
@@ -22,7 +21,7 @@ static int area_sizes(int32_t n_layers, int32_t n_heads, int32_t head_dim, int32
     const size_t rows = (size_t)n_layers * (size_t)n_heads;
     *sc_b = type == DANU_KV_Q8_0 ? rows * (size_t)slots * sizeof(float) : 0;
     return __builtin_mul_overflow(rows * dn_kv_tile_bytes(head_dim, type), (size_t)(slots / DN_KV_TILE), k_b) ||
-           __builtin_mul_overflow(rows * (size_t)head_dim * elem_of(type), (size_t)slots, v_b);
+           __builtin_mul_overflow(rows * (size_t)head_dim * dn_kv_elem_bytes(type), (size_t)slots, v_b);
 }
 
 /* huge: ask for huge pages (decoding reads every position of every layer
@@ -68,7 +67,7 @@ danu_status dn_kv_init(dn_kvcache *kv, const dn_alloc *a, int32_t n_layers, int3
     kv->cap = cap;
     kv->n_batch = n_batch;
     kv->type = type;
-    kv->elem = elem_of(type);
+    kv->elem = dn_kv_elem_bytes(type);
     if (!area_init(&kv->ring, a, kv, round_tile(cap), huge_pages) ||
         !area_init(&kv->stage, a, kv, round_tile(n_batch), huge_pages)) {
         const size_t want = dn_kv_alloc_bytes(n_layers, n_heads, head_dim, cap, n_batch, type);
