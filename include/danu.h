@@ -230,8 +230,9 @@ enum { DANU_REPACK_AUTO = -1, DANU_REPACK_OFF = 0, DANU_REPACK_ON = 1 };
  * and position (scale = max |x| / 127): 1.05 bytes per value instead of 2,
  * so a Danube character at a full 4096-token window needs 126 MiB instead
  * of 240 MiB, and decoding after a long context reads half the cache
- * bytes and scores the keys with int8 dot products (each query head
- * quantized the same way). Its logits differ a little from F16's (mean KL divergence below
+ * bytes, scores the keys with int8 dot products (each query head
+ * quantized the same way) and sums the values exactly in integers (each
+ * probability times the row's scale as a 14-bit integer). Its logits differ a little from F16's (mean KL divergence below
  * 1e-3 on the test models); every cache operation (state save/load,
  * rewind, fork, shift) works with every type, but a state loads only into a
  * context of the type that saved it. */

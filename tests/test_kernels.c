@@ -555,7 +555,8 @@ END_TEST
 
 /* att_scores / att_values of every table vs double oracles, over the
  * cache layout (K in tiles of 16 keys, the run starting at any lane; V
- * rows) for f16, f32 and q8 (int8 with a scale per row), head sizes off
+ * rows) for f16, f32 and (scores) q8 (int8 with a scale per row; Q8
+ * values: test_kernels_attention_q8), head sizes off
  * the vector width: |err| <= 1e-5 of sum |terms| (a sequential f32 fma
  * chain of <= 200 terms errs < 200 * 2^-24 ~ 1.2e-5 in the worst case,
  * ~1e-7 typically). Q8 scores (kernels.h): the query quantized to int8
@@ -659,6 +660,7 @@ START_TEST(test_kernels_attention)
             }
             CHECK(!memcmp(s1, s2, sizeof(float) * nq * ss), "%s att_scores: alone/split bits differ (hd %d type %d nq %d nk %d lane %d)",
                   k->name, hd, type, nq, nk, lane);
+            if (type == DN_KV_Q8) continue;   /* Q8 values: test_kernels_attention_q8 */
 
             for (int i = 0; i < nq; i++) for (size_t j = 0; j < ss; j++) p[i * ss + j] = j % 5 == 3 ? 0.0f : fabsf(rnd_val());
             for (size_t i = 0; i < (size_t)nq * os; i++) o0[i] = i % os >= (size_t)hd ? SENT : rnd_val();
@@ -669,7 +671,7 @@ START_TEST(test_kernels_attention)
                 for (int d = 0; d < hd; d++) {
                     double e = o0[i * os + d], m = fabs(e);
                     for (int j = 0; j < nk; j++) {
-                        double t = (double)p[i * ss + j] * vf[j * hd + d] * (type == DN_KV_Q8 ? vsc[j] : 1.0);
+                        double t = (double)p[i * ss + j] * vf[j * hd + d];
                         e += t; m += fabs(t);
                     }
                     CHECK(fabs(o1[i * os + d] - e) <= 1e-5 * m + 1e-30, "%s att_values hd %d type %d nq %d nk %d [%d][%d]: %.9g vs %.9g",
@@ -687,7 +689,7 @@ START_TEST(test_kernels_attention)
 }
 END_TEST
 
-/* att_values over runs longer than the kernels' key chunks (avx2: 128
+/* f16/f32 att_values over runs longer than the kernels' key chunks (avx2: 128
  * keys, with the next chunk fetched ahead): every table against the double
  * oracle (a sequential f32 fma chain of nk terms errs < nk * 2^-24 of the
  * sum of |terms| in the worst case: 531 terms, bound 3.2e-5), and a row
@@ -705,17 +707,15 @@ START_TEST(test_kernels_attention_values_long)
     for (int ti = 0; ti < nk_tab; ti++) {
         const dn_kernels *k = ks[ti];
         for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
-        for (int type = 0; type < 3; type++) {
+        for (int type = 0; type < 2; type++) {   /* f16, f32 (Q8: test_kernels_attention_q8) */
             const int hd = hds[hi];
             const size_t eb = type == DN_KV_F32 ? 4 : type == DN_KV_F16 ? 2 : 1;
             for (int j = 0; j < NK; j++) {
-                vsc[j] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
                 for (int d = 0; d < hd; d++) {
                     uint8_t *x = V + ((size_t)j * hd + d) * eb;
                     float *f = &vf[j * hd + d];
                     if (type == DN_KV_F32) { *f = rnd_val(); memcpy(x, f, 4); }
-                    else if (type == DN_KV_F16) { uint16_t h = dn_f32_to_fp16(rnd_val()); memcpy(x, &h, 2); *f = dn_fp16_to_f32(h); }
-                    else { int8_t c = (int8_t)((int)(rnd_u32() % 255) - 127); *x = (uint8_t)c; *f = c; }
+                    else { uint16_t h = dn_f32_to_fp16(rnd_val()); memcpy(x, &h, 2); *f = dn_fp16_to_f32(h); }
                 }
             }
             for (int i = 0; i < NQ * PS; i++) p[i] = fabsf(rnd_val()) / NK;
@@ -728,7 +728,7 @@ START_TEST(test_kernels_attention_values_long)
                 for (int d = 0; d < hd; d++) {
                     double e = o0[i * OS + d], m = fabs(e);
                     for (int j = 0; j < NK; j++) {
-                        const double t = (double)p[i * PS + j] * vf[j * hd + d] * (type == DN_KV_Q8 ? vsc[j] : 1.0);
+                        const double t = (double)p[i * PS + j] * vf[j * hd + d];
                         e += t; m += fabs(t);
                     }
                     CHECK(fabs(o1[i * OS + d] - e) <= 3.2e-5 * m, "%s att_values nk %d hd %d type %d [%d][%d]: %.9g vs %.9g",
@@ -740,6 +740,100 @@ START_TEST(test_kernels_attention_values_long)
             }
             CHECK(!memcmp(o1, o2, sizeof o1), "%s att_values nk %d: alone/split bits differ (hd %d type %d)", k->name,
                   NK, hd, type);
+        }
+    }
+}
+END_TEST
+
+/* The Q8 values slots of every table (kernels.h att_q8_*) against their
+ * definitions written out here: att_q8_wmax is the largest float product
+ * p * scale (NaN when one is NaN), exactly; att_q8_weights the products
+ * times c rounded to nearest-even (libm's nearbyintf in the default mode),
+ * clamped to 16383 and split into 7-bit planes, every byte including the
+ * zero padding and nothing written past it; att_q8_values the exact
+ * integer sums over a V tile laid out from its definition (groups of 4
+ * lanes, byte ((l % 16) / 4 * hd + d) * 4 + l % 4 of tile l / 16, junk in
+ * the lanes outside the run), added to what acc held, with planes full of
+ * junk past their padded end (a kernel reading them gets other sums). */
+START_TEST(test_kernels_attention_q8)
+{
+    const dn_kernels *ks[8];
+    const int nk_tab = dn_kernels_all(ks, 0);
+    static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96, 18, 20, 22, 26, 94 };   /* every even tail of 8 and 16 */
+    static const int nqs[] = { 1, 3, 4, 5, 16 };
+    static const int nks[] = { 1, 3, 15, 16, 17, 40, 531 };
+    static const int lanes[] = { 0, 1, 2, 3, 7, 15 };
+    enum { MAXHD = 200, MAXQ = 16, MAXK = 531, TILES = (15 + MAXK + 15) / 16, WS = MAXK + 3 + 3 + 13 };
+    static int8_t code[MAXK * MAXHD];
+    static _Alignas(64) uint8_t V[TILES * 16 * MAXHD], W[MAXQ * 2 * WS];
+    static int64_t acc[MAXQ * 2 * MAXHD + 7], want[MAXQ * 2 * MAXHD + 7];
+    static float p[MAXK], vsc[MAXK];
+    static uint8_t hi[WS + 8], lo[WS + 8];
+    rng_state = 8086;
+    for (int ti = 0; ti < nk_tab; ti++) {
+        const dn_kernels *k = ks[ti];
+        ck_assert_msg(k->att_q8_wmax && k->att_q8_weights && k->att_q8_values, "%s lacks Q8 values slots", k->name);
+        /* wmax and weights, every length and pad */
+        for (int n = 1; n <= 70; n += (n < 40 ? 1 : 29)) {
+            for (int pad = 0; pad < 4; pad++) {
+                for (int j = 0; j < n; j++) {
+                    p[j] = j % 7 == 2 ? 0.0f : fabsf(rnd_val()) / 3;
+                    vsc[j] = 0.001f + fabsf(rnd_val()) / 50;
+                }
+                float m = 0.0f;
+                for (int j = 0; j < n; j++) if (p[j] * vsc[j] > m) m = p[j] * vsc[j];
+                const float got = k->att_q8_wmax(p, vsc, n);
+                CHECK(got == m, "%s att_q8_wmax n %d: %a, want %a", k->name, n, (double)got, (double)m);
+                const float c = pad == 3 ? 16383.0f / m * 1.5f : 16383.0f / m;   /* pad 3: some clamp at 16383 */
+                memset(hi, 0x55, sizeof hi);
+                memset(lo, 0x55, sizeof lo);
+                k->att_q8_weights(p, vsc, n, c, pad, hi, lo);
+                const int end = (pad + n + 3) / 4 * 4;
+                for (int j = 0; j < end + 8; j++) {
+                    int w = 0;
+                    if (j >= pad && j < pad + n) {
+                        float t = p[j - pad] * vsc[j - pad];
+                        t = t * c;
+                        w = (int)nearbyintf(t);
+                        if (w > 16383) w = 16383;
+                    }
+                    const int wh = j < end ? w >> 7 : 0x55, wl = j < end ? w & 127 : 0x55;
+                    CHECK(hi[j] == wh && lo[j] == wl, "%s att_q8_weights n %d pad %d byte %d: %d %d, want %d %d", k->name, n,
+                          pad, j, hi[j], lo[j], wh, wl);
+                }
+            }
+        }
+        p[0] = 0.5f; vsc[0] = 1.0f; p[1] = NAN; vsc[1] = 1.0f; p[2] = 0.25f; vsc[2] = 1.0f;
+        CHECK(isnan(k->att_q8_wmax(p, vsc, 3)), "%s att_q8_wmax: a NaN product", k->name);
+        p[1] = 0.0f; vsc[1] = NAN;
+        for (int n = 2; n <= 40; n += 19) CHECK(isnan(k->att_q8_wmax(p, vsc, n)), "%s att_q8_wmax: a NaN scale", k->name);
+        /* values: exact sums */
+        for (size_t hi_ = 0; hi_ < sizeof hds / sizeof hds[0]; hi_++)
+        for (size_t qi = 0; qi < sizeof nqs / sizeof nqs[0]; qi++)
+        for (size_t ki = 0; ki < sizeof nks / sizeof nks[0]; ki++)
+        for (size_t li = 0; li < sizeof lanes / sizeof lanes[0]; li++) {
+            const int hd = hds[hi_], nq = nqs[qi], nk = nks[ki], lane = lanes[li], pad = lane % 4;
+            if (nk == MAXK && (hd != 80 || lane > 3) && !(hd == 18 && nq == 5)) continue;   /* long runs: a few shapes */
+            memset(V, 0xA5, sizeof V);
+            for (int j = 0; j < nk; j++) {
+                const int l = lane + j;
+                for (int d = 0; d < hd; d++) {
+                    const int8_t c = (int8_t)((int)(rnd_u32() % 255) - 127);
+                    code[j * hd + d] = c;
+                    V[(size_t)(l / 16) * 16 * hd + ((size_t)((l % 16) / 4) * hd + d) * 4 + l % 4] = (uint8_t)c;
+                }
+            }
+            memset(W, 0x55, sizeof W);
+            const int end = (pad + nk + 3) / 4 * 4;
+            for (int i = 0; i < 2 * nq; i++)
+                for (int j = 0; j < end; j++) W[(size_t)i * WS + j] = j < pad || j >= pad + nk ? 0 : (uint8_t)(rnd_u32() % 128);
+            for (int i = 0; i < 2 * nq * hd + 7; i++) acc[i] = want[i] = (int64_t)(rnd_u32() % 2000001) - 1000000;
+            for (int i = 0; i < 2 * nq; i++)
+                for (int d = 0; d < hd; d++)
+                    for (int j = 0; j < nk; j++) want[(size_t)i * hd + d] += (int64_t)W[(size_t)i * WS + pad + j] * code[j * hd + d];
+            k->att_q8_values(hd, nq, W, WS, V, lane, nk, acc);
+            CHECK(!memcmp(acc, want, sizeof(int64_t) * (size_t)(2 * nq * hd + 7)),
+                  "%s att_q8_values hd %d nq %d nk %d lane %d: sums differ", k->name, hd, nq, nk, lane);
         }
     }
 }
@@ -835,6 +929,7 @@ int main(void)
     tcase_add_test(tc, test_kernels_exp_range);
     tcase_add_test(tc, test_kernels_attention);
     tcase_add_test(tc, test_kernels_attention_values_long);
+    tcase_add_test(tc, test_kernels_attention_q8);
     tcase_add_test(tc, test_kernels_kv_quantize);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -548,5 +548,7 @@ const dn_kernels dn_kernels_avx2_table = {
     .rmsnorm = dn_rmsnorm_avx2, .silu_mul = dn_silu_mul_avx2, .add = dn_add_avx2,
     .softmax = dn_softmax_avx2,
     .att_scores = dn_att_scores_avx2, .att_values = dn_att_values_avx2,
+    .att_q8_wmax = dn_att_q8_wmax_avx2, .att_q8_weights = dn_att_q8_weights_avx2,
+    .att_q8_values = dn_att_q8_values_avx2,
     .kv_quantize = dn_kv_quantize_avx2,
 };

@@ -3,11 +3,12 @@
  * (kvcache.h). f16/f32: a query row gets a tile's 16 scores from two FMAs
  * per dimension, four rows at a time (8 independent chains); Q8: integer
  * dot products of the codes (avx2_attn_q8.h). Values: 4 query rows x 16
- * dimensions of outputs in registers, keys in chunks that stay in L1.
- * Every score is the same operations whatever the tile (a sequential fma
- * over d from 0; Q8: an exact int32 sum, then two multiplies) and every
- * output element a sequential fma over the keys in order, so a token
- * alone and in a batch get identical bits. */
+ * dimensions of outputs in registers, keys in chunks that stay in L1; Q8
+ * values as exact integer sums of 7-bit weights times the codes
+ * (avx2_attn_q8.h). Every score is the same operations whatever the tile
+ * (a sequential fma over d from 0; Q8: an exact int32 sum, then two
+ * multiplies) and every output element a sequential fma over the keys in
+ * order, so a token alone and in a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -16,27 +17,17 @@
 #include "kernels/avx2_attn_q8.h"
 
 
-/* lanes < left set (left >= 8: all) for maskload/maskstore */
-AI __m256i lane_mask(int left)
-{
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), idx);
-}
-
-
-/* 8 floats of a cache row from element d0, lanes >= left zero (not read) */
+/* 8 floats of an f16 or f32 V row from element d0, lanes >= left zero (not read) */
 AI __m256 load_row(const uint8_t *row, int type, int d0, int left)
 {
     if (type == DN_KV_F32) {
         const float *f = (const float *)(const void *)row + d0;
         return left >= 8 ? _mm256_loadu_ps(f) : _mm256_maskload_ps(f, lane_mask(left));
     }
-    const size_t eb = dn_kv_elem_bytes(type);
-    const uint8_t *src = row + (size_t)d0 * eb;
+    const uint8_t *src = row + (size_t)d0 * 2;
     uint8_t t[16] = { 0 };
-    if (left < 8) src = memcpy(t, src, eb * (size_t)left);
-    if (type == DN_KV_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)src));
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)src)));
+    if (left < 8) src = memcpy(t, src, 2 * (size_t)left);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)src));
 }
 
 /* Dimension d, lanes 8h..8h+7, of the 16 keys of an f16 or f32 tile. */
@@ -92,16 +83,16 @@ void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k
     else att_scores_q8(hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
-/* Values: keys in chunks of VCHUNK; per chunk, 4 query rows x 16
- * dimensions of outputs in registers (8 accumulators) while each V row's
- * 16 elements are converted once for all 4 rows, pass after pass over the
- * dimensions with the chunk's rows in L1, and the next chunk's lines
- * fetched during those passes. Q8 weights p * row scale are made once
- * per chunk. Before (2 rows x 40 dimensions, one long stream, every V
- * element converted twice for a KV group's 4 query heads), the values of
- * a token after 4096 positions, 24 layers x 8 heads, cache in DRAM, one
- * core, took 8.5-9.8 ms (q8) and 9.6-10.9 ms (f16); now 6.2-6.6 and
- * 7.3-8.0, about their time with the cache in L3 (2026-12-06). */
+/* Values (f16 / f32; Q8 goes through the att_q8 slots): keys in chunks
+ * of VCHUNK; per chunk, 4 query rows x 16 dimensions of outputs in
+ * registers (8 accumulators) while each V row's 16 elements are converted
+ * once for all 4 rows, pass after pass over the dimensions with the
+ * chunk's rows in L1, and the next chunk's lines fetched during those
+ * passes. Before (2 rows x 40 dimensions, one long stream, every V
+ * element converted twice for a KV group's 4 query heads), the f16 values
+ * of a token after 4096 positions, 24 layers x 8 heads, cache in DRAM,
+ * one core, took 9.6-10.9 ms; now 7.3-8.0, about their time with the
+ * cache in L3 (2026-12-06). */
 enum { VCHUNK = 128 };
 
 /* NQ output rows, dimensions d0 .. d0 + 8 NV (the last vector nd_last
@@ -150,28 +141,16 @@ AI int pass_lines(const uint8_t *nc, int64_t next, int b, int n, const uint8_t *
     return (int)(left < n ? left : n);
 }
 
-AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
-                     float *out, size_t os)
+AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, float *out,
+                     size_t os)
 {
     const size_t vs = (size_t)hd * dn_kv_elem_bytes(type);
-    _Alignas(32) float wq[4][VCHUNK];   /* Q8: p * vsc of the chunk */
     for (int i0 = 0; i0 < nq; i0 += 4) {
         const int m = nq - i0 < 4 ? nq - i0 : 4;
         float *o = out + (size_t)i0 * os;
         for (int j0 = 0; j0 < nk; j0 += VCHUNK) {
             const int n = nk - j0 < VCHUNK ? nk - j0 : VCHUNK;
             const float *w = p + (size_t)i0 * ps + j0;
-            size_t ws = ps;
-            if (type == DN_KV_Q8) {
-                for (int i = 0; i < m; i++) {
-                    int j = 0;
-                    for (; j + 8 <= n; j += 8)
-                        _mm256_store_ps(&wq[i][j], _mm256_mul_ps(_mm256_loadu_ps(w + i * ps + j), _mm256_loadu_ps(vsc + j0 + j)));
-                    for (; j < n; j++) wq[i][j] = w[i * ps + j] * vsc[j0 + j];
-                }
-                w = wq[0];
-                ws = VCHUNK;
-            }
             const uint8_t *vc = v + (size_t)j0 * vs;
             /* the next chunk's lines, spread over this chunk's passes */
             const int64_t next = (int64_t)(nk - j0 - n < VCHUNK ? nk - j0 - n : VCHUNK) * (int64_t)vs;
@@ -180,10 +159,10 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
                 const uint8_t *pf;
                 const int pf_lines = pass_lines(vc + (size_t)n * vs, next, d0 / 16, n, &pf);
                 switch (m) {
-                case 1: values_rows(1, type, nv, w, ws, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
-                case 2: values_rows(2, type, nv, w, ws, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
-                case 3: values_rows(3, type, nv, w, ws, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
-                default: values_rows(4, type, nv, w, ws, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                case 1: values_rows(1, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                case 2: values_rows(2, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                case 3: values_rows(3, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                default: values_rows(4, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
                 }
             }
         }
@@ -193,7 +172,68 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
 void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                         float *out, size_t os)
 {
-    if (type == DN_KV_F16) values_typed(DN_KV_F16, hd, nq, p, ps, v, nk, vsc, out, os);
-    else if (type == DN_KV_F32) values_typed(DN_KV_F32, hd, nq, p, ps, v, nk, vsc, out, os);
-    else values_typed(DN_KV_Q8, hd, nq, p, ps, v, nk, vsc, out, os);
+    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots */
+    if (type == DN_KV_F16) values_typed(DN_KV_F16, hd, nq, p, ps, v, nk, out, os);
+    else values_typed(DN_KV_F32, hd, nq, p, ps, v, nk, out, os);
+}
+
+/* ---- Q8 values as integer sums (kernels.h att_q8_*) ----------------------- */
+
+float dn_att_q8_wmax_avx2(const float *p, const float *vsc, int n)
+{
+    __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) {
+        const __m256i k = lane_mask(n - j);   /* lanes past n: 0 * 0 */
+        const __m256 t = _mm256_mul_ps(_mm256_maskload_ps(p + j, k), _mm256_maskload_ps(vsc + j, k));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
+        m = _mm256_max_ps(t, m);   /* keeps m unless t > m: the lanes stay >= +0 and never NaN */
+    }
+    if (_mm256_movemask_ps(nan)) return NAN;
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+}
+
+/* The weights of 8 keys, bytes 0..7 hi and 8..15 lo: (p * vsc) * c as
+ * scalar multiplies it, clamped before rounding (the same as after: 16383
+ * is an integer), rounded to nearest-even whatever the MXCSR mode. */
+AI __m128i q8_weights8(__m256 p, __m256 vsc, __m256 c)
+{
+    const __m256 t = _mm256_min_ps(_mm256_mul_ps(_mm256_mul_ps(p, vsc), c), _mm256_set1_ps((float)DN_ATT_W_MAX));
+    const __m256i w = _mm256_cvtps_epi32(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    const __m128i low = _mm_set1_epi16((1 << DN_ATT_W_SHIFT) - 1);
+    return _mm_packus_epi16(_mm_srli_epi16(w16, DN_ATT_W_SHIFT), _mm_and_si128(w16, low));
+}
+
+void dn_att_q8_weights_avx2(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
+{
+    const __m256 cc = _mm256_set1_ps(c);
+    memset(hi, 0, (size_t)pad);
+    memset(lo, 0, (size_t)pad);
+    hi += pad;
+    lo += pad;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m128i b = q8_weights8(_mm256_loadu_ps(p + j), _mm256_loadu_ps(vsc + j), cc);
+        _mm_storel_epi64((__m128i *)(void *)(hi + j), b);
+        _mm_storel_epi64((__m128i *)(void *)(lo + j), _mm_unpackhi_epi64(b, b));
+    }
+    /* the last n % 8 keys and the zeros up to a multiple of 4 from the
+     * planes' start: at most 7 + 3 bytes, the masked lanes give 0 */
+    const int rest = ((pad + n + 3) & ~3) - pad - j;
+    if (rest > 0) {
+        const __m256i k = lane_mask(n - j);
+        const __m128i b = q8_weights8(_mm256_maskload_ps(p + j, k), _mm256_maskload_ps(vsc + j, k), cc);
+        uint8_t bh[16] = { 0 }, bl[16] = { 0 };
+        _mm_storel_epi64((__m128i *)(void *)bh, b);
+        _mm_storel_epi64((__m128i *)(void *)bl, _mm_unpackhi_epi64(b, b));
+        memcpy(hi + j, bh, (size_t)rest);
+        memcpy(lo + j, bl, (size_t)rest);
+    }
+}
+
+void dn_att_q8_values_avx2(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc)
+{
+    att_q8_values(hd, nq, w, ws, v, lane, nk, acc);
 }

@@ -71,7 +71,12 @@ void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k
                           const float *ksc, float *s, size_t ss);
 void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                           float *out, size_t os);
-/* avx2vnni_attn.c: Q8 scores with vpdpbusd, the rest as dn_att_scores_avx2 */
+float dn_att_q8_wmax_avx2(const float *p, const float *vsc, int n);
+void dn_att_q8_weights_avx2(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo);
+void dn_att_q8_values_avx2(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc);
+/* avx2vnni_attn.c: Q8 scores and values with vpdpbusd, the rest as avx2 */
 void dn_att_scores_avx2vnni(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                             const float *ksc, float *s, size_t ss);
+void dn_att_q8_values_avx2vnni(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk,
+                               int64_t *acc);
 #endif

@@ -386,4 +386,5 @@ const dn_kernels dn_kernels_avx2vnni_table = {
         [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx2vnni,
     },
     .att_scores = dn_att_scores_avx2vnni,
+    .att_q8_values = dn_att_q8_values_avx2vnni,
 };

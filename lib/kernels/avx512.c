@@ -716,5 +716,7 @@ const dn_kernels dn_kernels_avx512_table = {
     .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,
     .softmax = dn_softmax_avx512,
     .att_scores = dn_att_scores_avx512, .att_values = dn_att_values_avx512,
+    .att_q8_wmax = dn_att_q8_wmax_avx512, .att_q8_weights = dn_att_q8_weights_avx512,
+    .att_q8_values = dn_att_q8_values_avx512,
     .kv_quantize = dn_kv_quantize_avx512,
 };

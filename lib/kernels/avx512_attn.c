@@ -12,13 +12,15 @@
  * tile a step decoded after 4096 positions 1-9 % faster (f16 KV) and
  * 1-2.5 % faster (Q8), alternating in one process (2026-12-06). Up to four
  * query rows are in flight, two sums each (8 independent chains); Q8 does
- * 4x the multiply-adds per instruction of f32. Values: each V row is
- * converted once per 4 query rows whose outputs stay in registers.
- * Every score is the same operations whatever the tile (f16/f32: fma
- * chains over the even and the odd d from 0, then their sum; Q8: an exact
- * int32 sum, then two multiplies), every output element a sequential fma
- * over the keys in order, so a token alone and in a batch get identical
- * bits. */
+ * 4x the multiply-adds per instruction of f32. Values: f16/f32 convert
+ * each V row once per 4 query rows whose outputs stay in registers; Q8
+ * multiplies 4 keys' codes by 4 integer weights per vpdpbusd (V tiles
+ * hold 16 dimensions of 4 keys per 64 bytes), half the instructions of
+ * the float FMAs it replaced. Every score is the same operations whatever
+ * the tile (f16/f32: fma chains over the even and the odd d from 0, then
+ * their sum; Q8: an exact int32 sum, then two multiplies), every f16/f32
+ * output element a sequential fma over the keys in order, every Q8 one an
+ * exact integer sum, so a token alone and in a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx512_internal.h"
@@ -35,7 +37,7 @@
  * Rechecked once the scores took one tile a step, decoding alternating in
  * one process: f16 6 tiles ahead against 3 and 10, Q8 16 against 8, the
  * same or better at 1 and 2 threads (2026-12-06). */
-enum { PF_TILES_F16 = 6, PF_ROWS_F16 = 48, PF_TILES = DN_ATT_PF_Q8_TILES, PF_ROWS = 128 };
+enum { PF_TILES_F16 = 6, PF_ROWS_F16 = 48, PF_TILES = DN_ATT_PF_Q8_TILES };
 
 AI __mmask16 mask_of(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
@@ -193,7 +195,6 @@ AI void values_tile(int NQ, int NV, int type, int hd, const float *w, size_t ws,
         acc[i][c] = _mm512_maskz_loadu_ps(c == NV - 1 ? mask_of(nd_last) : 0xFFFF, out + i * os + d0 + 16 * c);
     for (int j = 0; j < nk; j++) {
         const uint8_t *row = v + (size_t)j * vs;
-        if (type == DN_KV_Q8 && d0 == 0) _mm_prefetch((const char *)row + PF_ROWS * vs, _MM_HINT_T0);
         if (type == DN_KV_F16 && d0 == 0) {   /* Danube: 160-byte rows, 2.5 lines each; two fetches cover them */
             _mm_prefetch((const char *)row + PF_ROWS_F16 * vs, _MM_HINT_T0);
             _mm_prefetch((const char *)row + PF_ROWS_F16 * vs + 96, _MM_HINT_T0);
@@ -223,44 +224,20 @@ AI void values_rows(int NQ, int type, int nv, int hd, const float *w, size_t ws,
 }
 #undef VT
 
-/* Q8 weights p * row scale are made a chunk of keys at a time, 16 per
- * multiply (the same products as one by one), so the loop over keys
- * broadcasts them from memory: made per key in it, 4 scalar multiplies
- * and 4 register broadcasts took turns with the 20 FMAs. */
-enum { VCHUNK = 256 };
-
-AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, const float *vsc,
-                     float *out, size_t os)
+AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, float *out,
+                     size_t os)
 {
-    const size_t vs = (size_t)hd * dn_kv_elem_bytes(type);
-    const int chunk = type == DN_KV_Q8 ? VCHUNK : nk;   /* f16/f32: one pass */
-    _Alignas(64) float wq[4][VCHUNK];
     for (int i0 = 0; i0 < nq; i0 += 4) {
         const int m = nq - i0 < 4 ? nq - i0 : 4;
+        const float *w = p + (size_t)i0 * ps;
         float *o = out + (size_t)i0 * os;
-        for (int j0 = 0; j0 < nk; j0 += chunk) {
-            const int n = nk - j0 < chunk ? nk - j0 : chunk;
-            const float *w = p + (size_t)i0 * ps + j0;
-            size_t ws = ps;
-            if (type == DN_KV_Q8) {
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < n; j += 16) {
-                        const __mmask16 k = mask_of(n - j);
-                        _mm512_store_ps(&wq[i][j], _mm512_mul_ps(_mm512_maskz_loadu_ps(k, w + i * ps + j),
-                                                                 _mm512_maskz_loadu_ps(k, vsc + j0 + j)));
-                    }
-                w = wq[0];
-                ws = VCHUNK;
-            }
-            const uint8_t *vc = v + (size_t)j0 * vs;
-            for (int d0 = 0; d0 < hd; d0 += 80) {   /* 5 vectors x 4 rows of accumulators */
-                const int nd = hd - d0 < 80 ? hd - d0 : 80, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
-                switch (m) {
-                case 1: values_rows(1, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
-                case 2: values_rows(2, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
-                case 3: values_rows(3, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
-                default: values_rows(4, type, nv, hd, w, ws, vc, n, o, os, d0, last); break;
-                }
+        for (int d0 = 0; d0 < hd; d0 += 80) {   /* 5 vectors x 4 rows of accumulators */
+            const int nd = hd - d0 < 80 ? hd - d0 : 80, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
+            switch (m) {
+            case 1: values_rows(1, type, nv, hd, w, ps, v, nk, o, os, d0, last); break;
+            case 2: values_rows(2, type, nv, hd, w, ps, v, nk, o, os, d0, last); break;
+            case 3: values_rows(3, type, nv, hd, w, ps, v, nk, o, os, d0, last); break;
+            default: values_rows(4, type, nv, hd, w, ps, v, nk, o, os, d0, last); break;
             }
         }
     }
@@ -269,7 +246,123 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
 void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                           float *out, size_t os)
 {
-    if (type == DN_KV_F16) values_typed(DN_KV_F16, hd, nq, p, ps, v, nk, vsc, out, os);
-    else if (type == DN_KV_F32) values_typed(DN_KV_F32, hd, nq, p, ps, v, nk, vsc, out, os);
-    else values_typed(DN_KV_Q8, hd, nq, p, ps, v, nk, vsc, out, os);
+    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots */
+    if (type == DN_KV_F16) values_typed(DN_KV_F16, hd, nq, p, ps, v, nk, out, os);
+    else values_typed(DN_KV_F32, hd, nq, p, ps, v, nk, out, os);
+}
+
+/* ---- Q8 values as integer sums (kernels.h att_q8_*) ----------------------- */
+
+float dn_att_q8_wmax_avx512(const float *p, const float *vsc, int n)
+{
+    __m512 m = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 k = mask_of(n - j);
+        const __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), _mm512_maskz_loadu_ps(k, vsc + j));
+        nan |= _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, t);
+    }
+    return nan ? NAN : _mm512_reduce_max_ps(m);
+}
+
+void dn_att_q8_weights_avx512(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
+{
+    const __m512 cc = _mm512_set1_ps(c);
+    const __m512i top = _mm512_set1_epi32(DN_ATT_W_MAX), low = _mm512_set1_epi32((1 << DN_ATT_W_SHIFT) - 1);
+    const int end = (pad + n + 3) & ~3;
+    for (int j = 0; j < pad; j++) hi[j] = lo[j] = 0;
+    for (int j = pad + n; j < end; j++) hi[j] = lo[j] = 0;
+    hi += pad;
+    lo += pad;
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 k = mask_of(n - j);
+        const __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, p + j), _mm512_maskz_loadu_ps(k, vsc + j)), cc);
+        const __m512i w = _mm512_min_epi32(_mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), top);
+        _mm_mask_storeu_epi8(hi + j, k, _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, DN_ATT_W_SHIFT)));
+        _mm_mask_storeu_epi8(lo + j, k, _mm512_cvtepi32_epi8(_mm512_and_si512(w, low)));
+    }
+}
+
+/* acc += u . s, 4 byte products a lane. GCC 12 copies the accumulator
+ * around the intrinsic in this loop (a register move per vpdpbusd, values
+ * half as fast), not around the asm. */
+AI __m512i dpbusd_r(__m512i acc, __m512i u, __m512i s)
+{
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+    return acc;
+}
+
+/* Keys in chunks of Q8_GROUPS groups of 4 (int32 sums stay below
+ * 127 * 127 * 4 * 64 < 2^22, then go to the int64 acc); V fetched
+ * PF_GROUPS groups ahead by the first row pair: from DRAM the values of a
+ * decoding step took 2.0-2.5 ms at 32 groups ahead, 2.3-3.0 at 16 or 96,
+ * 4.8-5.3 without, against 2.8-3.0 for the float values they replace
+ * (24 layers x 8 heads x 4 rows after 4096 positions, one core,
+ * 2026-12-06). */
+enum { Q8_GROUPS = 64, PF_GROUPS = 32 };
+
+/* Rows NR (1 or 2) of acc, dimensions d0 .. d0 + 16 NV (the last vector
+ * nd_last wide), ng groups from vg */
+AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int nd_last,
+                       int fetch, int64_t *acc)
+{
+    const size_t gb = (size_t)hd * 4;
+    const __mmask16 ml = mask_of(nd_last);
+    __m512i a[2][2][5];
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) UNROLL for (int c = 0; c < NV; c++)
+        a[r][b][c] = _mm512_setzero_si512();
+    const uint8_t *g = vg + 4 * (size_t)d0;
+    for (int i = 0; i < ng; i++, g += gb) {
+        if (fetch) UNROLL for (int c = 0; c < NV; c++) _mm_prefetch((const char *)g + PF_GROUPS * gb + 64 * c, _MM_HINT_T0);
+        __m512i x[5];
+        UNROLL for (int c = 0; c < NV; c++) x[c] = _mm512_maskz_loadu_epi32(c == NV - 1 ? ml : 0xFFFF, g + 64 * c);
+        UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) {
+            const __m512i u = _mm512_set1_epi32((int)dn_ld_u32(w + (size_t)(2 * r + b) * ws + 4 * (size_t)i));
+            UNROLL for (int c = 0; c < NV; c++) a[r][b][c] = dpbusd_r(a[r][b][c], u, x[c]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) UNROLL for (int c = 0; c < NV; c++) {
+        int64_t *o = acc + (size_t)(2 * r + b) * hd + d0 + 16 * c;
+        const int n = c == NV - 1 ? nd_last : 16;
+        const __m512i lo8 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(a[r][b][c]));
+        const __m512i hi8 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a[r][b][c], 1));
+        const __mmask8 k0 = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1), k1 = (__mmask8)(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1 : 0);
+        _mm512_mask_storeu_epi64(o, k0, _mm512_add_epi64(_mm512_maskz_loadu_epi64(k0, o), lo8));
+        _mm512_mask_storeu_epi64(o + 8, k1, _mm512_add_epi64(_mm512_maskz_loadu_epi64(k1, o + 8), hi8));
+    }
+}
+
+#define QT(NR, NV) values_q8_tile(NR, NV, hd, w, ws, vg, ng, d0, last, fetch, acc)
+AI void values_q8_rows(int NR, int nv, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int last,
+                       int fetch, int64_t *acc)
+{
+    switch (nv) {
+    case 1: QT(NR, 1); break;
+    case 2: QT(NR, 2); break;
+    case 3: QT(NR, 3); break;
+    case 4: QT(NR, 4); break;
+    default: QT(NR, 5); break;
+    }
+}
+#undef QT
+
+void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc)
+{
+    const size_t gb = (size_t)hd * 4;
+    const int groups = (lane % 4 + nk + 3) / 4;
+    const uint8_t *v0 = (const uint8_t *)v + (size_t)(lane / 4) * gb;   /* the group of the first key */
+    for (int g0 = 0; g0 < groups; g0 += Q8_GROUPS) {
+        const int ng = groups - g0 < Q8_GROUPS ? groups - g0 : Q8_GROUPS;
+        const uint8_t *vg = v0 + (size_t)g0 * gb;
+        for (int d0 = 0; d0 < hd; d0 += 80) {   /* 5 vectors x 2 rows x 2 planes of sums */
+            const int nd = hd - d0 < 80 ? hd - d0 : 80, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
+            for (int r = 0; r < nq; r += 2) {
+                const uint8_t *wr = w + (size_t)(2 * r) * ws + 4 * (size_t)g0;
+                int64_t *ar = acc + (size_t)(2 * r) * hd;
+                if (nq - r >= 2) values_q8_rows(2, nv, hd, wr, ws, vg, ng, d0, last, r == 0, ar);
+                else values_q8_rows(1, nv, hd, wr, ws, vg, ng, d0, last, r == 0, ar);
+            }
+        }
+    }
 }

@@ -52,4 +52,7 @@ void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void 
                           const float *ksc, float *s, size_t ss);
 void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                           float *out, size_t os);
+float dn_att_q8_wmax_avx512(const float *p, const float *vsc, int n);
+void dn_att_q8_weights_avx512(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo);
+void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc);
 #endif

@@ -84,6 +84,7 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
     }
 #define FILL(f) if (!dst->f) dst->f = s->f
     FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(softmax); FILL(att_scores); FILL(att_values); FILL(kv_quantize);
+    FILL(att_q8_wmax); FILL(att_q8_weights); FILL(att_q8_values);
 #undef FILL
 }
 
@@ -149,6 +150,9 @@ static void init(void)
             if (v->vec_dot[i]) t->vec_dot[i] = v->vec_dot[i];
         }
         if (v->att_scores) t->att_scores = v->att_scores;
+        if (v->att_q8_wmax) t->att_q8_wmax = v->att_q8_wmax;
+        if (v->att_q8_weights) t->att_q8_weights = v->att_q8_weights;
+        if (v->att_q8_values) t->att_q8_values = v->att_q8_values;
         available[DN_ISA_AVX2VNNI] = 1;
     }
     if (avx512) { complete(&tables[DN_ISA_AVX512], &dn_kernels_avx512_table); available[DN_ISA_AVX512] = 1; }

@@ -43,6 +43,32 @@ static inline size_t dn_kv_k_offset(int type, int d, int lane)
                             : ((size_t)d * DN_KV_TILE + (size_t)lane) * dn_kv_elem_bytes(type);
 }
 
+/* V of 16 positions (a tile, as K's) of one head. f16 / f32: rows of
+ * head_dim elements, lane after lane. Q8: 4 groups of 4 lanes, each group
+ * head_dim x 4 bytes, byte 4 d + l % 4 the signed code of lane l's
+ * dimension d: one 64-byte load is 16 dimensions of 4 keys, the signed
+ * operand of vpdpbusd / sdot against 4 weight bytes (att_q8_values). */
+static inline size_t dn_kv_v_offset(int type, int hd, int d, int lane)
+{
+    return type == DN_KV_Q8 ? ((size_t)(lane / 4) * (size_t)hd + (size_t)d) * 4 + (size_t)(lane % 4)
+                            : ((size_t)lane * (size_t)hd + (size_t)d) * dn_kv_elem_bytes(type);
+}
+
+/* Q8 values weigh each cached row by an integer w = round(p * scale * c)
+ * <= DN_ATT_W_MAX (14 bits) held as two 7-bit planes, hi = w >> 7 and
+ * lo = w & 127, so that every ISA's 8-bit dot product (u8 x s8 or s8 x s8,
+ * 4 products summed without saturation) multiplies them by the codes. */
+enum { DN_ATT_W_MAX = 16383, DN_ATT_W_SHIFT = 7 };
+
+/* Round to nearest, ties to even, of 0 <= x < 2^23, whatever the FPU's
+ * rounding mode (the SIMD tables round the same way explicitly). */
+static inline int32_t dn_round_even(float x)
+{
+    const int32_t t = (int32_t)x;
+    const float f = x - (float)t;   /* exact */
+    return t + (f > 0.5f || (f == 0.5f && (t & 1)));
+}
+
 /* The code of one element, v = x * 127 / max|x|: roundf (half away from
  * zero) inline, without a libm call per element (1.2 % of a token after
  * 4096 positions, 2026-12-06): |v| < 127 truncates exactly through int,
@@ -138,12 +164,25 @@ typedef struct dn_kernels {
      * then their sum), so tables agree to rounding, not to the bit.
      * Q8 scores: the query row quantized as the cache's rows are
      * (dn_kv_quantize, scale qsc), the exact int32 dot product I of the
-     * codes, then ((float)I * ksc[lane + j]) * qsc. Outputs: a sequential
-     * fma over the keys in order (with p times the row's scale for Q8). */
+     * codes, then ((float)I * ksc[lane + j]) * qsc. att_values (f16 and
+     * f32 only): a sequential fma over the keys in order. */
     void (*att_scores)(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                        const float *ksc, float *s, size_t ss);
     void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                        float *out, size_t os);
+    /* Q8 values, as exact integer sums (attention.c scales them once):
+     * att_q8_wmax: the largest p[j] * vsc[j], j < n (NaN if one is NaN).
+     * att_q8_weights: w_j = min(round-even(p[j] * vsc[j] * c), DN_ATT_W_MAX)
+     * as its planes, hi[pad + j] = w_j >> 7 and lo[pad + j] = w_j & 127,
+     * zeros in [0, pad) and from pad + n up to a multiple of 4.
+     * att_q8_values: for the nk positions from lane `lane` of V tile v
+     * (dn_kv_v_offset), acc[(2 i + b) hd + d] += sum_j plane_b[j] code_j[d],
+     * row i's planes at w + 2 i ws (hi) and w + (2 i + 1) ws (lo) as
+     * att_q8_weights writes them with pad = lane % 4. Integer sums: any
+     * split of the keys or rows gives the same result. */
+    float (*att_q8_wmax)(const float *p, const float *vsc, int n);
+    void (*att_q8_weights)(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo);
+    void (*att_q8_values)(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc);
     /* dn_kv_quantize, the same bits, for the Q8 cache's K and V rows (the
      * table's Q8 score kernels call the same function on their queries). */
     float (*kv_quantize)(const float *x, int n, int8_t *q);

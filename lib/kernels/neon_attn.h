@@ -6,26 +6,24 @@
  * (16 accumulators). Q8: 4 dimensions of 4 keys per 16 bytes, the bytes
  * flipped back to signed codes (xor 0x80) and one SDOT per 4 keys and row
  * (without the dot product extension: SMULL and pairwise adds, the same
- * exact int32 sums). Values: each V row chunk is converted once per 4
- * query rows whose outputs stay in registers. Every score is the same
- * operations whatever the tile (a sequential fma over d from 0, lanes of
- * FMLA, single rounding, as fmaf; Q8: an exact int32 sum, then two
+ * exact int32 sums). Values (f16/f32): each V row chunk is converted once
+ * per 4 query rows whose outputs stay in registers; Q8 (att_q8_*): SDOT of
+ * 4 dimensions of a group of 4 keys against the group's 4 integer weights
+ * (SMULL and pairwise adds without dot product), int32 sums in registers
+ * for a chunk of keys, then added to the int64 sums. Every score is the
+ * same operations whatever the tile (a sequential fma over d from 0, lanes
+ * of FMLA, single rounding, as fmaf; Q8: an exact int32 sum, then two
  * multiplies), every output element a sequential fma over the keys in
- * order, so a row alone or in a batch, with the keys in one call or
- * several, gets the same bits. */
+ * order (Q8 values: an exact integer sum), so a row alone or in a batch,
+ * with the keys in one call or several, gets the same bits. */
 #ifndef DN_NEON_ATTN_H
 #define DN_NEON_ATTN_H
 
-
-/* 4 floats from element x of a tile or row */
+/* 4 floats from element x of an f16 or f32 tile or row */
 AI float32x4_t att_ld4(int type, const uint8_t *base, size_t x)
 {
     if (type == DN_KV_F16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)base + x)));
-    if (type == DN_KV_F32) return vld1q_f32((const float *)(const void *)base + x);
-    int32_t w;
-    memcpy(&w, base + x, 4);
-    const int16x8_t h = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));
-    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+    return vld1q_f32((const float *)(const void *)base + x);
 }
 
 /* 2 floats from element x (lanes 2, 3 zero); reads 2 only */
@@ -36,10 +34,7 @@ AI float32x4_t att_ld2(int type, const uint8_t *base, size_t x)
         memcpy(&w, base + 2 * x, 4);
         return vcvt_f32_f16(vreinterpret_f16_u64(vcreate_u64(w)));
     }
-    if (type == DN_KV_F32) return vcombine_f32(vld1_f32((const float *)(const void *)base + x), vdup_n_f32(0.0f));
-    const int8_t *b = (const int8_t *)(const void *)base + x;
-    const float t[4] = { (float)b[0], (float)b[1], 0.0f, 0.0f };
-    return vld1q_f32(t);
+    return vcombine_f32(vld1_f32((const float *)(const void *)base + x), vdup_n_f32(0.0f));
 }
 
 /* Store the 16 scores o (4 vectors) of tile t, keeping lanes lane..lane+nk-1 of the run. */
@@ -152,12 +147,9 @@ static void NK(dn_att_scores_)(int hd, int nq, const float *q, size_t qs, const 
     else att_scores_q8(hd, nq, q, qs, k, lane, nk, ksc, s, ss);
 }
 
-/* The weight of key j in a row of probabilities p: p[j], times the scale for Q8 */
-AI float att_w(int type, const float *p, const float *vsc, int j) { return type == DN_KV_Q8 ? p[j] * vsc[j] : p[j]; }
-
 /* NQ output rows, dimensions d0 .. d0 + 4 NV, over nk keys in order */
 AI void att_values_tile(int NQ, int NV, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
-                        const float *vsc, float *out, size_t os, int d0)
+                        float *out, size_t os, int d0)
 {
     float32x4_t acc[4][4];
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++)
@@ -165,8 +157,7 @@ AI void att_values_tile(int NQ, int NV, int type, int hd, const float *p, size_t
     int j = 0;
     for (; j + 4 <= nk; j += 4) {
         float32x4_t pv[4], x[4];
-        UNROLL for (int i = 0; i < NQ; i++)
-            pv[i] = type == DN_KV_Q8 ? vmulq_f32(vld1q_f32(p + i * ps + j), vld1q_f32(vsc + j)) : vld1q_f32(p + i * ps + j);
+        UNROLL for (int i = 0; i < NQ; i++) pv[i] = vld1q_f32(p + i * ps + j);
 #define ATT_VALUE_STEP(E) \
         UNROLL for (int c = 0; c < NV; c++) x[c] = att_ld4(type, v, (size_t)(j + E) * hd + d0 + 4 * c); \
         UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) \
@@ -178,7 +169,7 @@ AI void att_values_tile(int NQ, int NV, int type, int hd, const float *p, size_t
         float32x4_t x[4];
         UNROLL for (int c = 0; c < NV; c++) x[c] = att_ld4(type, v, (size_t)j * hd + d0 + 4 * c);
         UNROLL for (int i = 0; i < NQ; i++) {
-            const float w = att_w(type, p + i * ps, vsc, j);
+            const float w = p[i * ps + j];
             UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vfmaq_n_f32(acc[i][c], x[c], w);
         }
     }
@@ -188,21 +179,21 @@ AI void att_values_tile(int NQ, int NV, int type, int hd, const float *p, size_t
 
 /* NQ output rows, the two dimensions d0, d0 + 1 (the tail of an hd that is
  * not a multiple of 4) */
-AI void att_values_tail2(int NQ, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
-                         const float *vsc, float *out, size_t os, int d0)
+AI void att_values_tail2(int NQ, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk, float *out,
+                         size_t os, int d0)
 {
     float32x2_t acc[4];
     UNROLL for (int i = 0; i < NQ; i++) acc[i] = vld1_f32(out + i * os + d0);
     for (int j = 0; j < nk; j++) {
         const float32x2_t x = vget_low_f32(att_ld2(type, v, (size_t)j * hd + d0));
-        UNROLL for (int i = 0; i < NQ; i++) acc[i] = vfma_n_f32(acc[i], x, att_w(type, p + i * ps, vsc, j));
+        UNROLL for (int i = 0; i < NQ; i++) acc[i] = vfma_n_f32(acc[i], x, p[i * ps + j]);
     }
     UNROLL for (int i = 0; i < NQ; i++) vst1_f32(out + i * os + d0, acc[i]);
 }
 
-#define AVT(NV) att_values_tile(NQ, NV, type, hd, p, ps, v, nk, vsc, out, os, d0)
-AI void att_values_rows(int NQ, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk,
-                        const float *vsc, float *out, size_t os)
+#define AVT(NV) att_values_tile(NQ, NV, type, hd, p, ps, v, nk, out, os, d0)
+AI void att_values_rows(int NQ, int type, int hd, const float *p, size_t ps, const uint8_t *v, int nk, float *out,
+                        size_t os)
 {
     /* the hd / 4 full vectors in chunks of at most 4 (4 rows x 4 vectors of
      * accumulators, 4 of weights, 4 of V: no spills), sizes as even as
@@ -219,27 +210,204 @@ AI void att_values_rows(int NQ, int type, int hd, const float *p, size_t ps, con
         }
         d0 += 4 * nv;
     }
-    if (d0 < hd) att_values_tail2(NQ, type, hd, p, ps, v, nk, vsc, out, os, d0);
+    if (d0 < hd) att_values_tail2(NQ, type, hd, p, ps, v, nk, out, os, d0);
 }
 #undef AVT
 
-AI void att_values_all(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk,
-                       const float *vsc, float *out, size_t os)
+AI void att_values_all(int type, int hd, int nq, const float *p, size_t ps, const uint8_t *v, int nk, float *out,
+                       size_t os)
 {
     for (int i = 0; i < nq; i += 4)
         switch (nq - i) {
-        case 1: att_values_rows(1, type, hd, p + i * ps, ps, v, nk, vsc, out + i * os, os); break;
-        case 2: att_values_rows(2, type, hd, p + i * ps, ps, v, nk, vsc, out + i * os, os); break;
-        case 3: att_values_rows(3, type, hd, p + i * ps, ps, v, nk, vsc, out + i * os, os); break;
-        default: att_values_rows(4, type, hd, p + i * ps, ps, v, nk, vsc, out + i * os, os); break;
+        case 1: att_values_rows(1, type, hd, p + i * ps, ps, v, nk, out + i * os, os); break;
+        case 2: att_values_rows(2, type, hd, p + i * ps, ps, v, nk, out + i * os, os); break;
+        case 3: att_values_rows(3, type, hd, p + i * ps, ps, v, nk, out + i * os, os); break;
+        default: att_values_rows(4, type, hd, p + i * ps, ps, v, nk, out + i * os, os); break;
         }
 }
 
 static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type,
                                const float *vsc, float *out, size_t os)
 {
-    if (type == DN_KV_F16) att_values_all(DN_KV_F16, hd, nq, p, ps, v, nk, vsc, out, os);
-    else if (type == DN_KV_F32) att_values_all(DN_KV_F32, hd, nq, p, ps, v, nk, vsc, out, os);
-    else att_values_all(DN_KV_Q8, hd, nq, p, ps, v, nk, vsc, out, os);
+    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots */
+    if (type == DN_KV_F16) att_values_all(DN_KV_F16, hd, nq, p, ps, v, nk, out, os);
+    else att_values_all(DN_KV_F32, hd, nq, p, ps, v, nk, out, os);
+}
+
+/* ---- Q8 values as exact integer sums (kernels.h att_q8_*) ---------------- */
+
+/* FMAX gives NaN when either input is one, so a NaN product reaches the
+ * result; otherwise the largest product or 0, as scalar.c. */
+static float NK(dn_att_q8_wmax_)(const float *p, const float *vsc, int n)
+{
+    float32x4_t m = vdupq_n_f32(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) m = vmaxq_f32(m, vmulq_f32(vld1q_f32(p + j), vld1q_f32(vsc + j)));
+    float r = vmaxvq_f32(m);
+    for (; j < n; j++) {
+        const float t = p[j] * vsc[j];
+        r = t != t ? t : t > r ? t : r;
+    }
+    return r;
+}
+
+/* FCVTNS rounds to nearest even whatever FPCR's mode, as dn_round_even;
+ * (p * vsc) * c as two multiplies, as scalar.c. w < 2^14 narrows to 16
+ * bits, then SHRN gives hi and XTN of w & 127 lo. */
+static void NK(dn_att_q8_weights_)(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
+{
+    const int end = (pad + n + 3) & ~3;
+    for (int j = 0; j < pad; j++) hi[j] = lo[j] = 0;
+    for (int j = pad + n; j < end; j++) hi[j] = lo[j] = 0;
+    hi += pad;
+    lo += pad;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        uint16x4_t h[2];
+        UNROLL for (int k = 0; k < 2; k++) {
+            const float32x4_t t = vmulq_n_f32(vmulq_f32(vld1q_f32(p + j + 4 * k), vld1q_f32(vsc + j + 4 * k)), c);
+            h[k] = vmovn_u32(vreinterpretq_u32_s32(vminq_s32(vcvtnq_s32_f32(t), vdupq_n_s32(DN_ATT_W_MAX))));
+        }
+        const uint16x8_t w = vcombine_u16(h[0], h[1]);
+        vst1_u8(hi + j, vshrn_n_u16(w, DN_ATT_W_SHIFT));
+        vst1_u8(lo + j, vmovn_u16(vandq_u16(w, vdupq_n_u16((1 << DN_ATT_W_SHIFT) - 1))));
+    }
+    for (; j < n; j++) {
+        int32_t w = dn_round_even(p[j] * vsc[j] * c);
+        if (w > DN_ATT_W_MAX) w = DN_ATT_W_MAX;
+        hi[j] = (uint8_t)(w >> DN_ATT_W_SHIFT);
+        lo[j] = (uint8_t)(w & ((1 << DN_ATT_W_SHIFT) - 1));
+    }
+}
+
+/* att_q8_values. A V group (4 keys, dn_kv_v_offset) holds 4 dimensions of
+ * its 4 keys in each 16 bytes; against the group's 4 weight bytes of a
+ * plane in every lane, SDOT adds the 4 dimensions' sums over the 4 keys.
+ * One load brings a plane's weights for 4 groups and SDOT (by element)
+ * takes each group's 4 bytes from it. Baseline NEON: SMULL of one group,
+ * SMLAL of the next, SADALP into two sums per 4 dimensions, lanes
+ * (dimension, key pair), that one ADDP folds at the end. Products are at
+ * most 127 * 127 in size, so two fit int16 and the int32 sums of a chunk
+ * of keys (Q8V_GROUPS groups: < 127 * 127 * 4 * 64 < 2^23) are exact
+ * before they go to the int64 acc. SDOT: rows Q8V_ROWS at a time,
+ * Q8V_ND(NR) chunks of 4 dimensions for NR rows, so that 2 NR planes of
+ * sums, their weights and a V load fit the 32 registers (one chunk more
+ * and GCC 12 spills). Baseline: 1 row x 2 chunks, 8 sums; wider blocks
+ * spill as GCC schedules the SMULLs of a step ahead of their SADALPs. */
+#if DN_NEON_DOT
+enum { Q8V_ACCS = 1, Q8V_ROWS = 3 };
+#define Q8V_ND(NR) ((NR) == 1 ? 12 : (NR) == 2 ? 5 : 3)
+#define Q8V_DOT1(A, X, W) ((A)[0] = vdotq_laneq_s32((A)[0], X, W, 0))
+#define Q8V_DOT2(A, X0, X1, W, E0, E1) ((A)[0] = vdotq_laneq_s32(vdotq_laneq_s32((A)[0], X0, W, E0), X1, W, E1))
+#define Q8V_SUM(A) ((A)[0])
+#else
+enum { Q8V_ACCS = 2, Q8V_ROWS = 1 };
+#define Q8V_ND(NR) 2
+#define Q8V_LANE(W, E) vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(W), E))
+#define Q8V_DOT1(A, X, W) ((A)[0] = vpadalq_s16((A)[0], vmull_s8(vget_low_s8(X), vget_low_s8(W))), \
+                           (A)[1] = vpadalq_s16((A)[1], vmull_high_s8(X, W)))
+#define Q8V_DOT2(A, X0, X1, W, E0, E1) \
+    ((A)[0] = vpadalq_s16((A)[0], vmlal_s8(vmull_s8(vget_low_s8(X0), vget_low_s8(Q8V_LANE(W, E0))), vget_low_s8(X1), \
+                                           vget_low_s8(Q8V_LANE(W, E1)))), \
+     (A)[1] = vpadalq_s16((A)[1], vmlal_high_s8(vmull_high_s8(X0, Q8V_LANE(W, E0)), X1, Q8V_LANE(W, E1))))
+#define Q8V_SUM(A) vpaddq_s32((A)[0], (A)[1])
+#endif
+
+/* Keys in chunks of at most Q8V_GROUPS groups, fewer for a wide head so a
+ * chunk's V (<= 32 KB) stays in L1 for the blocks after the first; that
+ * first block fetches the V bytes half a chunk ahead of its own, all
+ * columns, in address order (32 groups as avx512_attn.c's values: 10 KB
+ * for Danube's 80 dimensions; at most 16 KB). */
+enum { Q8V_GROUPS = 64, Q8V_SUMS = 24 };
+
+/* NP planes (w, acc: the first; ws and hd apart), dimensions d0 .. d0 +
+ * 4 ND (HALF: ND 1, the last 2 dimensions of an hd = 2 mod 4, 8 bytes a
+ * group read), over the ng groups from vg; V prefetched `ahead` bytes on
+ * (0: none). The sums are one flat array (at most Q8V_SUMS) that GCC keeps
+ * in registers. */
+AI void q8v_block(int NP, int ND, int HALF, int hd, const uint8_t *w, size_t ws, const int8_t *vg, int ng, int d0,
+                  size_t ahead, int64_t *acc)
+{
+    const size_t gb = 4 * (size_t)hd;
+    int32x4_t a[Q8V_SUMS];
+    int8x16_t wv[6];
+    UNROLL for (int k = 0; k < NP * ND * Q8V_ACCS; k++) a[k] = vdupq_n_s32(0);
+    const int8_t *g = vg + 4 * (size_t)d0, *pf = vg + ahead;
+#define Q8V_LD(G, c) (HALF ? vcombine_s8(vld1_s8((G) + 16 * (c)), vdup_n_s8(0)) : vld1q_s8((G) + 16 * (c)))
+#define Q8V_PAIR(E0, E1, G0, G1) \
+    UNROLL for (int c = 0; c < ND; c++) { \
+        const int8x16_t x0 = Q8V_LD(G0, c), x1 = Q8V_LD(G1, c); \
+        UNROLL for (int p = 0; p < NP; p++) Q8V_DOT2(&a[(p * ND + c) * Q8V_ACCS], x0, x1, wv[p], E0, E1); \
+    }
+    int i = 0;
+    for (; i + 4 <= ng; i += 4, g += 4 * gb) {
+        if (ahead) for (const int8_t *e = pf + 4 * gb; pf < e; pf += 64) __builtin_prefetch(pf);
+        UNROLL for (int p = 0; p < NP; p++) wv[p] = vld1q_s8((const int8_t *)w + p * ws + 4 * (size_t)i);
+        Q8V_PAIR(0, 1, g, g + gb) Q8V_PAIR(2, 3, g + 2 * gb, g + 3 * gb)
+    }
+    for (; i < ng; i++, g += gb) {   /* the last groups: one weight dword in every lane */
+        UNROLL for (int p = 0; p < NP; p++) wv[p] = vreinterpretq_s8_u32(vdupq_n_u32(dn_ld_u32(w + p * ws + 4 * (size_t)i)));
+        UNROLL for (int c = 0; c < ND; c++) {
+            const int8x16_t x = Q8V_LD(g, c);
+            UNROLL for (int p = 0; p < NP; p++) Q8V_DOT1(&a[(p * ND + c) * Q8V_ACCS], x, wv[p]);
+        }
+    }
+#undef Q8V_PAIR
+#undef Q8V_LD
+    UNROLL for (int p = 0; p < NP; p++) UNROLL for (int c = 0; c < ND; c++) {
+        const int32x4_t s = Q8V_SUM(&a[(p * ND + c) * Q8V_ACCS]);
+        int64_t *o = acc + p * (size_t)hd + d0 + 4 * c;
+        vst1q_s64(o, vaddw_s32(vld1q_s64(o), vget_low_s32(s)));
+        if (!HALF) vst1q_s64(o + 2, vaddw_high_s32(vld1q_s64(o + 2), s));
+    }
+}
+
+/* NR rows: the hd / 4 chunks of 4 dimensions in blocks of at most
+ * Q8V_ND(NR), sizes as even as possible, then the last 2 dimensions of an
+ * hd = 2 mod 4 (hd is even). Below the most, nd < mx lets the compiler
+ * drop the cases from mx on (no copies of the widest block). */
+#define Q8VB(ND) case ND: q8v_block(2 * NR, (ND) < mx ? (ND) : 1, 0, hd, w, ws, vg, ng, d0, b ? 0 : ahead, acc); break
+AI void q8v_rows(int NR, int hd, const uint8_t *w, size_t ws, const int8_t *vg, int ng, size_t ahead, int64_t *acc)
+{
+    const int mx = Q8V_ND(NR), full = hd / 4, nb = (full + mx - 1) / mx;
+    int d0 = 0;
+    for (int b = 0; b < nb; b++) {
+        const int nd = full / nb + (b < full % nb);
+        if (nd >= mx) q8v_block(2 * NR, mx, 0, hd, w, ws, vg, ng, d0, b ? 0 : ahead, acc);
+        else switch (nd) {
+            Q8VB(1); Q8VB(2); Q8VB(3); Q8VB(4); Q8VB(5); Q8VB(6);
+            Q8VB(7); Q8VB(8); Q8VB(9); Q8VB(10); Q8VB(11);
+        }
+        d0 += 4 * nd;
+    }
+    if (d0 < hd) q8v_block(2 * NR, 1, 1, hd, w, ws, vg, ng, d0, nb ? 0 : ahead, acc);
+}
+#undef Q8VB
+
+static void NK(dn_att_q8_values_)(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk,
+                                  int64_t *acc)
+{
+    const size_t gb = 4 * (size_t)hd;
+    const int groups = (lane % 4 + nk + 3) / 4, nb = (nq + Q8V_ROWS - 1) / Q8V_ROWS;
+    const int cg = 8192 / hd >= Q8V_GROUPS ? Q8V_GROUPS : 8192 / hd < 4 ? 4 : (8192 / hd) & ~3;
+    const size_t ahead = (size_t)(cg / 2) * gb;
+    const int8_t *v0 = (const int8_t *)v + (size_t)(lane / 4) * gb;   /* the group of the first key */
+    for (int g0 = 0; g0 < groups; g0 += cg) {
+        const int ng = groups - g0 < cg ? groups - g0 : cg;
+        const int8_t *vg = v0 + (size_t)g0 * gb;
+        for (int b = 0, r = 0; b < nb; b++) {   /* row blocks as even as possible */
+            const int nr = nq / nb + (b < nq % nb);
+            const uint8_t *wr = w + (size_t)(2 * r) * ws + 4 * (size_t)g0;
+            int64_t *ar = acc + (size_t)(2 * r) * hd;
+            switch (nr) {
+#if DN_NEON_DOT
+            case 3: q8v_rows(3, hd, wr, ws, vg, ng, b ? 0 : ahead, ar); break;
+            case 2: q8v_rows(2, hd, wr, ws, vg, ng, b ? 0 : ahead, ar); break;
+#endif
+            default: q8v_rows(1, hd, wr, ws, vg, ng, b ? 0 : ahead, ar); break;
+            }
+            r += nr;
+        }
+    }
 }
 #endif

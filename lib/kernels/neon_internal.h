@@ -501,5 +501,7 @@ static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
     .softmax = NK(dn_softmax_), \
     .att_scores = NK(dn_att_scores_), .att_values = NK(dn_att_values_), \
+    .att_q8_wmax = NK(dn_att_q8_wmax_), .att_q8_weights = NK(dn_att_q8_weights_), \
+    .att_q8_values = NK(dn_att_q8_values_), \
 }
 #endif

@@ -307,6 +307,47 @@ static void dn_att_values_scalar(int hd, int nq, const float *p, size_t ps, cons
         }
 }
 
+static float dn_att_q8_wmax_scalar(const float *p, const float *vsc, int n)
+{
+    float m = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float t = p[j] * vsc[j];
+        if (t != t) return NAN;
+        if (t > m) m = t;
+    }
+    return m;
+}
+
+static void dn_att_q8_weights_scalar(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
+{
+    const int end = (pad + n + 3) & ~3;
+    for (int j = 0; j < end; j++) {
+        int32_t w = 0;
+        if (j >= pad && j < pad + n) {
+            w = dn_round_even(p[j - pad] * vsc[j - pad] * c);
+            if (w > DN_ATT_W_MAX) w = DN_ATT_W_MAX;
+        }
+        hi[j] = (uint8_t)(w >> DN_ATT_W_SHIFT);
+        lo[j] = (uint8_t)(w & ((1 << DN_ATT_W_SHIFT) - 1));
+    }
+}
+
+static void dn_att_q8_values_scalar(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk,
+                                    int64_t *acc)
+{
+    const int8_t *vt = v;
+    for (int j = 0; j < nk; j++) {
+        const int l = lane + j, at = lane % 4 + j;   /* tile lane, weight byte */
+        const int8_t *tile = vt + (size_t)(l / DN_KV_TILE) * DN_KV_TILE * hd;
+        for (int i = 0; i < nq; i++)
+            for (int b = 0; b < 2; b++) {
+                const int32_t wt = w[(size_t)(2 * i + b) * ws + at];
+                int64_t *a = acc + (size_t)(2 * i + b) * hd;
+                for (int d = 0; d < hd; d++) a[d] += wt * tile[dn_kv_v_offset(DN_KV_Q8, hd, d, l % DN_KV_TILE)];
+            }
+    }
+}
+
 const dn_kernels dn_kernels_scalar_table = {
     .isa = DN_ISA_SCALAR,
     .name = "scalar",
@@ -320,5 +361,6 @@ const dn_kernels dn_kernels_scalar_table = {
 #undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
     .softmax = dn_softmax_scalar, .att_scores = dn_att_scores_scalar, .att_values = dn_att_values_scalar,
-    .kv_quantize = dn_kv_quantize,
+    .kv_quantize = dn_kv_quantize, .att_q8_wmax = dn_att_q8_wmax_scalar, .att_q8_weights = dn_att_q8_weights_scalar,
+    .att_q8_values = dn_att_q8_values_scalar,
 };

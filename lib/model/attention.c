@@ -2,16 +2,23 @@
  * output: RoPE through a cos/sin table built once per batch, the batch's
  * K/V staged in the cache, then attention in tiles of query rows that share
  * a KV head, split over the thread pool. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "model/attention.h"
 
 enum { ATT_ROWS = 16 };   /* query rows per attention work item (see att_item) */
 
+/* Bytes from one row's Q8 weight plane to the next: a run's keys, up to 3
+ * padding bytes before and after, rounded to 64. */
+static size_t plane_bytes(int32_t score_len) { return ((size_t)score_len + 6 + 63) / 64 * 64; }
+
 size_t dn_attention_floats(const dn_config *c, int32_t score_len)
 {
-    /* ATT_ROWS query rows, their outputs, ATT_ROWS score rows */
-    return ((size_t)(2 * ATT_ROWS) * c->head_dim + (size_t)ATT_ROWS * score_len + 15) / 16 * 16;
+    /* ATT_ROWS query rows, their outputs, ATT_ROWS score rows; for Q8
+     * values ATT_ROWS x 2 int64 sums of head_dim and 2 weight planes */
+    return ((size_t)(2 * ATT_ROWS) * c->head_dim + (size_t)ATT_ROWS * score_len + (size_t)(4 * ATT_ROWS) * c->head_dim +
+            (size_t)ATT_ROWS * 2 * plane_bytes(score_len) / 4 + 15) / 16 * 16;
 }
 
 /* ---- RoPE ------------------------------------------------------------------ */
@@ -129,6 +136,40 @@ static int64_t window_start(const dn_config *c, int64_t pos)
     return c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
 }
 
+/* Q8 values (kernels.h att_q8_*): per row the largest p * scale over all
+ * runs sets c, the weights of each run become 14-bit integers, their sums
+ * with the codes are exact, and each output is scaled once: (128 hi + lo)
+ * / c. A row whose largest weight is NaN or infinite gets NaN; below
+ * 1e-30 (where c would overflow) zero. */
+static void values_q8(const dn_kernels *k, int hd, int nq, const float *sc, size_t ss, const kv_run *runs, int nr,
+                      int64_t lo, int64_t *acc, uint8_t *w, size_t ws, float *ob)
+{
+    float c[ATT_ROWS];
+    int bad[ATT_ROWS];
+    for (int r = 0; r < nq; r++) {
+        float m = 0.0f;
+        for (int i = 0; i < nr; i++) {
+            const float x = k->att_q8_wmax(sc + (size_t)r * ss + (runs[i].p - lo), runs[i].at.vs, runs[i].n);
+            m = x != x || m != m ? NAN : x > m ? x : m;
+        }
+        bad[r] = !(m <= FLT_MAX);
+        c[r] = bad[r] || m < 1e-30f ? 0.0f : (float)DN_ATT_W_MAX / m;
+    }
+    memset(acc, 0, sizeof(int64_t) * 2 * (size_t)nq * hd);
+    for (int i = 0; i < nr; i++) {
+        const int pad = runs[i].at.lane % 4;
+        for (int r = 0; r < nq; r++)
+            k->att_q8_weights(sc + (size_t)r * ss + (runs[i].p - lo), runs[i].at.vs, runs[i].n, c[r], pad,
+                              w + (size_t)(2 * r) * ws, w + (size_t)(2 * r + 1) * ws);
+        k->att_q8_values(hd, nq, w, ws, runs[i].at.v, runs[i].at.lane, runs[i].n, acc);
+    }
+    for (int r = 0; r < nq; r++)
+        for (int d = 0; d < hd; d++) {
+            const int64_t sum = acc[(size_t)(2 * r) * hd + d] * (1 << DN_ATT_W_SHIFT) + acc[(size_t)(2 * r + 1) * hd + d];
+            ob[(size_t)r * hd + d] = bad[r] ? NAN : c[r] > 0.0f ? (float)((double)sum / c[r]) : 0.0f;
+        }
+}
+
 /* Heads h0..h0+nh-1 of KV head g for tokens t0..t0+tn-1 (nh * tn <= ATT_ROWS). */
 static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0, int tn)
 {
@@ -160,9 +201,15 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
         memset(row, 0, sizeof(float) * (size_t)a);
         memset(row + b, 0, sizeof(float) * (size_t)(nk - b));
     }
-    memset(ob, 0, sizeof(float) * (size_t)nq * hd);
-    for (int i = 0; i < nr; i++)
-        k->att_values(hd, nq, sc + (runs[i].p - lo), ss, runs[i].at.v, runs[i].n, kv->type, runs[i].at.vs, ob, hd);
+    if (kv->type == DN_KV_Q8) {
+        int64_t *acc = (int64_t *)(sc + (size_t)ATT_ROWS * ss);
+        values_q8(k, hd, nq, sc, ss, runs, nr, lo, acc, (uint8_t *)(acc + (size_t)2 * ATT_ROWS * hd), plane_bytes((int32_t)ss),
+                  ob);
+    } else {
+        memset(ob, 0, sizeof(float) * (size_t)nq * hd);
+        for (int i = 0; i < nr; i++)
+            k->att_values(hd, nq, sc + (runs[i].p - lo), ss, runs[i].at.v, runs[i].n, kv->type, runs[i].at.vs, ob, hd);
+    }
     for (int r = 0; r < nq; r++)
         memcpy(j->s->xb + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, ob + (size_t)r * hd, sizeof(float) * hd);
 }

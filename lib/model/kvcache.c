@@ -127,11 +127,18 @@ static uint8_t *v_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int 
     return ar->v + row_index(kv, ar, layer, head, slot) * (size_t)kv->head_dim * kv->elem;
 }
 
+/* Q8 V is tiled (kernels.h dn_kv_v_offset): its tile holding slot. */
+static uint8_t *v_tile(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot)
+{
+    return v_at(kv, ar, layer, head, slot - slot % DN_KV_TILE);
+}
+
 dn_kv_span dn_kv_span_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot)
 {
     const int lane = slot % DN_KV_TILE;
     const size_t r = row_index(kv, ar, layer, head, slot);
-    dn_kv_span sp = { k_tile(kv, ar, layer, head, slot), v_at(kv, ar, layer, head, slot),
+    uint8_t *v = kv->type == DANU_KV_Q8_0 ? v_tile(kv, ar, layer, head, slot) : v_at(kv, ar, layer, head, slot);
+    dn_kv_span sp = { k_tile(kv, ar, layer, head, slot), v,
                       ar->ks ? ar->ks + r - lane : NULL, ar->vs ? ar->vs + r : NULL, lane };
     return sp;
 }
@@ -182,6 +189,31 @@ static void lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const ui
     }
 }
 
+/* Q8 V: one lane's codes as a row of head_dim, gathered from the tile or
+ * scattered into it; n lanes from lane la of one tile to lane lb of
+ * another (whole tiles at once). */
+static void v_lane_gather(const dn_kvcache *kv, const uint8_t *tile, int lane, uint8_t *row)
+{
+    for (int d = 0; d < kv->head_dim; d++) row[d] = tile[dn_kv_v_offset(DN_KV_Q8, kv->head_dim, d, lane)];
+}
+
+static void v_lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const uint8_t *row)
+{
+    for (int d = 0; d < kv->head_dim; d++) tile[dn_kv_v_offset(DN_KV_Q8, kv->head_dim, d, lane)] = row[d];
+}
+
+static void v_copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t *src, int la, int n)
+{
+    const int hd = kv->head_dim;
+    if (la == 0 && lb == 0 && n == DN_KV_TILE) {
+        memcpy(dst, src, (size_t)DN_KV_TILE * (size_t)hd);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < hd; d++)
+            dst[dn_kv_v_offset(DN_KV_Q8, hd, d, lb + i)] = src[dn_kv_v_offset(DN_KV_Q8, hd, d, la + i)];
+}
+
 /* ---- stores and copies -------------------------------------------------------- */
 
 void dn_kv_stage(const dn_kvcache *kv, const dn_kernels *kern, int layer, int row, int head, const float *k, const float *v)
@@ -192,8 +224,10 @@ void dn_kv_stage(const dn_kvcache *kv, const dn_kernels *kern, int layer, int ro
     uint8_t *vrow = v_at(kv, st, layer, head, row);
     if (kv->type == DANU_KV_Q8_0) {
         const size_t r = row_index(kv, st, layer, head, row);
+        uint8_t codes[1024];
         st->ks[r] = kern->kv_quantize(k, hd, (int8_t *)krow);
-        st->vs[r] = kern->kv_quantize(v, hd, (int8_t *)vrow);
+        st->vs[r] = kern->kv_quantize(v, hd, (int8_t *)codes);
+        v_lane_scatter(kv, v_tile(kv, st, layer, head, row), row % DN_KV_TILE, codes);
     } else if (kv->type == DANU_KV_F16) {
         for (int d = 0; d < hd; d++) {
             const uint16_t hk = dn_f32_to_fp16(k[d]), hv = dn_f32_to_fp16(v[d]);
@@ -222,7 +256,9 @@ void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n)
                 if (len > DN_KV_TILE - slot % DN_KV_TILE) len = DN_KV_TILE - slot % DN_KV_TILE;
                 if (len > kv->cap - slot) len = kv->cap - slot;
                 copy_lanes(kv, k_tile(kv, R, l, h, slot), slot % DN_KV_TILE, k_tile(kv, S, l, h, i), i % DN_KV_TILE, len);
-                memcpy(v_at(kv, R, l, h, slot), v_at(kv, S, l, h, i), (size_t)len * row_b);
+                if (S->ks)
+                    v_copy_lanes(kv, v_tile(kv, R, l, h, slot), slot % DN_KV_TILE, v_tile(kv, S, l, h, i), i % DN_KV_TILE, len);
+                else memcpy(v_at(kv, R, l, h, slot), v_at(kv, S, l, h, i), (size_t)len * row_b);
                 if (S->ks) {
                     const size_t rs = row_index(kv, S, l, h, i), rr = row_index(kv, R, l, h, slot);
                     memcpy(R->ks + rr, S->ks + rs, sizeof(float) * (size_t)len);
@@ -239,7 +275,7 @@ void dn_kv_copy(dn_kvcache *dst, const dn_kvcache *src, int32_t slots)
         for (int h = 0; h < src->n_heads; h++) {
             const dn_kv_area *A = &src->ring, *B = &dst->ring;
             memcpy(k_tile(dst, B, l, h, 0), k_tile(src, A, l, h, 0), (size_t)tiles * tile_b);
-            memcpy(v_at(dst, B, l, h, 0), v_at(src, A, l, h, 0), (size_t)slots * row_b);
+            memcpy(v_at(dst, B, l, h, 0), v_at(src, A, l, h, 0), (size_t)tiles * DN_KV_TILE * row_b);   /* Q8: tiles */
             if (A->ks) {
                 memcpy(B->ks + row_index(dst, B, l, h, 0), A->ks + row_index(src, A, l, h, 0), (size_t)slots * 4);
                 memcpy(B->vs + row_index(dst, B, l, h, 0), A->vs + row_index(src, A, l, h, 0), (size_t)slots * 4);
@@ -265,13 +301,17 @@ static void state_row(const dn_kvcache *kv, int layer, int64_t pos, int which, c
         const size_t at = (size_t)h * (sc_b + row_b);   /* this head's bytes in the state row */
         float *sc = R->ks ? &(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)] : NULL;
         uint8_t *kt = k_tile(kv, R, layer, h, slot), *vr = v_at(kv, R, layer, h, slot);
+        uint8_t *vt = v_tile(kv, R, layer, h, slot);
+        const int lane = slot % DN_KV_TILE;
         if (in) {
             if (sc) memcpy(sc, in + at, 4);
-            if (!which) lane_scatter(kv, kt, slot % DN_KV_TILE, in + at + sc_b);
+            if (!which) lane_scatter(kv, kt, lane, in + at + sc_b);
+            else if (sc) v_lane_scatter(kv, vt, lane, in + at + sc_b);
             else memcpy(vr, in + at + sc_b, row_b);
         } else {
             if (sc) memcpy(out + at, sc, 4);
-            if (!which) lane_gather(kv, kt, slot % DN_KV_TILE, out + at + sc_b);
+            if (!which) lane_gather(kv, kt, lane, out + at + sc_b);
+            else if (sc) v_lane_gather(kv, vt, lane, out + at + sc_b);
             else memcpy(out + at + sc_b, vr, row_b);
         }
     }

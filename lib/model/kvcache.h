@@ -11,7 +11,9 @@
  *      4 dimensions x 16 lanes per 64 bytes, each byte the code + 128, the
  *      operand of one vpdpbusd / sdot against 4 query codes. No transposes
  *      in the kernels (kernels.h att_scores).
- *   V  rows of hd elements, slot after slot (Q8: signed codes).
+ *   V  f16/f32: rows of hd elements, slot after slot. Q8: tiles of 16
+ *      slots as groups of 4, hd x 4 signed codes each (dn_kv_v_offset),
+ *      the operand of one vpdpbusd / sdot against 4 weights per dimension.
  * Elements are f16, f32, or int8 (DANU_KV_Q8_0) with one f32 scale per
  * (slot, head) row of K and of V (dn_kv_quantize: x = scale * q, scale =
  * max|x| / 127). */
@@ -48,7 +50,8 @@ size_t dn_kv_bytes(const dn_kvcache *kv);   /* ring + staging */
 size_t dn_kv_alloc_bytes(int32_t n_layers, int32_t n_heads, int32_t head_dim, int32_t cap, int32_t n_batch, int32_t type);
 
 /* Where a run of positions of one layer and head starts, for the attention
- * kernels: the K tile holding `slot` and the slot's lane in it, the V row,
+ * kernels: the K tile holding `slot` and the slot's lane in it, the V row
+ * (Q8: the V tile, the same lane),
  * and the Q8 scales (ks at the tile's first slot, vs at the slot). */
 typedef struct dn_kv_span { const uint8_t *k, *v; const float *ks, *vs; int lane; } dn_kv_span;
 dn_kv_span dn_kv_span_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot);
