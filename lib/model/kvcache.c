@@ -127,7 +127,8 @@ static uint8_t *v_at(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int 
     return ar->v + row_index(kv, ar, layer, head, slot) * (size_t)kv->head_dim * kv->elem;
 }
 
-/* Q8 V is tiled (kernels.h dn_kv_v_offset): its tile holding slot. */
+/* The V tile holding slot (its lane: slot % 16), every type: f16/f32 tiles
+ * are 16 consecutive rows. */
 static uint8_t *v_tile(const dn_kvcache *kv, const dn_kv_area *ar, int layer, int head, int32_t slot)
 {
     return v_at(kv, ar, layer, head, slot - slot % DN_KV_TILE);
@@ -153,7 +154,7 @@ static int tile_rows(const dn_kvcache *kv) { return kv->type == DANU_KV_Q8_0 ? (
 
 /* K of n lanes from lane la of tile src to lane lb of tile dst: runs of
  * n lanes per row when the lanes line up, whole tiles when all 16 do. */
-static void copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t *src, int la, int n)
+static void k_copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t *src, int la, int n)
 {
     const size_t e = lane_bytes(kv), row = DN_KV_TILE * e;
     const int rows = tile_rows(kv);
@@ -168,7 +169,7 @@ static void copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t
 
 /* One lane's K as a row of head_dim elements (the state-file order, Q8 as
  * signed codes), gathered from the tile ... */
-static void lane_gather(const dn_kvcache *kv, const uint8_t *tile, int lane, uint8_t *row)
+static void k_lane_gather(const dn_kvcache *kv, const uint8_t *tile, int lane, uint8_t *row)
 {
     const int q8 = kv->type == DANU_KV_Q8_0;
     for (int d = 0; d < kv->head_dim; d++) {
@@ -178,7 +179,7 @@ static void lane_gather(const dn_kvcache *kv, const uint8_t *tile, int lane, uin
 }
 
 /* ... or scattered into it (for Q8 the padding dimensions get code 0). */
-static void lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const uint8_t *row)
+static void k_lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const uint8_t *row)
 {
     const int q8 = kv->type == DANU_KV_Q8_0, hd = kv->head_dim, dims = q8 ? (hd + 3) & ~3 : hd;
     for (int d = 0; d < dims; d++) {
@@ -189,29 +190,52 @@ static void lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const ui
     }
 }
 
-/* Q8 V: one lane's codes as a row of head_dim, gathered from the tile or
- * scattered into it; n lanes from lane la of one tile to lane lb of
- * another (whole tiles at once). */
+/* ---- V lanes ------------------------------------------------------------------ */
+
+static size_t v_off(const dn_kvcache *kv, int d, int lane) { return dn_kv_v_offset(kv->type, kv->head_dim, d, lane); }
+
+/* Whether dn_kv_v_offset lays a lane's elements out as one row and lane
+ * l + 1's row right after lane l's (f16/f32; Q8 interleaves 4 lanes): then
+ * a row, or a run of lanes, is one memcpy. */
+static int v_rows(const dn_kvcache *kv)
+{
+    return v_off(kv, 1, 0) == kv->elem && v_off(kv, 0, 1) == (size_t)kv->head_dim * kv->elem;
+}
+
+/* One element; Q8's byte without a memcpy call (the per-token commit). */
+static void elem_copy(uint8_t *dst, const uint8_t *src, size_t e)
+{
+    if (e == 1) *dst = *src;
+    else memcpy(dst, src, e);
+}
+
+/* V of n lanes from lane la of tile src to lane lb of tile dst: one run
+ * when rows are contiguous or whole tiles move, else element by element. */
+static void v_copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t *src, int la, int n)
+{
+    const int hd = kv->head_dim;
+    if (v_rows(kv) || (la == 0 && lb == 0 && n == DN_KV_TILE)) {
+        memcpy(dst + v_off(kv, 0, lb), src + v_off(kv, 0, la), (size_t)n * (size_t)hd * kv->elem);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < hd; d++) elem_copy(dst + v_off(kv, d, lb + i), src + v_off(kv, d, la + i), kv->elem);
+}
+
+/* One lane's V as a row of head_dim elements (the state-file order, Q8 as
+ * signed codes, as stored), gathered from the tile or scattered into it. */
 static void v_lane_gather(const dn_kvcache *kv, const uint8_t *tile, int lane, uint8_t *row)
 {
-    for (int d = 0; d < kv->head_dim; d++) row[d] = tile[dn_kv_v_offset(DN_KV_Q8, kv->head_dim, d, lane)];
+    const size_t e = kv->elem;
+    if (v_rows(kv)) memcpy(row, tile + v_off(kv, 0, lane), (size_t)kv->head_dim * e);
+    else for (int d = 0; d < kv->head_dim; d++) elem_copy(row + (size_t)d * e, tile + v_off(kv, d, lane), e);
 }
 
 static void v_lane_scatter(const dn_kvcache *kv, uint8_t *tile, int lane, const uint8_t *row)
 {
-    for (int d = 0; d < kv->head_dim; d++) tile[dn_kv_v_offset(DN_KV_Q8, kv->head_dim, d, lane)] = row[d];
-}
-
-static void v_copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8_t *src, int la, int n)
-{
-    const int hd = kv->head_dim;
-    if (la == 0 && lb == 0 && n == DN_KV_TILE) {
-        memcpy(dst, src, (size_t)DN_KV_TILE * (size_t)hd);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        for (int d = 0; d < hd; d++)
-            dst[dn_kv_v_offset(DN_KV_Q8, hd, d, lb + i)] = src[dn_kv_v_offset(DN_KV_Q8, hd, d, la + i)];
+    const size_t e = kv->elem;
+    if (v_rows(kv)) memcpy(tile + v_off(kv, 0, lane), row, (size_t)kv->head_dim * e);
+    else for (int d = 0; d < kv->head_dim; d++) elem_copy(tile + v_off(kv, d, lane), row + (size_t)d * e, e);
 }
 
 /* ---- stores and copies -------------------------------------------------------- */
@@ -219,15 +243,12 @@ static void v_copy_lanes(const dn_kvcache *kv, uint8_t *dst, int lb, const uint8
 void dn_kv_stage(const dn_kvcache *kv, const dn_kernels *kern, int layer, int row, int head, const float *k, const float *v)
 {
     const dn_kv_area *st = &kv->stage;
-    const int hd = kv->head_dim;
-    uint8_t krow[4 * 1024];   /* head_dim <= 1024 (config.c) */
-    uint8_t *vrow = v_at(kv, st, layer, head, row);
+    const int hd = kv->head_dim, lane = row % DN_KV_TILE;
+    uint8_t krow[4 * 1024], vrow[4 * 1024];   /* head_dim <= 1024 (config.c) */
     if (kv->type == DANU_KV_Q8_0) {
         const size_t r = row_index(kv, st, layer, head, row);
-        uint8_t codes[1024];
         st->ks[r] = kern->kv_quantize(k, hd, (int8_t *)krow);
-        st->vs[r] = kern->kv_quantize(v, hd, (int8_t *)codes);
-        v_lane_scatter(kv, v_tile(kv, st, layer, head, row), row % DN_KV_TILE, codes);
+        st->vs[r] = kern->kv_quantize(v, hd, (int8_t *)vrow);
     } else if (kv->type == DANU_KV_F16) {
         for (int d = 0; d < hd; d++) {
             const uint16_t hk = dn_f32_to_fp16(k[d]), hv = dn_f32_to_fp16(v[d]);
@@ -238,28 +259,27 @@ void dn_kv_stage(const dn_kvcache *kv, const dn_kernels *kern, int layer, int ro
         memcpy(krow, k, sizeof(float) * (size_t)hd);
         memcpy(vrow, v, sizeof(float) * (size_t)hd);
     }
-    lane_scatter(kv, k_tile(kv, st, layer, head, row), row % DN_KV_TILE, krow);
+    k_lane_scatter(kv, k_tile(kv, st, layer, head, row), lane, krow);
+    v_lane_scatter(kv, v_tile(kv, st, layer, head, row), lane, vrow);
 }
 
 void dn_kv_commit(dn_kvcache *kv, int64_t pos0, int n)
 {
     const int first = n > kv->cap ? n - kv->cap : 0;   /* older rows would be overwritten anyway */
-    const size_t row_b = (size_t)kv->head_dim * kv->elem;
     const dn_kv_area *S = &kv->stage, *R = &kv->ring;
     for (int l = 0; l < kv->n_layers; l++)
         for (int h = 0; h < kv->n_heads; h++)
             for (int i = first, len; i < n; i += len) {
                 /* a run of rows in one staging tile and one ring tile, not wrapping */
                 const int32_t slot = (int32_t)((pos0 + i) % kv->cap);
+                const int la = i % DN_KV_TILE, lb = slot % DN_KV_TILE;
                 len = n - i;
-                if (len > DN_KV_TILE - i % DN_KV_TILE) len = DN_KV_TILE - i % DN_KV_TILE;
-                if (len > DN_KV_TILE - slot % DN_KV_TILE) len = DN_KV_TILE - slot % DN_KV_TILE;
+                if (len > DN_KV_TILE - la) len = DN_KV_TILE - la;
+                if (len > DN_KV_TILE - lb) len = DN_KV_TILE - lb;
                 if (len > kv->cap - slot) len = kv->cap - slot;
-                copy_lanes(kv, k_tile(kv, R, l, h, slot), slot % DN_KV_TILE, k_tile(kv, S, l, h, i), i % DN_KV_TILE, len);
-                if (S->ks)
-                    v_copy_lanes(kv, v_tile(kv, R, l, h, slot), slot % DN_KV_TILE, v_tile(kv, S, l, h, i), i % DN_KV_TILE, len);
-                else memcpy(v_at(kv, R, l, h, slot), v_at(kv, S, l, h, i), (size_t)len * row_b);
-                if (S->ks) {
+                k_copy_lanes(kv, k_tile(kv, R, l, h, slot), lb, k_tile(kv, S, l, h, i), la, len);
+                v_copy_lanes(kv, v_tile(kv, R, l, h, slot), lb, v_tile(kv, S, l, h, i), la, len);
+                if (S->ks) {   /* Q8: the rows' scales */
                     const size_t rs = row_index(kv, S, l, h, i), rr = row_index(kv, R, l, h, slot);
                     memcpy(R->ks + rr, S->ks + rs, sizeof(float) * (size_t)len);
                     memcpy(R->vs + rr, S->vs + rs, sizeof(float) * (size_t)len);
@@ -275,7 +295,7 @@ void dn_kv_copy(dn_kvcache *dst, const dn_kvcache *src, int32_t slots)
         for (int h = 0; h < src->n_heads; h++) {
             const dn_kv_area *A = &src->ring, *B = &dst->ring;
             memcpy(k_tile(dst, B, l, h, 0), k_tile(src, A, l, h, 0), (size_t)tiles * tile_b);
-            memcpy(v_at(dst, B, l, h, 0), v_at(src, A, l, h, 0), (size_t)tiles * DN_KV_TILE * row_b);   /* Q8: tiles */
+            memcpy(v_at(dst, B, l, h, 0), v_at(src, A, l, h, 0), (size_t)tiles * DN_KV_TILE * row_b);   /* whole tiles */
             if (A->ks) {
                 memcpy(B->ks + row_index(dst, B, l, h, 0), A->ks + row_index(src, A, l, h, 0), (size_t)slots * 4);
                 memcpy(B->vs + row_index(dst, B, l, h, 0), A->vs + row_index(src, A, l, h, 0), (size_t)slots * 4);
@@ -296,23 +316,18 @@ static void state_row(const dn_kvcache *kv, int layer, int64_t pos, int which, c
 {
     const dn_kv_area *R = &kv->ring;
     const int32_t slot = (int32_t)(pos % kv->cap);
+    const int lane = slot % DN_KV_TILE;
     const size_t row_b = (size_t)kv->head_dim * kv->elem, sc_b = R->ks ? 4 : 0;
     for (int h = 0; h < kv->n_heads; h++) {
         const size_t at = (size_t)h * (sc_b + row_b);   /* this head's bytes in the state row */
         float *sc = R->ks ? &(which ? R->vs : R->ks)[row_index(kv, R, layer, h, slot)] : NULL;
-        uint8_t *kt = k_tile(kv, R, layer, h, slot), *vr = v_at(kv, R, layer, h, slot);
-        uint8_t *vt = v_tile(kv, R, layer, h, slot);
-        const int lane = slot % DN_KV_TILE;
+        uint8_t *tile = which ? v_tile(kv, R, layer, h, slot) : k_tile(kv, R, layer, h, slot);
         if (in) {
             if (sc) memcpy(sc, in + at, 4);
-            if (!which) lane_scatter(kv, kt, lane, in + at + sc_b);
-            else if (sc) v_lane_scatter(kv, vt, lane, in + at + sc_b);
-            else memcpy(vr, in + at + sc_b, row_b);
+            (which ? v_lane_scatter : k_lane_scatter)(kv, tile, lane, in + at + sc_b);
         } else {
             if (sc) memcpy(out + at, sc, 4);
-            if (!which) lane_gather(kv, kt, lane, out + at + sc_b);
-            else if (sc) v_lane_gather(kv, vt, lane, out + at + sc_b);
-            else memcpy(out + at + sc_b, vr, row_b);
+            (which ? v_lane_gather : k_lane_gather)(kv, tile, lane, out + at + sc_b);
         }
     }
 }
