@@ -232,8 +232,9 @@ enum { DANU_REPACK_AUTO = -1, DANU_REPACK_OFF = 0, DANU_REPACK_ON = 1 };
  * of 240 MiB, and decoding after a long context reads half the cache
  * bytes, scores the keys with int8 dot products (each query head
  * quantized the same way) and sums the values exactly in integers (each
- * probability times the row's scale as a 14-bit integer). Its logits differ a little from F16's (mean KL divergence below
- * 1e-3 on the test models); every cache operation (state save/load,
+ * unnormalized probability times the row's scale as a 14-bit integer, the
+ * softmax's denominator an exact integer too). Its logits differ a little
+ * from F16's (mean KL divergence below 1e-3 on the test models); every cache operation (state save/load,
  * rewind, fork, shift) works with every type, but a state loads only into a
  * context of the type that saved it. */
 enum { DANU_KV_F16 = 0, DANU_KV_F32 = 1, DANU_KV_Q8_0 = 2 };

@@ -86,7 +86,7 @@ START_TEST(test_kernels_dispatch)
             ck_assert(dn_act_row_bytes(k, wt, 256) >= dn_type_row_bytes(at, 256));
             ck_assert(dn_act_row_bytes(k, wt, 256) % 64 == 0);
         }
-        ck_assert(k->rmsnorm && k->silu_mul && k->add && k->softmax && k->att_scores && k->att_values);
+        ck_assert(k->rmsnorm && k->silu_mul && k->add && k->softmax && k->max && k->att_scores && k->att_values);
         ck_assert(k->gemm_nr >= 1 && k->gemm_nt >= 1);
     }
     /* an explicit cap is obeyed and the answer is one of the levels below it */
@@ -745,12 +745,16 @@ START_TEST(test_kernels_attention_values_long)
 }
 END_TEST
 
-/* The Q8 values slots of every table (kernels.h att_q8_*) against their
- * definitions written out here: att_q8_wmax is the largest float product
- * p * scale (NaN when one is NaN), exactly; att_q8_weights the products
- * times c rounded to nearest-even (libm's nearbyintf in the default mode),
- * clamped to 16383 and split into 7-bit planes, every byte including the
- * zero padding and nothing written past it; att_q8_values the exact
+/* The Q8 values slots of every table (kernels.h att_q8_*) and `max`
+ * against their definitions written out here. max: the largest element
+ * (NaN when one is), exactly. att_q8_weights: e_j = exp(s_j - m), the
+ * weight min(round-even((e_j * vsc_j) * c), 16383) as 7-bit planes and the
+ * denominator sum_j round-even(e_j * 2^29); the scalar table's exp is
+ * libm's expf, so it must give exactly the oracle's bytes and sum, the
+ * SIMD tables' exp is their own (~1 ulp): each weight within 0.5 + 6e-7 of
+ * the double-precision product, the sum within 0.5 + 6e-7 of each count;
+ * for every table a split of the keys gives the same bytes and the same
+ * total, and nothing is written outside [0, n). att_q8_values: the exact
  * integer sums over a V tile laid out from its definition (groups of 4
  * lanes, byte ((l % 16) / 4 * hd + d) * 4 + l % 4 of tile l / 16, junk in
  * the lanes outside the run), added to what acc held, with planes full of
@@ -767,46 +771,81 @@ START_TEST(test_kernels_attention_q8)
     static int8_t code[MAXK * MAXHD];
     static _Alignas(64) uint8_t V[TILES * 16 * MAXHD], W[MAXQ * 2 * WS];
     static int64_t acc[MAXQ * 2 * MAXHD + 7], want[MAXQ * 2 * MAXHD + 7];
-    static float p[MAXK], vsc[MAXK];
-    static uint8_t hi[WS + 8], lo[WS + 8];
+    static float sc[MAXK], vsc[MAXK];
+    static uint8_t hi[MAXK + 16], lo[MAXK + 16], hi2[MAXK + 16], lo2[MAXK + 16];
     rng_state = 8086;
     for (int ti = 0; ti < nk_tab; ti++) {
         const dn_kernels *k = ks[ti];
-        ck_assert_msg(k->att_q8_wmax && k->att_q8_weights && k->att_q8_values, "%s lacks Q8 values slots", k->name);
-        /* wmax and weights, every length and pad */
-        for (int n = 1; n <= 70; n += (n < 40 ? 1 : 29)) {
-            for (int pad = 0; pad < 4; pad++) {
+        const int exact = k->isa == DN_ISA_SCALAR;
+        ck_assert_msg(k->max && k->att_q8_weights && k->att_q8_values, "%s lacks Q8 values slots", k->name);
+        /* max, every length to 40 and a few longer; NaN anywhere */
+        for (int n = 1; n <= 531; n += (n < 40 ? 1 : 29)) {
+            float m = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                sc[j] = j % 11 == 5 ? -INFINITY : rnd_val() * 8 - 30;
+                if (sc[j] > m) m = sc[j];
+            }
+            CHECK(k->max(sc, n) == m, "%s max n %d: %a, want %a", k->name, n, (double)k->max(sc, n), (double)m);
+            const int at = (int)(rnd_u32() % (uint32_t)n);
+            const float keep = sc[at];
+            sc[at] = NAN;
+            CHECK(isnan(k->max(sc, n)), "%s max n %d: NaN at %d not returned", k->name, n, at);
+            sc[at] = keep;
+        }
+        /* weights: every length to 40, a few longer, scores spread over
+         * 30 below the maximum, some -inf (e = 0), some clamped */
+        for (int n = 1; n <= 531; n += (n < 40 ? 1 : 49)) {
+            for (int rep = 0; rep < 2; rep++) {
+                float m = -INFINITY, vmax = 0.0f;
                 for (int j = 0; j < n; j++) {
-                    p[j] = j % 7 == 2 ? 0.0f : fabsf(rnd_val()) / 3;
-                    vsc[j] = 0.001f + fabsf(rnd_val()) / 50;
+                    sc[j] = j % 13 == 7 ? -INFINITY : -fabsf(rnd_val()) * (j % 3 ? 4.0f : 0.3f) + 2.0f;
+                    vsc[j] = j % 17 == 3 ? 0.0f : 0.001f + fabsf(rnd_val()) / 50;
+                    if (sc[j] > m) m = sc[j];
+                    if (vsc[j] > vmax) vmax = vsc[j];
                 }
-                float m = 0.0f;
-                for (int j = 0; j < n; j++) if (p[j] * vsc[j] > m) m = p[j] * vsc[j];
-                const float got = k->att_q8_wmax(p, vsc, n);
-                CHECK(got == m, "%s att_q8_wmax n %d: %a, want %a", k->name, n, (double)got, (double)m);
-                const float c = pad == 3 ? 16383.0f / m * 1.5f : 16383.0f / m;   /* pad 3: some clamp at 16383 */
+                if (m == -INFINITY) { sc[0] = m = 1.0f; }
+                const float c = rep ? 16383.0f / vmax * 1.5f : 16383.0f / vmax;   /* rep 1: some clamp at 16383 */
                 memset(hi, 0x55, sizeof hi);
                 memset(lo, 0x55, sizeof lo);
-                k->att_q8_weights(p, vsc, n, c, pad, hi, lo);
-                const int end = (pad + n + 3) / 4 * 4;
-                for (int j = 0; j < end + 8; j++) {
-                    int w = 0;
-                    if (j >= pad && j < pad + n) {
-                        float t = p[j - pad] * vsc[j - pad];
-                        t = t * c;
-                        w = (int)nearbyintf(t);
-                        if (w > 16383) w = 16383;
+                const int64_t got = k->att_q8_weights(sc, m, vsc, n, c, hi + 8, lo + 8);
+                double want_sum = 0.0, slack = 0.0;
+                int64_t exact_sum = 0;
+                for (int j = 0; j < n; j++) {
+                    const float d = sc[j] - m, ef = expf(d);
+                    const double e = exp((double)d), t = e * vsc[j] * c;
+                    int w = hi[8 + j] * 128 + lo[8 + j];
+                    CHECK(hi[8 + j] < 128 && lo[8 + j] < 128, "%s att_q8_weights n %d key %d: bytes %d %d", k->name, n, j,
+                          hi[8 + j], lo[8 + j]);
+                    if (exact) {
+                        const float tf = ef * vsc[j] * c;
+                        const int wf = tf < 16383.0f ? (int)nearbyintf(tf) : 16383;
+                        CHECK(w == wf, "%s att_q8_weights n %d key %d: %d, want %d", k->name, n, j, w, wf);
+                        exact_sum += (int64_t)nearbyintf(ef * 536870912.0f);
+                    } else {
+                        const double tc = t < 16383.0 ? t : 16383.0;
+                        CHECK(fabs(w - tc) <= 0.5 + t * 6e-7, "%s att_q8_weights n %d key %d: %d, want %.4f", k->name, n,
+                              j, w, tc);
                     }
-                    const int wh = j < end ? w >> 7 : 0x55, wl = j < end ? w & 127 : 0x55;
-                    CHECK(hi[j] == wh && lo[j] == wl, "%s att_q8_weights n %d pad %d byte %d: %d %d, want %d %d", k->name, n,
-                          pad, j, hi[j], lo[j], wh, wl);
+                    want_sum += e * 536870912.0;
+                    slack += 0.5 + e * 536870912.0 * 6e-7;
                 }
+                if (exact) CHECK(got == exact_sum, "%s att_q8_weights n %d: sum %lld, want %lld", k->name, n, (long long)got,
+                                 (long long)exact_sum);
+                CHECK(fabs((double)got - want_sum) <= slack, "%s att_q8_weights n %d: sum %lld, want %.1f", k->name, n,
+                      (long long)got, want_sum);
+                for (int j = 0; j < 8; j++)
+                    CHECK(hi[j] == 0x55 && lo[j] == 0x55 && hi[8 + n + j] == 0x55 && lo[8 + n + j] == 0x55,
+                          "%s att_q8_weights n %d wrote outside its keys", k->name, n);
+                /* any split: the same bytes, the same total */
+                const int cut = (int)(rnd_u32() % (uint32_t)(n + 1));
+                memset(hi2, 0x55, sizeof hi2);
+                memset(lo2, 0x55, sizeof lo2);
+                const int64_t s1 = k->att_q8_weights(sc, m, vsc, cut, c, hi2 + 8, lo2 + 8);
+                const int64_t s2 = k->att_q8_weights(sc + cut, m, vsc + cut, n - cut, c, hi2 + 8 + cut, lo2 + 8 + cut);
+                CHECK(s1 + s2 == got && !memcmp(hi, hi2, sizeof hi) && !memcmp(lo, lo2, sizeof lo),
+                      "%s att_q8_weights n %d split at %d: another result", k->name, n, cut);
             }
         }
-        p[0] = 0.5f; vsc[0] = 1.0f; p[1] = NAN; vsc[1] = 1.0f; p[2] = 0.25f; vsc[2] = 1.0f;
-        CHECK(isnan(k->att_q8_wmax(p, vsc, 3)), "%s att_q8_wmax: a NaN product", k->name);
-        p[1] = 0.0f; vsc[1] = NAN;
-        for (int n = 2; n <= 40; n += 19) CHECK(isnan(k->att_q8_wmax(p, vsc, n)), "%s att_q8_wmax: a NaN scale", k->name);
         /* values: exact sums */
         for (size_t hi_ = 0; hi_ < sizeof hds / sizeof hds[0]; hi_++)
         for (size_t qi = 0; qi < sizeof nqs / sizeof nqs[0]; qi++)

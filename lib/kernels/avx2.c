@@ -421,31 +421,6 @@ AI __m256i tail_mask(int64_t left)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* e^x to ~1 ulp: x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor (Horner);
- * 2^n as two exponent-field factors so results down to the denormal range
- * and overflow to inf come out as expf's do. */
-AI __m256 exp256(__m256 x)
-{
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(89.0f)), _mm256_set1_ps(-104.0f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i ni = _mm256_cvtps_epi32(n);
-    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
-    const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
-}
-
 static void dn_rmsnorm_avx2(float *out, const float *x, const float *w, int64_t n, float eps)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -496,28 +471,50 @@ AI __m256 load_h8(const uint16_t *p, int64_t left)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)tmp));
 }
 
+/* The largest element, two chains; the tail's masked lanes hold -inf.
+ * NaN is tracked apart (maxps returns its second operand when either is
+ * NaN). */
+static float dn_max_avx2(const float *x, int64_t n)
+{
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, nan = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+        m0 = _mm256_max_ps(m0, a);
+        m1 = _mm256_max_ps(m1, b);
+    }
+    for (; i < n; i += 8) {
+        const __m256i k = tail_mask(n - i);
+        const __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, k), _mm256_castsi256_ps(k));
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        m0 = _mm256_max_ps(m0, v);
+    }
+    return _mm256_movemask_ps(nan) ? NAN : hmax8(_mm256_max_ps(m0, m1));
+}
+
+/* Masked loads and stores only on the last n % 8 (AMD's vmaskmovps store
+ * is slow): the same lanes add the same values, so the same bits. */
 static void dn_softmax_avx2(float *x, int64_t n)
 {
     if (n <= 0) return;
-    __m256 mx = _mm256_set1_ps(-INFINITY);
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i m = tail_mask(n - i);
-        mx = _mm256_max_ps(mx, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, m),
-                                                _mm256_castsi256_ps(m)));
-    }
-    const __m256 vmax = _mm256_set1_ps(hmax8(mx));
+    const __m256 vmax = _mm256_set1_ps(dn_max_avx2(x, n));
+    const int64_t body = n & ~(int64_t)7;
     __m256 sum = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i m = tail_mask(n - i);
-        const __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vmax)), _mm256_castsi256_ps(m));
+    for (int64_t i = 0; i < body; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
         sum = _mm256_add_ps(sum, e);
-        _mm256_maskstore_ps(x + i, m, e);
+        _mm256_storeu_ps(x + i, e);
+    }
+    const __m256i m = tail_mask(n - body);
+    if (body < n) {
+        const __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_maskload_ps(x + body, m), vmax)), _mm256_castsi256_ps(m));
+        sum = _mm256_add_ps(sum, e);
+        _mm256_maskstore_ps(x + body, m, e);
     }
     const __m256 inv = _mm256_set1_ps((float)(1.0 / (double)hsum8(sum)));
-    for (int64_t i = 0; i < n; i += 8) {
-        const __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(x + i, m, _mm256_mul_ps(_mm256_maskload_ps(x + i, m), inv));
-    }
+    for (int64_t i = 0; i < body; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    if (body < n) _mm256_maskstore_ps(x + body, m, _mm256_mul_ps(_mm256_maskload_ps(x + body, m), inv));
 }
 
 const dn_kernels dn_kernels_avx2_table = {
@@ -546,9 +543,9 @@ const dn_kernels dn_kernels_avx2_table = {
     .repack = { [DANU_TYPE_Q4_0] = DN_TYPE_Q4_0_X16, [DANU_TYPE_Q8_0] = DN_TYPE_Q8_0_X16,
                 [DANU_TYPE_Q4_K] = DN_TYPE_Q4_K_X16, [DANU_TYPE_Q6_K] = DN_TYPE_Q6_K_X16 },
     .rmsnorm = dn_rmsnorm_avx2, .silu_mul = dn_silu_mul_avx2, .add = dn_add_avx2,
-    .softmax = dn_softmax_avx2,
+    .softmax = dn_softmax_avx2, .max = dn_max_avx2,
     .att_scores = dn_att_scores_avx2, .att_values = dn_att_values_avx2,
-    .att_q8_wmax = dn_att_q8_wmax_avx2, .att_q8_weights = dn_att_q8_weights_avx2,
+    .att_q8_weights = dn_att_q8_weights_avx2,
     .att_q8_values = dn_att_q8_values_avx2,
     .kv_quantize = dn_kv_quantize_avx2,
 };

@@ -4,11 +4,12 @@
  * per dimension, four rows at a time (8 independent chains); Q8: integer
  * dot products of the codes (avx2_attn_q8.h). Values: 4 query rows x 16
  * dimensions of outputs in registers, keys in chunks that stay in L1; Q8
- * values as exact integer sums of 7-bit weights times the codes
- * (avx2_attn_q8.h). Every score is the same operations whatever the tile
- * (a sequential fma over d from 0; Q8: an exact int32 sum, then two
- * multiplies) and every output element a sequential fma over the keys in
- * order, so a token alone and in a batch get identical bits. */
+ * values as exact integer sums of 7-bit weights (the softmax's exp
+ * fused into making them) times the codes (avx2_attn_q8.h). Every score
+ * is the same operations whatever the tile (a sequential fma over d from
+ * 0; Q8: an exact int32 sum, then two multiplies), every f16/f32 output
+ * element a sequential fma over the keys in order and every Q8 one an
+ * exact integer sum, so a token alone and in a batch get identical bits. */
 #include <immintrin.h>
 #include "kernels/kernels_internal.h"
 #include "kernels/avx2_internal.h"
@@ -179,58 +180,72 @@ void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v
 
 /* ---- Q8 values as integer sums (kernels.h att_q8_*) ----------------------- */
 
-float dn_att_q8_wmax_avx2(const float *p, const float *vsc, int n)
-{
-    __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
-    for (int j = 0; j < n; j += 8) {
-        const __m256i k = lane_mask(n - j);   /* lanes past n: 0 * 0 */
-        const __m256 t = _mm256_mul_ps(_mm256_maskload_ps(p + j, k), _mm256_maskload_ps(vsc + j, k));
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps(t, t, _CMP_UNORD_Q));
-        m = _mm256_max_ps(t, m);   /* keeps m unless t > m: the lanes stay >= +0 and never NaN */
-    }
-    if (_mm256_movemask_ps(nan)) return NAN;
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
-}
-
-/* The weights of 8 keys, bytes 0..7 hi and 8..15 lo: (p * vsc) * c as
+/* The weights of 8 keys, bytes 0..7 hi and 8..15 lo: (e * vsc) * c as
  * scalar multiplies it, clamped before rounding (the same as after: 16383
  * is an integer), rounded to nearest-even whatever the MXCSR mode. */
-AI __m128i q8_weights8(__m256 p, __m256 vsc, __m256 c)
+AI __m128i q8_weights8(__m256 e, __m256 vsc, __m256 c)
 {
-    const __m256 t = _mm256_min_ps(_mm256_mul_ps(_mm256_mul_ps(p, vsc), c), _mm256_set1_ps((float)DN_ATT_W_MAX));
+    const __m256 t = _mm256_min_ps(_mm256_mul_ps(_mm256_mul_ps(e, vsc), c), _mm256_set1_ps((float)DN_ATT_W_MAX));
     const __m256i w = _mm256_cvtps_epi32(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
     const __m128i low = _mm_set1_epi16((1 << DN_ATT_W_SHIFT) - 1);
     return _mm_packus_epi16(_mm_srli_epi16(w16, DN_ATT_W_SHIFT), _mm_and_si128(w16, low));
 }
 
-void dn_att_q8_weights_avx2(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
+/* sum + round-even(e * 2^DN_ATT_E_SHIFT) of 8 lanes in int64: the counts
+ * are >= 0, so their even and odd lanes widen in place. */
+AI __m256i e_counts(__m256i sum, __m256 e)
 {
-    const __m256 cc = _mm256_set1_ps(c);
-    memset(hi, 0, (size_t)pad);
-    memset(lo, 0, (size_t)pad);
-    hi += pad;
-    lo += pad;
-    int j = 0;
-    for (; j + 8 <= n; j += 8) {
-        const __m128i b = q8_weights8(_mm256_loadu_ps(p + j), _mm256_loadu_ps(vsc + j), cc);
-        _mm_storel_epi64((__m128i *)(void *)(hi + j), b);
-        _mm_storel_epi64((__m128i *)(void *)(lo + j), _mm_unpackhi_epi64(b, b));
+    const __m256 t = _mm256_mul_ps(e, _mm256_set1_ps((float)(1 << DN_ATT_E_SHIFT)));
+    const __m256i u = _mm256_cvtps_epi32(_mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    sum = _mm256_add_epi64(sum, _mm256_and_si256(u, _mm256_set1_epi64x(0xFFFFFFFF)));
+    return _mm256_add_epi64(sum, _mm256_srli_epi64(u, 32));
+}
+
+/* The exps of a chunk of 128 keys first, into L1, then their weights and
+ * counts, masks only on the last 8. In one loop the exp's long dependency
+ * chain left too few steps in flight: 24 layers x 32 rows x 4096 keys
+ * took 3.45-3.55 ms with the row max (softmax, then weights: 2.98-3.15),
+ * split 1.98 (2026-12-06, alternating in one process). */
+int64_t dn_att_q8_weights_avx2(const float *s, float m, const float *vsc, int n, float c, uint8_t *hi, uint8_t *lo)
+{
+    const __m256 cc = _mm256_set1_ps(c), mm = _mm256_set1_ps(m);
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    _Alignas(32) float eb[128];
+    for (int j = 0; j < n; j += 128) {
+        const int len = n - j < 128 ? n - j : 128;
+        int i = 0;
+        for (; i + 8 <= len; i += 8) _mm256_store_ps(eb + i, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + j + i), mm)));
+        if (i < len) {   /* the masked lanes' e is 0 */
+            const __m256i k = lane_mask(len - i);
+            _mm256_store_ps(eb + i, _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_maskload_ps(s + j + i, k), mm)),
+                                                  _mm256_castsi256_ps(k)));
+        }
+        for (i = 0; i + 16 <= len; i += 16) {
+            const __m256 e0 = _mm256_load_ps(eb + i), e1 = _mm256_load_ps(eb + i + 8);
+            const __m128i b0 = q8_weights8(e0, _mm256_loadu_ps(vsc + j + i), cc);
+            const __m128i b1 = q8_weights8(e1, _mm256_loadu_ps(vsc + j + i + 8), cc);
+            _mm_storeu_si128((__m128i *)(void *)(hi + j + i), _mm_unpacklo_epi64(b0, b1));
+            _mm_storeu_si128((__m128i *)(void *)(lo + j + i), _mm_unpackhi_epi64(b0, b1));
+            s0 = e_counts(s0, e0);
+            s1 = e_counts(s1, e1);
+        }
+        for (; i < len; i += 8) {   /* up to 15 keys through a buffer: lanes past len are 0 */
+            const __m256i k = lane_mask(len - i);
+            const __m256 e = _mm256_and_ps(_mm256_load_ps(eb + i), _mm256_castsi256_ps(k));
+            const __m128i b = q8_weights8(e, _mm256_maskload_ps(vsc + j + i, k), cc);
+            uint8_t bh[8], bl[8];
+            const int r = len - i < 8 ? len - i : 8;
+            _mm_storel_epi64((__m128i *)(void *)bh, b);
+            _mm_storel_epi64((__m128i *)(void *)bl, _mm_unpackhi_epi64(b, b));
+            memcpy(hi + j + i, bh, (size_t)r);
+            memcpy(lo + j + i, bl, (size_t)r);
+            s0 = e_counts(s0, e);
+        }
     }
-    /* the last n % 8 keys and the zeros up to a multiple of 4 from the
-     * planes' start: at most 7 + 3 bytes, the masked lanes give 0 */
-    const int rest = ((pad + n + 3) & ~3) - pad - j;
-    if (rest > 0) {
-        const __m256i k = lane_mask(n - j);
-        const __m128i b = q8_weights8(_mm256_maskload_ps(p + j, k), _mm256_maskload_ps(vsc + j, k), cc);
-        uint8_t bh[16] = { 0 }, bl[16] = { 0 };
-        _mm_storel_epi64((__m128i *)(void *)bh, b);
-        _mm_storel_epi64((__m128i *)(void *)bl, _mm_unpackhi_epi64(b, b));
-        memcpy(hi + j, bh, (size_t)rest);
-        memcpy(lo + j, bl, (size_t)rest);
-    }
+    const __m256i sum = _mm256_add_epi64(s0, s1);
+    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    return _mm_cvtsi128_si64(_mm_add_epi64(h, _mm_unpackhi_epi64(h, h)));
 }
 
 void dn_att_q8_values_avx2(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc)

@@ -4,7 +4,7 @@
  * entry points avx2.c puts in its table (avx2_x16.c: q4_0x16, q8_0x16;
  * avx2_x16k.c: q4_Kx16, q6_Kx16), the attention slots (avx2_attn.c), and
  * the layout helpers of the x16 K-quant kernels (avx2_x16k.c,
- * avx2vnni_x16.c). */
+ * avx2vnni_x16.c) and the exp of avx2.c's and avx2_attn.c's kernels. */
 #ifndef DN_AVX2_INTERNAL_H
 #define DN_AVX2_INTERNAL_H
 #include <stddef.h>
@@ -55,6 +55,31 @@ AI __m256i dn_a2_q6x_codes(const uint8_t *c, int H, int qd, int m, int h)
     return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
 }
 
+/* e^x to ~1 ulp (softmax, silu, the Q8 attention weights): x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor (Horner);
+ * 2^n as two exponent-field factors so results down to the denormal range
+ * and overflow to inf come out as expf's do. */
+AI __m256 exp256(__m256 x)
+{
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(89.0f)), _mm256_set1_ps(-104.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+}
+
 /* The q4_K mins term's token sums of the q8_K block xb: s[j] = bsums[2j] +
  * bsums[2j+1] (|s[j]| <= 4064) */
 AI void dn_a2_q8k_min_sums(const uint8_t *xb, int16_t s[8])
@@ -71,8 +96,7 @@ void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k
                           const float *ksc, float *s, size_t ss);
 void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                           float *out, size_t os);
-float dn_att_q8_wmax_avx2(const float *p, const float *vsc, int n);
-void dn_att_q8_weights_avx2(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo);
+int64_t dn_att_q8_weights_avx2(const float *s, float m, const float *vsc, int n, float c, uint8_t *hi, uint8_t *lo);
 void dn_att_q8_values_avx2(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc);
 /* avx2vnni_attn.c: Q8 scores and values with vpdpbusd, the rest as avx2 */
 void dn_att_scores_avx2vnni(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,

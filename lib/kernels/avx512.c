@@ -598,28 +598,6 @@ static void dn_act_bf16_avx512(const float *x, void *out, int64_t n)
 /* elementwise                                                         */
 /* ------------------------------------------------------------------ */
 
-/* e^x to ~1 ulp: x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor in Horner
- * form, 2^n applied by vscalefps (correct overflow, underflow, denormals). */
-AI __m512 exp512(__m512 x)
-{
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(89.0f)), _mm512_set1_ps(-104.0f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-AI __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
-
 static void dn_rmsnorm_avx512(float *out, const float *x, const float *w, int64_t n, float eps)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
@@ -662,6 +640,18 @@ static void dn_add_avx512(float *y, const float *x, int64_t n)
         _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i),
                                                       _mm512_maskz_loadu_ps(m, x + i)));
     }
+}
+
+static float dn_max_avx512(const float *x, int64_t n)
+{
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m512 v = _mm512_mask_loadu_ps(m, tail_mask(n - i), x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    return nan ? NAN : _mm512_reduce_max_ps(m);
 }
 
 static void dn_softmax_avx512(float *x, int64_t n)
@@ -714,9 +704,9 @@ const dn_kernels dn_kernels_avx512_table = {
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX,
     .act_extra = { [DANU_TYPE_BF16] = 512, [DANU_TYPE_Q8_0] = XG_Q8_0, [DN_TYPE_Q8_1] = XG_Q8_1 },
     .rmsnorm = dn_rmsnorm_avx512, .silu_mul = dn_silu_mul_avx512, .add = dn_add_avx512,
-    .softmax = dn_softmax_avx512,
+    .softmax = dn_softmax_avx512, .max = dn_max_avx512,
     .att_scores = dn_att_scores_avx512, .att_values = dn_att_values_avx512,
-    .att_q8_wmax = dn_att_q8_wmax_avx512, .att_q8_weights = dn_att_q8_weights_avx512,
+    .att_q8_weights = dn_att_q8_weights_avx512,
     .att_q8_values = dn_att_q8_values_avx512,
     .kv_quantize = dn_kv_quantize_avx512,
 };

@@ -83,8 +83,8 @@ static void complete(dn_kernels *dst, const dn_kernels *src)
         dst->gemm_nr = dst->gemm_nt = 1;
     }
 #define FILL(f) if (!dst->f) dst->f = s->f
-    FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(softmax); FILL(att_scores); FILL(att_values); FILL(kv_quantize);
-    FILL(att_q8_wmax); FILL(att_q8_weights); FILL(att_q8_values);
+    FILL(rmsnorm); FILL(silu_mul); FILL(add); FILL(softmax); FILL(max); FILL(att_scores); FILL(att_values); FILL(kv_quantize);
+    FILL(att_q8_weights); FILL(att_q8_values);
 #undef FILL
 }
 
@@ -150,7 +150,6 @@ static void init(void)
             if (v->vec_dot[i]) t->vec_dot[i] = v->vec_dot[i];
         }
         if (v->att_scores) t->att_scores = v->att_scores;
-        if (v->att_q8_wmax) t->att_q8_wmax = v->att_q8_wmax;
         if (v->att_q8_weights) t->att_q8_weights = v->att_q8_weights;
         if (v->att_q8_values) t->att_q8_values = v->att_q8_values;
         available[DN_ISA_AVX2VNNI] = 1;

@@ -59,9 +59,14 @@ static inline size_t dn_kv_v_offset(int type, int hd, int d, int lane)
  * lo = w & 127, so that every ISA's 8-bit dot product (u8 x s8 or s8 x s8,
  * 4 products summed without saturation) multiplies them by the codes. */
 enum { DN_ATT_W_MAX = 16383, DN_ATT_W_SHIFT = 7 };
+/* The softmax's denominator as an exact integer: each e = exp(s - max) <=
+ * 1 counts round(e * 2^29), 2^-30 at most off (relative to the largest,
+ * which counts 2^29 exactly), and int64 holds any number of keys. */
+enum { DN_ATT_E_SHIFT = 29 };
 
-/* Round to nearest, ties to even, of 0 <= x < 2^23, whatever the FPU's
- * rounding mode (the SIMD tables round the same way explicitly). */
+/* Round to nearest, ties to even, of 0 <= x < 2^31 (from 2^23 on floats
+ * are integers), whatever the FPU's rounding mode (the SIMD tables round
+ * the same way explicitly). */
 static inline int32_t dn_round_even(float x)
 {
     const int32_t t = (int32_t)x;
@@ -147,6 +152,7 @@ typedef struct dn_kernels {
     void (*silu_mul)(float *gate, const float *up, int64_t n);          /* gate = silu(gate)*up */
     void (*add)(float *y, const float *x, int64_t n);                   /* y += x  */
     void (*softmax)(float *x, int64_t n);                               /* in place, max-subtracted */
+    float (*max)(const float *x, int64_t n);                            /* largest x[i], NaN if one is; n >= 1 */
     /* Attention of nq query rows (f32, qs floats apart, hd even as
      * config.c requires) that share one KV head, over nk consecutive
      * cached positions of that head, stored as kvcache.h lays them out
@@ -170,18 +176,21 @@ typedef struct dn_kernels {
                        const float *ksc, float *s, size_t ss);
     void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
                        float *out, size_t os);
-    /* Q8 values, as exact integer sums (attention.c scales them once):
-     * att_q8_wmax: the largest p[j] * vsc[j], j < n (NaN if one is NaN).
-     * att_q8_weights: w_j = min(round-even(p[j] * vsc[j] * c), DN_ATT_W_MAX)
-     * as its planes, hi[pad + j] = w_j >> 7 and lo[pad + j] = w_j & 127,
-     * zeros in [0, pad) and from pad + n up to a multiple of 4.
+    /* Q8 values, as exact integer sums (attention.c scales them once).
+     * att_q8_weights fuses the softmax into the weights of one query row:
+     * for its scores s[0..n), their maximum m (finite) and the keys' V
+     * scales vsc, e_j = exp(s_j - m) by the table's exp (as its softmax),
+     * w_j = min(round-even((e_j * vsc[j]) * c), DN_ATT_W_MAX) written as
+     * hi[j] = w_j >> 7, lo[j] = w_j & 127 (nothing else); it returns
+     * sum_j round-even(e_j * 2^DN_ATT_E_SHIFT), the softmax's denominator
+     * as an integer, so any split of the keys gives the same total.
      * att_q8_values: for the nk positions from lane `lane` of V tile v
      * (dn_kv_v_offset), acc[(2 i + b) hd + d] += sum_j plane_b[j] code_j[d],
-     * row i's planes at w + 2 i ws (hi) and w + (2 i + 1) ws (lo) as
-     * att_q8_weights writes them with pad = lane % 4. Integer sums: any
-     * split of the keys or rows gives the same result. */
-    float (*att_q8_wmax)(const float *p, const float *vsc, int n);
-    void (*att_q8_weights)(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo);
+     * row i's planes at w + 2 i ws (hi) and w + (2 i + 1) ws (lo), key j's
+     * bytes at lane % 4 + j, zeros before them and after up to a multiple
+     * of 4. Integer sums: any split of the keys or rows gives the same
+     * result. */
+    int64_t (*att_q8_weights)(const float *s, float m, const float *vsc, int n, float c, uint8_t *hi, uint8_t *lo);
     void (*att_q8_values)(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc);
     /* dn_kv_quantize, the same bits, for the Q8 cache's K and V rows (the
      * table's Q8 score kernels call the same function on their queries). */

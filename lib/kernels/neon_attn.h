@@ -236,48 +236,40 @@ static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const 
 
 /* ---- Q8 values as exact integer sums (kernels.h att_q8_*) ---------------- */
 
-/* FMAX gives NaN when either input is one, so a NaN product reaches the
- * result; otherwise the largest product or 0, as scalar.c. */
-static float NK(dn_att_q8_wmax_)(const float *p, const float *vsc, int n)
+/* att_q8_weights, 8 keys a step. FCVTNS rounds to nearest even whatever
+ * FPCR's mode, as dn_round_even; (e * vsc) * c as two multiplies, as
+ * scalar.c. w < 2^14 narrows to 16 bits, then SHRN gives hi and XTN of
+ * w & 127 lo. The denominator's counts widen pairwise into int64. */
+static int64_t NK(dn_att_q8_weights_)(const float *s, float m, const float *vsc, int n, float c, uint8_t *hi, uint8_t *lo)
 {
-    float32x4_t m = vdupq_n_f32(0.0f);
-    int j = 0;
-    for (; j + 4 <= n; j += 4) m = vmaxq_f32(m, vmulq_f32(vld1q_f32(p + j), vld1q_f32(vsc + j)));
-    float r = vmaxvq_f32(m);
-    for (; j < n; j++) {
-        const float t = p[j] * vsc[j];
-        r = t != t ? t : t > r ? t : r;
-    }
-    return r;
-}
-
-/* FCVTNS rounds to nearest even whatever FPCR's mode, as dn_round_even;
- * (p * vsc) * c as two multiplies, as scalar.c. w < 2^14 narrows to 16
- * bits, then SHRN gives hi and XTN of w & 127 lo. */
-static void NK(dn_att_q8_weights_)(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
-{
-    const int end = (pad + n + 3) & ~3;
-    for (int j = 0; j < pad; j++) hi[j] = lo[j] = 0;
-    for (int j = pad + n; j < end; j++) hi[j] = lo[j] = 0;
-    hi += pad;
-    lo += pad;
+    const float32x4_t mm = vdupq_n_f32(m);
+    int64x2_t sum = vdupq_n_s64(0);
     int j = 0;
     for (; j + 8 <= n; j += 8) {
         uint16x4_t h[2];
         UNROLL for (int k = 0; k < 2; k++) {
-            const float32x4_t t = vmulq_n_f32(vmulq_f32(vld1q_f32(p + j + 4 * k), vld1q_f32(vsc + j + 4 * k)), c);
+            const float32x4_t e = exp4(vsubq_f32(vld1q_f32(s + j + 4 * k), mm));
+            const float32x4_t t = vmulq_n_f32(vmulq_f32(e, vld1q_f32(vsc + j + 4 * k)), c);
             h[k] = vmovn_u32(vreinterpretq_u32_s32(vminq_s32(vcvtnq_s32_f32(t), vdupq_n_s32(DN_ATT_W_MAX))));
+            sum = vpadalq_s32(sum, vcvtnq_s32_f32(vmulq_n_f32(e, (float)(1 << DN_ATT_E_SHIFT))));
         }
         const uint16x8_t w = vcombine_u16(h[0], h[1]);
         vst1_u8(hi + j, vshrn_n_u16(w, DN_ATT_W_SHIFT));
         vst1_u8(lo + j, vmovn_u16(vandq_u16(w, vdupq_n_u16((1 << DN_ATT_W_SHIFT) - 1))));
     }
-    for (; j < n; j++) {
-        int32_t w = dn_round_even(p[j] * vsc[j] * c);
-        if (w > DN_ATT_W_MAX) w = DN_ATT_W_MAX;
-        hi[j] = (uint8_t)(w >> DN_ATT_W_SHIFT);
-        lo[j] = (uint8_t)(w & ((1 << DN_ATT_W_SHIFT) - 1));
+    int64_t total = vaddvq_s64(sum);
+    if (j < n) {   /* the last n % 8 keys through the same lanes, padded with e = 0 */
+        float ts[8], tv[8];
+        uint8_t th[8], tl[8];
+        for (int i = 0; i < 8; i++) {
+            ts[i] = j + i < n ? s[j + i] : -INFINITY;
+            tv[i] = j + i < n ? vsc[j + i] : 0.0f;
+        }
+        total += NK(dn_att_q8_weights_)(ts, m, tv, 8, c, th, tl);
+        memcpy(hi + j, th, (size_t)(n - j));
+        memcpy(lo + j, tl, (size_t)(n - j));
     }
+    return total;
 }
 
 /* att_q8_values. A V group (4 keys, dn_kv_v_offset) holds 4 dimensions of

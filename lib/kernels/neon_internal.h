@@ -428,6 +428,20 @@ static void NK(dn_add_)(float *y, const float *x, int64_t n)
     for (; i < n; i++) y[i] += x[i];
 }
 
+/* FMAX gives NaN when either input is one, so a NaN reaches the result. */
+static float NK(dn_max_)(const float *x, int64_t n)
+{
+    float r = x[0];
+    int64_t i = 0;
+    if (n >= 4) {
+        float32x4_t m = vld1q_f32(x);
+        for (i = 4; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(x + i));
+        r = vmaxvq_f32(m);
+    }
+    for (; i < n; i++) r = x[i] != x[i] || r != r ? NAN : x[i] > r ? x[i] : r;
+    return r;
+}
+
 static void NK(dn_softmax_)(float *x, int64_t n)
 {
     if (n <= 0) return;
@@ -499,9 +513,9 @@ static void NK(dn_act_bf16_)(const float *x, void *out, int64_t n)
     .repack = { NEON_X16_REPACK }, \
     .gemm_nr = GEMM_MAX, .gemm_nt = GEMM_MAX, \
     .rmsnorm = NK(dn_rmsnorm_), .silu_mul = NK(dn_silu_mul_), .add = NK(dn_add_), \
-    .softmax = NK(dn_softmax_), \
+    .softmax = NK(dn_softmax_), .max = NK(dn_max_), \
     .att_scores = NK(dn_att_scores_), .att_values = NK(dn_att_values_), \
-    .att_q8_wmax = NK(dn_att_q8_wmax_), .att_q8_weights = NK(dn_att_q8_weights_), \
+    .att_q8_weights = NK(dn_att_q8_weights_), \
     .att_q8_values = NK(dn_att_q8_values_), \
 }
 #endif

@@ -235,6 +235,16 @@ static void dn_add_scalar(float *y, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+static float dn_max_scalar(const float *x, int64_t n)
+{
+    float m = x[0];
+    for (int64_t i = 0; i < n; i++) {
+        if (x[i] != x[i]) return x[i];
+        if (x[i] > m) m = x[i];
+    }
+    return m;
+}
+
 static void dn_softmax_scalar(float *x, int64_t n)
 {
     if (n <= 0) return;
@@ -307,29 +317,17 @@ static void dn_att_values_scalar(int hd, int nq, const float *p, size_t ps, cons
         }
 }
 
-static float dn_att_q8_wmax_scalar(const float *p, const float *vsc, int n)
+static int64_t dn_att_q8_weights_scalar(const float *s, float m, const float *vsc, int n, float c, uint8_t *hi, uint8_t *lo)
 {
-    float m = 0.0f;
+    int64_t sum = 0;
     for (int j = 0; j < n; j++) {
-        const float t = p[j] * vsc[j];
-        if (t != t) return NAN;
-        if (t > m) m = t;
-    }
-    return m;
-}
-
-static void dn_att_q8_weights_scalar(const float *p, const float *vsc, int n, float c, int pad, uint8_t *hi, uint8_t *lo)
-{
-    const int end = (pad + n + 3) & ~3;
-    for (int j = 0; j < end; j++) {
-        int32_t w = 0;
-        if (j >= pad && j < pad + n) {
-            w = dn_round_even(p[j - pad] * vsc[j - pad] * c);
-            if (w > DN_ATT_W_MAX) w = DN_ATT_W_MAX;
-        }
+        const float e = expf(s[j] - m), t = e * vsc[j] * c;
+        const int32_t w = t < (float)DN_ATT_W_MAX ? dn_round_even(t) : DN_ATT_W_MAX;
         hi[j] = (uint8_t)(w >> DN_ATT_W_SHIFT);
         lo[j] = (uint8_t)(w & ((1 << DN_ATT_W_SHIFT) - 1));
+        sum += dn_round_even(e * (float)(1 << DN_ATT_E_SHIFT));
     }
+    return sum;
 }
 
 static void dn_att_q8_values_scalar(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk,
@@ -360,7 +358,7 @@ const dn_kernels dn_kernels_scalar_table = {
     .vec_dot = { DN_WEIGHT_TYPES(VEC_DOT, f32) },
 #undef VEC_DOT
     .rmsnorm = dn_rmsnorm_scalar, .silu_mul = dn_silu_mul_scalar, .add = dn_add_scalar,
-    .softmax = dn_softmax_scalar, .att_scores = dn_att_scores_scalar, .att_values = dn_att_values_scalar,
-    .kv_quantize = dn_kv_quantize, .att_q8_wmax = dn_att_q8_wmax_scalar, .att_q8_weights = dn_att_q8_weights_scalar,
+    .softmax = dn_softmax_scalar, .max = dn_max_scalar, .att_scores = dn_att_scores_scalar, .att_values = dn_att_values_scalar,
+    .kv_quantize = dn_kv_quantize, .att_q8_weights = dn_att_q8_weights_scalar,
     .att_q8_values = dn_att_q8_values_scalar,
 };

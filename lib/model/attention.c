@@ -136,38 +136,68 @@ static int64_t window_start(const dn_config *c, int64_t pos)
     return c->window > 0 && pos - c->window + 1 > 0 ? pos - c->window + 1 : 0;
 }
 
-/* Q8 values (kernels.h att_q8_*): per row the largest p * scale over all
- * runs sets c, the weights of each run become 14-bit integers, their sums
- * with the codes are exact, and each output is scaled once: (128 hi + lo)
- * / c. A row whose largest weight is NaN or infinite gets NaN; below
- * 1e-30 (where c would overflow) zero. */
-static void values_q8(const dn_kernels *k, int hd, int nq, const float *sc, size_t ss, const kv_run *runs, int nr,
-                      int64_t lo, int64_t *acc, uint8_t *w, size_t ws, float *ob)
+/* Q8 values (kernels.h att_q8_*), the softmax fused into the weights.
+ * Row r (token t0 + r / nh) attends to its own keys a..b-1 (score
+ * indices from lo). c = DN_ATT_W_MAX / (the largest V scale among them),
+ * so no weight e * scale * c (e = exp(s - max) <= 1) passes it; the sums
+ * of weights times codes and the denominator are exact integers, and each
+ * output is scaled once: (128 hi + lo) / (c * denominator). Every quantity
+ * depends only on the row's own keys, so a token alone and in a batch get
+ * the same bits. A NaN or infinite score maximum or V scale gives NaN;
+ * V scales all below 1e-30 (c would overflow) give zeros. */
+static void values_q8(const dn_kernels *k, int hd, int nq, int nh, const float *sc, size_t ss, const kv_run *runs, int nr,
+                      int64_t lo, int (*own)[2], int64_t *acc, uint8_t *w, size_t ws, float *ob)
 {
-    float c[ATT_ROWS];
+    float c[ATT_ROWS], m[ATT_ROWS];
+    int64_t den[ATT_ROWS] = { 0 };
     int bad[ATT_ROWS];
     for (int r = 0; r < nq; r++) {
-        float m = 0.0f;
-        for (int i = 0; i < nr; i++) {
-            const float x = k->att_q8_wmax(sc + (size_t)r * ss + (runs[i].p - lo), runs[i].at.vs, runs[i].n);
-            m = x != x || m != m ? NAN : x > m ? x : m;
+        if (r % nh == 0) {   /* the V scales' maximum, once per token */
+            float vmax = 0.0f;
+            for (int i = 0; i < nr; i++) {
+                const int s0 = (int)(runs[i].p - lo);
+                const int x0 = own[r][0] > s0 ? own[r][0] : s0, x1 = own[r][1] < s0 + runs[i].n ? own[r][1] : s0 + runs[i].n;
+                if (x0 >= x1) continue;
+                const float x = k->max(runs[i].at.vs + (x0 - s0), x1 - x0);
+                vmax = x != x || vmax != vmax ? NAN : x > vmax ? x : vmax;
+            }
+            bad[r] = !(vmax <= FLT_MAX);
+            c[r] = !bad[r] && vmax >= 1e-30f ? (float)DN_ATT_W_MAX / vmax : 0.0f;
+        } else {
+            c[r] = c[r - 1];
+            bad[r] = bad[r - 1];
         }
-        bad[r] = !(m <= FLT_MAX);
-        c[r] = bad[r] || m < 1e-30f ? 0.0f : (float)DN_ATT_W_MAX / m;
+        m[r] = k->max(sc + (size_t)r * ss + own[r][0], own[r][1] - own[r][0]);
+        bad[r] |= !(m[r] >= -FLT_MAX && m[r] <= FLT_MAX);
     }
     memset(acc, 0, sizeof(int64_t) * 2 * (size_t)nq * hd);
     for (int i = 0; i < nr; i++) {
-        const int pad = runs[i].at.lane % 4;
-        for (int r = 0; r < nq; r++)
-            k->att_q8_weights(sc + (size_t)r * ss + (runs[i].p - lo), runs[i].at.vs, runs[i].n, c[r], pad,
-                              w + (size_t)(2 * r) * ws, w + (size_t)(2 * r + 1) * ws);
+        const int s0 = (int)(runs[i].p - lo), pad = runs[i].at.lane % 4, end = (pad + runs[i].n + 3) & ~3;
+        for (int r = 0; r < nq; r++) {   /* the run's planes: the row's own keys' weights, zeros around them */
+            uint8_t *hi = w + (size_t)(2 * r) * ws, *lw = hi + ws;
+            const int x0 = own[r][0] > s0 ? own[r][0] : s0, x1 = own[r][1] < s0 + runs[i].n ? own[r][1] : s0 + runs[i].n;
+            if (bad[r] || x0 >= x1) {
+                memset(hi, 0, (size_t)end);
+                memset(lw, 0, (size_t)end);
+                continue;
+            }
+            const int b0 = pad + x0 - s0, b1 = pad + x1 - s0;
+            memset(hi, 0, (size_t)b0);
+            memset(lw, 0, (size_t)b0);
+            den[r] += k->att_q8_weights(sc + (size_t)r * ss + x0, m[r], runs[i].at.vs + (x0 - s0), x1 - x0, c[r], hi + b0,
+                                        lw + b0);
+            memset(hi + b1, 0, (size_t)(end - b1));
+            memset(lw + b1, 0, (size_t)(end - b1));
+        }
         k->att_q8_values(hd, nq, w, ws, runs[i].at.v, runs[i].at.lane, runs[i].n, acc);
     }
-    for (int r = 0; r < nq; r++)
+    for (int r = 0; r < nq; r++) {
+        const double scale = (double)c[r] * ((double)den[r] / (double)(1 << DN_ATT_E_SHIFT));
         for (int d = 0; d < hd; d++) {
             const int64_t sum = acc[(size_t)(2 * r) * hd + d] * (1 << DN_ATT_W_SHIFT) + acc[(size_t)(2 * r + 1) * hd + d];
-            ob[(size_t)r * hd + d] = bad[r] ? NAN : c[r] > 0.0f ? (float)((double)sum / c[r]) : 0.0f;
+            ob[(size_t)r * hd + d] = bad[r] ? NAN : c[r] > 0.0f ? (float)((double)sum / scale) : 0.0f;
         }
+    }
 }
 
 /* Heads h0..h0+nh-1 of KV head g for tokens t0..t0+tn-1 (nh * tn <= ATT_ROWS). */
@@ -192,20 +222,23 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
     for (int i = 0; i < nr; i++)
         k->att_scores(hd, nq, qb, hd, runs[i].at.k, runs[i].at.lane, runs[i].n, kv->type, runs[i].at.ks,
                       sc + (runs[i].p - lo), ss);
-    for (int r = 0; r < nq; r++) {   /* this row's own keys: causal, inside its window */
+    int own[ATT_ROWS][2];   /* each row's own keys: causal, inside its window */
+    for (int r = 0; r < nq; r++) {
         const int64_t pos = first + r / nh;
-        const int64_t own = window_start(c, pos);
-        float *row = sc + (size_t)r * ss;
-        const int a = (int)(own - lo), b = (int)(pos - lo + 1);
-        k->softmax(row + a, b - a);
-        memset(row, 0, sizeof(float) * (size_t)a);
-        memset(row + b, 0, sizeof(float) * (size_t)(nk - b));
+        own[r][0] = (int)(window_start(c, pos) - lo);
+        own[r][1] = (int)(pos - lo + 1);
     }
     if (kv->type == DN_KV_Q8) {
         int64_t *acc = (int64_t *)(sc + (size_t)ATT_ROWS * ss);
-        values_q8(k, hd, nq, sc, ss, runs, nr, lo, acc, (uint8_t *)(acc + (size_t)2 * ATT_ROWS * hd), plane_bytes((int32_t)ss),
-                  ob);
+        values_q8(k, hd, nq, nh, sc, ss, runs, nr, lo, own, acc, (uint8_t *)(acc + (size_t)2 * ATT_ROWS * hd),
+                  plane_bytes((int32_t)ss), ob);
     } else {
+        for (int r = 0; r < nq; r++) {   /* probabilities, 0 outside the row's own keys */
+            float *row = sc + (size_t)r * ss;
+            k->softmax(row + own[r][0], own[r][1] - own[r][0]);
+            memset(row, 0, sizeof(float) * (size_t)own[r][0]);
+            memset(row + own[r][1], 0, sizeof(float) * (size_t)(nk - own[r][1]));
+        }
         memset(ob, 0, sizeof(float) * (size_t)nq * hd);
         for (int i = 0; i < nr; i++)
             k->att_values(hd, nq, sc + (runs[i].p - lo), ss, runs[i].at.v, runs[i].n, kv->type, runs[i].at.vs, ob, hd);
