@@ -642,37 +642,49 @@ static void dn_add_avx512(float *y, const float *x, int64_t n)
     }
 }
 
+/* Two chains over whole vectors, a mask on the tail only; NaN tracked
+ * apart (maxps returns its second operand when either is NaN). */
 static float dn_max_avx512(const float *x, int64_t n)
 {
-    __m512 m = _mm512_set1_ps(-INFINITY);
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
     __mmask16 nan = 0;
-    for (int64_t i = 0; i < n; i += 16) {
-        const __m512 v = _mm512_mask_loadu_ps(m, tail_mask(n - i), x + i);
-        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        m = _mm512_max_ps(m, v);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
+        nan |= _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q);
+        m0 = _mm512_max_ps(m0, a);
+        m1 = _mm512_max_ps(m1, b);
     }
-    return nan ? NAN : _mm512_reduce_max_ps(m);
+    for (; i < n; i += 16) {
+        const __m512 v = _mm512_mask_loadu_ps(m0, tail_mask(n - i), x + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m0 = _mm512_max_ps(m0, v);
+    }
+    return nan ? NAN : _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
 }
 
+/* Masks on the last n % 16 only: the same lanes add the same values as a
+ * masked loop, so the same bits. */
 static void dn_softmax_avx512(float *x, int64_t n)
 {
     if (n <= 0) return;
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int64_t i = 0; i < n; i += 16)
-        mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(n - i), x + i));
-    const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    const __m512 vmax = _mm512_set1_ps(dn_max_avx512(x, n));
+    const int64_t body = n & ~(int64_t)15;
+    const __mmask16 m = tail_mask(n - body);
     __m512 sum = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
-        const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vmax));
-        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
-        _mm512_mask_storeu_ps(x + i, m, e);
+    for (int64_t i = 0; i < body; i += 16) {
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmax));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_storeu_ps(x + i, e);
+    }
+    if (body < n) {
+        const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + body), vmax)));
+        sum = _mm512_add_ps(sum, e);
+        _mm512_mask_storeu_ps(x + body, m, e);
     }
     const __m512 inv = _mm512_set1_ps((float)(1.0 / (double)_mm512_reduce_add_ps(sum)));
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
-    }
+    for (int64_t i = 0; i < body; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+    if (body < n) _mm512_mask_storeu_ps(x + body, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + body), inv));
 }
 
 const dn_kernels dn_kernels_avx512_table = {
