@@ -445,14 +445,8 @@ static float NK(dn_max_)(const float *x, int64_t n)
 static void NK(dn_softmax_)(float *x, int64_t n)
 {
     if (n <= 0) return;
-    float max = x[0];
-    int64_t i = 0;
-    if (n >= 4) {
-        float32x4_t m = vld1q_f32(x);
-        for (i = 4; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(x + i));
-        max = vmaxvq_f32(m);
-    }
-    for (; i < n; i++) max = fmaxf(max, x[i]);
+    const float max = NK(dn_max_)(x, n);
+    int64_t i;
     float32x4_t s = vdupq_n_f32(0.0f);
     for (i = 0; i + 4 <= n; i += 4) {
         const float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vdupq_n_f32(max)));
