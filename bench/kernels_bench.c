@@ -1,6 +1,6 @@
 /* kernels_bench.c - single-thread throughput of the matmul kernels.
  *
- *   kernels_bench [--shapes] [reference|scalar|avx2|avx2vnni|avx512|neon] [type ...]
+ *   kernels_bench [--shapes|--attention] [reference|scalar|avx2|avx2vnni|avx512|neon] [type ...]
  *
  * Per weight type: GFLOP/s (2*rows*cols*tokens / time, activation
  * preparation included) of 2560x2560 and 6912x2560 matrices times 512
@@ -13,7 +13,13 @@
  * ceiling of one thread (a plain vector sum over 512 MiB).
  * --shapes: instead, per type and each danube matrix shape (2560x2560,
  * 6912x2560, 2560x6912), cold matvec GB/s (decode) and GFLOP/s of 64
- * tokens (a short prompt). */
+ * tokens (a short prompt).
+ * --attention: instead, one decoded token's attention after 4096
+ * positions as attention.c runs it for danube (24 layers x 8 KV heads, 4
+ * query rows of head_dim 80 each), per cache type (f16, q8_0) and phase
+ * (scores; softmax, or for Q8 the maxima and the fused weights; values),
+ * ms a token: cold, every head's K/V at its own place (126-252 MB, from
+ * DRAM), and hot, one head's again and again (L2). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +200,78 @@ static void bench_row(const dn_kernels *k, int32_t type, const char *name)
     fflush(stdout);
 }
 
+/* --attention. Phases of ~5 us: a monotonic clock read through the vDSO
+ * (the thread CPU clock is a system call, ~0.5 us, which doubled them). */
+enum { AT_HEADS = 192, AT_POS = 4096, AT_HD = 80, AT_NQ = 4 };
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void bench_attention(const dn_kernels *k, int type, const char *name)
+{
+    const size_t kb = dn_kv_tile_bytes(AT_HD, type) * (AT_POS / DN_KV_TILE);
+    const size_t vb = dn_kv_v_offset(type, AT_HD, 0, DN_KV_TILE) * (AT_POS / DN_KV_TILE);
+    const size_t ws = AT_POS + 64;
+    uint8_t *K = malloc(kb * AT_HEADS), *V = malloc(vb * AT_HEADS), *w = malloc(ws * 2 * AT_NQ);
+    float *ks = malloc(sizeof(float) * AT_POS), *vs = malloc(sizeof(float) * AT_POS);
+    float *q = malloc(sizeof(float) * AT_NQ * AT_HD), *sc = malloc(sizeof(float) * AT_NQ * AT_POS);
+    float *out = malloc(sizeof(float) * AT_NQ * AT_HD);
+    int64_t *acc = malloc(sizeof(int64_t) * 2 * AT_NQ * AT_HD);
+    if (!K || !V || !w || !ks || !vs || !q || !sc || !out || !acc) { fprintf(stderr, "out of memory\n"); exit(1); }
+    if (type == DN_KV_Q8)
+        for (size_t i = 0; i < kb * AT_HEADS; i++) K[i] = (uint8_t)(rnd() * 127 + 128);
+    else
+        for (size_t i = 0; i < kb * AT_HEADS / 2; i++) ((uint16_t *)K)[i] = dn_f32_to_fp16(rnd());
+    if (type == DN_KV_Q8)
+        for (size_t i = 0; i < vb * AT_HEADS; i++) V[i] = (uint8_t)(int8_t)(rnd() * 127);
+    else
+        for (size_t i = 0; i < vb * AT_HEADS / 2; i++) ((uint16_t *)V)[i] = dn_f32_to_fp16(rnd());
+    for (int i = 0; i < AT_POS; i++) { ks[i] = 0.02f + rnd() * 0.01f; vs[i] = 0.02f + rnd() * 0.01f; }
+    for (int i = 0; i < AT_NQ * AT_HD; i++) q[i] = rnd();
+    for (int hot = 0; hot < 2; hot++) {
+        double best[3] = { 1e9, 1e9, 1e9 };
+        for (int rep = 0; rep < 5; rep++) {
+            double t[3] = { 0, 0, 0 };
+            for (int h = 0; h < AT_HEADS; h++) {
+                const uint8_t *Kh = K + (hot ? 0 : (size_t)h * kb), *Vh = V + (hot ? 0 : (size_t)h * vb);
+                double t0 = wall();
+                k->att_scores(AT_HD, AT_NQ, q, AT_HD, Kh, 0, AT_POS, type, type == DN_KV_Q8 ? ks : NULL, sc, AT_POS);
+                double t1 = wall();
+                if (type == DN_KV_Q8) {
+                    const float c = (float)DN_ATT_W_MAX / k->max(vs, AT_POS);
+                    for (int r = 0; r < AT_NQ; r++) {
+                        const float *row = sc + (size_t)r * AT_POS;
+                        (void)k->att_q8_weights(row, k->max(row, AT_POS), vs, AT_POS, c, w + (size_t)(2 * r) * ws,
+                                                w + (size_t)(2 * r + 1) * ws);
+                    }
+                } else {
+                    for (int r = 0; r < AT_NQ; r++) k->softmax(sc + (size_t)r * AT_POS, AT_POS);
+                }
+                double t2 = wall();
+                if (type == DN_KV_Q8) {
+                    memset(acc, 0, sizeof(int64_t) * 2 * AT_NQ * AT_HD);
+                    k->att_q8_values(AT_HD, AT_NQ, w, ws, Vh, 0, AT_POS, acc);
+                } else {
+                    memset(out, 0, sizeof(float) * AT_NQ * AT_HD);
+                    k->att_values(AT_HD, AT_NQ, sc, AT_POS, Vh, AT_POS, type, NULL, out, AT_HD);
+                }
+                double t3 = wall();
+                t[0] += t1 - t0; t[1] += t2 - t1; t[2] += t3 - t2;
+            }
+            for (int i = 0; i < 3; i++) if (t[i] < best[i]) best[i] = t[i];
+        }
+        const double tot = best[0] + best[1] + best[2], bytes = (double)AT_HEADS * (double)(kb + vb);
+        printf("%-6s %-5s %8.2f %9.2f %8.2f %8.2f %9.1f\n", name, hot ? "hot" : "cold", best[0] * 1e3, best[1] * 1e3,
+               best[2] * 1e3, tot * 1e3, bytes / tot * 1e-9);
+        fflush(stdout);
+    }
+    free(K); free(V); free(w); free(ks); free(vs); free(q); free(sc); free(out); free(acc);
+}
+
 /* --shapes: the three matrix shapes of a danube layer */
 static void shape_rows(const dn_kernels *k, int32_t type, const char *name)
 {
@@ -217,7 +295,8 @@ int main(int argc, char **argv)
     const dn_kernels *k = dn_kernels_get(DANU_ISA_AUTO);
     int argi = 1;
     const int by_shape = argc > 1 && !strcmp(argv[1], "--shapes");
-    if (by_shape) argi++;
+    const int attention = argc > 1 && !strcmp(argv[1], "--attention");
+    if (by_shape || attention) argi++;
     if (argc > argi) {
         static const struct { const char *name; int isa; } isas[] = {
             { "reference", DN_ISA_REFERENCE }, { "scalar", DN_ISA_SCALAR }, { "avx2", DN_ISA_AVX2 },
@@ -234,6 +313,14 @@ int main(int argc, char **argv)
     }
     printf("kernels: %s (one thread)\n", k->name);
     printf("read bandwidth ceiling (512 MiB sum): %.1f GB/s\n", read_bandwidth());
+    if (attention) {
+        printf("one token's attention after %d positions, %d heads x %d rows, ms (GB/s: K and V bytes / total)\n", AT_POS,
+               AT_HEADS, AT_NQ);
+        printf("%-6s %-5s %8s %9s %8s %8s %9s\n", "cache", "", "scores", "softmax", "values", "total", "GB/s");
+        bench_attention(k, DN_KV_F16, "f16");
+        bench_attention(k, DN_KV_Q8, "q8_0");
+        return 0;
+    }
     if (by_shape) {
         printf("%-8s %-11s %12s %12s\n", "type", "rows x cols", "matvec cold", "64 tokens");
         printf("%-8s %-11s %12s %12s\n", "", "", "GB/s", "GFLOP/s");
