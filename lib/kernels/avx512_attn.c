@@ -314,20 +314,21 @@ AI __m512i dpbusd_r(__m512i acc, __m512i u, __m512i s)
  * 2026-12-06). */
 enum { Q8_GROUPS = 64, PF_GROUPS = 32 };
 
-/* Rows NR (1 or 2) of acc, dimensions d0 .. d0 + 16 NV (the last vector
- * nd_last wide), ng groups from vg */
+/* Rows NR (1 or 2) of acc, dimensions d0 .. d0 + 16 NV (NV <= 3, the last
+ * vector nd_last wide), ng groups from vg */
 AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int nd_last,
                        int fetch, int64_t *acc)
 {
     const size_t gb = (size_t)hd * 4;
     const __mmask16 ml = mask_of(nd_last);
-    __m512i a[2][2][5];
+    __m512i a[2][2][3];
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) UNROLL for (int c = 0; c < NV; c++)
         a[r][b][c] = _mm512_setzero_si512();
     const uint8_t *g = vg + 4 * (size_t)d0;
     for (int i = 0; i < ng; i++, g += gb) {
-        if (fetch) UNROLL for (int c = 0; c < NV; c++) _mm_prefetch((const char *)g + PF_GROUPS * gb + 64 * c, _MM_HINT_T0);
-        __m512i x[5];
+        if (fetch)   /* the whole group: this pass may cover only part of its dimensions */
+            for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)g - 4 * (size_t)d0 + PF_GROUPS * gb + o, _MM_HINT_T0);
+        __m512i x[3];
         UNROLL for (int c = 0; c < NV; c++) x[c] = _mm512_maskz_loadu_epi32(c == NV - 1 ? ml : 0xFFFF, g + 64 * c);
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) {
             const __m512i u = _mm512_set1_epi32((int)dn_ld_u32(w + (size_t)(2 * r + b) * ws + 4 * (size_t)i));
@@ -352,9 +353,7 @@ AI void values_q8_rows(int NR, int nv, int hd, const uint8_t *w, size_t ws, cons
     switch (nv) {
     case 1: QT(NR, 1); break;
     case 2: QT(NR, 2); break;
-    case 3: QT(NR, 3); break;
-    case 4: QT(NR, 4); break;
-    default: QT(NR, 5); break;
+    default: QT(NR, 3); break;
     }
 }
 #undef QT
@@ -367,13 +366,17 @@ void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const 
     for (int g0 = 0; g0 < groups; g0 += Q8_GROUPS) {
         const int ng = groups - g0 < Q8_GROUPS ? groups - g0 : Q8_GROUPS;
         const uint8_t *vg = v0 + (size_t)g0 * gb;
-        for (int d0 = 0; d0 < hd; d0 += 80) {   /* 5 vectors x 2 rows x 2 planes of sums */
-            const int nd = hd - d0 < 80 ? hd - d0 : 80, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
+        /* 3 vectors x 2 rows x 2 planes of sums a pass (12 + 3 codes + a
+         * weight in registers): with 5 vectors (20 sums) GCC copied sums
+         * around the asm every step, and from L2 a token's values took
+         * 2.2-2.3 ms against 1.9-2.0 (from DRAM no different, 2026-12-06) */
+        for (int d0 = 0; d0 < hd; d0 += 48) {
+            const int nd = hd - d0 < 48 ? hd - d0 : 48, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
             for (int r = 0; r < nq; r += 2) {
                 const uint8_t *wr = w + (size_t)(2 * r) * ws + 4 * (size_t)g0;
                 int64_t *ar = acc + (size_t)(2 * r) * hd;
-                if (nq - r >= 2) values_q8_rows(2, nv, hd, wr, ws, vg, ng, d0, last, r == 0, ar);
-                else values_q8_rows(1, nv, hd, wr, ws, vg, ng, d0, last, r == 0, ar);
+                if (nq - r >= 2) values_q8_rows(2, nv, hd, wr, ws, vg, ng, d0, last, r == 0 && d0 == 0, ar);
+                else values_q8_rows(1, nv, hd, wr, ws, vg, ng, d0, last, r == 0 && d0 == 0, ar);
             }
         }
     }
