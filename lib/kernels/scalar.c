@@ -310,9 +310,10 @@ static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, cons
 static void dn_att_values_scalar(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type,
                                  const float *vsc, float *out, size_t os)
 {
+    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots (its V is tiled, not rows) */
     for (int j = 0; j < nk; j++)
         for (int i = 0; i < nq; i++) {
-            const float w = type == DN_KV_Q8 ? p[(size_t)i * ps + j] * vsc[j] : p[(size_t)i * ps + j];
+            const float w = p[(size_t)i * ps + j];
             for (int d = 0; d < hd; d++) out[(size_t)i * os + d] += w * kv_elem(v, (size_t)j * hd + d, type);
         }
 }
