@@ -54,8 +54,9 @@ static inline size_t dn_kv_v_offset(int type, int hd, int d, int lane)
                             : ((size_t)lane * (size_t)hd + (size_t)d) * dn_kv_elem_bytes(type);
 }
 
-/* Q8 values weigh each cached row by an integer w = round(p * scale * c)
- * <= DN_ATT_W_MAX (14 bits) held as two 7-bit planes, hi = w >> 7 and
+/* Q8 values weigh each cached row by an integer w = round(e * scale * c)
+ * (e = exp(score - max), att_q8_weights) <= DN_ATT_W_MAX (14 bits) held
+ * as two 7-bit planes, hi = w >> 7 and
  * lo = w & 127, so that every ISA's 8-bit dot product (u8 x s8 or s8 x s8,
  * 4 products summed without saturation) multiplies them by the codes. */
 enum { DN_ATT_W_MAX = 16383, DN_ATT_W_SHIFT = 7 };
@@ -158,9 +159,10 @@ typedef struct dn_kernels {
      * cached positions of that head, stored as kvcache.h lays them out
      * (type DN_KV_F16, DN_KV_F32 or DN_KV_Q8):
      * K in tiles (dn_kv_tile_bytes, dn_kv_k_offset above), tiles
-     * consecutive, the first key in lane `lane` of the first tile; V as
-     * rows of hd elements, consecutive. Q8 rows carry one scale each (ksc /
-     * vsc, indexed like the keys: ksc[lane + j] for key j; NULL otherwise).
+     * consecutive, the first key in lane `lane` of the first tile; V
+     * (att_values, f16 / f32) as rows of hd elements, consecutive (vsc
+     * unused). Q8 K rows carry one scale each (ksc, indexed like the keys:
+     * ksc[lane + j] for key j; NULL otherwise).
      * att_scores writes s[i*ss + j] = q_i . k_j; att_values adds
      * sum_j p[i*ps + j] * v_j to out row i (os floats apart). Every output
      * is the same sequence of float operations whatever nq and however the
