@@ -159,18 +159,20 @@ AI __m256i att_wdot4(__m256i acc, __m256i wb, __m256i vb, __m256i ones)
  * 127 * 127 * 4 * 64 < 2^22 before they go to the int64 acc, and a chunk's
  * V (20 KB at hd 80) stays in L1 while each row pair reads each of its
  * dimension blocks again.
- * The first row pair fetches V VQ_PF_GROUPS groups ahead, as the other
- * tables do. VQ_CHUNKS (at most 3): 8-dimension vectors a pass, 2 rows
+ * Every pass fetches a share of the next chunk's V (dn_pf_stream), as
+ * avx512_attn.c does: from DRAM a token's values took 4.83-5.58 -> 3.33-3.76
+ * ms (avx2vnni), 7.64-8.46 -> 5.37-7.03 (avx2) against each block's first
+ * row pair fetching its own bytes 32 groups ahead (2026-12-06). VQ_CHUNKS (at most 3): 8-dimension vectors a pass, 2 rows
  * x 2 planes x 3 sums in 12 of the 16 ymm registers with VNNI; AVX2 needs
  * two more for its product and the ones, so 2 rows x 2 planes x 2. */
-enum { VQ_GROUPS = 64, VQ_PF_GROUPS = 32, VQ_CHUNKS = DN_ATT_VNNI ? 3 : 2 };
+enum { VQ_GROUPS = 64, VQ_CHUNKS = DN_ATT_VNNI ? 3 : 2 };
 
 /* Plane rows 0..P-1 of w and acc (P/2 query rows: hi, lo, hi, ...),
  * dimensions d0 .. d0 + 8 C (the last vector `last` wide: PART when
  * last < 8, its bytes loaded under a dword mask), ng groups from vg
  * (weights of group g at byte 4 g of each plane) */
 AI void att_q8_vblock(int P, int C, int PART, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0,
-                      int last, int fetch, int64_t *acc)
+                      int last, dn_pf_stream *pf, int64_t *acc)
 {
     const size_t gb = 4 * (size_t)hd;
     const __m256i tail = lane_mask(last), ones = _mm256_set1_epi16(1);
@@ -178,10 +180,7 @@ AI void att_q8_vblock(int P, int C, int PART, int hd, const uint8_t *w, size_t w
     UNROLL for (int p = 0; p < P; p++) UNROLL for (int c = 0; c < C; c++) a[p][c] = _mm256_setzero_si256();
     const uint8_t *g = vg + 4 * (size_t)d0;
     for (int i = 0; i < ng; i++, g += gb) {
-        /* one fetch per 64 bytes from the block's start: the line its end
-         * runs into is the next block's (or group's) first */
-        if (fetch) UNROLL for (int c = 0; c < C; c += 2)
-            _mm_prefetch((const char *)g + VQ_PF_GROUPS * gb + 32 * c, _MM_HINT_T0);
+        dn_pf_step(pf, gb);
         __m256i x[3];
         UNROLL for (int c = 0; c < C; c++)
             x[c] = PART && c == C - 1 ? _mm256_maskload_epi32((const int *)(const void *)(g + 32 * c), tail)
@@ -211,9 +210,9 @@ AI void att_q8_vblock(int P, int C, int PART, int hd, const uint8_t *w, size_t w
     }
 }
 
-#define VB(P, C, PART) att_q8_vblock(P, C, PART, hd, w, ws, vg, ng, d0, last, fetch, acc)
+#define VB(P, C, PART) att_q8_vblock(P, C, PART, hd, w, ws, vg, ng, d0, last, pf, acc)
 AI void att_q8_vrows(int P, int nc, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int last,
-                     int fetch, int64_t *acc)
+                     dn_pf_stream *pf, int64_t *acc)
 {
     if (last == 8) {   /* whole vectors: no masks in the loop */
         if (nc == 1) VB(P, 1, 0);
@@ -236,6 +235,8 @@ AI void att_q8_values(int hd, int nq, const uint8_t *w, size_t ws, const uint8_t
     const int groups = (lane % 4 + nk + 3) / 4;
     const uint8_t *v0 = v + (size_t)(lane / 4) * gb;   /* the group of the first key */
     const int nch = (hd + 7) / 8, nb = (nch + VQ_CHUNKS - 1) / VQ_CHUNKS;
+    dn_pf_stream pf = dn_pf_stream_at(v0 + (size_t)(groups < VQ_GROUPS ? groups : VQ_GROUPS) * gb, v0 + (size_t)groups * gb,
+                                      nb * ((nq + 1) / 2));   /* passes over a chunk: blocks x row pairs */
     for (int g0 = 0; g0 < groups; g0 += VQ_GROUPS) {
         const int ng = groups - g0 < VQ_GROUPS ? groups - g0 : VQ_GROUPS;
         const uint8_t *vg = v0 + (size_t)g0 * gb;
@@ -245,8 +246,8 @@ AI void att_q8_values(int hd, int nq, const uint8_t *w, size_t ws, const uint8_t
             for (int r = 0; r < 2 * nq; r += 4) {   /* plane rows: hi and lo of each query row */
                 const uint8_t *wr = w + (size_t)r * ws + 4 * (size_t)g0;
                 int64_t *ar = acc + (size_t)r * hd;
-                if (2 * nq - r >= 4) att_q8_vrows(4, nc, hd, wr, ws, vg, ng, d0, last, r == 0, ar);
-                else att_q8_vrows(2, nc, hd, wr, ws, vg, ng, d0, last, r == 0, ar);
+                if (2 * nq - r >= 4) att_q8_vrows(4, nc, hd, wr, ws, vg, ng, d0, last, &pf, ar);
+                else att_q8_vrows(2, nc, hd, wr, ws, vg, ng, d0, last, &pf, ar);
             }
             c0 += nc;
         }

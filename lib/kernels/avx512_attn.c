@@ -306,18 +306,20 @@ AI __m512i dpbusd_r(__m512i acc, __m512i u, __m512i s)
 }
 
 /* Keys in chunks of Q8_GROUPS groups of 4 (int32 sums stay below
- * 127 * 127 * 4 * 64 < 2^22, then go to the int64 acc); V fetched
- * PF_GROUPS groups ahead by the first row pair: from DRAM the values of a
- * decoding step took 2.0-2.5 ms at 32 groups ahead, 2.3-3.0 at 16 or 96,
- * 4.8-5.3 without, against 2.8-3.0 for the float values they replace
- * (24 layers x 8 heads x 4 rows after 4096 positions, one core,
- * 2026-12-06). */
-enum { Q8_GROUPS = 64, PF_GROUPS = 32 };
+ * 127 * 127 * 4 * 64 < 2^22, then go to the int64 acc). The next chunk's
+ * V is fetched a little in every step of every pass (dn_pf_stream):
+ * fetched 32 groups ahead by the first pass only, the bus idled in the
+ * other three. kernels_bench --attention, one core, old and new builds
+ * alternating, a token's values from DRAM 3.38-3.79 -> 2.54-2.84 ms, from
+ * L2 1.82-1.94 -> 1.63-1.75 (the first pass no longer issues 5 fetches a
+ * step); the stream starting one chunk ahead beat half a chunk, 1.5 and
+ * none (2026-12-06). */
+enum { Q8_GROUPS = 64 };
 
 /* Rows NR (1 or 2) of acc, dimensions d0 .. d0 + 16 NV (NV <= 3, the last
  * vector nd_last wide), ng groups from vg */
 AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int nd_last,
-                       int fetch, int64_t *acc)
+                       dn_pf_stream *pf, int64_t *acc)
 {
     const size_t gb = (size_t)hd * 4;
     const __mmask16 ml = mask_of(nd_last);
@@ -326,8 +328,7 @@ AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, cons
         a[r][b][c] = _mm512_setzero_si512();
     const uint8_t *g = vg + 4 * (size_t)d0;
     for (int i = 0; i < ng; i++, g += gb) {
-        if (fetch)   /* the whole group: this pass may cover only part of its dimensions */
-            for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)g - 4 * (size_t)d0 + PF_GROUPS * gb + o, _MM_HINT_T0);
+        dn_pf_step(pf, gb);
         __m512i x[3];
         UNROLL for (int c = 0; c < NV; c++) x[c] = _mm512_maskz_loadu_epi32(c == NV - 1 ? ml : 0xFFFF, g + 64 * c);
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) {
@@ -346,9 +347,9 @@ AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, cons
     }
 }
 
-#define QT(NR, NV) values_q8_tile(NR, NV, hd, w, ws, vg, ng, d0, last, fetch, acc)
+#define QT(NR, NV) values_q8_tile(NR, NV, hd, w, ws, vg, ng, d0, last, pf, acc)
 AI void values_q8_rows(int NR, int nv, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int last,
-                       int fetch, int64_t *acc)
+                       dn_pf_stream *pf, int64_t *acc)
 {
     switch (nv) {
     case 1: QT(NR, 1); break;
@@ -363,6 +364,9 @@ void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const 
     const size_t gb = (size_t)hd * 4;
     const int groups = (lane % 4 + nk + 3) / 4;
     const uint8_t *v0 = (const uint8_t *)v + (size_t)(lane / 4) * gb;   /* the group of the first key */
+    const int sweeps = (hd + 47) / 48 * ((nq + 1) / 2);   /* passes over a chunk: below */
+    dn_pf_stream pf = dn_pf_stream_at(v0 + (size_t)(groups < Q8_GROUPS ? groups : Q8_GROUPS) * gb, v0 + (size_t)groups * gb,
+                                      sweeps);
     for (int g0 = 0; g0 < groups; g0 += Q8_GROUPS) {
         const int ng = groups - g0 < Q8_GROUPS ? groups - g0 : Q8_GROUPS;
         const uint8_t *vg = v0 + (size_t)g0 * gb;
@@ -375,8 +379,8 @@ void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const 
             for (int r = 0; r < nq; r += 2) {
                 const uint8_t *wr = w + (size_t)(2 * r) * ws + 4 * (size_t)g0;
                 int64_t *ar = acc + (size_t)(2 * r) * hd;
-                if (nq - r >= 2) values_q8_rows(2, nv, hd, wr, ws, vg, ng, d0, last, r == 0 && d0 == 0, ar);
-                else values_q8_rows(1, nv, hd, wr, ws, vg, ng, d0, last, r == 0 && d0 == 0, ar);
+                if (nq - r >= 2) values_q8_rows(2, nv, hd, wr, ws, vg, ng, d0, last, &pf, ar);
+                else values_q8_rows(1, nv, hd, wr, ws, vg, ng, d0, last, &pf, ar);
             }
         }
     }

@@ -57,6 +57,29 @@ enum { DN_KQ_AHEAD = 2 };
         for (int o_ = 0; o_ < (int)(cb); o_ += 64) __builtin_prefetch(b_ + o_);                         \
     } while (0)
 
+/* The Q8 values kernels read a chunk of V several times over (one sweep
+ * per block of dimensions and rows, the chunk in L1 after the first).
+ * Fetching the next chunk only from the first sweep left the bus idle in
+ * the others: per step (a group of gb bytes, in any sweep) this stream
+ * fetches gb / sweeps bytes of the next chunk, so the chunk's reads are
+ * spread evenly over its time. */
+typedef struct dn_pf_stream {
+    const char *p, *end;   /* next line to fetch, end of the run */
+    size_t credit, cost;   /* bytes earned, bytes a line costs (64 x sweeps) */
+} dn_pf_stream;
+
+static inline dn_pf_stream dn_pf_stream_at(const void *start, const void *end, int sweeps)
+{
+    dn_pf_stream s = {(const char *)start, (const char *)end, 0, 64 * (size_t)(sweeps > 0 ? sweeps : 1)};
+    return s;
+}
+
+static inline void dn_pf_step(dn_pf_stream *s, size_t gb)
+{
+    for (s->credit += gb; s->credit >= s->cost; s->credit -= s->cost, s->p += 64)
+        if (s->p < s->end) __builtin_prefetch(s->p);
+}
+
 /* Up to 16 query rows (an attention work item) for the Q8 score kernels (kernels.h att_scores):
  * codes hd4 = hd rounded up to 4 apart, zero padded (the tile's padding
  * bytes then add nothing), their scales, and bias = 128 * the sum of the

@@ -306,25 +306,23 @@ enum { Q8V_ACCS = 2, Q8V_ROWS = 1 };
 #endif
 
 /* Keys in chunks of at most Q8V_GROUPS groups, fewer for a wide head so a
- * chunk's V (<= 32 KB) stays in L1 for the blocks after the first; that
- * first block fetches the V bytes half a chunk ahead of its own, all
- * columns, in address order (32 groups as avx512_attn.c's values: 10 KB
- * for Danube's 80 dimensions; at most 16 KB). */
+ * chunk's V (<= 32 KB) stays in L1 for the blocks after the first; every
+ * block fetches a share of the next chunk (dn_pf_stream), in address
+ * order, as avx512_attn.c's values do. */
 enum { Q8V_GROUPS = 64, Q8V_SUMS = 24 };
 
 /* NP planes (w, acc: the first; ws and hd apart), dimensions d0 .. d0 +
  * 4 ND (HALF: ND 1, the last 2 dimensions of an hd = 2 mod 4, 8 bytes a
- * group read), over the ng groups from vg; V prefetched `ahead` bytes on
- * (0: none). The sums are one flat array (at most Q8V_SUMS) that GCC keeps
+ * group read), over the ng groups from vg, stepping the V fetches pf. The sums are one flat array (at most Q8V_SUMS) that GCC keeps
  * in registers. */
 AI void q8v_block(int NP, int ND, int HALF, int hd, const uint8_t *w, size_t ws, const int8_t *vg, int ng, int d0,
-                  size_t ahead, int64_t *acc)
+                  dn_pf_stream *pf, int64_t *acc)
 {
     const size_t gb = 4 * (size_t)hd;
     int32x4_t a[Q8V_SUMS];
     int8x16_t wv[6];
     UNROLL for (int k = 0; k < NP * ND * Q8V_ACCS; k++) a[k] = vdupq_n_s32(0);
-    const int8_t *g = vg + 4 * (size_t)d0, *pf = vg + ahead;
+    const int8_t *g = vg + 4 * (size_t)d0;
 #define Q8V_LD(G, c) (HALF ? vcombine_s8(vld1_s8((G) + 16 * (c)), vdup_n_s8(0)) : vld1q_s8((G) + 16 * (c)))
 #define Q8V_PAIR(E0, E1, G0, G1) \
     UNROLL for (int c = 0; c < ND; c++) { \
@@ -333,11 +331,12 @@ AI void q8v_block(int NP, int ND, int HALF, int hd, const uint8_t *w, size_t ws,
     }
     int i = 0;
     for (; i + 4 <= ng; i += 4, g += 4 * gb) {
-        if (ahead) for (const int8_t *e = pf + 4 * gb; pf < e; pf += 64) __builtin_prefetch(pf);
+        dn_pf_step(pf, 4 * gb);
         UNROLL for (int p = 0; p < NP; p++) wv[p] = vld1q_s8((const int8_t *)w + p * ws + 4 * (size_t)i);
         Q8V_PAIR(0, 1, g, g + gb) Q8V_PAIR(2, 3, g + 2 * gb, g + 3 * gb)
     }
     for (; i < ng; i++, g += gb) {   /* the last groups: one weight dword in every lane */
+        dn_pf_step(pf, gb);
         UNROLL for (int p = 0; p < NP; p++) wv[p] = vreinterpretq_s8_u32(vdupq_n_u32(dn_ld_u32(w + p * ws + 4 * (size_t)i)));
         UNROLL for (int c = 0; c < ND; c++) {
             const int8x16_t x = Q8V_LD(g, c);
@@ -358,23 +357,31 @@ AI void q8v_block(int NP, int ND, int HALF, int hd, const uint8_t *w, size_t ws,
  * Q8V_ND(NR), sizes as even as possible, then the last 2 dimensions of an
  * hd = 2 mod 4 (hd is even). Below the most, nd < mx lets the compiler
  * drop the cases from mx on (no copies of the widest block). */
-#define Q8VB(ND) case ND: q8v_block(2 * NR, (ND) < mx ? (ND) : 1, 0, hd, w, ws, vg, ng, d0, b ? 0 : ahead, acc); break
-AI void q8v_rows(int NR, int hd, const uint8_t *w, size_t ws, const int8_t *vg, int ng, size_t ahead, int64_t *acc)
+#define Q8VB(ND) case ND: q8v_block(2 * NR, (ND) < mx ? (ND) : 1, 0, hd, w, ws, vg, ng, d0, pf, acc); break
+AI void q8v_rows(int NR, int hd, const uint8_t *w, size_t ws, const int8_t *vg, int ng, dn_pf_stream *pf, int64_t *acc)
 {
     const int mx = Q8V_ND(NR), full = hd / 4, nb = (full + mx - 1) / mx;
     int d0 = 0;
     for (int b = 0; b < nb; b++) {
         const int nd = full / nb + (b < full % nb);
-        if (nd >= mx) q8v_block(2 * NR, mx, 0, hd, w, ws, vg, ng, d0, b ? 0 : ahead, acc);
+        if (nd >= mx) q8v_block(2 * NR, mx, 0, hd, w, ws, vg, ng, d0, pf, acc);
         else switch (nd) {
             Q8VB(1); Q8VB(2); Q8VB(3); Q8VB(4); Q8VB(5); Q8VB(6);
             Q8VB(7); Q8VB(8); Q8VB(9); Q8VB(10); Q8VB(11);
         }
         d0 += 4 * nd;
     }
-    if (d0 < hd) q8v_block(2 * NR, 1, 1, hd, w, ws, vg, ng, d0, nb ? 0 : ahead, acc);
+    if (d0 < hd) q8v_block(2 * NR, 1, 1, hd, w, ws, vg, ng, d0, pf, acc);
 }
 #undef Q8VB
+
+/* the blocks q8v_rows makes for NR rows */
+static inline int q8v_blocks(int NR, int hd)
+{
+    const int mx = Q8V_ND(NR), full = hd / 4;
+    (void)NR;   /* baseline: one width for every NR */
+    return (full + mx - 1) / mx + (4 * full < hd);
+}
 
 static void NK(dn_att_q8_values_)(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk,
                                   int64_t *acc)
@@ -382,8 +389,10 @@ static void NK(dn_att_q8_values_)(int hd, int nq, const uint8_t *w, size_t ws, c
     const size_t gb = 4 * (size_t)hd;
     const int groups = (lane % 4 + nk + 3) / 4, nb = (nq + Q8V_ROWS - 1) / Q8V_ROWS;
     const int cg = 8192 / hd >= Q8V_GROUPS ? Q8V_GROUPS : 8192 / hd < 4 ? 4 : (8192 / hd) & ~3;
-    const size_t ahead = (size_t)(cg / 2) * gb;
     const int8_t *v0 = (const int8_t *)v + (size_t)(lane / 4) * gb;   /* the group of the first key */
+    int sweeps = 0;   /* passes over a chunk: the blocks of every row block */
+    for (int b = 0; b < nb; b++) sweeps += q8v_blocks(nq / nb + (b < nq % nb), hd);
+    dn_pf_stream pf = dn_pf_stream_at(v0 + (size_t)(groups < cg ? groups : cg) * gb, v0 + (size_t)groups * gb, sweeps);
     for (int g0 = 0; g0 < groups; g0 += cg) {
         const int ng = groups - g0 < cg ? groups - g0 : cg;
         const int8_t *vg = v0 + (size_t)g0 * gb;
@@ -393,10 +402,10 @@ static void NK(dn_att_q8_values_)(int hd, int nq, const uint8_t *w, size_t ws, c
             int64_t *ar = acc + (size_t)(2 * r) * hd;
             switch (nr) {
 #if DN_NEON_DOT
-            case 3: q8v_rows(3, hd, wr, ws, vg, ng, b ? 0 : ahead, ar); break;
-            case 2: q8v_rows(2, hd, wr, ws, vg, ng, b ? 0 : ahead, ar); break;
+            case 3: q8v_rows(3, hd, wr, ws, vg, ng, &pf, ar); break;
+            case 2: q8v_rows(2, hd, wr, ws, vg, ng, &pf, ar); break;
 #endif
-            default: q8v_rows(1, hd, wr, ws, vg, ng, b ? 0 : ahead, ar); break;
+            default: q8v_rows(1, hd, wr, ws, vg, ng, &pf, ar); break;
             }
             r += nr;
         }
