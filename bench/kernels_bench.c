@@ -257,7 +257,7 @@ static void bench_attention(const dn_kernels *k, int type, const char *name)
                     k->att_q8_values(AT_HD, AT_NQ, w, ws, Vh, 0, AT_POS, acc);
                 } else {
                     memset(out, 0, sizeof(float) * AT_NQ * AT_HD);
-                    k->att_values(AT_HD, AT_NQ, sc, AT_POS, Vh, AT_POS, type, NULL, out, AT_HD);
+                    k->att_values(AT_HD, AT_NQ, sc, AT_POS, Vh, AT_POS, type, out, AT_HD);
                 }
                 double t3 = wall();
                 t[0] += t1 - t0; t[1] += t2 - t1; t[2] += t3 - t2;

@@ -578,7 +578,7 @@ START_TEST(test_kernels_attention)
     static float q[MAXQ * (MAXHD + PADQ)], s1[MAXQ * (MAXK + PADS)], s2[MAXQ * (MAXK + PADS)];
     static float p[MAXQ * (MAXK + PADS)], o0[MAXQ * (MAXHD + PADO)], o1[MAXQ * (MAXHD + PADO)], o2[MAXQ * (MAXHD + PADO)];
     static float kf[MAXK * MAXHD], vf[MAXK * MAXHD];            /* the values as floats, key-major */
-    static float ksc[TILES * 16], vsc[MAXK];
+    static float ksc[TILES * 16];
     static _Alignas(64) uint8_t K[TILES * 16 * MAXHD * 4], V[MAXK * MAXHD * 4];
     const float SENT = -12345.0f;
     int tested = 0;
@@ -601,7 +601,6 @@ START_TEST(test_kernels_attention)
             for (int j = 0; j < nk; j++) {
                 const int l = lane + j;
                 ksc[l] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
-                vsc[j] = type == DN_KV_Q8 ? 0.01f + fabsf(rnd_val()) / 64 : 0.0f;
                 for (int d = 0; d < hd; d++) {
                     /* f16/f32: dimension-major; q8: [d / 4][16 lanes][d % 4], code + 128 */
                     uint8_t *kx = K + (size_t)(l / 16) * tb +
@@ -666,7 +665,7 @@ START_TEST(test_kernels_attention)
             for (size_t i = 0; i < (size_t)nq * os; i++) o0[i] = i % os >= (size_t)hd ? SENT : rnd_val();
             memcpy(o1, o0, sizeof(float) * nq * os);
             memcpy(o2, o0, sizeof(float) * nq * os);
-            k->att_values(hd, nq, p, ss, V, nk, type, vsc, o1, os);
+            k->att_values(hd, nq, p, ss, V, nk, type, o1, os);
             for (int i = 0; i < nq; i++) {
                 for (int d = 0; d < hd; d++) {
                     double e = o0[i * os + d], m = fabs(e);
@@ -678,8 +677,8 @@ START_TEST(test_kernels_attention)
                           k->name, hd, type, nq, nk, i, d, o1[i * os + d], e);
                 }
                 for (size_t d = hd; d < os; d++) CHECK(o1[i * os + d] == SENT, "%s att_values wrote past hd", k->name);
-                k->att_values(hd, 1, p + i * ss, ss, V, a, type, vsc, o2 + i * os, os);
-                k->att_values(hd, 1, p + i * ss + a, ss, V + (size_t)a * hd * eb, nk - a, type, vsc + a, o2 + i * os, os);
+                k->att_values(hd, 1, p + i * ss, ss, V, a, type, o2 + i * os, os);
+                k->att_values(hd, 1, p + i * ss + a, ss, V + (size_t)a * hd * eb, nk - a, type, o2 + i * os, os);
             }
             CHECK(!memcmp(o1, o2, sizeof(float) * nq * os), "%s att_values: alone/split bits differ (hd %d type %d nq %d nk %d)",
                   k->name, hd, type, nq, nk);
@@ -701,7 +700,7 @@ START_TEST(test_kernels_attention_values_long)
     const int nk_tab = dn_kernels_all(ks, 0);
     enum { NK = 531, MAXHD = 80, NQ = 5, PS = NK + 3, OS = MAXHD + 2 };
     static const int hds[] = { 80, 18 };
-    static float p[NQ * PS], vf[NK * MAXHD], vsc[NK], o0[NQ * OS], o1[NQ * OS], o2[NQ * OS];
+    static float p[NQ * PS], vf[NK * MAXHD], o0[NQ * OS], o1[NQ * OS], o2[NQ * OS];
     static _Alignas(64) uint8_t V[NK * MAXHD * 4];
     rng_state = 977;
     for (int ti = 0; ti < nk_tab; ti++) {
@@ -722,7 +721,7 @@ START_TEST(test_kernels_attention_values_long)
             for (int i = 0; i < NQ * OS; i++) o0[i] = i % OS >= hd ? -7.0f : rnd_val();
             memcpy(o1, o0, sizeof o1);
             memcpy(o2, o0, sizeof o2);
-            k->att_values(hd, NQ, p, PS, V, NK, type, vsc, o1, OS);
+            k->att_values(hd, NQ, p, PS, V, NK, type, o1, OS);
             const int a = 133;   /* the second call starts 5 keys past a chunk */
             for (int i = 0; i < NQ; i++) {
                 for (int d = 0; d < hd; d++) {
@@ -735,8 +734,8 @@ START_TEST(test_kernels_attention_values_long)
                           k->name, NK, hd, type, i, d, o1[i * OS + d], e);
                 }
                 for (int d = hd; d < OS; d++) CHECK(o1[i * OS + d] == -7.0f, "%s att_values wrote past hd", k->name);
-                k->att_values(hd, 1, p + i * PS, PS, V, a, type, vsc, o2 + i * OS, OS);
-                k->att_values(hd, 1, p + i * PS + a, PS, V + (size_t)a * hd * eb, NK - a, type, vsc + a, o2 + i * OS, OS);
+                k->att_values(hd, 1, p + i * PS, PS, V, a, type, o2 + i * OS, OS);
+                k->att_values(hd, 1, p + i * PS + a, PS, V + (size_t)a * hd * eb, NK - a, type, o2 + i * OS, OS);
             }
             CHECK(!memcmp(o1, o2, sizeof o1), "%s att_values nk %d: alone/split bits differ (hd %d type %d)", k->name,
                   NK, hd, type);

@@ -170,10 +170,9 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
     }
 }
 
-void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
-                        float *out, size_t os)
+void dn_att_values_avx2(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, float *out,
+                        size_t os)
 {
-    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots */
     if (type == DN_KV_F16) values_typed(DN_KV_F16, hd, nq, p, ps, v, nk, out, os);
     else values_typed(DN_KV_F32, hd, nq, p, ps, v, nk, out, os);
 }

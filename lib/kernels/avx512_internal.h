@@ -72,8 +72,8 @@ DN_GEMM_DECL(dn_gemm_bf16x16f_avx512);
 float dn_kv_quantize_avx512(const float *x, int n, int8_t *q);
 void dn_att_scores_avx512(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                           const float *ksc, float *s, size_t ss);
-void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
-                          float *out, size_t os);
+void dn_att_values_avx512(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, float *out,
+                          size_t os);
 int64_t dn_att_q8_weights_avx512(const float *s, float m, const float *vsc, int n, float c, uint8_t *hi, uint8_t *lo);
 void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc);
 #endif

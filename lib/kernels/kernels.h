@@ -160,8 +160,8 @@ typedef struct dn_kernels {
      * (type DN_KV_F16, DN_KV_F32 or DN_KV_Q8):
      * K in tiles (dn_kv_tile_bytes, dn_kv_k_offset above), tiles
      * consecutive, the first key in lane `lane` of the first tile; V
-     * (att_values, f16 / f32) as rows of hd elements, consecutive (vsc
-     * unused). Q8 K rows carry one scale each (ksc, indexed like the keys:
+     * (att_values, f16 / f32 only) as rows of hd elements, consecutive.
+     * Q8 K rows carry one scale each (ksc, indexed like the keys:
      * ksc[lane + j] for key j; NULL otherwise).
      * att_scores writes s[i*ss + j] = q_i . k_j; att_values adds
      * sum_j p[i*ps + j] * v_j to out row i (os floats apart). Every output
@@ -176,8 +176,7 @@ typedef struct dn_kernels {
      * f32 only): a sequential fma over the keys in order. */
     void (*att_scores)(int hd, int nq, const float *q, size_t qs, const void *k, int lane, int nk, int type,
                        const float *ksc, float *s, size_t ss);
-    void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, const float *vsc,
-                       float *out, size_t os);
+    void (*att_values)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, float *out, size_t os);
     /* Q8 values, as exact integer sums (attention.c scales them once).
      * att_q8_weights fuses the softmax into the weights of one query row:
      * for its scores s[0..n), their maximum m (finite) and the keys' V

@@ -226,10 +226,9 @@ AI void att_values_all(int type, int hd, int nq, const float *p, size_t ps, cons
         }
 }
 
-static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type,
-                               const float *vsc, float *out, size_t os)
+static void NK(dn_att_values_)(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, float *out,
+                               size_t os)
 {
-    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots */
     if (type == DN_KV_F16) att_values_all(DN_KV_F16, hd, nq, p, ps, v, nk, out, os);
     else att_values_all(DN_KV_F32, hd, nq, p, ps, v, nk, out, os);
 }

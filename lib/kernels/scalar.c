@@ -307,10 +307,9 @@ static void dn_att_scores_scalar(int hd, int nq, const float *q, size_t qs, cons
     }
 }
 
-static void dn_att_values_scalar(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type,
-                                 const float *vsc, float *out, size_t os)
+static void dn_att_values_scalar(int hd, int nq, const float *p, size_t ps, const void *v, int nk, int type, float *out,
+                                 size_t os)
 {
-    (void)vsc;   /* f16 / f32 only: Q8 goes through the att_q8 slots (its V is tiled, not rows) */
     for (int j = 0; j < nk; j++)
         for (int i = 0; i < nq; i++) {
             const float w = p[(size_t)i * ps + j];

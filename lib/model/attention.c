@@ -241,7 +241,7 @@ static void att_item(const att_job *j, float *buf, int g, int h0, int nh, int t0
         }
         memset(ob, 0, sizeof(float) * (size_t)nq * hd);
         for (int i = 0; i < nr; i++)
-            k->att_values(hd, nq, sc + (runs[i].p - lo), ss, runs[i].at.v, runs[i].n, kv->type, runs[i].at.vs, ob, hd);
+            k->att_values(hd, nq, sc + (runs[i].p - lo), ss, runs[i].at.v, runs[i].n, kv->type, ob, hd);
     }
     for (int r = 0; r < nq; r++)
         memcpy(j->s->xb + (size_t)(t0 + r / nh) * qd + (size_t)(h0 + r % nh) * hd, ob + (size_t)r * hd, sizeof(float) * hd);
