@@ -64,20 +64,23 @@ enum { DN_KQ_AHEAD = 2 };
  * fetches gb / sweeps bytes of the next chunk, so the chunk's reads are
  * spread evenly over its time. */
 typedef struct dn_pf_stream {
-    const char *p, *end;   /* next line to fetch, end of the run */
+    const char *base;      /* the first byte the stream may fetch */
+    size_t at, len;        /* offset of the next line to fetch, bytes there are */
     size_t credit, cost;   /* bytes earned, bytes a line costs (64 x sweeps) */
 } dn_pf_stream;
 
 static inline dn_pf_stream dn_pf_stream_at(const void *start, const void *end, int sweeps)
 {
-    dn_pf_stream s = {(const char *)start, (const char *)end, 0, 64 * (size_t)(sweeps > 0 ? sweeps : 1)};
+    dn_pf_stream s = {(const char *)start, 0, (size_t)((const char *)end - (const char *)start), 0,
+                      64 * (size_t)(sweeps > 0 ? sweeps : 1)};
     return s;
 }
 
+/* offsets, not pointers: the stream runs past the end (no fetches there) */
 static inline void dn_pf_step(dn_pf_stream *s, size_t gb)
 {
-    for (s->credit += gb; s->credit >= s->cost; s->credit -= s->cost, s->p += 64)
-        if (s->p < s->end) __builtin_prefetch(s->p);
+    for (s->credit += gb; s->credit >= s->cost; s->credit -= s->cost, s->at += 64)
+        if (s->at < s->len) __builtin_prefetch(s->base + s->at);
 }
 
 /* Up to 16 query rows (an attention work item) for the Q8 score kernels (kernels.h att_scores):
