@@ -371,8 +371,12 @@ void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const 
         const uint8_t *vg = v0 + (size_t)g0 * gb;
         /* 3 vectors x 2 rows x 2 planes of sums a pass (12 + 3 codes + a
          * weight in registers): with 5 vectors (20 sums) GCC copied sums
-         * around the asm every step, and from L2 a token's values took
-         * 2.2-2.3 ms against 1.9-2.0 (from DRAM no different, 2026-12-06) */
+         * around the asm and spilled 6 to the stack every step, and from
+         * L2 a token's values took 2.2-2.3 ms against 1.9-2.0 (from DRAM no
+         * different, 2026-12-06). It still copies 9 of the 12 sums around
+         * the asm twice a step (18 vmovdqa64 per 12 vpdpbusd, objdump), one
+         * reason these values take 1.6-1.8 ms from L2 where the vpdpbusd
+         * rate allows 1.3. */
         for (int d0 = 0; d0 < hd; d0 += 48) {
             const int nd = hd - d0 < 48 ? hd - d0 : 48, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
             for (int r = 0; r < nq; r += 2) {
