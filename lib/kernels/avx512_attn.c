@@ -295,15 +295,6 @@ int64_t dn_att_q8_weights_avx512(const float *s, float m, const float *vsc, int 
     return _mm512_reduce_add_epi64(sum);
 }
 
-/* acc += u . s, 4 byte products a lane. GCC 12 copies the accumulator
- * around the intrinsic in this loop (a register move per vpdpbusd, values
- * half as fast), not around the asm. */
-AI __m512i dpbusd_r(__m512i acc, __m512i u, __m512i s)
-{
-    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-    return acc;
-}
-
 /* Keys in chunks of Q8_GROUPS groups of 4 (int32 sums stay below
  * 127 * 127 * 4 * 64 < 2^22, then go to the int64 acc). The next chunk's
  * V is fetched a little in every step of every pass (dn_pf_stream):
@@ -326,19 +317,21 @@ AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, cons
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) UNROLL for (int c = 0; c < NV; c++)
         a[r][b][c] = _mm512_setzero_si512();
     const uint8_t *g = vg + 4 * (size_t)d0;
+    dn_pf_stream f = *pf;   /* in registers, not stored back every step */
     for (int i = 0; i < ng; i++, g += gb) {
-        dn_pf_step(pf, gb);
+        dn_pf_step(&f, gb);
         __m512i x[3];
         UNROLL for (int c = 0; c < NV; c++) x[c] = _mm512_maskz_loadu_epi32(c == NV - 1 ? ml : 0xFFFF, g + 64 * c);
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) {
             const __m512i u = _mm512_set1_epi32((int)dn_ld_u32(w + (size_t)(2 * r + b) * ws + 4 * (size_t)i));
-            UNROLL for (int c = 0; c < NV; c++) a[r][b][c] = dpbusd_r(a[r][b][c], u, x[c]);
+            UNROLL for (int c = 0; c < NV; c++) a[r][b][c] = _mm512_dpbusd_epi32(a[r][b][c], u, x[c]);
         }
     }
+    *pf = f;
     UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) UNROLL for (int c = 0; c < NV; c++) {
         int64_t *o = acc + (size_t)(2 * r + b) * hd + d0 + 16 * c;
         const int n = c == NV - 1 ? nd_last : 16;
-        const __m512i lo8 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(a[r][b][c]));
+        const __m512i lo8 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a[r][b][c], 0));
         const __m512i hi8 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(a[r][b][c], 1));
         const __mmask8 k0 = (__mmask8)(n >= 8 ? 0xFF : (1u << n) - 1), k1 = (__mmask8)(n >= 16 ? 0xFF : n > 8 ? (1u << (n - 8)) - 1 : 0);
         _mm512_mask_storeu_epi64(o, k0, _mm512_add_epi64(_mm512_maskz_loadu_epi64(k0, o), lo8));
@@ -346,17 +339,27 @@ AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, cons
     }
 }
 
-#define QT(NR, NV) values_q8_tile(NR, NV, hd, w, ws, vg, ng, d0, last, pf, acc)
+/* One function a shape. Inlined side by side into one body, GCC 12
+ * copied 9 of the 12 sums around the vpdpbusd twice a step (18 vmovdqa64
+ * per 12 vpdpbusd in objdump; with an asm vpdpbusd too). Alone, with the
+ * intrinsic, the epilogue's low half taken by an extract rather than a
+ * cast and the fetch stream in a local, the loop is the 12 vpdpbusd, the
+ * loads and the fetch: from L2 a token's values 1.60-1.65 -> 1.50-1.55
+ * ms (kernels_bench --attention, alternating, 2026-12-06). */
+#define QF(NR, NV) \
+    static __attribute__((noinline)) void values_q8_##NR##x##NV(int hd, const uint8_t *w, size_t ws, const uint8_t *vg, \
+                                                              int ng, int d0, int last, dn_pf_stream *pf, int64_t *acc) \
+    { values_q8_tile(NR, NV, hd, w, ws, vg, ng, d0, last, pf, acc); }
+QF(1, 1) QF(1, 2) QF(1, 3) QF(2, 1) QF(2, 2) QF(2, 3)
+#undef QF
+
 AI void values_q8_rows(int NR, int nv, int hd, const uint8_t *w, size_t ws, const uint8_t *vg, int ng, int d0, int last,
                        dn_pf_stream *pf, int64_t *acc)
 {
-    switch (nv) {
-    case 1: QT(NR, 1); break;
-    case 2: QT(NR, 2); break;
-    default: QT(NR, 3); break;
-    }
+    void (*const shape[2][3])(int, const uint8_t *, size_t, const uint8_t *, int, int, int, dn_pf_stream *, int64_t *) = {
+        { values_q8_1x1, values_q8_1x2, values_q8_1x3 }, { values_q8_2x1, values_q8_2x2, values_q8_2x3 } };
+    shape[NR - 1][nv - 1](hd, w, ws, vg, ng, d0, last, pf, acc);
 }
-#undef QT
 
 void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const void *v, int lane, int nk, int64_t *acc)
 {
@@ -371,12 +374,9 @@ void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const 
         const uint8_t *vg = v0 + (size_t)g0 * gb;
         /* 3 vectors x 2 rows x 2 planes of sums a pass (12 + 3 codes + a
          * weight in registers): with 5 vectors (20 sums) GCC copied sums
-         * around the asm and spilled 6 to the stack every step, and from
-         * L2 a token's values took 2.2-2.3 ms against 1.9-2.0 (from DRAM no
-         * different, 2026-12-06). It still copies 9 of the 12 sums around
-         * the asm twice a step (18 vmovdqa64 per 12 vpdpbusd, objdump), one
-         * reason these values take 1.6-1.8 ms from L2 where the vpdpbusd
-         * rate allows 1.3. */
+         * and spilled 6 to the stack every step, and from L2 a token's
+         * values took 2.2-2.3 ms against 1.9-2.0 (from DRAM no different,
+         * 2026-12-06) */
         for (int d0 = 0; d0 < hd; d0 += 48) {
             const int nd = hd - d0 < 48 ? hd - d0 : 48, nv = (nd + 15) / 16, last = nd - 16 * (nv - 1);
             for (int r = 0; r < nq; r += 2) {
