@@ -235,8 +235,7 @@ AI void att_q8_values(int hd, int nq, const uint8_t *w, size_t ws, const uint8_t
     const int groups = (lane % 4 + nk + 3) / 4;
     const uint8_t *v0 = v + (size_t)(lane / 4) * gb;   /* the group of the first key */
     const int nch = (hd + 7) / 8, nb = (nch + VQ_CHUNKS - 1) / VQ_CHUNKS;
-    dn_pf_stream pf = dn_pf_stream_at(v0 + (size_t)(groups < VQ_GROUPS ? groups : VQ_GROUPS) * gb, v0 + (size_t)groups * gb,
-                                      nb * ((nq + 1) / 2));   /* passes over a chunk: blocks x row pairs */
+    dn_pf_stream pf = dn_pf_stream_at(v0, groups, VQ_GROUPS, gb, nb * ((nq + 1) / 2));   /* passes: blocks x row pairs */
     for (int g0 = 0; g0 < groups; g0 += VQ_GROUPS) {
         const int ng = groups - g0 < VQ_GROUPS ? groups - g0 : VQ_GROUPS;
         const uint8_t *vg = v0 + (size_t)g0 * gb;

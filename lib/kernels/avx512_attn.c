@@ -367,8 +367,7 @@ void dn_att_q8_values_avx512(int hd, int nq, const uint8_t *w, size_t ws, const 
     const int groups = (lane % 4 + nk + 3) / 4;
     const uint8_t *v0 = (const uint8_t *)v + (size_t)(lane / 4) * gb;   /* the group of the first key */
     const int sweeps = (hd + 47) / 48 * ((nq + 1) / 2);   /* passes over a chunk: below */
-    dn_pf_stream pf = dn_pf_stream_at(v0 + (size_t)(groups < Q8_GROUPS ? groups : Q8_GROUPS) * gb, v0 + (size_t)groups * gb,
-                                      sweeps);
+    dn_pf_stream pf = dn_pf_stream_at(v0, groups, Q8_GROUPS, gb, sweeps);
     for (int g0 = 0; g0 < groups; g0 += Q8_GROUPS) {
         const int ng = groups - g0 < Q8_GROUPS ? groups - g0 : Q8_GROUPS;
         const uint8_t *vg = v0 + (size_t)g0 * gb;

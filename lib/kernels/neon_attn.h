@@ -391,7 +391,7 @@ static void NK(dn_att_q8_values_)(int hd, int nq, const uint8_t *w, size_t ws, c
     const int8_t *v0 = (const int8_t *)v + (size_t)(lane / 4) * gb;   /* the group of the first key */
     int sweeps = 0;   /* passes over a chunk: the blocks of every row block */
     for (int b = 0; b < nb; b++) sweeps += q8v_blocks(nq / nb + (b < nq % nb), hd);
-    dn_pf_stream pf = dn_pf_stream_at(v0 + (size_t)(groups < cg ? groups : cg) * gb, v0 + (size_t)groups * gb, sweeps);
+    dn_pf_stream pf = dn_pf_stream_at(v0, groups, cg, gb, sweeps);
     for (int g0 = 0; g0 < groups; g0 += cg) {
         const int ng = groups - g0 < cg ? groups - g0 : cg;
         const int8_t *vg = v0 + (size_t)g0 * gb;
