@@ -311,7 +311,8 @@ int main(int argc, char **argv)
                 break;
             }
     }
-    printf("kernels: %s (one thread)\n", k->name);
+    printf("kernels: %s, fetch %s (one thread; DANU_FETCH=page|lines to choose)\n", k->name,
+           k->fetch == DN_FETCH_LINES ? "lines" : "page");
     printf("read bandwidth ceiling (512 MiB sum): %.1f GB/s\n", read_bandwidth());
     if (attention) {
         printf("one token's attention after %d positions, %d heads x %d rows, ms (GB/s: K and V bytes / total)\n", AT_POS,

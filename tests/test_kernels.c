@@ -110,6 +110,22 @@ START_TEST(test_kernels_dispatch)
     }
     if (env && !strcmp(env, "avx2vnni"))
         ck_assert(best->isa == DN_ISA_AVX2VNNI || best->isa == DN_ISA_AVX2 || best->isa == DN_ISA_SCALAR);
+    /* the one-token fetch: DANU_FETCH obeyed on every x86 SIMD level, each
+     * of which has both variants; scalar and NEON have none */
+    const char *fetch = getenv("DANU_FETCH");
+    for (int i = 0; i < nk; i++) {
+        dn_kernels o;
+        const int simd_x86 = ks[i]->isa == DN_ISA_AVX2 || ks[i]->isa == DN_ISA_AVX2VNNI || ks[i]->isa == DN_ISA_AVX512;
+        ck_assert_int_eq(dn_kernels_with_fetch(ks[i], DN_FETCH_LINES, &o), simd_x86);
+        if (!simd_x86) { ck_assert_int_eq(ks[i]->fetch, DN_FETCH_PAGE); continue; }
+        ck_assert_int_eq(o.fetch, DN_FETCH_LINES);
+        ck_assert(o.gemm[DN_TYPE_Q4_0_X16] && o.gemm[DN_TYPE_Q4_0_X16] != dn_kernels_for_isa(DN_ISA_SCALAR)->gemm[DN_TYPE_Q4_0_X16]);
+        if (fetch && !strcmp(fetch, "page")) ck_assert_int_eq(ks[i]->fetch, DN_FETCH_PAGE);
+        if (fetch && !strcmp(fetch, "lines")) ck_assert_int_eq(ks[i]->fetch, DN_FETCH_LINES);
+        /* the table is its own fetch's: laying that fetch again changes nothing */
+        ck_assert(dn_kernels_with_fetch(ks[i], ks[i]->fetch, &o) && o.fetch == ks[i]->fetch &&
+                  !memcmp(o.gemm, ks[i]->gemm, sizeof o.gemm));
+    }
     /* Arm: neon < neon_dot < neon_i8mm, all answering to the public neon */
     const dn_kernels *neon = dn_kernels_for_isa(DN_ISA_NEON), *dot = dn_kernels_for_isa(DN_ISA_NEON_DOT);
     const dn_kernels *mm = dn_kernels_for_isa(DN_ISA_NEON_I8MM);

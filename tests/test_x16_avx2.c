@@ -97,11 +97,12 @@ int main(void)
         return 77;
     }
     x16.name = X16_NAME;
-    x16.levels[x16.n_levels++] = dn_kernels_for_isa(X16_ISA);
+    /* both one-token fetches (dn_kernels_with_fetch) */
+    const dn_kernels *other = x16_add_level_both_fetches(dn_kernels_for_isa(X16_ISA));
     x16.act_row = check_extras;
     /* another level with the same integer sums and float steps (avx2vnni
-     * against avx2): the same bits */
-    x16.same_as = X16_ISA != DN_ISA_AVX2 ? dn_kernels_for_isa(DN_ISA_AVX2) : NULL;
+     * against avx2), or avx2 with the other fetch: the same bits */
+    x16.same_as = X16_ISA != DN_ISA_AVX2 ? dn_kernels_for_isa(DN_ISA_AVX2) : other;
     Suite *s = suite_create("x16_" X16_NAME);
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 600);

@@ -87,6 +87,10 @@ typedef struct x16_suite {
     const dn_kernels *same_as;        /* NULL, or a table whose bits every level gives */
 } x16_suite;
 extern x16_suite x16;
+/* Adds table k to the levels, and k's level with the other one-token
+ * fetch (dn_kernels_with_fetch: page <-> lines) when it has one, so both
+ * run on any CPU; returns that copy or NULL. The fetches change no bits. */
+const dn_kernels *x16_add_level_both_fetches(const dn_kernels *k);
 /* The largest |y - oracle| / M since the last reset (tests print it). */
 extern double x16_worst;
 

@@ -21,6 +21,8 @@ enum { DN_A2_XG = 64, DN_A2_NS8 = 0, DN_A2_DX = 32 };
 
 DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2);
 DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2);
+DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2_lines);   /* DN_FETCH_LINES (kernels.h) */
+DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2_lines);
 /* avx2_x16k.c: against plain q8_K rows */
 DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx2);
 DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx2);

@@ -46,7 +46,7 @@ AI __m256i bcast4(const uint8_t *p) { return _mm256_set1_epi32((int)dn_ld_u32(p)
 
 /* One row group (two halves h of 8 rows) x NT tokens (q8_0 rows xq[t],
  * their extras xe[t]) over all nb block columns: y[t * ldy + 8 * h + lane]. */
-AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
+AI void tile(int kind, int fetch, int NT, int64_t nb, const uint8_t *w,
              const uint8_t *const *xq, const uint8_t *const *xe, float *y, size_t ldy)
 {
     const int CB = colbytes(kind);
@@ -54,7 +54,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < 2; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
-        if (NT == 1) DN_PAGE_AHEAD(w, CB);
+        if (NT == 1) DN_STREAM_AHEAD(fetch, w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
         const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
         __m256i A[2][MAXT];
@@ -108,7 +108,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w,
 /* Each row group against token tiles of up to MAXT (the group's weights,
  * 23 KB at 2560 columns, stay in L1/L2 across the tiles); for one token a
  * single sequential weight stream. */
-AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
+AI void gemm_x16(int kind, int fetch, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
                  size_t xs, int nt, float *y, size_t ldy)
 {
     const int64_t nb = n / 32;
@@ -125,9 +125,9 @@ AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const
             }
             float *yt = yg + (size_t)t0 * ldy;
             switch (m) {
-            case 1: tile(kind, 1, nb, wg, xq, xe, yt, ldy); break;
-            case 2: tile(kind, 2, nb, wg, xq, xe, yt, ldy); break;
-            default: tile(kind, 3, nb, wg, xq, xe, yt, ldy); break;
+            case 1: tile(kind, fetch, 1, nb, wg, xq, xe, yt, ldy); break;
+            case 2: tile(kind, fetch, 2, nb, wg, xq, xe, yt, ldy); break;
+            default: tile(kind, fetch, 3, nb, wg, xq, xe, yt, ldy); break;
             }
         }
     }
@@ -136,11 +136,27 @@ AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const
 void dn_gemm_q4_0x16_q8_0_avx2(int64_t n, const void *w, size_t w_stride, int nr,
                                const void *x, size_t x_stride, int nt, float *y, size_t ldy)
 {
-    gemm_x16(X4, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
 }
 
 void dn_gemm_q8_0x16_q8_0_avx2(int64_t n, const void *w, size_t w_stride, int nr,
                                const void *x, size_t x_stride, int nt, float *y, size_t ldy)
 {
-    gemm_x16(X8, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    gemm_x16(X8, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+}
+
+/* The DN_FETCH_LINES table's (dispatch.c): one token fetches lines ahead;
+ * two or more as above (nt = 1 constant: only the one-token tile here) */
+void dn_gemm_q4_0x16_q8_0_avx2_lines(int64_t n, const void *w, size_t w_stride, int nr,
+                                     const void *x, size_t x_stride, int nt, float *y, size_t ldy)
+{
+    if (nt > 1) gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    else gemm_x16(X4, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);
+}
+
+void dn_gemm_q8_0x16_q8_0_avx2_lines(int64_t n, const void *w, size_t w_stride, int nr,
+                                     const void *x, size_t x_stride, int nt, float *y, size_t ldy)
+{
+    if (nt > 1) gemm_x16(X8, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    else gemm_x16(X8, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);
 }

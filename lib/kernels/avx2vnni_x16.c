@@ -90,7 +90,7 @@ AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : 
 
 /* Row halves h0..h0+NH-1 of one group x NT tokens (q8_0 rows xq[t], their
  * extras xe[t]) over nb block columns: y[t * ldy + 8 * h + lane]. */
-AI void tile32(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *w,
+AI void tile32(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const uint8_t *w,
                const uint8_t *const *xq, const uint8_t *const *xe, float *y, size_t ldy)
 {
     const int CB = colbytes(kind);
@@ -98,7 +98,7 @@ AI void tile32(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *w,
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++, w += CB) {
-        if (NT == 1 && h0 == 0) DN_PAGE_AHEAD(w, CB);
+        if (NT == 1 && h0 == 0) DN_STREAM_AHEAD(fetch, w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
         const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
         __m256i A[2][MAXT];
@@ -287,7 +287,7 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
  * starting at x (rows xs apart), results from y. */
 typedef void (*tile_fn)(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, float *y, size_t ldy);
 
-AI void tile_any(int kind, int NH, int NT, int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0,
+AI void tile_any(int kind, int fetch, int NH, int NT, int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0,
                  float *y, size_t ldy)
 {
     if (kind == X4 || kind == X8) {
@@ -298,26 +298,30 @@ AI void tile_any(int kind, int NH, int NT, int64_t n, const uint8_t *w, const ui
             xq[t] = x + (size_t)t * xs;
             xe[t] = xq[t] + eoff;
         }
-        tile32(kind, NH, NT, h0, nb, w, xq, xe, y, ldy);
+        tile32(kind, fetch, NH, NT, h0, nb, w, xq, xe, y, ldy);
     } else {
         tileK(kind, NH, NT, h0, n / DN_QK_K, w, x, xs, y, ldy);
     }
 }
 
-#define TILE_FN(KIND, NH, NT) \
-    static void KIND##_##NT(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, float *y, size_t ldy) \
-    { tile_any(KIND, NH, NT, n, w, x, xs, h0, y, ldy); }
+#define TILE_FN(KIND, NH, NT) TILE_FN_F(KIND, NH, NT, DN_FETCH_PAGE, )
+#define TILE_FN_F(KIND, NH, NT, FETCH, SUFFIX) \
+    static void KIND##_##NT##SUFFIX(int64_t n, const uint8_t *w, const uint8_t *x, size_t xs, int h0, float *y, \
+                                    size_t ldy) \
+    { tile_any(KIND, FETCH, NH, NT, n, w, x, xs, h0, y, ldy); }
 #define TILE_FNS(KIND, NH) TILE_FN(KIND, NH, 2) TILE_FN(KIND, NH, 3) TILE_FN(KIND, NH, 4) \
     TILE_FN(KIND, NH, 5) TILE_FN(KIND, NH, 6)
 #define TILES(KIND, ONE) { NULL, ONE, KIND##_2, KIND##_3, KIND##_4, KIND##_5, KIND##_6 }
 _Static_assert(MAXT == 6 && T32 <= MAXT && TK4 <= MAXT && TK6 <= MAXT, "tile tables");
 /* tiles[m]: m tokens; q4_0, q8_0: both row halves; q4_K, q6_K: one half,
  * from 2 tokens (one token takes the AVX2 kernels, see run) */
-TILE_FN(X4, 2, 1) TILE_FNS(X4, 2)
-TILE_FN(X8, 2, 1) TILE_FNS(X8, 2)
+TILE_FN(X4, 2, 1) TILE_FNS(X4, 2) TILE_FN_F(X4, 2, 1, DN_FETCH_LINES, L)
+TILE_FN(X8, 2, 1) TILE_FNS(X8, 2) TILE_FN_F(X8, 2, 1, DN_FETCH_LINES, L)
 TILE_FNS(K4, 1)
 TILE_FNS(K6, 1)
+/* the DN_FETCH_LINES table's: the one-token tile fetches lines ahead */
 static const tile_fn tiles_X4[] = TILES(X4, X4_1), tiles_X8[] = TILES(X8, X8_1),
+                     tiles_X4L[] = TILES(X4, X4_1L), tiles_X8L[] = TILES(X8, X8_1L),
                      tiles_K4[] = TILES(K4, NULL), tiles_K6[] = TILES(K6, NULL);
 
 /* Each group (23-34 KB at 2560 columns, in L1/L2) against token tiles as
@@ -362,6 +366,18 @@ void dn_gemm_q8_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, 
     run(tiles_X8, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
+void dn_gemm_q4_0x16_q8_0_avx2vnni_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                                         int nt, float *y, size_t ldy)
+{
+    run(tiles_X4L, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
+}
+
+void dn_gemm_q8_0x16_q8_0_avx2vnni_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                                         int nt, float *y, size_t ldy)
+{
+    run(tiles_X8L, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
+}
+
 void dn_gemm_q4_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                    int nt, float *y, size_t ldy)
 {
@@ -387,4 +403,14 @@ const dn_kernels dn_kernels_avx2vnni_table = {
     },
     .att_scores = dn_att_scores_avx2vnni,
     .att_q8_values = dn_att_q8_values_avx2vnni,
+};
+
+/* DN_FETCH_LINES: the one-token x16 gemms that fetch lines ahead
+ * (dispatch.c lays them over the table above on CPUs that want them) */
+const dn_kernels dn_kernels_avx2vnni_lines_table = {
+    .isa = DN_ISA_AVX2VNNI,
+    .name = "avx2vnni",
+    .fetch = DN_FETCH_LINES,
+    .gemm = { [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx2vnni_lines,
+              [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx2vnni_lines },
 };

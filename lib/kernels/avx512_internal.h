@@ -63,6 +63,8 @@ enum { DN_XG_Q8_0 = 512, DN_XE_QS = 0, DN_XE_NS8 = 384, DN_XE_NS128 = 416, DN_XE
  * (exact hi + lo, and the fast hi-only variant). */
 DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx512);
 DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx512);
+DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx512_lines);   /* DN_FETCH_LINES (kernels.h) */
+DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx512_lines);
 DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx512);
 DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx512);
 DN_GEMM_DECL(dn_gemm_bf16x16_avx512);

@@ -28,7 +28,8 @@ AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : 
 /* One row group x NT tokens (extras at xe[t]) over all nb block columns:
  * y[t * ldy + lane]. The accumulators of a block start fresh, so blocks
  * overlap in the pipeline; only the fma into F chains across them. */
-AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *const *xe, float *y, size_t ldy)
+AI void tile(int kind, int fetch, int NT, int64_t nb, const uint8_t *w, const uint8_t *const *xe, float *y,
+             size_t ldy)
 {
     const int CB = colbytes(kind);
     const int NS = kind == X4 ? DN_XE_NS8 : DN_XE_NS128;
@@ -38,10 +39,10 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
     for (int64_t b = 0; b < nb; b++, w += CB) {
         /* several tokens make the tile compute-bound: fetch the weights
          * PF_BLOCKS ahead so the DRAM stream overlaps the int8 work; one
-         * token streams faster with only the next page fetched ahead */
+         * token as the CPU's fetch says (DN_STREAM_AHEAD) */
         if (NT >= PF_MIN_TOKENS)
             for (int l = 0; l < CB; l += 64) _mm_prefetch((const char *)w + PF_BLOCKS * CB + l, _MM_HINT_T0);
-        else DN_PAGE_AHEAD(w, CB);
+        else DN_STREAM_AHEAD(fetch, w, CB);
         /* this block's activation extras: qs at qo, sums and d_x at so */
         const size_t qo = (size_t)(b >> 3) * DN_XG_Q8_0 + 32 * (size_t)(b & 7);
         const size_t so = (size_t)(b >> 3) * DN_XG_Q8_0 + 4 * (size_t)(b & 7);
@@ -80,9 +81,9 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *w, const uint8_t *cons
  * in L1/L2 across the tiles). Tile shape hardly matters for prompts (2 x 4,
  * 2 x 6, 4 x 4 measured the same: the float work bounds them); for one
  * token a single sequential weight stream beat two or four interleaved
- * streams and fetches a few KB ahead, and only the next page's first line
- * fetched ahead (DN_PAGE_AHEAD) helps (measured from DRAM). */
-AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
+ * streams (measured from DRAM on Zen 5, where fetches a few KB ahead lost
+ * to the page fetch; on Intel they win: DN_STREAM_AHEAD). */
+AI void gemm_x16(int kind, int fetch, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
                  size_t xs, int nt, float *y, size_t ldy)
 {
     const int64_t nb = n / 32;
@@ -96,14 +97,14 @@ AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const
             for (int t = 0; t < m; t++) xe[t] = x + (size_t)(t0 + t) * xs + eoff;
             float *yt = yg + (size_t)t0 * ldy;
             switch (m) {
-            case 1: tile(kind, 1, nb, wg, xe, yt, ldy); break;
-            case 2: tile(kind, 2, nb, wg, xe, yt, ldy); break;
-            case 3: tile(kind, 3, nb, wg, xe, yt, ldy); break;
-            case 4: tile(kind, 4, nb, wg, xe, yt, ldy); break;
-            case 5: tile(kind, 5, nb, wg, xe, yt, ldy); break;
-            case 6: tile(kind, 6, nb, wg, xe, yt, ldy); break;
-            case 7: tile(kind, 7, nb, wg, xe, yt, ldy); break;
-            default: tile(kind, 8, nb, wg, xe, yt, ldy); break;
+            case 1: tile(kind, fetch, 1, nb, wg, xe, yt, ldy); break;
+            case 2: tile(kind, fetch, 2, nb, wg, xe, yt, ldy); break;
+            case 3: tile(kind, fetch, 3, nb, wg, xe, yt, ldy); break;
+            case 4: tile(kind, fetch, 4, nb, wg, xe, yt, ldy); break;
+            case 5: tile(kind, fetch, 5, nb, wg, xe, yt, ldy); break;
+            case 6: tile(kind, fetch, 6, nb, wg, xe, yt, ldy); break;
+            case 7: tile(kind, fetch, 7, nb, wg, xe, yt, ldy); break;
+            default: tile(kind, fetch, 8, nb, wg, xe, yt, ldy); break;
             }
         }
     }
@@ -112,11 +113,27 @@ AI void gemm_x16(int kind, int64_t n, const uint8_t *w, size_t ws, int nr, const
 void dn_gemm_q4_0x16_q8_0_avx512(int64_t n, const void *w, size_t w_stride, int nr,
                                  const void *x, size_t x_stride, int nt, float *y, size_t ldy)
 {
-    gemm_x16(X4, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
 }
 
 void dn_gemm_q8_0x16_q8_0_avx512(int64_t n, const void *w, size_t w_stride, int nr,
                                  const void *x, size_t x_stride, int nt, float *y, size_t ldy)
 {
-    gemm_x16(X8, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    gemm_x16(X8, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+}
+
+/* The DN_FETCH_LINES table's (dispatch.c): one token fetches lines ahead;
+ * two or more as above (nt = 1 constant: only the one-token tile here) */
+void dn_gemm_q4_0x16_q8_0_avx512_lines(int64_t n, const void *w, size_t w_stride, int nr,
+                                       const void *x, size_t x_stride, int nt, float *y, size_t ldy)
+{
+    if (nt > 1) gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    else gemm_x16(X4, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);
+}
+
+void dn_gemm_q8_0x16_q8_0_avx512_lines(int64_t n, const void *w, size_t w_stride, int nr,
+                                       const void *x, size_t x_stride, int nt, float *y, size_t ldy)
+{
+    if (nt > 1) gemm_x16(X8, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    else gemm_x16(X8, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);
 }

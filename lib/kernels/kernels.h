@@ -135,6 +135,11 @@ typedef void (*dn_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
  * extracts blocks and calls vec_dot[x16], which dispatch.c sets to the
  * base type's plain-block dot (scalar, or reference for that table). */
 
+/* How the one-token x16 gemms fetch their weight stream ahead (the
+ * hardware prefetchers differ: kernels_internal.h, DN_STREAM_AHEAD).
+ * dispatch.c picks one per CPU; DANU_FETCH=page|lines overrides it. */
+enum { DN_FETCH_PAGE = 0, DN_FETCH_LINES = 1 };
+
 typedef struct dn_kernels {
     int isa;
     const char *name;
@@ -143,6 +148,7 @@ typedef struct dn_kernels {
     dn_vec_dot_fn vec_dot[DN_TYPE_COUNT]; /* indexed by weight type            */
     dn_gemm_fn gemm[DN_TYPE_COUNT];       /* optional tile kernel (NULL: loop) */
     int gemm_nr, gemm_nt;                 /* max tile shape of gemm            */
+    int fetch;                            /* DN_FETCH_*: one token's x16 weight fetches */
     uint16_t act_extra[DN_TYPE_COUNT];    /* extra prepared bytes per 256, by ACTIVATION type */
     /* Stored type -> x16 type the loader repacks it into by default
      * (DANU_OPT_REPACK auto) because this table has a fast gemm for it;
@@ -211,6 +217,10 @@ const dn_kernels *dn_kernels_for_isa(int isa);
  * from the reference (when with_reference) and scalar up; out holds >= 8.
  * Returns how many. */
 int dn_kernels_all(const dn_kernels **out, int with_reference);
+/* *out = *k with the x16 gemms of fetch (DN_FETCH_*) laid over it, as
+ * dispatch.c does at detection for the CPU's own (tests run both on any
+ * CPU). Returns 0 when k's level has no such variant (out = *k then). */
+int dn_kernels_with_fetch(const dn_kernels *k, int fetch, dn_kernels *out);
 /* The public DANU_ISA_* level a table answers to (neon_dot, neon_i8mm: neon). */
 int dn_kernels_public_isa(const dn_kernels *k);
 

@@ -224,8 +224,9 @@ danu_status dn_model_load(const char *path, const struct danu_options *o, danu_m
         o->progress(o->progress_user, 1.0f))
         s = dn_seterr(DANU_ERR_CANCELLED, "load cancelled");
     if (s != DANU_OK) { dn_model_free(m); return s; }
-    dn_log(&m->log, DANU_LOG_INFO, "%s: %d layers, hidden %d, vocab %d, window %d, kernels %s", path, m->cfg.n_layers,
-           m->cfg.hidden, m->cfg.vocab, m->cfg.window, m->kern->name);
+    dn_log(&m->log, DANU_LOG_INFO, "%s: %d layers, hidden %d, vocab %d, window %d, kernels %s, fetch %s", path,
+           m->cfg.n_layers, m->cfg.hidden, m->cfg.vocab, m->cfg.window, m->kern->name,
+           m->kern->fetch == DN_FETCH_LINES ? "lines" : "page");
     *out = m;
     return DANU_OK;
 }
