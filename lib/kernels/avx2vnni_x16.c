@@ -354,41 +354,16 @@ static void run(const tile_fn *tiles, int nh, int tmax, dn_gemm_fn one, int64_t 
     }
 }
 
-void dn_gemm_q4_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                   int nt, float *y, size_t ldy)
-{
-    run(tiles_X4, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
-}
-
-void dn_gemm_q8_0x16_q8_0_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                   int nt, float *y, size_t ldy)
-{
-    run(tiles_X8, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
-}
-
-void dn_gemm_q4_0x16_q8_0_avx2vnni_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                         int nt, float *y, size_t ldy)
-{
-    run(tiles_X4L, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
-}
-
-void dn_gemm_q8_0x16_q8_0_avx2vnni_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                         int nt, float *y, size_t ldy)
-{
-    run(tiles_X8L, 2, T32, NULL, n, w, ws, nr, x, xs, nt, y, ldy);
-}
-
-void dn_gemm_q4_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                   int nt, float *y, size_t ldy)
-{
-    run(tiles_K4, 1, TK4, dn_gemm_q4_Kx16_q8_K_avx2, n, w, ws, nr, x, xs, nt, y, ldy);
-}
-
-void dn_gemm_q6_Kx16_q8_K_avx2vnni(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                   int nt, float *y, size_t ldy)
-{
-    run(tiles_K6, 1, TK6, dn_gemm_q6_Kx16_q8_K_avx2, n, w, ws, nr, x, xs, nt, y, ldy);
-}
+/* the entry points: each runs its tiles, nh row halves at a time */
+#define GEMM(NAME, TILES, NH, TMAX, ONE) \
+    DN_GEMM_DECL(NAME) { run(TILES, NH, TMAX, ONE, n, w, w_stride, nr, x, x_stride, nt, y, ldy); }
+GEMM(dn_gemm_q4_0x16_q8_0_avx2vnni, tiles_X4, 2, T32, NULL)
+GEMM(dn_gemm_q8_0x16_q8_0_avx2vnni, tiles_X8, 2, T32, NULL)
+GEMM(dn_gemm_q4_0x16_q8_0_avx2vnni_lines, tiles_X4L, 2, T32, NULL)
+GEMM(dn_gemm_q8_0x16_q8_0_avx2vnni_lines, tiles_X8L, 2, T32, NULL)
+GEMM(dn_gemm_q4_Kx16_q8_K_avx2vnni, tiles_K4, 1, TK4, dn_gemm_q4_Kx16_q8_K_avx2)
+GEMM(dn_gemm_q6_Kx16_q8_K_avx2vnni, tiles_K6, 1, TK6, dn_gemm_q6_Kx16_q8_K_avx2)
+#undef GEMM
 
 /* The avx2vnni table: only what differs from avx2 (dispatch.c starts from
  * the completed avx2 table and lays these slots over it). */
@@ -405,12 +380,4 @@ const dn_kernels dn_kernels_avx2vnni_table = {
     .att_q8_values = dn_att_q8_values_avx2vnni,
 };
 
-/* DN_FETCH_LINES: the one-token x16 gemms that fetch lines ahead
- * (dispatch.c lays them over the table above on CPUs that want them) */
-const dn_kernels dn_kernels_avx2vnni_lines_table = {
-    .isa = DN_ISA_AVX2VNNI,
-    .name = "avx2vnni",
-    .fetch = DN_FETCH_LINES,
-    .gemm = { [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx2vnni_lines,
-              [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx2vnni_lines },
-};
+DN_LINES_TABLE(dn_kernels_avx2vnni_lines_table, DN_ISA_AVX2VNNI, "avx2vnni", dn_gemm_q4_0x16_q8_0_avx2vnni_lines, dn_gemm_q8_0x16_q8_0_avx2vnni_lines);

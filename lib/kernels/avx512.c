@@ -723,12 +723,4 @@ const dn_kernels dn_kernels_avx512_table = {
     .kv_quantize = dn_kv_quantize_avx512,
 };
 
-/* DN_FETCH_LINES: the one-token x16 gemms that fetch lines ahead
- * (dispatch.c lays them over the table above on CPUs that want them) */
-const dn_kernels dn_kernels_avx512_lines_table = {
-    .isa = DN_ISA_AVX512,
-    .name = "avx512",
-    .fetch = DN_FETCH_LINES,
-    .gemm = { [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx512_lines,
-              [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx512_lines },
-};
+DN_LINES_TABLE(dn_kernels_avx512_lines_table, DN_ISA_AVX512, "avx512", dn_gemm_q4_0x16_q8_0_avx512_lines, dn_gemm_q8_0x16_q8_0_avx512_lines);

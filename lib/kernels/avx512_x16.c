@@ -110,30 +110,4 @@ AI void gemm_x16(int kind, int fetch, int64_t n, const uint8_t *w, size_t ws, in
     }
 }
 
-void dn_gemm_q4_0x16_q8_0_avx512(int64_t n, const void *w, size_t w_stride, int nr,
-                                 const void *x, size_t x_stride, int nt, float *y, size_t ldy)
-{
-    gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
-}
-
-void dn_gemm_q8_0x16_q8_0_avx512(int64_t n, const void *w, size_t w_stride, int nr,
-                                 const void *x, size_t x_stride, int nt, float *y, size_t ldy)
-{
-    gemm_x16(X8, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
-}
-
-/* The DN_FETCH_LINES table's (dispatch.c): one token fetches lines ahead;
- * two or more as above (nt = 1 constant: only the one-token tile here) */
-void dn_gemm_q4_0x16_q8_0_avx512_lines(int64_t n, const void *w, size_t w_stride, int nr,
-                                       const void *x, size_t x_stride, int nt, float *y, size_t ldy)
-{
-    if (nt > 1) gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
-    else gemm_x16(X4, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);
-}
-
-void dn_gemm_q8_0x16_q8_0_avx512_lines(int64_t n, const void *w, size_t w_stride, int nr,
-                                       const void *x, size_t x_stride, int nt, float *y, size_t ldy)
-{
-    if (nt > 1) gemm_x16(X8, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
-    else gemm_x16(X8, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);
-}
+DN_X16_GEMMS(avx512)

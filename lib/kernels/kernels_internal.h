@@ -66,6 +66,31 @@ enum { DN_LINES_AHEAD = 4096 };
             DN_PAGE_AHEAD(p, cb);                                                                       \
     } while (0)
 
+/* The q4_0x16 and q8_0x16 entry points of an ISA file with kinds X4, X8
+ * and gemm_x16(kind, fetch, n, w, ws, nr, x, xs, nt, y, ldy): the page
+ * ones (its table's) and the lines ones (its lines table's, dispatch.c),
+ * where one token fetches lines ahead (nt = 1 constant: only the
+ * one-token tile is compiled in) and two or more go as in the page ones. */
+#define DN_X16_GEMM_PAIR(NAME, KIND)                                                                  \
+    DN_GEMM_DECL(NAME) { gemm_x16(KIND, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy); } \
+    DN_GEMM_DECL(NAME##_lines)                                                                        \
+    {                                                                                                 \
+        if (nt > 1) gemm_x16(KIND, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);      \
+        else gemm_x16(KIND, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);             \
+    }
+#define DN_X16_GEMMS(ISA)                                 \
+    DN_X16_GEMM_PAIR(dn_gemm_q4_0x16_q8_0_##ISA, X4)      \
+    DN_X16_GEMM_PAIR(dn_gemm_q8_0x16_q8_0_##ISA, X8)
+
+/* A level's DN_FETCH_LINES table: only its one-token q4_0x16 / q8_0x16
+ * gemms that fetch lines ahead (dispatch.c lays them over the level's
+ * table on CPUs that want them, dn_kernels_with_fetch). */
+#define DN_LINES_TABLE(VAR, ISA, NAME, Q4, Q8)                                                      \
+    const dn_kernels VAR = {                                                                        \
+        .isa = ISA, .name = NAME, .fetch = DN_FETCH_LINES,                                          \
+        .gemm = { [DN_TYPE_Q4_0_X16] = Q4, [DN_TYPE_Q8_0_X16] = Q8 },                              \
+    }
+
 /* One token's stream of K-quant x16 super-blocks (q4_Kx16, q6_Kx16: 2.3
  * and 3.3 KB, whose lines the kernels read out of address order): fetch
  * every line of the block DN_KQ_AHEAD on, block i of the stream at base.
