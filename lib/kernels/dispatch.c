@@ -119,9 +119,10 @@ static void detect_x86(int *avx2, int *avxvnni, int *avx512)
 
 #if DN_X86
 /* Zen 5 streamed one token's weights fastest with the page fetch, an Intel
- * core (Xeon family 6 model 207) with lines ahead: tg32 Q4_0 10.7 -> 13.3
- * tokens/s at 1 thread, 17.9 -> 24.3 at 2 (kernels_internal.h). Only
- * those two were measured; other vendors keep the page fetch. */
+ * core (Xeon family 6 model 207) with lines ahead: tg32 Q4_0 page / lines
+ * 9.1-10.8 / 12.4-13.7 tokens/s at 1 thread, 17.5-18.8 / 25.0-26.5 at 2
+ * (kernels_internal.h, 2026-12-07). Only those two were measured; other
+ * vendors keep the page fetch. */
 static int fetch_for_cpu(void)
 {
     uint32_t r[4];
