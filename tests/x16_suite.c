@@ -363,14 +363,12 @@ void x16_odd_strides(int32_t xt, uint64_t seed)
 
 const dn_kernels *x16_add_level_both_fetches(const dn_kernels *k)
 {
-    static dn_kernels other[2];
-    static char names[2][48];
+    static dn_kernels o;   /* a suite's main calls this once */
+    static char name[48];
     x16.levels[x16.n_levels++] = k;
-    dn_kernels *o = &other[x16.n_levels & 1];
-    if (!dn_kernels_with_fetch(k, k->fetch == DN_FETCH_LINES ? DN_FETCH_PAGE : DN_FETCH_LINES, o)) return NULL;
-    char *name = names[x16.n_levels & 1];
-    snprintf(name, sizeof names[0], "%s (fetch %s)", k->name, o->fetch == DN_FETCH_LINES ? "lines" : "page");
-    o->name = name;
-    x16.levels[x16.n_levels++] = o;
-    return o;
+    if (!dn_kernels_with_fetch(k, k->fetch == DN_FETCH_LINES ? DN_FETCH_PAGE : DN_FETCH_LINES, &o)) return NULL;
+    snprintf(name, sizeof name, "%s (fetch %s)", k->name, o.fetch == DN_FETCH_LINES ? "lines" : "page");
+    o.name = name;
+    x16.levels[x16.n_levels++] = &o;
+    return &o;
 }

@@ -70,12 +70,12 @@ enum { DN_LINES_AHEAD = 4096 };
  * and gemm_x16(kind, fetch, n, w, ws, nr, x, xs, nt, y, ldy): the page
  * ones (its table's) and the lines ones (its lines table's, dispatch.c),
  * where one token fetches lines ahead (nt = 1 constant: only the
- * one-token tile is compiled in) and two or more go as in the page ones. */
+ * one-token tile is compiled in) and two or more call the page one. */
 #define DN_X16_GEMM_PAIR(NAME, KIND)                                                                  \
     DN_GEMM_DECL(NAME) { gemm_x16(KIND, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy); } \
     DN_GEMM_DECL(NAME##_lines)                                                                        \
     {                                                                                                 \
-        if (nt > 1) gemm_x16(KIND, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy);      \
+        if (nt > 1) NAME(n, w, w_stride, nr, x, x_stride, nt, y, ldy);                               \
         else gemm_x16(KIND, DN_FETCH_LINES, n, w, w_stride, nr, x, x_stride, 1, y, ldy);             \
     }
 #define DN_X16_GEMMS(ISA)                                 \
