@@ -74,7 +74,7 @@ AI void att_q8_tile(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, size_t
     __m256i acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_set1_epi32(DN_ATT_VNNI ? -r->bias[i0 + i] : 0);
     for (int c = 0; c < r->hd4; c += 4) {
-        _mm_prefetch((const char *)tile + DN_ATT_PF_Q8_TILES * tb + 16 * (size_t)c, _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(tile, DN_ATT_PF_Q8_TILES * tb + 16 * (size_t)c), _MM_HINT_T0);
         const __m256i kb0 = _mm256_loadu_si256((const __m256i *)(const void *)(tile + 16 * (size_t)c));
         const __m256i kb1 = _mm256_loadu_si256((const __m256i *)(const void *)(tile + 16 * (size_t)c + 32));
         const __m256i ks0 = _mm256_xor_si256(kb0, flip), ks1 = _mm256_xor_si256(kb1, flip);

@@ -79,7 +79,7 @@ AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const u
     const uint8_t *tile = k + (size_t)t * tb;
     for (int d = 0; d < hd; d += 2) {   /* head_dim is even (config.c) */
         if (type == DN_KV_F16)   /* a line is 2 dimensions */
-            _mm_prefetch((const char *)tile + (size_t)PF_TILES_F16 * tb + 32 * (size_t)d, _MM_HINT_T0);
+            _mm_prefetch((const char *)DN_FETCH_ADDR(tile, (size_t)PF_TILES_F16 * tb + 32 * (size_t)d), _MM_HINT_T0);
         const __m512 k0 = load_keys(tile, type, d), k1 = load_keys(tile, type, d + 1);
         UNROLL for (int i = 0; i < NQ; i++) {
             acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * qs + d]), k0, acc[i][0]);
@@ -98,11 +98,12 @@ AI void scores_tile_q8(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, siz
 {
     __m512i acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) { acc[i][0] = _mm512_set1_epi32(-r->bias[i0 + i]); acc[i][1] = _mm512_setzero_si512(); }
-    const uint8_t *tile = k + (size_t)t * tb, *ahead = tile + (size_t)PF_TILES * tb;
+    const uint8_t *tile = k + (size_t)t * tb;
+    const uintptr_t ahead = (uintptr_t)DN_FETCH_ADDR(tile, (size_t)PF_TILES * tb);   /* may lie past the cache */
     int c = 0;
     for (; c + 8 <= r->hd4; c += 8) {
-        _mm_prefetch((const char *)ahead + 16 * (size_t)c, _MM_HINT_T0);
-        _mm_prefetch((const char *)ahead + 16 * (size_t)c + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(ahead, 16 * (size_t)c), _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(ahead, 16 * (size_t)c + 64), _MM_HINT_T0);
         const __m512i k0 = _mm512_loadu_si512(tile + 16 * (size_t)c), k1 = _mm512_loadu_si512(tile + 16 * (size_t)c + 64);
         UNROLL for (int i = 0; i < NQ; i++) {
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], k0, _mm512_set1_epi32((int)dn_ld_u32(&r->q[i0 + i][c])));
@@ -110,7 +111,7 @@ AI void scores_tile_q8(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, siz
         }
     }
     if (c < r->hd4) {   /* hd4 an odd multiple of 4 */
-        _mm_prefetch((const char *)ahead + 16 * (size_t)c, _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(ahead, 16 * (size_t)c), _MM_HINT_T0);
         const __m512i k0 = _mm512_loadu_si512(tile + 16 * (size_t)c);
         UNROLL for (int i = 0; i < NQ; i++)
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], k0, _mm512_set1_epi32((int)dn_ld_u32(&r->q[i0 + i][c])));
@@ -197,8 +198,8 @@ AI void values_tile(int NQ, int NV, int type, int hd, const float *w, size_t ws,
     for (int j = 0; j < nk; j++) {
         const uint8_t *row = v + (size_t)j * vs;
         if (type == DN_KV_F16 && d0 == 0) {   /* Danube: 160-byte rows, 2.5 lines each; two fetches cover them */
-            _mm_prefetch((const char *)row + PF_ROWS_F16 * vs, _MM_HINT_T0);
-            _mm_prefetch((const char *)row + PF_ROWS_F16 * vs + 96, _MM_HINT_T0);
+            _mm_prefetch((const char *)DN_FETCH_ADDR(row, PF_ROWS_F16 * vs), _MM_HINT_T0);
+            _mm_prefetch((const char *)DN_FETCH_ADDR(row, PF_ROWS_F16 * vs + 96), _MM_HINT_T0);
         }
         __m512 x[5];
         UNROLL for (int c = 0; c < NV; c++) x[c] = load_row(row, type, d0 + 16 * c, c == NV - 1 ? nd_last : 16);

@@ -41,7 +41,7 @@ AI void tile(int kind, int fetch, int NT, int64_t nb, const uint8_t *w, const ui
          * PF_BLOCKS ahead so the DRAM stream overlaps the int8 work; one
          * token as the CPU's fetch says (DN_STREAM_AHEAD) */
         if (NT >= PF_MIN_TOKENS)
-            for (int l = 0; l < CB; l += 64) _mm_prefetch((const char *)w + PF_BLOCKS * CB + l, _MM_HINT_T0);
+            for (int l = 0; l < CB; l += 64) _mm_prefetch((const char *)DN_FETCH_ADDR(w, PF_BLOCKS * CB + l), _MM_HINT_T0);
         else DN_STREAM_AHEAD(fetch, w, CB);
         /* this block's activation extras: qs at qo, sums and d_x at so */
         const size_t qo = (size_t)(b >> 3) * DN_XG_Q8_0 + 32 * (size_t)(b & 7);
