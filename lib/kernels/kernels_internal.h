@@ -56,18 +56,26 @@ static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); 
 
 /* A one-token weight stream of blocks of cb bytes at p, by the table's
  * fetch (kernels.h). DN_FETCH_PAGE: DN_PAGE_AHEAD, best on Zen 5 (above).
- * DN_FETCH_LINES: every line DN_LINES_AHEAD bytes on. On an Intel core
- * (Xeon, family 6 model 207) the hardware prefetcher alone keeps too few
- * lines in flight once the kernel computes between its loads: there the
- * AVX-512 q4_0x16 one-token kernel streamed 9.2-10.9 GB/s from DRAM with
- * the page fetch and 12-13.7 with lines 4 KB on, against 15 for a plain
- * read loop (which no fetch changes there), 2026-12-07. */
+ * DN_FETCH_LINES: every line DN_LINES_AHEAD bytes on, into L2 (the T1
+ * hint). On an Intel core the hardware prefetcher alone keeps too few
+ * lines in flight once the kernel computes between its loads:
+ *  - Xeon family 6 model 207, 2026-12-07: the AVX-512 q4_0x16 one-token
+ *    kernel streamed 9.2-10.9 GB/s from DRAM with the page fetch and
+ *    12-13.7 with lines 4 KB on (into L1; T1 measured alike there),
+ *    against 15 for a plain read loop (which no fetch changes there);
+ *  - Xeon family 6 model 167, the same day: into L1 the lines helped the
+ *    AVX-512 kernel (10.3-10.4 GB/s) but held the AVX2-width ones back
+ *    below the page fetch (avx2vnni q4_0x16 8.0-8.2); into L2 11.5-11.7
+ *    and 10.7-10.8, and Q4_0 generation 1.03-1.09x (avx512) and
+ *    1.23-1.28x (avx2vnni) faster at one thread than into L1 (a likely
+ *    reason, not measured: a fetch into L1 holds one of the core's few
+ *    L1 miss buffers until its line arrives). */
 enum { DN_LINES_AHEAD = 4096 };
 #define DN_STREAM_AHEAD(fetch, p, cb)                                                                   \
     do {                                                                                                \
         if ((fetch) == DN_FETCH_LINES)                                                                  \
             for (int l_ = 0; l_ < (int)(cb); l_ += 64)                                                  \
-                __builtin_prefetch(DN_FETCH_ADDR(p, DN_LINES_AHEAD + l_));                              \
+                __builtin_prefetch(DN_FETCH_ADDR(p, DN_LINES_AHEAD + l_), 0, 2);                        \
         else                                                                                            \
             DN_PAGE_AHEAD(p, cb);                                                                       \
     } while (0)
