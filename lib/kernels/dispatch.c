@@ -119,12 +119,14 @@ static void detect_x86(int *avx2, int *avxvnni, int *avx512)
 
 #if DN_X86
 /* Zen 5 streamed one token's weights fastest with the page fetch, two
- * Intel Xeons with lines ahead: tg32 Q4_0 page / lines 9.1-10.8 /
- * 12.4-13.7 tokens/s at 1 thread, 17.5-18.8 / 25.0-26.5 at 2 (family 6
- * model 207), and 10.3-10.4 / 13.1-13.5 at 1 thread with avx512, and alike
- * with avx2vnni, 10.7-12.2 / 11.8-12.1 (model 167, lines into L2;
- * kernels_internal.h, 2026-12-07). Only those three were measured; other vendors keep the
- * page fetch. */
+ * Intel Xeons with lines ahead (kernels_internal.h, 2026-12-07), tg32
+ * Q4_0 page / lines in tokens/s:
+ *  - family 6 model 207: 9.1-10.8 / 12.4-13.7 at 1 thread, 17.5-18.8 /
+ *    25.0-26.5 at 2;
+ *  - model 167, lines into L2: 10.3-10.4 / 13.1-13.5 at 1 thread with
+ *    avx512, alike with avx2vnni (10.7-12.2 / 11.8-12.1).
+ * Only those three CPUs were measured; other vendors keep the page
+ * fetch. */
 static int fetch_for_cpu(void)
 {
     uint32_t r[4];

@@ -64,12 +64,12 @@ static inline uint32_t dn_ld_u32(const void *p) { uint32_t v; memcpy(&v, p, 4); 
  *    12-13.7 with lines 4 KB on (into L1; T1 measured alike there),
  *    against 15 for a plain read loop (which no fetch changes there);
  *  - Xeon family 6 model 167, the same day: into L1 the lines helped the
- *    AVX-512 kernel (10.3-10.4 GB/s) but held the AVX2-width ones back
- *    below the page fetch (avx2vnni q4_0x16 8.0-8.2); into L2 11.5-11.7
- *    and 10.7-10.8, and Q4_0 generation 1.03-1.09x (avx512) and
- *    1.23-1.28x (avx2vnni) faster at one thread than into L1 (a likely
- *    reason, not measured: a fetch into L1 holds one of the core's few
- *    L1 miss buffers until its line arrives). */
+ *    AVX-512 kernel (8.9 GB/s with the page fetch, 10.3-10.4) but held
+ *    the AVX2-width ones below the page fetch (avx2vnni q4_0x16 8.9-9.4,
+ *    8.0-8.2); into L2 11.5-11.7 and 10.7-10.8, and Q4_0 generation
+ *    1.03-1.09x (avx512) and 1.23-1.28x (avx2vnni) faster at one thread
+ *    than into L1 (a likely reason, not measured: a fetch into L1 holds
+ *    one of the core's few L1 miss buffers until its line arrives). */
 enum { DN_LINES_AHEAD = 4096 };
 #define DN_STREAM_AHEAD(fetch, p, cb)                                                                   \
     do {                                                                                                \
