@@ -162,9 +162,10 @@ AI __m256i att_wdot4(__m256i acc, __m256i wb, __m256i vb, __m256i ones)
  * Every pass fetches a share of the next chunk's V (dn_pf_stream), as
  * avx512_attn.c does: from DRAM a token's values took 4.83-5.58 -> 3.33-3.76
  * ms (avx2vnni), 7.64-8.46 -> 5.37-7.03 (avx2) against each block's first
- * row pair fetching its own bytes 32 groups ahead (2026-12-06). VQ_CHUNKS (at most 3): 8-dimension vectors a pass, 2 rows
- * x 2 planes x 3 sums in 12 of the 16 ymm registers with VNNI; AVX2 needs
- * two more for its product and the ones, so 2 rows x 2 planes x 2. */
+ * row pair fetching its own bytes 32 groups ahead (2026-12-06).
+ * VQ_CHUNKS (at most 3): 8-dimension vectors a pass, 2 rows x 2 planes x
+ * 3 sums in 12 of the 16 ymm registers with VNNI; AVX2 needs two more for
+ * its product and the ones, so 2 rows x 2 planes x 2. */
 enum { VQ_GROUPS = 64, VQ_CHUNKS = DN_ATT_VNNI ? 3 : 2 };
 
 /* Plane rows 0..P-1 of w and acc (P/2 query rows: hi, lo, hi, ...),

@@ -312,8 +312,9 @@ enum { Q8V_GROUPS = 64, Q8V_SUMS = 24 };
 
 /* NP planes (w, acc: the first; ws and hd apart), dimensions d0 .. d0 +
  * 4 ND (HALF: ND 1, the last 2 dimensions of an hd = 2 mod 4, 8 bytes a
- * group read), over the ng groups from vg, stepping the V fetches pf. The sums are one flat array (at most Q8V_SUMS) that GCC keeps
- * in registers. */
+ * group read), over the ng groups from vg, stepping the V fetches pf.
+ * The sums are one flat array (at most Q8V_SUMS) that GCC keeps in
+ * registers. */
 AI void q8v_block(int NP, int ND, int HALF, int hd, const uint8_t *w, size_t ws, const int8_t *vg, int ng, int d0,
                   dn_pf_stream *pf, int64_t *acc)
 {
