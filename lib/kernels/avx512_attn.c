@@ -99,11 +99,11 @@ AI void scores_tile_q8(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, siz
     __m512i acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) { acc[i][0] = _mm512_set1_epi32(-r->bias[i0 + i]); acc[i][1] = _mm512_setzero_si512(); }
     const uint8_t *tile = k + (size_t)t * tb;
-    const uintptr_t ahead = (uintptr_t)DN_FETCH_ADDR(tile, (size_t)PF_TILES * tb);   /* may lie past the cache */
+    const size_t ahead = (size_t)PF_TILES * tb;   /* bytes on from tile: may lie past the cache */
     int c = 0;
     for (; c + 8 <= r->hd4; c += 8) {
-        _mm_prefetch((const char *)DN_FETCH_ADDR(ahead, 16 * (size_t)c), _MM_HINT_T0);
-        _mm_prefetch((const char *)DN_FETCH_ADDR(ahead, 16 * (size_t)c + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(tile, ahead + 16 * (size_t)c), _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(tile, ahead + 16 * (size_t)c + 64), _MM_HINT_T0);
         const __m512i k0 = _mm512_loadu_si512(tile + 16 * (size_t)c), k1 = _mm512_loadu_si512(tile + 16 * (size_t)c + 64);
         UNROLL for (int i = 0; i < NQ; i++) {
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], k0, _mm512_set1_epi32((int)dn_ld_u32(&r->q[i0 + i][c])));
@@ -111,7 +111,7 @@ AI void scores_tile_q8(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, siz
         }
     }
     if (c < r->hd4) {   /* hd4 an odd multiple of 4 */
-        _mm_prefetch((const char *)DN_FETCH_ADDR(ahead, 16 * (size_t)c), _MM_HINT_T0);
+        _mm_prefetch((const char *)DN_FETCH_ADDR(tile, ahead + 16 * (size_t)c), _MM_HINT_T0);
         const __m512i k0 = _mm512_loadu_si512(tile + 16 * (size_t)c);
         UNROLL for (int i = 0; i < NQ; i++)
             acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], k0, _mm512_set1_epi32((int)dn_ld_u32(&r->q[i0 + i][c])));
