@@ -57,6 +57,51 @@ AI __m256i dn_a2_q6x_codes(const uint8_t *c, int H, int qd, int m, int h)
     return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
 }
 
+/* q4_0x16 prompts on Intel (avx2_x16.c, avx2vnni_x16.c; their tables
+ * for DN_FETCH_LINES): each row group's nibbles are unpacked once per
+ * DN_A2_UB block columns into bytes in the q8_0x16 layout (quant.h: the
+ * low nibbles of chunk k become chunk k, the high ones chunk 4 + k) that
+ * every token tile then reads, instead of every tile shifting and masking
+ * them again: vpsrlw competes with the multiplies for Intel's ports 0 and
+ * 1. tile(ns, b0, nb, u, x, xs, y, ldy, m) runs m = 2 or 3 tokens from x
+ * over the ns unpacked columns u from column b0 (of nb), starting from
+ * zero when b0 = 0 and from y's values otherwise, so each output's float
+ * steps keep their order and the bits are those of the packed tiles.
+ * nt >= 2; the slice lives on the stack (17 KB). */
+enum { DN_A2_UB = 32 };   /* a multiple of the extras' 8 blocks */
+typedef void (*dn_a2_utile_fn)(int64_t ns, int64_t b0, int64_t nb, const uint8_t *u, const uint8_t *x, size_t xs,
+                               float *y, size_t ldy, int m);
+AI void dn_a2_q4x16_sliced(dn_a2_utile_fn tile, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
+                           size_t xs, int nt, float *y, size_t ldy)
+{
+    _Alignas(32) uint8_t u[DN_A2_UB * sizeof(dn_block_q8_0x16)];
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const int64_t nb = n / 32;
+    const int ntiles = (nt + 2) / 3;   /* tiles of 2 or 3 tokens, as even as can be */
+    for (int g = 0; g < nr / 16; g++) {
+        const uint8_t *wg = w + (size_t)g * ws;
+        for (int64_t b0 = 0; b0 < nb; b0 += DN_A2_UB) {
+            const int64_t ns = nb - b0 < DN_A2_UB ? nb - b0 : DN_A2_UB;
+            for (int64_t b = 0; b < ns; b++) {
+                const uint8_t *s = wg + (size_t)(b0 + b) * sizeof(dn_block_q4_0x16);
+                uint8_t *d = u + (size_t)b * sizeof(dn_block_q8_0x16);
+                memcpy(d, s, X_QS);   /* the rows' scales */
+                for (int k = 0; k < 4; k++) for (int h = 0; h < 2; h++) {
+                    const __m256i v = _mm256_loadu_si256((const __m256i *)(s + X_QS + 64 * k + 32 * h));
+                    _mm256_store_si256((__m256i *)(d + X_QS + 64 * k + 32 * h), _mm256_and_si256(v, m4));
+                    _mm256_store_si256((__m256i *)(d + X_QS + 64 * (4 + k) + 32 * h),
+                                       _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                }
+            }
+            for (int i = 0, t = 0; i < ntiles; i++) {
+                const int m = (nt - t) / (ntiles - i);
+                tile(ns, b0, nb, u, x + (size_t)t * xs, xs, y + (size_t)t * ldy + 16 * g, ldy, m);
+                t += m;
+            }
+        }
+    }
+}
+
 /* e^x to ~1 ulp (softmax, silu, the Q8 attention weights): x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor (Horner);
  * 2^n as two exponent-field factors so results down to the denormal range
  * and overflow to inf come out as expf's do. */

@@ -29,6 +29,10 @@
  * Tiles: q4_0 and q8_0 take both row halves x 1-3 tokens (one token: a
  * single weight stream); q4_K and q6_K one half x 2-5 tokens, see the enum
  * below, and one token alone takes the AVX2 kernels (the entry points).
+ * The table dispatch.c picks on Intel (DN_FETCH_LINES) prompts q4_0 from
+ * unpacked slices and q4_K with every activation a memory broadcast
+ * (tile_u, q4x_block): Intel has vpsrlw and vpshufd share ports 0
+ * and 1 with vpdpbusd and does 3 loads a cycle; measured below.
  *
  * What bounds them (Zen 5, measured with dependency-free loops): vpdpbusd,
  * vpdpwssd, vpmulld, vpmaddubsw, vmulps and vfmadd all issue to the same
@@ -45,7 +49,10 @@
 #include "kernels/avx2_internal.h"
 
 
-enum { X4, X8, K4, K6 };   /* q4_0x16, q8_0x16, q4_Kx16, q6_Kx16 */
+/* q4_0x16, q8_0x16, q4_Kx16, q6_Kx16; XU: q4_0x16 unpacked to bytes
+ * (tile_u), KB: q4_Kx16 with every activation broadcast from memory
+ * (q4x_block) */
+enum { X4, X8, K4, K6, XU, KB };
 enum {
     MAXT = 6,              /* most tokens per tile */
     /* Tiles of several tokens (kernels_bench, Zen 5 at 512 tokens): q4_0
@@ -58,6 +65,11 @@ enum {
      * tokens within 1% of 4, 5 tokens 14% slower (spills); q6_K with
      * paired quarters (qd, qd + 2) 10-25% slower at 3-5 tokens */
     T32 = 3, TK4 = 4, TK6 = 5,
+    /* Intel (family 6 model 167, AVX-VNNI forced, kernels_bench at 512
+     * tokens, 2026-12-07): q4_K with every activation broadcast from
+     * memory x 5 tokens 230-236 GFLOP/s, x 4 225-230, x 6 222-224, x 3
+     * 215-220; the shuffles above x 4 208-215 */
+    TKB = 5,
     Q8_0_BYTES = sizeof(dn_block_q8_0), Q8_0_QS = offsetof(dn_block_q8_0, qs)
 };
 
@@ -91,12 +103,13 @@ AI int colbytes(int kind) { return kind == X4 ? (int)sizeof(dn_block_q4_0x16) : 
 /* Row halves h0..h0+NH-1 of one group x NT tokens (q8_0 rows xq[t], their
  * extras xe[t]) over nb block columns: y[t * ldy + 8 * h + lane]. */
 AI void tile32(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const uint8_t *w,
-               const uint8_t *const *xq, const uint8_t *const *xe, float *y, size_t ldy)
+               const uint8_t *const *xq, const uint8_t *const *xe, float *y, size_t ldy, int first)
 {
     const int CB = colbytes(kind);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 F[2][MAXT];
-    UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
+    UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++)
+        F[h][t] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(y + (size_t)t * ldy + 8 * (h0 + h));
     for (int64_t b = 0; b < nb; b++, w += CB) {
         if (NT == 1 && h0 == 0) DN_STREAM_AHEAD(fetch, w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
@@ -106,7 +119,7 @@ AI void tile32(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const ui
             /* the bias times the block's sum: -8 (q4_0) or -128 (q8_0)
              * times sum(qs), |sum| <= 32 * 128 */
             const int32_t ns8 = (int32_t)dn_ld_u32(xe[t] + eo + DN_A2_NS8);
-            const __m256i bias = _mm256_set1_epi32(kind == X4 ? ns8 : 16 * ns8);
+            const __m256i bias = _mm256_set1_epi32((kind == X8 ? 16 * ns8 : ns8));
             UNROLL for (int h = 0; h < NH; h++) A[h][t] = bias;
         }
         if (kind == X4) {
@@ -154,7 +167,7 @@ AI __m256i u8_pairs(const uint8_t *a, const uint8_t *b)
 
 /* One 256-column block c of a q4_Kx16 group, row halves h0..h0+NH-1,
  * against NT tokens (q8_K blocks at xb[t]), added to F[h][t]. */
-AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const *xb, __m256 F[2][MAXT])
+AI void q4x_block(int bcast, int NH, int NT, int h0, const uint8_t *c, const uint8_t *const *xb, __m256 F[2][MAXT])
 {
     __m256i I[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) I[h][t] = _mm256_setzero_si256();
@@ -163,7 +176,9 @@ AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
      * 4 activation bytes: odd tokens take them from one 16-byte broadcast
      * per 4 chunks and vpshufd, even ones a vpbroadcastd each (Zen 5 does
      * 2 vector loads a cycle, as many as vpdpbusd: all broadcasts from
-     * memory bound the loop by the load ports, all by shuffle spill) */
+     * memory bound the loop by the load ports, all by shuffle spill).
+     * bcast: every token a vpbroadcastd, for Intel cores (3 loads a cycle,
+     * and vpshufd would take port 1 from vpdpbusd) */
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int jp = 0; jp < 4; jp++) {
         const int xo = Q8K_QS + 64 * jp;
@@ -176,7 +191,7 @@ AI void q4x_block(int NH, int NT, int h0, const uint8_t *c, const uint8_t *const
                 __asm__("" : "+x"(L));   /* one load for both nibbles */
                 const __m256i lo = _mm256_and_si256(L, m4), hi = _mm256_and_si256(_mm256_srli_epi16(L, 4), m4);
                 UNROLL for (int t = 0; t < NT; t++) {
-                    if (t & 1) {
+                    if ((t & 1) && !bcast) {
                         if ((k & 3) == 0) {
                             X0[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb[t] + xo + 4 * k)));
                             X1[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xb[t] + xo + 32 + 4 * k)));
@@ -264,7 +279,7 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
 {
     __m256 F[2][MAXT];
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++) F[h][t] = _mm256_setzero_ps();
-    const int CB = kind == K4 ? Q4X : Q6X;   /* bytes of a super-block of the group */
+    const int CB = kind == K6 ? Q6X : Q4X;   /* bytes of a super-block of the group */
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
@@ -272,7 +287,7 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
             DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
             DN_FETCH_BLOCK_AHEAD(g, i, CB);
         }
-        if (kind == K4) q4x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
+        if (kind != K6) q4x_block(kind == KB, NH, NT, h0, g + (size_t)i * CB, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
     }
     UNROLL for (int h = 0; h < NH; h++) UNROLL for (int t = 0; t < NT; t++)
@@ -298,7 +313,7 @@ AI void tile_any(int kind, int fetch, int NH, int NT, int64_t n, const uint8_t *
             xq[t] = x + (size_t)t * xs;
             xe[t] = xq[t] + eoff;
         }
-        tile32(kind, fetch, NH, NT, h0, nb, w, xq, xe, y, ldy);
+        tile32(kind, fetch, NH, NT, h0, nb, w, xq, xe, y, ldy, 1);
     } else {
         tileK(kind, NH, NT, h0, n / DN_QK_K, w, x, xs, y, ldy);
     }
@@ -312,17 +327,18 @@ AI void tile_any(int kind, int fetch, int NH, int NT, int64_t n, const uint8_t *
 #define TILE_FNS(KIND, NH) TILE_FN(KIND, NH, 2) TILE_FN(KIND, NH, 3) TILE_FN(KIND, NH, 4) \
     TILE_FN(KIND, NH, 5) TILE_FN(KIND, NH, 6)
 #define TILES(KIND, ONE) { NULL, ONE, KIND##_2, KIND##_3, KIND##_4, KIND##_5, KIND##_6 }
-_Static_assert(MAXT == 6 && T32 <= MAXT && TK4 <= MAXT && TK6 <= MAXT, "tile tables");
+_Static_assert(MAXT == 6 && T32 <= MAXT && TK4 <= MAXT && TKB <= MAXT && TK6 <= MAXT, "tile tables");
 /* tiles[m]: m tokens; q4_0, q8_0: both row halves; q4_K, q6_K: one half,
  * from 2 tokens (one token takes the AVX2 kernels, see run) */
-TILE_FN(X4, 2, 1) TILE_FNS(X4, 2) TILE_FN_F(X4, 2, 1, DN_FETCH_LINES, L)
+TILE_FN(X4, 2, 1) TILE_FNS(X4, 2)
 TILE_FN(X8, 2, 1) TILE_FNS(X8, 2) TILE_FN_F(X8, 2, 1, DN_FETCH_LINES, L)
 TILE_FNS(K4, 1)
+TILE_FNS(KB, 1)
 TILE_FNS(K6, 1)
-/* the DN_FETCH_LINES table's: the one-token tile fetches lines ahead */
+/* the DN_FETCH_LINES table's: X8_1L fetches lines ahead, KB (q4_K) broadcasts */
 static const tile_fn tiles_X4[] = TILES(X4, X4_1), tiles_X8[] = TILES(X8, X8_1),
-                     tiles_X4L[] = TILES(X4, X4_1L), tiles_X8L[] = TILES(X8, X8_1L),
-                     tiles_K4[] = TILES(K4, NULL), tiles_K6[] = TILES(K6, NULL);
+                     tiles_X8L[] = TILES(X8, X8_1L),
+                     tiles_K4[] = TILES(K4, NULL), tiles_KB[] = TILES(KB, NULL), tiles_K6[] = TILES(K6, NULL);
 
 /* Each group (23-34 KB at 2560 columns, in L1/L2) against token tiles as
  * even as possible (at least 2 tokens each when nt > 1), nh row halves at
@@ -354,14 +370,43 @@ static void run(const tile_fn *tiles, int nh, int tmax, dn_gemm_fn one, int64_t 
     }
 }
 
+/* q4_0x16 for several tokens on Intel: unpacked slices
+ * (dn_a2_q4x16_sliced) through the q8_0 loop with the q4_0 bias (kind
+ * XU). Family 6 model 167, 512 tokens (kernels_bench, 2026-12-07):
+ * 267-277 GFLOP/s against 247-252 for the X4 tiles; slices of 8 / 16 / 24
+ * / 48 / 80 columns: 255 / 264-270 / 267-271 / 273-279 / 277-280 against
+ * 32's 273-276. Each accumulator split into two chains: 0.76-0.85x. */
+static void tile_u(int64_t ns, int64_t b0, int64_t nb, const uint8_t *u, const uint8_t *x, size_t xs, float *y,
+                   size_t ldy, int m)
+{
+    const size_t eoff = (size_t)((Q8_0_BYTES * nb + 63) & ~(int64_t)63);
+    const uint8_t *xq[3], *xe[3];
+    for (int t = 0; t < m; t++) {
+        xq[t] = x + (size_t)t * xs + (size_t)b0 * Q8_0_BYTES;
+        xe[t] = x + (size_t)t * xs + eoff + (size_t)(b0 >> 3) * DN_A2_XG;
+    }
+    if (m == 3) tile32(XU, DN_FETCH_PAGE, 2, 3, 0, ns, u, xq, xe, y, ldy, b0 == 0);
+    else tile32(XU, DN_FETCH_PAGE, 2, 2, 0, ns, u, xq, xe, y, ldy, b0 == 0);
+}
+
 /* the entry points: each runs its tiles, nh row halves at a time */
 #define GEMM(NAME, TILES, NH, TMAX, ONE) \
     DN_GEMM_DECL(NAME) { run(TILES, NH, TMAX, ONE, n, w, w_stride, nr, x, x_stride, nt, y, ldy); }
 GEMM(dn_gemm_q4_0x16_q8_0_avx2vnni, tiles_X4, 2, T32, NULL)
 GEMM(dn_gemm_q8_0x16_q8_0_avx2vnni, tiles_X8, 2, T32, NULL)
-GEMM(dn_gemm_q4_0x16_q8_0_avx2vnni_lines, tiles_X4L, 2, T32, NULL)
+/* Intel: several tokens take unpacked slices, one the AVX2 kernel with
+ * lines ahead (the same bits; family 6 model 167, tg64 Q4_0, 3 rounds
+ * interleaved: 14.14-14.20 tokens/s at 1 thread against 13.42-13.59 with
+ * the X4 tile, 2 threads 25.4-26.2 against 25.2-25.8; kernels_bench one
+ * token from DRAM 13.4-13.6 GB/s against 12.9-13.1) */
+DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2vnni_lines)
+{
+    if (nt > 1) dn_a2_q4x16_sliced(tile_u, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+    else dn_gemm_q4_0x16_q8_0_avx2_lines(n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+}
 GEMM(dn_gemm_q8_0x16_q8_0_avx2vnni_lines, tiles_X8L, 2, T32, NULL)
 GEMM(dn_gemm_q4_Kx16_q8_K_avx2vnni, tiles_K4, 1, TK4, dn_gemm_q4_Kx16_q8_K_avx2)
+GEMM(dn_gemm_q4_Kx16_q8_K_avx2vnni_lines, tiles_KB, 1, TKB, dn_gemm_q4_Kx16_q8_K_avx2)
 GEMM(dn_gemm_q6_Kx16_q8_K_avx2vnni, tiles_K6, 1, TK6, dn_gemm_q6_Kx16_q8_K_avx2)
 #undef GEMM
 
@@ -380,4 +425,14 @@ const dn_kernels dn_kernels_avx2vnni_table = {
     .att_q8_values = dn_att_q8_values_avx2vnni,
 };
 
-DN_LINES_TABLE(dn_kernels_avx2vnni_lines_table, DN_ISA_AVX2VNNI, "avx2vnni", dn_gemm_q4_0x16_q8_0_avx2vnni_lines, dn_gemm_q8_0x16_q8_0_avx2vnni_lines);
+/* The DN_FETCH_LINES table, which dispatch.c picks on Intel: besides the
+ * line fetch of one token, the prompt tiles that suit Intel's ports (q4_0
+ * unpacked, q4_K broadcasts; Zen 5 keeps the tiles measured there). */
+const dn_kernels dn_kernels_avx2vnni_lines_table = {
+    .isa = DN_ISA_AVX2VNNI, .name = "avx2vnni", .fetch = DN_FETCH_LINES,
+    .gemm = {
+        [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx2vnni_lines,
+        [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx2vnni_lines,
+        [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx2vnni_lines,
+    },
+};

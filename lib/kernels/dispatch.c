@@ -126,7 +126,9 @@ static void detect_x86(int *avx2, int *avxvnni, int *avx512)
  *  - model 167, lines into L2: 10.3-10.4 / 13.1-13.5 at 1 thread with
  *    avx512, alike with avx2vnni (10.7-12.2 / 11.8-12.1).
  * Only those three CPUs were measured; other vendors keep the page
- * fetch. */
+ * fetch. The DN_FETCH_LINES tables of avx2 and avx2vnni also hold the
+ * prompt tiles measured best on Intel (avx2_internal.h, avx2vnni_x16.c),
+ * so DANU_FETCH switches those along with the fetch. */
 static int fetch_for_cpu(void)
 {
     uint32_t r[4];

@@ -137,7 +137,9 @@ typedef void (*dn_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
 
 /* How the one-token x16 gemms fetch their weight stream ahead (the
  * hardware prefetchers differ: kernels_internal.h, DN_STREAM_AHEAD).
- * dispatch.c picks one per CPU; DANU_FETCH=page|lines overrides it. */
+ * dispatch.c picks one per CPU; DANU_FETCH=page|lines overrides it. The
+ * lines tables also carry prompt tiles tuned on Intel (avx2, avx2vnni:
+ * q4_0 from unpacked slices; avx2vnni: q4_K broadcasts). */
 enum { DN_FETCH_PAGE = 0, DN_FETCH_LINES = 1 };
 
 typedef struct dn_kernels {

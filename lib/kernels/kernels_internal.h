@@ -96,9 +96,10 @@ enum { DN_LINES_AHEAD = 4096 };
     DN_X16_GEMM_PAIR(dn_gemm_q4_0x16_q8_0_##ISA, X4)      \
     DN_X16_GEMM_PAIR(dn_gemm_q8_0x16_q8_0_##ISA, X8)
 
-/* A level's DN_FETCH_LINES table: only its one-token q4_0x16 / q8_0x16
- * gemms that fetch lines ahead (dispatch.c lays them over the level's
- * table on CPUs that want them, dn_kernels_with_fetch). */
+/* A level's DN_FETCH_LINES table: only its q4_0x16 / q8_0x16 gemms whose
+ * one token fetches lines ahead (and avx2's q4_0 prompts take unpacked
+ * slices, avx2_internal.h); dispatch.c lays them over the level's table
+ * on Intel, dn_kernels_with_fetch. */
 #define DN_LINES_TABLE(VAR, ISA, NAME, Q4, Q8)                                                      \
     const dn_kernels VAR = {                                                                        \
         .isa = ISA, .name = NAME, .fetch = DN_FETCH_LINES,                                          \
