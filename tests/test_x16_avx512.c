@@ -1,5 +1,6 @@
-/* test_x16_avx512.c - the AVX-512 gemm kernels of the repacked q4_0x16 and
- * q8_0x16 weights (avx512_x16.c) through the x16 suite (x16_suite.h):
+/* test_x16_avx512.c - the AVX-512 gemm kernels of the repacked q4_0x16,
+ * q8_0x16, q4_Kx16 and q6_Kx16 weights (avx512_x16.c, avx512_x16k.c), both
+ * fetches' (dn_kernels_with_fetch), through the x16 suite (x16_suite.h):
  * against an exact double oracle on the activations the table prepared,
  * and against the scalar table's per-block fallback on the same repacked
  * matrix: tile tails (1..20 tokens, 16..64 rows, row ranges), block-group
@@ -19,7 +20,10 @@
 #include "x16_suite.h"
 #include "kernels/kernels.h"
 
-static const int32_t xtypes[] = { DN_TYPE_Q4_0_X16, DN_TYPE_Q8_0_X16 };
+/* the K-quants here too for the two fetches' gemms (test_x16k_avx512.c
+ * checks the dispatched one against the fallback and the reference) */
+static const int32_t xtypes[] = { DN_TYPE_Q4_0_X16, DN_TYPE_Q8_0_X16, DN_TYPE_Q4_K_X16, DN_TYPE_Q6_K_X16 };
+#define N_XTYPES ((int)(sizeof xtypes / sizeof xtypes[0]))
 
 /* time: 2560 columns with 1, 5, 9, 13, 17, 8 and 16 tokens */
 static int skip(int64_t cols, int64_t rows, int64_t nt)
@@ -60,9 +64,9 @@ int main(void)
     Suite *s = suite_create("x16_avx512");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 600);
-    tcase_add_loop_test(tc, test_x16_shapes, 0, 2);
-    tcase_add_loop_test(tc, test_x16_extremes, 0, 2);
-    tcase_add_loop_test(tc, test_x16_odd_strides, 0, 2);
+    tcase_add_loop_test(tc, test_x16_shapes, 0, N_XTYPES);
+    tcase_add_loop_test(tc, test_x16_extremes, 0, N_XTYPES);
+    tcase_add_loop_test(tc, test_x16_odd_strides, 0, N_XTYPES);
     suite_add_tcase(s, tc);
     const int failed = tu_run(s);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -550,4 +550,5 @@ const dn_kernels dn_kernels_avx2_table = {
     .kv_quantize = dn_kv_quantize_avx2,
 };
 
-DN_LINES_TABLE(dn_kernels_avx2_lines_table, DN_ISA_AVX2, "avx2", dn_gemm_q4_0x16_q8_0_avx2_lines, dn_gemm_q8_0x16_q8_0_avx2_lines);
+DN_LINES_TABLE(dn_kernels_avx2_lines_table, DN_ISA_AVX2, "avx2", dn_gemm_q4_0x16_q8_0_avx2_lines, dn_gemm_q8_0x16_q8_0_avx2_lines,
+               dn_gemm_q4_Kx16_q8_K_avx2_lines, dn_gemm_q6_Kx16_q8_K_avx2_lines);

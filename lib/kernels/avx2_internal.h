@@ -26,6 +26,8 @@ DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2_lines);
 /* avx2_x16k.c: against plain q8_K rows */
 DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx2);
 DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx2);
+DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx2_lines);   /* DN_FETCH_LINES */
+DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx2_lines);
 
 #if defined(__AVX2__)
 #include <immintrin.h>

@@ -165,7 +165,7 @@ enum { K4, K6 };
 
 /* One row group g (rows 8h0 .. 8h0 + 8NH - 1) x NT tokens (q8_K rows xs
  * apart) over nb blocks. */
-AI void tile(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs,
+AI void tile(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs,
              float *y, size_t ldy)
 {
     __m256 F[2][MAXT];
@@ -176,7 +176,7 @@ AI void tile(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, con
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
         if (NT == 1 && h0 == 0) {   /* one token streams */
             DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
-            DN_FETCH_BLOCK_AHEAD(g, i, CB);
+            DN_FETCH_BLOCK_AHEAD(fetch, g, i, CB);
         }
         if (kind == K4) q4x_block(NT, g + (size_t)i * CB, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
@@ -187,7 +187,7 @@ AI void tile(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, con
 
 /* Each row group against token tiles (the group's weights, 24 / 34 KB
  * at 2560 columns, stay in L1/L2 across the tiles). */
-AI void run(int kind, int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+AI void run(int kind, int fetch, int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
             int nt, float *y, size_t ldy)
 {
     const int64_t nb = n / DN_QK_K;
@@ -195,7 +195,7 @@ AI void run(int kind, int64_t n, const void *w, size_t ws, int nr, const void *x
     for (int g = 0; g < nr / 16; g++) {
         const uint8_t *wg = (const uint8_t *)w + (size_t)g * ws;
         if (kind == K6 && nt == 1) {
-            tile(K6, 2, 1, 0, nb, wg, x, xs, y + 16 * g, ldy);
+            tile(K6, fetch, 2, 1, 0, nb, wg, x, xs, y + 16 * g, ldy);
             continue;
         }
         for (int t0 = 0; t0 < nt; t0 += tmax) {
@@ -204,18 +204,18 @@ AI void run(int kind, int64_t n, const void *w, size_t ws, int nr, const void *x
             float *yt = y + (size_t)t0 * ldy + 16 * g;
             if (kind == K4) {
                 switch (m) {
-                case 1: tile(K4, 2, 1, 0, nb, wg, xt, xs, yt, ldy); break;
-                case 2: tile(K4, 2, 2, 0, nb, wg, xt, xs, yt, ldy); break;
-                default: tile(K4, 2, TN_K4, 0, nb, wg, xt, xs, yt, ldy); break;
+                case 1: tile(K4, fetch, 2, 1, 0, nb, wg, xt, xs, yt, ldy); break;
+                case 2: tile(K4, DN_FETCH_PAGE, 2, 2, 0, nb, wg, xt, xs, yt, ldy); break;
+                default: tile(K4, DN_FETCH_PAGE, 2, TN_K4, 0, nb, wg, xt, xs, yt, ldy); break;
                 }
                 continue;
             }
             for (int h0 = 0; h0 < 2; h0++) {
                 switch (m) {
-                case 1: tile(K6, 1, 1, h0, nb, wg, xt, xs, yt, ldy); break;
-                case 2: tile(K6, 1, 2, h0, nb, wg, xt, xs, yt, ldy); break;
-                case 3: tile(K6, 1, 3, h0, nb, wg, xt, xs, yt, ldy); break;
-                default: tile(K6, 1, TN_K6, h0, nb, wg, xt, xs, yt, ldy); break;
+                case 1: tile(K6, DN_FETCH_PAGE, 1, 1, h0, nb, wg, xt, xs, yt, ldy); break;
+                case 2: tile(K6, DN_FETCH_PAGE, 1, 2, h0, nb, wg, xt, xs, yt, ldy); break;
+                case 3: tile(K6, DN_FETCH_PAGE, 1, 3, h0, nb, wg, xt, xs, yt, ldy); break;
+                default: tile(K6, DN_FETCH_PAGE, 1, TN_K6, h0, nb, wg, xt, xs, yt, ldy); break;
                 }
             }
         }
@@ -225,11 +225,26 @@ AI void run(int kind, int64_t n, const void *w, size_t ws, int nr, const void *x
 void dn_gemm_q4_Kx16_q8_K_avx2(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                int nt, float *y, size_t ldy)
 {
-    run(K4, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(K4, DN_FETCH_PAGE, n, w, ws, nr, x, xs, nt, y, ldy);
 }
 
 void dn_gemm_q6_Kx16_q8_K_avx2(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
                                int nt, float *y, size_t ldy)
 {
-    run(K6, n, w, ws, nr, x, xs, nt, y, ldy);
+    run(K6, DN_FETCH_PAGE, n, w, ws, nr, x, xs, nt, y, ldy);
+}
+
+/* DN_FETCH_LINES: one token fetches its blocks into L2 (kernels_internal.h) */
+void dn_gemm_q4_Kx16_q8_K_avx2_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                                     int nt, float *y, size_t ldy)
+{
+    if (nt > 1) dn_gemm_q4_Kx16_q8_K_avx2(n, w, ws, nr, x, xs, nt, y, ldy);
+    else run(K4, DN_FETCH_LINES, n, w, ws, nr, x, xs, 1, y, ldy);
+}
+
+void dn_gemm_q6_Kx16_q8_K_avx2_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                                     int nt, float *y, size_t ldy)
+{
+    if (nt > 1) dn_gemm_q6_Kx16_q8_K_avx2(n, w, ws, nr, x, xs, nt, y, ldy);
+    else run(K6, DN_FETCH_LINES, n, w, ws, nr, x, xs, 1, y, ldy);
 }

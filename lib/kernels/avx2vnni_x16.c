@@ -283,10 +283,6 @@ AI void tileK(int kind, int NH, int NT, int h0, int64_t nb, const uint8_t *g, co
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb[MAXT];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
-        if (NT == 1 && h0 == 0) {   /* one token streams */
-            DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
-            DN_FETCH_BLOCK_AHEAD(g, i, CB);
-        }
         if (kind != K6) q4x_block(kind == KB, NH, NT, h0, g + (size_t)i * CB, xb, F);
         else q6x_block(NH, NT, h0, g + (size_t)i * CB, xb, F);
     }
@@ -406,8 +402,9 @@ DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2vnni_lines)
 }
 GEMM(dn_gemm_q8_0x16_q8_0_avx2vnni_lines, tiles_X8L, 2, T32, NULL)
 GEMM(dn_gemm_q4_Kx16_q8_K_avx2vnni, tiles_K4, 1, TK4, dn_gemm_q4_Kx16_q8_K_avx2)
-GEMM(dn_gemm_q4_Kx16_q8_K_avx2vnni_lines, tiles_KB, 1, TKB, dn_gemm_q4_Kx16_q8_K_avx2)
+GEMM(dn_gemm_q4_Kx16_q8_K_avx2vnni_lines, tiles_KB, 1, TKB, dn_gemm_q4_Kx16_q8_K_avx2_lines)
 GEMM(dn_gemm_q6_Kx16_q8_K_avx2vnni, tiles_K6, 1, TK6, dn_gemm_q6_Kx16_q8_K_avx2)
+GEMM(dn_gemm_q6_Kx16_q8_K_avx2vnni_lines, tiles_K6, 1, TK6, dn_gemm_q6_Kx16_q8_K_avx2_lines)
 #undef GEMM
 
 /* The avx2vnni table: only what differs from avx2 (dispatch.c starts from
@@ -434,5 +431,6 @@ const dn_kernels dn_kernels_avx2vnni_lines_table = {
         [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx2vnni_lines,
         [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx2vnni_lines,
         [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx2vnni_lines,
+        [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx2vnni_lines,
     },
 };

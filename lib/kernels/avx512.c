@@ -723,4 +723,5 @@ const dn_kernels dn_kernels_avx512_table = {
     .kv_quantize = dn_kv_quantize_avx512,
 };
 
-DN_LINES_TABLE(dn_kernels_avx512_lines_table, DN_ISA_AVX512, "avx512", dn_gemm_q4_0x16_q8_0_avx512_lines, dn_gemm_q8_0x16_q8_0_avx512_lines);
+DN_LINES_TABLE(dn_kernels_avx512_lines_table, DN_ISA_AVX512, "avx512", dn_gemm_q4_0x16_q8_0_avx512_lines,
+               dn_gemm_q8_0x16_q8_0_avx512_lines, dn_gemm_q4_Kx16_q8_K_avx512_lines, dn_gemm_q6_Kx16_q8_K_avx512_lines);

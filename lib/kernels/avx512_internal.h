@@ -67,6 +67,8 @@ DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx512_lines);   /* DN_FETCH_LINES (kernels.h)
 DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx512_lines);
 DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx512);
 DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx512);
+DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx512_lines);   /* DN_FETCH_LINES */
+DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx512_lines);
 DN_GEMM_DECL(dn_gemm_bf16x16_avx512);
 DN_GEMM_DECL(dn_gemm_bf16x16f_avx512);
 

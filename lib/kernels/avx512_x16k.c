@@ -145,7 +145,8 @@ AI void touch(const uint8_t *p, size_t len)
 }
 
 /* One row group (g) x NT tokens over nb blocks: y[t * ldy + lane]. */
-AI void tile(int kind, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ldy)
+AI void tile(int kind, int fetch, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs, float *y,
+             size_t ldy)
 {
     const int CB = kind == K4 ? Q4X : Q6X;
     __m512 F[TMAX];
@@ -153,7 +154,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, s
     for (int64_t i = 0; i < nb; i++) {
         if (NT == 1) {   /* one token streams */
             DN_PAGE_AHEAD(g + (size_t)i * CB, CB);
-            DN_FETCH_BLOCK_AHEAD(g, i, CB);
+            DN_FETCH_BLOCK_AHEAD(fetch, g, i, CB);
         }
         const uint8_t *xb[TMAX];
         UNROLL for (int t = 0; t < NT; t++) xb[t] = x + (size_t)t * xs + (size_t)i * Q8K_BYTES;
@@ -166,7 +167,7 @@ AI void tile(int kind, int NT, int64_t nb, const uint8_t *g, const uint8_t *x, s
 typedef void (*tile_fn)(int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ldy);
 #define TILE_FN(KIND, NT) \
     static void tile_##KIND##_##NT(int64_t nb, const uint8_t *g, const uint8_t *x, size_t xs, float *y, size_t ldy) \
-    { tile(KIND, NT, nb, g, x, xs, y, ldy); }
+    { tile(KIND, DN_FETCH_PAGE, NT, nb, g, x, xs, y, ldy); }
 #define TILE_FNS6(KIND) TILE_FN(KIND, 1) TILE_FN(KIND, 2) TILE_FN(KIND, 3) TILE_FN(KIND, 4) \
     TILE_FN(KIND, 5) TILE_FN(KIND, 6)
 TILE_FNS6(K4)
@@ -213,4 +214,28 @@ void dn_gemm_q6_Kx16_q8_K_avx512(int64_t n, const void *w, size_t ws, int nr, co
                                  int nt, float *y, size_t ldy)
 {
     run(tiles_k6, TN_K6, Q6X, n, w, ws, nr, x, xs, nt, y, ldy);
+}
+
+/* DN_FETCH_LINES: one token (group after group) fetches its blocks into
+ * L2 (kernels_internal.h) */
+void dn_gemm_q4_Kx16_q8_K_avx512_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                                       int nt, float *y, size_t ldy)
+{
+    if (nt > 1) {
+        dn_gemm_q4_Kx16_q8_K_avx512(n, w, ws, nr, x, xs, nt, y, ldy);
+        return;
+    }
+    for (int g = 0; g < nr / 16; g++)
+        tile(K4, DN_FETCH_LINES, 1, n / DN_QK_K, (const uint8_t *)w + (size_t)g * ws, x, xs, y + 16 * g, ldy);
+}
+
+void dn_gemm_q6_Kx16_q8_K_avx512_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                                       int nt, float *y, size_t ldy)
+{
+    if (nt > 1) {
+        dn_gemm_q6_Kx16_q8_K_avx512(n, w, ws, nr, x, xs, nt, y, ldy);
+        return;
+    }
+    for (int g = 0; g < nr / 16; g++)
+        tile(K6, DN_FETCH_LINES, 1, n / DN_QK_K, (const uint8_t *)w + (size_t)g * ws, x, xs, y + 16 * g, ldy);
 }

@@ -96,14 +96,15 @@ enum { DN_LINES_AHEAD = 4096 };
     DN_X16_GEMM_PAIR(dn_gemm_q4_0x16_q8_0_##ISA, X4)      \
     DN_X16_GEMM_PAIR(dn_gemm_q8_0x16_q8_0_##ISA, X8)
 
-/* A level's DN_FETCH_LINES table: only its q4_0x16 / q8_0x16 gemms whose
- * one token fetches lines ahead (and avx2's q4_0 prompts take unpacked
+/* A level's DN_FETCH_LINES table: only its x16 gemms whose one token
+ * fetches lines ahead into L2 (and avx2's q4_0 prompts take unpacked
  * slices, avx2_internal.h); dispatch.c lays them over the level's table
  * on Intel, dn_kernels_with_fetch. */
-#define DN_LINES_TABLE(VAR, ISA, NAME, Q4, Q8)                                                      \
+#define DN_LINES_TABLE(VAR, ISA, NAME, Q4, Q8, K4, K6)                                              \
     const dn_kernels VAR = {                                                                        \
         .isa = ISA, .name = NAME, .fetch = DN_FETCH_LINES,                                          \
-        .gemm = { [DN_TYPE_Q4_0_X16] = Q4, [DN_TYPE_Q8_0_X16] = Q8 },                              \
+        .gemm = { [DN_TYPE_Q4_0_X16] = Q4, [DN_TYPE_Q8_0_X16] = Q8,                                \
+                  [DN_TYPE_Q4_K_X16] = K4, [DN_TYPE_Q6_K_X16] = K6 },                              \
     }
 
 /* One token's stream of K-quant x16 super-blocks (q4_Kx16, q6_Kx16: 2.3
@@ -111,12 +112,21 @@ enum { DN_LINES_AHEAD = 4096 };
  * every line of the block DN_KQ_AHEAD on, block i of the stream at base.
  * AVX-512, one core, 1 GiB cold, against a plain read loop: q4_K 0.52-0.57x
  * -> 0.90x, q6_K 0.60x -> 0.87-0.90x (those had touched each block in
- * order before use; 1 block ahead: 0.79-0.87x, 3: 0.80-0.90x), 2026-12-06. */
+ * order before use; 1 block ahead: 0.79-0.87x, 3: 0.80-0.90x), 2026-12-06
+ * (Zen 5, into L1). With the table's fetch DN_FETCH_LINES (Intel) into L2,
+ * as the lines of DN_STREAM_AHEAD: on family 6 model 167 (kernels_bench,
+ * one token from DRAM, 2026-12-07) q4_Kx16 7.5-7.8 -> 10.7-11.1 GB/s at
+ * avx2, 11.4 -> 12.3-12.5 at avx512, q6_Kx16 8.3-8.9 -> 9.1-9.4 and 11.2
+ * -> 11.2-11.6 (3 or 4 blocks ahead into L2: alike). */
 enum { DN_KQ_AHEAD = 2 };
-#define DN_FETCH_BLOCK_AHEAD(base, i, cb)                                                                \
+#define DN_FETCH_BLOCK_AHEAD(fetch, base, i, cb)                                                         \
     do {                                                                                                \
         const size_t b_ = (size_t)((i) + DN_KQ_AHEAD) * (size_t)(cb);                                   \
-        for (int o_ = 0; o_ < (int)(cb); o_ += 64) __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_));    \
+        if ((fetch) == DN_FETCH_LINES)                                                                  \
+            for (int o_ = 0; o_ < (int)(cb); o_ += 64)                                                  \
+                __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_), 0, 2);                                 \
+        else                                                                                            \
+            for (int o_ = 0; o_ < (int)(cb); o_ += 64) __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_)); \
     } while (0)
 
 /* The Q8 values kernels read a chunk of V several times over (one sweep
