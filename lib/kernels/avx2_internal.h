@@ -90,8 +90,8 @@ AI void dn_a2_q4x16_sliced(dn_a2_utile_fn tile, int64_t n, const uint8_t *w, siz
                 memcpy(d, s, X_QS);   /* the rows' scales */
                 for (int k = 0; k < 4; k++) for (int h = 0; h < 2; h++) {
                     const __m256i v = _mm256_loadu_si256((const __m256i *)(s + X_QS + 64 * k + 32 * h));
-                    _mm256_store_si256((__m256i *)(d + X_QS + 64 * k + 32 * h), _mm256_and_si256(v, m4));
-                    _mm256_store_si256((__m256i *)(d + X_QS + 64 * (4 + k) + 32 * h),
+                    _mm256_storeu_si256((__m256i *)(d + X_QS + 64 * k + 32 * h), _mm256_and_si256(v, m4));
+                    _mm256_storeu_si256((__m256i *)(d + X_QS + 64 * (4 + k) + 32 * h),
                                        _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
                 }
             }
