@@ -217,25 +217,24 @@ void dn_gemm_q6_Kx16_q8_K_avx512(int64_t n, const void *w, size_t ws, int nr, co
 }
 
 /* DN_FETCH_LINES: one token (group after group) fetches its blocks into
- * L2 (kernels_internal.h) */
-void dn_gemm_q4_Kx16_q8_K_avx512_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                       int nt, float *y, size_t ldy)
+ * L2 (kernels_internal.h); several take the page entry point */
+AI void gemm_lines(int kind, dn_gemm_fn page, int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
+                   int nt, float *y, size_t ldy)
 {
     if (nt > 1) {
-        dn_gemm_q4_Kx16_q8_K_avx512(n, w, ws, nr, x, xs, nt, y, ldy);
+        page(n, w, ws, nr, x, xs, nt, y, ldy);
         return;
     }
     for (int g = 0; g < nr / 16; g++)
-        tile(K4, DN_FETCH_LINES, 1, n / DN_QK_K, (const uint8_t *)w + (size_t)g * ws, x, xs, y + 16 * g, ldy);
+        tile(kind, DN_FETCH_LINES, 1, n / DN_QK_K, (const uint8_t *)w + (size_t)g * ws, x, xs, y + 16 * g, ldy);
 }
 
-void dn_gemm_q6_Kx16_q8_K_avx512_lines(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,
-                                       int nt, float *y, size_t ldy)
+DN_GEMM_DECL(dn_gemm_q4_Kx16_q8_K_avx512_lines)
 {
-    if (nt > 1) {
-        dn_gemm_q6_Kx16_q8_K_avx512(n, w, ws, nr, x, xs, nt, y, ldy);
-        return;
-    }
-    for (int g = 0; g < nr / 16; g++)
-        tile(K6, DN_FETCH_LINES, 1, n / DN_QK_K, (const uint8_t *)w + (size_t)g * ws, x, xs, y + 16 * g, ldy);
+    gemm_lines(K4, dn_gemm_q4_Kx16_q8_K_avx512, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
+}
+
+DN_GEMM_DECL(dn_gemm_q6_Kx16_q8_K_avx512_lines)
+{
+    gemm_lines(K6, dn_gemm_q6_Kx16_q8_K_avx512, n, w, w_stride, nr, x, x_stride, nt, y, ldy);
 }
