@@ -32,7 +32,8 @@
  * The table dispatch.c picks on Intel (DN_FETCH_LINES) prompts q4_0 from
  * unpacked slices and q4_K with every activation a memory broadcast
  * (tile_u, q4x_block): Intel has vpsrlw and vpshufd share ports 0
- * and 1 with vpdpbusd and does 3 loads a cycle; measured below.
+ * and 1 with vpdpbusd and does 3 loads a cycle; its one-token q4_0 is
+ * the AVX2 kernel's (measured below).
  *
  * What bounds them (Zen 5, measured with dependency-free loops): vpdpbusd,
  * vpdpwssd, vpmulld, vpmaddubsw, vmulps and vfmadd all issue to the same
@@ -119,7 +120,7 @@ AI void tile32(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const ui
             /* the bias times the block's sum: -8 (q4_0) or -128 (q8_0)
              * times sum(qs), |sum| <= 32 * 128 */
             const int32_t ns8 = (int32_t)dn_ld_u32(xe[t] + eo + DN_A2_NS8);
-            const __m256i bias = _mm256_set1_epi32((kind == X8 ? 16 * ns8 : ns8));
+            const __m256i bias = _mm256_set1_epi32(kind == X8 ? 16 * ns8 : ns8);
             UNROLL for (int h = 0; h < NH; h++) A[h][t] = bias;
         }
         if (kind == X4) {
@@ -134,7 +135,7 @@ AI void tile32(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const ui
                     A[h][t] = dpb(A[h][t], hi, xq[t] + qo + 16 + 4 * k);
                 }
             }
-        } else {
+        } else {   /* q8_0, or q4_0 unpacked (XU): the bytes as they are */
             UNROLL for (int k = 0; k < 8; k++) UNROLL for (int h = 0; h < NH; h++) {
                 const __m256i W = ld(w + X_QS + 64 * k + 32 * (h0 + h));
                 UNROLL for (int t = 0; t < NT; t++) A[h][t] = dpb(A[h][t], W, xq[t] + qo + 4 * k);
