@@ -356,7 +356,7 @@ static void dn_act_q8_0_avx2(const float *x, void *out, int64_t n)
 {
     dn_block_q8_0 *y = out;
     const int64_t nb = n / DN_QK8_0;
-    uint8_t *e = (uint8_t *)out + (((int64_t)sizeof *y * nb + 63) & ~(int64_t)63);
+    uint8_t *e = (uint8_t *)out + dn_a2_extras_at(nb);
     memset(e, 0, (size_t)(nb + 7) / 8 * DN_A2_XG);
     for (int64_t b = 0; b < nb; b++) {
         int sum;

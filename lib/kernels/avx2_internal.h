@@ -18,6 +18,11 @@
  *   DX[j]  (f32)  d of the block (the stored fp16, widened)
  * Blocks past the end of the row read as zero. */
 enum { DN_A2_XG = 64, DN_A2_NS8 = 0, DN_A2_DX = 32 };
+/* where a prepared row of nb q8_0 blocks has its extras */
+static inline size_t dn_a2_extras_at(int64_t nb)
+{
+    return (size_t)(((int64_t)sizeof(dn_block_q8_0) * nb + 63) & ~(int64_t)63);
+}
 
 DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2);
 DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2);
@@ -65,20 +70,22 @@ AI __m256i dn_a2_q6x_codes(const uint8_t *c, int H, int qd, int m, int h)
  * low nibbles of chunk k become chunk k, the high ones chunk 4 + k) that
  * every token tile then reads, instead of every tile shifting and masking
  * them again: vpsrlw competes with the multiplies for Intel's ports 0 and
- * 1. tile(ns, b0, nb, u, x, xs, y, ldy, m) runs m = 2 or 3 tokens from x
- * over the ns unpacked columns u from column b0 (of nb), starting from
- * zero when b0 = 0 and from y's values otherwise, so each output's float
- * steps keep their order and the bits are those of the packed tiles.
- * nt >= 2; the slice lives on the stack (17 KB). */
+ * 1. tile(ns, u, xq, xe, y, ldy, m, first) runs m = 2 or 3 tokens (their
+ * q8_0 blocks and extras at xq[t], xe[t], both from the slice's first
+ * column) over the ns unpacked columns u, starting from zero when first
+ * and from y's values otherwise, so each output's float steps keep their
+ * order and the bits are those of the packed tiles. nt >= 2; the slice
+ * lives on the stack (17 KB). */
 enum { DN_A2_UB = 32 };   /* a multiple of the extras' 8 blocks */
-typedef void (*dn_a2_utile_fn)(int64_t ns, int64_t b0, int64_t nb, const uint8_t *u, const uint8_t *x, size_t xs,
-                               float *y, size_t ldy, int m);
+typedef void (*dn_a2_utile_fn)(int64_t ns, const uint8_t *u, const uint8_t *const *xq, const uint8_t *const *xe,
+                               float *y, size_t ldy, int m, int first);
 AI void dn_a2_q4x16_sliced(dn_a2_utile_fn tile, int64_t n, const uint8_t *w, size_t ws, int nr, const uint8_t *x,
                            size_t xs, int nt, float *y, size_t ldy)
 {
-    _Alignas(32) uint8_t u[DN_A2_UB * sizeof(dn_block_q8_0x16)];
+    uint8_t u[DN_A2_UB * sizeof(dn_block_q8_0x16)];
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const int64_t nb = n / 32;
+    const size_t eoff = dn_a2_extras_at(nb);
     const int ntiles = (nt + 2) / 3;   /* tiles of 2 or 3 tokens, as even as can be */
     for (int g = 0; g < nr / 16; g++) {
         const uint8_t *wg = w + (size_t)g * ws;
@@ -97,7 +104,13 @@ AI void dn_a2_q4x16_sliced(dn_a2_utile_fn tile, int64_t n, const uint8_t *w, siz
             }
             for (int i = 0, t = 0; i < ntiles; i++) {
                 const int m = (nt - t) / (ntiles - i);
-                tile(ns, b0, nb, u, x + (size_t)t * xs, xs, y + (size_t)t * ldy + 16 * g, ldy, m);
+                const uint8_t *xq[3], *xe[3];
+                for (int j = 0; j < m; j++) {
+                    const uint8_t *row = x + (size_t)(t + j) * xs;
+                    xq[j] = row + (size_t)b0 * sizeof(dn_block_q8_0);
+                    xe[j] = row + eoff + (size_t)(b0 / 8) * DN_A2_XG;
+                }
+                tile(ns, u, xq, xe, y + (size_t)t * ldy + 16 * g, ldy, m, b0 == 0);
                 t += m;
             }
         }

@@ -115,7 +115,7 @@ AI void gemm_x16(int kind, int fetch, int64_t n, const uint8_t *w, size_t ws, in
                  size_t xs, int nt, float *y, size_t ldy)
 {
     const int64_t nb = n / 32;
-    const size_t eoff = (size_t)((Q8_0_BYTES * nb + 63) & ~(int64_t)63);
+    const size_t eoff = dn_a2_extras_at(nb);
     const uint8_t *xq[MAXT], *xe[MAXT];
     for (int g = 0; g < nr / 16; g++) {
         const uint8_t *wg = w + g * ws;
@@ -140,17 +140,11 @@ AI void gemm_x16(int kind, int fetch, int64_t n, const uint8_t *w, size_t ws, in
  * (dn_a2_q4x16_sliced) through the same tile without its shift and masks.
  * Family 6 model 167, 512 tokens (kernels_bench, 2026-12-07): 207-208
  * GFLOP/s against 184-188 for the packed tiles. */
-static void tile_u(int64_t ns, int64_t b0, int64_t nb, const uint8_t *u, const uint8_t *x, size_t xs, float *y,
-                   size_t ldy, int m)
+static void tile_u(int64_t ns, const uint8_t *u, const uint8_t *const *xq, const uint8_t *const *xe, float *y,
+                   size_t ldy, int m, int first)
 {
-    const size_t eoff = (size_t)((Q8_0_BYTES * nb + 63) & ~(int64_t)63);
-    const uint8_t *xq[MAXT], *xe[MAXT];
-    for (int t = 0; t < m; t++) {
-        xq[t] = x + (size_t)t * xs + (size_t)b0 * Q8_0_BYTES;
-        xe[t] = x + (size_t)t * xs + eoff + (size_t)(b0 >> 3) * DN_A2_XG;
-    }
-    if (m == 3) tile(XU, DN_FETCH_PAGE, 3, ns, u, xq, xe, y, ldy, b0 == 0);
-    else tile(XU, DN_FETCH_PAGE, 2, ns, u, xq, xe, y, ldy, b0 == 0);
+    if (m == 3) tile(XU, DN_FETCH_PAGE, 3, ns, u, xq, xe, y, ldy, first);
+    else tile(XU, DN_FETCH_PAGE, 2, ns, u, xq, xe, y, ldy, first);
 }
 
 DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2) { gemm_x16(X4, DN_FETCH_PAGE, n, w, w_stride, nr, x, x_stride, nt, y, ldy); }

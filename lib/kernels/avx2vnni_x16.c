@@ -304,7 +304,7 @@ AI void tile_any(int kind, int fetch, int NH, int NT, int64_t n, const uint8_t *
 {
     if (kind == X4 || kind == X8) {
         const int64_t nb = n / 32;
-        const size_t eoff = (size_t)((Q8_0_BYTES * nb + 63) & ~(int64_t)63);
+        const size_t eoff = dn_a2_extras_at(nb);
         const uint8_t *xq[MAXT], *xe[MAXT];
         UNROLL for (int t = 0; t < NT; t++) {
             xq[t] = x + (size_t)t * xs;
@@ -373,17 +373,11 @@ static void run(const tile_fn *tiles, int nh, int tmax, dn_gemm_fn one, int64_t 
  * 267-277 GFLOP/s against 247-252 for the X4 tiles; slices of 8 / 16 / 24
  * / 48 / 80 columns: 255 / 264-270 / 267-271 / 273-279 / 277-280 against
  * 32's 273-276. Each accumulator split into two chains: 0.76-0.85x. */
-static void tile_u(int64_t ns, int64_t b0, int64_t nb, const uint8_t *u, const uint8_t *x, size_t xs, float *y,
-                   size_t ldy, int m)
+static void tile_u(int64_t ns, const uint8_t *u, const uint8_t *const *xq, const uint8_t *const *xe, float *y,
+                   size_t ldy, int m, int first)
 {
-    const size_t eoff = (size_t)((Q8_0_BYTES * nb + 63) & ~(int64_t)63);
-    const uint8_t *xq[3], *xe[3];
-    for (int t = 0; t < m; t++) {
-        xq[t] = x + (size_t)t * xs + (size_t)b0 * Q8_0_BYTES;
-        xe[t] = x + (size_t)t * xs + eoff + (size_t)(b0 >> 3) * DN_A2_XG;
-    }
-    if (m == 3) tile32(XU, DN_FETCH_PAGE, 2, 3, 0, ns, u, xq, xe, y, ldy, b0 == 0);
-    else tile32(XU, DN_FETCH_PAGE, 2, 2, 0, ns, u, xq, xe, y, ldy, b0 == 0);
+    if (m == 3) tile32(XU, DN_FETCH_PAGE, 2, 3, 0, ns, u, xq, xe, y, ldy, first);
+    else tile32(XU, DN_FETCH_PAGE, 2, 2, 0, ns, u, xq, xe, y, ldy, first);
 }
 
 /* the entry points: each runs its tiles, nh row halves at a time */
@@ -426,12 +420,6 @@ const dn_kernels dn_kernels_avx2vnni_table = {
 /* The DN_FETCH_LINES table, which dispatch.c picks on Intel: besides the
  * line fetch of one token, the prompt tiles that suit Intel's ports (q4_0
  * unpacked, q4_K broadcasts; Zen 5 keeps the tiles measured there). */
-const dn_kernels dn_kernels_avx2vnni_lines_table = {
-    .isa = DN_ISA_AVX2VNNI, .name = "avx2vnni", .fetch = DN_FETCH_LINES,
-    .gemm = {
-        [DN_TYPE_Q4_0_X16] = dn_gemm_q4_0x16_q8_0_avx2vnni_lines,
-        [DN_TYPE_Q8_0_X16] = dn_gemm_q8_0x16_q8_0_avx2vnni_lines,
-        [DN_TYPE_Q4_K_X16] = dn_gemm_q4_Kx16_q8_K_avx2vnni_lines,
-        [DN_TYPE_Q6_K_X16] = dn_gemm_q6_Kx16_q8_K_avx2vnni_lines,
-    },
-};
+DN_LINES_TABLE(dn_kernels_avx2vnni_lines_table, DN_ISA_AVX2VNNI, "avx2vnni", dn_gemm_q4_0x16_q8_0_avx2vnni_lines,
+               dn_gemm_q8_0x16_q8_0_avx2vnni_lines, dn_gemm_q4_Kx16_q8_K_avx2vnni_lines,
+               dn_gemm_q6_Kx16_q8_K_avx2vnni_lines);

@@ -97,9 +97,9 @@ enum { DN_LINES_AHEAD = 4096 };
     DN_X16_GEMM_PAIR(dn_gemm_q8_0x16_q8_0_##ISA, X8)
 
 /* A level's DN_FETCH_LINES table: only its x16 gemms whose one token
- * fetches lines ahead into L2 (and avx2's q4_0 prompts take unpacked
- * slices, avx2_internal.h); dispatch.c lays them over the level's table
- * on Intel, dn_kernels_with_fetch. */
+ * fetches lines ahead into L2 (and, at avx2 and avx2vnni, the prompt
+ * tiles tuned on Intel: avx2_internal.h, avx2vnni_x16.c); dispatch.c lays
+ * them over the level's table on Intel, dn_kernels_with_fetch. */
 #define DN_LINES_TABLE(VAR, ISA, NAME, Q4, Q8, K4, K6)                                              \
     const dn_kernels VAR = {                                                                        \
         .isa = ISA, .name = NAME, .fetch = DN_FETCH_LINES,                                          \
@@ -122,11 +122,10 @@ enum { DN_KQ_AHEAD = 2 };
 #define DN_FETCH_BLOCK_AHEAD(fetch, base, i, cb)                                                         \
     do {                                                                                                \
         const size_t b_ = (size_t)((i) + DN_KQ_AHEAD) * (size_t)(cb);                                   \
-        if ((fetch) == DN_FETCH_LINES)                                                                  \
-            for (int o_ = 0; o_ < (int)(cb); o_ += 64)                                                  \
-                __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_), 0, 2);                                 \
-        else                                                                                            \
-            for (int o_ = 0; o_ < (int)(cb); o_ += 64) __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_)); \
+        for (int o_ = 0; o_ < (int)(cb); o_ += 64) {                                                    \
+            if ((fetch) == DN_FETCH_LINES) __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_), 0, 2);      \
+            else __builtin_prefetch(DN_FETCH_ADDR(base, b_ + o_));                                      \
+        }                                                                                               \
     } while (0)
 
 /* The Q8 values kernels read a chunk of V several times over (one sweep
