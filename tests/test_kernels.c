@@ -587,7 +587,7 @@ START_TEST(test_kernels_attention)
     const dn_kernels *ks[8];
     const int nk_tab = dn_kernels_all(ks, 0);
     static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96 };
-    static const int nqs[] = { 1, 3, 4, 5, 16 };
+    static const int nqs[] = { 1, 3, 4, 5, 7, 16 };
     static const int nks[] = { 1, 15, 16, 17, 40 };
     static const int lanes[] = { 0, 1, 7, 15 };
     enum { MAXHD = 200, MAXQ = 16, MAXK = 40, TILES = (15 + MAXK + 15) / 16, PADQ = 5, PADS = 7, PADO = 3 };
@@ -779,7 +779,7 @@ START_TEST(test_kernels_attention_q8)
     const dn_kernels *ks[8];
     const int nk_tab = dn_kernels_all(ks, 0);
     static const int hds[] = { 80, 64, 48, 128, 16, 2, 200, 96, 18, 20, 22, 26, 94 };   /* every even tail of 8 and 16 */
-    static const int nqs[] = { 1, 3, 4, 5, 16 };
+    static const int nqs[] = { 1, 3, 4, 5, 7, 16 };
     static const int nks[] = { 1, 3, 15, 16, 17, 40, 531 };
     static const int lanes[] = { 0, 1, 2, 3, 7, 15 };
     enum { MAXHD = 200, MAXQ = 16, MAXK = 531, TILES = (15 + MAXK + 15) / 16, WS = MAXK + 3 + 3 + 13 };

@@ -1,8 +1,8 @@
 /* avx2_attn.c - the attention slots (kernels.h) for AVX2 + FMA + F16C, the
  * 8-lane version of avx512_attn.c: K comes in tiles of 16 positions
  * (kvcache.h). f16/f32: a query row gets a tile's 16 scores from two FMAs
- * per dimension, four rows at a time (8 independent chains); Q8: integer
- * dot products of the codes (avx2_attn_q8.h). Values: 4 query rows x 16
+ * per dimension, six rows at a time (12 independent chains); Q8: integer
+ * dot products of the codes (avx2_attn_q8.h). Values: 6 query rows x 16
  * dimensions of outputs in registers, keys in chunks that stay in L1; Q8
  * values as exact integer sums of 7-bit weights (the softmax's exp
  * fused into making them) times the codes (avx2_attn_q8.h). Every score
@@ -38,11 +38,18 @@ AI __m256 load_keys(const uint8_t *tile, int type, int d, int h)
     return _mm256_loadu_ps((const float *)(const void *)tile + 16 * (size_t)d + 8 * h);
 }
 
+/* Query rows per pass over a K tile or a V chunk: 12 accumulator chains
+ * (4-cycle FMAs, two a cycle: 8 chains left no slack) and each converted
+ * K/V vector used 6 times. A 512-token prompt after 3584 positions, one
+ * thread: 37.2-37.3 -> 39.0-39.3 tokens/s against 4 rows (scores and
+ * values both gain; 2026-12-07). Decoding (4 rows) is unchanged. */
+enum { ATT_NQ = 6 };
+
 /* Scores of NQ rows for tile t, lanes lane..lane+nk-1 of the run kept. */
 AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const uint8_t *k, size_t tb, int t, int lane,
                     int nk, float *s, size_t ss)
 {
-    __m256 acc[4][2];
+    __m256 acc[ATT_NQ][2];
     UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *tile = k + (size_t)t * tb;
     for (int d = 0; d < hd; d++) {
@@ -62,14 +69,16 @@ AI void scores_typed(int type, int hd, int nq, const float *q, size_t qs, const 
     const size_t tb = dn_kv_tile_bytes(hd, type);
     const int tiles = (lane + nk + 15) / 16;
     for (int t = 0; t < tiles; t++)
-        for (int i = 0; i < nq; i += 4) {
+        for (int i = 0; i < nq; i += ATT_NQ) {
             const float *qi = q + (size_t)i * qs;
             float *si = s + (size_t)i * ss;
             switch (nq - i) {
             case 1: scores_tile(1, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
             case 2: scores_tile(2, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
             case 3: scores_tile(3, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
-            default: scores_tile(4, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
+            case 4: scores_tile(4, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
+            case 5: scores_tile(5, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
+            default: scores_tile(6, type, hd, qi, qs, k, tb, t, lane, nk, si, ss); break;
             }
         }
 }
@@ -85,9 +94,9 @@ void dn_att_scores_avx2(int hd, int nq, const float *q, size_t qs, const void *k
 }
 
 /* Values (f16 / f32; Q8 goes through the att_q8 slots): keys in chunks
- * of VCHUNK; per chunk, 4 query rows x 16 dimensions of outputs in
- * registers (8 accumulators) while each V row's 16 elements are converted
- * once for all 4 rows, pass after pass over the dimensions with the
+ * of VCHUNK; per chunk, up to ATT_NQ query rows x 16 dimensions of outputs
+ * in registers (12 accumulators) while each V row's 16 elements are
+ * converted once for all those rows, pass after pass over the dimensions with the
  * chunk's rows in L1, and the next chunk's lines fetched during those
  * passes. Before (2 rows x 40 dimensions, one long stream, every V
  * element converted twice for a KV group's 4 query heads), the f16 values
@@ -101,7 +110,7 @@ enum { VCHUNK = 128 };
 AI void values_tile(int NQ, int NV, int type, const float *w, size_t ws, const uint8_t *v, size_t vs, int nk,
                     float *out, size_t os, int d0, int nd_last, const uint8_t *pf, int pf_lines)
 {
-    __m256 acc[4][2];
+    __m256 acc[ATT_NQ][2];
     UNROLL for (int i = 0; i < NQ; i++) UNROLL for (int c = 0; c < NV; c++) {
         const float *o = out + i * os + d0 + 8 * c;
         acc[i][c] = c == NV - 1 && nd_last < 8 ? _mm256_maskload_ps(o, lane_mask(nd_last)) : _mm256_loadu_ps(o);
@@ -146,8 +155,8 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
                      size_t os)
 {
     const size_t vs = (size_t)hd * dn_kv_elem_bytes(type);
-    for (int i0 = 0; i0 < nq; i0 += 4) {
-        const int m = nq - i0 < 4 ? nq - i0 : 4;
+    for (int i0 = 0; i0 < nq; i0 += ATT_NQ) {
+        const int m = nq - i0 < ATT_NQ ? nq - i0 : ATT_NQ;
         float *o = out + (size_t)i0 * os;
         for (int j0 = 0; j0 < nk; j0 += VCHUNK) {
             const int n = nk - j0 < VCHUNK ? nk - j0 : VCHUNK;
@@ -163,7 +172,9 @@ AI void values_typed(int type, int hd, int nq, const float *p, size_t ps, const 
                 case 1: values_rows(1, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
                 case 2: values_rows(2, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
                 case 3: values_rows(3, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
-                default: values_rows(4, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                case 4: values_rows(4, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                case 5: values_rows(5, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
+                default: values_rows(6, type, nv, w, ps, vc, vs, n, o, os, d0, last, pf, pf_lines); break;
                 }
             }
         }
