@@ -361,7 +361,7 @@ static void dn_act_q8_0_avx2(const float *x, void *out, int64_t n)
     for (int64_t b = 0; b < nb; b++) {
         int sum;
         q8_block32(x + 32 * b, y[b].qs, &y[b].d, &sum);
-        uint8_t *eb = e + (b >> 3) * DN_A2_XG + 4 * (b & 7);
+        uint8_t *eb = e + dn_a2_extras_block(b);
         const int32_t ns8 = -8 * sum;
         const float dx = _cvtsh_ss(y[b].d);
         memcpy(eb + DN_A2_NS8, &ns8, 4);

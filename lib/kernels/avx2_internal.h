@@ -23,6 +23,8 @@ static inline size_t dn_a2_extras_at(int64_t nb)
 {
     return (size_t)(((int64_t)sizeof(dn_block_q8_0) * nb + 63) & ~(int64_t)63);
 }
+/* where block b's entries sit in those extras (add DN_A2_NS8 / DN_A2_DX) */
+static inline size_t dn_a2_extras_block(int64_t b) { return (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7); }
 
 DN_GEMM_DECL(dn_gemm_q4_0x16_q8_0_avx2);
 DN_GEMM_DECL(dn_gemm_q8_0x16_q8_0_avx2);
@@ -108,7 +110,7 @@ AI void dn_a2_q4x16_sliced(dn_a2_utile_fn tile, int64_t n, const uint8_t *w, siz
                 for (int j = 0; j < m; j++) {
                     const uint8_t *row = x + (size_t)(t + j) * xs;
                     xq[j] = row + (size_t)b0 * sizeof(dn_block_q8_0);
-                    xe[j] = row + eoff + (size_t)(b0 / 8) * DN_A2_XG;
+                    xe[j] = row + eoff + dn_a2_extras_block(b0);
                 }
                 tile(ns, u, xq, xe, y + (size_t)t * ldy + 16 * g, ldy, m, b0 == 0);
                 t += m;

@@ -57,7 +57,7 @@ AI void tile(int kind, int fetch, int NT, int64_t nb, const uint8_t *w,
     for (int64_t b = 0; b < nb; b++, w += CB) {
         if (NT == 1) DN_STREAM_AHEAD(fetch, w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
-        const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
+        const size_t eo = dn_a2_extras_block(b);
         __m256i A[2][MAXT];
         if (kind != X8) {
             /* chunk k: low nibbles are elements 4k.., high ones 16 + 4k..

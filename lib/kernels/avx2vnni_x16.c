@@ -114,7 +114,7 @@ AI void tile32(int kind, int fetch, int NH, int NT, int h0, int64_t nb, const ui
     for (int64_t b = 0; b < nb; b++, w += CB) {
         if (NT == 1 && h0 == 0) DN_STREAM_AHEAD(fetch, w, CB);
         const size_t qo = (size_t)b * Q8_0_BYTES + Q8_0_QS;
-        const size_t eo = (size_t)(b >> 3) * DN_A2_XG + 4 * (size_t)(b & 7);
+        const size_t eo = dn_a2_extras_block(b);
         __m256i A[2][MAXT];
         UNROLL for (int t = 0; t < NT; t++) {
             /* the bias times the block's sum: -8 (q4_0) or -128 (q8_0)
