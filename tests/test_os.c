@@ -188,6 +188,52 @@ START_TEST(test_pool_chunks_once)
 }
 END_TEST
 
+/* The solo periods of dn_adapt_note, as threadpool.h states them: a
+ * period starts after DN_ADAPT_STRIKES more strikes than good jobs, is
+ * DN_SOLO_FIRST jobs the first time, doubles up to DN_SOLO_MAX, and every
+ * DN_ADAPT_CALM good jobs halve the next one down to DN_SOLO_MIN. */
+static int strikes_until_solo(dn_adapt *a)
+{
+    for (int i = 1; i <= 10 * DN_ADAPT_STRIKES; i++)
+        if (dn_adapt_note(a, 1)) return i;
+    return -1;
+}
+
+START_TEST(test_adapt_solo_periods)
+{
+    dn_adapt a;
+    memset(&a, 0, sizeof a);
+    /* a good job takes one strike back */
+    for (int i = 0; i < DN_ADAPT_STRIKES - 1; i++) ck_assert_int_eq(dn_adapt_note(&a, 1), 0);
+    ck_assert_int_eq(dn_adapt_note(&a, 0), 0);
+    ck_assert_int_eq(dn_adapt_note(&a, 1), 0);
+    ck_assert_int_eq(dn_adapt_note(&a, 1), 1);
+    ck_assert_int_eq(a.solo, DN_SOLO_FIRST);
+    /* failing again: twice as long each time, up to the cap */
+    int want = DN_SOLO_FIRST;
+    for (int k = 0; k < 6; k++) {
+        want = 2 * want < DN_SOLO_MAX ? 2 * want : DN_SOLO_MAX;
+        ck_assert_int_eq(strikes_until_solo(&a), DN_ADAPT_STRIKES);
+        ck_assert_int_eq(a.solo, want);
+    }
+    /* calm: each DN_ADAPT_CALM good jobs (counted across strikes; one
+     * so far) halve the next period */
+    for (int i = 0; i < DN_ADAPT_CALM - 2; i++) ck_assert_int_eq(dn_adapt_note(&a, 0), 0);
+    ck_assert_int_eq(strikes_until_solo(&a), DN_ADAPT_STRIKES);
+    ck_assert_int_eq(a.solo, DN_SOLO_MAX);
+    ck_assert_int_eq(dn_adapt_note(&a, 0), 0);
+    ck_assert_int_eq(strikes_until_solo(&a), DN_ADAPT_STRIKES);
+    ck_assert_int_eq(a.solo, DN_SOLO_MAX / 2);
+    for (int i = 0; i < 2 * DN_ADAPT_CALM; i++) ck_assert_int_eq(dn_adapt_note(&a, 0), 0);
+    ck_assert_int_eq(strikes_until_solo(&a), DN_ADAPT_STRIKES);
+    ck_assert_int_eq(a.solo, DN_SOLO_MAX / 4);
+    /* long calm: down to the floor, and no further */
+    for (int i = 0; i < 64 * DN_ADAPT_CALM; i++) ck_assert_int_eq(dn_adapt_note(&a, 0), 0);
+    ck_assert_int_eq(strikes_until_solo(&a), DN_ADAPT_STRIKES);
+    ck_assert_int_eq(a.solo, DN_SOLO_MIN);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("os");
@@ -200,6 +246,7 @@ int main(void)
     tcase_add_test(tc, test_isatty_and_args);
     tcase_add_test(tc, test_cache_dir);
     tcase_add_test(tc, test_pool_chunks_once);
+    tcase_add_test(tc, test_adapt_solo_periods);
     suite_add_tcase(s, tc);
     return tu_run(s) ? 1 : 0;
 }

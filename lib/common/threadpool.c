@@ -351,9 +351,31 @@ void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void 
 /* A job is a strike when the helpers took under an eighth of its chunks
  * (on an idle machine they take about their share: (lanes-1)/lanes), or
  * when the caller waited for them longer than it worked and more than
- * STALL_NS. STRIKES more strikes than good jobs send the team's next
- * SOLO_JOBS jobs (a few tokens' worth) to the caller alone. */
-enum { STALL_NS = 100000, STRIKES = 16, SOLO_JOBS = 1024 };
+ * STALL_NS; the solo periods strikes lead to are in threadpool.h. A
+ * machine that stays busy so probes its helpers only every DN_SOLO_MAX
+ * jobs, while a stall of a few ms on an idle one (a vCPU the hypervisor
+ * paused: strikes in a row with the caller waiting 2-8 ms on one chunk,
+ * seen on a 2-core VM) no longer costs DN_SOLO_MAX jobs alone each time
+ * (it did: 0-3 times per 128 tokens there). */
+enum { STALL_NS = 100000 };
+
+int dn_adapt_note(dn_adapt *a, int strike)
+{
+    if (!strike) {
+        if (a->strikes > 0) a->strikes--;
+        if (++a->calm >= DN_ADAPT_CALM) {
+            a->calm = 0;
+            if (a->next_solo > DN_SOLO_MIN) a->next_solo /= 2;
+        }
+        return 0;
+    }
+    if (++a->strikes < DN_ADAPT_STRIKES) return 0;
+    const int len = a->next_solo ? a->next_solo : DN_SOLO_FIRST;
+    a->strikes = 0;
+    a->solo = len;
+    a->next_solo = len < DN_SOLO_MAX ? 2 * len : DN_SOLO_MAX;
+    return 1;
+}
 
 void dn_team_for(const dn_team *t, int64_t n, dn_chunk_fn fn, void *arg)
 {
@@ -370,14 +392,11 @@ void dn_team_for(const dn_team *t, int64_t n, dn_chunk_fn fn, void *arg)
     dn_pool_for_counted(t ? t->pool : NULL, lanes, n, fn, arg, a ? &waited : NULL, &mine);
     if (!a || lanes < 2 || n < 4 || t->pool->host_fn) return;
     const uint64_t ran = dn_time_ns() - t0 - waited;
-    if (8 * (n - mine) < n || (waited > STALL_NS && waited > ran)) {
-        if (++a->strikes >= STRIKES) {
-            a->strikes = 0;
-            a->solo = SOLO_JOBS;
-            if (a->held) { dn_pool_hold(t->pool, 0); a->held = 0; }   /* let the workers sleep */
-        }
-    } else if (a->strikes > 0)
-        a->strikes--;
+    const int strike = 8 * (n - mine) < n || (waited > STALL_NS && waited > ran);
+    if (dn_adapt_note(a, strike) && a->held) {   /* let the workers sleep */
+        dn_pool_hold(t->pool, 0);
+        a->held = 0;
+    }
 }
 
 void dn_team_hold(const dn_team *t, int on)

@@ -52,7 +52,18 @@ typedef struct dn_adapt {
     int solo;       /* jobs left to run on the caller alone */
     int strikes;    /* recent jobs the helpers did not help */
     int held;       /* this caller holds the pool (dn_team_hold) */
+    int next_solo;  /* the next solo period's length (0: the shortest) */
+    int calm;       /* jobs the helpers helped since next_solo last shrank */
 } dn_adapt;
+/* Records one job of a's caller: strike, the helpers did not help. Returns
+ * 1 when the caller's next a->solo jobs are to run alone (set here). Zeroed
+ * memory is a fresh record. DN_ADAPT_STRIKES more strikes than good jobs
+ * start a solo period: DN_SOLO_FIRST jobs the first time (a pass over a
+ * short prompt is ~170 jobs), twice the last one each time after, up to
+ * DN_SOLO_MAX (a few tokens' worth); every DN_ADAPT_CALM good jobs halve
+ * the next one, down to DN_SOLO_MIN. */
+enum { DN_ADAPT_STRIKES = 16, DN_SOLO_MIN = 64, DN_SOLO_FIRST = 256, DN_SOLO_MAX = 1024, DN_ADAPT_CALM = 512 };
+int dn_adapt_note(dn_adapt *a, int strike);
 /* A caller's share of a pool: the lanes its scratch was sized for. NULL
  * or one lane: the calling thread alone. Work too small to gain from
  * threads stays on the caller unless split_small (tests of the split).
