@@ -52,7 +52,7 @@ typedef struct dn_adapt {
     int solo;       /* jobs left to run on the caller alone */
     int strikes;    /* recent jobs the helpers did not help */
     int held;       /* this caller holds the pool (dn_team_hold) */
-    int next_solo;  /* the next solo period's length (0: the shortest) */
+    int next_solo;  /* the next solo period's length (0: a fresh record, DN_SOLO_FIRST) */
     int calm;       /* jobs the helpers helped since next_solo last shrank */
 } dn_adapt;
 /* Records one job of a's caller: strike, the helpers did not help. Returns
