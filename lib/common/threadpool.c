@@ -354,7 +354,7 @@ void dn_pool_for_counted(dn_pool *p, int lanes, int64_t n, dn_chunk_fn fn, void 
  * STALL_NS; the solo periods strikes lead to are in threadpool.h. A
  * machine that stays busy so probes its helpers only every DN_SOLO_MAX
  * jobs, while a stall of a few ms on an idle one (a vCPU the hypervisor
- * paused: strikes in a row with the caller waiting 2-8 ms on one chunk,
+ * paused: strikes in a row with the caller waiting 1-8 ms on one chunk,
  * seen on a 2-core VM) no longer costs DN_SOLO_MAX jobs alone each time
  * (it did: 0-3 times per 128 tokens there). */
 enum { STALL_NS = 100000 };
