@@ -1,7 +1,8 @@
 /* avx2_attn.c - the attention slots (kernels.h) for AVX2 + FMA + F16C, the
  * 8-lane version of avx512_attn.c: K comes in tiles of 16 positions
  * (kvcache.h). f16/f32: a query row gets a tile's 16 scores from two FMAs
- * per dimension, six rows at a time (12 independent chains); Q8: integer
+ * per dimension, six rows at a time (12 independent chains), f16 tiles
+ * fetched DN_ATT_PF_F16_TILES ahead (kernels_internal.h); Q8: integer
  * dot products of the codes (avx2_attn_q8.h). Values: 6 query rows x 16
  * dimensions of outputs in registers, keys in chunks that stay in L1; Q8
  * values as exact integer sums of 7-bit weights (the softmax's exp
@@ -52,12 +53,15 @@ AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const u
     __m256 acc[ATT_NQ][2];
     UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const uint8_t *tile = k + (size_t)t * tb;
-    for (int d = 0; d < hd; d++) {
-        const __m256 k0 = load_keys(tile, type, d, 0), k1 = load_keys(tile, type, d, 1);
-        UNROLL for (int i = 0; i < NQ; i++) {
-            const __m256 qv = _mm256_set1_ps(q[(size_t)i * qs + d]);
-            acc[i][0] = _mm256_fmadd_ps(qv, k0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(qv, k1, acc[i][1]);
+    for (int d = 0; d < hd; d += 2) {   /* head_dim is even (config.c); f16: a line per 2 dimensions */
+        if (type == DN_KV_F16) DN_ATT_FETCH(DN_FETCH_ADDR(tile, DN_ATT_PF_F16_TILES * tb + 32 * (size_t)d));
+        UNROLL for (int e = d; e < d + 2; e++) {
+            const __m256 k0 = load_keys(tile, type, e, 0), k1 = load_keys(tile, type, e, 1);
+            UNROLL for (int i = 0; i < NQ; i++) {
+                const __m256 qv = _mm256_set1_ps(q[(size_t)i * qs + e]);
+                acc[i][0] = _mm256_fmadd_ps(qv, k0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(qv, k1, acc[i][1]);
+            }
         }
     }
     UNROLL for (int i = 0; i < NQ; i++) att_store16(acc[i][0], acc[i][1], t, lane, nk, s + (size_t)i * ss);
@@ -117,7 +121,7 @@ AI void values_tile(int NQ, int NV, int type, const float *w, size_t ws, const u
     }
     for (int j = 0; j < nk; j++) {
         const uint8_t *row = v + (size_t)j * vs;
-        if (j < pf_lines) _mm_prefetch((const char *)pf + 64 * (size_t)j, _MM_HINT_T0);
+        if (j < pf_lines) DN_ATT_FETCH(pf + 64 * (size_t)j);
         __m256 x[2];
         UNROLL for (int c = 0; c < NV; c++) x[c] = load_row(row, type, d0 + 8 * c, c == NV - 1 ? nd_last : 8);
         UNROLL for (int i = 0; i < NQ; i++) {

@@ -13,10 +13,10 @@
  *    2 * 127 * 127), then vpmaddwd by 1 to int32.
  * Both give the exact int32 dot product of the codes, so the two levels'
  * scores are bit-identical (and equal the scalar table's). K tiles are
- * fetched DN_ATT_PF_Q8_TILES ahead: on avx2vnni that took the scores of a
- * token after 4096 positions, cache in DRAM, from 3.3-4.5 to 2.8 ms on
- * one core, about their time with the cache in L3 (plain AVX2 is bound by
- * its arithmetic there, 4.0 ms either way).
+ * fetched DN_ATT_PF_Q8_TILES ahead, into L2 (DN_ATT_FETCH): on avx2vnni
+ * that took the scores of a token after 4096 positions, cache in DRAM,
+ * from 3.3-4.5 to 2.8 ms on one core, about their time with the cache in
+ * L3 (plain AVX2 is bound by its arithmetic there, 4.0 ms either way).
  *
  * Values (att_q8_values): a V group is 4 keys x hd dimensions, 32 bytes
  * for 8 dimensions (a dword of 4 signed codes each) against the dword of
@@ -74,7 +74,7 @@ AI void att_q8_tile(int NQ, const dn_att_q8 *r, int i0, const uint8_t *k, size_t
     __m256i acc[4][2];
     UNROLL for (int i = 0; i < NQ; i++) acc[i][0] = acc[i][1] = _mm256_set1_epi32(DN_ATT_VNNI ? -r->bias[i0 + i] : 0);
     for (int c = 0; c < r->hd4; c += 4) {
-        _mm_prefetch((const char *)DN_FETCH_ADDR(tile, DN_ATT_PF_Q8_TILES * tb + 16 * (size_t)c), _MM_HINT_T0);
+        DN_ATT_FETCH(DN_FETCH_ADDR(tile, DN_ATT_PF_Q8_TILES * tb + 16 * (size_t)c));
         const __m256i kb0 = _mm256_loadu_si256((const __m256i *)(const void *)(tile + 16 * (size_t)c));
         const __m256i kb1 = _mm256_loadu_si256((const __m256i *)(const void *)(tile + 16 * (size_t)c + 32));
         const __m256i ks0 = _mm256_xor_si256(kb0, flip), ks1 = _mm256_xor_si256(kb1, flip);
@@ -181,7 +181,7 @@ AI void att_q8_vblock(int P, int C, int PART, int hd, const uint8_t *w, size_t w
     UNROLL for (int p = 0; p < P; p++) UNROLL for (int c = 0; c < C; c++) a[p][c] = _mm256_setzero_si256();
     const uint8_t *g = vg + 4 * (size_t)d0;
     for (int i = 0; i < ng; i++, g += gb) {
-        dn_pf_step(pf, gb);
+        dn_pf_step(pf, gb, 1);
         __m256i x[3];
         UNROLL for (int c = 0; c < C; c++)
             x[c] = PART && c == C - 1 ? _mm256_maskload_epi32((const int *)(const void *)(g + 32 * c), tail)

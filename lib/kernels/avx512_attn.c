@@ -37,8 +37,11 @@
  *   values 5.9 -> 4.9-5.3 ms (16 ahead: 5.2-5.4, 128: 4.7-6.4), 2026-12-06.
  * Rechecked once the scores took one tile a step, decoding alternating in
  * one process: f16 6 tiles ahead against 3 and 10, Q8 16 against 8, the
- * same or better at 1 and 2 threads (2026-12-06). */
-enum { PF_TILES_F16 = 6, PF_ROWS_F16 = 48, PF_TILES = DN_ATT_PF_Q8_TILES };
+ * same or better at 1 and 2 threads (2026-12-06). These fetches go into
+ * L1: into L2, as the AVX2 levels' do (kernels_internal.h), decoding
+ * after 4096 positions ran alike (f16 cache) or 2-3 % faster (Q8) at one
+ * thread and 1-4 % slower at two (three rounds each, 2026-12-07). */
+enum { PF_ROWS_F16 = 48, PF_TILES = DN_ATT_PF_Q8_TILES };
 
 AI __mmask16 mask_of(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
@@ -84,7 +87,7 @@ AI void scores_tile(int NQ, int type, int hd, const float *q, size_t qs, const u
     const uint8_t *tile = k + (size_t)t * tb;
     for (int d = 0; d < hd; d += 2) {   /* head_dim is even (config.c) */
         if (type == DN_KV_F16)   /* a line is 2 dimensions */
-            _mm_prefetch((const char *)DN_FETCH_ADDR(tile, (size_t)PF_TILES_F16 * tb + 32 * (size_t)d), _MM_HINT_T0);
+            _mm_prefetch((const char *)DN_FETCH_ADDR(tile, (size_t)DN_ATT_PF_F16_TILES * tb + 32 * (size_t)d), _MM_HINT_T0);
         const __m512 k0 = load_keys(tile, type, d), k1 = load_keys(tile, type, d + 1);
         UNROLL for (int i = 0; i < NQ; i++) {
             acc[i][0] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)i * qs + d]), k0, acc[i][0]);
@@ -325,7 +328,7 @@ AI void values_q8_tile(int NR, int NV, int hd, const uint8_t *w, size_t ws, cons
     const uint8_t *g = vg + 4 * (size_t)d0;
     dn_pf_stream f = *pf;   /* in registers, not stored back every step */
     for (int i = 0; i < ng; i++, g += gb) {
-        dn_pf_step(&f, gb);
+        dn_pf_step(&f, gb, 0);
         __m512i x[3];
         UNROLL for (int c = 0; c < NV; c++) x[c] = _mm512_maskz_loadu_epi32(c == NV - 1 ? ml : 0xFFFF, g + 64 * c);
         UNROLL for (int r = 0; r < NR; r++) UNROLL for (int b = 0; b < 2; b++) {

@@ -128,6 +128,23 @@ enum { DN_KQ_AHEAD = 2 };
         }                                                                                               \
     } while (0)
 
+/* The AVX2 levels' attention fetches (K tiles ahead, the next chunk or
+ * rows of V) go into L2 (the T1 hint), as DN_STREAM_AHEAD's lines do: a
+ * fetch into L1 holds one of the core's few L1 miss buffers until its
+ * line comes. One token's attention after 4096 positions, 24 layers x 8
+ * heads, cache in DRAM, one core of a Xeon family 6 model 167
+ * (kernels_bench --attention, 2026-12-07, 3-4 alternating runs each):
+ * Q8 scores 6.7-7.6 -> 5.8-6.2 ms, f16 values 14.2-18.0 -> 12.8-14.9.
+ * AVX-512 keeps L1 (avx512_attn.c says why); NEON too, not measured on
+ * Arm hardware. */
+#define DN_ATT_FETCH(p) __builtin_prefetch((p), 0, 2)
+
+/* f16 K tiles the score kernels fetch ahead of the one they work on (a
+ * line per two dimensions): 6 x 2560 bytes for Danube, the distance
+ * avx512_attn.c measured best. The AVX2 levels fetched none before: f16
+ * scores of the token above 18.5-20.2 -> 9.7-12.5 ms (2026-12-07). */
+enum { DN_ATT_PF_F16_TILES = 6 };
+
 /* The Q8 values kernels read a chunk of V several times over (one sweep
  * per block of dimensions and rows, the chunk in L1 after the first).
  * Fetching the next chunk only from the first sweep left the bus idle in
@@ -150,11 +167,15 @@ static inline dn_pf_stream dn_pf_stream_at(const void *v0, int groups, int chunk
     return s;
 }
 
-/* offsets, not pointers: the stream runs past the end (no fetches there) */
-static inline void dn_pf_step(dn_pf_stream *s, size_t gb)
+/* offsets, not pointers: the stream runs past the end (no fetches there);
+ * into_l2: DN_ATT_FETCH (the AVX2 levels), else into L1 */
+static inline void dn_pf_step(dn_pf_stream *s, size_t gb, int into_l2)
 {
     for (s->credit += gb; s->credit >= s->cost; s->credit -= s->cost, s->at += 64)
-        if (s->at < s->len) __builtin_prefetch(s->base + s->at);
+        if (s->at < s->len) {
+            if (into_l2) DN_ATT_FETCH(s->base + s->at);
+            else __builtin_prefetch(s->base + s->at);
+        }
 }
 
 /* Up to 16 query rows (an attention work item) for the Q8 score kernels (kernels.h att_scores):

@@ -331,12 +331,12 @@ AI void q8v_block(int NP, int ND, int HALF, int hd, const uint8_t *w, size_t ws,
     }
     int i = 0;
     for (; i + 4 <= ng; i += 4, g += 4 * gb) {
-        dn_pf_step(pf, 4 * gb);
+        dn_pf_step(pf, 4 * gb, 0);
         UNROLL for (int p = 0; p < NP; p++) wv[p] = vld1q_s8((const int8_t *)w + p * ws + 4 * (size_t)i);
         Q8V_PAIR(0, 1, g, g + gb) Q8V_PAIR(2, 3, g + 2 * gb, g + 3 * gb)
     }
     for (; i < ng; i++, g += gb) {   /* the last groups: one weight dword in every lane */
-        dn_pf_step(pf, gb);
+        dn_pf_step(pf, gb, 0);
         UNROLL for (int p = 0; p < NP; p++) wv[p] = vreinterpretq_s8_u32(vdupq_n_u32(dn_ld_u32(w + p * ws + 4 * (size_t)i)));
         UNROLL for (int c = 0; c < ND; c++) {
             const int8x16_t x = Q8V_LD(g, c);
